@@ -1,0 +1,1 @@
+//! Receive and transmit paths: XDP program, ring buffer, raw sockets.

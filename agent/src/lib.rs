@@ -1,0 +1,10 @@
+//! vigil: a VRRP high-availability agent with an XDP fast path.
+//!
+//! Data flows one way: wire → XDP (`datapath`) → ring buffer → election (`vrrp`) →
+//! actions → kernel (`net`).
+
+pub mod config;
+pub mod datapath;
+pub mod keepalived;
+pub mod net;
+pub mod vrrp;

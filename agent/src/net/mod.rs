@@ -1,0 +1,1 @@
+//! Kernel-facing actions: addresses, announcements, links.

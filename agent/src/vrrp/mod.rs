@@ -1,0 +1,1 @@
+//! VRRP protocol core: packet codec and the sans-IO election.
