@@ -7,4 +7,5 @@ pub mod config;
 pub mod datapath;
 pub mod keepalived;
 pub mod net;
+pub mod trace;
 pub mod vrrp;

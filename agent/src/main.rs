@@ -47,6 +47,18 @@ enum Command {
         /// Also show packets the program drops, with the reason.
         #[arg(long)]
         all: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Attach mode: auto (driver, then skb), driver or skb.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "driver", "skb"])]
+        mode: String,
+        /// Stop after this many records.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this long (e.g. "10s").
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
     },
     /// Convert a keepalived.conf to vigil TOML (stdout); warnings go to stderr.
     ImportKeepalived {
@@ -60,9 +72,59 @@ enum Command {
     },
 }
 
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Runs an async command on a small runtime; errors print as `vigil: ...` with exit 2.
+fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vigil: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigil: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     match cli.command {
+        Command::Trace {
+            interface,
+            all,
+            json,
+            mode,
+            count,
+            duration,
+        } => {
+            let mode = match mode.as_str() {
+                "driver" => vigil::datapath::xdp::AttachMode::Driver,
+                "skb" => vigil::datapath::xdp::AttachMode::Skb,
+                _ => vigil::datapath::xdp::AttachMode::Auto,
+            };
+            block_on(vigil::trace::run(vigil::trace::TraceOptions {
+                interface,
+                all,
+                json,
+                mode,
+                count,
+                duration,
+            }))
+        }
         other => {
             eprintln!("vigil: {other:?} is not implemented yet");
             ExitCode::from(2)

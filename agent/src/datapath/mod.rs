@@ -1,1 +1,5 @@
 //! Receive and transmit paths: XDP program, ring buffer, raw sockets.
+
+pub mod event;
+pub mod ring;
+pub mod xdp;

@@ -1,0 +1,403 @@
+//! Loads vigil's XDP program, attaches it to interfaces, pins its maps for people and
+//! tools, and gives the agent its ring buffer and counters.
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use aya::maps::{HashMap, MapData, PerCpuHashMap, RingBuf};
+use aya::programs::{ProgramError, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use vigil_common::maps::{MAP_EVENTS, MAP_IFACE_STATS, MAP_SETTINGS, MAP_VRID_STATS, MAP_WATCH};
+use vigil_common::{IfaceStats, Settings, VridKey, VridStats, WatchEntry};
+
+/// The XDP object built by agent/build.rs (empty when built with AYA_BUILD_SKIP=1).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigil"));
+
+/// Name of the XDP function in the object, as `bpftool net show` prints it.
+pub const PROGRAM_NAME: &str = "vigil_xdp";
+
+/// Names of the maps that are pinned.
+const PINNED: [&str; 4] = [MAP_WATCH, MAP_VRID_STATS, MAP_IFACE_STATS, MAP_SETTINGS];
+
+/// How to attach; `Auto` tries the driver first and falls back to generic (skb) mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachMode {
+    /// Driver mode, then skb mode with a warning.
+    Auto,
+    /// Native (driver) mode only.
+    Driver,
+    /// Generic (skb) mode only.
+    Skb,
+}
+
+/// What can go wrong with the XDP datapath.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    /// This binary carries no XDP object.
+    #[error(
+        "this vigil was built without its XDP program (AYA_BUILD_SKIP); run `cargo xtask setup` and rebuild"
+    )]
+    NotBuilt,
+    /// The kernel refused the object.
+    #[error("loading the XDP program: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// A program operation failed.
+    #[error("XDP program on {iface}: {source}")]
+    Program {
+        /// Interface concerned.
+        iface: String,
+        /// Cause.
+        #[source]
+        source: ProgramError,
+    },
+    /// A map operation failed.
+    #[error("XDP map {map}: {source}")]
+    Map {
+        /// Map name.
+        map: &'static str,
+        /// Cause.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// The object lacks something the agent needs.
+    #[error("XDP object has no {0}")]
+    Missing(&'static str),
+    /// No such interface.
+    #[error("no interface named {0}")]
+    NoInterface(String),
+    /// Pinning failed.
+    #[error("pinning maps under {path}: {source}")]
+    Pin {
+        /// Pin path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The loaded program with its maps.
+pub struct XdpProgram {
+    ebpf: Ebpf,
+    pin_dir: Option<PathBuf>,
+    attached: BTreeMap<u32, (String, XdpMode)>,
+}
+
+/// Interface index for a name.
+pub fn ifindex(name: &str) -> Result<u32, XdpError> {
+    let c = CString::new(name).map_err(|_| XdpError::NoInterface(name.to_owned()))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the duration of the call.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        return Err(XdpError::NoInterface(name.to_owned()));
+    }
+    Ok(index)
+}
+
+impl XdpProgram {
+    /// Loads the program into the kernel (the verifier runs here). With `pin_dir`, the
+    /// maps are pinned there, replacing pins a crashed vigil left behind.
+    pub fn load(pin_dir: Option<&Path>) -> Result<Self, XdpError> {
+        if OBJECT.is_empty() {
+            return Err(XdpError::NotBuilt);
+        }
+        let mut ebpf = EbpfLoader::new().load(OBJECT)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(XdpError::Missing("program vigil_xdp"))?
+            .try_into()
+            .map_err(|source| XdpError::Program {
+                iface: "-".into(),
+                source,
+            })?;
+        program.load().map_err(|source| XdpError::Program {
+            iface: "-".into(),
+            source,
+        })?;
+        let mut this = Self {
+            ebpf,
+            pin_dir: None,
+            attached: BTreeMap::new(),
+        };
+        if let Some(dir) = pin_dir {
+            this.pin(dir)?;
+        }
+        Ok(this)
+    }
+
+    fn pin(&mut self, dir: &Path) -> Result<(), XdpError> {
+        let err = |source| XdpError::Pin {
+            path: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        for name in PINNED {
+            let path = dir.join(name);
+            // A crashed vigil leaves its pins; they belong to nobody now.
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::info!(path = %path.display(), "removed stale pin"),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(err(e)),
+            }
+            let map = self.ebpf.map(name).ok_or(XdpError::Missing(name))?;
+            map.pin(&path)
+                .map_err(|e| err(io::Error::other(e.to_string())))?;
+        }
+        self.pin_dir = Some(dir.to_owned());
+        Ok(())
+    }
+
+    /// Attaches to `iface`, replacing a vigil program a crashed agent left there.
+    /// Returns the mode in use.
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<XdpMode, XdpError> {
+        let index = ifindex(iface)?;
+        let modes: &[XdpMode] = match mode {
+            AttachMode::Auto => &[XdpMode::Driver, XdpMode::Skb],
+            AttachMode::Driver => &[XdpMode::Driver],
+            AttachMode::Skb => &[XdpMode::Skb],
+        };
+        let mut last = None;
+        for &m in modes {
+            match self.try_attach(iface, index, m) {
+                Ok(()) => {
+                    if m == XdpMode::Skb && mode == AttachMode::Auto {
+                        tracing::warn!(
+                            iface,
+                            "driver-mode XDP unavailable; attached in generic (skb) mode"
+                        );
+                    }
+                    self.attached.insert(index, (iface.to_owned(), m));
+                    self.init_iface(index)?;
+                    return Ok(m);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or(XdpError::NoInterface(iface.to_owned())))
+    }
+
+    fn try_attach(&mut self, iface: &str, index: u32, mode: XdpMode) -> Result<(), XdpError> {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(XdpError::Missing("program vigil_xdp"))?
+            .try_into()
+            .map_err(|source| XdpError::Program {
+                iface: iface.into(),
+                source,
+            })?;
+        match program.attach_to_if_index(index, mode) {
+            Ok(_) => Ok(()),
+            Err(e) if is_busy(&e) && remove_stale(iface) => program
+                .attach_to_if_index(index, mode)
+                .map(|_| ())
+                .map_err(|source| XdpError::Program {
+                    iface: iface.into(),
+                    source,
+                }),
+            Err(source) => Err(XdpError::Program {
+                iface: iface.into(),
+                source,
+            }),
+        }
+    }
+
+    fn init_iface(&mut self, index: u32) -> Result<(), XdpError> {
+        let mut stats: PerCpuHashMap<&mut MapData, u32, IfaceStats> =
+            PerCpuHashMap::try_from(self.map_mut(MAP_IFACE_STATS)?).map_err(|source| {
+                XdpError::Map {
+                    map: MAP_IFACE_STATS,
+                    source,
+                }
+            })?;
+        if stats.get(&index, 0).is_ok() {
+            return Ok(());
+        }
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(_, e)| XdpError::Map {
+                map: MAP_IFACE_STATS,
+                source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                    call: "nr_cpus",
+                    io_error: e,
+                }),
+            })?;
+        let zero = aya::maps::PerCpuValues::try_from(vec![IfaceStats::default(); cpus]).map_err(
+            |e| XdpError::Map {
+                map: MAP_IFACE_STATS,
+                source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                    call: "per-cpu values",
+                    io_error: e,
+                }),
+            },
+        )?;
+        stats
+            .insert(index, zero, 0)
+            .map_err(|source| XdpError::Map {
+                map: MAP_IFACE_STATS,
+                source,
+            })
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, XdpError> {
+        self.ebpf.map_mut(name).ok_or(XdpError::Missing(name))
+    }
+
+    /// Starts watching (interface, family, VRID) with its configuration.
+    pub fn watch(&mut self, key: VridKey, entry: WatchEntry) -> Result<(), XdpError> {
+        let map_err = |map| move |source| XdpError::Map { map, source };
+        let mut stats: HashMap<&mut MapData, VridKey, VridStats> =
+            HashMap::try_from(self.map_mut(MAP_VRID_STATS)?).map_err(map_err(MAP_VRID_STATS))?;
+        if stats.get(&key, 0).is_err() {
+            stats
+                .insert(key, VridStats::default(), 0)
+                .map_err(map_err(MAP_VRID_STATS))?;
+        }
+        let mut watch: HashMap<&mut MapData, VridKey, WatchEntry> =
+            HashMap::try_from(self.map_mut(MAP_WATCH)?).map_err(map_err(MAP_WATCH))?;
+        watch.insert(key, entry, 0).map_err(map_err(MAP_WATCH))
+    }
+
+    /// Stops watching a virtual router.
+    pub fn unwatch(&mut self, key: VridKey) -> Result<(), XdpError> {
+        let map_err = |map| move |source| XdpError::Map { map, source };
+        for name in [MAP_WATCH, MAP_VRID_STATS] {
+            let map = self.map_mut(name)?;
+            let removed = if name == MAP_WATCH {
+                HashMap::<_, VridKey, WatchEntry>::try_from(map)
+                    .map_err(map_err(name))?
+                    .remove(&key)
+            } else {
+                HashMap::<_, VridKey, VridStats>::try_from(map)
+                    .map_err(map_err(name))?
+                    .remove(&key)
+            };
+            match removed {
+                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                Err(source) => return Err(XdpError::Map { map: name, source }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the program's global switches.
+    pub fn set_settings(&mut self, settings: Settings) -> Result<(), XdpError> {
+        let mut array: aya::maps::Array<&mut MapData, Settings> =
+            aya::maps::Array::try_from(self.map_mut(MAP_SETTINGS)?).map_err(|source| {
+                XdpError::Map {
+                    map: MAP_SETTINGS,
+                    source,
+                }
+            })?;
+        array.set(0, settings, 0).map_err(|source| XdpError::Map {
+            map: MAP_SETTINGS,
+            source,
+        })
+    }
+
+    /// Takes the ring buffer of advert events (once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>, XdpError> {
+        let map = self
+            .ebpf
+            .take_map(MAP_EVENTS)
+            .ok_or(XdpError::Missing("events ring buffer"))?;
+        RingBuf::try_from(map).map_err(|source| XdpError::Map {
+            map: MAP_EVENTS,
+            source,
+        })
+    }
+
+    /// The per-VRID state the program keeps (`None` if not watched).
+    pub fn vrid_stats(&self, key: &VridKey) -> Option<VridStats> {
+        let map = self.ebpf.map(MAP_VRID_STATS)?;
+        let stats: HashMap<&MapData, VridKey, VridStats> = HashMap::try_from(map).ok()?;
+        stats.get(key, 0).ok()
+    }
+
+    /// Verdict counters of an interface, summed over CPUs.
+    pub fn iface_stats(&self, ifindex: u32) -> Option<IfaceStats> {
+        let map = self.ebpf.map(MAP_IFACE_STATS)?;
+        let stats: PerCpuHashMap<&MapData, u32, IfaceStats> =
+            PerCpuHashMap::try_from(map).ok()?;
+        let per_cpu = stats.get(&ifindex, 0).ok()?;
+        Some(sum(per_cpu.iter()))
+    }
+
+    /// Interfaces the program is attached to, with the mode.
+    pub fn attached(&self) -> impl Iterator<Item = (u32, &str, XdpMode)> {
+        self.attached
+            .iter()
+            .map(|(i, (name, mode))| (*i, name.as_str(), *mode))
+    }
+}
+
+/// Sums per-CPU counters.
+pub fn sum<'a>(values: impl Iterator<Item = &'a IfaceStats>) -> IfaceStats {
+    let mut total = IfaceStats::default();
+    for v in values {
+        // Field by field through the repr(C) layout of u64 counters.
+        let add = |t: &mut IfaceStats, v: &IfaceStats| {
+            // SAFETY: IfaceStats is repr(C) and made only of u64 fields (asserted in common).
+            let t = unsafe {
+                std::slice::from_raw_parts_mut(
+                    (t as *mut IfaceStats).cast::<u64>(),
+                    std::mem::size_of::<IfaceStats>() / 8,
+                )
+            };
+            // SAFETY: as above.
+            let v = unsafe {
+                std::slice::from_raw_parts(
+                    (v as *const IfaceStats).cast::<u64>(),
+                    std::mem::size_of::<IfaceStats>() / 8,
+                )
+            };
+            for (a, b) in t.iter_mut().zip(v) {
+                *a += b;
+            }
+        };
+        add(&mut total, v);
+    }
+    total
+}
+
+impl Drop for XdpProgram {
+    fn drop(&mut self) {
+        // Links detach when the Ebpf drops; the pins would outlive us, so remove them.
+        if let Some(dir) = &self.pin_dir {
+            for name in PINNED {
+                let _ = std::fs::remove_file(dir.join(name));
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+fn is_busy(e: &ProgramError) -> bool {
+    matches!(e, ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EBUSY))
+}
+
+/// Detaches an XDP program left on `iface` by a vigil that died, if that is what is
+/// there. A program of anyone else is left alone. True when something was removed.
+fn remove_stale(iface: &str) -> bool {
+    let Ok(out) = Command::new("ip")
+        .args(["-j", "-d", "link", "show", "dev", iface])
+        .output()
+    else {
+        return false;
+    };
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+        return false;
+    };
+    let name = &json[0]["xdp"]["prog"]["name"];
+    if name.as_str() != Some(PROGRAM_NAME) {
+        tracing::error!(iface, program = %name, "another XDP program is attached; not replacing it");
+        return false;
+    }
+    tracing::warn!(iface, "replacing the XDP program of a vigil that did not exit cleanly");
+    Command::new("ip")
+        .args(["link", "set", "dev", iface, "xdp", "off"])
+        .status()
+        .is_ok_and(|s| s.success())
+}

@@ -1,0 +1,142 @@
+//! Keys and values of the maps the XDP program shares with the agent (and with people,
+//! through `bpftool map dump pinned <bpf_pin_dir>/<router_id>/<map>`).
+
+use crate::validate::VERDICTS;
+
+/// Name of the map of watched virtual routers, written by the agent.
+pub const MAP_WATCH: &str = "watch";
+/// Name of the per-VRID state and counters map, written by the program.
+pub const MAP_VRID_STATS: &str = "vrid_stats";
+/// Name of the per-interface verdict counters map.
+pub const MAP_IFACE_STATS: &str = "iface_stats";
+/// Name of the ring buffer of advert events.
+pub const MAP_EVENTS: &str = "events";
+/// Name of the single-entry settings array.
+pub const MAP_SETTINGS: &str = "settings";
+
+/// Most virtual routers one agent can watch.
+pub const MAX_WATCHED: u32 = 1024;
+/// Most interfaces one agent can count for.
+pub const MAX_IFACES: u32 = 64;
+
+/// Key of a watched virtual router: (interface, family, VRID).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct VridKey {
+    /// Interface index.
+    pub ifindex: u32,
+    /// `event::FAMILY_V4` or `event::FAMILY_V6`.
+    pub family: u8,
+    /// Virtual router identifier.
+    pub vrid: u8,
+    /// Reserved, zero.
+    pub _pad: u16,
+}
+
+/// What the program knows of a watched virtual router: the last accepted advert and
+/// counters. The agent reads `last_ns` when its down timer fires (see `ebpf/src/main.rs`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VridStats {
+    /// Valid adverts received.
+    pub received: u64,
+    /// Adverts reported to the agent through the ring buffer.
+    pub reported: u64,
+    /// Arrival time of the last valid advert, CLOCK_MONOTONIC ns.
+    pub last_ns: u64,
+    /// Source address of the last valid advert (IPv4 in the first 4 bytes).
+    pub last_src: [u8; 16],
+    /// Priority of the last valid advert.
+    pub last_priority: u8,
+    /// VRRP version of the last valid advert.
+    pub last_version: u8,
+    /// Raw interval field of the last valid advert.
+    pub last_interval: u16,
+    /// Reserved, zero.
+    pub _pad: u32,
+    /// Adverts for this VRID dropped as invalid.
+    pub dropped: u64,
+}
+
+/// Verdict counters of one interface, one field per [`crate::Verdict`] in its order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceStats {
+    /// Valid adverts for watched VRIDs.
+    pub accepted: u64,
+    /// Valid adverts for VRIDs vigil does not watch (passed).
+    pub foreign_vrid: u64,
+    /// Dropped: TTL / hop limit not 255.
+    pub ttl: u64,
+    /// Dropped: VRRP version not 2 or 3.
+    pub version: u64,
+    /// Dropped: VRRP type not ADVERTISEMENT.
+    pub kind: u64,
+    /// Dropped: bad IP or VRRP length.
+    pub length: u64,
+    /// Dropped: address count does not fit the length.
+    pub count: u64,
+    /// Dropped: bad checksum.
+    pub checksum: u64,
+    /// Dropped: v2 authentication mismatch.
+    pub auth: u64,
+    /// Dropped: IPv4 fragment.
+    pub fragment: u64,
+    /// Dropped: malformed IPv4 header.
+    pub header: u64,
+    /// Dropped: neither the VRRP group nor an expected unicast destination.
+    pub destination: u64,
+    /// Dropped: other VRRP version than configured for the VRID.
+    pub version_mismatch: u64,
+    /// Dropped: VRRPv2 over IPv6.
+    pub family: u64,
+    /// Ring buffer full: an event could not be reported (the agent falls behind).
+    pub ring_full: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<IfaceStats>() == (VERDICTS + 1) * 8);
+
+impl IfaceStats {
+    /// The counter of a verdict.
+    pub fn get(&self, verdict: crate::Verdict) -> u64 {
+        let all: [u64; VERDICTS] = [
+            self.accepted,
+            self.foreign_vrid,
+            self.ttl,
+            self.version,
+            self.kind,
+            self.length,
+            self.count,
+            self.checksum,
+            self.auth,
+            self.fragment,
+            self.header,
+            self.destination,
+            self.version_mismatch,
+            self.family,
+        ];
+        all[verdict as usize]
+    }
+}
+
+/// Global switches of the program, entry 0 of the `settings` array.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Report every VRRP frame, any verdict, watched or not (`vigil trace --all`).
+    pub trace_all: u8,
+    /// Report every valid advert, watched or not (`vigil trace`).
+    pub trace_valid: u8,
+    /// Reserved, zero.
+    pub _pad: [u8; 6],
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY (all four): repr(C), integers and byte arrays only, no implicit padding.
+    unsafe impl aya::Pod for super::VridKey {}
+    unsafe impl aya::Pod for super::VridStats {}
+    unsafe impl aya::Pod for super::IfaceStats {}
+    unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for crate::validate::WatchEntry {}
+}

@@ -1,0 +1,2 @@
+#![no_std]
+//! Library half of vigil-ebpf; the program itself is the `vigil` binary (src/main.rs).
