@@ -83,7 +83,10 @@ fn init_logging() {
 
 /// Runs an async command on a small runtime; errors print as `vigil: ...` with exit 2.
 fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("vigil: cannot start the runtime: {e}");

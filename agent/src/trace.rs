@@ -72,6 +72,9 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<()> {
     }
     reader.abort();
     drop(program);
-    eprintln!("vigil trace: {seen} records; detached from {}", opts.interface);
+    eprintln!(
+        "vigil trace: {seen} records; detached from {}",
+        opts.interface
+    );
     Ok(())
 }

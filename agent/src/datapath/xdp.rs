@@ -216,23 +216,23 @@ impl XdpProgram {
         if stats.get(&index, 0).is_ok() {
             return Ok(());
         }
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(_, e)| XdpError::Map {
-                map: MAP_IFACE_STATS,
-                source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                    call: "nr_cpus",
-                    io_error: e,
-                }),
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| XdpError::Map {
+            map: MAP_IFACE_STATS,
+            source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                call: "nr_cpus",
+                io_error: e,
+            }),
+        })?;
+        let zero =
+            aya::maps::PerCpuValues::try_from(vec![IfaceStats::default(); cpus]).map_err(|e| {
+                XdpError::Map {
+                    map: MAP_IFACE_STATS,
+                    source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                        call: "per-cpu values",
+                        io_error: e,
+                    }),
+                }
             })?;
-        let zero = aya::maps::PerCpuValues::try_from(vec![IfaceStats::default(); cpus]).map_err(
-            |e| XdpError::Map {
-                map: MAP_IFACE_STATS,
-                source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                    call: "per-cpu values",
-                    io_error: e,
-                }),
-            },
-        )?;
         stats
             .insert(index, zero, 0)
             .map_err(|source| XdpError::Map {
@@ -319,8 +319,7 @@ impl XdpProgram {
     /// Verdict counters of an interface, summed over CPUs.
     pub fn iface_stats(&self, ifindex: u32) -> Option<IfaceStats> {
         let map = self.ebpf.map(MAP_IFACE_STATS)?;
-        let stats: PerCpuHashMap<&MapData, u32, IfaceStats> =
-            PerCpuHashMap::try_from(map).ok()?;
+        let stats: PerCpuHashMap<&MapData, u32, IfaceStats> = PerCpuHashMap::try_from(map).ok()?;
         let per_cpu = stats.get(&ifindex, 0).ok()?;
         Some(sum(per_cpu.iter()))
     }
@@ -395,7 +394,10 @@ fn remove_stale(iface: &str) -> bool {
         tracing::error!(iface, program = %name, "another XDP program is attached; not replacing it");
         return false;
     }
-    tracing::warn!(iface, "replacing the XDP program of a vigil that did not exit cleanly");
+    tracing::warn!(
+        iface,
+        "replacing the XDP program of a vigil that did not exit cleanly"
+    );
     Command::new("ip")
         .args(["link", "set", "dev", iface, "xdp", "off"])
         .status()

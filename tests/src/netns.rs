@@ -1,0 +1,133 @@
+//! Running code inside a network namespace from the test process.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// CLOCK_MONOTONIC now, in ns: the clock of the XDP program's timestamps.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Runs `f` on a fresh thread that has joined namespace `ns`; the test's own threads
+/// stay where they are.
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let path = format!("/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).with_context(|| format!("opening {path}"))?;
+        // SAFETY: valid fd of a namespace file; affects only this thread.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns {path}: {}", std::io::Error::last_os_error());
+        }
+        f()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("thread in {ns} panicked"))?
+}
+
+/// Sends frames on `iface` in `ns` through an AF_PACKET socket.
+pub fn send_frames(
+    ns: &str,
+    iface: &str,
+    frames: &[Vec<u8>],
+    gap: Duration,
+) -> anyhow::Result<Vec<u64>> {
+    let iface = std::ffi::CString::new(iface)?;
+    let frames = frames.to_vec();
+    in_netns(ns, move || {
+        // SAFETY: plain syscalls on values we own; the fd is closed below.
+        unsafe {
+            let index = libc::if_nametoindex(iface.as_ptr());
+            if index == 0 {
+                bail!("no interface {iface:?}");
+            }
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            if fd < 0 {
+                bail!("AF_PACKET socket: {}", std::io::Error::last_os_error());
+            }
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_ifindex = index as i32;
+            addr.sll_halen = 6;
+            let mut times = Vec::with_capacity(frames.len());
+            for f in &frames {
+                times.push(monotonic_ns());
+                let n = libc::sendto(
+                    fd,
+                    f.as_ptr().cast(),
+                    f.len(),
+                    0,
+                    (&addr as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                if n < 0 {
+                    let e = std::io::Error::last_os_error();
+                    libc::close(fd);
+                    bail!("sendto: {e}");
+                }
+                if !gap.is_zero() {
+                    std::thread::sleep(gap);
+                }
+            }
+            libc::close(fd);
+            Ok(times)
+        }
+    })
+}
+
+/// Sends frames as fast as one thread can for `duration`, cycling through `frames`;
+/// returns how many were sent.
+pub fn flood(ns: &str, iface: &str, frames: &[Vec<u8>], duration: Duration) -> anyhow::Result<u64> {
+    let iface = std::ffi::CString::new(iface)?;
+    let frames = frames.to_vec();
+    in_netns(ns, move || {
+        // SAFETY: as in send_frames.
+        unsafe {
+            let index = libc::if_nametoindex(iface.as_ptr());
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            if fd < 0 || index == 0 {
+                bail!(
+                    "AF_PACKET socket on {iface:?}: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_ifindex = index as i32;
+            addr.sll_halen = 6;
+            let end = std::time::Instant::now() + duration;
+            let mut sent = 0u64;
+            'outer: loop {
+                for f in &frames {
+                    let n = libc::sendto(
+                        fd,
+                        f.as_ptr().cast(),
+                        f.len(),
+                        0,
+                        (&addr as *const libc::sockaddr_ll).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    );
+                    if n > 0 {
+                        sent += 1;
+                    }
+                    if sent % 1024 == 0 && std::time::Instant::now() >= end {
+                        break 'outer;
+                    }
+                }
+            }
+            libc::close(fd);
+            Ok(sent)
+        }
+    })
+}
