@@ -222,6 +222,30 @@ impl Lab {
         Ok(())
     }
 
+    /// Leaves the lab in place after this process ends (for `cargo xtask lab up`).
+    pub fn keep(mut self) {
+        self.children.clear();
+        self.hosts.clear();
+        self.switch.clear();
+        self.dir = PathBuf::new();
+    }
+
+    /// Removes every namespace of labs tagged `tag`, whoever made them.
+    pub fn remove_all(tag: &str) -> usize {
+        let start = format!("vg-{tag}-");
+        let mut n = 0;
+        for ns in namespaces().iter().filter(|ns| ns.starts_with(&start)) {
+            delete_namespace(ns);
+            n += 1;
+        }
+        n
+    }
+
+    /// Name of the switch namespace holding the bridge.
+    pub fn switch(&self) -> &str {
+        &self.switch
+    }
+
     /// Keeps a child process to be killed when the lab is dropped.
     pub fn adopt(&mut self, child: Child) {
         self.children.push(child);
@@ -237,8 +261,12 @@ impl Drop for Lab {
         for h in &self.hosts {
             delete_namespace(&h.ns);
         }
-        delete_namespace(&self.switch);
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.switch.is_empty() {
+            delete_namespace(&self.switch);
+        }
+        if !self.dir.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

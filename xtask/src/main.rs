@@ -1,1 +1,138 @@
-fn main() {}
+//! `cargo xtask`: vigil's developer tasks.
+
+mod setup;
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+/// vigil's developer tasks.
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing needs (idempotent).
+    Setup,
+    /// Build target/release/vigil with its XDP program inside.
+    Build,
+    /// Build, then run `vigil ARGS`.
+    Run {
+        /// Arguments for vigil.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Install what is missing, then run format, lint, unit and integration tests.
+    Test {
+        /// Only these tests (passed to cargo test as a filter).
+        filter: Option<String>,
+    },
+    /// The test topology for manual experiments.
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum LabAction {
+    /// Create hosts (namespaces) on one bridge.
+    Up {
+        /// Host names.
+        #[arg(default_values = ["lb01", "lb02", "client"])]
+        hosts: Vec<String>,
+    },
+    /// Remove every lab namespace.
+    Down,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_owned()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn build_release() -> anyhow::Result<PathBuf> {
+    setup::ensure()?;
+    run(cargo().args(["build", "--release", "-p", "vigil"]))?;
+    Ok(root().join("target/release/vigil"))
+}
+
+fn test(filter: Option<String>) -> anyhow::Result<()> {
+    setup::ensure()?;
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args(["clippy", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args(["build", "-p", "vigil"]))?;
+    let bin = root().join("target/debug/vigil");
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--exclude", "vigil-ebpf"])
+        .env("VIGIL_BIN", &bin);
+    if let Some(f) = filter {
+        cmd.arg(f);
+    }
+    run(&mut cmd)
+}
+
+fn lab(action: LabAction) -> anyhow::Result<()> {
+    match action {
+        LabAction::Up { hosts } => {
+            let names: Vec<&str> = hosts.iter().map(String::as_str).collect();
+            let lab = vigil_tests::Lab::new("lab", &names)?;
+            println!("lab up: hosts on bridge br0 in namespace {}", lab.switch());
+            for h in &lab.hosts {
+                println!(
+                    "  {:<8} {:<14} {:<16} ip netns exec {} bash",
+                    h.name, h.ipv4, h.ipv6, h.ns
+                );
+            }
+            println!("remove it with: cargo xtask lab down");
+            lab.keep();
+            Ok(())
+        }
+        LabAction::Down => {
+            let n = vigil_tests::Lab::remove_all("lab");
+            println!("lab down: removed {n} namespaces");
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Task::Setup => setup::ensure(),
+        Task::Build => build_release().map(|bin| println!("built {}", bin.display())),
+        Task::Run { args } => build_release().and_then(|bin| run(Command::new(bin).args(args))),
+        Task::Test { filter } => test(filter),
+        Task::Lab { action } => lab(action),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
