@@ -50,9 +50,15 @@ enum Command {
         /// One JSON object per line.
         #[arg(long)]
         json: bool,
-        /// Attach mode: auto (driver, then skb), driver or skb.
-        #[arg(long, default_value = "auto", value_parser = ["auto", "driver", "skb"])]
+        /// Datapath: auto (XDP driver mode, then skb), driver, skb, or off (raw socket).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "driver", "skb", "off"])]
         mode: String,
+        /// Pin the program's maps in this directory (a bpffs) while tracing.
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
+        /// Watch a virtual router as the agent would: VRID[/v2|/v3][/ipv6][/pass=SECRET][/unicast].
+        #[arg(long)]
+        watch: Vec<vigil::trace::WatchSpec>,
         /// Stop after this many records.
         #[arg(long)]
         count: Option<u64>,
@@ -111,19 +117,25 @@ fn main() -> ExitCode {
             all,
             json,
             mode,
+            pin_dir,
+            watch,
             count,
             duration,
         } => {
+            use vigil::datapath::xdp::AttachMode;
             let mode = match mode.as_str() {
-                "driver" => vigil::datapath::xdp::AttachMode::Driver,
-                "skb" => vigil::datapath::xdp::AttachMode::Skb,
-                _ => vigil::datapath::xdp::AttachMode::Auto,
+                "driver" => Some(AttachMode::Driver),
+                "skb" => Some(AttachMode::Skb),
+                "off" => None,
+                _ => Some(AttachMode::Auto),
             };
             block_on(vigil::trace::run(vigil::trace::TraceOptions {
                 interface,
                 all,
                 json,
                 mode,
+                pin_dir,
+                watch,
                 count,
                 duration,
             }))

@@ -368,3 +368,102 @@ fn checksum<F: Frame + ?Sized>(frame: &F, a: &Advert, pseudo: bool) -> Option<u1
     sum = (sum & 0xffff) + (sum >> 16);
     Some(!(sum as u16))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A valid VRRPv3 advert from 192.0.2.1 for VRID 51, priority 100, 1 s, one address.
+    fn frame() -> [u8; 14 + 20 + 12] {
+        let mut f = [0u8; 46];
+        f[12] = 0x08;
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&32u16.to_be_bytes());
+        f[22] = 255;
+        f[23] = 112;
+        f[26..30].copy_from_slice(&[192, 0, 2, 1]);
+        f[30..34].copy_from_slice(&GROUP_V4);
+        f[34..46].copy_from_slice(&[0x31, 51, 100, 1, 0, 100, 0, 0, 192, 0, 2, 100]);
+        let mut sum: u32 = 0;
+        for w in f[26..34].chunks(2).chain(f[34..46].chunks(2)) {
+            sum += u16::from_be_bytes([w[0], w[1]]) as u32;
+        }
+        sum += 12 + 112;
+        while sum >> 16 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        f[40..42].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        f
+    }
+
+    fn judge(f: &[u8], watch: Option<&WatchEntry>) -> Verdict {
+        let mut a = Advert::default();
+        match parse(f, &mut a) {
+            Parsed::NotVrrp => panic!("not VRRP"),
+            Parsed::Broken(v) => v,
+            Parsed::Vrrp => check(f, &a, watch),
+        }
+    }
+
+    const V3: WatchEntry = WatchEntry {
+        version: 3,
+        auth_type: 0,
+        flags: 0,
+        _pad: [0; 5],
+        auth: [0; 8],
+    };
+
+    #[test]
+    fn valid_advert_is_accepted_when_watched_and_foreign_otherwise() {
+        let f = frame();
+        assert_eq!(judge(&f, Some(&V3)), Verdict::Accept);
+        assert_eq!(judge(&f, None), Verdict::Foreign);
+    }
+
+    #[test]
+    fn ihl_below_five_is_a_header_error() {
+        let mut f = frame();
+        f[14] = 0x44;
+        assert_eq!(judge(&f, Some(&V3)), Verdict::Header);
+    }
+
+    #[test]
+    fn ttl_must_be_255() {
+        let mut f = frame();
+        f[22] = 64;
+        assert_eq!(judge(&f, Some(&V3)), Verdict::Ttl);
+    }
+
+    #[test]
+    fn odd_length_is_malformed() {
+        let mut f = [0u8; 47];
+        f[..46].copy_from_slice(&frame());
+        f[16..18].copy_from_slice(&33u16.to_be_bytes());
+        assert_eq!(judge(&f, Some(&V3)), Verdict::Length);
+    }
+
+    #[test]
+    fn truncated_frame_is_a_length_error_not_a_panic() {
+        let f = frame();
+        for n in 34..f.len() {
+            let v = judge(&f[..n], Some(&V3));
+            assert!(!v.passes(), "{n} bytes passed as {v:?}");
+        }
+    }
+
+    #[test]
+    fn checksum_covers_the_pseudo_header() {
+        let mut f = frame();
+        f[29] = 2; // another source: the same VRRP bytes no longer sum right
+        assert_eq!(judge(&f, Some(&V3)), Verdict::Checksum);
+    }
+
+    #[test]
+    fn every_verdict_code_round_trips() {
+        for code in 0..VERDICTS as u8 {
+            let v = Verdict::from_code(code).expect("code in range");
+            assert_eq!(v as u8, code);
+        }
+        assert_eq!(Verdict::from_code(VERDICTS as u8), None);
+    }
+}

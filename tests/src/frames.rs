@@ -36,6 +36,10 @@ pub struct Advert {
     pub vlan: Option<u16>,
     /// IPv4 flags+fragment offset field (0 is right).
     pub frag: u16,
+    /// IPv4 total length / IPv6 payload length override.
+    pub ip_len_override: Option<u16>,
+    /// IPv4 header length in words (5 is right).
+    pub ihl: u8,
 }
 
 impl Advert {
@@ -57,6 +61,8 @@ impl Advert {
             count_override: None,
             vlan: None,
             frag: 0,
+            ip_len_override: None,
+            ihl: 5,
         }
     }
 
@@ -161,8 +167,9 @@ impl Advert {
         match (self.src, dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 f.extend_from_slice(&[0x08, 0x00]);
-                let mut h = vec![0x45, 0xc0];
-                h.extend_from_slice(&((20 + vrrp.len()) as u16).to_be_bytes());
+                let mut h = vec![0x40 | (self.ihl & 0x0f), 0xc0];
+                let len = self.ip_len_override.unwrap_or((20 + vrrp.len()) as u16);
+                h.extend_from_slice(&len.to_be_bytes());
                 h.extend_from_slice(&[0, 0]);
                 h.extend_from_slice(&self.frag.to_be_bytes());
                 h.extend_from_slice(&[self.ttl, 112, 0, 0]);
@@ -181,7 +188,8 @@ impl Advert {
             (IpAddr::V6(s), IpAddr::V6(d)) => {
                 f.extend_from_slice(&[0x86, 0xdd]);
                 f.extend_from_slice(&[0x60, 0, 0, 0]);
-                f.extend_from_slice(&(vrrp.len() as u16).to_be_bytes());
+                let len = self.ip_len_override.unwrap_or(vrrp.len() as u16);
+                f.extend_from_slice(&len.to_be_bytes());
                 f.extend_from_slice(&[112, self.ttl]);
                 f.extend_from_slice(&s.octets());
                 f.extend_from_slice(&d.octets());

@@ -40,6 +40,7 @@ pub struct Lab {
     /// The hosts, in the order they were asked for.
     pub hosts: Vec<Host>,
     children: Vec<Child>,
+    mounts: Vec<PathBuf>,
     /// A scratch directory for configs, captures and logs; removed on drop.
     pub dir: PathBuf,
 }
@@ -117,6 +118,7 @@ impl Lab {
             switch: switch.clone(),
             hosts: Vec::new(),
             children: Vec::new(),
+            mounts: Vec::new(),
             dir,
         };
         ip(&["netns", "add", &switch])?;
@@ -241,6 +243,16 @@ impl Lab {
         n
     }
 
+    /// Mounts a fresh bpffs under the lab's directory (unmounted on drop) and returns
+    /// its path: `ip netns exec` hides /sys/fs/bpf, a mount elsewhere is seen everywhere.
+    pub fn bpffs(&mut self) -> anyhow::Result<PathBuf> {
+        let path = self.dir.join("bpffs");
+        std::fs::create_dir_all(&path)?;
+        run(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&path))?;
+        self.mounts.push(path.clone());
+        Ok(path)
+    }
+
     /// Name of the switch namespace holding the bridge.
     pub fn switch(&self) -> &str {
         &self.switch
@@ -257,6 +269,9 @@ impl Drop for Lab {
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        for m in self.mounts.iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
         }
         for h in &self.hosts {
             delete_namespace(&h.ns);
