@@ -297,7 +297,7 @@ pub fn check<F: Frame + ?Sized>(frame: &F, a: &Advert, watch: Option<&WatchEntry
     } else {
         a.dst == GROUP_V6
     };
-    if !multicast && !watch.is_some_and(|w| w.flags & WATCH_UNICAST != 0) {
+    if !multicast && watch.is_none_or(|w| w.flags & WATCH_UNICAST == 0) {
         return Verdict::Destination;
     }
     // §7.1: "MUST verify the VRRP checksum".

@@ -121,7 +121,7 @@ pub fn flood(ns: &str, iface: &str, frames: &[Vec<u8>], duration: Duration) -> a
                     if n > 0 {
                         sent += 1;
                     }
-                    if sent % 1024 == 0 && std::time::Instant::now() >= end {
+                    if sent.is_multiple_of(1024) && std::time::Instant::now() >= end {
                         break 'outer;
                     }
                 }

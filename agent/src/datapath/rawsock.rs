@@ -259,7 +259,7 @@ impl Judge {
         bump(&mut self.stats, verdict);
         let report =
             self.trace_all || verdict == Verdict::Accept || (self.trace_valid && verdict.passes());
-        report.then(|| Record {
+        report.then_some(Record {
             raw: AdvertEvent {
                 ts_ns,
                 ifindex: self.ifindex,
