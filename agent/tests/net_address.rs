@@ -42,35 +42,56 @@ fn ipv4_add_with_label_is_idempotent_and_removable() {
     let (added, present, listed, added_again) = results;
     assert!(added, "first add reports a change");
     assert!(present);
-    assert!(!added_again, "adding an existing address is no change and no error");
+    assert!(
+        !added_again,
+        "adding an existing address is no change and no error"
+    );
     let listed = listed.expect("the VIP is in the dump");
     assert_eq!(listed.prefix_len, 24);
     assert_eq!(listed.label.as_deref(), Some("vg0:1"));
-    assert!(listed.secondary, "a VIP inside 192.0.2.1/24's subnet is secondary");
+    assert!(
+        listed.secondary,
+        "a VIP inside 192.0.2.1/24's subnet is secondary"
+    );
 
     let line = ip_line(&lab, "-4", "192.0.2.100/24").expect("ip -o addr shows the VIP");
     assert!(
         // `ip -o` ends the first line with the label, then a backslash.
-        line.split('\\').next().and_then(|l| l.split_whitespace().last()) == Some("vg0:1"),
+        line.split('\\')
+            .next()
+            .and_then(|l| l.split_whitespace().last())
+            == Some("vg0:1"),
         "label missing in {line:?}"
     );
     let link = lab.ip_a(&["-o", "link", "show", "dev", IF_A]);
-    assert!(link.starts_with(&format!("{index}: ")), "ifindex {index} vs {link:?}");
+    assert!(
+        link.starts_with(&format!("{index}: ")),
+        "ifindex {index} vs {link:?}"
+    );
 
     let (removed, removed_again, present) = netns::block_on_in(&ns, || async {
         let nl = Netlink::connect().expect("rtnetlink socket opens as root");
         let iface = nl.interface(IF_A).await.expect("vg0 exists");
         let vip = VirtualAddress::new(ip("192.0.2.100"), 24).with_label("vg0:1");
         let removed = nl.remove_address(&iface, &vip).await.expect("remove");
-        let removed_again = nl.remove_address(&iface, &vip).await.expect("second remove");
+        let removed_again = nl
+            .remove_address(&iface, &vip)
+            .await
+            .expect("second remove");
         let present = nl.has_address(&iface, vip.addr).await.expect("has");
         (removed, removed_again, present)
     });
     assert!(removed, "first remove reports a change");
-    assert!(!removed_again, "removing a missing address is no change and no error");
+    assert!(
+        !removed_again,
+        "removing a missing address is no change and no error"
+    );
     assert!(!present);
     assert!(ip_line(&lab, "-4", "192.0.2.100/24").is_none());
-    assert!(ip_line(&lab, "-4", "192.0.2.1/24").is_some(), "the primary is untouched");
+    assert!(
+        ip_line(&lab, "-4", "192.0.2.1/24").is_some(),
+        "the primary is untouched"
+    );
 }
 
 #[test]
@@ -116,13 +137,19 @@ fn ipv6_add_skips_dad_and_is_idempotent() {
     assert!(added);
     assert!(!added_again);
     let listed = listed.expect("the VIP is in the dump");
-    assert!(listed.nodad && !listed.tentative && !listed.dad_failed, "{listed:?}");
+    assert!(
+        listed.nodad && !listed.tentative && !listed.dad_failed,
+        "{listed:?}"
+    );
     assert_eq!(listed.prefix_len, 64);
 
     // The contrast that makes the check above mean something: DAD is on in this lab.
     lab.ip_a(&["addr", "add", "2001:db8::200/64", "dev", IF_A]);
     let plain = ip_line(&lab, "-6", "2001:db8::200/64").expect("plain address present");
-    assert!(plain.contains("tentative"), "DAD is not active here: {plain:?}");
+    assert!(
+        plain.contains("tentative"),
+        "DAD is not active here: {plain:?}"
+    );
 
     let (removed, removed_again) = netns::block_on_in(&ns, || async {
         let nl = Netlink::connect().expect("rtnetlink socket opens as root");
@@ -130,7 +157,9 @@ fn ipv6_add_skips_dad_and_is_idempotent() {
         let vip = VirtualAddress::new(ip("2001:db8::100"), 64);
         (
             nl.remove_address(&iface, &vip).await.expect("remove"),
-            nl.remove_address(&iface, &vip).await.expect("second remove"),
+            nl.remove_address(&iface, &vip)
+                .await
+                .expect("second remove"),
         )
     });
     assert!(removed);
@@ -154,9 +183,15 @@ fn lookups_and_refusals_are_typed() {
         assert_eq!(by_index, iface);
 
         let bad_label = VirtualAddress::new(ip("192.0.2.101"), 24).with_label("eth9:1");
-        let err = nl.add_address(&iface, &bad_label).await.expect_err("bad label");
+        let err = nl
+            .add_address(&iface, &bad_label)
+            .await
+            .expect_err("bad label");
         assert!(matches!(err, AddressError::Invalid { .. }), "{err:?}");
-        assert!(err.to_string().contains("vg0"), "error names the interface: {err}");
+        assert!(
+            err.to_string().contains("vg0"),
+            "error names the interface: {err}"
+        );
         let v6_label = VirtualAddress::new(ip("2001:db8::5"), 64).with_label("vg0:2");
         assert!(matches!(
             nl.add_address(&iface, &v6_label).await,

@@ -22,16 +22,36 @@ fn check_garp(f: &[u8], mac: [u8; 6]) {
     assert_eq!(&f[6..12], &mac, "Ethernet source is the interface MAC");
     assert_eq!(&f[12..14], &[0x08, 0x06], "ethertype ARP");
     let arp = &f[14..];
-    assert_eq!(&arp[0..8], &[0, 1, 8, 0, 6, 4, 0, 1], "Ethernet/IPv4 ARP request");
+    assert_eq!(
+        &arp[0..8],
+        &[0, 1, 8, 0, 6, 4, 0, 1],
+        "Ethernet/IPv4 ARP request"
+    );
     assert_eq!(&arp[8..14], &mac, "sender hardware address");
-    assert_eq!(&arp[14..18], &VIP4.octets(), "sender protocol address is the VIP");
-    assert_eq!(&arp[18..24], &[0xff; 6], "target hardware address (as keepalived)");
-    assert_eq!(&arp[24..28], &VIP4.octets(), "target protocol address is the VIP");
+    assert_eq!(
+        &arp[14..18],
+        &VIP4.octets(),
+        "sender protocol address is the VIP"
+    );
+    assert_eq!(
+        &arp[18..24],
+        &[0xff; 6],
+        "target hardware address (as keepalived)"
+    );
+    assert_eq!(
+        &arp[24..28],
+        &VIP4.octets(),
+        "target protocol address is the VIP"
+    );
 }
 
 fn check_na(f: &[u8], mac: [u8; 6], source: Ipv6Addr) {
     assert_eq!(f.len(), 86, "NA frame length");
-    assert_eq!(&f[0..6], &[0x33, 0x33, 0, 0, 0, 1], "Ethernet all-nodes multicast");
+    assert_eq!(
+        &f[0..6],
+        &[0x33, 0x33, 0, 0, 0, 1],
+        "Ethernet all-nodes multicast"
+    );
     assert_eq!(&f[6..12], &mac);
     assert_eq!(&f[12..14], &[0x86, 0xdd], "ethertype IPv6");
     let ip = &f[14..54];
@@ -49,7 +69,11 @@ fn check_na(f: &[u8], mac: [u8; 6], source: Ipv6Addr) {
     assert_eq!(&icmp[8..24], &VIP6.octets(), "target is the VIP");
     assert_eq!(&icmp[24..26], &[2, 1], "target link-layer address option");
     assert_eq!(&icmp[26..32], &mac);
-    assert_eq!(icmpv6_checksum(source, all_nodes, icmp), 0, "checksum verifies");
+    assert_eq!(
+        icmpv6_checksum(source, all_nodes, icmp),
+        0,
+        "checksum verifies"
+    );
 }
 
 fn neigh_mac(lab: &Lab, addr: &str) -> String {
@@ -64,9 +88,15 @@ fn garp_and_na_bursts_on_the_wire() {
     let mac = lab.mac(&lab.a, IF_A);
     let link_local = lab.wait_link_local(&lab.a, IF_A);
     for vip in ["192.0.2.100", "2001:db8::100"] {
-        lab.ip_b(&["neigh", "replace", vip, "lladdr", OLD_MAC, "dev", IF_B, "nud", "stale"]);
+        lab.ip_b(&[
+            "neigh", "replace", vip, "lladdr", OLD_MAC, "dev", IF_B, "nud", "stale",
+        ]);
     }
-    let mac_s: String = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    let mac_s: String = mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
     let filter = format!("ether src {mac_s} and (arp or (icmp6 and ip6[40] == 136))");
     let mut capture = Capture::start(&lab.b, IF_B, 8, &filter);
 
@@ -76,7 +106,11 @@ fn garp_and_na_bursts_on_the_wire() {
         let iface = nl.interface(IF_A).await.expect("vg0 exists");
         for vip in [IpAddr::V4(VIP4), IpAddr::V6(VIP6)] {
             let len = if vip.is_ipv4() { 24 } else { 64 };
-            assert!(nl.add_address(&iface, &VirtualAddress::new(vip, len)).await.expect("add"));
+            assert!(
+                nl.add_address(&iface, &VirtualAddress::new(vip, len))
+                    .await
+                    .expect("add")
+            );
         }
         let announcer = Announcer::new(&iface, mac, Some(link_local)).expect("packet socket");
         let timing = AnnounceTiming {
@@ -89,7 +123,10 @@ fn garp_and_na_bursts_on_the_wire() {
             .await
     });
     assert_eq!(sent, 8, "2 bursts x 2 rounds x 2 addresses");
-    assert!(started.elapsed() >= Duration::from_millis(500), "second burst waited");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "second burst waited"
+    );
 
     let frames: Vec<Frame> = capture.finish(Duration::from_secs(5));
     assert_eq!(frames.len(), 8, "captured {} frames", frames.len());
@@ -109,8 +146,14 @@ fn garp_and_na_bursts_on_the_wire() {
     assert_eq!((garps, nas), (4, 4));
     let first_burst = frames[3].time - frames[0].time;
     let gap = frames[4].time - frames[3].time;
-    assert!(first_burst < 0.25, "first burst spread over {first_burst:.3} s");
-    assert!((0.4..2.0).contains(&gap), "second burst {gap:.3} s after the first");
+    assert!(
+        first_burst < 0.25,
+        "first burst spread over {first_burst:.3} s"
+    );
+    assert!(
+        (0.4..2.0).contains(&gap),
+        "second burst {gap:.3} s after the first"
+    );
 
     if let Some(rows) = netns::tshark_fields(
         capture.path(),
@@ -147,7 +190,10 @@ fn garp_and_na_bursts_on_the_wire() {
     // The point of it all: the peer now sends to this node's MAC.
     for vip in ["192.0.2.100", "2001:db8::100"] {
         let entry = neigh_mac(&lab, vip);
-        assert!(entry.contains(&mac_s), "{vip} not moved to {mac_s}: {entry:?}");
+        assert!(
+            entry.contains(&mac_s),
+            "{vip} not moved to {mac_s}: {entry:?}"
+        );
     }
 }
 

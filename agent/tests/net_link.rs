@@ -72,7 +72,12 @@ fn monitor_follows_admin_state_carrier_and_removal() {
         netns::ip_in(&b, &["link", "set", "dev", IF_B, "up"]);
         wait_for(&mut monitor, IF_A, LinkState::is_up).await;
 
-        netns::ip_in(&a, &["link", "add", "vgx0", "type", "veth", "peer", "name", "vgx1"]);
+        netns::ip_in(
+            &a,
+            &[
+                "link", "add", "vgx0", "type", "veth", "peer", "name", "vgx1",
+            ],
+        );
         let added = wait_for(&mut monitor, "vgx0", |_| true).await;
         assert!(!added.admin_up);
         netns::ip_in(&a, &["link", "del", "vgx0"]);
@@ -109,7 +114,10 @@ fn repeated_notifications_are_not_changes() {
         match first {
             LinkEvent::Changed(s) => {
                 assert_eq!(s.name, IF_A);
-                assert!(!s.admin_up, "the MTU change was not reported, the down was: {s:?}");
+                assert!(
+                    !s.admin_up,
+                    "the MTU change was not reported, the down was: {s:?}"
+                );
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -36,7 +36,10 @@ fn nonlocal_bind_round_trip_in_namespace() {
 
         let (previous_off, again) = netns::in_netns(&lab.a, move || {
             let previous = set_nonlocal_bind(family, false).expect("set off");
-            (previous, set_nonlocal_bind(family, false).expect("set off again"))
+            (
+                previous,
+                set_nonlocal_bind(family, false).expect("set off again"),
+            )
         });
         assert!(previous_off);
         assert!(!again, "setting the current value reports it unchanged");
@@ -46,7 +49,10 @@ fn nonlocal_bind_round_trip_in_namespace() {
         nonlocal_bind(Family::Ipv4).expect("host ipv4 readable"),
         nonlocal_bind(Family::Ipv6).expect("host ipv6 readable"),
     );
-    assert_eq!(host_before, host_after, "the host namespace was not touched");
+    assert_eq!(
+        host_before, host_after,
+        "the host namespace was not touched"
+    );
 }
 
 #[test]

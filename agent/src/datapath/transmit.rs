@@ -12,7 +12,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use socket2::{Domain, Protocol, SockAddr, SockFilter, Socket, Type};
 use thiserror::Error;
@@ -236,6 +236,12 @@ impl AdvertSender {
             }
         };
         Ok(SockAddr::from(addr))
+    }
+}
+
+impl AsFd for AdvertSender {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.get_ref().as_fd()
     }
 }
 

@@ -171,7 +171,10 @@ impl Lab {
     pub fn wait_link_local(&self, ns: &str, ifname: &str) -> std::net::Ipv6Addr {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let text = ip_in(ns, &["-6", "-o", "addr", "show", "dev", ifname, "scope", "link"]);
+            let text = ip_in(
+                ns,
+                &["-6", "-o", "addr", "show", "dev", ifname, "scope", "link"],
+            );
             for line in text.lines() {
                 if line.contains("tentative") {
                     continue;
@@ -183,7 +186,10 @@ impl Lab {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "no link-local on {ifname} in {ns}: {text}");
+            assert!(
+                Instant::now() < deadline,
+                "no link-local on {ifname} in {ns}: {text}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -270,7 +276,9 @@ impl Capture {
         let count = count.to_string();
         let path_s = path.to_string_lossy().into_owned();
         let mut child = Command::new("ip")
-            .args(["netns", "exec", ns, "tcpdump", "-n", "-i", ifname, "-U", "-c", &count])
+            .args([
+                "netns", "exec", ns, "tcpdump", "-n", "-i", ifname, "-U", "-c", &count,
+            ])
             .args(["-w", &path_s, filter])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -364,7 +372,11 @@ pub fn read_pcap(path: &Path) -> Vec<Frame> {
     };
     let word = |at: usize| {
         let b = [bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]];
-        if le { u32::from_le_bytes(b) } else { u32::from_be_bytes(b) }
+        if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        }
     };
     let mut frames = Vec::new();
     let mut at = 24;
@@ -389,12 +401,25 @@ pub fn read_pcap(path: &Path) -> Vec<Frame> {
 /// when tshark is not installed.
 pub fn tshark_fields(path: &Path, filter: &str, fields: &[&str]) -> Option<Vec<Vec<String>>> {
     let path = path.to_string_lossy();
-    let mut args = vec!["-r", &path, "-Y", filter, "-T", "fields", "-E", "separator=,"];
+    let mut args = vec![
+        "-r",
+        &path,
+        "-Y",
+        filter,
+        "-T",
+        "fields",
+        "-E",
+        "separator=,",
+    ];
     for f in fields {
         args.push("-e");
         args.push(f);
     }
-    let out = Command::new("tshark").args(&args).stdin(Stdio::null()).output().ok()?;
+    let out = Command::new("tshark")
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
     assert!(
         out.status.success(),
         "tshark failed: {}",
