@@ -1,6 +1,7 @@
 //! Advert transmit on the wire: what leaves `AdvertSender` is captured in the peer
-//! namespace and checked for TTL / hop limit 255, group or peer destination, source and
-//! payload; plus typed errors and the send-only socket's receive filter.
+//! namespace and checked for TTL / hop limit 255, TOS / traffic class 0xc0, group or peer
+//! destination, source and payload; plus typed errors and the send-only socket's receive
+//! filter.
 
 mod netns;
 
@@ -75,6 +76,7 @@ fn adverts_leave_with_ttl_255_to_group_and_peers() {
             0x0800 => {
                 let ip = &d[14..];
                 let ihl = usize::from(ip[0] & 0x0f) * 4;
+                assert_eq!(ip[1], 0xc0, "TOS network control, as keepalived");
                 assert_eq!(ip[8], 255, "TTL");
                 assert_eq!(ip[9], 112, "protocol VRRP");
                 assert_eq!(&ip[12..16], &src4.octets(), "source is the primary address");
@@ -91,6 +93,8 @@ fn adverts_leave_with_ttl_255_to_group_and_peers() {
                 let ip = &d[14..];
                 assert_eq!(ip[6], 112, "next header VRRP");
                 assert_eq!(ip[7], 255, "hop limit");
+                let tclass = (u16::from_be_bytes([ip[0], ip[1]]) >> 4) & 0xff;
+                assert_eq!(tclass, 0xc0, "traffic class network control, as keepalived");
                 assert_eq!(&ip[8..24], &src6.octets(), "source is the link-local");
                 let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).expect("16 bytes"));
                 assert_eq!(&ip[40..], &PAYLOAD6, "payload intact");

@@ -1,10 +1,11 @@
 //! Advertisement transmit: one raw IP socket (protocol 112) per interface and family.
 //!
 //! The kernel writes the IP header: TTL / hop limit 255 (RFC 5798 §5.1.1.3, receivers
-//! drop anything else), source = the address the socket is bound to (the interface's
-//! primary IPv4 address, or its IPv6 link-local), protocol 112. The caller hands over the
-//! encoded VRRP payload; for VRRPv3 its checksum covers a pseudo-header with that source,
-//! which [`AdvertSender::source`] exposes.
+//! drop anything else), TOS / traffic class 0xc0 (as keepalived sends), protocol 112, and
+//! source = the address the socket is bound to (the interface's primary IPv4 address, or
+//! its IPv6 link-local). The caller hands over the encoded VRRP payload; for VRRPv3 its
+//! checksum covers a pseudo-header with that source, which [`AdvertSender::source`]
+//! exposes.
 //!
 //! Sockets are non-blocking and registered with tokio: a small datagram goes out at once,
 //! and [`AdvertSender::send_to`] waits for room only in the rare case the send queue is
@@ -29,6 +30,9 @@ pub const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
 pub const VRRP_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
 /// The only TTL / hop limit a VRRP receiver accepts.
 const VRRP_TTL: u32 = 255;
+/// TOS / traffic class "network control" (precedence 6, DSCP CS6), as keepalived marks
+/// adverts, so queues that honour it keep adverts ahead of bulk traffic on a busy link.
+pub const VRRP_TOS: u32 = 0xc0;
 
 /// Transmit failures, each naming the interface.
 #[derive(Debug, Error)]
@@ -87,6 +91,7 @@ impl AdvertSender {
     pub fn ipv4(iface: &Interface, source: Ipv4Addr) -> Result<Self, TransmitError> {
         let s = Setup::new(iface, Domain::IPV4)?;
         s.step("IP_TTL", |sock| sock.set_ttl_v4(VRRP_TTL))?;
+        s.step("IP_TOS", |sock| sock.set_tos_v4(VRRP_TOS))?;
         s.step("IP_MULTICAST_TTL", |sock| {
             sock.set_multicast_ttl_v4(VRRP_TTL)
         })?;
@@ -109,6 +114,7 @@ impl AdvertSender {
         s.step("IPV6_UNICAST_HOPS", |sock| {
             sock.set_unicast_hops_v6(VRRP_TTL)
         })?;
+        s.step("IPV6_TCLASS", |sock| sock.set_tclass_v6(VRRP_TOS))?;
         s.step("IPV6_MULTICAST_HOPS", |sock| {
             sock.set_multicast_hops_v6(VRRP_TTL)
         })?;
