@@ -3,4 +3,5 @@
 pub mod event;
 pub mod rawsock;
 pub mod ring;
+pub mod transmit;
 pub mod xdp;
