@@ -95,9 +95,13 @@ fn bench(c: &mut Criterion) {
     c.bench_function("decode + handle per advert VRRPv3 ipv6", |b| {
         b.iter(|| {
             now += Duration::from_secs(1);
-            let advert =
-                Advertisement::decode_ipv6_payload(black_box(&payload6), master6, VRRP_MULTICAST_V6, 255)
-                    .expect("the bench payload decodes");
+            let advert = Advertisement::decode_ipv6_payload(
+                black_box(&payload6),
+                master6,
+                VRRP_MULTICAST_V6,
+                255,
+            )
+            .expect("the bench payload decodes");
             router6.handle(
                 now,
                 Input::Advert {

@@ -160,7 +160,9 @@ pub enum DecodeError {
         found: u16,
     },
     /// v2 authentication type this implementation does not speak.
-    #[error("authentication type {0} unsupported: 0 (none) and 1 (simple password) are (RFC 3768 §5.3.6)")]
+    #[error(
+        "authentication type {0} unsupported: 0 (none) and 1 (simple password) are (RFC 3768 §5.3.6)"
+    )]
     AuthType(u8),
     /// IPv4 TTL not 255.
     #[error("TTL {0} is not 255 (RFC 5798 §5.1.1.3, §7.1)")]
@@ -556,8 +558,26 @@ impl Advertisement {
         let s = source.octets();
         let d = destination.octets();
         let header = [
-            0x45, 0xc0, t0, t1, i0, i1, 0, 0, VRRP_TTL, IPPROTO_VRRP, 0, 0, s[0], s[1], s[2],
-            s[3], d[0], d[1], d[2], d[3],
+            0x45,
+            0xc0,
+            t0,
+            t1,
+            i0,
+            i1,
+            0,
+            0,
+            VRRP_TTL,
+            IPPROTO_VRRP,
+            0,
+            0,
+            s[0],
+            s[1],
+            s[2],
+            s[3],
+            d[0],
+            d[1],
+            d[2],
+            d[3],
         ];
         let sum = internet_checksum(&[&header]);
         if let Some(h) = out.get_mut(..20) {
@@ -572,7 +592,7 @@ impl Advertisement {
 pub fn interval_centiseconds(interval: Duration) -> Option<u16> {
     let nanos = interval.as_nanos();
     let cs_nanos = CENTISECOND.as_nanos();
-    if nanos % cs_nanos != 0 {
+    if !nanos.is_multiple_of(cs_nanos) {
         return None;
     }
     u16::try_from(nanos / cs_nanos)
@@ -955,11 +975,17 @@ mod tests {
         a.interval = Duration::from_millis(40_950);
         let mut m = enc(&a);
         assert_eq!(&m[4..6], &[0x0f, 0xff]);
-        assert_eq!(dec(&m).map(|d| d.interval), Ok(Duration::from_millis(40_950)));
+        assert_eq!(
+            dec(&m).map(|d| d.interval),
+            Ok(Duration::from_millis(40_950))
+        );
         // The 4 reserved bits are ignored on receive.
         m[4] |= 0xf0;
         fix_sum(&mut m);
-        assert_eq!(dec(&m).map(|d| d.interval), Ok(Duration::from_millis(40_950)));
+        assert_eq!(
+            dec(&m).map(|d| d.interval),
+            Ok(Duration::from_millis(40_950))
+        );
         a.interval = Duration::from_millis(40_960);
         assert!(matches!(
             a.encode(
@@ -1049,7 +1075,11 @@ mod tests {
         a.interval = Duration::from_secs(1);
         a.addresses = vec![v6("2001:db8::1")];
         assert_eq!(
-            a.encode(v6("2001:db8::2"), v6("ff02::12"), ChecksumMode::PseudoHeader),
+            a.encode(
+                v6("2001:db8::2"),
+                v6("ff02::12"),
+                ChecksumMode::PseudoHeader
+            ),
             Err(EncodeError::V2OverIpv6)
         );
         let m = [0x21, 1, 100, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
@@ -1069,13 +1099,21 @@ mod tests {
         let mut a = sample_v3();
         a.addresses.push(v6("2001:db8::1"));
         assert_eq!(
-            a.encode(v4("192.0.2.1"), v4("224.0.0.18"), ChecksumMode::PseudoHeader),
+            a.encode(
+                v4("192.0.2.1"),
+                v4("224.0.0.18"),
+                ChecksumMode::PseudoHeader
+            ),
             Err(EncodeError::AddressFamily(v6("2001:db8::1")))
         );
         let mut b = sample_v3();
         b.addresses = vec![v4("192.0.2.9"); 256];
         assert_eq!(
-            b.encode(v4("192.0.2.1"), v4("224.0.0.18"), ChecksumMode::PseudoHeader),
+            b.encode(
+                v4("192.0.2.1"),
+                v4("224.0.0.18"),
+                ChecksumMode::PseudoHeader
+            ),
             Err(EncodeError::TooManyAddresses(256))
         );
     }

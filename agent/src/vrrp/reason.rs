@@ -75,7 +75,10 @@ impl fmt::Display for Reason {
             Reason::MasterDown {
                 adverts,
                 master: Some(m),
-            } => write!(f, "master down timer expired: {adverts} adverts missed from {m}"),
+            } => write!(
+                f,
+                "master down timer expired: {adverts} adverts missed from {m}"
+            ),
             Reason::MasterDown {
                 adverts,
                 master: None,
@@ -164,10 +167,7 @@ mod tests {
                 "preempting lower-priority master 2001:db8::1 (priority 50, ours 100)",
             ),
             (Reason::Owner, "address owner (priority 255)"),
-            (
-                Reason::Fault(FaultKind::LinkDown),
-                "fault: interface down",
-            ),
+            (Reason::Fault(FaultKind::LinkDown), "fault: interface down"),
             (
                 Reason::Fault(FaultKind::Tracked("script check_web failed".into())),
                 "fault: script check_web failed",

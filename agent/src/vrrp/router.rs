@@ -830,8 +830,8 @@ impl VirtualRouter {
         let lower = advert.priority < self.priority;
         // keepalived's preempt_delay: while it runs, a lower-priority advert is taken as
         // if preemption were off.
-        let delay_holds = !self.cfg.preempt_delay.is_zero()
-            && self.preempt_until.is_none_or(|until| until > now);
+        let delay_holds =
+            !self.cfg.preempt_delay.is_zero() && self.preempt_until.is_none_or(|until| until > now);
         if !self.cfg.preempt || !lower || delay_holds {
             // RFC 5798 §6.4.2: Preempt_Mode false or priority >= ours: learn
             // Master_Adver_Interval (v3 only: RFC 3768 has no such variable), recompute

@@ -89,7 +89,9 @@ struct Node {
 
 impl Node {
     fn state(&self) -> State {
-        self.router.as_ref().map_or(State::Initialize, |r| r.state())
+        self.router
+            .as_ref()
+            .map_or(State::Initialize, |r| r.state())
     }
     fn participating(&self) -> bool {
         matches!(self.state(), State::Backup | State::Master)
@@ -323,7 +325,9 @@ impl Sim {
                     }) {
                     Ok(a) => a,
                     Err(e) => {
-                        self.fail(format!("n{i} sent an advert that does not survive the codec: {e}"));
+                        self.fail(format!(
+                            "n{i} sent an advert that does not survive the codec: {e}"
+                        ));
                         return;
                     }
                 };
@@ -370,9 +374,8 @@ impl Sim {
         // The model's view of the Backup's timer (RFC 5798 §6.4.2).
         if self.nodes[j].state() == State::Backup {
             let n = &self.nodes[j];
-            let accepted = d.advert.priority == 0
-                || !n.cfg.preempt
-                || d.advert.priority >= n.priority;
+            let accepted =
+                d.advert.priority == 0 || !n.cfg.preempt || d.advert.priority >= n.priority;
             if accepted {
                 let learned = match self.version {
                     Version::V3 => d.advert.interval,

@@ -87,7 +87,12 @@ impl Sub<Instant> for Instant {
 
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{:09}s", self.0 / 1_000_000_000, self.0 % 1_000_000_000)
+        write!(
+            f,
+            "{}.{:09}s",
+            self.0 / 1_000_000_000,
+            self.0 % 1_000_000_000
+        )
     }
 }
 
@@ -116,6 +121,9 @@ mod tests {
         assert_eq!(t + Duration::MAX, Instant::from_nanos(u64::MAX));
         assert_eq!(t.checked_add(Duration::MAX), None);
         assert!(Instant::from_nanos(1) < Instant::from_nanos(2));
-        assert_eq!(Instant::from_nanos(1_500_000_000).to_string(), "1.500000000s");
+        assert_eq!(
+            Instant::from_nanos(1_500_000_000).to_string(),
+            "1.500000000s"
+        );
     }
 }

@@ -121,7 +121,10 @@ fn rfc3768_6_1_v2_skew_time_is_256_minus_priority_over_256_seconds() {
 fn rfc5798_6_1_master_down_interval_is_three_intervals_plus_skew_time() {
     let r = VirtualRouter::new(cfg(Version::V3, 100), ip(ME));
     // DESIGN.md: 3.61 s at 1 s.
-    assert_eq!(r.master_down_interval(), Duration::from_nanos(3_609_375_000));
+    assert_eq!(
+        r.master_down_interval(),
+        Duration::from_nanos(3_609_375_000)
+    );
     let mut c = cfg(Version::V3, 100);
     c.advert_interval = Duration::from_millis(10);
     let r = VirtualRouter::new(c, ip(ME));
@@ -139,7 +142,11 @@ fn keepalived_down_timer_adverts_scales_master_down_interval() {
         let mut c = cfg(Version::V3, 100);
         c.down_timer_adverts = n;
         let r = VirtualRouter::new(c, ip(ME));
-        assert_eq!(r.master_down_interval(), Duration::from_nanos(expect), "n={n}");
+        assert_eq!(
+            r.master_down_interval(),
+            Duration::from_nanos(expect),
+            "n={n}"
+        );
     }
     let mut c = cfg(Version::V3, 100);
     c.down_timer_adverts = 0;
@@ -225,7 +232,11 @@ fn rfc5798_6_4_2_backup_takes_over_when_master_down_timer_fires() {
     let mut r = started(cfg(Version::V3, 100));
     let deadline = r.poll_timeout().expect("Backup has a down timer");
     r.handle(deadline - Duration::from_nanos(1), Input::Timeout);
-    assert_eq!(r.state(), State::Backup, "one nanosecond early changes nothing");
+    assert_eq!(
+        r.state(),
+        State::Backup,
+        "one nanosecond early changes nothing"
+    );
     assert_eq!(drain(&mut r), vec![]);
     r.handle(deadline, Input::Timeout);
     let acts = drain(&mut r);
@@ -673,7 +684,11 @@ fn priority_raised_above_master_with_preempt_takes_over_at_down_timer() {
 fn effective_priority_stays_in_range() {
     let mut r = started(cfg(Version::V3, 100));
     r.handle(ms(1), Input::PriorityChanged(255));
-    assert_eq!(r.priority(), 254, "tracking never makes a non-owner the owner");
+    assert_eq!(
+        r.priority(),
+        254,
+        "tracking never makes a non-owner the owner"
+    );
     r.handle(ms(1), Input::PriorityChanged(0));
     assert_eq!(r.priority(), 1, "0 is reserved for stopping");
 }
@@ -722,12 +737,7 @@ fn fault_from_master_sends_priority_zero_and_removes_addresses() {
 fn fault_ignores_adverts_and_clears_only_when_every_cause_has() {
     let mut r = started(cfg(Version::V3, 100));
     r.handle(ms(1), Input::LinkDown);
-    r.handle(
-        ms(2),
-        Input::Fault {
-            reason: "x".into(),
-        },
-    );
+    r.handle(ms(2), Input::Fault { reason: "x".into() });
     r.handle(ms(3), from("192.0.2.12", v3(200)));
     assert_eq!(r.counters().discarded_not_listening, 1);
     r.handle(ms(4), Input::LinkUp);
