@@ -857,7 +857,17 @@ fn run_scenario(seed: u64, verbose: bool) -> Result<(String, Stats), String> {
     // Delay and jitter below half an interval, so that a master's adverts keep arriving
     // well inside Master_Down_Interval.
     let base_delay = rng.duration(min_interval / 8);
-    let jitter = rng.duration(min_interval / 4);
+    // Jitter is variation in the gap between two adverts; past the Master_Down_Interval's
+    // slack over one interval ((down_timer_adverts - 1) intervals + Skew_Time, Skew_Time
+    // as small as 1/256 interval at priority 254) it causes takeovers in any VRRP. That is
+    // the protocol, not a bug (`down_timer_adverts 1` is the sensitive case), so keep it
+    // below half that slack.
+    let min_skew = match version {
+        Version::V2 => Duration::from_secs(1) / 256,
+        Version::V3 => min_interval / 256,
+    };
+    let slack = min_interval * u32::from(down_adverts - 1) + min_skew;
+    let jitter = rng.duration((min_interval / 4).min(slack / 2));
     let mut sim = Sim {
         seed,
         rng,
