@@ -30,8 +30,6 @@ impl fmt::Display for Loc {
 pub(crate) struct Node {
     pub loc: Loc,
     pub words: Vec<String>,
-    /// Whether each word was (partly) quoted, parallel to `words`.
-    pub quoted: Vec<bool>,
     pub block: Option<Vec<Node>>,
     /// `@id` / `@^id` prefix: the statement applies only to some keepalived config ids.
     pub cond: Option<String>,
@@ -81,7 +79,7 @@ impl Files for NoFiles {
 }
 
 enum Event {
-    Words(Loc, Vec<String>, Vec<bool>, Option<String>),
+    Words(Loc, Vec<String>, Option<String>),
     Open(Loc),
     Close(Loc),
 }
@@ -199,16 +197,13 @@ impl Lexer<'_> {
         depth: usize,
     ) -> Result<(), ImportError> {
         let mut words: Vec<String> = Vec::new();
-        let mut quoted: Vec<bool> = Vec::new();
         let mut cur = String::new();
-        let mut cur_quoted = false;
         let mut in_word = false;
         let mut chars = line.chars();
         while let Some(c) = chars.next() {
             match c {
                 '"' => {
                     in_word = true;
-                    cur_quoted = true;
                     let mut closed = false;
                     while let Some(q) = chars.next() {
                         match q {
@@ -239,18 +234,10 @@ impl Lexer<'_> {
                 '{' | '}' => {
                     if in_word {
                         words.push(std::mem::take(&mut cur));
-                        quoted.push(cur_quoted);
                         in_word = false;
-                        cur_quoted = false;
                     }
                     if !words.is_empty() {
-                        self.statement(
-                            loc,
-                            std::mem::take(&mut words),
-                            std::mem::take(&mut quoted),
-                            dir,
-                            depth,
-                        )?;
+                        self.statement(loc, std::mem::take(&mut words), dir, depth)?;
                     }
                     self.events.push(if c == '{' {
                         Event::Open(loc.clone())
@@ -261,9 +248,7 @@ impl Lexer<'_> {
                 c if c.is_whitespace() => {
                     if in_word {
                         words.push(std::mem::take(&mut cur));
-                        quoted.push(cur_quoted);
                         in_word = false;
-                        cur_quoted = false;
                     }
                 }
                 c => {
@@ -274,10 +259,9 @@ impl Lexer<'_> {
         }
         if in_word {
             words.push(cur);
-            quoted.push(cur_quoted);
         }
         if !words.is_empty() {
-            self.statement(loc, words, quoted, dir, depth)?;
+            self.statement(loc, words, dir, depth)?;
         }
         Ok(())
     }
@@ -286,7 +270,6 @@ impl Lexer<'_> {
         &mut self,
         loc: &Loc,
         words: Vec<String>,
-        quoted: Vec<bool>,
         dir: Option<&Path>,
         depth: usize,
     ) -> Result<(), ImportError> {
@@ -296,8 +279,7 @@ impl Lexer<'_> {
             }
             _ => {
                 let cond = self.cond.take();
-                self.events
-                    .push(Event::Words(loc.clone(), words, quoted, cond));
+                self.events.push(Event::Words(loc.clone(), words, cond));
                 Ok(())
             }
         }
@@ -452,12 +434,11 @@ fn build(events: Vec<Event>) -> Result<Vec<Node>, ImportError> {
     let mut stack: Vec<(Vec<Node>, Option<Loc>)> = vec![(Vec::new(), None)];
     for ev in events {
         match ev {
-            Event::Words(loc, words, quoted, cond) => {
+            Event::Words(loc, words, cond) => {
                 if let Some((level, _)) = stack.last_mut() {
                     level.push(Node {
                         loc,
                         words,
-                        quoted,
                         block: None,
                         cond,
                     });
@@ -478,7 +459,6 @@ fn build(events: Vec<Event>) -> Result<Vec<Node>, ImportError> {
                         level.push(Node {
                             loc: loc.clone(),
                             words: Vec::new(),
-                            quoted: Vec::new(),
                             block: None,
                             cond: None,
                         });
@@ -554,7 +534,6 @@ mod tests {
         let n = tree(t);
         let block = n[0].block.as_ref().unwrap();
         assert_eq!(block[0].words, vec!["script", "/bin/echo a#b {x}"]);
-        assert_eq!(block[0].quoted, vec![false, true]);
         assert_eq!(block[1].words, vec!["interval", "2"]);
         assert_eq!(block[1].loc.line, 5);
     }

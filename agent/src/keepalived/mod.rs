@@ -138,6 +138,7 @@ struct Global {
 
 struct Script {
     name: String,
+    loc: Loc,
     command: Option<String>,
     interval: Option<Duration>,
     timeout: Option<Duration>,
@@ -539,6 +540,7 @@ impl Conv {
         }
         let mut s = Script {
             name,
+            loc: n.loc.clone(),
             command: None,
             interval: None,
             timeout: None,
@@ -940,6 +942,22 @@ impl Conv {
 
         let scripts = std::mem::take(&mut self.scripts);
         self.script_names = scripts.iter().map(|s| s.name.clone()).collect();
+        // keepalived's default script user is not vigil's: say so where scripts exist.
+        let first_script = scripts.first().map(|s| (s.loc.clone(), "vrrp_script"));
+        let first_notify = self
+            .instances
+            .iter()
+            .find(|i| !i.notify.is_empty())
+            .map(|i| (i.loc.clone(), "vrrp_instance"));
+        if self.global.script_user.is_none() {
+            if let Some((loc, kw)) = first_script.or(first_notify) {
+                self.warn_at(
+                    &loc,
+                    kw,
+                    "no script_user in global_defs: keepalived runs scripts as `keepalived_script` if that user exists, else as root; vigil runs them as root (with a warning) unless global.script_user is set",
+                );
+            }
+        }
         for s in &scripts {
             let _ = writeln!(out, "\n[scripts.{}]", key(&s.name));
             if let Some(c) = &s.command {
