@@ -109,10 +109,10 @@ impl FromStr for VirtualAddress {
                 "{addr} cannot be a virtual address (unspecified, multicast or loopback)"
             ));
         }
-        if let IpAddr::V4(v4) = addr {
-            if v4.is_broadcast() {
-                return Err(format!("{addr} cannot be a virtual address (broadcast)"));
-            }
+        if let IpAddr::V4(v4) = addr
+            && v4.is_broadcast()
+        {
+            return Err(format!("{addr} cannot be a virtual address (broadcast)"));
         }
         let mut dev = None;
         let mut label = None;

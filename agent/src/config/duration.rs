@@ -109,9 +109,9 @@ fn parse_fraction(t: &str) -> Option<Result<Duration, String>> {
 pub fn to_toml(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         d.as_secs().to_string()
-    } else if d.as_nanos() % 1_000_000 == 0 {
+    } else if d.as_nanos().is_multiple_of(1_000_000) {
         format!("\"{}ms\"", d.as_millis())
-    } else if d.as_nanos() % 1_000 == 0 {
+    } else if d.as_nanos().is_multiple_of(1_000) {
         format!("\"{}us\"", d.as_micros())
     } else {
         format!("\"{}ns\"", d.as_nanos())

@@ -334,7 +334,15 @@ fn structural_error(src: &SourceText<'_>, e: &toml::de::Error) -> ConfigError {
         }
         path.push_str(field);
         message = "required key is missing".to_string();
-    } else if message.starts_with("unknown field") {
+    } else if let Some(rest) = message.strip_prefix("unknown field `") {
+        // The path walk may go past the unknown key into its value; stop at the key.
+        if let Some(field) = rest.split('`').next() {
+            let shown = display_key(field);
+            let parts: Vec<&str> = path.split('.').collect();
+            if let Some(at) = parts.iter().rposition(|p| *p == shown) {
+                path = parts[..=at].join(".");
+            }
+        }
         message = message.replacen("unknown field", "unknown key", 1);
     }
     ConfigError {

@@ -41,7 +41,10 @@ pub(super) fn validate(src: &SourceText<'_>, raw: RawConfig) -> Result<Config, C
     let mut ids: HashMap<(String, Family, u8), String> = HashMap::new();
     // address → instance name, so one address is never managed twice.
     let mut owners: HashMap<IpAddr, String> = HashMap::new();
-    for (name, inst) in &raw.instances {
+    // File order, so a clash is reported at the second of the two instances.
+    let mut in_file_order: Vec<_> = raw.instances.iter().collect();
+    in_file_order.sort_by_key(|(name, _)| name.span().start);
+    for (name, inst) in in_file_order {
         let key = display_key(name.get_ref());
         let path = format!("instances.{key}");
         if name.get_ref().trim().is_empty() {
@@ -738,15 +741,15 @@ fn track_list(
         let ip = format!("{path}.{list}[{n}]");
         let t = item.get_ref();
         let name_span = t.name_span.clone().unwrap_or(item.span());
-        if let Some(key) = t.key {
-            if key != name_key {
-                e.add(
-                    name_span,
-                    format!("{ip}.{key}"),
-                    format!("{list} entries name their item with `{name_key} = `"),
-                );
-                continue;
-            }
+        if let Some(key) = t.key
+            && key != name_key
+        {
+            e.add(
+                name_span,
+                format!("{ip}.{key}"),
+                format!("{list} entries name their item with `{name_key} = `"),
+            );
+            continue;
         }
         let weight = match &t.weight {
             None => None,
@@ -789,18 +792,18 @@ fn peer_addr(
         e.add(a.span(), path, format!("{addr} is not a unicast address"));
         return None;
     }
-    if let Some(f) = family {
-        if Family::of(&addr) != f {
-            e.add(
-                a.span(),
-                path,
-                format!(
-                    "{addr} is {} but the virtual addresses are {f}; one family per instance",
-                    Family::of(&addr)
-                ),
-            );
-            return None;
-        }
+    if let Some(f) = family
+        && Family::of(&addr) != f
+    {
+        e.add(
+            a.span(),
+            path,
+            format!(
+                "{addr} is {} but the virtual addresses are {f}; one family per instance",
+                Family::of(&addr)
+            ),
+        );
+        return None;
     }
     Some(addr)
 }

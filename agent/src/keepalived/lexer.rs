@@ -158,16 +158,14 @@ impl Lexer<'_> {
             }
             let trimmed = line.trim_start();
             // `$NAME=value` defines a parameter; `$NAME` and `${NAME}` use it.
-            if let Some(def) = trimmed.strip_prefix('$') {
-                if let Some((name, value)) = def.split_once('=') {
-                    if !name.is_empty()
-                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    {
-                        self.params
-                            .insert(name.to_string(), value.trim().to_string());
-                        continue;
-                    }
-                }
+            if let Some(def) = trimmed.strip_prefix('$')
+                && let Some((name, value)) = def.split_once('=')
+                && !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
+                self.params
+                    .insert(name.to_string(), value.trim().to_string());
+                continue;
             }
             let line = if self.params.is_empty() || !line.contains('$') {
                 line

@@ -750,7 +750,7 @@ impl Conv {
             "unicast_peer" => {
                 for p in self.block(item) {
                     let peer = p.keyword().to_string();
-                    if p.args().len() > 0 {
+                    if !p.args().is_empty() {
                         self.warn_at(
                             &p.loc,
                             "unicast_peer",
@@ -949,14 +949,14 @@ impl Conv {
             .iter()
             .find(|i| !i.notify.is_empty())
             .map(|i| (i.loc.clone(), "vrrp_instance"));
-        if self.global.script_user.is_none() {
-            if let Some((loc, kw)) = first_script.or(first_notify) {
-                self.warn_at(
+        if self.global.script_user.is_none()
+            && let Some((loc, kw)) = first_script.or(first_notify)
+        {
+            self.warn_at(
                     &loc,
                     kw,
                     "no script_user in global_defs: keepalived runs scripts as `keepalived_script` if that user exists, else as root; vigil runs them as root (with a warning) unless global.script_user is set",
                 );
-            }
         }
         for s in &scripts {
             let _ = writeln!(out, "\n[scripts.{}]", key(&s.name));
