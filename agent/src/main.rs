@@ -1,82 +1,15 @@
 //! The `vigil` command line.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 
-/// Default configuration file.
-const DEFAULT_CONFIG: &str = "/etc/vigil/vigil.toml";
+use vigil::cli::{Cli, Command};
 
-/// VRRP high-availability agent with an XDP fast path.
-#[derive(Parser, Debug)]
-#[command(name = "vigil", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Run the agent in the foreground.
-    Run {
-        /// Configuration file.
-        #[arg(short, long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-    },
-    /// Validate a configuration file.
-    Check {
-        /// Configuration file.
-        #[arg(short, long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
-    },
-    /// Show the state of a running agent.
-    Status {
-        /// Control socket of the agent.
-        #[arg(long, default_value = "/run/vigil/vigil.sock")]
-        socket: PathBuf,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Live view of the VRRP adverts the XDP program sees on an interface.
-    Trace {
-        /// Interface to watch.
-        #[arg(short, long)]
-        interface: String,
-        /// Also show packets the program drops, with the reason.
-        #[arg(long)]
-        all: bool,
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
-        /// Datapath: auto (XDP driver mode, then skb), driver, skb, or off (raw socket).
-        #[arg(long, default_value = "auto", value_parser = ["auto", "driver", "skb", "off"])]
-        mode: String,
-        /// Pin the program's maps in this directory (a bpffs) while tracing.
-        #[arg(long)]
-        pin_dir: Option<PathBuf>,
-        /// Watch a virtual router as the agent would: VRID[/v2|/v3][/ipv6][/pass=SECRET][/unicast].
-        #[arg(long)]
-        watch: Vec<vigil::trace::WatchSpec>,
-        /// Stop after this many records.
-        #[arg(long)]
-        count: Option<u64>,
-        /// Stop after this long (e.g. "10s").
-        #[arg(long, value_parser = humantime::parse_duration)]
-        duration: Option<std::time::Duration>,
-    },
-    /// Convert a keepalived.conf to vigil TOML (stdout); warnings go to stderr.
-    ImportKeepalived {
-        /// keepalived configuration file.
-        file: PathBuf,
-    },
-    /// Print shell completions.
-    Completions {
-        /// Shell to generate completions for.
-        shell: String,
-    },
-}
+/// Exit code for a configuration that cannot be used (DESIGN.md: 1 bad config).
+const EXIT_BAD_CONFIG: u8 = 1;
+/// Exit code for a runtime failure.
+const EXIT_RUNTIME: u8 = 2;
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
@@ -96,14 +29,14 @@ fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitC
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("vigil: cannot start the runtime: {e}");
-            return ExitCode::from(2);
+            return ExitCode::from(EXIT_RUNTIME);
         }
     };
     match rt.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vigil: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(EXIT_RUNTIME)
         }
     }
 }
@@ -140,9 +73,81 @@ fn main() -> ExitCode {
                 duration,
             }))
         }
+
+        Command::Check { config } => check(&config),
+        Command::ImportKeepalived { file } => import_keepalived(&file),
+        Command::Completions { shell } => {
+            vigil::cli::completions(shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Manpage { out_dir } => manpage(out_dir.as_deref()),
         other => {
             eprintln!("vigil: {other:?} is not implemented yet");
-            ExitCode::from(2)
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
+/// `vigil check`: one line per instance and exit 0, or every error and exit 1.
+fn check(path: &std::path::Path) -> ExitCode {
+    match vigil::config::load(path) {
+        Ok(config) => {
+            for (name, instance) in &config.instances {
+                println!("{}", instance.summary(name));
+            }
+            println!(
+                "{}: OK ({} instance(s), {} script(s))",
+                path.display(),
+                config.instances.len(),
+                config.scripts.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+    }
+}
+
+/// `vigil import-keepalived`: TOML on stdout, warnings on stderr; exit 1 when the file
+/// cannot be read or parsed, or when the result would not pass `vigil check`.
+fn import_keepalived(file: &std::path::Path) -> ExitCode {
+    match vigil::keepalived::import_file(file) {
+        Ok(import) => {
+            print!("{}", import.toml);
+            for w in &import.warnings {
+                eprintln!("warning: {w}");
+            }
+            match import.check {
+                None => ExitCode::SUCCESS,
+                Some(errors) => {
+                    eprintln!(
+                        "error: the converted configuration does not pass `vigil check` yet; fix these by hand:"
+                    );
+                    eprintln!("{errors}");
+                    ExitCode::from(EXIT_BAD_CONFIG)
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+    }
+}
+
+fn manpage(out_dir: Option<&std::path::Path>) -> ExitCode {
+    use std::io::Write;
+    let result = match out_dir {
+        Some(dir) => vigil::cli::write_man_pages(dir),
+        None => vigil::cli::man_page().and_then(|page| std::io::stdout().write_all(&page)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vigil: writing the man page: {e}");
+            ExitCode::from(EXIT_RUNTIME)
         }
     }
 }

@@ -1,0 +1,144 @@
+//! The command line definition, shared by `main.rs`, completions and the man page.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
+
+use crate::config::DEFAULT_PATH;
+
+/// VRRP high-availability agent with an XDP fast path.
+#[derive(Parser, Debug)]
+#[command(name = "vigil", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands (names are part of the interface contract in DESIGN.md).
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the agent in the foreground.
+    Run {
+        /// Configuration file.
+        #[arg(short, long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file.
+    Check {
+        /// Configuration file.
+        #[arg(short, long, default_value = DEFAULT_PATH)]
+        config: PathBuf,
+    },
+    /// Show the state of a running agent.
+    Status {
+        /// Control socket of the agent.
+        #[arg(long, default_value = "/run/vigil/vigil.sock")]
+        socket: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Live view of the VRRP adverts the XDP program sees on an interface.
+    Trace {
+        /// Interface to watch.
+        #[arg(short, long)]
+        interface: String,
+        /// Also show packets the program drops, with the reason.
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Datapath: auto (XDP driver mode, then skb), driver, skb, or off (raw socket).
+        #[arg(long, default_value = "auto", value_parser = ["auto", "driver", "skb", "off"])]
+        mode: String,
+        /// Pin the program's maps in this directory (a bpffs) while tracing.
+        #[arg(long)]
+        pin_dir: Option<PathBuf>,
+        /// Watch a virtual router as the agent would: VRID[/v2|/v3][/ipv6][/pass=SECRET][/unicast].
+        #[arg(long)]
+        watch: Vec<crate::trace::WatchSpec>,
+        /// Stop after this many records.
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this long (e.g. "10s").
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+    },
+    /// Convert a keepalived.conf to vigil TOML (stdout); warnings go to stderr.
+    ImportKeepalived {
+        /// keepalived configuration file.
+        file: PathBuf,
+    },
+    /// Print shell completions.
+    Completions {
+        /// Shell to generate completions for.
+        shell: Shell,
+    },
+    /// Write the man pages (for packaging; `cargo xtask` calls it).
+    #[command(hide = true)]
+    Manpage {
+        /// Directory for vigil.1 and one page per subcommand; without it, vigil.1 goes to
+        /// stdout.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+/// Write completions for `shell` to `out`.
+pub fn completions(shell: Shell, out: &mut dyn Write) {
+    clap_complete::generate(shell, &mut Cli::command(), "vigil", out);
+}
+
+/// The vigil(1) man page in roff.
+pub fn man_page() -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut buf)?;
+    Ok(buf)
+}
+
+/// Write vigil.1 and vigil-SUBCOMMAND.1 pages into `dir`.
+pub fn write_man_pages(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    clap_mangen::generate_to(Cli::command(), dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn man_page_mentions_every_subcommand() {
+        let page = String::from_utf8(man_page().unwrap()).unwrap();
+        for sub in [
+            "run",
+            "check",
+            "status",
+            "trace",
+            "import\\-keepalived",
+            "completions",
+        ] {
+            assert!(page.contains(sub), "{sub} missing");
+        }
+        assert!(
+            !page.contains("manpage"),
+            "hidden subcommand leaked into the page"
+        );
+    }
+
+    #[test]
+    fn completions_for_bash() {
+        let mut out = Vec::new();
+        completions(Shell::Bash, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("import-keepalived"));
+    }
+}

@@ -1,1 +1,0 @@
-//! Configuration: the TOML file, its validation and its errors.

@@ -1,0 +1,888 @@
+//! Semantic validation: raw spanned values → typed [`Config`], collecting every problem.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::ops::{Range, RangeInclusive};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::duration::RawDuration;
+use super::error::{ConfigError, Errors, SourceText};
+use super::raw::{RawConfig, RawGlobal, RawInstance, RawScript, RawTrack, S};
+use super::{
+    Config, DEFAULT_BPF_PIN_DIR, DEFAULT_CONTROL_SOCKET, Family, Garp, Global, InitialState,
+    Instance, Script, TrackFile, TrackInterface, TrackScript, Version, VirtualAddress, XdpMode,
+    check_ifname, display_key,
+};
+
+/// Weights of scripts and interfaces, as keepalived allows.
+const WEIGHT: RangeInclusive<i64> = -253..=253;
+/// track_file weights are one wider in keepalived.
+const FILE_WEIGHT: RangeInclusive<i64> = -254..=254;
+
+pub(super) fn validate(src: &SourceText<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
+    let mut e = Errors::new(src);
+    let raw_global = raw.global.map(S::into_inner).unwrap_or_default();
+    let global = global(&mut e, &raw_global);
+
+    let mut scripts = BTreeMap::new();
+    for (name, s) in &raw.scripts {
+        let path = format!("scripts.{}", display_key(name.get_ref()));
+        if name.get_ref().trim().is_empty() {
+            e.add(name.span(), &path, "script name is empty");
+        }
+        if let Some(script) = script(&mut e, &path, s.get_ref()) {
+            scripts.insert(name.get_ref().clone(), script);
+        }
+    }
+
+    let mut instances = BTreeMap::new();
+    // (interface, family, vrid) → instance name, to refuse two routers on one wire id.
+    let mut ids: HashMap<(String, Family, u8), String> = HashMap::new();
+    // address → instance name, so one address is never managed twice.
+    let mut owners: HashMap<IpAddr, String> = HashMap::new();
+    // File order, so a clash is reported at the second of the two instances.
+    let mut in_file_order: Vec<_> = raw.instances.iter().collect();
+    in_file_order.sort_by_key(|(name, _)| name.span().start);
+    for (name, inst) in in_file_order {
+        let key = display_key(name.get_ref());
+        let path = format!("instances.{key}");
+        if name.get_ref().trim().is_empty() {
+            e.add(name.span(), &path, "instance name is empty");
+        }
+        let Some(i) = instance(
+            &mut e,
+            &path,
+            inst.get_ref(),
+            &raw.scripts,
+            &scripts,
+            &global,
+        ) else {
+            continue;
+        };
+        let raw_i = inst.get_ref();
+        let id = (i.interface.clone(), i.family(), i.vrid);
+        if let Some(other) = ids.get(&id) {
+            e.add(
+                raw_i.vrid.span(),
+                format!("{path}.vrid"),
+                format!(
+                    "instance `{other}` already uses VRID {} for {} on {}; each (interface, family, VRID) needs its own number",
+                    i.vrid,
+                    i.family(),
+                    i.interface
+                ),
+            );
+        } else {
+            ids.insert(id, name.get_ref().clone());
+        }
+        for (n, va) in i.virtual_addresses.iter().enumerate() {
+            if let Some(other) = owners.get(&va.addr) {
+                let span = raw_i
+                    .virtual_addresses
+                    .get_ref()
+                    .get(n)
+                    .map_or(raw_i.virtual_addresses.span(), S::span);
+                e.add(
+                    span,
+                    format!("{path}.virtual_addresses[{n}]"),
+                    format!(
+                        "{} is already a virtual address of instance `{other}`; an address belongs to one instance",
+                        va.addr
+                    ),
+                );
+            } else {
+                owners.insert(va.addr, name.get_ref().clone());
+            }
+        }
+        instances.insert(name.get_ref().clone(), i);
+    }
+
+    if e.is_empty() {
+        Ok(Config {
+            global,
+            scripts,
+            instances,
+        })
+    } else {
+        Err(e.into_error())
+    }
+}
+
+fn global(e: &mut Errors<'_>, g: &RawGlobal) -> Global {
+    let router_id = match &g.router_id {
+        Some(r) => {
+            let v = r.get_ref();
+            // It becomes a directory name under bpf_pin_dir.
+            if v.is_empty()
+                || v == "."
+                || v == ".."
+                || v.len() > 64
+                || v.chars()
+                    .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+            {
+                e.add(
+                    r.span(),
+                    "global.router_id",
+                    format!(
+                        "`{v}` is not usable as a name; allowed: 1 to 64 characters without `/` or whitespace (it names a directory under bpf_pin_dir)"
+                    ),
+                );
+            }
+            v.clone()
+        }
+        None => hostname(),
+    };
+    let control_socket = match &g.control_socket {
+        Some(p) => {
+            let v = p.get_ref();
+            // sun_path holds 108 bytes including the NUL.
+            if v.is_empty() || v.len() > 107 {
+                e.add(
+                    p.span(),
+                    "global.control_socket",
+                    "socket path must be 1 to 107 bytes long",
+                );
+            }
+            PathBuf::from(v)
+        }
+        None => PathBuf::from(DEFAULT_CONTROL_SOCKET),
+    };
+    let bpf_pin_dir = match &g.bpf_pin_dir {
+        Some(p) => {
+            if !p.get_ref().starts_with('/') {
+                e.add(
+                    p.span(),
+                    "global.bpf_pin_dir",
+                    "must be an absolute path on a bpf filesystem, e.g. \"/sys/fs/bpf/vigil\"",
+                );
+            }
+            PathBuf::from(p.get_ref())
+        }
+        None => PathBuf::from(DEFAULT_BPF_PIN_DIR),
+    };
+    let xdp = match &g.xdp {
+        None => XdpMode::Auto,
+        Some(x) => match x.get_ref().as_str() {
+            "auto" => XdpMode::Auto,
+            "driver" => XdpMode::Driver,
+            "skb" => XdpMode::Skb,
+            "off" => XdpMode::Off,
+            other => {
+                e.add(
+                    x.span(),
+                    "global.xdp",
+                    format!(
+                        "unknown mode \"{other}\"; allowed: \"auto\", \"driver\", \"skb\", \"off\""
+                    ),
+                );
+                XdpMode::Auto
+            }
+        },
+    };
+    let metrics = g.metrics.as_ref().and_then(|m| match m.get_ref().parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            e.add(
+                m.span(),
+                "global.metrics",
+                format!(
+                    "\"{}\" is not ADDR:PORT; e.g. \"127.0.0.1:9650\" or \"[::1]:9650\"",
+                    m.get_ref()
+                ),
+            );
+            None
+        }
+    });
+    let script_user = g
+        .script_user
+        .as_ref()
+        .map(|u| user_name(e, u, "global.script_user"));
+    let garp = garp(
+        e,
+        "global",
+        Garp::default(),
+        &g.garp_master_delay,
+        &g.garp_master_repeat,
+        &g.garp_master_refresh,
+        &g.garp_master_refresh_repeat,
+    );
+    Global {
+        router_id,
+        control_socket,
+        bpf_pin_dir,
+        xdp,
+        metrics,
+        nonlocal_bind: g.nonlocal_bind.as_ref().is_some_and(|b| *b.get_ref()),
+        script_user,
+        garp,
+    }
+}
+
+fn garp(
+    e: &mut Errors<'_>,
+    path: &str,
+    defaults: Garp,
+    delay: &Option<S<RawDuration>>,
+    repeat: &Option<S<i64>>,
+    refresh: &Option<S<RawDuration>>,
+    refresh_repeat: &Option<S<i64>>,
+) -> Garp {
+    let max_delay = Duration::from_secs(1000);
+    let master_delay = delay
+        .as_ref()
+        .and_then(|d| {
+            duration_in(
+                e,
+                d,
+                &format!("{path}.garp_master_delay"),
+                Duration::ZERO,
+                max_delay,
+                "0 (no second burst) to 1000 s",
+            )
+        })
+        .unwrap_or(defaults.master_delay);
+    let master_repeat = repeat
+        .as_ref()
+        .and_then(|r| int_in(e, r, &format!("{path}.garp_master_repeat"), 1..=100))
+        .map_or(defaults.master_repeat, |v| v as u32);
+    let master_refresh = match refresh {
+        None => defaults.master_refresh,
+        Some(d) => duration_in(
+            e,
+            d,
+            &format!("{path}.garp_master_refresh"),
+            Duration::ZERO,
+            Duration::from_secs(86_400),
+            "0 (no refresh) to 1 day",
+        )
+        .filter(|d| !d.is_zero()),
+    };
+    let master_refresh_repeat = refresh_repeat
+        .as_ref()
+        .and_then(|r| int_in(e, r, &format!("{path}.garp_master_refresh_repeat"), 1..=100))
+        .map_or(defaults.master_refresh_repeat, |v| v as u32);
+    Garp {
+        master_delay,
+        master_repeat,
+        master_refresh,
+        master_refresh_repeat,
+    }
+}
+
+fn script(e: &mut Errors<'_>, path: &str, s: &RawScript) -> Option<Script> {
+    let before = e.len();
+    let command = s.command.get_ref().trim().to_string();
+    if command.is_empty() {
+        e.add(
+            s.command.span(),
+            format!("{path}.command"),
+            "command is empty",
+        );
+    }
+    let min = Duration::from_millis(10);
+    let day = Duration::from_secs(86_400);
+    let interval = s
+        .interval
+        .as_ref()
+        .and_then(|d| duration_in(e, d, &format!("{path}.interval"), min, day, "10ms to 1 day"))
+        .unwrap_or(Duration::from_secs(1));
+    // keepalived: a script without a timeout may run for one interval.
+    let timeout = s
+        .timeout
+        .as_ref()
+        .and_then(|d| duration_in(e, d, &format!("{path}.timeout"), min, day, "10ms to 1 day"))
+        .unwrap_or(interval);
+    let weight = s
+        .weight
+        .as_ref()
+        .and_then(|w| int_in(e, w, &format!("{path}.weight"), WEIGHT))
+        .unwrap_or(0) as i32;
+    let rise = s
+        .rise
+        .as_ref()
+        .and_then(|w| int_in(e, w, &format!("{path}.rise"), 1..=1000))
+        .unwrap_or(1) as u32;
+    let fall = s
+        .fall
+        .as_ref()
+        .and_then(|w| int_in(e, w, &format!("{path}.fall"), 1..=1000))
+        .unwrap_or(1) as u32;
+    let user = s
+        .user
+        .as_ref()
+        .map(|u| user_name(e, u, &format!("{path}.user")));
+    (e.len() == before).then_some(Script {
+        command,
+        interval,
+        timeout,
+        weight,
+        rise,
+        fall,
+        user,
+    })
+}
+
+fn instance(
+    e: &mut Errors<'_>,
+    path: &str,
+    r: &RawInstance,
+    raw_scripts: &BTreeMap<S<String>, S<RawScript>>,
+    scripts: &BTreeMap<String, Script>,
+    global: &Global,
+) -> Option<Instance> {
+    let before = e.len();
+    let p = |key: &str| format!("{path}.{key}");
+
+    let interface = r.interface.get_ref().clone();
+    if let Err(m) = check_ifname(&interface) {
+        e.add(r.interface.span(), p("interface"), m);
+    }
+    let vrid = int_in(e, &r.vrid, &p("vrid"), 1..=255).unwrap_or(1) as u8;
+    let priority = match &r.priority {
+        None => 100,
+        Some(pr) => match *pr.get_ref() {
+            1..=255 => *pr.get_ref() as u8,
+            0 => {
+                e.add(
+                    pr.span(),
+                    p("priority"),
+                    "0 is reserved for a master that is leaving; allowed: 1..=254, or 255 for the address owner",
+                );
+                100
+            }
+            v => {
+                e.add(
+                    pr.span(),
+                    p("priority"),
+                    format!("{v} is out of range; allowed: 1..=254, or 255 for the address owner"),
+                );
+                100
+            }
+        },
+    };
+    let initial_state = match &r.initial_state {
+        None => InitialState::Backup,
+        Some(s) => match s.get_ref().as_str() {
+            "master" => InitialState::Master,
+            "backup" => InitialState::Backup,
+            other => {
+                let hint = if other.eq_ignore_ascii_case("master")
+                    || other.eq_ignore_ascii_case("backup")
+                {
+                    format!(
+                        " (write it in lower case: \"{}\")",
+                        other.to_ascii_lowercase()
+                    )
+                } else {
+                    String::new()
+                };
+                e.add(
+                    s.span(),
+                    p("initial_state"),
+                    format!("unknown state \"{other}\"; allowed: \"master\", \"backup\"{hint}"),
+                );
+                InitialState::Backup
+            }
+        },
+    };
+    let version = match &r.version {
+        None => Version::V3,
+        Some(v) => match *v.get_ref() {
+            2 => Version::V2,
+            3 => Version::V3,
+            other => {
+                e.add(
+                    v.span(),
+                    p("version"),
+                    format!("VRRP version {other} does not exist; allowed: 2, 3"),
+                );
+                Version::V3
+            }
+        },
+    };
+
+    let advert_interval = match &r.advert_interval {
+        None => Duration::from_secs(1),
+        Some(d) => advert_interval(e, d, &p("advert_interval"), version),
+    };
+
+    let auth_pass = r.auth_pass.as_ref().map(|a| {
+        let v = a.get_ref();
+        if version != Version::V2 {
+            e.add(
+                a.span(),
+                p("auth_pass"),
+                "only with version = 2 (VRRPv3 has no authentication)",
+            );
+        } else if v.is_empty() || v.len() > 8 {
+            e.add(
+                a.span(),
+                p("auth_pass"),
+                format!(
+                    "password is {} bytes; allowed: 1 to 8 bytes (VRRPv2 carries 8)",
+                    v.len()
+                ),
+            );
+        }
+        v.clone()
+    });
+
+    // Virtual addresses: parse each, then one family, no duplicates.
+    let mut virtual_addresses = Vec::new();
+    let mut family: Option<(Family, usize)> = None;
+    if r.virtual_addresses.get_ref().is_empty() {
+        e.add(
+            r.virtual_addresses.span(),
+            p("virtual_addresses"),
+            "at least one address is required, e.g. [\"192.0.2.100/24\"]",
+        );
+    }
+    for (n, a) in r.virtual_addresses.get_ref().iter().enumerate() {
+        let ap = format!("{path}.virtual_addresses[{n}]");
+        let va: VirtualAddress = match a.get_ref().parse() {
+            Ok(v) => v,
+            Err(m) => {
+                e.add(a.span(), ap, m);
+                continue;
+            }
+        };
+        match family {
+            None => family = Some((va.family(), n)),
+            Some((f, first)) if f != va.family() => e.add(
+                a.span(),
+                &ap,
+                format!(
+                    "{} is {} but virtual_addresses[{first}] is {f}; one family per instance (make a second instance for the other family)",
+                    va.addr,
+                    va.family()
+                ),
+            ),
+            _ => {}
+        }
+        if virtual_addresses
+            .iter()
+            .any(|o: &VirtualAddress| o.addr == va.addr)
+        {
+            e.add(a.span(), &ap, format!("{} is listed twice", va.addr));
+        }
+        if let Some(label) = &va.label {
+            let dev = va.device(&interface);
+            if !label.starts_with(dev) {
+                e.add(
+                    a.span(),
+                    &ap,
+                    format!(
+                        "label `{label}` must begin with the device name `{dev}` (as `ip addr add` requires), e.g. `{dev}:1`"
+                    ),
+                );
+            }
+        }
+        virtual_addresses.push(va);
+    }
+    let family = family.map(|(f, _)| f);
+    if version == Version::V2 && family == Some(Family::Ipv6) {
+        let span = r
+            .version
+            .as_ref()
+            .map_or(r.virtual_addresses.span(), S::span);
+        e.add(
+            span,
+            p("version"),
+            "VRRPv2 is IPv4 only; use version = 3 for IPv6 addresses",
+        );
+    }
+
+    let preempt = r.preempt.as_ref().is_none_or(|b| *b.get_ref());
+    let preempt_delay = r
+        .preempt_delay
+        .as_ref()
+        .and_then(|d| {
+            duration_in(
+                e,
+                d,
+                &p("preempt_delay"),
+                Duration::ZERO,
+                Duration::from_secs(1000),
+                "0 to 1000 s",
+            )
+        })
+        .unwrap_or(Duration::ZERO);
+    let down_timer_adverts = r
+        .down_timer_adverts
+        .as_ref()
+        .and_then(|d| int_in(e, d, &p("down_timer_adverts"), 1..=100))
+        .unwrap_or(3) as u8;
+
+    let unicast_src_ip = r
+        .unicast_src_ip
+        .as_ref()
+        .and_then(|a| peer_addr(e, a, &p("unicast_src_ip"), family));
+    let mut unicast_peers: Vec<IpAddr> = Vec::new();
+    for (n, a) in r.unicast_peers.iter().enumerate() {
+        let ap = format!("{path}.unicast_peers[{n}]");
+        let Some(addr) = peer_addr(e, a, &ap, family) else {
+            continue;
+        };
+        if unicast_peers.contains(&addr) {
+            e.add(a.span(), &ap, format!("{addr} is listed twice"));
+        } else if Some(addr) == unicast_src_ip {
+            e.add(
+                a.span(),
+                &ap,
+                format!("{addr} is this node's unicast_src_ip; list the other nodes"),
+            );
+        } else {
+            unicast_peers.push(addr);
+        }
+    }
+
+    let accept = r.accept.as_ref().is_none_or(|b| *b.get_ref());
+    let v3_checksum_as_v2 = match &r.v3_checksum_as_v2 {
+        None => false,
+        Some(b) => {
+            if *b.get_ref() && (version != Version::V3 || family == Some(Family::Ipv6)) {
+                e.add(
+                    b.span(),
+                    p("v3_checksum_as_v2"),
+                    "applies only to version = 3 over IPv4",
+                );
+            }
+            *b.get_ref()
+        }
+    };
+
+    let track_scripts = track_list(e, path, "track_scripts", "script", &r.track_scripts)
+        .into_iter()
+        .filter_map(|(name, span, weight)| {
+            let Some(script) = scripts.get(&name) else {
+                // A script that failed its own validation is reported there already.
+                if !raw_scripts.keys().any(|k| *k.get_ref() == name) {
+                    let known: Vec<String> = raw_scripts
+                        .keys()
+                        .map(|k| format!("`{}`", k.get_ref()))
+                        .collect();
+                    let allowed = if known.is_empty() {
+                        "no [scripts.NAME] tables are defined".to_string()
+                    } else {
+                        format!("defined: {}", known.join(", "))
+                    };
+                    e.add(
+                        span.0,
+                        span.1,
+                        format!("no script named `{name}`; {allowed}"),
+                    );
+                }
+                return None;
+            };
+            Some(TrackScript {
+                weight: weight.map_or(script.weight, |w| w as i32),
+                script: name,
+            })
+        })
+        .collect::<Vec<_>>();
+    let track_interfaces = track_list(
+        e,
+        path,
+        "track_interfaces",
+        "interface",
+        &r.track_interfaces,
+    )
+    .into_iter()
+    .filter_map(|(name, span, weight)| {
+        if let Err(m) = check_ifname(&name) {
+            e.add(span.0, span.1, m);
+            return None;
+        }
+        Some(TrackInterface {
+            interface: name,
+            weight: weight.unwrap_or(0) as i32,
+        })
+    })
+    .collect::<Vec<_>>();
+    let track_files = track_list(e, path, "track_files", "path", &r.track_files)
+        .into_iter()
+        .filter_map(|(name, span, weight)| {
+            if !name.starts_with('/') {
+                e.add(
+                    span.0,
+                    span.1,
+                    format!("`{name}` is not an absolute path; track_files takes absolute paths"),
+                );
+                return None;
+            }
+            Some(TrackFile {
+                path: PathBuf::from(name),
+                weight: weight.unwrap_or(1) as i32,
+            })
+        })
+        .collect::<Vec<_>>();
+
+    let mut notify = |v: &Option<S<String>>, key: &str| {
+        v.as_ref().map(|s| {
+            let cmd = s.get_ref().trim().to_string();
+            if cmd.is_empty() {
+                e.add(
+                    s.span(),
+                    p(key),
+                    "command is empty; leave the key out instead",
+                );
+            }
+            cmd
+        })
+    };
+    let notify_master = notify(&r.notify_master, "notify_master");
+    let notify_backup = notify(&r.notify_backup, "notify_backup");
+    let notify_fault = notify(&r.notify_fault, "notify_fault");
+    let notify_stop = notify(&r.notify_stop, "notify_stop");
+    let notify_any = notify(&r.notify, "notify");
+
+    let garp = garp(
+        e,
+        path,
+        global.garp,
+        &r.garp_master_delay,
+        &r.garp_master_repeat,
+        &r.garp_master_refresh,
+        &r.garp_master_refresh_repeat,
+    );
+
+    (e.len() == before).then_some(Instance {
+        interface,
+        vrid,
+        priority,
+        initial_state,
+        version,
+        advert_interval,
+        auth_pass,
+        virtual_addresses,
+        preempt,
+        preempt_delay,
+        down_timer_adverts,
+        unicast_src_ip,
+        unicast_peers,
+        accept,
+        v3_checksum_as_v2,
+        track_scripts,
+        track_interfaces,
+        track_files,
+        notify_master,
+        notify_backup,
+        notify_fault,
+        notify_stop,
+        notify: notify_any,
+        garp,
+    })
+}
+
+fn advert_interval(
+    e: &mut Errors<'_>,
+    d: &S<RawDuration>,
+    path: &str,
+    version: Version,
+) -> Duration {
+    let fallback = Duration::from_secs(1);
+    let value = match d.get_ref().to_duration() {
+        Ok(v) => v,
+        Err(m) => {
+            e.add(d.span(), path, m);
+            return fallback;
+        }
+    };
+    let shown = humantime::format_duration(value);
+    match version {
+        Version::V2 => {
+            if value.subsec_nanos() != 0 || !(1..=255).contains(&value.as_secs()) {
+                e.add(
+                    d.span(),
+                    path,
+                    format!(
+                        "{shown} is not valid for version = 2; allowed: whole seconds 1 to 255 (use version = 3 for shorter intervals)"
+                    ),
+                );
+                return fallback;
+            }
+        }
+        Version::V3 => {
+            let nanos = value.as_nanos();
+            let cs = 10_000_000u128;
+            if nanos % cs != 0 || !(1..=4095).contains(&(nanos / cs)) {
+                e.add(
+                    d.span(),
+                    path,
+                    format!(
+                        "{shown} is not valid for version = 3; allowed: 10ms to 40.95s in steps of 10ms"
+                    ),
+                );
+                return fallback;
+            }
+        }
+    }
+    value
+}
+
+/// Entries of a track list as (name, (span, path), weight override), after checking the
+/// table key, the weight range and duplicates.
+#[allow(clippy::type_complexity)]
+fn track_list(
+    e: &mut Errors<'_>,
+    path: &str,
+    list: &str,
+    name_key: &str,
+    items: &[S<RawTrack>],
+) -> Vec<(String, (Range<usize>, String), Option<i64>)> {
+    let range = if list == "track_files" {
+        FILE_WEIGHT
+    } else {
+        WEIGHT
+    };
+    let mut out: Vec<(String, (Range<usize>, String), Option<i64>)> = Vec::new();
+    for (n, item) in items.iter().enumerate() {
+        let ip = format!("{path}.{list}[{n}]");
+        let t = item.get_ref();
+        let name_span = t.name_span.clone().unwrap_or(item.span());
+        if let Some(key) = t.key
+            && key != name_key
+        {
+            e.add(
+                name_span,
+                format!("{ip}.{key}"),
+                format!("{list} entries name their item with `{name_key} = `"),
+            );
+            continue;
+        }
+        let weight = match &t.weight {
+            None => None,
+            Some(w) => match int_in(e, w, &format!("{ip}.weight"), range.clone()) {
+                Some(v) => Some(v),
+                None => continue,
+            },
+        };
+        if t.name.is_empty() {
+            e.add(name_span, ip, "empty name");
+            continue;
+        }
+        if out.iter().any(|(o, _, _)| *o == t.name) {
+            e.add(name_span, ip, format!("`{}` is listed twice", t.name));
+            continue;
+        }
+        out.push((t.name.clone(), (name_span, ip), weight));
+    }
+    out
+}
+
+fn peer_addr(
+    e: &mut Errors<'_>,
+    a: &S<String>,
+    path: &str,
+    family: Option<Family>,
+) -> Option<IpAddr> {
+    let addr: IpAddr = match a.get_ref().trim().parse() {
+        Ok(v) => v,
+        Err(_) => {
+            e.add(
+                a.span(),
+                path,
+                format!("\"{}\" is not an IPv4 or IPv6 address", a.get_ref()),
+            );
+            return None;
+        }
+    };
+    if addr.is_unspecified() || addr.is_multicast() {
+        e.add(a.span(), path, format!("{addr} is not a unicast address"));
+        return None;
+    }
+    if let Some(f) = family
+        && Family::of(&addr) != f
+    {
+        e.add(
+            a.span(),
+            path,
+            format!(
+                "{addr} is {} but the virtual addresses are {f}; one family per instance",
+                Family::of(&addr)
+            ),
+        );
+        return None;
+    }
+    Some(addr)
+}
+
+fn user_name(e: &mut Errors<'_>, u: &S<String>, path: &str) -> String {
+    let v = u.get_ref();
+    if v.is_empty()
+        || v.chars()
+            .any(|c| c.is_whitespace() || c == ':' || c.is_control())
+    {
+        e.add(
+            u.span(),
+            path,
+            format!("`{v}` is not a user name; allowed: a name or a numeric uid, no spaces or `:`"),
+        );
+    }
+    v.clone()
+}
+
+fn int_in(e: &mut Errors<'_>, v: &S<i64>, path: &str, range: RangeInclusive<i64>) -> Option<i64> {
+    let x = *v.get_ref();
+    if range.contains(&x) {
+        Some(x)
+    } else {
+        e.add(
+            v.span(),
+            path,
+            format!(
+                "{x} is out of range; allowed: {}..={}",
+                range.start(),
+                range.end()
+            ),
+        );
+        None
+    }
+}
+
+fn duration_in(
+    e: &mut Errors<'_>,
+    d: &S<RawDuration>,
+    path: &str,
+    min: Duration,
+    max: Duration,
+    allowed: &str,
+) -> Option<Duration> {
+    match d.get_ref().to_duration() {
+        Ok(v) if v >= min && v <= max => Some(v),
+        Ok(v) => {
+            e.add(
+                d.span(),
+                path,
+                format!(
+                    "{} is out of range; allowed: {allowed}",
+                    humantime::format_duration(v)
+                ),
+            );
+            None
+        }
+        Err(m) => {
+            e.add(d.span(), path, m);
+            None
+        }
+    }
+}
+
+/// The kernel's host name, the default router_id.
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success
+    // when the name fits, and we stop at the first NUL or the end either way.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "vigil".to_string();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    if name.is_empty() {
+        "vigil".to_string()
+    } else {
+        name
+    }
+}

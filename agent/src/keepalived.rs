@@ -1,1 +1,0 @@
-//! keepalived.conf importer.

@@ -1,0 +1,1281 @@
+//! keepalived.conf importer: keepalived's VRRP configuration → vigil TOML.
+//!
+//! Everything that is not carried over is reported as a [`Warning`] naming the file, line
+//! and keyword; nothing is dropped silently. Where keepalived's defaults differ from
+//! vigil's (keepalived speaks VRRPv2 unless told otherwise, vigil VRRPv3), the output
+//! spells the keepalived behaviour out.
+
+mod lexer;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::config::{self, ConfigError, duration};
+use lexer::{Loc, Node};
+
+/// Something in the keepalived file that the output does not carry (or carries changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// File the keyword is in (an included file where it came from one).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// The keepalived keyword concerned.
+    pub keyword: String,
+    /// What happened to it.
+    pub message: String,
+}
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: ", self.file, self.line)?;
+        if !self.keyword.is_empty() {
+            write!(f, "{}: ", self.keyword)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// The keepalived file could not be read or parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportError {
+    /// File concerned.
+    pub file: String,
+    /// 1-based line; 0 when the whole file is concerned.
+    pub line: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line > 0 {
+            write!(f, "{}:{}: {}", self.file, self.line, self.message)
+        } else {
+            write!(f, "{}: {}", self.file, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+/// The result of an import.
+#[derive(Debug, Clone)]
+pub struct Import {
+    /// vigil configuration (TOML text).
+    pub toml: String,
+    /// Everything not carried over, or carried over changed.
+    pub warnings: Vec<Warning>,
+    /// What `vigil check` finds wrong in `toml`; `None` when it passes.
+    pub check: Option<ConfigError>,
+}
+
+/// Import a keepalived.conf file, following its `include`s.
+pub fn import_file(path: &Path) -> Result<Import, ImportError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| ImportError {
+        file: name.clone(),
+        line: 0,
+        message: format!("cannot read: {e}"),
+    })?;
+    let mut warnings = Vec::new();
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            warnings.push(Warning {
+                file: name.clone(),
+                line: 0,
+                keyword: String::new(),
+                message: "not UTF-8 text; invalid bytes replaced".to_string(),
+            });
+            String::from_utf8_lossy(e.as_bytes()).into_owned()
+        }
+    };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let (tree, lex_warnings) = lexer::parse(&lexer::RealFiles, &text, &name, dir)?;
+    warnings.extend(lex_warnings);
+    Ok(convert(&tree, warnings, &file_name(path)))
+}
+
+/// Import keepalived.conf text; `origin` names it in warnings. `include`s are reported,
+/// not followed.
+pub fn import_str(text: &str, origin: &str) -> Result<Import, ImportError> {
+    let (tree, warnings) = lexer::parse(&lexer::NoFiles, text, origin, None)?;
+    Ok(convert(&tree, warnings, origin))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+#[derive(Default)]
+struct Garp {
+    delay: Option<Duration>,
+    repeat: Option<i64>,
+    refresh: Option<Duration>,
+    refresh_repeat: Option<i64>,
+}
+
+#[derive(Default)]
+struct Global {
+    router_id: Option<String>,
+    script_user: Option<String>,
+    garp: Garp,
+    /// keepalived `vrrp_version`: the default for instances without `version`.
+    version: Option<i64>,
+    /// keepalived `vrrp_down_timer_adverts`.
+    down_timer_adverts: Option<i64>,
+    /// keepalived `vrrp_strict`: instances default to no_accept.
+    strict: bool,
+}
+
+struct Script {
+    name: String,
+    loc: Loc,
+    command: Option<String>,
+    interval: Option<Duration>,
+    timeout: Option<Duration>,
+    weight: Option<i64>,
+    rise: Option<i64>,
+    fall: Option<i64>,
+    user: Option<String>,
+}
+
+/// keepalived `track_file NAME { file PATH; weight W }`.
+struct TrackFileDef {
+    path: Option<String>,
+    weight: Option<i64>,
+}
+
+struct Instance {
+    name: String,
+    loc: Loc,
+    interface: Option<String>,
+    vrid: Option<i64>,
+    priority: Option<i64>,
+    state: Option<&'static str>,
+    version: Option<(i64, Loc)>,
+    advert_int: Option<(f64, Loc)>,
+    auth_type: Option<(String, Loc)>,
+    auth_pass: Option<(String, Loc)>,
+    vips: Vec<(String, Option<IpAddr>)>,
+    preempt: Option<bool>,
+    preempt_delay: Option<Duration>,
+    down_timer_adverts: Option<i64>,
+    unicast_src_ip: Option<String>,
+    unicast_peers: Vec<String>,
+    accept: Option<bool>,
+    old_checksum: bool,
+    track_scripts: Vec<(String, Option<i64>)>,
+    track_interfaces: Vec<(String, Option<i64>)>,
+    /// Names of keepalived track_file definitions, resolved after the whole file is read.
+    track_files: Vec<(String, Option<i64>, Loc)>,
+    notify: Vec<(&'static str, String)>,
+    garp: Garp,
+}
+
+struct Conv {
+    warnings: Vec<Warning>,
+    global: Global,
+    scripts: Vec<Script>,
+    instances: Vec<Instance>,
+    track_files: HashMap<String, TrackFileDef>,
+    /// Names of the converted scripts, to check track_script references against.
+    script_names: Vec<String>,
+}
+
+/// Keywords of keepalived's LVS / checker half and other top-level blocks vigil has no
+/// counterpart for, with the reason given to the operator.
+fn unsupported_top(keyword: &str) -> Option<&'static str> {
+    Some(match keyword {
+        "virtual_server" | "virtual_server_group" | "real_server" => {
+            "LVS load balancing is not part of vigil (it does VRRP only)"
+        }
+        "vrrp_sync_group" => {
+            "sync groups are not supported; instances fail over independently (track the same scripts/interfaces in each instead)"
+        }
+        "static_ipaddress" | "static_routes" | "static_rules" => {
+            "static addresses/routes/rules are not managed by vigil; configure them with the system's network configuration"
+        }
+        "vrrp_track_process" => "process tracking is not supported; use a [scripts] check instead",
+        "bfd_instance" => "BFD is not supported",
+        "garp_group" => "garp_group is not supported; see garp_master_* keys",
+        "linkbeat_interfaces" | "interface_up_down_delays" => "not supported",
+        "net_namespace"
+        | "net_namespace_ipvs"
+        | "instance"
+        | "use_pid_dir"
+        | "child_wait_time"
+        | "namespace_with_ipsets" => "keepalived process options have no vigil counterpart",
+        _ => return None,
+    })
+}
+
+fn convert(tree: &[Node], warnings: Vec<Warning>, origin: &str) -> Import {
+    let mut c = Conv {
+        warnings,
+        global: Global::default(),
+        scripts: Vec::new(),
+        instances: Vec::new(),
+        track_files: HashMap::new(),
+        script_names: Vec::new(),
+    };
+    // Pass 1: definitions other blocks depend on, wherever they are in the file.
+    for n in tree {
+        match n.keyword() {
+            "global_defs" => c.global_defs(n),
+            "track_file" | "vrrp_track_file" if !n.args().is_empty() => c.track_file_def(n),
+            _ => {}
+        }
+    }
+    // Pass 2: scripts, instances and everything else.
+    for n in tree {
+        match n.keyword() {
+            "global_defs" => {}
+            "track_file" | "vrrp_track_file" if !n.args().is_empty() => {}
+            "vrrp_script" => c.vrrp_script(n),
+            "vrrp_instance" => c.vrrp_instance(n),
+            "track_script" | "track_interface" | "track_file" | "virtual_ipaddress" => c.warn(
+                n,
+                "outside a vrrp_instance (keepalived rejects it here); not carried over: move it into the vrrp_instance it belongs to",
+            ),
+            "" => c.warn(n, "block without a keyword; not carried over"),
+            kw => match unsupported_top(kw) {
+                Some(why) => c.warn(n, format!("{why}; not carried over")),
+                None => c.warn(n, "unknown keyword; not carried over"),
+            },
+        }
+    }
+    let toml = c.emit(origin);
+    let check = config::parse(&toml, "<import-keepalived output>").err();
+    Import {
+        toml,
+        warnings: c.warnings,
+        check,
+    }
+}
+
+impl Conv {
+    fn warn_at(&mut self, loc: &Loc, keyword: &str, message: impl Into<String>) {
+        self.warnings.push(Warning {
+            file: loc.file.to_string(),
+            line: loc.line,
+            keyword: keyword.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn warn(&mut self, n: &Node, message: impl Into<String>) {
+        let kw = n.keyword().to_string();
+        self.warn_at(&n.loc, &kw, message);
+    }
+
+    /// The single argument of `keyword VALUE`; extra words and a missing value are warned.
+    fn one_arg(&mut self, n: &Node) -> Option<String> {
+        let args = n.args();
+        let Some(first) = args.first() else {
+            self.warn(n, "needs a value; not carried over");
+            return None;
+        };
+        if args.len() > 1 {
+            let extra = args[1..].join(" ");
+            self.warn(n, format!("extra words `{extra}` not carried over"));
+        }
+        self.no_block(n);
+        Some(first.clone())
+    }
+
+    fn int_arg(&mut self, n: &Node) -> Option<i64> {
+        let v = self.one_arg(n)?;
+        match v.parse::<i64>() {
+            Ok(i) => Some(i),
+            Err(_) => {
+                self.warn(n, format!("`{v}` is not a whole number; not carried over"));
+                None
+            }
+        }
+    }
+
+    /// keepalived times are seconds, possibly fractional.
+    fn secs_arg(&mut self, n: &Node) -> Option<Duration> {
+        let v = self.one_arg(n)?;
+        match v.parse::<f64>() {
+            Ok(s) if s.is_finite() && (0.0..=86_400.0).contains(&s) => {
+                Some(Duration::from_micros((s * 1e6).round() as u64))
+            }
+            _ => {
+                self.warn(
+                    n,
+                    format!("`{v}` is not a number of seconds; not carried over"),
+                );
+                None
+            }
+        }
+    }
+
+    /// `keyword [on|off|true|false|yes|no]`: a bare keyword means on.
+    fn flag(&mut self, n: &Node) -> Option<bool> {
+        self.no_block(n);
+        let args = n.args();
+        let v = match args.first().map(String::as_str) {
+            None => Some(true),
+            Some("on" | "true" | "yes") => Some(true),
+            Some("off" | "false" | "no") => Some(false),
+            Some(other) => {
+                let msg = format!("`{other}` is not on/off/true/false/yes/no; not carried over");
+                self.warn(n, msg);
+                None
+            }
+        };
+        if args.len() > 1 {
+            let extra = args[1..].join(" ");
+            self.warn(n, format!("extra words `{extra}` not carried over"));
+        }
+        v
+    }
+
+    fn no_block(&mut self, n: &Node) {
+        if n.block.is_some() {
+            self.warn(
+                n,
+                "unexpected `{ ... }` block after this keyword; its contents are not carried over",
+            );
+        }
+    }
+
+    fn block<'n>(&mut self, n: &'n Node) -> &'n [Node] {
+        match &n.block {
+            Some(b) => b,
+            None => {
+                self.warn(n, "expected a `{ ... }` block; nothing carried over");
+                &[]
+            }
+        }
+    }
+
+    fn set<T>(&mut self, slot: &mut Option<T>, value: Option<T>, n: &Node) {
+        if let Some(v) = value {
+            if slot.is_some() {
+                self.warn(
+                    n,
+                    "given again; the later value is used (as keepalived does)",
+                );
+            }
+            *slot = Some(v);
+        }
+    }
+
+    fn global_defs(&mut self, n: &Node) {
+        for item in self.block(n) {
+            match item.keyword() {
+                "router_id" => {
+                    let v = self.one_arg(item);
+                    let mut slot = self.global.router_id.take();
+                    self.set(&mut slot, v, item);
+                    self.global.router_id = slot;
+                }
+                "script_user" => {
+                    let args = item.args();
+                    if args.len() > 1 {
+                        self.warn(
+                            item,
+                            format!(
+                                "group `{}` not carried over: scripts run with the user's primary group",
+                                args[1..].join(" ")
+                            ),
+                        );
+                    }
+                    match args.first() {
+                        Some(u) => self.global.script_user = Some(u.clone()),
+                        None => self.warn(item, "needs a user name; not carried over"),
+                    }
+                }
+                "enable_script_security" => self.warn(
+                    item,
+                    "not carried over: vigil runs scripts as script_user but does not check the permissions of script files",
+                ),
+                "vrrp_version" => {
+                    let v = self.int_arg(item);
+                    let mut slot = self.global.version.take();
+                    self.set(&mut slot, v, item);
+                    self.global.version = slot;
+                }
+                "vrrp_down_timer_adverts" => {
+                    let v = self.int_arg(item);
+                    let mut slot = self.global.down_timer_adverts.take();
+                    self.set(&mut slot, v, item);
+                    self.global.down_timer_adverts = slot;
+                }
+                "vrrp_garp_master_delay" => {
+                    self.global.garp.delay = self.secs_arg(item).or(self.global.garp.delay)
+                }
+                "vrrp_garp_master_repeat" => {
+                    self.global.garp.repeat = self.int_arg(item).or(self.global.garp.repeat)
+                }
+                "vrrp_garp_master_refresh" => {
+                    self.global.garp.refresh = self.secs_arg(item).or(self.global.garp.refresh)
+                }
+                "vrrp_garp_master_refresh_repeat" => {
+                    self.global.garp.refresh_repeat =
+                        self.int_arg(item).or(self.global.garp.refresh_repeat)
+                }
+                "vrrp_min_garp" => {
+                    if self.flag(item) == Some(true) {
+                        // keepalived: one GARP/NA, no second burst.
+                        self.global.garp.repeat = Some(1);
+                        self.global.garp.delay = Some(Duration::ZERO);
+                    }
+                }
+                "vrrp_strict" => {
+                    self.no_block(item);
+                    self.global.strict = true;
+                    self.warn(
+                        item,
+                        "strict mode is not carried over; its no_accept default is (accept = false on instances that do not set accept)",
+                    );
+                }
+                "notification_email" | "notification_email_from" | "smtp_server"
+                | "smtp_helo_name" | "smtp_connect_timeout" | "smtp_alert" | "smtp_alert_vrrp"
+                | "smtp_alert_checker" | "email_faults" => {
+                    self.warn(item, "e-mail alerts are not supported (use notify scripts); not carried over")
+                }
+                _ => self.warn(item, "not supported by vigil; not carried over"),
+            }
+        }
+    }
+
+    fn track_file_def(&mut self, n: &Node) {
+        let name = n.args()[0].clone();
+        if n.args().len() > 1 {
+            self.warn(
+                n,
+                format!("extra words `{}` not carried over", n.args()[1..].join(" ")),
+            );
+        }
+        let mut def = TrackFileDef {
+            path: None,
+            weight: None,
+        };
+        for item in self.block(n) {
+            match item.keyword() {
+                "file" => def.path = self.one_arg(item),
+                "weight" => def.weight = self.weight(item, item.args()),
+                "init_file" => self.warn(
+                    item,
+                    "not carried over: vigil does not create or initialise tracked files",
+                ),
+                _ => self.warn(item, "not supported in track_file; not carried over"),
+            }
+        }
+        if self.track_files.insert(name.clone(), def).is_some() {
+            self.warn(
+                n,
+                format!("track_file `{name}` defined again; the later one is used"),
+            );
+        }
+    }
+
+    /// `weight N [reverse|noreverse|no_reverse]` given as its words (from `weight` on).
+    fn weight(&mut self, n: &Node, words: &[String]) -> Option<i64> {
+        let value = words.get(1).or_else(|| {
+            // Called with the item's args for a bare `weight N` statement.
+            words.first().filter(|w| *w != "weight")
+        });
+        let words = if words.first().is_some_and(|w| w == "weight") {
+            &words[1..]
+        } else {
+            words
+        };
+        let Some(v) = value.cloned() else {
+            self.warn(n, "`weight` needs a number; not carried over");
+            return None;
+        };
+        let w = match v.parse::<i64>() {
+            Ok(w) => w,
+            Err(_) => {
+                self.warn(
+                    n,
+                    format!("weight `{v}` is not a whole number; not carried over"),
+                );
+                return None;
+            }
+        };
+        for extra in &words[1..] {
+            match extra.as_str() {
+                "reverse" => self.warn(
+                    n,
+                    "`reverse` is not supported; not carried over: the weight applies in the normal direction, review it",
+                ),
+                "noreverse" | "no_reverse" => {}
+                other => self.warn(n, format!("`{other}` not carried over")),
+            }
+        }
+        Some(w)
+    }
+
+    fn vrrp_script(&mut self, n: &Node) {
+        let Some(name) = n.args().first().cloned() else {
+            self.warn(n, "vrrp_script without a name; not carried over");
+            return;
+        };
+        if n.args().len() > 1 {
+            self.warn(
+                n,
+                format!("extra words `{}` not carried over", n.args()[1..].join(" ")),
+            );
+        }
+        if self.scripts.iter().any(|s| s.name == name) {
+            self.warn(
+                n,
+                format!("vrrp_script `{name}` defined twice; the second is not carried over"),
+            );
+            return;
+        }
+        let mut s = Script {
+            name,
+            loc: n.loc.clone(),
+            command: None,
+            interval: None,
+            timeout: None,
+            weight: None,
+            rise: None,
+            fall: None,
+            user: None,
+        };
+        for item in self.block(n) {
+            match item.keyword() {
+                "script" => {
+                    self.no_block(item);
+                    if item.args().is_empty() {
+                        self.warn(item, "needs a command; not carried over");
+                    } else {
+                        // Unquoted words are the command line, as keepalived reads them.
+                        let cmd = item.args().join(" ");
+                        self.set(&mut s.command, Some(cmd), item);
+                    }
+                }
+                "interval" => {
+                    let v = self.secs_arg(item);
+                    self.set(&mut s.interval, v, item);
+                }
+                "timeout" => {
+                    let v = self.secs_arg(item);
+                    self.set(&mut s.timeout, v, item);
+                }
+                "weight" => {
+                    let v = self.weight(item, &item.words);
+                    self.set(&mut s.weight, v, item);
+                }
+                "rise" => {
+                    let v = self.int_arg(item);
+                    self.set(&mut s.rise, v, item);
+                }
+                "fall" => {
+                    let v = self.int_arg(item);
+                    self.set(&mut s.fall, v, item);
+                }
+                "user" => {
+                    let args = item.args();
+                    if args.len() > 1 {
+                        self.warn(
+                            item,
+                            format!(
+                                "group `{}` not carried over: the script runs with the user's primary group",
+                                args[1..].join(" ")
+                            ),
+                        );
+                    }
+                    match args.first() {
+                        Some(u) => s.user = Some(u.clone()),
+                        None => self.warn(item, "needs a user name; not carried over"),
+                    }
+                }
+                "init_fail" => self.warn(
+                    item,
+                    "not carried over: vigil scripts start neither failed nor OK, and count rise/fall from the first run",
+                ),
+                _ => self.warn(item, "not supported in vrrp_script; not carried over"),
+            }
+        }
+        if s.command.is_none() {
+            self.warn(
+                n,
+                "vrrp_script without `script`; the output needs a command",
+            );
+        }
+        self.scripts.push(s);
+    }
+
+    fn vrrp_instance(&mut self, n: &Node) {
+        let Some(name) = n.args().first().cloned() else {
+            self.warn(n, "vrrp_instance without a name; not carried over");
+            return;
+        };
+        if n.args().len() > 1 {
+            self.warn(
+                n,
+                format!("extra words `{}` not carried over", n.args()[1..].join(" ")),
+            );
+        }
+        if self.instances.iter().any(|i| i.name == name) {
+            self.warn(
+                n,
+                format!("vrrp_instance `{name}` defined twice; the second is not carried over"),
+            );
+            return;
+        }
+        let mut i = Instance {
+            name,
+            loc: n.loc.clone(),
+            interface: None,
+            vrid: None,
+            priority: None,
+            state: None,
+            version: None,
+            advert_int: None,
+            auth_type: None,
+            auth_pass: None,
+            vips: Vec::new(),
+            preempt: None,
+            preempt_delay: None,
+            down_timer_adverts: None,
+            unicast_src_ip: None,
+            unicast_peers: Vec::new(),
+            accept: None,
+            old_checksum: false,
+            track_scripts: Vec::new(),
+            track_interfaces: Vec::new(),
+            track_files: Vec::new(),
+            notify: Vec::new(),
+            garp: Garp::default(),
+        };
+        for item in self.block(n) {
+            self.instance_item(&mut i, item);
+        }
+        self.instances.push(i);
+    }
+
+    fn instance_item(&mut self, i: &mut Instance, item: &Node) {
+        match item.keyword() {
+            "state" => {
+                let v = self.one_arg(item);
+                let state = match v.as_deref().map(str::to_ascii_uppercase).as_deref() {
+                    Some("MASTER") => Some("master"),
+                    Some("BACKUP") => Some("backup"),
+                    Some(other) => {
+                        self.warn(item, format!("state `{other}` is not MASTER or BACKUP; not carried over (vigil starts as backup)"));
+                        None
+                    }
+                    None => None,
+                };
+                self.set(&mut i.state, state, item);
+            }
+            "interface" => {
+                let v = self.one_arg(item);
+                self.set(&mut i.interface, v, item);
+            }
+            "virtual_router_id" => {
+                let v = self.int_arg(item);
+                self.set(&mut i.vrid, v, item);
+            }
+            "priority" => {
+                let v = self.int_arg(item);
+                self.set(&mut i.priority, v, item);
+            }
+            "advert_int" => {
+                let v = self.one_arg(item);
+                let v = match v.as_deref().map(str::parse::<f64>) {
+                    Some(Ok(s)) if s.is_finite() && s > 0.0 => Some((s, item.loc.clone())),
+                    Some(_) => {
+                        self.warn(item, "not a positive number of seconds; not carried over");
+                        None
+                    }
+                    None => None,
+                };
+                self.set(&mut i.advert_int, v, item);
+            }
+            "version" => {
+                let v = self.int_arg(item).map(|v| (v, item.loc.clone()));
+                self.set(&mut i.version, v, item);
+            }
+            "authentication" => {
+                for a in self.block(item) {
+                    match a.keyword() {
+                        "auth_type" => {
+                            let v = self.one_arg(a).map(|v| (v, a.loc.clone()));
+                            self.set(&mut i.auth_type, v, a);
+                        }
+                        "auth_pass" => {
+                            let v = self.one_arg(a).map(|v| (v, a.loc.clone()));
+                            self.set(&mut i.auth_pass, v, a);
+                        }
+                        _ => self.warn(a, "not supported in authentication; not carried over"),
+                    }
+                }
+            }
+            "virtual_ipaddress" => {
+                for a in self.block(item) {
+                    if let Some(v) = self.vip(a) {
+                        i.vips.push(v);
+                    }
+                }
+            }
+            "nopreempt" | "no_preempt" => {
+                self.no_block(item);
+                i.preempt = Some(false);
+            }
+            "preempt" => {
+                self.no_block(item);
+                i.preempt = Some(true);
+            }
+            "preempt_delay" => {
+                let v = self.secs_arg(item);
+                self.set(&mut i.preempt_delay, v, item);
+            }
+            "down_timer_adverts" => {
+                let v = self.int_arg(item);
+                self.set(&mut i.down_timer_adverts, v, item);
+            }
+            "unicast_src_ip" | "mcast_src_ip" => {
+                let v = self.one_arg(item);
+                self.set(&mut i.unicast_src_ip, v, item);
+            }
+            "unicast_peer" => {
+                for p in self.block(item) {
+                    let peer = p.keyword().to_string();
+                    if !p.args().is_empty() {
+                        self.warn_at(
+                            &p.loc,
+                            "unicast_peer",
+                            format!("`{}` after {peer} not carried over (vigil checks TTL 255)", p.args().join(" ")),
+                        );
+                    }
+                    i.unicast_peers.push(peer);
+                }
+            }
+            "accept" => {
+                self.no_block(item);
+                i.accept = Some(true);
+            }
+            "no_accept" => {
+                self.no_block(item);
+                i.accept = Some(false);
+            }
+            "old_unicast_checksum" => {
+                self.no_block(item);
+                if item.args().first().is_some_and(|a| a == "never") {
+                    self.warn(item, "`never` (no auto-detection) is vigil's only behaviour; nothing to carry over");
+                } else {
+                    i.old_checksum = true;
+                }
+            }
+            "track_script" => {
+                for t in self.block(item) {
+                    let w = self.track_weight(t);
+                    i.track_scripts.push((t.keyword().to_string(), w));
+                }
+            }
+            "track_interface" => {
+                for t in self.block(item) {
+                    let w = self.track_weight(t);
+                    i.track_interfaces.push((t.keyword().to_string(), w));
+                }
+            }
+            "track_file" => {
+                for t in self.block(item) {
+                    let w = self.track_weight(t);
+                    i.track_files.push((t.keyword().to_string(), w, t.loc.clone()));
+                }
+            }
+            kw @ ("notify_master" | "notify_backup" | "notify_fault" | "notify_stop"
+            | "notify") => {
+                self.no_block(item);
+                let key: &'static str = match kw {
+                    "notify_master" => "notify_master",
+                    "notify_backup" => "notify_backup",
+                    "notify_fault" => "notify_fault",
+                    "notify_stop" => "notify_stop",
+                    _ => "notify",
+                };
+                let args = item.args();
+                match args.first() {
+                    None => self.warn(item, "needs a command; not carried over"),
+                    Some(cmd) => {
+                        if args.len() > 1 {
+                            self.warn(
+                                item,
+                                format!(
+                                    "user/group `{}` not carried over: notify commands run as global.script_user",
+                                    args[1..].join(" ")
+                                ),
+                            );
+                        }
+                        if i.notify.iter().any(|(k, _)| *k == key) {
+                            self.warn(item, "given again; the later value is used (as keepalived does)");
+                            i.notify.retain(|(k, _)| *k != key);
+                        }
+                        i.notify.push((key, cmd.clone()));
+                    }
+                }
+            }
+            "garp_master_delay" => {
+                let v = self.secs_arg(item);
+                self.set(&mut i.garp.delay, v, item);
+            }
+            "garp_master_repeat" => {
+                let v = self.int_arg(item);
+                self.set(&mut i.garp.repeat, v, item);
+            }
+            "garp_master_refresh" => {
+                let v = self.secs_arg(item);
+                self.set(&mut i.garp.refresh, v, item);
+            }
+            "garp_master_refresh_repeat" => {
+                let v = self.int_arg(item);
+                self.set(&mut i.garp.refresh_repeat, v, item);
+            }
+            "virtual_ipaddress_excluded" => self.warn(
+                item,
+                "excluded addresses are not supported; not carried over (list them in virtual_addresses, or in a second instance for another family)",
+            ),
+            "smtp_alert" => self.warn(item, "e-mail alerts are not supported (use notify scripts); not carried over"),
+            "dont_track_primary" => self.warn(item, "not carried over: vigil always tracks the instance's own interface"),
+            "use_vmac" | "vmac_xmit_base" | "use_vmac_addr" | "use_ipvlan" => {
+                self.warn(item, "virtual MAC / ipvlan interfaces are not supported; not carried over")
+            }
+            "native_ipv6" => self.warn(item, "not needed: the family comes from the virtual addresses"),
+            _ => self.warn(item, "not supported in vrrp_instance; not carried over"),
+        }
+    }
+
+    /// `NAME [weight N [reverse]]` in a track_* block.
+    fn track_weight(&mut self, t: &Node) -> Option<i64> {
+        self.no_block(t);
+        let args = t.args();
+        match args.first().map(String::as_str) {
+            None => None,
+            Some("weight") => self.weight(t, args),
+            Some(_) => {
+                self.warn(t, format!("`{}` not carried over", args.join(" ")));
+                None
+            }
+        }
+    }
+
+    /// One `virtual_ipaddress` line: `ADDR[/PREFIX] [dev X] [label Y] [other options]`.
+    fn vip(&mut self, a: &Node) -> Option<(String, Option<IpAddr>)> {
+        self.no_block(a);
+        let addr = a.keyword().to_string();
+        let ip = addr
+            .split('/')
+            .next()
+            .and_then(|s| s.parse::<IpAddr>().ok());
+        let mut out = addr.clone();
+        let args = a.args();
+        let mut k = 0;
+        while k < args.len() {
+            let word = args[k].as_str();
+            let value = args.get(k + 1);
+            match word {
+                "dev" | "label" => {
+                    if let Some(v) = value {
+                        let _ = write!(out, " {word} {v}");
+                    } else {
+                        self.warn_at(
+                            &a.loc,
+                            "virtual_ipaddress",
+                            format!("`{word}` without a value after {addr}"),
+                        );
+                    }
+                    k += 2;
+                }
+                "brd" | "broadcast" | "scope" | "peer" | "preferred_lft" | "track_group" => {
+                    let shown = value.map_or(String::new(), |v| format!(" {v}"));
+                    self.warn_at(
+                        &a.loc,
+                        "virtual_ipaddress",
+                        format!("option `{word}{shown}` of {addr} not carried over (vigil adds the address with its prefix, device and label only)"),
+                    );
+                    k += 2;
+                }
+                _ => {
+                    self.warn_at(
+                        &a.loc,
+                        "virtual_ipaddress",
+                        format!("option `{word}` of {addr} not carried over"),
+                    );
+                    k += 1;
+                }
+            }
+        }
+        Some((out, ip))
+    }
+
+    /// The TOML text, resolving defaults that depend on the whole file.
+    fn emit(&mut self, origin: &str) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# vigil configuration converted from {origin} by `vigil import-keepalived`.\n\
+             # Review the warnings it printed, then run `vigil check -c FILE`."
+        );
+
+        let g = &self.global;
+        let mut global = String::new();
+        if let Some(r) = &g.router_id {
+            let _ = writeln!(global, "router_id = {}", q(r));
+        }
+        if let Some(u) = &g.script_user {
+            let _ = writeln!(global, "script_user = {}", q(u));
+        }
+        emit_garp(&mut global, &g.garp);
+        if !global.is_empty() {
+            let _ = write!(out, "\n[global]\n{global}");
+        }
+
+        let scripts = std::mem::take(&mut self.scripts);
+        self.script_names = scripts.iter().map(|s| s.name.clone()).collect();
+        // keepalived's default script user is not vigil's: say so where scripts exist.
+        let first_script = scripts.first().map(|s| (s.loc.clone(), "vrrp_script"));
+        let first_notify = self
+            .instances
+            .iter()
+            .find(|i| !i.notify.is_empty())
+            .map(|i| (i.loc.clone(), "vrrp_instance"));
+        if self.global.script_user.is_none()
+            && let Some((loc, kw)) = first_script.or(first_notify)
+        {
+            self.warn_at(
+                    &loc,
+                    kw,
+                    "no script_user in global_defs: keepalived runs scripts as `keepalived_script` if that user exists, else as root; vigil runs them as root (with a warning) unless global.script_user is set",
+                );
+        }
+        for s in &scripts {
+            let _ = writeln!(out, "\n[scripts.{}]", key(&s.name));
+            if let Some(c) = &s.command {
+                let _ = writeln!(out, "command = {}", q(c));
+            }
+            if let Some(d) = s.interval {
+                let _ = writeln!(out, "interval = {}", duration::to_toml(d));
+            }
+            if let Some(d) = s.timeout {
+                let _ = writeln!(out, "timeout = {}", duration::to_toml(d));
+            }
+            for (k, v) in [("weight", s.weight), ("rise", s.rise), ("fall", s.fall)] {
+                if let Some(v) = v {
+                    let _ = writeln!(out, "{k} = {v}");
+                }
+            }
+            if let Some(u) = &s.user {
+                let _ = writeln!(out, "user = {}", q(u));
+            }
+        }
+
+        let instances = std::mem::take(&mut self.instances);
+        for i in &instances {
+            self.emit_instance(&mut out, i);
+        }
+        out
+    }
+
+    fn emit_instance(&mut self, out: &mut String, i: &Instance) {
+        let kw = "vrrp_instance";
+        let _ = writeln!(out, "\n[instances.{}]", key(&i.name));
+        match &i.interface {
+            Some(v) => {
+                let _ = writeln!(out, "interface = {}", q(v));
+            }
+            None => self.warn_at(
+                &i.loc,
+                kw,
+                format!(
+                    "`{}` has no interface; vigil needs one (add `interface = \"...\"`)",
+                    i.name
+                ),
+            ),
+        }
+        match i.vrid {
+            Some(v) => {
+                let _ = writeln!(out, "vrid = {v}");
+            }
+            None => self.warn_at(&i.loc, kw, format!("`{}` has no virtual_router_id", i.name)),
+        }
+        if let Some(v) = i.priority {
+            let _ = writeln!(out, "priority = {v}");
+        }
+        if let Some(v) = i.state {
+            let _ = writeln!(out, "initial_state = {}", q(v));
+        }
+
+        // keepalived's default is VRRPv2 (or global vrrp_version), vigil's is v3: always
+        // write the version, and do as keepalived does for IPv6 (always v3).
+        let ipv6 = i.vips.iter().any(|(_, ip)| ip.is_some_and(|a| a.is_ipv6()));
+        let mut version = i
+            .version
+            .as_ref()
+            .map(|(v, _)| *v)
+            .or(self.global.version)
+            .unwrap_or(2);
+        if version == 2 && ipv6 {
+            let loc = i.version.as_ref().map_or(i.loc.clone(), |(_, l)| l.clone());
+            self.warn_at(&loc, "version", "IPv6 addresses: keepalived runs VRRPv3 for them, and so does the output (version = 3)");
+            version = 3;
+        }
+        let _ = writeln!(out, "version = {version}");
+
+        if let Some((secs, loc)) = &i.advert_int {
+            let d = if version == 2 && secs.fract() != 0.0 {
+                let whole = secs.round().max(1.0);
+                self.warn_at(
+                    loc,
+                    "advert_int",
+                    format!(
+                        "{secs} s is not whole seconds, which VRRPv2 needs; written as {whole}"
+                    ),
+                );
+                Duration::from_secs(whole as u64)
+            } else {
+                let cs = (secs * 100.0).round();
+                if (cs / 100.0 - secs).abs() > 1e-9 {
+                    self.warn_at(
+                        loc,
+                        "advert_int",
+                        format!(
+                            "{secs} s rounded to {} s (VRRPv3 counts centiseconds)",
+                            cs / 100.0
+                        ),
+                    );
+                }
+                Duration::from_millis(cs as u64 * 10)
+            };
+            let _ = writeln!(out, "advert_interval = {}", duration::to_toml(d));
+        }
+
+        match (&i.auth_type, &i.auth_pass) {
+            (None, None) => {}
+            (Some((t, loc)), _) if !t.eq_ignore_ascii_case("PASS") => {
+                self.warn_at(
+                    loc,
+                    "auth_type",
+                    format!("`{t}` authentication is not supported (only PASS); not carried over"),
+                );
+            }
+            (None, Some((_, loc))) => {
+                self.warn_at(loc, "auth_pass", "no `auth_type PASS`, so keepalived does not use the password; not carried over");
+            }
+            (Some((_, loc)), None) => {
+                self.warn_at(loc, "auth_type", "PASS without auth_pass; not carried over");
+            }
+            (Some(_), Some((pass, loc))) => {
+                if version != 2 {
+                    self.warn_at(
+                        loc,
+                        "auth_pass",
+                        "keepalived ignores authentication with VRRPv3; not carried over",
+                    );
+                } else {
+                    let mut p = pass.clone();
+                    if p.len() > 8 {
+                        let mut end = 8;
+                        while !p.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        p.truncate(end);
+                        self.warn_at(
+                            loc,
+                            "auth_pass",
+                            format!(
+                                "keepalived uses only the first 8 bytes; written as {}",
+                                q(&p)
+                            ),
+                        );
+                    }
+                    let _ = writeln!(out, "auth_pass = {}", q(&p));
+                }
+            }
+        }
+
+        let vips: Vec<String> = i.vips.iter().map(|(v, _)| v.clone()).collect();
+        let _ = writeln!(out, "virtual_addresses = {}", str_array(&vips));
+        if vips.is_empty() {
+            self.warn_at(
+                &i.loc,
+                kw,
+                format!(
+                    "`{}` has no virtual_ipaddress; vigil needs at least one",
+                    i.name
+                ),
+            );
+        }
+
+        if let Some(p) = i.preempt {
+            let _ = writeln!(out, "preempt = {p}");
+        }
+        if let Some(d) = i.preempt_delay {
+            let _ = writeln!(out, "preempt_delay = {}", duration::to_toml(d));
+        }
+        if let Some(v) = i.down_timer_adverts.or(self.global.down_timer_adverts) {
+            let _ = writeln!(out, "down_timer_adverts = {v}");
+        }
+        if let Some(v) = &i.unicast_src_ip {
+            let _ = writeln!(out, "unicast_src_ip = {}", q(v));
+        }
+        if !i.unicast_peers.is_empty() {
+            let _ = writeln!(out, "unicast_peers = {}", str_array(&i.unicast_peers));
+        }
+        let accept = i.accept.or(self.global.strict.then_some(false));
+        if let Some(a) = accept {
+            let _ = writeln!(out, "accept = {a}");
+        }
+        if i.old_checksum {
+            let _ = writeln!(out, "v3_checksum_as_v2 = true");
+        }
+
+        let scripts = track_array("script", &i.track_scripts);
+        if !i.track_scripts.is_empty() {
+            let _ = writeln!(out, "track_scripts = {scripts}");
+        }
+        for (name, _) in &i.track_scripts {
+            if !self.script_names.iter().any(|s| s == name) {
+                self.warn_at(
+                    &i.loc,
+                    "track_script",
+                    format!("no vrrp_script named `{name}`; vigil check will reject the reference"),
+                );
+            }
+        }
+        if !i.track_interfaces.is_empty() {
+            let _ = writeln!(
+                out,
+                "track_interfaces = {}",
+                track_array("interface", &i.track_interfaces)
+            );
+        }
+        let mut files = Vec::new();
+        for (name, weight, loc) in &i.track_files {
+            match self.track_files.get(name) {
+                Some(TrackFileDef {
+                    path: Some(p),
+                    weight: w,
+                }) => {
+                    files.push((p.clone(), weight.or(*w)));
+                }
+                Some(TrackFileDef { path: None, .. }) => {
+                    self.warn_at(
+                        loc,
+                        "track_file",
+                        format!("track_file `{name}` has no `file`; not carried over"),
+                    );
+                }
+                None => {
+                    self.warn_at(
+                        loc,
+                        "track_file",
+                        format!("no track_file named `{name}` is defined; not carried over"),
+                    );
+                }
+            }
+        }
+        if !files.is_empty() {
+            let _ = writeln!(out, "track_files = {}", track_array("path", &files));
+        }
+        for (k, v) in &i.notify {
+            let _ = writeln!(out, "{k} = {}", q(v));
+        }
+        emit_garp(out, &i.garp);
+    }
+}
+
+fn emit_garp(out: &mut String, g: &Garp) {
+    if let Some(d) = g.delay {
+        let _ = writeln!(out, "garp_master_delay = {}", duration::to_toml(d));
+    }
+    if let Some(v) = g.repeat {
+        let _ = writeln!(out, "garp_master_repeat = {v}");
+    }
+    if let Some(d) = g.refresh {
+        let _ = writeln!(out, "garp_master_refresh = {}", duration::to_toml(d));
+    }
+    if let Some(v) = g.refresh_repeat {
+        let _ = writeln!(out, "garp_master_refresh_repeat = {v}");
+    }
+}
+
+/// A TOML basic string.
+fn q(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A TOML key: bare when possible.
+fn key(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        s.to_string()
+    } else {
+        q(s)
+    }
+}
+
+fn str_array(items: &[String]) -> String {
+    match items {
+        [] => "[]".to_string(),
+        [one] => format!("[{}]", q(one)),
+        many => {
+            let mut s = String::from("[\n");
+            for i in many {
+                let _ = writeln!(s, "    {},", q(i));
+            }
+            s.push(']');
+            s
+        }
+    }
+}
+
+fn track_array(name_key: &str, items: &[(String, Option<i64>)]) -> String {
+    let parts: Vec<String> = items
+        .iter()
+        .map(|(n, w)| match w {
+            None => q(n),
+            Some(w) => format!("{{ {name_key} = {}, weight = {w} }}", q(n)),
+        })
+        .collect();
+    if parts.len() <= 1 {
+        format!("[{}]", parts.join(""))
+    } else {
+        let mut s = String::from("[\n");
+        for p in parts {
+            let _ = writeln!(s, "    {p},");
+        }
+        s.push(']');
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests;
