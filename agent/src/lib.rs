@@ -4,7 +4,10 @@
 //! actions → kernel (`net`).
 
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod control;
+pub mod daemon;
 pub mod datapath;
 pub mod keepalived;
 pub mod net;

@@ -17,6 +17,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -75,14 +76,37 @@ fn main() -> ExitCode {
         }
 
         Command::Check { config } => check(&config),
+        Command::Run { config } => run(&config),
+        Command::Status { socket, json } => block_on(vigil::control::status(&socket, json)),
         Command::ImportKeepalived { file } => import_keepalived(&file),
         Command::Completions { shell } => {
             vigil::cli::completions(shell, &mut std::io::stdout());
             ExitCode::SUCCESS
         }
         Command::Manpage { out_dir } => manpage(out_dir.as_deref()),
-        other => {
-            eprintln!("vigil: {other:?} is not implemented yet");
+    }
+}
+
+/// `vigil run`: exit 1 for a bad config, 2 for a runtime failure, 0 after SIGTERM.
+fn run(path: &std::path::Path) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("vigil: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match rt.block_on(vigil::daemon::run(path)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(vigil::daemon::RunError::Config(e)) => {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_BAD_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("vigil: {e}");
             ExitCode::from(EXIT_RUNTIME)
         }
     }

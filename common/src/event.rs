@@ -37,6 +37,11 @@ pub struct AdvertEvent {
     pub auth_type: u8,
     /// Reserved, zero.
     pub _pad: u8,
+    /// [`crate::validate::address_digest`] of the advert's address list, so the agent can
+    /// compare it with its own without the list itself crossing the ring buffer.
+    pub addr_digest: u32,
+    /// Reserved, zero.
+    pub _pad2: u32,
     /// Source address of the IP header.
     pub src: [u8; 16],
     /// Destination address of the IP header.
@@ -60,6 +65,8 @@ impl AdvertEvent {
             interval: 0,
             auth_type: 0,
             _pad: 0,
+            addr_digest: 0,
+            _pad2: 0,
             src: [0; 16],
             dst: [0; 16],
         }
@@ -76,7 +83,7 @@ mod tests {
 
     #[test]
     fn record_has_no_padding() {
-        assert_eq!(core::mem::size_of::<AdvertEvent>(), 8 + 4 + 8 + 4 + 32);
+        assert_eq!(core::mem::size_of::<AdvertEvent>(), 8 + 4 + 8 + 4 + 8 + 32);
         assert_eq!(core::mem::align_of::<AdvertEvent>(), 8);
     }
 }

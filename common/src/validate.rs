@@ -334,6 +334,44 @@ pub fn check<F: Frame + ?Sized>(frame: &F, a: &Advert, watch: Option<&WatchEntry
     Verdict::Accept
 }
 
+/// Folds one address (IPv4 in the first 4 bytes, the rest zero) into 32 bits.
+#[inline(always)]
+pub fn mix_address(a: &[u8; 16]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < 4 {
+        let w = u32::from_be_bytes([a[4 * i], a[4 * i + 1], a[4 * i + 2], a[4 * i + 3]]);
+        h = (h ^ w).wrapping_mul(0x0100_0193);
+        h ^= h >> 15;
+        i += 1;
+    }
+    h
+}
+
+/// An order-independent digest of the advert's address list: the wrapping sum of
+/// [`mix_address`] over the addresses. `None` when the list runs past the frame.
+#[inline(always)]
+pub fn address_digest<F: Frame + ?Sized>(frame: &F, a: &Advert) -> Option<u32> {
+    let v4 = a.family == FAMILY_V4;
+    let mut sum: u32 = 0;
+    let mut i: usize = 0;
+    while i < 255 {
+        if i >= a.addr_count as usize {
+            break;
+        }
+        let mut addr = [0u8; 16];
+        if v4 {
+            let b: [u8; 4] = frame.load(a.vrrp_off + 8 + 4 * i)?;
+            addr[..4].copy_from_slice(&b);
+        } else {
+            addr = frame.load(a.vrrp_off + 8 + 16 * i)?;
+        }
+        sum = sum.wrapping_add(mix_address(&addr));
+        i += 1;
+    }
+    Some(sum)
+}
+
 /// Ones' complement sum over the VRRP message (plus the pseudo-header when asked);
 /// zero means the checksum is right. `None` when the message runs past the frame.
 #[inline(always)]

@@ -126,7 +126,12 @@ fn judge(ctx: &XdpContext) -> u32 {
         report |= track(&key, a, verdict, ts, all);
     }
     if report {
-        emit(ts, ifindex, a, verdict);
+        let digest = if verdict.passes() {
+            validate::address_digest(&frame, a).unwrap_or(0)
+        } else {
+            0
+        };
+        emit(ts, ifindex, a, verdict, digest);
     }
     if verdict.passes() {
         xdp_action::XDP_PASS
@@ -191,7 +196,7 @@ fn track(key: &VridKey, a: &validate::Advert, verdict: Verdict, ts: u64, all: bo
 }
 
 #[inline(always)]
-fn emit(ts: u64, ifindex: u32, a: &validate::Advert, verdict: Verdict) {
+fn emit(ts: u64, ifindex: u32, a: &validate::Advert, verdict: Verdict, digest: u32) {
     let Some(mut slot) = EVENTS.reserve(0) else {
         count(ifindex, validate::VERDICTS);
         return;
@@ -213,6 +218,8 @@ fn emit(ts: u64, ifindex: u32, a: &validate::Advert, verdict: Verdict) {
         (*e).interval = a.interval;
         (*e).auth_type = a.auth_type;
         (*e)._pad = 0;
+        (*e).addr_digest = digest;
+        (*e)._pad2 = 0;
         (*e).src = a.src;
         (*e).dst = a.dst;
     }

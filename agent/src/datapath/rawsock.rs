@@ -259,6 +259,11 @@ impl Judge {
         bump(&mut self.stats, verdict);
         let report =
             self.trace_all || verdict == Verdict::Accept || (self.trace_valid && verdict.passes());
+        let addr_digest = if verdict.passes() {
+            validate::address_digest(frame, &a).unwrap_or(0)
+        } else {
+            0
+        };
         report.then_some(Record {
             raw: AdvertEvent {
                 ts_ns,
@@ -274,6 +279,8 @@ impl Judge {
                 interval: a.interval,
                 auth_type: a.auth_type,
                 _pad: 0,
+                addr_digest,
+                _pad2: 0,
                 src: a.src,
                 dst: a.dst,
             },

@@ -1,0 +1,134 @@
+//! The control socket: a unix socket (mode 0600) that answers `status` with JSON, and
+//! the `vigil status` client that prints it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+
+/// A status request from a client; the daemon answers on the channel.
+pub type Request = oneshot::Sender<serde_json::Value>;
+
+/// Binds the socket (replacing a stale one) and serves requests into `tx`.
+pub fn serve(
+    path: &Path,
+    tx: mpsc::Sender<Request>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // A socket file left by a crashed agent refuses connections; remove it. A live agent
+    // on the same path would answer, and then this is a second agent: refuse.
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        anyhow::bail!(
+            "another vigil is running on control socket {}",
+            path.display()
+        );
+    }
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path)
+        .map_err(|e| anyhow::anyhow!("binding control socket {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                if let Err(e) = answer(stream, tx).await {
+                    tracing::debug!("control client: {e}");
+                }
+            });
+        }
+    }))
+}
+
+async fn answer(stream: UnixStream, tx: mpsc::Sender<Request>) -> anyhow::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let reply = match line.trim() {
+        "status" | "" => {
+            let (otx, orx) = oneshot::channel();
+            tx.send(otx).await?;
+            orx.await?
+        }
+        other => {
+            serde_json::json!({ "error": format!("unknown request {other:?}; try \"status\"") })
+        }
+    };
+    write.write_all(reply.to_string().as_bytes()).await?;
+    write.write_all(b"\n").await?;
+    Ok(())
+}
+
+/// `vigil status`: asks the agent and prints a table, or the JSON with `json`.
+pub async fn status(path: &Path, json: bool) -> anyhow::Result<()> {
+    let stream = UnixStream::connect(path).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach vigil at {}: {e} (is `vigil run` running?)",
+            path.display()
+        )
+    })?;
+    let (read, mut write) = stream.into_split();
+    write.write_all(b"status\n").await?;
+    let mut line = String::new();
+    BufReader::new(read).read_line(&mut line).await?;
+    let v: serde_json::Value = serde_json::from_str(&line)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", table(&v));
+    }
+    Ok(())
+}
+
+/// The human view of a status reply.
+pub fn table(v: &serde_json::Value) -> String {
+    let s = |x: &serde_json::Value| match x {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    let mut out = format!(
+        "vigil {} (router_id {}, pid {}), datapath: {}\n",
+        s(&v["version"]),
+        s(&v["router_id"]),
+        s(&v["pid"]),
+        s(&v["datapath"])
+    );
+    out += &format!(
+        "{:<12} {:<8} {:>4} {:<7} {:>9} {:<16} {:>8} {:>8}  {}\n",
+        "INSTANCE", "IFACE", "VRID", "STATE", "PRIO/EFF", "MASTER", "RX", "TX", "LAST TRANSITION"
+    );
+    for i in v["instances"].as_array().into_iter().flatten() {
+        let last = &i["last_transition"];
+        let last = if last.is_null() {
+            "-".to_owned()
+        } else {
+            format!(
+                "{} -> {} {:.1}s ago: {}",
+                s(&last["from"]),
+                s(&last["to"]),
+                last["seconds_ago"].as_f64().unwrap_or(0.0),
+                s(&last["reason"])
+            )
+        };
+        out += &format!(
+            "{:<12} {:<8} {:>4} {:<7} {:>9} {:<16} {:>8} {:>8}  {}\n",
+            s(&i["instance"]),
+            s(&i["interface"]),
+            s(&i["vrid"]),
+            s(&i["state"]),
+            format!("{}/{}", s(&i["priority"]), s(&i["effective_priority"])),
+            s(&i["master"]),
+            s(&i["adverts_rx"]),
+            s(&i["adverts_tx"]),
+            last
+        );
+    }
+    out
+}

@@ -1,0 +1,418 @@
+//! One configured VRRP instance at run time: its election, its sockets, its addresses,
+//! and the execution of what the election asks for.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+use vigil_common::event::{FAMILY_V4, FAMILY_V6};
+use vigil_common::{VridKey, WatchEntry, validate};
+
+use super::owned::{OwnedAddress, OwnedAddresses};
+use crate::config;
+use crate::datapath::event::Record;
+use crate::datapath::transmit::AdvertSender;
+use crate::net::announce::{AnnounceSchedule, AnnounceTiming, Announcer, run_announcements};
+use crate::net::{Interface, Netlink, VirtualAddress};
+use crate::vrrp::{
+    Action, Advertisement, Auth, InitialState, Instant, RouterConfig, State, Transition, Version,
+    VirtualRouter,
+};
+
+/// A virtual address with the interface it lives on.
+#[derive(Clone, Debug)]
+pub struct Vip {
+    /// Interface (the instance's, or the address's own `dev`).
+    pub iface: Interface,
+    /// Address, prefix, label.
+    pub addr: VirtualAddress,
+}
+
+impl Vip {
+    fn owned(&self) -> OwnedAddress {
+        OwnedAddress {
+            interface: self.iface.name.clone(),
+            addr: self.addr.addr,
+            prefix_len: self.addr.prefix_len,
+        }
+    }
+}
+
+/// An instance at run time.
+pub struct Instance {
+    /// Name in the config.
+    pub name: String,
+    /// Its configuration (compared on reload).
+    pub cfg: config::Instance,
+    /// The interface it runs on.
+    pub iface: Interface,
+    /// The election.
+    pub router: VirtualRouter,
+    /// Key of its XDP watch entry.
+    pub key: VridKey,
+    sender: AdvertSender,
+    vips: Vec<Vip>,
+    announcer: Option<Arc<Announcer>>,
+    timing: AnnounceTiming,
+    announce: Option<JoinHandle<u64>>,
+    /// Digest of the configured address list, as the datapath computes it.
+    digest: u32,
+    /// Arrival time (ns) of the newest advert handed to the election.
+    pub last_fed_ns: u64,
+    /// The last advert handed to the election, to hand in again with a newer arrival
+    /// time from the XDP program's map (see ebpf/src/main.rs).
+    pub last_advert: Option<(IpAddr, Advertisement)>,
+    /// Adverts sent.
+    pub sent: u64,
+    /// Adverts received and handed to the election.
+    pub received: u64,
+}
+
+fn router_config(cfg: &config::Instance) -> RouterConfig {
+    let version = match cfg.version {
+        config::Version::V2 => Version::V2,
+        config::Version::V3 => Version::V3,
+    };
+    let addrs = cfg.virtual_addresses.iter().map(|v| v.addr).collect();
+    let mut rc = RouterConfig::new(cfg.vrid, version, cfg.priority, addrs);
+    rc.advert_interval = cfg.advert_interval;
+    rc.preempt = cfg.preempt;
+    rc.preempt_delay = cfg.preempt_delay;
+    rc.down_timer_adverts = cfg.down_timer_adverts;
+    rc.accept_mode = cfg.accept;
+    rc.initial_state = match cfg.initial_state {
+        config::InitialState::Master => InitialState::Master,
+        config::InitialState::Backup => InitialState::Backup,
+    };
+    rc.auth = match &cfg.auth_pass {
+        Some(p) => Auth::password(p.as_bytes()).unwrap_or(Auth::None),
+        None => Auth::None,
+    };
+    rc.v3_checksum_as_v2 = cfg.v3_checksum_as_v2;
+    rc
+}
+
+/// The XDP watch entry of an instance.
+pub fn watch_entry(cfg: &config::Instance, master: bool) -> WatchEntry {
+    let mut e = WatchEntry {
+        version: cfg.version.number(),
+        ..WatchEntry::default()
+    };
+    if let Some(p) = &cfg.auth_pass {
+        e.auth_type = 1;
+        let n = p.len().min(8);
+        e.auth[..n].copy_from_slice(&p.as_bytes()[..n]);
+    }
+    if !cfg.unicast_peers.is_empty() {
+        e.flags |= validate::WATCH_UNICAST;
+    }
+    if cfg.v3_checksum_as_v2 {
+        e.flags |= validate::WATCH_V3_CSUM_AS_V2;
+    }
+    if master {
+        e.flags |= validate::WATCH_REPORT_ALL;
+    }
+    e
+}
+
+fn digest_of(addrs: &[IpAddr]) -> u32 {
+    addrs.iter().fold(0u32, |acc, a| {
+        let mut b = [0u8; 16];
+        match a {
+            IpAddr::V4(v4) => b[..4].copy_from_slice(&v4.octets()),
+            IpAddr::V6(v6) => b = v6.octets(),
+        }
+        acc.wrapping_add(validate::mix_address(&b))
+    })
+}
+
+impl Instance {
+    /// Resolves interfaces and addresses and opens the transmit socket.
+    pub async fn new(
+        name: &str,
+        cfg: &config::Instance,
+        garp: &config::Garp,
+        netlink: &Netlink,
+    ) -> anyhow::Result<Self> {
+        let iface = netlink.interface(&cfg.interface).await?;
+        let mut vips = Vec::new();
+        for v in &cfg.virtual_addresses {
+            let on = match &v.dev {
+                Some(dev) if *dev != cfg.interface => netlink.interface(dev).await?,
+                _ => iface.clone(),
+            };
+            let mut addr = VirtualAddress::new(v.addr, v.prefix_len);
+            if let Some(l) = &v.label {
+                addr = addr.with_label(l.clone());
+            }
+            vips.push(Vip { iface: on, addr });
+        }
+        let v6 = cfg
+            .virtual_addresses
+            .first()
+            .is_some_and(|v| v.addr.is_ipv6());
+        let vip_addrs: Vec<IpAddr> = vips.iter().map(|v| v.addr.addr).collect();
+        let (primary, sender) = if v6 {
+            let ll = netlink.ipv6_link_local(&iface).await?.ok_or_else(|| {
+                anyhow::anyhow!("{}: no usable IPv6 link-local address", iface.name)
+            })?;
+            (IpAddr::V6(ll), AdvertSender::ipv6(&iface, ll)?)
+        } else {
+            let src = match cfg.unicast_src_ip {
+                Some(IpAddr::V4(a)) => a,
+                _ => {
+                    let exclude: Vec<std::net::Ipv4Addr> = vip_addrs
+                        .iter()
+                        .filter_map(|a| match a {
+                            IpAddr::V4(v) => Some(*v),
+                            IpAddr::V6(_) => None,
+                        })
+                        .collect();
+                    netlink.primary_ipv4(&iface, &exclude).await?.ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{}: no IPv4 address to send adverts from (add one, or set unicast_src_ip)",
+                            iface.name
+                        )
+                    })?
+                }
+            };
+            (IpAddr::V4(src), AdvertSender::ipv4(&iface, src)?)
+        };
+        let announcer = match netlink.link(iface.index).await.ok().and_then(|l| l.mac) {
+            Some(mac) => match Announcer::new(&iface, mac, None) {
+                Ok(a) => Some(Arc::new(a)),
+                Err(e) => {
+                    tracing::warn!(instance = name, "no gratuitous ARP/NA: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let g = if *garp == config::Garp::default() {
+            &cfg.garp
+        } else {
+            garp
+        };
+        let timing = AnnounceTiming {
+            delay: g.master_delay,
+            repeat: g.master_repeat,
+            refresh: g.master_refresh.unwrap_or_default(),
+            refresh_repeat: g.master_refresh_repeat,
+            ..AnnounceTiming::default()
+        };
+        let rc = router_config(cfg);
+        rc.validate(primary)
+            .map_err(|e| anyhow::anyhow!("instance {name}: {e}"))?;
+        Ok(Self {
+            name: name.to_owned(),
+            cfg: cfg.clone(),
+            key: VridKey {
+                ifindex: iface.index,
+                family: if v6 { FAMILY_V6 } else { FAMILY_V4 },
+                vrid: cfg.vrid,
+                _pad: 0,
+            },
+            digest: digest_of(&vip_addrs),
+            router: VirtualRouter::new(rc, primary),
+            iface,
+            sender,
+            vips,
+            announcer,
+            timing,
+            announce: None,
+            last_fed_ns: 0,
+            last_advert: None,
+            sent: 0,
+            received: 0,
+        })
+    }
+
+    /// Turns a datapath record into the election's input and hands it in.
+    pub fn receive(&mut self, record: &Record) {
+        let r = &record.raw;
+        let cfg = self.router.config();
+        let advert = Advertisement {
+            version: if r.version == 2 {
+                Version::V2
+            } else {
+                Version::V3
+            },
+            vrid: r.vrid,
+            priority: r.priority,
+            interval: record.interval(),
+            // The datapath sends a digest of the list; equal digests mean the same set.
+            addresses: if r.addr_digest == self.digest
+                && usize::from(r.addr_count) == cfg.virtual_addresses.len()
+            {
+                cfg.virtual_addresses.clone()
+            } else {
+                Vec::new()
+            },
+            // The datapath has checked type and password against this instance's own.
+            auth: cfg.auth.clone(),
+        };
+        let source = record.source();
+        self.received += 1;
+        self.last_fed_ns = self.last_fed_ns.max(r.ts_ns);
+        self.last_advert = Some((source, advert.clone()));
+        self.router.handle(
+            Instant::from_nanos(r.ts_ns),
+            crate::vrrp::Input::Advert { source, advert },
+        );
+    }
+
+    /// Hands in the last advert again with a newer arrival time from the XDP map.
+    pub fn refeed(&mut self, last_ns: u64, source: IpAddr, priority: u8) {
+        if last_ns <= self.last_fed_ns {
+            return;
+        }
+        let Some((_, mut advert)) = self.last_advert.clone() else {
+            return;
+        };
+        advert.priority = priority;
+        self.last_fed_ns = last_ns;
+        self.router.handle(
+            Instant::from_nanos(last_ns),
+            crate::vrrp::Input::Advert { source, advert },
+        );
+    }
+
+    /// Executes every pending action; returns the transitions that happened.
+    pub async fn run_actions(
+        &mut self,
+        netlink: &Netlink,
+        owned: &mut OwnedAddresses,
+    ) -> Vec<Transition> {
+        let mut transitions = Vec::new();
+        while let Some(action) = self.router.poll_action() {
+            match action {
+                Action::StateChanged(t) => {
+                    tracing::info!(
+                        instance = %self.name,
+                        vrid = self.cfg.vrid,
+                        "{} -> {}: {}",
+                        t.from,
+                        t.to,
+                        t.reason
+                    );
+                    if t.to != State::Master
+                        && let Some(task) = self.announce.take()
+                    {
+                        task.abort();
+                    }
+                    transitions.push(t);
+                }
+                Action::SendAdvert { priority } => self.send_advert(priority).await,
+                Action::AddAddresses => self.add_addresses(netlink, owned).await,
+                Action::RemoveAddresses => self.remove_addresses(netlink, owned).await,
+                Action::Announce => self.announce(),
+            }
+        }
+        transitions
+    }
+
+    async fn send_advert(&mut self, priority: u8) {
+        let advert = self.router.advertisement(priority);
+        let mode = self.router.config().checksum_mode();
+        let source = self.sender.source();
+        let peers = self.cfg.unicast_peers.clone();
+        let dests: Vec<IpAddr> = if peers.is_empty() {
+            vec![self.sender.multicast_group()]
+        } else {
+            peers
+        };
+        for dest in dests {
+            // The v3 checksum covers the destination, so each peer gets its own copy.
+            match advert.encode(source, dest, mode) {
+                Ok(bytes) => match self.sender.send_to(dest, &bytes).await {
+                    Ok(()) => self.sent += 1,
+                    Err(e) => tracing::warn!(instance = %self.name, "advert not sent: {e}"),
+                },
+                Err(e) => tracing::error!(instance = %self.name, "cannot encode advert: {e}"),
+            }
+        }
+    }
+
+    async fn add_addresses(&mut self, netlink: &Netlink, owned: &mut OwnedAddresses) {
+        for vip in &self.vips {
+            match netlink.add_address(&vip.iface, &vip.addr).await {
+                Ok(true) => owned.insert(vip.owned()),
+                Ok(false) if owned.contains(&vip.owned()) => {}
+                Ok(false) => tracing::warn!(
+                    instance = %self.name,
+                    "{} is already on {} and was not added by vigil; it will be left alone",
+                    vip.addr,
+                    vip.iface.name
+                ),
+                Err(e) => tracing::error!(instance = %self.name, "adding {}: {e}", vip.addr),
+            }
+        }
+    }
+
+    async fn remove_addresses(&mut self, netlink: &Netlink, owned: &mut OwnedAddresses) {
+        for vip in &self.vips {
+            let o = vip.owned();
+            if !owned.contains(&o) {
+                continue;
+            }
+            match netlink.remove_address(&vip.iface, &vip.addr).await {
+                Ok(_) => owned.remove(&o),
+                Err(e) => tracing::error!(instance = %self.name, "removing {}: {e}", vip.addr),
+            }
+        }
+    }
+
+    fn announce(&mut self) {
+        let Some(announcer) = self.announcer.clone() else {
+            return;
+        };
+        if let Some(task) = self.announce.take() {
+            task.abort();
+        }
+        let addrs: Vec<IpAddr> = self.vips.iter().map(|v| v.addr.addr).collect();
+        let schedule = AnnounceSchedule::new(self.timing, std::time::Instant::now());
+        self.announce = Some(tokio::spawn(async move {
+            run_announcements(&announcer, &addrs, schedule).await
+        }));
+    }
+
+    /// Virtual addresses with their interfaces.
+    pub fn vips(&self) -> &[Vip] {
+        &self.vips
+    }
+
+    /// One status object for `vigil status`.
+    pub fn status(&self, now: Instant) -> serde_json::Value {
+        let last = self.router.last_transition().map(|t| {
+            serde_json::json!({
+                "from": t.from.to_string(),
+                "to": t.to.to_string(),
+                "reason": t.reason.to_string(),
+                "seconds_ago": now.saturating_duration_since(t.at).as_secs_f64(),
+            })
+        });
+        serde_json::json!({
+            "instance": self.name,
+            "interface": self.iface.name,
+            "vrid": self.cfg.vrid,
+            "version": self.cfg.version.number(),
+            "state": self.router.state().to_string(),
+            "priority": self.cfg.priority,
+            "effective_priority": self.router.priority(),
+            "master": self.router.master().map(|m| m.to_string()),
+            "primary": self.router.primary().to_string(),
+            "virtual_addresses": self.vips.iter().map(|v| v.addr.to_string()).collect::<Vec<_>>(),
+            "last_transition": last,
+            "adverts_rx": self.received,
+            "adverts_tx": self.sent,
+        })
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(task) = self.announce.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! `vigil run`: the agent. Wires the datapath, the elections, the kernel actions, the
+//! control socket and signals together in one tokio task, so that everything an
+//! election sees and does happens in order.
+
+pub mod instance;
+pub mod owned;
+pub mod receive;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use vigil_common::VridKey;
+
+use crate::clock;
+use crate::config::{self, Config};
+use crate::control;
+use crate::net::{LinkMonitor, Netlink, link::LinkEvent, sysctl};
+use crate::vrrp::{Input, State, Transition};
+use instance::{Instance, watch_entry};
+use owned::OwnedAddresses;
+use receive::Receiver;
+
+/// Why `vigil run` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The configuration is unusable (exit 1).
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    /// Something failed at run time (exit 2).
+    #[error("{0:#}")]
+    Runtime(#[from] anyhow::Error),
+}
+
+/// The running agent.
+struct Agent {
+    config: Config,
+    path: PathBuf,
+    netlink: Netlink,
+    instances: BTreeMap<String, Instance>,
+    by_key: HashMap<VridKey, String>,
+    receiver: Receiver,
+    owned: OwnedAddresses,
+    started: std::time::Instant,
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub async fn run(path: &Path) -> Result<(), RunError> {
+    let config = config::load(path)?;
+    let netlink = Netlink::connect().map_err(anyhow::Error::from)?;
+    if config.global.nonlocal_bind {
+        for family in [sysctl::Family::Ipv4, sysctl::Family::Ipv6] {
+            match sysctl::set_nonlocal_bind(family, true) {
+                Ok(prev) => tracing::info!(
+                    "{family:?} ip_nonlocal_bind set to 1 (was {})",
+                    u8::from(prev)
+                ),
+                Err(e) => tracing::warn!("cannot set {family:?} ip_nonlocal_bind: {e}"),
+            }
+        }
+    }
+    let runtime_dir = config
+        .global
+        .control_socket
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_else(|| PathBuf::from("/run/vigil"));
+    std::fs::create_dir_all(&runtime_dir).map_err(anyhow::Error::from)?;
+    let owned_path = runtime_dir.join(format!("{}.addresses", config.global.router_id));
+    remove_leftovers(&netlink, &owned_path).await;
+    let owned = OwnedAddresses::new(owned_path);
+
+    let mut instances = BTreeMap::new();
+    for (name, cfg) in &config.instances {
+        let inst = Instance::new(name, cfg, &config.global.garp, &netlink).await?;
+        instances.insert(name.clone(), inst);
+    }
+    let (ifaces, watch) = datapath_plan(&instances);
+    let receiver = Receiver::start(&config.global, &ifaces, &watch)?;
+    let (ctl_tx, mut ctl_rx) = mpsc::channel(16);
+    let control = control::serve(&config.global.control_socket, ctl_tx)?;
+    let (mut links, snapshot) = LinkMonitor::start().await.map_err(anyhow::Error::from)?;
+
+    let mut agent = Agent {
+        by_key: instances
+            .values()
+            .map(|i| (i.key, i.name.clone()))
+            .collect(),
+        config,
+        path: path.to_owned(),
+        netlink,
+        instances,
+        receiver,
+        owned,
+        started: std::time::Instant::now(),
+    };
+    let now = clock::now();
+    for inst in agent.instances.values_mut() {
+        inst.router.handle(now, Input::Startup);
+        if snapshot
+            .iter()
+            .any(|l| l.index == inst.iface.index && !l.is_up())
+        {
+            inst.router.handle(now, Input::LinkDown);
+        }
+    }
+    agent.run_actions().await;
+
+    let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(anyhow::Error::from)?;
+    let mut watchdog_usec = 0;
+    let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
+    let mut watchdog_tick = tokio::time::interval(if watchdog {
+        Duration::from_micros(watchdog_usec / 2)
+    } else {
+        Duration::from_secs(3600)
+    });
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    tracing::info!(
+        instances = agent.instances.len(),
+        datapath = %agent.receiver.describe(),
+        "vigil running"
+    );
+
+    loop {
+        let deadline = agent
+            .instances
+            .values()
+            .filter_map(|i| i.router.poll_timeout())
+            .min();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(clock::to_tokio(d)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            records = agent.receiver.next() => {
+                match records {
+                    Ok(records) => agent.dispatch(&records),
+                    Err(e) => {
+                        tracing::error!("receive path failed: {e:#}");
+                        break;
+                    }
+                }
+            }
+            _ = sleep => agent.timers(),
+            Some(reply) = ctl_rx.recv() => {
+                let _ = reply.send(agent.status());
+            }
+            Some(event) = links.next() => agent.link(event),
+            _ = hup.recv() => agent.reload().await,
+            _ = watchdog_tick.tick() => {
+                if watchdog {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                }
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+        agent.run_actions().await;
+    }
+
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    tracing::info!("stopping: masters send priority 0, addresses are removed");
+    let now = clock::now();
+    for inst in agent.instances.values_mut() {
+        inst.router.handle(now, Input::Shutdown);
+    }
+    agent.run_actions().await;
+    agent.owned.clear();
+    control.abort();
+    let _ = std::fs::remove_file(&agent.config.global.control_socket);
+    Ok(())
+}
+
+/// Interfaces to attach to and the watch entries of every instance.
+fn datapath_plan(
+    instances: &BTreeMap<String, Instance>,
+) -> (
+    BTreeMap<u32, String>,
+    Vec<(VridKey, vigil_common::WatchEntry)>,
+) {
+    let ifaces = instances
+        .values()
+        .map(|i| (i.iface.index, i.iface.name.clone()))
+        .collect();
+    let watch = instances
+        .values()
+        .map(|i| (i.key, watch_entry(&i.cfg, false)))
+        .collect();
+    (ifaces, watch)
+}
+
+/// Removes the addresses a vigil that did not exit cleanly left behind.
+async fn remove_leftovers(netlink: &Netlink, path: &Path) {
+    for a in OwnedAddresses::leftovers(path) {
+        let Ok(iface) = netlink.interface(&a.interface).await else {
+            continue;
+        };
+        let vip = crate::net::VirtualAddress::new(a.addr, a.prefix_len);
+        match netlink.remove_address(&iface, &vip).await {
+            Ok(true) => tracing::warn!(
+                "removed {}/{} from {}: left by a vigil that did not exit cleanly",
+                a.addr,
+                a.prefix_len,
+                a.interface
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::error!("removing leftover {}: {e}", a.addr),
+        }
+    }
+    let _ = std::fs::remove_file(path);
+}
+
+impl Agent {
+    fn dispatch(&mut self, records: &[crate::datapath::event::Record]) {
+        for r in records {
+            if r.verdict() != Some(vigil_common::Verdict::Accept) {
+                continue;
+            }
+            let key = VridKey {
+                ifindex: r.raw.ifindex,
+                family: r.raw.family,
+                vrid: r.raw.vrid,
+                _pad: 0,
+            };
+            if let Some(inst) = self
+                .by_key
+                .get(&key)
+                .and_then(|n| self.instances.get_mut(n))
+            {
+                inst.receive(r);
+            }
+        }
+    }
+
+    /// Down and advert timers. With XDP, a Backup hears only of changes, so before its
+    /// down timer counts, the ring is drained and the newest arrival time is taken from
+    /// the program's map.
+    fn timers(&mut self) {
+        let now = clock::now();
+        let due: Vec<String> = self
+            .instances
+            .values()
+            .filter(|i| i.router.poll_timeout().is_some_and(|t| t <= now))
+            .map(|i| i.name.clone())
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        if self.receiver.is_xdp() {
+            let ready = self.receiver.ready();
+            self.dispatch(&ready);
+        }
+        for name in due {
+            let Some(inst) = self.instances.get_mut(&name) else {
+                continue;
+            };
+            if inst.router.state() == State::Backup
+                && let Some(stats) = self.receiver.vrid_stats(&inst.key)
+                && let Some((source, _)) = &inst.last_advert
+            {
+                let src = *source;
+                let same_source = match src {
+                    std::net::IpAddr::V4(a) => stats.last_src[..4] == a.octets(),
+                    std::net::IpAddr::V6(a) => stats.last_src == a.octets(),
+                };
+                if same_source {
+                    inst.refeed(stats.last_ns, src, stats.last_priority);
+                }
+            }
+            inst.router.handle(now, Input::Timeout);
+        }
+    }
+
+    fn link(&mut self, event: LinkEvent) {
+        let now = clock::now();
+        let (index, up) = match &event {
+            LinkEvent::Changed(l) => (l.index, l.is_up()),
+            LinkEvent::Removed { index, .. } => (*index, false),
+        };
+        for inst in self.instances.values_mut() {
+            if inst.iface.index == index {
+                tracing::info!(instance = %inst.name, iface = %inst.iface.name, up, "link changed");
+                inst.router
+                    .handle(now, if up { Input::LinkUp } else { Input::LinkDown });
+            }
+        }
+    }
+
+    async fn run_actions(&mut self) {
+        let mut changed: Vec<(String, Transition)> = Vec::new();
+        for inst in self.instances.values_mut() {
+            for t in inst.run_actions(&self.netlink, &mut self.owned).await {
+                changed.push((inst.name.clone(), t));
+            }
+        }
+        for (name, t) in changed {
+            if let Some(inst) = self.instances.get(&name)
+                && (t.to == State::Master || t.from == State::Master)
+            {
+                // A Master must hear every advert from a peer, a Backup only changes.
+                self.receiver
+                    .watch(inst.key, watch_entry(&inst.cfg, t.to == State::Master));
+            }
+        }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        let now = clock::now();
+        serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "router_id": self.config.global.router_id,
+            "pid": std::process::id(),
+            "uptime_seconds": self.started.elapsed().as_secs(),
+            "datapath": self.receiver.describe(),
+            "config": self.path.display().to_string(),
+            "instances": self.instances.values().map(|i| i.status(now)).collect::<Vec<_>>(),
+        })
+    }
+
+    /// SIGHUP: unchanged instances keep state, timers and addresses; changed ones are
+    /// rebuilt; removed ones release; new ones start in Backup. A bad file changes nothing.
+    async fn reload(&mut self) {
+        let new = match config::load(&self.path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("reload rejected, running configuration kept:\n{e}");
+                return;
+            }
+        };
+        if new.global != self.config.global {
+            tracing::warn!("reload: [global] changes take effect at the next restart");
+        }
+        let now = clock::now();
+        let mut stop = Vec::new();
+        for (name, inst) in &self.instances {
+            if new.instances.get(name) != Some(&inst.cfg) {
+                stop.push(name.clone());
+            }
+        }
+        for name in &stop {
+            if let Some(inst) = self.instances.get_mut(name) {
+                inst.router.handle(now, Input::Shutdown);
+            }
+        }
+        self.run_actions().await;
+        for name in &stop {
+            if let Some(inst) = self.instances.remove(name) {
+                self.by_key.remove(&inst.key);
+                self.receiver.unwatch(inst.key);
+                tracing::info!(instance = %name, "reload: instance stopped");
+            }
+        }
+        let mut added = 0;
+        for (name, cfg) in &new.instances {
+            if self.instances.contains_key(name) {
+                continue;
+            }
+            match Instance::new(name, cfg, &new.global.garp, &self.netlink).await {
+                Ok(mut inst) => {
+                    if self.receiver.is_xdp() {
+                        self.receiver.watch(inst.key, watch_entry(cfg, false));
+                    }
+                    inst.router.handle(clock::now(), Input::Startup);
+                    self.by_key.insert(inst.key, name.clone());
+                    self.instances.insert(name.clone(), inst);
+                    added += 1;
+                }
+                Err(e) => tracing::error!(instance = %name, "reload: cannot start: {e:#}"),
+            }
+        }
+        if !self.receiver.is_xdp() && (added > 0 || !stop.is_empty()) {
+            let (ifaces, watch) = datapath_plan(&self.instances);
+            match Receiver::start(&new.global, &ifaces, &watch) {
+                Ok(r) => self.receiver = r,
+                Err(e) => tracing::error!("reload: raw receive path: {e:#}"),
+            }
+        }
+        let kept = self.instances.len() - added;
+        self.config = new;
+        tracing::info!(
+            kept,
+            restarted_or_added = added,
+            removed_or_restarted = stop.len(),
+            "reloaded"
+        );
+    }
+}

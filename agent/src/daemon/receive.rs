@@ -1,0 +1,229 @@
+//! The receive side of the daemon: the XDP program and its ring buffer, or the raw-socket
+//! fallback, behind one interface.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::OwnedFd;
+
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use vigil_common::{VridKey, VridStats, WatchEntry};
+
+use crate::config::{Global, XdpMode};
+use crate::datapath::event::Record;
+use crate::datapath::rawsock::{self, RawReceiver};
+use crate::datapath::xdp;
+
+/// Where adverts come from.
+pub enum Receiver {
+    /// The XDP program; the daemon reads its ring buffer directly.
+    Xdp {
+        /// The loaded program (detached and unpinned on drop).
+        program: Box<xdp::XdpProgram>,
+        /// Its ring buffer.
+        ring: AsyncFd<RingBuf<MapData>>,
+        /// Keeps the VRRP multicast MACs subscribed on each interface.
+        _membership: Vec<OwnedFd>,
+        /// "xdp (driver)" and the like, per interface.
+        describe: String,
+    },
+    /// Raw sockets, one task per interface.
+    Raw {
+        /// Records from the tasks.
+        rx: mpsc::Receiver<Record>,
+        /// The tasks.
+        tasks: Vec<JoinHandle<()>>,
+    },
+}
+
+impl Receiver {
+    /// Starts the datapath the config asks for on `ifaces`, watching `watch`.
+    /// `xdp = "auto"` falls back to raw sockets when XDP cannot be had, and says why.
+    pub fn start(
+        global: &Global,
+        ifaces: &BTreeMap<u32, String>,
+        watch: &[(VridKey, WatchEntry)],
+    ) -> anyhow::Result<Self> {
+        let mode = match global.xdp {
+            XdpMode::Off => return Self::raw(ifaces, watch),
+            XdpMode::Auto => xdp::AttachMode::Auto,
+            XdpMode::Driver => xdp::AttachMode::Driver,
+            XdpMode::Skb => xdp::AttachMode::Skb,
+        };
+        match Self::xdp(global, mode, ifaces, watch) {
+            Ok(r) => Ok(r),
+            Err(e) if global.xdp == XdpMode::Auto => {
+                tracing::warn!("XDP unavailable ({e:#}); using the raw-socket receive path");
+                Self::raw(ifaces, watch)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn xdp(
+        global: &Global,
+        mode: xdp::AttachMode,
+        ifaces: &BTreeMap<u32, String>,
+        watch: &[(VridKey, WatchEntry)],
+    ) -> anyhow::Result<Self> {
+        let pin = global.bpf_pin_dir.join(&global.router_id);
+        let mut program = xdp::XdpProgram::load(Some(&pin))?;
+        let mut describe = Vec::new();
+        let mut membership = Vec::new();
+        for (index, name) in ifaces {
+            let used = program.attach(name, mode)?;
+            describe.push(format!("{name}: xdp {}", mode_name(used)));
+            membership.push(rawsock::multicast_membership(*index)?);
+        }
+        for (key, entry) in watch {
+            program.watch(*key, *entry)?;
+        }
+        let ring = program.take_events()?;
+        // SAFETY: the RingBuf owns its map fd and keeps it open while it lives, which is
+        // as long as the AsyncFd that owns it.
+        let ring = unsafe { AsyncFd::register(ring)? };
+        let describe = describe.join(", ");
+        tracing::info!(pins = %pin.display(), "datapath: {describe}");
+        Ok(Self::Xdp {
+            program: Box::new(program),
+            ring,
+            _membership: membership,
+            describe,
+        })
+    }
+
+    fn raw(
+        ifaces: &BTreeMap<u32, String>,
+        watch: &[(VridKey, WatchEntry)],
+    ) -> anyhow::Result<Self> {
+        let (tx, rx) = mpsc::channel(4096);
+        let mut tasks = Vec::new();
+        for (index, name) in ifaces {
+            let mut r = RawReceiver::open(*index)
+                .map_err(|e| anyhow::anyhow!("raw socket on {name}: {e}"))?;
+            r.judge.watch = watch
+                .iter()
+                .filter(|(k, _)| k.ifindex == *index)
+                .copied()
+                .collect::<HashMap<_, _>>();
+            let tx = tx.clone();
+            let name = name.clone();
+            tasks.push(tokio::spawn(async move {
+                if let Err(e) = r.run(tx).await {
+                    tracing::error!(iface = %name, "raw receive stopped: {e}");
+                }
+            }));
+        }
+        tracing::info!(
+            "datapath: raw sockets on {}",
+            ifaces.values().cloned().collect::<Vec<_>>().join(", ")
+        );
+        Ok(Self::Raw { rx, tasks })
+    }
+
+    /// Which path is in use, for logs and `vigil status`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Xdp { describe, .. } => describe.clone(),
+            Self::Raw { .. } => "raw socket".to_owned(),
+        }
+    }
+
+    /// Waits for records and returns every one available.
+    pub async fn next(&mut self) -> anyhow::Result<Vec<Record>> {
+        match self {
+            Self::Xdp { ring, .. } => {
+                let mut guard = ring.readable_mut().await?;
+                let out = drain(guard.get_inner_mut());
+                guard.clear_ready();
+                Ok(out)
+            }
+            Self::Raw { rx, .. } => {
+                let Some(first) = rx.recv().await else {
+                    anyhow::bail!("every raw receive task stopped");
+                };
+                let mut out = vec![first];
+                while let Ok(r) = rx.try_recv() {
+                    out.push(r);
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Records already waiting, without blocking (before a down timer is acted on).
+    pub fn ready(&mut self) -> Vec<Record> {
+        match self {
+            Self::Xdp { ring, .. } => drain(ring.get_mut()),
+            Self::Raw { rx, .. } => {
+                let mut out = Vec::new();
+                while let Ok(r) = rx.try_recv() {
+                    out.push(r);
+                }
+                out
+            }
+        }
+    }
+
+    /// The program's state for a VRID (XDP only).
+    pub fn vrid_stats(&self, key: &VridKey) -> Option<VridStats> {
+        match self {
+            Self::Xdp { program, .. } => program.vrid_stats(key),
+            Self::Raw { .. } => None,
+        }
+    }
+
+    /// Sets or replaces a watch entry (XDP only; the raw path is rebuilt on reload).
+    pub fn watch(&mut self, key: VridKey, entry: WatchEntry) {
+        if let Self::Xdp { program, .. } = self
+            && let Err(e) = program.watch(key, entry)
+        {
+            tracing::error!("updating the XDP watch map: {e}");
+        }
+    }
+
+    /// Removes a watch entry (XDP only).
+    pub fn unwatch(&mut self, key: VridKey) {
+        if let Self::Xdp { program, .. } = self
+            && let Err(e) = program.unwatch(key)
+        {
+            tracing::error!("updating the XDP watch map: {e}");
+        }
+    }
+
+    /// Whether adverts arrive deduplicated (XDP) and timers need the map's help.
+    pub fn is_xdp(&self) -> bool {
+        matches!(self, Self::Xdp { .. })
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Self::Raw { tasks, .. } = self {
+            for t in tasks {
+                t.abort();
+            }
+        }
+    }
+}
+
+fn drain(ring: &mut RingBuf<MapData>) -> Vec<Record> {
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        match Record::from_bytes(&item) {
+            Some(r) => out.push(r),
+            None => tracing::warn!(len = item.len(), "ring buffer record of unexpected size"),
+        }
+    }
+    out
+}
+
+fn mode_name(m: aya::programs::XdpMode) -> &'static str {
+    match m {
+        aya::programs::XdpMode::Driver => "driver",
+        aya::programs::XdpMode::Skb => "skb",
+        aya::programs::XdpMode::Hardware => "hardware",
+        aya::programs::XdpMode::Default => "default",
+    }
+}
