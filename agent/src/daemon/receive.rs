@@ -16,11 +16,15 @@ use crate::datapath::rawsock::{self, RawReceiver};
 use crate::datapath::xdp;
 
 /// Where adverts come from.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per agent, made once and never moved on a hot path"
+)]
 pub enum Receiver {
     /// The XDP program; the daemon reads its ring buffer directly.
     Xdp {
         /// The loaded program (detached and unpinned on drop).
-        program: Box<xdp::XdpProgram>,
+        program: xdp::XdpProgram,
         /// Its ring buffer.
         ring: AsyncFd<RingBuf<MapData>>,
         /// Keeps the VRRP multicast MACs subscribed on each interface.
@@ -86,7 +90,7 @@ impl Receiver {
         let describe = describe.join(", ");
         tracing::info!(pins = %pin.display(), "datapath: {describe}");
         Ok(Self::Xdp {
-            program: Box::new(program),
+            program,
             ring,
             _membership: membership,
             describe,
