@@ -6,6 +6,8 @@
 //! - [`reason`]: why a transition happened, in words.
 //! - [`time`]: [`Instant`], CLOCK_MONOTONIC nanoseconds (the kernel's XDP timestamps).
 
+#![warn(missing_docs)]
+
 pub mod packet;
 pub mod reason;
 pub mod router;
