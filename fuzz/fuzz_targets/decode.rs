@@ -35,6 +35,11 @@ fuzz_target!(|data: &[u8]| {
 
     let v6_src = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x11);
     if let Ok(advert) = Advertisement::decode_ipv6_payload(bytes, v6_src, VRRP_MULTICAST_V6, 255) {
-        round_trip(&advert, v6_src.into(), VRRP_MULTICAST_V6.into(), ChecksumMode::PseudoHeader);
+        round_trip(
+            &advert,
+            v6_src.into(),
+            VRRP_MULTICAST_V6.into(),
+            ChecksumMode::PseudoHeader,
+        );
     }
 });

@@ -1189,4 +1189,81 @@ mod tests {
         let m = enc(&a);
         assert_eq!(dec(&m), Ok(a));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_advert() -> impl Strategy<Value = (Advertisement, IpAddr, IpAddr)> {
+            (
+                any::<bool>(),
+                any::<bool>(),
+                1u8..=255,
+                any::<u8>(),
+                1u16..=4095,
+                proptest::collection::vec(any::<[u8; 16]>(), 0..20),
+                proptest::option::of(any::<[u8; 8]>()),
+            )
+                .prop_map(|(v3, ipv6, vrid, priority, cs, raw, pass)| {
+                    let ipv6 = v3 && ipv6;
+                    let addresses = raw
+                        .iter()
+                        .map(|o| {
+                            if ipv6 {
+                                IpAddr::V6(Ipv6Addr::from(*o))
+                            } else {
+                                IpAddr::V4(Ipv4Addr::new(o[0], o[1], o[2], o[3]))
+                            }
+                        })
+                        .collect();
+                    let (version, interval, auth) = if v3 {
+                        (Version::V3, CENTISECOND * u32::from(cs), Auth::None)
+                    } else {
+                        let secs = u64::from(cs % 255 + 1);
+                        let auth = pass.map_or(Auth::None, Auth::SimplePassword);
+                        (Version::V2, Duration::from_secs(secs), auth)
+                    };
+                    let (src, dst) = if ipv6 {
+                        (v6("2001:db8::1"), IpAddr::V6(VRRP_MULTICAST_V6))
+                    } else {
+                        (v4("192.0.2.1"), IpAddr::V4(VRRP_MULTICAST_V4))
+                    };
+                    let advert = Advertisement {
+                        version,
+                        vrid,
+                        priority,
+                        interval,
+                        addresses,
+                        auth,
+                    };
+                    (advert, src, dst)
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn any_bytes_decode_to_a_value_or_an_error_never_a_panic(
+                bytes in proptest::collection::vec(any::<u8>(), 0..200),
+            ) {
+                let _ = Advertisement::decode_ipv4_packet(&bytes, ChecksumMode::AsV2);
+                let _ = Advertisement::decode(
+                    &bytes, v4("192.0.2.1"), v4("224.0.0.18"), ChecksumMode::PseudoHeader,
+                );
+                let _ = Advertisement::decode_ipv6_payload(
+                    &bytes, Ipv6Addr::LOCALHOST, VRRP_MULTICAST_V6, 255,
+                );
+            }
+
+            #[test]
+            fn every_encodable_advert_decodes_to_itself(
+                (advert, src, dst) in any_advert(),
+                as_v2 in any::<bool>(),
+            ) {
+                let mode = if as_v2 { ChecksumMode::AsV2 } else { ChecksumMode::PseudoHeader };
+                let bytes = advert.encode(src, dst, mode).expect("strategy makes encodable adverts");
+                prop_assert_eq!(bytes.len(), advert.encoded_len());
+                prop_assert_eq!(Advertisement::decode(&bytes, src, dst, mode), Ok(advert));
+            }
+        }
+    }
 }
