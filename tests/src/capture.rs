@@ -11,6 +11,7 @@ use crate::Host;
 /// A running tcpdump writing a nanosecond pcap file.
 pub struct Capture {
     child: Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
     /// The pcap file.
     pub path: PathBuf,
 }
@@ -31,6 +32,9 @@ impl Capture {
         let path_s = path.to_string_lossy().into_owned();
         let mut child = host.spawn(&[
             "tcpdump",
+            "-Z",
+            "root",
+            "--immediate-mode",
             "-i",
             iface,
             "-U",
@@ -45,11 +49,17 @@ impl Capture {
         // tcpdump says "listening on" on stderr once the socket is open.
         let stderr = child.stderr.take().context("tcpdump stderr")?;
         let (tx, rx) = std::sync::mpsc::channel();
+        let text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let keep = text.clone();
         std::thread::spawn(move || {
             use std::io::BufRead;
             let mut lines = std::io::BufReader::new(stderr).lines();
             let mut tx = Some(tx);
             while let Some(Ok(line)) = lines.next() {
+                if let Ok(mut t) = keep.lock() {
+                    t.push_str(&line);
+                    t.push('\n');
+                }
                 if line.contains("listening on")
                     && let Some(tx) = tx.take()
                 {
@@ -63,6 +73,7 @@ impl Capture {
         }
         Ok(Self {
             child,
+            stderr: text,
             path: path.to_owned(),
         })
     }
@@ -73,7 +84,17 @@ impl Capture {
         // SAFETY: plain syscall on our child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();
-        read_pcap(&self.path)
+        read_pcap(&self.path).with_context(|| {
+            format!(
+                "tcpdump said: {}",
+                self.stderr.lock().map(|t| t.clone()).unwrap_or_default()
+            )
+        })
+    }
+
+    /// What tcpdump printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|t| t.clone()).unwrap_or_default()
     }
 }
 

@@ -5,6 +5,7 @@
 //! the same tag left behind, and removes everything it made when dropped. Addresses are
 //! TEST-NET only: 192.0.2.0/24 and 2001:db8::/64.
 
+pub mod agent;
 pub mod capture;
 pub mod frames;
 pub mod netns;
