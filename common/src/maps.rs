@@ -56,6 +56,9 @@ pub struct VridStats {
     pub _pad: u32,
     /// Adverts for this VRID dropped as invalid.
     pub dropped: u64,
+    /// Valid adverts below the local priority that a preempting Backup ignores
+    /// (RFC 5798 §6.4.2): low-priority noise never wakes the agent.
+    pub ignored: u64,
 }
 
 /// Verdict counters of one interface, one field per [`crate::Verdict`] in its order.

@@ -119,8 +119,11 @@ pub struct WatchEntry {
     pub auth_type: u8,
     /// `WATCH_*` flags.
     pub flags: u8,
+    /// The local effective priority: with `WATCH_PREEMPT`, a Backup ignores adverts
+    /// below it (RFC 5798 §6.4.2), so the program does too.
+    pub priority: u8,
     /// Reserved, zero.
-    pub _pad: [u8; 5],
+    pub _pad: [u8; 4],
     /// v2 simple password, zero padded.
     pub auth: [u8; 8],
 }
@@ -132,6 +135,9 @@ pub const WATCH_V3_CSUM_AS_V2: u8 = 2;
 /// Report every accepted advert to the agent, not only changes (the instance is Master
 /// or wants to see each advert).
 pub const WATCH_REPORT_ALL: u8 = 4;
+/// Preempt_Mode is on: a Backup discards adverts below its own priority (other than
+/// priority 0), so they neither reset its down timer nor reach the agent.
+pub const WATCH_PREEMPT: u8 = 8;
 
 /// The fields of a VRRP frame the election and the counters need.
 #[repr(C)]
@@ -447,7 +453,8 @@ mod tests {
         version: 3,
         auth_type: 0,
         flags: 0,
-        _pad: [0; 5],
+        priority: 100,
+        _pad: [0; 4],
         auth: [0; 8],
     };
 

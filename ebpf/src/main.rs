@@ -36,7 +36,7 @@ use aya_ebpf::{
 use vigil_common::{
     AdvertEvent, Frame, IfaceStats, Settings, Verdict, VridKey, VridStats, WatchEntry,
     maps::{MAX_IFACES, MAX_WATCHED},
-    validate::{self, Parsed, WATCH_REPORT_ALL},
+    validate::{self, Parsed, WATCH_PREEMPT, WATCH_REPORT_ALL},
 };
 
 #[btf_map(name = "watch")]
@@ -122,8 +122,8 @@ fn judge(ctx: &XdpContext) -> u32 {
     let mut report = trace_all || (trace_valid && verdict.passes());
     if let Some(w) = entry {
         // SAFETY: as above.
-        let all = unsafe { (*w).flags } & WATCH_REPORT_ALL != 0;
-        report |= track(&key, a, verdict, ts, all);
+        let (flags, local) = unsafe { ((*w).flags, (*w).priority) };
+        report |= track(&key, a, verdict, ts, flags, local);
     }
     if report {
         let digest = if verdict.passes() {
@@ -160,7 +160,15 @@ fn count(ifindex: u32, index: usize) {
 
 /// Updates the per-VRID state; true when the election must hear of this advert.
 #[inline(always)]
-fn track(key: &VridKey, a: &validate::Advert, verdict: Verdict, ts: u64, all: bool) -> bool {
+fn track(
+    key: &VridKey,
+    a: &validate::Advert,
+    verdict: Verdict,
+    ts: u64,
+    flags: u8,
+    local: u8,
+) -> bool {
+    let all = flags & WATCH_REPORT_ALL != 0;
     // Created by the agent together with the `watch` entry.
     let Some(stats) = VRID_STATS.get_ptr_mut(key) else {
         return verdict == Verdict::Accept;
@@ -173,6 +181,12 @@ fn track(key: &VridKey, a: &validate::Advert, verdict: Verdict, ts: u64, all: bo
         return false;
     }
     s.received += 1;
+    // RFC 5798 §6.4.2: a preempting Backup discards adverts below its own priority, so
+    // they must neither reset its down timer (last_ns) nor reach the agent.
+    if !all && flags & WATCH_PREEMPT != 0 && a.priority != 0 && a.priority < local {
+        s.ignored += 1;
+        return false;
+    }
     let interval_ns = if a.version == 3 {
         a.interval as u64 * 10_000_000
     } else {

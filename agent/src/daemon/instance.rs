@@ -66,6 +66,8 @@ pub struct Instance {
     pub sent: u64,
     /// Adverts received and handed to the election.
     pub received: u64,
+    /// What the XDP watch entry was last set to: (Master, effective priority).
+    pub watched: (bool, u8),
 }
 
 fn router_config(cfg: &config::Instance) -> RouterConfig {
@@ -92,12 +94,16 @@ fn router_config(cfg: &config::Instance) -> RouterConfig {
     rc
 }
 
-/// The XDP watch entry of an instance.
-pub fn watch_entry(cfg: &config::Instance, master: bool) -> WatchEntry {
+/// The XDP watch entry of an instance in `state` at effective `priority`.
+pub fn watch_entry(cfg: &config::Instance, master: bool, priority: u8) -> WatchEntry {
     let mut e = WatchEntry {
         version: cfg.version.number(),
+        priority,
         ..WatchEntry::default()
     };
+    if cfg.preempt {
+        e.flags |= validate::WATCH_PREEMPT;
+    }
     if let Some(p) = &cfg.auth_pass {
         e.auth_type = 1;
         let n = p.len().min(8);
@@ -224,6 +230,7 @@ impl Instance {
             last_advert: None,
             sent: 0,
             received: 0,
+            watched: (false, cfg.priority),
         })
     }
 
@@ -374,6 +381,16 @@ impl Instance {
         self.announce = Some(tokio::spawn(async move {
             run_announcements(&announcer, &addrs, schedule).await
         }));
+    }
+
+    /// The watch entry the datapath should have now, if it differs from the last one set.
+    pub fn watch_update(&mut self) -> Option<WatchEntry> {
+        let now = (self.router.state() == State::Master, self.router.priority());
+        if now == self.watched {
+            return None;
+        }
+        self.watched = now;
+        Some(watch_entry(&self.cfg, now.0, now.1))
     }
 
     /// Virtual addresses with their interfaces.

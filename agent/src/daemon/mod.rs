@@ -191,7 +191,7 @@ fn datapath_plan(
         .collect();
     let watch = instances
         .values()
-        .map(|i| (i.key, watch_entry(&i.cfg, false)))
+        .map(|i| (i.key, watch_entry(&i.cfg, false, i.cfg.priority)))
         .collect();
     (ifaces, watch)
 }
@@ -294,19 +294,13 @@ impl Agent {
     }
 
     async fn run_actions(&mut self) {
-        let mut changed: Vec<(String, Transition)> = Vec::new();
         for inst in self.instances.values_mut() {
-            for t in inst.run_actions(&self.netlink, &mut self.owned).await {
-                changed.push((inst.name.clone(), t));
-            }
-        }
-        for (name, t) in changed {
-            if let Some(inst) = self.instances.get(&name)
-                && (t.to == State::Master || t.from == State::Master)
-            {
-                // A Master must hear every advert from a peer, a Backup only changes.
-                self.receiver
-                    .watch(inst.key, watch_entry(&inst.cfg, t.to == State::Master));
+            let _transitions: Vec<Transition> =
+                inst.run_actions(&self.netlink, &mut self.owned).await;
+            // A Master must hear every advert from a peer, a Backup only changes and
+            // nothing below its own priority: keep the program's view current.
+            if let Some(entry) = inst.watch_update() {
+                self.receiver.watch(inst.key, entry);
             }
         }
     }
@@ -365,7 +359,8 @@ impl Agent {
             match Instance::new(name, cfg, &new.global.garp, &self.netlink).await {
                 Ok(mut inst) => {
                     if self.receiver.is_xdp() {
-                        self.receiver.watch(inst.key, watch_entry(cfg, false));
+                        self.receiver
+                            .watch(inst.key, watch_entry(cfg, false, cfg.priority));
                     }
                     inst.router.handle(clock::now(), Input::Startup);
                     self.by_key.insert(inst.key, name.clone());
