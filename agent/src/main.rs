@@ -44,6 +44,13 @@ fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitC
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // A command whose output is piped into `head` should end quietly when the pipe
+        // closes, as other tools do. The daemon keeps Rust's default (EPIPE as an error),
+        // so a control client hanging up never kills it.
+        // SAFETY: setting a signal disposition before any thread is started.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     init_logging();
     match cli.command {
         Command::Trace {
