@@ -67,6 +67,24 @@ pub enum Reason {
     Shutdown,
 }
 
+impl Reason {
+    /// A short, fixed name for the kind of reason (a metrics label: no addresses in it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Reason::Startup => "startup",
+            Reason::Owner => "owner",
+            Reason::MasterDown { .. } => "master_down",
+            Reason::PriorityZero { .. } => "priority_zero",
+            Reason::PreemptLowerPriority { .. } => "preempt_lower_priority",
+            Reason::Preempted { .. } => "preempted",
+            Reason::Fault(FaultKind::LinkDown) => "fault_link_down",
+            Reason::Fault(FaultKind::Tracked(_)) => "fault_tracked",
+            Reason::FaultCleared => "fault_cleared",
+            Reason::Shutdown => "shutdown",
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
