@@ -86,3 +86,37 @@ fn trace_reports_each_advert_with_its_fields_and_kernel_time() -> anyhow::Result
     }
     Ok(())
 }
+
+#[test]
+fn a_live_program_is_never_replaced() -> anyhow::Result<()> {
+    require_root();
+    let lab = Lab::new("live", &["a", "b"])?;
+    let (a, b) = (lab.host("a"), lab.host("b"));
+    let bin = vigil_bin().to_string_lossy().into_owned();
+    let mut first = b.spawn(&[&bin, "trace", "-i", "eth0", "--json", "--duration", "4s"])?;
+    let mut attached = false;
+    for _ in 0..100 {
+        if b.xdp_program("eth0")?.as_deref() == Some("vigil_xdp") {
+            attached = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(attached, "the first trace never attached");
+    let second = b
+        .command(&bin)
+        .args(["trace", "-i", "eth0", "--duration", "1s"])
+        .output()?;
+    assert_eq!(second.status.code(), Some(2), "a second attach must fail");
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("running process"), "unexpected error: {err}");
+
+    // The first one still sees adverts.
+    let mut adv = Advert::v3(a.ipv4, 51, 150);
+    adv.src_mac = a.mac("eth0")?;
+    a.send_frames("eth0", &[adv.frame()])?;
+    let out = first.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "first trace output: {text}");
+    Ok(())
+}

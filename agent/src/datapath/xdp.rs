@@ -68,6 +68,12 @@ pub enum XdpError {
     /// No such interface.
     #[error("no interface named {0}")]
     NoInterface(String),
+    /// A live owner's program is attached already.
+    #[error(
+        "{0} already has an XDP program attached by a running process (a vigil agent, or another \
+         vigil trace); `vigil trace --mode off` watches without XDP"
+    )]
+    Busy(String),
     /// Pinning failed.
     #[error("pinning maps under {path}: {source}")]
     Pin {
@@ -191,13 +197,18 @@ impl XdpProgram {
             })?;
         match program.attach_to_if_index(index, mode) {
             Ok(_) => Ok(()),
-            Err(e) if is_busy(&e) && remove_stale(iface) => program
-                .attach_to_if_index(index, mode)
-                .map(|_| ())
-                .map_err(|source| XdpError::Program {
-                    iface: iface.into(),
-                    source,
-                }),
+            Err(e) if is_busy(&e) => {
+                if !remove_stale(iface) {
+                    return Err(XdpError::Busy(iface.into()));
+                }
+                program
+                    .attach_to_if_index(index, mode)
+                    .map(|_| ())
+                    .map_err(|source| XdpError::Program {
+                        iface: iface.into(),
+                        source,
+                    })
+            }
             Err(source) => Err(XdpError::Program {
                 iface: iface.into(),
                 source,
@@ -374,7 +385,7 @@ impl Drop for XdpProgram {
 }
 
 fn is_busy(e: &ProgramError) -> bool {
-    matches!(e, ProgramError::SyscallError(s) if s.io_error.raw_os_error() == Some(libc::EBUSY))
+    matches!(e, ProgramError::SyscallError(s) if matches!(s.io_error.raw_os_error(), Some(libc::EBUSY | libc::EEXIST)))
 }
 
 /// Detaches an XDP program left on `iface` by a vigil that died, if that is what is
@@ -392,6 +403,15 @@ fn remove_stale(iface: &str) -> bool {
     let name = &json[0]["xdp"]["prog"]["name"];
     if name.as_str() != Some(PROGRAM_NAME) {
         tracing::error!(iface, program = %name, "another XDP program is attached; not replacing it");
+        return false;
+    }
+    // Attached through a bpf_link, the program lives exactly as long as its owner: a link
+    // that still exists means a live vigil. Only a netlink attachment outlives its owner.
+    let id = json[0]["xdp"]["prog"]["id"].as_u64();
+    let live = aya::programs::loaded_links()
+        .filter_map(Result::ok)
+        .any(|l| Some(u64::from(l.program_id())) == id);
+    if live {
         return false;
     }
     tracing::warn!(
