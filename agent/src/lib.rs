@@ -10,6 +10,7 @@ pub mod control;
 pub mod daemon;
 pub mod datapath;
 pub mod keepalived;
+pub mod metrics;
 pub mod net;
 pub mod trace;
 pub mod vrrp;

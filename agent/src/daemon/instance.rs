@@ -68,6 +68,8 @@ pub struct Instance {
     pub received: u64,
     /// What the XDP watch entry was last set to: (Master, effective priority).
     pub watched: (bool, u8),
+    /// Transitions so far by (from, to, reason kind), for metrics.
+    pub transition_counts: std::collections::BTreeMap<(State, State, &'static str), u64>,
 }
 
 fn router_config(cfg: &config::Instance) -> RouterConfig {
@@ -231,6 +233,7 @@ impl Instance {
             sent: 0,
             received: 0,
             watched: (false, cfg.priority),
+            transition_counts: std::collections::BTreeMap::new(),
         })
     }
 
@@ -302,6 +305,10 @@ impl Instance {
                         t.to,
                         t.reason
                     );
+                    *self
+                        .transition_counts
+                        .entry((t.from, t.to, t.reason.kind()))
+                        .or_insert(0) += 1;
                     if t.to != State::Master
                         && let Some(task) = self.announce.take()
                     {
@@ -422,6 +429,9 @@ impl Instance {
             "last_transition": last,
             "adverts_rx": self.received,
             "adverts_tx": self.sent,
+            "transitions": self.transition_counts.iter().map(|((from, to, reason), n)| serde_json::json!({
+                "from": from.to_string(), "to": to.to_string(), "reason": reason, "count": n,
+            })).collect::<Vec<_>>(),
         })
     }
 }

@@ -81,7 +81,11 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let (ifaces, watch) = datapath_plan(&instances);
     let receiver = Receiver::start(&config.global, &ifaces, &watch)?;
     let (ctl_tx, mut ctl_rx) = mpsc::channel(16);
-    let control = control::serve(&config.global.control_socket, ctl_tx)?;
+    let control = control::serve(&config.global.control_socket, ctl_tx.clone())?;
+    let metrics = match config.global.metrics {
+        Some(addr) => Some(crate::metrics::serve(addr, ctl_tx).await?),
+        None => None,
+    };
     let (mut links, snapshot) = LinkMonitor::start().await.map_err(anyhow::Error::from)?;
 
     let mut agent = Agent {
@@ -174,6 +178,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     agent.run_actions().await;
     agent.owned.clear();
     control.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     let _ = std::fs::remove_file(&agent.config.global.control_socket);
     Ok(())
 }
@@ -313,6 +320,7 @@ impl Agent {
             "pid": std::process::id(),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "datapath": self.receiver.describe(),
+            "datapath_counters": self.receiver.counters(),
             "config": self.path.display().to_string(),
             "instances": self.instances.values().map(|i| i.status(now)).collect::<Vec<_>>(),
         })
