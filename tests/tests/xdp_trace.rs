@@ -93,7 +93,7 @@ fn a_live_program_is_never_replaced() -> anyhow::Result<()> {
     let lab = Lab::new("live", &["a", "b"])?;
     let (a, b) = (lab.host("a"), lab.host("b"));
     let bin = vigil_bin().to_string_lossy().into_owned();
-    let mut first = b.spawn(&[&bin, "trace", "-i", "eth0", "--json", "--duration", "4s"])?;
+    let first = b.spawn(&[&bin, "trace", "-i", "eth0", "--json", "--duration", "4s"])?;
     let mut attached = false;
     for _ in 0..100 {
         if b.xdp_program("eth0")?.as_deref() == Some("vigil_xdp") {
