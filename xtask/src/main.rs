@@ -33,6 +33,8 @@ enum Task {
         /// Only these tests (passed to cargo test as a filter).
         filter: Option<String>,
     },
+    /// Write the man pages (vigil.1 and one per subcommand) into target/man.
+    Man,
     /// The test topology for manual experiments.
     Lab {
         #[command(subcommand)]
@@ -95,6 +97,17 @@ fn test(filter: Option<String>) -> anyhow::Result<()> {
     run(&mut cmd)
 }
 
+fn man() -> anyhow::Result<()> {
+    let dir = root().join("target/man");
+    // The pages come from the CLI definition itself (clap_mangen), so they cannot drift.
+    run(cargo()
+        .args(["run", "--quiet", "-p", "vigil", "--", "manpage", "--out-dir"])
+        .arg(&dir)
+        .env("AYA_BUILD_SKIP", "1"))?;
+    println!("man pages in {}", dir.display());
+    Ok(())
+}
+
 fn lab(action: LabAction) -> anyhow::Result<()> {
     match action {
         LabAction::Up { hosts } => {
@@ -127,6 +140,7 @@ fn main() -> ExitCode {
         Task::Run { args } => build_release().and_then(|bin| run(Command::new(bin).args(args))),
         Task::Test { filter } => test(filter),
         Task::Lab { action } => lab(action),
+        Task::Man => man(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
