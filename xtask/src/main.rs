@@ -1,5 +1,6 @@
 //! `cargo xtask`: vigil's developer tasks.
 
+mod demo;
 mod setup;
 
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build, then show lb01/lb02 failing over in namespaces, with measured times.
+    Demo,
     /// Install what is missing, then run format, lint, unit and integration tests.
     Test {
         /// Only these tests (passed to cargo test as a filter).
@@ -138,6 +141,7 @@ fn main() -> ExitCode {
         Task::Setup => setup::ensure(),
         Task::Build => build_release().map(|bin| println!("built {}", bin.display())),
         Task::Run { args } => build_release().and_then(|bin| run(Command::new(bin).args(args))),
+        Task::Demo => demo::run(),
         Task::Test { filter } => test(filter),
         Task::Lab { action } => lab(action),
         Task::Man => man(),
