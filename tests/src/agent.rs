@@ -67,7 +67,13 @@ impl Vigil {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.status().is_ok() {
+            if let Ok(status) = self.status() {
+                // Tests of the XDP path must not pass quietly on the fallback.
+                let datapath = status["datapath"].as_str().unwrap_or("");
+                let config = std::fs::read_to_string(&self.config).unwrap_or_default();
+                if !datapath.contains("xdp") && !config.contains("xdp = \"off\"") {
+                    bail!("vigil fell back to {datapath}:\n{}", self.log_text());
+                }
                 return Ok(());
             }
             if let Some(c) = &mut self.child

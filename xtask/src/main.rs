@@ -104,7 +104,15 @@ fn man() -> anyhow::Result<()> {
     let dir = root().join("target/man");
     // The pages come from the CLI definition itself (clap_mangen), so they cannot drift.
     run(cargo()
-        .args(["run", "--quiet", "-p", "vigil", "--", "manpage", "--out-dir"])
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "vigil",
+            "--",
+            "manpage",
+            "--out-dir",
+        ])
         .arg(&dir)
         .env("AYA_BUILD_SKIP", "1"))?;
     println!("man pages in {}", dir.display());
