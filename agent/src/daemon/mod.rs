@@ -128,6 +128,8 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
     let mut int = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
     let mut hup = signal(SignalKind::hangup()).map_err(anyhow::Error::from)?;
+    let (reload_tx, mut reload_rx) = mpsc::channel(4);
+    let (mut reload_gen, mut reload_applied) = (0u64, 0u64);
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watchdog_usec = 0;
@@ -177,7 +179,22 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                 }
             }
             _ = housekeeping.tick() => agent.housekeeping().await,
-            _ = hup.recv() => agent.reload().await,
+            _ = hup.recv() => {
+                // Reading and validating the file happens off this task, so adverts
+                // and timers keep their pace during a reload; only the diff runs here.
+                reload_gen += 1;
+                let (path, tx, generation) = (agent.path.clone(), reload_tx.clone(), reload_gen);
+                tokio::task::spawn_blocking(move || {
+                    let _ = tx.blocking_send((generation, config::load(&path)));
+                });
+            }
+            Some((generation, loaded)) = reload_rx.recv() => {
+                // Two quick SIGHUPs may finish out of order: the newest read wins.
+                if generation > reload_applied {
+                    reload_applied = generation;
+                    agent.reload(loaded).await;
+                }
+            }
             _ = watchdog_tick.tick() => {
                 if watchdog {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
@@ -436,8 +453,9 @@ impl Agent {
 
     /// SIGHUP: unchanged instances keep state, timers and addresses; changed ones are
     /// rebuilt; removed ones release; new ones start in Backup. A bad file changes nothing.
-    async fn reload(&mut self) {
-        let new = match config::load(&self.path) {
+    async fn reload(&mut self, loaded: Result<Config, config::ConfigError>) {
+        let started = std::time::Instant::now();
+        let new = match loaded {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("reload rejected, running configuration kept:\n{e}");
@@ -505,6 +523,7 @@ impl Agent {
             kept,
             restarted_or_added = added,
             removed_or_restarted = stop.len(),
+            applied_in_us = started.elapsed().as_micros() as u64,
             "reloaded"
         );
     }
