@@ -467,10 +467,9 @@ async fn file_task(path: PathBuf, mut value: Option<i64>, tx: mpsc::UnboundedSen
         ticker.tick().await;
         let p = path.clone();
         // File reads can block (NFS, a FUSE mount): keep them off the agent's thread.
-        let now = match tokio::task::spawn_blocking(move || read_file(&p)).await {
-            Ok(v) => v,
-            Err(_) => None,
-        };
+        let now: Option<i64> = tokio::task::spawn_blocking(move || read_file(&p))
+            .await
+            .unwrap_or_default();
         if now.is_none() && warned.is_none_or(|w| w.elapsed() > Duration::from_secs(60)) {
             tracing::warn!(file = %path.display(), "tracked file missing or not an integer; taken as 0");
             warned = Some(Instant::now());

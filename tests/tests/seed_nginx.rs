@@ -115,7 +115,7 @@ fn start_backend(web: &Host, dir: &Path) -> anyhow::Result<Nginx> {
     std::fs::create_dir_all(&www)?;
     std::fs::write(www.join("index.html"), "hello from web01\n")?;
     std::fs::set_permissions(&www, std::fs::Permissions::from_mode(0o755))?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))?;
     Nginx::start(
         web,
         dir,
@@ -167,6 +167,9 @@ fn curl(client: &Host, vip: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix("X-LB: "))
         .map(|s| s.trim().to_owned())
 }
+
+/// One request through the VIP: when it started, and which balancer answered.
+type Sample = (Instant, Option<String>);
 
 /// Timers of one run of the scenario.
 struct Timers {
@@ -234,7 +237,7 @@ fn nginx_failover(tag: &str, t: &Timers) -> anyhow::Result<Duration> {
     assert_eq!(curl(&client, VIP1).as_deref(), Some("lb01"));
 
     // The client keeps asking through the VIP while nginx dies on the master.
-    let results: Arc<Mutex<Vec<(Instant, Option<String>)>>> = Arc::default();
+    let results: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let curler = {
         let (results, stop, client) = (results.clone(), stop.clone(), client.clone());

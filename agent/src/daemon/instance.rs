@@ -215,6 +215,17 @@ impl Instance {
             refresh_repeat: g.master_refresh_repeat,
             ..AnnounceTiming::default()
         };
+        if cfg.is_address_owner()
+            && (cfg.track_scripts.iter().any(|t| t.weight != 0)
+                || cfg.track_interfaces.iter().any(|t| t.weight != 0)
+                || cfg.track_files.iter().any(|t| t.weight != 0))
+        {
+            // keepalived does the same: an owner's priority never moves.
+            tracing::warn!(
+                instance = name,
+                "priority 255 (address owner): tracking weights are ignored, a tracked failure means FAULT"
+            );
+        }
         let rc = router_config(cfg);
         rc.validate(primary)
             .map_err(|e| anyhow::anyhow!("instance {name}: {e}"))?;
@@ -439,10 +450,10 @@ impl Instance {
         let mut foreign = Vec::new();
         for vip in &self.vips {
             let index = vip.iface.index;
-            if !seen.contains_key(&index) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = seen.entry(index) {
                 match netlink.addresses(&vip.iface).await {
                     Ok(list) => {
-                        seen.insert(index, list.iter().map(|a| a.addr).collect());
+                        slot.insert(list.iter().map(|a| a.addr).collect());
                     }
                     Err(e) => {
                         tracing::debug!(instance = %self.name, "address check: {e}");
