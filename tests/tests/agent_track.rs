@@ -128,7 +128,8 @@ fn a_hanging_script_is_killed_at_its_timeout_and_the_election_goes_on() -> anyho
     );
     assert!(runs >= 4, "only {runs} runs");
     let out = std::process::Command::new("pgrep")
-        .args(["-c", "-f", "sleep 31.7"])
+        // The sleep itself, not the shell around it: at most the current run's.
+        .args(["-c", "-f", "^sleep 31\\.7$"])
         .output()?;
     let alive: u32 = String::from_utf8_lossy(&out.stdout)
         .trim()
