@@ -107,6 +107,55 @@ impl Vigil {
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 
+    /// The status object of instance `name`.
+    pub fn instance(&self, name: &str) -> anyhow::Result<serde_json::Value> {
+        let s = self.status()?;
+        s["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["instance"] == name)
+            .cloned()
+            .with_context(|| format!("no instance {name} in {s}"))
+    }
+
+    /// Waits until `check` holds for instance `name`'s status object.
+    pub fn wait_instance(
+        &self,
+        name: &str,
+        what: &str,
+        within: Duration,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        let mut last = serde_json::Value::Null;
+        while Instant::now() < deadline {
+            if let Ok(i) = self.instance(name) {
+                if check(&i) {
+                    return Ok(i);
+                }
+                last = i;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "{}: {name}: not {what} after {within:?}: {last}\n{}",
+            self.host.name,
+            self.log_text()
+        )
+    }
+
+    /// `vigil status` as a table.
+    pub fn status_table(&self) -> anyhow::Result<String> {
+        let out = self.host.exec(&[
+            &vigil_bin().to_string_lossy(),
+            "status",
+            "--socket",
+            &self.socket.to_string_lossy(),
+        ])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// State of instance `name` ("MASTER", "BACKUP", ...).
     pub fn state(&self, name: &str) -> anyhow::Result<String> {
         let s = self.status()?;

@@ -22,6 +22,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iputils-ping", "ping"),
     ("nginx", "nginx"),
     ("curl", "curl"),
+    ("procps", "pgrep"),
 ];
 
 fn step(msg: &str) {
