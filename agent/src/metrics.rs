@@ -102,7 +102,8 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
     let rx = Family::<Labels, Counter>::default();
     let tx = Family::<Labels, Counter>::default();
     let split = Family::<Labels, Counter>::default();
-    let scripts = Family::<Labels, Counter>::default();
+    let script_runs = Family::<Labels, Counter>::default();
+    let script_health = Family::<Labels, Gauge>::default();
     let xdp = Family::<Labels, Counter>::default();
 
     for i in status["instances"].as_array().into_iter().flatten() {
@@ -126,7 +127,23 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
             .inc_by(i["adverts_tx"].as_u64().unwrap_or(0));
         split
             .get_or_create(&one)
-            .inc_by(i["split_brain"]["events"].as_u64().unwrap_or(0));
+            .inc_by(i["split_brain_adverts"].as_u64().unwrap_or(0));
+        for sc in i["tracking"]["scripts"].as_array().into_iter().flatten() {
+            let script = text(&sc["script"]);
+            let key = labels(&[("instance", &name), ("script", &script)]);
+            script_runs
+                .get_or_create(&key)
+                .inc_by(sc["runs"].as_u64().unwrap_or(0));
+            for h in ["ok", "failing", "unknown"] {
+                script_health
+                    .get_or_create(&labels(&[
+                        ("instance", &name),
+                        ("script", &script),
+                        ("status", h),
+                    ]))
+                    .set(i64::from(sc["status"] == h));
+            }
+        }
         for t in i["transitions"].as_array().into_iter().flatten() {
             transitions
                 .get_or_create(&labels(&[
@@ -136,14 +153,6 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
                     ("reason", &text(&t["reason"])),
                 ]))
                 .inc_by(t["count"].as_u64().unwrap_or(0));
-        }
-    }
-    for s in status["scripts"].as_array().into_iter().flatten() {
-        let name = text(&s["script"]);
-        for result in ["ok", "failed", "timeout"] {
-            scripts
-                .get_or_create(&labels(&[("script", &name), ("result", result)]))
-                .inc_by(s[result].as_u64().unwrap_or(0));
         }
     }
     for (iface, counters) in status["datapath_counters"]
@@ -176,7 +185,12 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
         "Adverts from another Master that did not resolve",
         split,
     );
-    registry.register("script_results", "Health-check script results", scripts);
+    registry.register("script_runs", "Health-check script runs", script_runs);
+    registry.register(
+        "script_status",
+        "1 for the current result of a health-check script (ok, failing, unknown)",
+        script_health,
+    );
     registry.register(
         "datapath_frames",
         "VRRP frames judged by the datapath, by verdict (dropped reasons, accepted, foreign VRID)",
@@ -196,7 +210,8 @@ mod tests {
         let status = serde_json::json!({
             "instances": [{
                 "instance": "web", "state": "MASTER", "priority": 150, "effective_priority": 148,
-                "adverts_rx": 3, "adverts_tx": 42,
+                "adverts_rx": 3, "adverts_tx": 42, "split_brain_adverts": 4,
+                "tracking": {"scripts": [{"script": "check_web", "status": "failing", "runs": 9}]},
                 "transitions": [{"from": "BACKUP", "to": "MASTER", "reason": "master_down", "count": 2}],
             }],
             "datapath_counters": {"eth0": {"accepted": 7, "ttl": 5}},
@@ -209,6 +224,9 @@ mod tests {
             "vigil_adverts_sent_total{instance=\"web\"} 42",
             "vigil_transitions_total{instance=\"web\",from=\"BACKUP\",to=\"MASTER\",reason=\"master_down\"} 2",
             "vigil_datapath_frames_total{interface=\"eth0\",verdict=\"ttl\"} 5",
+            "vigil_split_brain_events_total{instance=\"web\"} 4",
+            "vigil_script_runs_total{instance=\"web\",script=\"check_web\"} 9",
+            "vigil_script_status{instance=\"web\",script=\"check_web\",status=\"failing\"} 1",
         ] {
             assert!(out.contains(line), "missing {line} in\n{out}");
         }
