@@ -1,6 +1,6 @@
 //! The command line definition, shared by `main.rs`, completions and the man page.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use clap::{CommandFactory, Parser, Subcommand};
@@ -88,9 +88,12 @@ pub enum Command {
     },
 }
 
-/// Write completions for `shell` to `out`.
-pub fn completions(shell: Shell, out: &mut dyn Write) {
-    clap_complete::generate(shell, &mut Cli::command(), "vigil", out);
+/// Completions for `shell`, as a script.
+pub fn completions(shell: Shell) -> Vec<u8> {
+    // Into memory first: clap_complete panics when its writer fails (a closed pipe).
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "vigil", &mut out);
+    out
 }
 
 /// The vigil(1) man page in roff.
@@ -136,9 +139,7 @@ mod tests {
 
     #[test]
     fn completions_for_bash() {
-        let mut out = Vec::new();
-        completions(Shell::Bash, &mut out);
-        let text = String::from_utf8(out).unwrap();
+        let text = String::from_utf8(completions(Shell::Bash)).unwrap();
         assert!(text.contains("import-keepalived"));
     }
 }

@@ -129,6 +129,55 @@ pub fn table(v: &serde_json::Value) -> String {
             s(&i["adverts_tx"]),
             last
         );
+        let sb = &i["split_brain"];
+        if !sb.is_null() {
+            out += &format!(
+                "  split brain suspected since {}, peer {} (priority {}, {} adverts)\n",
+                s(&sb["since"]),
+                s(&sb["peer"]),
+                s(&sb["peer_priority"]),
+                s(&sb["adverts"])
+            );
+        }
+        if let Some(f) = i["fault"].as_str() {
+            out += &format!("  fault: {f}\n");
+        }
+        let stray: Vec<String> = i["addresses_while_backup"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(s)
+            .collect();
+        if !stray.is_empty() {
+            out += &format!(
+                "  on the interface while {} but not added by vigil (left alone): {}\n",
+                s(&i["state"]),
+                stray.join(", ")
+            );
+        }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_table_names_a_suspected_split_brain() {
+        let v = serde_json::json!({
+            "version": "0", "router_id": "lb01", "pid": 1, "datapath": "xdp",
+            "instances": [{
+                "instance": "web", "interface": "eth0", "vrid": 51, "state": "MASTER",
+                "priority": 150, "effective_priority": 150, "master": "192.0.2.11",
+                "adverts_rx": 9, "adverts_tx": 9, "last_transition": null, "fault": null,
+                "split_brain": {"since": "2026-01-01T00:00:00Z", "peer": "192.0.2.12",
+                                "peer_priority": 100, "adverts": 7},
+                "addresses_while_backup": [],
+            }],
+        });
+        let t = super::table(&v);
+        assert!(
+            t.contains("split brain suspected since 2026-01-01T00:00:00Z, peer 192.0.2.12"),
+            "{t}"
+        );
+    }
 }

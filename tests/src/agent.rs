@@ -67,7 +67,13 @@ impl Vigil {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.status().is_ok() {
+            if let Ok(status) = self.status() {
+                // Tests of the XDP path must not pass quietly on the fallback.
+                let datapath = status["datapath"].as_str().unwrap_or("");
+                let config = std::fs::read_to_string(&self.config).unwrap_or_default();
+                if !datapath.contains("xdp") && !config.contains("xdp = \"off\"") {
+                    bail!("vigil fell back to {datapath}:\n{}", self.log_text());
+                }
                 return Ok(());
             }
             if let Some(c) = &mut self.child
@@ -99,6 +105,55 @@ impl Vigil {
             &self.socket.to_string_lossy(),
         ])?;
         Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    /// The status object of instance `name`.
+    pub fn instance(&self, name: &str) -> anyhow::Result<serde_json::Value> {
+        let s = self.status()?;
+        s["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|i| i["instance"] == name)
+            .cloned()
+            .with_context(|| format!("no instance {name} in {s}"))
+    }
+
+    /// Waits until `check` holds for instance `name`'s status object.
+    pub fn wait_instance(
+        &self,
+        name: &str,
+        what: &str,
+        within: Duration,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        let deadline = Instant::now() + within;
+        let mut last = serde_json::Value::Null;
+        while Instant::now() < deadline {
+            if let Ok(i) = self.instance(name) {
+                if check(&i) {
+                    return Ok(i);
+                }
+                last = i;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        bail!(
+            "{}: {name}: not {what} after {within:?}: {last}\n{}",
+            self.host.name,
+            self.log_text()
+        )
+    }
+
+    /// `vigil status` as a table.
+    pub fn status_table(&self) -> anyhow::Result<String> {
+        let out = self.host.exec(&[
+            &vigil_bin().to_string_lossy(),
+            "status",
+            "--socket",
+            &self.socket.to_string_lossy(),
+        ])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// State of instance `name` ("MASTER", "BACKUP", ...).

@@ -6,6 +6,7 @@
 //! TEST-NET only: 192.0.2.0/24 and 2001:db8::/64.
 
 pub mod agent;
+pub mod bpf;
 pub mod capture;
 pub mod frames;
 pub mod netns;
@@ -51,9 +52,10 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<Output> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(
-            "{cmd:?} failed ({}): {}",
+            "{cmd:?} failed ({}): {} {}",
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            String::from_utf8_lossy(&out.stderr).trim(),
+            String::from_utf8_lossy(&out.stdout).trim()
         );
     }
     Ok(out)

@@ -2,13 +2,13 @@
 //! kernel, the agent hears nothing, and nobody takes over.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Duration;
 
 use vigil_tests::agent::{Vigil, global};
+use vigil_tests::bpf::{verdict_counters, vrid_stats};
 use vigil_tests::frames::Advert;
 use vigil_tests::netns::flood;
-use vigil_tests::{Host, Lab, require_root};
+use vigil_tests::{Lab, require_root};
 
 const FLOOD: Duration = Duration::from_secs(2);
 
@@ -18,45 +18,6 @@ fn instance(priority: u8, state: &str) -> String {
          initial_state = \"{state}\"\nadvert_interval = \"100ms\"\n\
          virtual_addresses = [\"192.0.2.100/24\"]\n"
     )
-}
-
-fn dump(host: &Host, path: &Path) -> anyhow::Result<serde_json::Value> {
-    let out = host.exec(&[
-        "bpftool",
-        "-j",
-        "map",
-        "dump",
-        "pinned",
-        &path.to_string_lossy(),
-    ])?;
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-fn iface_counters(host: &Host, pin: &Path) -> anyhow::Result<BTreeMap<String, u64>> {
-    let mut total = BTreeMap::new();
-    for entry in dump(host, &pin.join("iface_stats"))?
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let f = entry.get("formatted").unwrap_or(entry);
-        for cpu in f["values"].as_array().into_iter().flatten() {
-            for (k, v) in cpu["value"].as_object().into_iter().flatten() {
-                *total.entry(k.clone()).or_insert(0) += v.as_u64().unwrap_or(0);
-            }
-        }
-    }
-    Ok(total)
-}
-
-fn vrid51(host: &Host, pin: &Path) -> anyhow::Result<serde_json::Value> {
-    dump(host, &pin.join("vrid_stats"))?
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| e.get("formatted").unwrap_or(e).clone())
-        .find(|e| e["key"]["vrid"] == 51)
-        .ok_or_else(|| anyhow::anyhow!("no VRID 51 in vrid_stats"))
 }
 
 #[test]
@@ -84,8 +45,8 @@ fn junk_flood_costs_no_event_and_no_takeover() -> anyhow::Result<()> {
     v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;
     let pin = bpffs.join("lb02");
     let before_status = v2.status()?;
-    let before = iface_counters(&lb02, &pin)?;
-    let before_vrid = vrid51(&lb02, &pin)?;
+    let before = verdict_counters(&lb02, &pin)?;
+    let before_vrid = vrid_stats(&lb02, &pin, 51)?;
 
     let mac = junk.mac("eth0")?;
     let kind = |f: &dyn Fn(&mut Advert)| {
@@ -115,8 +76,8 @@ fn junk_flood_costs_no_event_and_no_takeover() -> anyhow::Result<()> {
     }
     std::thread::sleep(Duration::from_millis(300));
 
-    let after = iface_counters(&lb02, &pin)?;
-    let after_vrid = vrid51(&lb02, &pin)?;
+    let after = verdict_counters(&lb02, &pin)?;
+    let after_vrid = vrid_stats(&lb02, &pin, 51)?;
     let delta = |k: &str| after.get(k).copied().unwrap_or(0) - before.get(k).copied().unwrap_or(0);
     assert_eq!(
         delta("ttl"),

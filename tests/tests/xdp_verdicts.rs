@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Child;
 use std::time::Duration;
 
+use vigil_tests::bpf::{verdict_counters, vrid_stats};
 use vigil_tests::frames::Advert;
 use vigil_tests::{Host, Lab, require_root, vigil_bin};
 
@@ -123,28 +124,6 @@ fn collect(mut running: Running) -> anyhow::Result<Vec<serde_json::Value>> {
         .collect::<Result<_, _>>()?)
 }
 
-fn counters(b: &Host, path: &Path) -> anyhow::Result<BTreeMap<String, u64>> {
-    let out = b.exec(&[
-        "bpftool",
-        "-j",
-        "map",
-        "dump",
-        "pinned",
-        &path.to_string_lossy(),
-    ])?;
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let mut total = BTreeMap::new();
-    for entry in json.as_array().into_iter().flatten() {
-        let formatted = entry.get("formatted").unwrap_or(entry);
-        for cpu in formatted["values"].as_array().into_iter().flatten() {
-            for (k, v) in cpu["value"].as_object().into_iter().flatten() {
-                *total.entry(k.clone()).or_insert(0) += v.as_u64().unwrap_or(0);
-            }
-        }
-    }
-    Ok(total)
-}
-
 #[test]
 fn each_drop_reason_is_counted_exactly_and_never_reported() -> anyhow::Result<()> {
     require_root();
@@ -163,7 +142,7 @@ fn each_drop_reason_is_counted_exactly_and_never_reported() -> anyhow::Result<()
     std::thread::sleep(Duration::from_millis(300));
 
     // Read the pinned counters while the trace still runs.
-    let got = counters(&b, &pin.join("iface_stats"))?;
+    let got = verdict_counters(&b, &pin)?;
     let mut want: BTreeMap<String, u64> = BTreeMap::new();
     for (name, _) in &cases {
         *want.entry((*name).to_owned()).or_insert(0) += REPEAT as u64;
@@ -183,22 +162,7 @@ fn each_drop_reason_is_counted_exactly_and_never_reported() -> anyhow::Result<()
     assert_eq!(others, 0, "unexpected counters: {got:?}");
 
     // Per-VRID state readable too: VRID 51 saw 3 good adverts and 6 bad passwords.
-    let out = b.exec(&[
-        "bpftool",
-        "-j",
-        "map",
-        "dump",
-        "pinned",
-        &pin.join("vrid_stats").to_string_lossy(),
-    ])?;
-    let vrids: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let v51 = vrids
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| e.get("formatted").unwrap_or(e))
-        .find(|e| e["key"]["vrid"] == 51 && e["key"]["family"] == 4)
-        .expect("VRID 51 in vrid_stats");
+    let v51 = vrid_stats(&b, &pin, 51)?;
     assert_eq!(v51["value"]["received"], 3, "{v51}");
     assert_eq!(v51["value"]["dropped"], 6, "{v51}");
     assert_eq!(v51["value"]["last_priority"], 100, "{v51}");

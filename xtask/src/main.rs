@@ -1,6 +1,7 @@
 //! `cargo xtask`: vigil's developer tasks.
 
 mod bench;
+mod demo;
 mod setup;
 
 use std::path::PathBuf;
@@ -29,6 +30,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build, then show lb01/lb02 failing over in namespaces, with measured times.
+    Demo,
     /// Install what is missing, then run format, lint, unit and integration tests.
     Test {
         /// Only these tests (passed to cargo test as a filter).
@@ -45,6 +48,8 @@ enum Task {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Write the man pages (vigil.1 and one per subcommand) into target/man.
+    Man,
     /// The test topology for manual experiments.
     Lab {
         #[command(subcommand)]
@@ -114,6 +119,25 @@ fn bench(quick: bool, out: Option<PathBuf>) -> anyhow::Result<()> {
     bench::run(&root(), &bin, bench::Plan::new(quick), out)
 }
 
+fn man() -> anyhow::Result<()> {
+    let dir = root().join("target/man");
+    // The pages come from the CLI definition itself (clap_mangen), so they cannot drift.
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "vigil",
+            "--",
+            "manpage",
+            "--out-dir",
+        ])
+        .arg(&dir)
+        .env("AYA_BUILD_SKIP", "1"))?;
+    println!("man pages in {}", dir.display());
+    Ok(())
+}
+
 fn lab(action: LabAction) -> anyhow::Result<()> {
     match action {
         LabAction::Up { hosts } => {
@@ -144,9 +168,11 @@ fn main() -> ExitCode {
         Task::Setup => setup::ensure(),
         Task::Build => build_release().map(|bin| println!("built {}", bin.display())),
         Task::Run { args } => build_release().and_then(|bin| run(Command::new(bin).args(args))),
+        Task::Demo => demo::run(),
         Task::Test { filter } => test(filter),
         Task::Bench { quick, out } => bench(quick, out),
         Task::Lab { action } => lab(action),
+        Task::Man => man(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

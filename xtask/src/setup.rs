@@ -27,6 +27,7 @@ const PACKAGES: &[(&str, &str)] = &[
         "fonts-dejavu-core",
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     ),
+    ("procps", "pgrep"),
 ];
 
 fn step(msg: &str) {

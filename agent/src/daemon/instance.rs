@@ -9,11 +9,14 @@ use vigil_common::event::{FAMILY_V4, FAMILY_V6};
 use vigil_common::{VridKey, WatchEntry, validate};
 
 use super::owned::{OwnedAddress, OwnedAddresses};
+use super::split::SplitBrain;
 use crate::config;
 use crate::datapath::event::Record;
 use crate::datapath::transmit::AdvertSender;
 use crate::net::announce::{AnnounceSchedule, AnnounceTiming, Announcer, run_announcements};
 use crate::net::{Interface, Netlink, VirtualAddress};
+use crate::notify::Notifier;
+use crate::track::Verdict;
 use crate::vrrp::{
     Action, Advertisement, Auth, InitialState, Instant, RouterConfig, State, Transition, Version,
     VirtualRouter,
@@ -68,6 +71,19 @@ pub struct Instance {
     pub received: u64,
     /// What the XDP watch entry was last set to: (Master, effective priority).
     pub watched: (bool, u8),
+    /// Transitions so far by (from, to, reason kind), for metrics.
+    pub transition_counts: std::collections::BTreeMap<(State, State, &'static str), u64>,
+    /// Its notify scripts' queue.
+    pub notifier: Notifier,
+    /// The tracking verdict last handed to the election.
+    pub tracked: Verdict,
+    /// Split-brain watch (while Master).
+    pub split: SplitBrain,
+    /// Virtual addresses found on the interface while Backup that vigil did not add,
+    /// left alone (reported in status, warned once each).
+    pub foreign_while_backup: Vec<IpAddr>,
+    /// Virtual addresses vigil had added and removed again, found while Backup.
+    pub removed_while_backup: u64,
 }
 
 fn router_config(cfg: &config::Instance) -> RouterConfig {
@@ -138,6 +154,7 @@ impl Instance {
         name: &str,
         cfg: &config::Instance,
         garp: &config::Garp,
+        script_user: Option<&str>,
         netlink: &Netlink,
     ) -> anyhow::Result<Self> {
         let iface = netlink.interface(&cfg.interface).await?;
@@ -206,6 +223,17 @@ impl Instance {
             refresh_repeat: g.master_refresh_repeat,
             ..AnnounceTiming::default()
         };
+        if cfg.is_address_owner()
+            && (cfg.track_scripts.iter().any(|t| t.weight != 0)
+                || cfg.track_interfaces.iter().any(|t| t.weight != 0)
+                || cfg.track_files.iter().any(|t| t.weight != 0))
+        {
+            // keepalived does the same: an owner's priority never moves.
+            tracing::warn!(
+                instance = name,
+                "priority 255 (address owner): tracking weights are ignored, a tracked failure means FAULT"
+            );
+        }
         let rc = router_config(cfg);
         rc.validate(primary)
             .map_err(|e| anyhow::anyhow!("instance {name}: {e}"))?;
@@ -231,6 +259,12 @@ impl Instance {
             sent: 0,
             received: 0,
             watched: (false, cfg.priority),
+            transition_counts: std::collections::BTreeMap::new(),
+            notifier: Notifier::new(name, cfg, script_user),
+            tracked: Verdict::untracked(cfg),
+            split: SplitBrain::default(),
+            foreign_while_backup: Vec::new(),
+            removed_while_backup: 0,
         })
     }
 
@@ -262,10 +296,29 @@ impl Instance {
         self.received += 1;
         self.last_fed_ns = self.last_fed_ns.max(r.ts_ns);
         self.last_advert = Some((source, advert.clone()));
-        self.router.handle(
-            Instant::from_nanos(r.ts_ns),
-            crate::vrrp::Input::Advert { source, advert },
-        );
+        let was_master = self.router.state() == State::Master;
+        let sent = self.router.counters().adverts_sent;
+        let (peer_priority, peer_interval) = (advert.priority, advert.interval);
+        let now = Instant::from_nanos(r.ts_ns);
+        self.router
+            .handle(now, crate::vrrp::Input::Advert { source, advert });
+        // A Master that stays Master and answers at once has heard a worse master (a
+        // priority-0 advert is answered too, but is a goodbye, not a rival).
+        if was_master
+            && self.router.state() == State::Master
+            && self.router.counters().adverts_sent > sent
+            && peer_priority != 0
+        {
+            self.split.observe(
+                &self.name,
+                now,
+                source,
+                peer_priority,
+                peer_interval,
+                self.router.priority(),
+                self.cfg.advert_interval,
+            );
+        }
     }
 
     /// Hands in the last advert again with a newer arrival time from the XDP map.
@@ -302,11 +355,20 @@ impl Instance {
                         t.to,
                         t.reason
                     );
+                    *self
+                        .transition_counts
+                        .entry((t.from, t.to, t.reason.kind()))
+                        .or_insert(0) += 1;
                     if t.to != State::Master
                         && let Some(task) = self.announce.take()
                     {
                         task.abort();
                     }
+                    if t.from == State::Master {
+                        self.split
+                            .expire(&self.name, t.at, false, self.cfg.advert_interval);
+                    }
+                    self.notifier.state(t.to, self.router.priority());
                     transitions.push(t);
                 }
                 Action::SendAdvert { priority } => self.send_advert(priority).await,
@@ -393,6 +455,73 @@ impl Instance {
         Some(watch_entry(&self.cfg, now.0, now.1))
     }
 
+    /// The seed's split-brain check, while Backup or Fault: a virtual address on the
+    /// interface. vigil removes it only if vigil added it (the record in `owned`, e.g. a
+    /// removal that failed); an address someone else put there is left alone and warned
+    /// about once. `seen` caches address lists per interface index for one round;
+    /// `keep` lists addresses a local Master instance holds.
+    pub async fn check_addresses(
+        &mut self,
+        netlink: &Netlink,
+        owned: &mut OwnedAddresses,
+        seen: &mut std::collections::HashMap<u32, Vec<IpAddr>>,
+        keep: &[IpAddr],
+    ) {
+        if !matches!(self.router.state(), State::Backup | State::Fault) {
+            self.foreign_while_backup.clear();
+            return;
+        }
+        let mut foreign = Vec::new();
+        for vip in &self.vips {
+            let index = vip.iface.index;
+            if let std::collections::hash_map::Entry::Vacant(slot) = seen.entry(index) {
+                match netlink.addresses(&vip.iface).await {
+                    Ok(list) => {
+                        slot.insert(list.iter().map(|a| a.addr).collect());
+                    }
+                    Err(e) => {
+                        tracing::debug!(instance = %self.name, "address check: {e}");
+                        continue;
+                    }
+                }
+            }
+            let present = seen.get(&index).is_some_and(|l| l.contains(&vip.addr.addr));
+            if !present || keep.contains(&vip.addr.addr) {
+                continue;
+            }
+            let o = vip.owned();
+            if owned.contains(&o) {
+                match netlink.remove_address(&vip.iface, &vip.addr).await {
+                    Ok(_) => {
+                        owned.remove(&o);
+                        self.removed_while_backup += 1;
+                        tracing::warn!(
+                            instance = %self.name,
+                            "removed {} from {}: vigil had added it and this node is {}",
+                            vip.addr,
+                            vip.iface.name,
+                            self.router.state()
+                        );
+                    }
+                    Err(e) => tracing::error!(instance = %self.name, "removing {}: {e}", vip.addr),
+                }
+            } else {
+                if !self.foreign_while_backup.contains(&vip.addr.addr) {
+                    tracing::warn!(
+                        instance = %self.name,
+                        "{} is on {} while this node is {}, and vigil did not add it: left alone \
+                         (split brain? another agent or a person put it there)",
+                        vip.addr,
+                        vip.iface.name,
+                        self.router.state()
+                    );
+                }
+                foreign.push(vip.addr.addr);
+            }
+        }
+        self.foreign_while_backup = foreign;
+    }
+
     /// Virtual addresses with their interfaces.
     pub fn vips(&self) -> &[Vip] {
         &self.vips
@@ -422,6 +551,14 @@ impl Instance {
             "last_transition": last,
             "adverts_rx": self.received,
             "adverts_tx": self.sent,
+            "transitions": self.transition_counts.iter().map(|((from, to, reason), n)| serde_json::json!({
+                "from": from.to_string(), "to": to.to_string(), "reason": reason, "count": n,
+            })).collect::<Vec<_>>(),
+            "fault": self.tracked.fault,
+            "split_brain": self.split.status(now),
+            "split_brain_adverts": self.split.adverts_total,
+            "addresses_while_backup": self.foreign_while_backup.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "removed_while_backup": self.removed_while_backup,
         })
     }
 }

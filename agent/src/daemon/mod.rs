@@ -5,6 +5,7 @@
 pub mod instance;
 pub mod owned;
 pub mod receive;
+pub mod split;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ use crate::clock;
 use crate::config::{self, Config};
 use crate::control;
 use crate::net::{LinkMonitor, Netlink, link::LinkEvent, sysctl};
+use crate::notify::NOTIFY_TIMEOUT;
+use crate::track::{Tracker, Verdict};
 use crate::vrrp::{Input, State, Transition};
 use instance::{Instance, watch_entry};
 use owned::OwnedAddresses;
@@ -44,8 +47,13 @@ struct Agent {
     by_key: HashMap<VridKey, String>,
     receiver: Receiver,
     owned: OwnedAddresses,
+    tracker: Tracker,
     started: std::time::Instant,
 }
+
+/// How often the split-brain watch expires quiet peers and the seed's check looks for
+/// virtual addresses on a Backup's interfaces.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(path: &Path) -> Result<(), RunError> {
@@ -74,15 +82,23 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let owned = OwnedAddresses::new(owned_path);
 
     let mut instances = BTreeMap::new();
+    let script_user = config.global.script_user.as_deref();
     for (name, cfg) in &config.instances {
-        let inst = Instance::new(name, cfg, &config.global.garp, &netlink).await?;
+        let inst = Instance::new(name, cfg, &config.global.garp, script_user, &netlink).await?;
         instances.insert(name.clone(), inst);
     }
     let (ifaces, watch) = datapath_plan(&instances);
     let receiver = Receiver::start(&config.global, &ifaces, &watch)?;
     let (ctl_tx, mut ctl_rx) = mpsc::channel(16);
-    let control = control::serve(&config.global.control_socket, ctl_tx)?;
+    let control = control::serve(&config.global.control_socket, ctl_tx.clone())?;
+    let metrics = match config.global.metrics {
+        Some(addr) => Some(crate::metrics::serve(addr, ctl_tx).await?),
+        None => None,
+    };
     let (mut links, snapshot) = LinkMonitor::start().await.map_err(anyhow::Error::from)?;
+    let (track_tx, mut track_rx) = mpsc::unbounded_channel();
+    let mut tracker = Tracker::new(track_tx, &snapshot);
+    tracker.configure(&config);
 
     let mut agent = Agent {
         by_key: instances
@@ -95,10 +111,14 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         instances,
         receiver,
         owned,
+        tracker,
         started: std::time::Instant::now(),
     };
     let now = clock::now();
     for inst in agent.instances.values_mut() {
+        // Tracking first, so that an instance with a failed check starts in Fault and
+        // one with weights starts at its effective priority.
+        apply_verdict(inst, agent.tracker.evaluate(&inst.cfg), now);
         inst.router.handle(now, Input::Startup);
         if snapshot
             .iter()
@@ -112,6 +132,10 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
     let mut int = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
     let mut hup = signal(SignalKind::hangup()).map_err(anyhow::Error::from)?;
+    let (reload_tx, mut reload_rx) = mpsc::channel(4);
+    let (mut reload_gen, mut reload_applied) = (0u64, 0u64);
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut watchdog_usec = 0;
     let watchdog = sd_notify::watchdog_enabled(false, &mut watchdog_usec);
     let mut watchdog_tick = tokio::time::interval(if watchdog {
@@ -153,7 +177,28 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                 let _ = reply.send(agent.status());
             }
             Some(event) = links.next() => agent.link(event),
-            _ = hup.recv() => agent.reload().await,
+            Some(event) = track_rx.recv() => {
+                if agent.tracker.apply(event) {
+                    agent.retrack();
+                }
+            }
+            _ = housekeeping.tick() => agent.housekeeping().await,
+            _ = hup.recv() => {
+                // Reading and validating the file happens off this task, so adverts
+                // and timers keep their pace during a reload; only the diff runs here.
+                reload_gen += 1;
+                let (path, tx, generation) = (agent.path.clone(), reload_tx.clone(), reload_gen);
+                tokio::task::spawn_blocking(move || {
+                    let _ = tx.blocking_send((generation, config::load(&path)));
+                });
+            }
+            Some((generation, loaded)) = reload_rx.recv() => {
+                // Two quick SIGHUPs may finish out of order: the newest read wins.
+                if generation > reload_applied {
+                    reload_applied = generation;
+                    agent.reload(loaded).await;
+                }
+            }
             _ = watchdog_tick.tick() => {
                 if watchdog {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
@@ -173,7 +218,27 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     }
     agent.run_actions().await;
     agent.owned.clear();
+    // notify_stop (and `notify ... STOP`) run before the process ends, each within its
+    // own time limit.
+    let queues: Vec<_> = agent
+        .instances
+        .values_mut()
+        .filter_map(|i| i.notifier.close())
+        .collect();
+    if !queues.is_empty()
+        && tokio::time::timeout(
+            NOTIFY_TIMEOUT + Duration::from_secs(2),
+            futures::future::join_all(queues),
+        )
+        .await
+        .is_err()
+    {
+        tracing::warn!("notify scripts still queued at exit were not run");
+    }
     control.abort();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     let _ = std::fs::remove_file(&agent.config.global.control_socket);
     Ok(())
 }
@@ -194,6 +259,40 @@ fn datapath_plan(
         .map(|i| (i.key, watch_entry(&i.cfg, false, i.cfg.priority)))
         .collect();
     (ifaces, watch)
+}
+
+/// Hands an instance's tracking verdict to its election, when it changed.
+fn apply_verdict(inst: &mut Instance, v: Verdict, now: crate::vrrp::Instant) {
+    if v.priority != inst.tracked.priority {
+        tracing::info!(
+            instance = %inst.name,
+            "effective priority {} -> {} (configured {}{}{})",
+            inst.tracked.priority,
+            v.priority,
+            inst.cfg.priority,
+            if v.why.is_empty() { "" } else { "; " },
+            v.why.join(", ")
+        );
+        inst.router.handle(now, Input::PriorityChanged(v.priority));
+    }
+    if v.fault != inst.tracked.fault {
+        match &v.fault {
+            Some(reason) => {
+                tracing::warn!(instance = %inst.name, "tracked failure: {reason}");
+                inst.router.handle(
+                    now,
+                    Input::Fault {
+                        reason: reason.clone(),
+                    },
+                );
+            }
+            None => {
+                tracing::info!(instance = %inst.name, "tracked failures cleared");
+                inst.router.handle(now, Input::FaultCleared);
+            }
+        }
+    }
+    inst.tracked = v;
 }
 
 /// Removes the addresses a vigil that did not exit cleanly left behind.
@@ -291,6 +390,37 @@ impl Agent {
                     .handle(now, if up { Input::LinkUp } else { Input::LinkDown });
             }
         }
+        if self.tracker.link(&event) {
+            self.retrack();
+        }
+    }
+
+    /// Re-evaluates every instance's tracking and hands changes to the elections.
+    fn retrack(&mut self) {
+        let now = clock::now();
+        for inst in self.instances.values_mut() {
+            let v = self.tracker.evaluate(&inst.cfg);
+            apply_verdict(inst, v, now);
+        }
+    }
+
+    /// Split-brain expiry, and the seed's check for virtual addresses on a Backup.
+    async fn housekeeping(&mut self) {
+        let now = clock::now();
+        let keep: Vec<std::net::IpAddr> = self
+            .instances
+            .values()
+            .filter(|i| i.router.state() == State::Master)
+            .flat_map(|i| i.vips().iter().map(|v| v.addr.addr))
+            .collect();
+        let mut seen = HashMap::new();
+        for inst in self.instances.values_mut() {
+            let master = inst.router.state() == State::Master;
+            inst.split
+                .expire(&inst.name, now, master, inst.cfg.advert_interval);
+            inst.check_addresses(&self.netlink, &mut self.owned, &mut seen, &keep)
+                .await;
+        }
     }
 
     async fn run_actions(&mut self) {
@@ -313,21 +443,30 @@ impl Agent {
             "pid": std::process::id(),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "datapath": self.receiver.describe(),
+            "datapath_counters": self.receiver.counters(),
             "config": self.path.display().to_string(),
-            "instances": self.instances.values().map(|i| i.status(now)).collect::<Vec<_>>(),
+            "instances": self.instances.values().map(|i| {
+                let mut s = i.status(now);
+                s["tracking"] = self.tracker.status(&i.cfg);
+                s
+            }).collect::<Vec<_>>(),
         })
     }
 
     /// SIGHUP: unchanged instances keep state, timers and addresses; changed ones are
     /// rebuilt; removed ones release; new ones start in Backup. A bad file changes nothing.
-    async fn reload(&mut self) {
-        let new = match config::load(&self.path) {
+    async fn reload(&mut self, loaded: Result<Config, config::ConfigError>) {
+        let started = std::time::Instant::now();
+        let new = match loaded {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("reload rejected, running configuration kept:\n{e}");
                 return;
             }
         };
+        // Scripts and files first: unchanged ones keep their task and standing, so the
+        // verdicts of unchanged instances stay as they are.
+        self.tracker.configure(&new);
         if new.global != self.config.global {
             tracing::warn!("reload: [global] changes take effect at the next restart");
         }
@@ -356,13 +495,16 @@ impl Agent {
             if self.instances.contains_key(name) {
                 continue;
             }
-            match Instance::new(name, cfg, &new.global.garp, &self.netlink).await {
+            let user = new.global.script_user.as_deref();
+            match Instance::new(name, cfg, &new.global.garp, user, &self.netlink).await {
                 Ok(mut inst) => {
                     if self.receiver.is_xdp() {
                         self.receiver
                             .watch(inst.key, watch_entry(cfg, false, cfg.priority));
                     }
-                    inst.router.handle(clock::now(), Input::Startup);
+                    let now = clock::now();
+                    apply_verdict(&mut inst, self.tracker.evaluate(cfg), now);
+                    inst.router.handle(now, Input::Startup);
                     self.by_key.insert(inst.key, name.clone());
                     self.instances.insert(name.clone(), inst);
                     added += 1;
@@ -379,10 +521,12 @@ impl Agent {
         }
         let kept = self.instances.len() - added;
         self.config = new;
+        self.retrack();
         tracing::info!(
             kept,
             restarted_or_added = added,
             removed_or_restarted = stop.len(),
+            applied_in_us = started.elapsed().as_micros() as u64,
             "reloaded"
         );
     }

@@ -196,6 +196,27 @@ impl Receiver {
         }
     }
 
+    /// The XDP program's verdict counters per attached interface (empty without XDP).
+    pub fn counters(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        if let Self::Xdp { program, .. } = self {
+            for (index, name, _) in program.attached() {
+                let Some(stats) = program.iface_stats(index) else {
+                    continue;
+                };
+                let mut m = serde_json::Map::new();
+                for code in 0..vigil_common::validate::VERDICTS as u8 {
+                    if let Some(v) = vigil_common::Verdict::from_code(code) {
+                        m.insert(v.name().to_owned(), stats.get(v).into());
+                    }
+                }
+                m.insert("ring_full".to_owned(), stats.ring_full.into());
+                out.insert(name.to_owned(), m.into());
+            }
+        }
+        out
+    }
+
     /// Whether adverts arrive deduplicated (XDP) and timers need the map's help.
     pub fn is_xdp(&self) -> bool {
         matches!(self, Self::Xdp { .. })

@@ -466,7 +466,7 @@ impl Conv {
         for item in self.block(n) {
             match item.keyword() {
                 "file" => def.path = self.one_arg(item),
-                "weight" => def.weight = self.weight(item, item.args()),
+                "weight" => def.weight = self.weight(item, &item.words),
                 "init_file" => self.warn(
                     item,
                     "not carried over: vigil does not create or initialise tracked files",
@@ -482,18 +482,9 @@ impl Conv {
         }
     }
 
-    /// `weight N [reverse|noreverse|no_reverse]` given as its words (from `weight` on).
+    /// `weight N [reverse|noreverse|no_reverse]`; `words` starts at `weight`.
     fn weight(&mut self, n: &Node, words: &[String]) -> Option<i64> {
-        let value = words.get(1).or_else(|| {
-            // Called with the item's args for a bare `weight N` statement.
-            words.first().filter(|w| *w != "weight")
-        });
-        let words = if words.first().is_some_and(|w| w == "weight") {
-            &words[1..]
-        } else {
-            words
-        };
-        let Some(v) = value.cloned() else {
+        let Some(v) = words.get(1) else {
             self.warn(n, "`weight` needs a number; not carried over");
             return None;
         };
@@ -507,7 +498,7 @@ impl Conv {
                 return None;
             }
         };
-        for extra in &words[1..] {
+        for extra in words.get(2..).unwrap_or(&[]) {
             match extra.as_str() {
                 "reverse" => self.warn(
                     n,

@@ -67,7 +67,7 @@ fn ah_and_v3_auth_are_not_carried() {
 #[test]
 fn tracks_and_notify() {
     let text = "vrrp_script chk {\n script \"/bin/check arg\"\n weight -20 reverse\n user nobody nogroup\n}\n\
-track_file prio {\n file \"/run/prio\"\n weight 3\n init_file 0\n}\n\
+track_file prio {\n file \"/run/prio\"\n weight 3 reverse\n init_file 0\n}\n\
 vrrp_instance A {\n interface eth0\n virtual_router_id 9\n virtual_ipaddress {\n 192.0.2.9/24 dev eth0 label eth0:9 scope global\n }\n\
  track_script {\n  chk weight 10\n }\n track_interface {\n  eth1\n  eth2 weight -5\n }\n track_file {\n  prio\n  missing\n }\n\
  notify_master \"/bin/n master\" root\n notify /bin/n\n unicast_src_ip 192.0.2.1\n unicast_peer {\n 192.0.2.2 min_ttl 1\n 192.0.2.3\n }\n nopreempt\n no_accept\n\

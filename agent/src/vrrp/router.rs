@@ -32,7 +32,7 @@ pub const DEFAULT_DOWN_TIMER_ADVERTS: u8 = 3;
 pub const MAX_DOWN_TIMER_ADVERTS: u8 = 100;
 
 /// State of a virtual router (RFC 5798 §6.4, plus keepalived's Fault).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum State {
     /// Not started, or shut down (RFC 5798 §6.4.1).
     Initialize,

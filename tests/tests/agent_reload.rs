@@ -1,0 +1,280 @@
+//! SIGHUP reload without flap: 20 reloads at a 10 ms advert interval change nothing;
+//! a broken file is rejected and the running config kept; changed instances are
+//! rebuilt, removed ones release (priority 0), added ones start.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use vigil_tests::agent::{Vigil, adverts, global, has_address};
+use vigil_tests::capture::Capture;
+use vigil_tests::{Lab, require_root};
+
+const VIP: &str = "192.0.2.100";
+
+fn instance(name: &str, vrid: u8, vip: &str, priority: u8, interval: &str) -> String {
+    format!(
+        "[instances.{name}]\ninterface = \"eth0\"\nvrid = {vrid}\npriority = {priority}\n\
+         advert_interval = \"{interval}\"\n\
+         virtual_addresses = [\"{vip}/24 dev eth0\"]\n"
+    )
+}
+
+/// Transitions an agent logged so far (`FROM -> TO: reason` lines).
+fn transitions(v: &Vigil) -> usize {
+    v.log_text()
+        .lines()
+        .filter(|l| {
+            ["INIT ->", "BACKUP ->", "MASTER ->", "FAULT ->"]
+                .iter()
+                .any(|p| l.contains(p))
+        })
+        .count()
+}
+
+#[test]
+fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("reload20", &["lb01", "lb02"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    // A tracked script too: its standing must survive the reloads, or the weight would
+    // drop for a moment.
+    let script = "[scripts.up]\ncommand = \"true\"\ninterval = \"1s\"\nweight = 10\n";
+    let config1 = global(&lb01, &dir, &bpffs, "")
+        + script
+        + &instance("web", 51, VIP, 150, "10ms")
+        + "track_scripts = [\"up\"]\n";
+    let v1 = Vigil::start(&lb01, &dir, &config1)?;
+    let v2 = Vigil::start(
+        &lb02,
+        &dir,
+        &(global(&lb02, &dir, &bpffs, "") + &instance("web", 51, VIP, 100, "10ms")),
+    )?;
+    v1.wait_instance("web", "MASTER at 160", Duration::from_secs(3), |i| {
+        i["state"] == "MASTER" && i["effective_priority"] == 160
+    })?;
+    v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let (t1, t2) = (transitions(&v1), transitions(&v2));
+    let cap = Capture::start(&lb02, "eth0", "ip proto 112", &dir.join("reload.pcap"))?;
+    std::thread::sleep(Duration::from_millis(200));
+
+    // Sample the VIP on lb01 (and its absence on lb02) as fast as `ip` allows.
+    let stop = Arc::new(AtomicBool::new(false));
+    let missing = Arc::new(AtomicU64::new(0));
+    let doubled = Arc::new(AtomicU64::new(0));
+    let samples = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (stop, missing, doubled, samples) = (
+            stop.clone(),
+            missing.clone(),
+            doubled.clone(),
+            samples.clone(),
+        );
+        let (a, b) = (lb01.clone(), lb02.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if !has_address(&a, VIP) {
+                    missing.fetch_add(1, Ordering::Relaxed);
+                }
+                if has_address(&b, VIP) {
+                    doubled.fetch_add(1, Ordering::Relaxed);
+                }
+                samples.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let start = Instant::now();
+    for n in 0..20 {
+        // The file is rewritten each time (a comment changes), as an operator would.
+        std::fs::write(&v1.config, format!("# reload {n}\n{config1}"))?;
+        v1.signal(libc::SIGHUP);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    sampler.join().expect("sampler thread");
+    let took = start.elapsed();
+
+    let reloads = v1.log_text().matches("reloaded").count();
+    eprintln!(
+        "{reloads} reloads in {took:?}; {} VIP samples, {} missing on lb01, {} on lb02",
+        samples.load(Ordering::Relaxed),
+        missing.load(Ordering::Relaxed),
+        doubled.load(Ordering::Relaxed)
+    );
+    assert_eq!(reloads, 20, "{}", v1.log_text());
+    assert!(samples.load(Ordering::Relaxed) >= 20);
+    assert_eq!(missing.load(Ordering::Relaxed), 0, "the VIP left lb01");
+    assert_eq!(
+        doubled.load(Ordering::Relaxed),
+        0,
+        "the VIP showed up on lb02"
+    );
+    assert_eq!(
+        transitions(&v1),
+        t1,
+        "lb01 changed state:\n{}",
+        v1.log_text()
+    );
+    assert_eq!(
+        transitions(&v2),
+        t2,
+        "lb02 changed state:\n{}",
+        v2.log_text()
+    );
+    let i1 = v1.instance("web")?;
+    assert_eq!(i1["state"], "MASTER");
+    assert_eq!(i1["effective_priority"], 160);
+    assert!(
+        !v1.log_text().contains("effective priority 160 ->"),
+        "a reload reset the script weight:\n{}",
+        v1.log_text()
+    );
+    // No missed advert: on the wire at lb02, lb01's adverts kept their 10 ms pace
+    // through every reload, far from the 30 ms + skew that would make lb02 take over.
+    let seen: Vec<u64> = adverts(&cap.stop()?)
+        .iter()
+        .filter(|a| a.1 == std::net::IpAddr::from(lb01.ipv4))
+        .map(|a| a.0)
+        .collect();
+    let max_gap = seen
+        .windows(2)
+        .map(|w| Duration::from_nanos(w[1].saturating_sub(w[0])))
+        .max()
+        .unwrap_or_default();
+    let over_15ms = seen
+        .windows(2)
+        .filter(|w| w[1].saturating_sub(w[0]) > 15_000_000)
+        .count();
+    eprintln!(
+        "lb02 saw {} adverts from lb01 over the reloads, largest gap {max_gap:?}, {over_15ms} gaps over 15 ms",
+        seen.len()
+    );
+    assert!(
+        seen.len() as u128 >= took.as_millis() / 10 * 9 / 10,
+        "adverts missing"
+    );
+    // A missed advert shows as a gap of 20 ms or more; Master_Down_Interval is
+    // 3 × 10 ms + skew, so the backup never came near taking over.
+    assert!(
+        max_gap < Duration::from_millis(20),
+        "an advert was missed: gap {max_gap:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_broken_file_on_reload_keeps_the_agent_and_its_address() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("reloadbad", &["lb01"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let lb01 = lab.host("lb01").clone();
+    let v1 = Vigil::start(
+        &lb01,
+        &dir,
+        &(global(&lb01, &dir, &bpffs, "") + &instance("web", 51, VIP, 150, "100ms")),
+    )?;
+    v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
+    let t1 = transitions(&v1);
+    // One syntax error, one semantic error.
+    std::fs::write(&v1.config, "[global\nrouter_id = 1\n")?;
+    v1.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(
+        &v1.config,
+        global(&lb01, &dir, &bpffs, "") + &instance("web", 0, VIP, 150, "100ms"),
+    )?;
+    v1.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(500));
+    let log = v1.log_text();
+    assert_eq!(log.matches("reload rejected").count(), 2, "{log}");
+    assert_eq!(v1.state("web")?, "MASTER");
+    assert!(has_address(&lb01, VIP));
+    assert_eq!(transitions(&v1), t1, "{log}");
+    Ok(())
+}
+
+#[test]
+fn reload_rebuilds_changed_releases_removed_and_starts_added_instances() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("reloaddiff", &["lb01", "lb02"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let (vip_a, vip_b, vip_c, vip_d) = ("192.0.2.100", "192.0.2.101", "192.0.2.102", "192.0.2.103");
+    let keep = instance("keep", 54, vip_d, 150, "100ms");
+    let v1 = Vigil::start(
+        &lb01,
+        &dir,
+        &(global(&lb01, &dir, &bpffs, "")
+            + &keep
+            + &instance("a", 51, vip_a, 150, "100ms")
+            + &instance("b", 52, vip_b, 150, "1s")),
+    )?;
+    // lb02 backs b up at 1 s adverts: Master_Down_Interval 3.6 s, Skew_Time 0.6 s.
+    let v2 = Vigil::start(
+        &lb02,
+        &dir,
+        &(global(&lb02, &dir, &bpffs, "") + &instance("b", 52, vip_b, 100, "1s")),
+    )?;
+    for name in ["keep", "a", "b"] {
+        v1.wait_state(name, "MASTER", Duration::from_secs(6))?;
+    }
+    v2.wait_state("b", "BACKUP", Duration::from_secs(3))?;
+    let keep_since = v1.instance("keep")?["last_transition"]["seconds_ago"]
+        .as_f64()
+        .unwrap_or(0.0);
+
+    // a changes (priority), b goes, c comes.
+    std::fs::write(
+        &v1.config,
+        global(&lb01, &dir, &bpffs, "")
+            + &keep
+            + &instance("a", 51, vip_a, 140, "100ms")
+            + &instance("c", 53, vip_c, 150, "100ms"),
+    )?;
+    let t0 = Instant::now();
+    v1.signal(libc::SIGHUP);
+    // Removed b said goodbye with priority 0: lb02 takes over within Skew_Time, long
+    // before its 3.6 s Master_Down_Interval.
+    v2.wait_state("b", "MASTER", Duration::from_secs(3))?;
+    let took = t0.elapsed();
+    eprintln!("lb02 took b over {took:?} after the reload");
+    assert!(
+        took < Duration::from_millis(2500),
+        "{took:?}: no priority 0?"
+    );
+    assert!(
+        !has_address(&lb01, vip_b),
+        "a removed instance keeps its VIP"
+    );
+    // c starts in Backup and, alone, becomes Master; a is rebuilt at 140.
+    v1.wait_state("c", "MASTER", Duration::from_secs(3))?;
+    let a = v1.wait_instance("a", "MASTER at 140", Duration::from_secs(3), |i| {
+        i["state"] == "MASTER" && i["priority"] == 140
+    })?;
+    assert_eq!(a["last_transition"]["from"], "BACKUP");
+    assert!(has_address(&lb01, vip_a) && has_address(&lb01, vip_c));
+    let log = v1.log_text();
+    assert!(log.contains("instance=b") && log.contains("reload: instance stopped"));
+    // keep was untouched: its last transition is the one from before the reload.
+    let k = v1.instance("keep")?;
+    assert_eq!(k["state"], "MASTER");
+    assert!(
+        k["last_transition"]["seconds_ago"].as_f64().unwrap_or(0.0) > keep_since,
+        "keep transitioned again: {k}"
+    );
+    assert!(has_address(&lb01, vip_d));
+    let names: Vec<String> = v1.status()?["instances"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|i| i["instance"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(names, ["a", "c", "keep"]);
+    Ok(())
+}
