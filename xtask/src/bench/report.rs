@@ -420,6 +420,7 @@ fn method(r: &Results) -> String {
   over the RFC value and no trial is more than 1 ms under it.
 - Graceful handover: SIGTERM to the MASTER; {ht} trials.
 - Flood: one sender thread (AF_PACKET) sends one junk frame over and over for {fs} s
+  (a flood below {minrate:.0}k packets/s is repeated, at most twice)
   to the BACKUP's MAC (pinned on the bridge so nothing else receives it): TTL 254; a bad
   checksum; a valid advert for VRID 77, which neither agent watches; a valid advert with
   priority 50 from a third address (below the BACKUP's {bp}: a preempting BACKUP ignores
@@ -450,6 +451,7 @@ fn method(r: &Results) -> String {
         ht = p.handover_trials,
         fs = p.flood_seconds,
         fi = iv_label(flood::INTERVAL_MS),
+        minrate = flood::MIN_RATE / 1000.0,
         sr = p.scale_rounds,
         ss = p.scale_settle.as_secs(),
         sw = p.scale_window.as_secs(),
@@ -458,17 +460,18 @@ fn method(r: &Results) -> String {
 
 fn flood_details(r: &Results) -> String {
     let mut s = String::from(
-        "| Junk | implementation | packets/s reached | BACKUP agent CPU | XDP program CPU | false takeovers |\n\
-         |---|---|---|---|---|---|\n",
+        "| Junk | implementation | packets/s reached | repeated for a low rate | BACKUP agent CPU | XDP program CPU | false takeovers |\n\
+         |---|---|---|---|---|---|---|\n",
     );
     for f in &r.flood {
         for (imp, run) in &f.runs {
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.0} | {:.2} % | {} | {} |",
+                "| {} | {} | {:.0} | {} | {:.2} % | {} | {} |",
                 f.label,
                 imp.name(),
                 run.rate(),
+                run.retries,
                 run.cpu,
                 match run.xdp_cpu {
                     Some(x) => format!("{x:.2} %"),
@@ -644,6 +647,7 @@ pub fn json(r: &Results, rows: &[Row]) -> serde_json::Value {
                 "packets_sent": x.sent,
                 "seconds": x.seconds,
                 "packets_per_second": x.rate(),
+                "repeated_for_low_rate": x.retries,
                 "backup_cpu_percent": x.cpu,
                 "false_takeovers": x.takeovers,
                 "xdp_cpu_percent": x.xdp_cpu,
