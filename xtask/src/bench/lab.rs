@@ -83,8 +83,9 @@ pub struct Sides(pub Vec<Side>);
 impl Sides {
     /// Both labs; `vigil` is the binary to run.
     pub fn new(vigil: &Path) -> anyhow::Result<Self> {
-        // Namespaces of crashed bench runs go first (each Lab::new clears its own tag).
-        vigil_tests::clear_stale("bench");
+        // Namespaces of crashed bench runs go first: Lab::new clears those of its tag
+        // (vg-bench-vigil-PID-*, vg-bench-ka-PID-*) whose PID is gone, and leaves a bench
+        // that is still running alone.
         Ok(Self(vec![
             Side::new(Impl::Vigil, vigil)?,
             Side::new(Impl::Keepalived, vigil)?,
