@@ -63,11 +63,6 @@ fn holders(hosts: &[&Host]) -> BTreeMap<&'static str, Vec<String>> {
         .collect()
 }
 
-enum Agent {
-    Keepalived(Keepalived),
-    Vigil(Vigil),
-}
-
 fn elect(
     tag: &str,
     confs: [&str; 2],
