@@ -71,21 +71,22 @@ fn elect(
     let mut lab = Lab::new(tag, &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let hosts = [lab.host("lb01").clone(), lab.host("lb02").clone()];
-    let mut agents = Vec::new();
+    // Held until the result is read; dropping stops them.
+    let (mut vigils, mut keepaliveds) = (Vec::new(), Vec::new());
     for ((host, conf), vigil) in hosts.iter().zip(confs).zip(vigil_on) {
         let text = seed(conf)?;
-        agents.push(if vigil {
-            Agent::Vigil(Vigil::start(
+        if vigil {
+            vigils.push(Vigil::start(
                 host,
                 &lab.dir,
                 &import(host, &lab, &bpffs, &text)?,
-            )?)
+            )?);
         } else {
-            Agent::Keepalived(Keepalived::start(host, &lab.dir, &text)?)
-        });
+            keepaliveds.push(Keepalived::start(host, &lab.dir, &text)?);
+        }
     }
     let result = holders(&[&hosts[0], &hosts[1]]);
-    drop(agents);
+    drop((vigils, keepaliveds));
     Ok(result)
 }
 
