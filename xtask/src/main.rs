@@ -1,5 +1,6 @@
 //! `cargo xtask`: vigil's developer tasks.
 
+mod bench;
 mod demo;
 mod setup;
 
@@ -35,6 +36,17 @@ enum Task {
     Test {
         /// Only these tests (passed to cargo test as a filter).
         filter: Option<String>,
+    },
+    /// vigil against Debian's keepalived, side by side in one run: bench/results.md,
+    /// bench/results.json, bench/detection.png. Fails only on errors, never on a goal.
+    Bench {
+        /// The CI smoke test: 3 trials, 2 s floods, one scale round (under 5 minutes
+        /// after the build). Writes to target/bench-quick unless --out says otherwise.
+        #[arg(long)]
+        quick: bool,
+        /// Where to write the results (default: bench/, or target/bench-quick with --quick).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Write the man pages (vigil.1 and one per subcommand) into target/man.
     Man,
@@ -100,6 +112,13 @@ fn test(filter: Option<String>) -> anyhow::Result<()> {
     run(&mut cmd)
 }
 
+fn bench(quick: bool, out: Option<PathBuf>) -> anyhow::Result<()> {
+    let bin = build_release()?;
+    let out =
+        out.unwrap_or_else(|| root().join(if quick { "target/bench-quick" } else { "bench" }));
+    bench::run(&root(), &bin, bench::Plan::new(quick), out)
+}
+
 fn man() -> anyhow::Result<()> {
     let dir = root().join("target/man");
     // The pages come from the CLI definition itself (clap_mangen), so they cannot drift.
@@ -151,6 +170,7 @@ fn main() -> ExitCode {
         Task::Run { args } => build_release().and_then(|bin| run(Command::new(bin).args(args))),
         Task::Demo => demo::run(),
         Task::Test { filter } => test(filter),
+        Task::Bench { quick, out } => bench(quick, out),
         Task::Lab { action } => lab(action),
         Task::Man => man(),
     };

@@ -22,6 +22,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iputils-ping", "ping"),
     ("nginx", "nginx"),
     ("curl", "curl"),
+    // The bench's plot reads its font at run time (no fontconfig needed).
+    (
+        "fonts-dejavu-core",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    ),
     ("procps", "pgrep"),
 ];
 
@@ -64,6 +69,14 @@ fn have(program: &str) -> bool {
         .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// A program on PATH or in /usr/sbin, or a file given by absolute path.
+fn present(what: &str) -> bool {
+    if what.starts_with('/') {
+        return std::path::Path::new(what).exists();
+    }
+    have(what) || have(&format!("/usr/sbin/{what}"))
 }
 
 fn ensure_toolchain() -> anyhow::Result<String> {
@@ -177,7 +190,7 @@ fn ensure_bpf_linker(toolchain: &str) -> anyhow::Result<()> {
 fn ensure_packages() -> anyhow::Result<()> {
     let missing: Vec<&str> = PACKAGES
         .iter()
-        .filter(|(_, bin)| !have(bin) && !have(&format!("/usr/sbin/{bin}")))
+        .filter(|(_, bin)| !present(bin))
         .map(|(pkg, _)| *pkg)
         .collect();
     if missing.is_empty() {

@@ -1,0 +1,281 @@
+//! Detection (the MASTER's link is cut) and graceful handover (SIGTERM on the MASTER),
+//! both timed from a capture on a third host: the MASTER's last advert (or SIGTERM) to
+//! the new MASTER's first advert.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::bail;
+
+use super::lab::{
+    BACKUP, BACKUP_PRIORITY, MASTER, MASTER_PRIORITY, Sides, master_down, settle_time, skew, steady,
+};
+use super::measure::{Seen, Tail, realtime_ns};
+use super::node::{Impl, Node, specs};
+
+/// Detection for one interval and `down_timer_adverts`.
+#[derive(Clone, Debug)]
+pub struct Detection {
+    pub interval_ms: u32,
+    pub down_adverts: u8,
+    /// The RFC's Master_Down_Interval, ms.
+    pub rfc_ms: f64,
+    /// Per implementation: one detection time (ms) per trial that took over.
+    pub trials: BTreeMap<Impl, Vec<f64>>,
+    /// Per implementation: trials where no takeover was seen in time.
+    pub failures: BTreeMap<Impl, usize>,
+    /// Per implementation: takeovers the cut did not cause (repeated, not counted).
+    pub flaps: BTreeMap<Impl, usize>,
+}
+
+/// Graceful handover at one interval.
+#[derive(Clone, Debug)]
+pub struct Handover {
+    pub interval_ms: u32,
+    /// Skew_Time, ms: the RFC's bound from the priority-0 advert.
+    pub skew_ms: f64,
+    /// SIGTERM → new MASTER's first advert, ms.
+    pub from_signal: BTreeMap<Impl, Vec<f64>>,
+    /// Priority-0 advert → new MASTER's first advert, ms.
+    pub from_zero: BTreeMap<Impl, Vec<f64>>,
+    pub failures: BTreeMap<Impl, usize>,
+}
+
+/// One running pair and the capture watching it.
+struct Pair {
+    master: Node,
+    backup: Node,
+    tail: Tail,
+}
+
+fn start_pairs(
+    sides: &mut Sides,
+    what: &str,
+    interval_ms: u32,
+    down_adverts: u8,
+) -> anyhow::Result<Vec<Pair>> {
+    let mut pairs = Vec::new();
+    for side in sides.0.iter_mut() {
+        let tail = side.capture(what)?;
+        let master = side.start(
+            "lb01",
+            &specs(1, MASTER_PRIORITY, true, interval_ms, down_adverts),
+        )?;
+        let backup = side.start(
+            "lb02",
+            &specs(1, BACKUP_PRIORITY, false, interval_ms, down_adverts),
+        )?;
+        pairs.push(Pair {
+            master,
+            backup,
+            tail,
+        });
+    }
+    Ok(pairs)
+}
+
+fn wait_steady(pair: &mut Pair, interval: Duration, down_adverts: u8) -> anyhow::Result<()> {
+    let within = settle_time(interval, down_adverts);
+    if !pair.tail.wait_for(within, |a| steady(a, interval))? {
+        bail!(
+            "{}: the pair did not settle (MASTER advertising, BACKUP quiet) within {within:?}\n\
+             lb01 log:\n{}\nlb02 log:\n{}",
+            pair.master.imp.name(),
+            pair.master.log_text(),
+            pair.backup.log_text()
+        );
+    }
+    Ok(())
+}
+
+fn first_after(adv: &[Seen], src: std::net::IpAddr, after: u64) -> Option<&Seen> {
+    adv.iter().find(|a| a.src == src && a.ts > after)
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+/// What one cut of the MASTER's link gave.
+enum Cut {
+    /// The new MASTER's first advert this long (ms) after the old one's last.
+    Took(f64),
+    /// No takeover within twice the RFC bound plus a second.
+    Missed,
+    /// The BACKUP took over on its own, not because of the cut: the MASTER had been
+    /// silent for a Master_Down_Interval before its link went down (it was starved of
+    /// CPU), or the BACKUP spoke between settling and the cut. Not a detection; the
+    /// trial is repeated and the flap counted.
+    Flap,
+}
+
+fn detect_once(
+    side: &super::lab::Side,
+    pair: &mut Pair,
+    interval: Duration,
+    down_adverts: u8,
+) -> anyhow::Result<Cut> {
+    wait_steady(pair, interval, down_adverts)?;
+    let cut = realtime_ns();
+    side.lab.set_link("lb01", false)?;
+    let bound = master_down(interval, down_adverts);
+    let within = bound * 2 + Duration::from_secs(1);
+    let took = pair
+        .tail
+        .wait_for(within, |a| first_after(a, BACKUP, cut).is_some())?;
+    side.lab.set_link("lb01", true)?;
+    if !took {
+        return Ok(Cut::Missed);
+    }
+    let adv = &pair.tail.adverts;
+    let Some(first) = first_after(adv, BACKUP, cut).map(|a| a.ts) else {
+        return Ok(Cut::Missed);
+    };
+    let mut masters = adv
+        .iter()
+        .rev()
+        .filter(|a| a.src == MASTER && a.prio != 0 && a.ts < first)
+        .map(|a| a.ts);
+    let Some(last) = masters.next() else {
+        bail!("no advert from the MASTER before the takeover");
+    };
+    // The MASTER's own silence before its last advert: a whole Master_Down_Interval
+    // means the BACKUP's timer ran out before the cut mattered.
+    let gap = masters.next().map_or(0, |prev| last - prev);
+    let slack = 1_000_000;
+    if gap + slack >= bound.as_nanos() as u64 && first - last + slack < bound.as_nanos() as u64 {
+        return Ok(Cut::Flap);
+    }
+    Ok(Cut::Took(ms(first - last)))
+}
+
+pub fn detection(
+    sides: &mut Sides,
+    interval_ms: u32,
+    down_adverts: u8,
+    trials: usize,
+) -> anyhow::Result<Detection> {
+    let interval = Duration::from_millis(u64::from(interval_ms));
+    let mut pairs = start_pairs(
+        sides,
+        &format!("detect-{interval_ms}ms-{down_adverts}"),
+        interval_ms,
+        down_adverts,
+    )?;
+    let mut out = Detection {
+        interval_ms,
+        down_adverts,
+        rfc_ms: master_down(interval, down_adverts).as_secs_f64() * 1e3,
+        trials: BTreeMap::new(),
+        failures: BTreeMap::new(),
+        flaps: BTreeMap::new(),
+    };
+    for t in 0..trials {
+        for i in sides.order(t) {
+            let side = &sides.0[i];
+            // A flap is retried, at most `trials` times per configuration.
+            loop {
+                let r = detect_once(side, &mut pairs[i], interval, down_adverts)?;
+                let what = match r {
+                    Cut::Took(v) => {
+                        out.trials.entry(side.imp).or_default().push(v);
+                        format!("{v:.2} ms (RFC {:.2})", out.rfc_ms)
+                    }
+                    Cut::Missed => {
+                        *out.failures.entry(side.imp).or_default() += 1;
+                        "no takeover".into()
+                    }
+                    Cut::Flap => {
+                        *out.flaps.entry(side.imp).or_default() += 1;
+                        "flap: the BACKUP took over before the cut mattered; again".into()
+                    }
+                };
+                eprintln!(
+                    "bench: detection {interval_ms} ms × {down_adverts}, trial {}, {}: {what}",
+                    t + 1,
+                    side.imp.name(),
+                );
+                if !matches!(r, Cut::Flap)
+                    || out.flaps.get(&side.imp).copied().unwrap_or(0) > trials
+                {
+                    break;
+                }
+            }
+        }
+    }
+    for p in &mut pairs {
+        p.tail.stop()?;
+    }
+    Ok(out)
+}
+
+pub fn handover(sides: &mut Sides, interval_ms: u32, trials: usize) -> anyhow::Result<Handover> {
+    let interval = Duration::from_millis(u64::from(interval_ms));
+    let mut pairs = start_pairs(sides, &format!("handover-{interval_ms}ms"), interval_ms, 3)?;
+    let mut out = Handover {
+        interval_ms,
+        skew_ms: skew(interval).as_secs_f64() * 1e3,
+        from_signal: BTreeMap::new(),
+        from_zero: BTreeMap::new(),
+        failures: BTreeMap::new(),
+    };
+    for t in 0..trials {
+        for i in sides.order(t) {
+            let imp = sides.0[i].imp;
+            let pair = &mut pairs[i];
+            wait_steady(pair, interval, 3)?;
+            let sent = realtime_ns();
+            pair.master.signal(libc::SIGTERM);
+            let took = pair.tail.wait_for(Duration::from_secs(5), |a| {
+                first_after(a, BACKUP, sent).is_some()
+            })?;
+            if !pair.master.wait_exit(Duration::from_secs(5)) {
+                bail!("{} did not exit on SIGTERM", imp.name());
+            }
+            let adv = &pair.tail.adverts;
+            let first = first_after(adv, BACKUP, sent).map(|a| a.ts);
+            let zero = adv
+                .iter()
+                .find(|a| a.src == MASTER && a.prio == 0 && a.ts > sent)
+                .map(|a| a.ts);
+            match (took, first) {
+                (true, Some(f)) => {
+                    out.from_signal
+                        .entry(imp)
+                        .or_default()
+                        .push(ms(f.saturating_sub(sent)));
+                    if let Some(z) = zero {
+                        out.from_zero
+                            .entry(imp)
+                            .or_default()
+                            .push(ms(f.saturating_sub(z)));
+                    }
+                    eprintln!(
+                        "bench: handover trial {}, {}: {:.2} ms after SIGTERM{}",
+                        t + 1,
+                        imp.name(),
+                        ms(f.saturating_sub(sent)),
+                        zero.map_or(", no priority-0 advert seen".into(), |z| format!(
+                            ", {:.2} ms after the priority-0 advert",
+                            ms(f.saturating_sub(z))
+                        ))
+                    );
+                }
+                _ => {
+                    *out.failures.entry(imp).or_default() += 1;
+                    eprintln!(
+                        "bench: handover trial {}, {}: no takeover",
+                        t + 1,
+                        imp.name()
+                    );
+                }
+            }
+            pair.master.respawn()?;
+            pair.master.wait_up(Duration::from_secs(15))?;
+        }
+    }
+    for p in &mut pairs {
+        p.tail.stop()?;
+    }
+    Ok(out)
+}

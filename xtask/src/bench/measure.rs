@@ -1,0 +1,261 @@
+//! What the bench measures with: process CPU and memory from /proc, adverts from a
+//! capture read while it is being written, and order statistics.
+
+use std::io::Read;
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use vigil_tests::capture::{Capture, Packet};
+
+/// CLOCK_REALTIME now, ns: the clock of capture timestamps.
+pub fn realtime_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn clk_tck() -> f64 {
+    // SAFETY: plain libc call.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// utime + stime of a process (all its threads), in clock ticks.
+fn ticks(pid: i32) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The command name is in parentheses and may hold spaces: count after the last ')'.
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("malformed /proc/PID/stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5); `rest` starts at field 3.
+    let utime: u64 = f.get(11).context("no utime")?.parse()?;
+    let stime: u64 = f.get(12).context("no stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+/// Resident memory of a process, KiB (VmRSS).
+pub fn rss_kib(pid: i32) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .context("no VmRSS")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .context("malformed VmRSS")?
+        .parse()?)
+}
+
+/// Sum of VmRSS over processes, KiB.
+pub fn rss_sum(pids: &[i32]) -> anyhow::Result<u64> {
+    if pids.is_empty() {
+        bail!("no process to measure");
+    }
+    pids.iter().map(|&p| rss_kib(p)).sum()
+}
+
+/// CPU time of a set of processes over a wall-clock window.
+pub struct CpuMeter {
+    pids: Vec<i32>,
+    ticks: u64,
+    start: Instant,
+}
+
+impl CpuMeter {
+    pub fn start(pids: &[i32]) -> anyhow::Result<Self> {
+        if pids.is_empty() {
+            bail!("no process to measure");
+        }
+        let ticks = pids
+            .iter()
+            .map(|&p| ticks(p))
+            .sum::<anyhow::Result<u64>>()?;
+        Ok(Self {
+            pids: pids.to_vec(),
+            ticks,
+            start: Instant::now(),
+        })
+    }
+
+    /// Percent of one core used since `start`.
+    pub fn percent(&self) -> anyhow::Result<f64> {
+        let now = self
+            .pids
+            .iter()
+            .map(|&p| ticks(p))
+            .sum::<anyhow::Result<u64>>()?;
+        let secs = self.start.elapsed().as_secs_f64();
+        Ok(now.saturating_sub(self.ticks) as f64 / clk_tck() / secs * 100.0)
+    }
+}
+
+/// One VRRP advert seen on the wire.
+#[derive(Clone, Copy, Debug)]
+pub struct Seen {
+    pub ts: u64,
+    pub src: IpAddr,
+    pub prio: u8,
+}
+
+/// A tcpdump capture read incrementally while it runs.
+pub struct Tail {
+    cap: Option<Capture>,
+    file: std::fs::File,
+    buf: Vec<u8>,
+    nano: Option<bool>,
+    pub adverts: Vec<Seen>,
+}
+
+impl Tail {
+    pub fn start(host: &vigil_tests::Host, path: &Path) -> anyhow::Result<Self> {
+        let cap = Capture::start(host, "eth0", "ip proto 112", path)?;
+        // tcpdump writes the file header once it is listening; give it a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) < 24 {
+            if Instant::now() > deadline {
+                bail!("{}: tcpdump wrote no pcap header", path.display());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(Self {
+            cap: Some(cap),
+            file: std::fs::File::open(path)?,
+            buf: Vec::new(),
+            nano: None,
+            adverts: Vec::new(),
+        })
+    }
+
+    /// Reads what tcpdump wrote since the last call.
+    pub fn poll(&mut self) -> anyhow::Result<&[Seen]> {
+        self.file.read_to_end(&mut self.buf)?;
+        if self.nano.is_none() {
+            if self.buf.len() < 24 {
+                return Ok(&self.adverts);
+            }
+            let magic = u32::from_le_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+            self.nano = Some(match magic {
+                0xa1b2_3c4d => true,
+                0xa1b2_c3d4 => false,
+                _ => bail!("unsupported pcap magic {magic:#x}"),
+            });
+            self.buf.drain(..24);
+        }
+        let nano = self.nano == Some(true);
+        let mut packets = Vec::new();
+        let mut off = 0;
+        while off + 16 <= self.buf.len() {
+            let b = &self.buf;
+            let word = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
+            let (sec, frac, caplen) = (word(off), word(off + 4), word(off + 8) as usize);
+            if off + 16 + caplen > b.len() {
+                break;
+            }
+            packets.push(Packet {
+                ts_ns: u64::from(sec) * 1_000_000_000
+                    + u64::from(frac) * if nano { 1 } else { 1000 },
+                data: b[off + 16..off + 16 + caplen].to_vec(),
+            });
+            off += 16 + caplen;
+        }
+        self.buf.drain(..off);
+        self.adverts.extend(
+            vigil_tests::agent::adverts(&packets)
+                .into_iter()
+                .map(|(ts, src, prio)| Seen { ts, src, prio }),
+        );
+        Ok(&self.adverts)
+    }
+
+    /// Polls until `pred` holds on the adverts seen so far, or `within` passes.
+    pub fn wait_for(
+        &mut self,
+        within: Duration,
+        mut pred: impl FnMut(&[Seen]) -> bool,
+    ) -> anyhow::Result<bool> {
+        let deadline = Instant::now() + within;
+        loop {
+            if pred(self.poll()?) {
+                return Ok(true);
+            }
+            if Instant::now() > deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Stops tcpdump; the adverts read so far stay.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(c) = self.cap.take() {
+            c.stop()?;
+        }
+        self.poll()?;
+        Ok(())
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        if let Some(c) = self.cap.take() {
+            let _ = c.stop();
+        }
+    }
+}
+
+/// Order statistics of a sample.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub n: usize,
+    pub min: f64,
+    pub median: f64,
+    pub p95: f64,
+    pub max: f64,
+}
+
+/// Median (mean of the middle two for even n) and p95 by nearest rank (with 10 values
+/// the largest).
+pub fn stats(values: &[f64]) -> Option<Stats> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    let rank = ((0.95 * n as f64).ceil() as usize).clamp(1, n);
+    Some(Stats {
+        n,
+        min: v[0],
+        median,
+        p95: v[rank - 1],
+        max: v[n - 1],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_p95_and_median() {
+        let s = stats(&[5.0, 1.0, 3.0, 2.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0]).expect("stats");
+        assert_eq!((s.min, s.median, s.p95, s.max), (1.0, 5.5, 10.0, 10.0));
+        let s = stats(&(1..=100).map(f64::from).collect::<Vec<_>>()).expect("stats");
+        assert_eq!(s.p95, 95.0);
+        assert_eq!(stats(&[2.0]).expect("stats").median, 2.0);
+        assert!(stats(&[]).is_none());
+    }
+}

@@ -1,0 +1,268 @@
+//! `cargo xtask bench [--quick]`: vigil and Debian's keepalived side by side, in the
+//! same run on the same machine, under the same VRRP settings; results as a table
+//! (bench/results.md), raw data (bench/results.json) and a plot of detection times
+//! (bench/detection.png). See bench/README.md-section for the latest run.
+//!
+//! Each implementation gets its own lab (namespaces on a bridge, TEST-NET addresses),
+//! built fresh and removed at the end; the two labs run at the same time, and trials
+//! alternate between them, so that whatever else loads the machine loads both. Goals
+//! from issue 8 are evaluated but never fail the run: only errors do.
+
+mod detection;
+mod flood;
+mod lab;
+mod measure;
+mod node;
+mod plot;
+mod report;
+mod scale;
+mod startup;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+/// How much to run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub quick: bool,
+    /// Trials per detection configuration (≥ 10; quick: 3).
+    pub detection_trials: usize,
+    pub handover_trials: usize,
+    pub startup_trials: usize,
+    /// Seconds of each flood.
+    pub flood_seconds: f64,
+    pub scale_rounds: usize,
+    pub scale_settle: Duration,
+    pub scale_window: Duration,
+}
+
+impl Plan {
+    pub fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                quick,
+                detection_trials: 3,
+                handover_trials: 3,
+                startup_trials: 3,
+                flood_seconds: 2.0,
+                scale_rounds: 1,
+                scale_settle: Duration::from_secs(1),
+                scale_window: Duration::from_secs(3),
+            }
+        } else {
+            Self {
+                quick,
+                detection_trials: 10,
+                handover_trials: 10,
+                startup_trials: 10,
+                flood_seconds: 10.0,
+                scale_rounds: 3,
+                scale_settle: Duration::from_secs(2),
+                scale_window: Duration::from_secs(10),
+            }
+        }
+    }
+}
+
+/// Facts about the run and the machine.
+#[derive(Clone, Debug, Default)]
+pub struct Meta {
+    pub date: String,
+    pub cpu: String,
+    pub cores: usize,
+    pub memory: String,
+    pub kernel: String,
+    pub keepalived: String,
+    pub vigil_commit: String,
+    pub vigil_datapath: String,
+    pub load_start: String,
+    pub load_end: String,
+    pub elapsed_s: f64,
+}
+
+/// Everything a run measured.
+pub struct Results {
+    pub plan: Plan,
+    pub meta: Meta,
+    pub startup: startup::Startup,
+    pub detection: Vec<detection::Detection>,
+    pub handover: detection::Handover,
+    pub flood: Vec<flood::Flood>,
+    pub scale: Vec<scale::Scale>,
+}
+
+fn command_text(cmd: &mut Command) -> String {
+    cmd.output()
+        .map(|o| {
+            let mut s = String::from_utf8_lossy(&o.stdout).into_owned();
+            s.push_str(&String::from_utf8_lossy(&o.stderr));
+            s.trim().to_owned()
+        })
+        .unwrap_or_default()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn meta(root: &std::path::Path) -> Meta {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|l| l.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map(|kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let mut commit = command_text(
+        Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .current_dir(root),
+    );
+    if !command_text(
+        Command::new("git")
+            .args(["status", "--porcelain", "--untracked-files=no"])
+            .current_dir(root),
+    )
+    .is_empty()
+    {
+        commit.push_str(" (with uncommitted changes)");
+    }
+    Meta {
+        date: command_text(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"])),
+        cpu,
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        memory,
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+        keepalived: command_text(Command::new("keepalived").arg("--version"))
+            .lines()
+            .next()
+            .unwrap_or("keepalived (version unknown)")
+            .to_owned(),
+        vigil_commit: commit,
+        vigil_datapath: String::new(),
+        load_start: loadavg(),
+        load_end: String::new(),
+        elapsed_s: 0.0,
+    }
+}
+
+/// The datapath vigil reports in `vigil status` (XDP mode or raw socket).
+fn vigil_datapath(sides: &mut lab::Sides) -> anyhow::Result<String> {
+    let side = sides
+        .0
+        .iter()
+        .find(|s| s.imp == node::Impl::Vigil)
+        .context("no vigil lab")?;
+    let n = side.start("lb01", &node::specs(1, 150, true, 1000, 3))?;
+    let s = n.status()?;
+    Ok(s["datapath"].as_str().unwrap_or("unknown").to_owned())
+}
+
+/// Runs the bench and writes its files into `out`.
+pub fn run(
+    root: &std::path::Path,
+    vigil: &std::path::Path,
+    plan: Plan,
+    out: PathBuf,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut meta = meta(root);
+    eprintln!(
+        "bench: {} run; machine: {}, {} cores (shared with other work: figures are noisy, \
+         compare the ratios)",
+        if plan.quick { "quick" } else { "full" },
+        meta.cpu,
+        meta.cores
+    );
+    let mut sides = lab::Sides::new(vigil)?;
+    meta.vigil_datapath = vigil_datapath(&mut sides)?;
+
+    eprintln!("bench: start-up");
+    let startup = startup::startup(&mut sides, plan.startup_trials)?;
+    let mut det = Vec::new();
+    for interval_ms in [10, 100, 1000] {
+        for down_adverts in [3, 1] {
+            eprintln!(
+                "bench: detection, {interval_ms} ms adverts, down_timer_adverts {down_adverts}"
+            );
+            det.push(detection::detection(
+                &mut sides,
+                interval_ms,
+                down_adverts,
+                plan.detection_trials,
+            )?);
+        }
+    }
+    eprintln!("bench: graceful handover");
+    let handover = detection::handover(&mut sides, 100, plan.handover_trials)?;
+    eprintln!("bench: flood");
+    let flood = flood::flood(&mut sides, plan.flood_seconds)?;
+    let mut scales = Vec::new();
+    for n in [50, 200] {
+        eprintln!("bench: scale, {n} instances at 10 ms");
+        scales.push(scale::scale(
+            &mut sides,
+            n,
+            plan.scale_rounds,
+            plan.scale_settle,
+            plan.scale_window,
+        )?);
+    }
+    drop(sides);
+    meta.load_end = loadavg();
+    meta.elapsed_s = started.elapsed().as_secs_f64();
+
+    let results = Results {
+        plan,
+        meta,
+        startup,
+        detection: det,
+        handover,
+        flood,
+        scale: scales,
+    };
+    std::fs::create_dir_all(&out)?;
+    let rows = report::rows(&results);
+    std::fs::write(out.join("results.md"), report::markdown(&results, &rows))?;
+    std::fs::write(
+        out.join("results.json"),
+        serde_json::to_string_pretty(&report::json(&results, &rows))? + "\n",
+    )?;
+    plot::detection_png(
+        &out.join("detection.png"),
+        &results.detection,
+        &report::subtitle(&results),
+    )?;
+    if !results.plan.quick {
+        std::fs::write(
+            out.join("README-section.md"),
+            report::readme_section(&results, &rows),
+        )?;
+    }
+    println!("{}", report::table(&rows));
+    let missed = rows.iter().filter(|r| r.met == Some(false)).count();
+    println!(
+        "bench: {} goals met, {missed} missed; wrote {} in {:.0} s",
+        rows.iter().filter(|r| r.met == Some(true)).count(),
+        out.display(),
+        results.meta.elapsed_s
+    );
+    Ok(())
+}

@@ -1,0 +1,639 @@
+//! The results as a table with goals (Markdown), as JSON with every trial, and as the
+//! README section.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde_json::json;
+
+use super::Results;
+use super::detection::Detection;
+use super::flood::{self, Flood};
+use super::measure::{Stats, stats};
+use super::node::Impl;
+use super::scale::{self, Scale};
+use super::startup;
+
+/// One line of the table.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub scenario: String,
+    pub vigil: String,
+    pub keepalived: String,
+    pub rfc: String,
+    pub ratio: String,
+    pub goal: String,
+    /// None: no goal for this row.
+    pub met: Option<bool>,
+    /// Why it was missed, or a remark.
+    pub note: String,
+}
+
+fn ms(v: f64) -> String {
+    if v.abs() < 100.0 {
+        format!("{v:.2} ms")
+    } else {
+        format!("{v:.1} ms")
+    }
+}
+
+fn ratio(v: f64, k: f64) -> String {
+    if k > 0.0 && v.is_finite() {
+        let r = v / k;
+        if r == 0.0 {
+            "0×".into()
+        } else if r < 0.01 {
+            format!("{r:.4}×")
+        } else {
+            format!("{r:.2}×")
+        }
+    } else {
+        "—".into()
+    }
+}
+
+fn med_p95(s: Option<&Stats>, failures: usize, total: usize) -> String {
+    let mut t = match s {
+        Some(s) => format!("{} / {}", ms(s.median), ms(s.p95)),
+        None => "no result".into(),
+    };
+    if failures > 0 {
+        let _ = write!(t, " ({failures} of {total} trials: no takeover)");
+    }
+    t
+}
+
+fn of(m: &BTreeMap<Impl, Vec<f64>>, imp: Impl) -> Option<Stats> {
+    m.get(&imp).and_then(|v| stats(v))
+}
+
+fn mib(kib: f64) -> String {
+    format!("{:.1} MiB", kib / 1024.0)
+}
+
+fn mean(v: impl Iterator<Item = f64>) -> f64 {
+    let (s, n) = v.fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+    if n == 0 { f64::NAN } else { s / n as f64 }
+}
+
+fn iv_label(ms: u32) -> String {
+    if ms >= 1000 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+fn detection_rows(d: &Detection, rows: &mut Vec<Row>) {
+    let v = of(&d.trials, Impl::Vigil);
+    let k = of(&d.trials, Impl::Keepalived);
+    let fail = |imp| d.failures.get(&imp).copied().unwrap_or(0);
+    let total = |imp| d.trials.get(&imp).map_or(0, Vec::len) + fail(imp);
+    let (met, note) = match &v {
+        Some(s) if fail(Impl::Vigil) == 0 => {
+            let late = s.p95 - d.rfc_ms;
+            let early = d.rfc_ms - s.min;
+            if late > 1.0 {
+                (false, format!("p95 is {late:.2} ms over the RFC value"))
+            } else if early > 1.0 {
+                (
+                    false,
+                    format!("a trial took over {early:.2} ms before the RFC value"),
+                )
+            } else {
+                (true, String::new())
+            }
+        }
+        _ => (false, "vigil missed takeovers".into()),
+    };
+    rows.push(Row {
+        scenario: format!(
+            "Detection, {} adverts, down_timer_adverts {}: median / p95",
+            iv_label(d.interval_ms),
+            d.down_adverts
+        ),
+        vigil: med_p95(v.as_ref(), fail(Impl::Vigil), total(Impl::Vigil)),
+        keepalived: med_p95(k.as_ref(), fail(Impl::Keepalived), total(Impl::Keepalived)),
+        rfc: ms(d.rfc_ms),
+        ratio: match (&v, &k) {
+            (Some(v), Some(k)) => ratio(v.p95, k.p95),
+            _ => "—".into(),
+        },
+        goal: "p95 within 1 ms of the RFC value (and never early)".into(),
+        met: Some(met),
+        note,
+    });
+}
+
+fn flood_row(f: &Flood, rows: &mut Vec<Row>) {
+    let cell = |imp| match f.runs.get(&imp) {
+        Some(r) => format!("{} takeovers, {:.2} % CPU", r.takeovers, r.cpu),
+        None => "—".into(),
+    };
+    let v = f.runs.get(&Impl::Vigil);
+    let k = f.runs.get(&Impl::Keepalived);
+    let (met, note) = match v {
+        Some(r) => {
+            let mut why = Vec::new();
+            if r.takeovers > 0 {
+                why.push(format!("{} false takeovers", r.takeovers));
+            }
+            if r.cpu >= 3.0 {
+                why.push(format!("{:.2} % CPU", r.cpu));
+            }
+            (why.is_empty(), why.join(", "))
+        }
+        None => (false, "not measured".into()),
+    };
+    rows.push(Row {
+        scenario: format!(
+            "Flood to the BACKUP, {} ({} adverts): false takeovers, BACKUP CPU",
+            f.label,
+            iv_label(flood::INTERVAL_MS)
+        ),
+        vigil: cell(Impl::Vigil),
+        keepalived: cell(Impl::Keepalived),
+        rfc: "—".into(),
+        ratio: match (v, k) {
+            (Some(v), Some(k)) => format!("CPU {}", ratio(v.cpu, k.cpu)),
+            _ => "—".into(),
+        },
+        goal: "0 takeovers at < 3 % CPU".into(),
+        met: Some(met),
+        note,
+    });
+}
+
+/// Picks one figure out of a scale run.
+type Figure = fn(&scale::ScaleRun) -> f64;
+
+fn scale_rows(s: &Scale, rows: &mut Vec<Row>) {
+    let runs = |imp| s.runs.get(&imp).cloned().unwrap_or_default();
+    let avg = |imp, f: Figure| mean(runs(imp).iter().map(f));
+    let big = s.instances >= 200;
+    let cpu_rows: [(&str, Figure, f64); 2] = [
+        ("MASTER", |r| r.master_cpu, 0.25),
+        ("BACKUP", |r| r.backup_cpu, 0.10),
+    ];
+    let unsettled: usize = [Impl::Vigil, Impl::Keepalived]
+        .iter()
+        .map(|&i| runs(i).iter().filter(|r| !r.settled).count())
+        .sum();
+    for (role, f, bound) in cpu_rows {
+        let (v, k) = (avg(Impl::Vigil, f), avg(Impl::Keepalived, f));
+        let r = v / k;
+        rows.push(Row {
+            scenario: format!(
+                "Scale, {} instances × {} ms: {role} CPU (% of a core)",
+                s.instances,
+                scale::INTERVAL_MS
+            ),
+            vigil: format!("{v:.2} %"),
+            keepalived: format!("{k:.2} %"),
+            rfc: "—".into(),
+            ratio: ratio(v, k),
+            goal: if big {
+                format!("≤ 1/{:.0} of keepalived's", 1.0 / bound)
+            } else {
+                "—".into()
+            },
+            met: big.then_some(r <= bound),
+            note: if unsettled > 0 {
+                format!("{unsettled} runs not fully settled")
+            } else {
+                String::new()
+            },
+        });
+    }
+    let rss_rows: [(&str, Figure); 2] = [
+        ("MASTER", |r| r.master_rss_kib as f64),
+        ("BACKUP", |r| r.backup_rss_kib as f64),
+    ];
+    for (role, f) in rss_rows {
+        let (v, k) = (avg(Impl::Vigil, f), avg(Impl::Keepalived, f));
+        rows.push(Row {
+            scenario: format!(
+                "Scale, {} instances × {} ms: {role} RSS",
+                s.instances,
+                scale::INTERVAL_MS
+            ),
+            vigil: mib(v),
+            keepalived: mib(k),
+            rfc: "—".into(),
+            ratio: ratio(v, k),
+            goal: "≤ 2× keepalived's".into(),
+            met: Some(v / k <= 2.0),
+            note: String::new(),
+        });
+    }
+}
+
+/// The table's rows, in scenario order.
+pub fn rows(r: &Results) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for d in &r.detection {
+        detection_rows(d, &mut rows);
+    }
+    let h = &r.handover;
+    let hf = |imp| h.failures.get(&imp).copied().unwrap_or(0);
+    let ht = |imp| h.from_signal.get(&imp).map_or(0, Vec::len) + hf(imp);
+    for (what, m, rfc) in [
+        ("SIGTERM on the MASTER", &h.from_signal, "—".to_owned()),
+        (
+            "its priority-0 advert",
+            &h.from_zero,
+            format!("Skew_Time {}", ms(h.skew_ms)),
+        ),
+    ] {
+        let (v, k) = (of(m, Impl::Vigil), of(m, Impl::Keepalived));
+        rows.push(Row {
+            scenario: format!(
+                "Graceful handover, {} adverts: {what} → new MASTER's first advert, median / p95",
+                iv_label(h.interval_ms)
+            ),
+            vigil: med_p95(v.as_ref(), hf(Impl::Vigil), ht(Impl::Vigil)),
+            keepalived: med_p95(k.as_ref(), hf(Impl::Keepalived), ht(Impl::Keepalived)),
+            rfc,
+            ratio: match (&v, &k) {
+                (Some(v), Some(k)) => ratio(v.median, k.median),
+                _ => "—".into(),
+            },
+            goal: "—".into(),
+            met: None,
+            note: String::new(),
+        });
+    }
+    for f in &r.flood {
+        flood_row(f, &mut rows);
+    }
+    for s in &r.scale {
+        scale_rows(s, &mut rows);
+    }
+    let st = &r.startup;
+    let mdi = super::lab::master_down_at(
+        std::time::Duration::from_millis(u64::from(startup::INTERVAL_MS)),
+        3,
+        super::lab::MASTER_PRIORITY,
+    )
+    .as_secs_f64()
+        * 1e3;
+    for (what, m, rfc) in [
+        ("READY", &st.ready, "—".to_owned()),
+        (
+            "first advert",
+            &st.advert,
+            format!("start + Master_Down_Interval {}", ms(mdi)),
+        ),
+    ] {
+        let (v, k) = (of(m, Impl::Vigil), of(m, Impl::Keepalived));
+        rows.push(Row {
+            scenario: format!(
+                "Start-up (1 instance, {} adverts, initial MASTER, no peer): spawn → {what}, median / p95",
+                iv_label(startup::INTERVAL_MS)
+            ),
+            vigil: med_p95(v.as_ref(), 0, 0),
+            keepalived: med_p95(k.as_ref(), 0, 0),
+            rfc,
+            ratio: match (&v, &k) {
+                (Some(v), Some(k)) => ratio(v.median, k.median),
+                _ => "—".into(),
+            },
+            goal: "—".into(),
+            met: None,
+            note: String::new(),
+        });
+    }
+    rows
+}
+
+fn met_cell(r: &Row) -> String {
+    match r.met {
+        None => "—".into(),
+        Some(true) => "yes".into(),
+        Some(false) if r.note.is_empty() => "**NO**".into(),
+        Some(false) => format!("**NO**: {}", r.note),
+    }
+}
+
+/// The main table as Markdown.
+pub fn table(rows: &[Row]) -> String {
+    let mut s = String::from(
+        "| Scenario | vigil | keepalived | RFC bound | ratio (vigil / keepalived) | goal | met? |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            r.scenario,
+            r.vigil,
+            r.keepalived,
+            r.rfc,
+            r.ratio,
+            r.goal,
+            met_cell(r)
+        );
+    }
+    s
+}
+
+/// One line naming the run, for captions.
+pub fn subtitle(r: &Results) -> String {
+    format!(
+        "{} · {} trials per bar · {}, {} cores (shared) · vigil {} vs {}",
+        r.meta.date,
+        r.plan.detection_trials,
+        r.meta.cpu,
+        r.meta.cores,
+        r.meta.vigil_commit,
+        r.meta.keepalived
+    )
+}
+
+fn machine(r: &Results) -> String {
+    format!(
+        "{}, {} cores, {} RAM, Linux {}; the machine was shared with other engineers' builds \
+         and tests while the bench ran (load average {} at the start, {} at the end)",
+        r.meta.cpu, r.meta.cores, r.meta.memory, r.meta.kernel, r.meta.load_start, r.meta.load_end
+    )
+}
+
+fn shortfalls(rows: &[Row]) -> String {
+    let missed: Vec<&Row> = rows.iter().filter(|r| r.met == Some(false)).collect();
+    if missed.is_empty() {
+        return "Every goal was met in this run.\n".into();
+    }
+    let mut s = String::new();
+    for r in missed {
+        let _ = writeln!(
+            s,
+            "- {}: vigil {}, keepalived {}; goal {}{}",
+            r.scenario,
+            r.vigil,
+            r.keepalived,
+            r.goal,
+            if r.note.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", r.note)
+            }
+        );
+    }
+    s
+}
+
+fn method(r: &Results) -> String {
+    let p = &r.plan;
+    format!(
+        "\
+- Each implementation has its own lab (network namespaces on a bridge: MASTER lb01
+  priority {mp}, BACKUP lb02 priority {bp}, an observer, a junk sender; TEST-NET
+  addresses). Both labs run at once and trials alternate between them, so load from
+  elsewhere falls on both; the ratios are the figures to compare, not the absolute values.
+- Same settings for both, each in its own language: VRRPv3 over IPv4, one virtual
+  address per instance, preempt on (the default), nothing else tuned.
+- Detection: the MASTER's switch port goes down; the time is from the MASTER's last
+  advert to the new MASTER's first, both as captured (kernel timestamps, tcpdump) on the
+  observer. RFC value: down_timer_adverts × interval + Skew_Time, Skew_Time =
+  (256 − {bp}) / 256 × interval. {dt} trials per configuration; p95 by nearest rank
+  (with 10 trials, the largest). The goal counts as met when the p95 is at most 1 ms
+  over the RFC value and no trial is more than 1 ms under it.
+- Graceful handover: SIGTERM to the MASTER; {ht} trials.
+- Flood: one sender thread (AF_PACKET) sends one junk frame over and over for {fs} s
+  to the BACKUP's MAC (pinned on the bridge so nothing else receives it): TTL 254; a bad
+  checksum; a valid advert for VRID 77, which neither agent watches; a valid advert with
+  priority 50 from a third address (below the BACKUP's {bp}: a preempting BACKUP ignores
+  it). All but the third carry priority 200. Adverts every {fi}. False takeovers are runs
+  of the BACKUP's adverts in the capture during the flood and one Master_Down_Interval
+  after it. CPU is the agent's processes (utime + stime); for vigil the XDP program's own
+  run time (kernel BPF statistics) is listed apart: it runs in the kernel's receive path,
+  as does keepalived's socket delivery, and neither is in the agent's figure.
+- Scale: one implementation's pair at a time, {sr} rounds alternating, each settled
+  (every instance MASTER on lb01 and BACKUP on lb02), {ss} s of rest, then {sw} s measured.
+  CPU from /proc/PID/stat utime + stime; RSS from /proc/PID/status VmRSS (keepalived:
+  parent and VRRP child summed). BPF maps are kernel memory and not in vigil's RSS.
+- Start-up: one instance, initial state MASTER, no peer. READY is vigil's READY=1 on
+  NOTIFY_SOCKET; keepalived sends READY=1 only when its parent is systemd, so for it the
+  bench takes its \"Startup complete\" log line, written at the same point: by the
+  parent, once it has started its VRRP process. Both
+  follow RFC 5798 §6.4.1 with an initial MASTER state below priority 255: start as
+  BACKUP and advertise after one Master_Down_Interval of silence (3 × 1 s + Skew_Time
+  for priority {mp}), so the first advert comes that long after start-up.
+",
+        mp = super::lab::MASTER_PRIORITY,
+        bp = super::lab::BACKUP_PRIORITY,
+        dt = p.detection_trials,
+        ht = p.handover_trials,
+        fs = p.flood_seconds,
+        fi = iv_label(flood::INTERVAL_MS),
+        sr = p.scale_rounds,
+        ss = p.scale_settle.as_secs(),
+        sw = p.scale_window.as_secs(),
+    )
+}
+
+fn flood_details(r: &Results) -> String {
+    let mut s = String::from(
+        "| Junk | implementation | packets/s reached | BACKUP agent CPU | XDP program CPU | false takeovers |\n\
+         |---|---|---|---|---|---|\n",
+    );
+    for f in &r.flood {
+        for (imp, run) in &f.runs {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.0} | {:.2} % | {} | {} |",
+                f.label,
+                imp.name(),
+                run.rate(),
+                run.cpu,
+                match run.xdp_cpu {
+                    Some(x) => format!("{x:.2} %"),
+                    None if *imp == Impl::Vigil => "not measured".into(),
+                    None => "—".into(),
+                },
+                run.takeovers
+            );
+        }
+    }
+    s
+}
+
+fn detection_details(r: &Results) -> String {
+    let mut s = String::from(
+        "| Interval, down_timer_adverts | implementation | trials | no takeover | flaps (repeated) | min | median | p95 | max | RFC |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for d in &r.detection {
+        for imp in [Impl::Vigil, Impl::Keepalived] {
+            let st = of(&d.trials, imp).unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "| {}, {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                iv_label(d.interval_ms),
+                d.down_adverts,
+                imp.name(),
+                st.n,
+                d.failures.get(&imp).copied().unwrap_or(0),
+                d.flaps.get(&imp).copied().unwrap_or(0),
+                ms(st.min),
+                ms(st.median),
+                ms(st.p95),
+                ms(st.max),
+                ms(d.rfc_ms)
+            );
+        }
+    }
+    s
+}
+
+fn scale_details(r: &Results) -> String {
+    let mut s = String::from(
+        "| Instances | implementation | round | MASTER CPU | BACKUP CPU | MASTER RSS | BACKUP RSS | settled |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for sc in &r.scale {
+        for (imp, runs) in &sc.runs {
+            for (i, run) in runs.iter().enumerate() {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {:.2} % | {:.2} % | {} | {} | {} |",
+                    sc.instances,
+                    imp.name(),
+                    i + 1,
+                    run.master_cpu,
+                    run.backup_cpu,
+                    mib(run.master_rss_kib as f64),
+                    mib(run.backup_rss_kib as f64),
+                    if run.settled { "yes" } else { "no" }
+                );
+            }
+        }
+    }
+    s
+}
+
+/// bench/results.md.
+pub fn markdown(r: &Results, rows: &[Row]) -> String {
+    format!(
+        "# vigil vs keepalived: `cargo xtask bench{quick}`\n\n\
+         {date}; {machine}. vigil {commit} (datapath: {dp}) against {ka}. The run took \
+         {mins:.1} minutes.\n\n\
+         {table}\n\
+         ![Detection times](detection.png)\n\n\
+         ## Goals missed\n\n{short}\n\
+         ## How it was measured\n\n{method}\n\
+         ## Detection, every configuration\n\n{dd}\n\
+         ## Flood, per kind of junk\n\n{fd}\n\
+         ## Scale, every round\n\n{sd}\n\
+         Every trial is in results.json.\n",
+        quick = if r.plan.quick { " --quick" } else { "" },
+        date = r.meta.date,
+        machine = machine(r),
+        commit = r.meta.vigil_commit,
+        dp = r.meta.vigil_datapath,
+        ka = r.meta.keepalived,
+        mins = r.meta.elapsed_s / 60.0,
+        table = table(rows),
+        short = shortfalls(rows),
+        method = method(r),
+        dd = detection_details(r),
+        fd = flood_details(r),
+        sd = scale_details(r),
+    )
+}
+
+/// bench/README-section.md: what the README shows of the latest full run.
+pub fn readme_section(r: &Results, rows: &[Row]) -> String {
+    format!(
+        "## Benchmark: vigil against keepalived\n\n\
+         `cargo xtask bench` runs vigil and Debian's keepalived side by side in network \
+         namespaces, in the same run and under the same VRRP settings, and writes \
+         [bench/results.md](bench/results.md) (with the method and every detail), \
+         [bench/results.json](bench/results.json) and the plot below. \
+         `cargo xtask bench --quick` is the CI smoke test (3 trials, short floods; it fails \
+         only on errors, never on a missed goal).\n\n\
+         Latest run: {date}, on {machine}. vigil {commit} ({dp}), {ka}. \
+         Absolute figures from a shared machine are noisy; the ratios are what to compare.\n\n\
+         {table}\n\
+         ![Detection times: vigil and keepalived against the RFC value](bench/detection.png)\n\n\
+         Goals missed in this run:\n\n{short}",
+        date = r.meta.date,
+        machine = machine(r),
+        commit = r.meta.vigil_commit,
+        dp = r.meta.vigil_datapath,
+        ka = r.meta.keepalived,
+        table = table(rows),
+        short = shortfalls(rows),
+    )
+}
+
+fn by_impl<T>(m: &BTreeMap<Impl, T>, f: impl Fn(&T) -> serde_json::Value) -> serde_json::Value {
+    serde_json::Value::Object(m.iter().map(|(k, v)| (k.name().to_owned(), f(v))).collect())
+}
+
+/// bench/results.json.
+pub fn json(r: &Results, rows: &[Row]) -> serde_json::Value {
+    let m = &r.meta;
+    json!({
+        "mode": if r.plan.quick { "quick" } else { "full" },
+        "date": m.date,
+        "machine": {
+            "cpu": m.cpu, "cores": m.cores, "memory": m.memory, "kernel": m.kernel,
+            "shared": true, "load_start": m.load_start, "load_end": m.load_end,
+        },
+        "vigil": { "commit": m.vigil_commit, "datapath": m.vigil_datapath },
+        "keepalived": m.keepalived,
+        "elapsed_seconds": m.elapsed_s,
+        "table": rows.iter().map(|row| json!({
+            "scenario": row.scenario, "vigil": row.vigil, "keepalived": row.keepalived,
+            "rfc_bound": row.rfc, "ratio": row.ratio, "goal": row.goal, "met": row.met,
+            "note": row.note,
+        })).collect::<Vec<_>>(),
+        "detection": r.detection.iter().map(|d| json!({
+            "interval_ms": d.interval_ms,
+            "down_timer_adverts": d.down_adverts,
+            "rfc_ms": d.rfc_ms,
+            "trials_ms": by_impl(&d.trials, |v| json!(v)),
+            "no_takeover": by_impl(&d.failures, |v| json!(v)),
+            "flaps": by_impl(&d.flaps, |v| json!(v)),
+        })).collect::<Vec<_>>(),
+        "handover": {
+            "interval_ms": r.handover.interval_ms,
+            "skew_ms": r.handover.skew_ms,
+            "sigterm_to_first_advert_ms": by_impl(&r.handover.from_signal, |v| json!(v)),
+            "priority0_to_first_advert_ms": by_impl(&r.handover.from_zero, |v| json!(v)),
+            "no_takeover": by_impl(&r.handover.failures, |v| json!(v)),
+        },
+        "flood": r.flood.iter().map(|f| json!({
+            "kind": f.key,
+            "label": f.label,
+            "interval_ms": flood::INTERVAL_MS,
+            "runs": by_impl(&f.runs, |x| json!({
+                "packets_sent": x.sent,
+                "seconds": x.seconds,
+                "packets_per_second": x.rate(),
+                "backup_cpu_percent": x.cpu,
+                "false_takeovers": x.takeovers,
+                "xdp_cpu_percent": x.xdp_cpu,
+                "xdp_packets": x.xdp_packets,
+            })),
+        })).collect::<Vec<_>>(),
+        "scale": r.scale.iter().map(|s| json!({
+            "instances": s.instances,
+            "interval_ms": scale::INTERVAL_MS,
+            "window_seconds": s.window_s,
+            "runs": by_impl(&s.runs, |runs| json!(runs.iter().map(|x| json!({
+                "master_cpu_percent": x.master_cpu,
+                "backup_cpu_percent": x.backup_cpu,
+                "master_rss_kib": x.master_rss_kib,
+                "backup_rss_kib": x.backup_rss_kib,
+                "settled": x.settled,
+            })).collect::<Vec<_>>())),
+        })).collect::<Vec<_>>(),
+        "startup": {
+            "interval_ms": startup::INTERVAL_MS,
+            "ready_ms": by_impl(&r.startup.ready, |v| json!(v)),
+            "first_advert_ms": by_impl(&r.startup.advert, |v| json!(v)),
+        },
+    })
+}
