@@ -143,6 +143,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     } else {
         Duration::from_secs(3600)
     });
+    let timer = crate::timer::MonoTimer::new().map_err(anyhow::Error::from)?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(
         instances = agent.instances.len(),
@@ -158,7 +159,13 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             .min();
         let sleep = async {
             match deadline {
-                Some(d) => tokio::time::sleep_until(clock::to_tokio(d)).await,
+                Some(d) => {
+                    if let Err(e) = timer.sleep_until(d).await {
+                        // Never lose a timer: fall back to tokio's millisecond one.
+                        tracing::warn!("timerfd: {e}");
+                        tokio::time::sleep_until(clock::to_tokio(d)).await;
+                    }
+                }
                 None => std::future::pending().await,
             }
         };
