@@ -432,8 +432,12 @@ impl Agent {
 
     async fn run_actions(&mut self) {
         for inst in self.instances.values_mut() {
-            let _transitions: Vec<Transition> =
-                inst.run_actions(&self.netlink, &mut self.owned).await;
+            // Most instances have nothing to do on most wake-ups (with hundreds of them,
+            // one advert timer fires at a time).
+            if inst.router.has_pending_actions() {
+                let _transitions: Vec<Transition> =
+                    inst.run_actions(&self.netlink, &mut self.owned).await;
+            }
             // A Master must hear every advert from a peer, a Backup only changes and
             // nothing below its own priority: keep the program's view current.
             if let Some(entry) = inst.watch_update() {
