@@ -108,6 +108,7 @@ pub fn flood(ns: &str, iface: &str, frames: &[Vec<u8>], duration: Duration) -> a
             addr.sll_halen = 6;
             let end = std::time::Instant::now() + duration;
             let mut sent = 0u64;
+            let mut tries = 0u64;
             'outer: loop {
                 for f in &frames {
                     let n = libc::sendto(
@@ -121,7 +122,10 @@ pub fn flood(ns: &str, iface: &str, frames: &[Vec<u8>], duration: Duration) -> a
                     if n > 0 {
                         sent += 1;
                     }
-                    if sent.is_multiple_of(1024) && std::time::Instant::now() >= end {
+                    // Count tries, not successes: a send that fails or blocks must not
+                    // stretch the flood past its end.
+                    tries += 1;
+                    if tries.is_multiple_of(1024) && std::time::Instant::now() >= end {
                         break 'outer;
                     }
                 }

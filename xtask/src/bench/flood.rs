@@ -19,6 +19,10 @@ use super::node::{Impl, specs};
 
 pub const INTERVAL_MS: u32 = 100;
 
+/// Below this send rate (packets/s) a flood is repeated (issue 4 asks for ≥ 200k/s; on
+/// a shared machine one sender thread does not always get there).
+pub const MIN_RATE: f64 = 100_000.0;
+
 /// The junk kinds, in the issue's order: (key, description).
 pub const KINDS: [(&str, &str); 4] = [
     ("ttl", "TTL 254"),
@@ -31,6 +35,8 @@ pub const KINDS: [(&str, &str); 4] = [
 #[derive(Clone, Debug)]
 pub struct FloodRun {
     pub sent: u64,
+    /// Floods repeated because the sender fell below [`MIN_RATE`].
+    pub retries: usize,
     pub seconds: f64,
     /// BACKUP agent CPU, % of one core.
     pub cpu: f64,
@@ -177,11 +183,32 @@ pub fn flood(sides: &mut Sides, seconds: f64) -> anyhow::Result<Vec<Flood>> {
             let xdp0 = (side.imp == Impl::Vigil)
                 .then(|| xdp_stats(&lb02))
                 .flatten();
-            let meter = CpuMeter::start(&backup.pids())?;
-            let t0 = realtime_ns();
-            let started = std::time::Instant::now();
-            let sent = netns::flood(&gen_host.ns, "eth0", &junk, duration)?;
-            let secs = started.elapsed().as_secs_f64();
+            // A flood that reached too low a rate (the sender starved, or its sends
+            // failed) says nothing; it is repeated, at most twice.
+            let mut retries = 0;
+            let (meter, t0, sent, secs) = loop {
+                let meter = CpuMeter::start(&backup.pids())?;
+                let t0 = realtime_ns();
+                let started = std::time::Instant::now();
+                let sent = netns::flood(&gen_host.ns, "eth0", &junk, duration)?;
+                let secs = started.elapsed().as_secs_f64();
+                let rate = sent as f64 / secs;
+                if rate >= MIN_RATE || retries == 2 {
+                    break (meter, t0, sent, secs);
+                }
+                retries += 1;
+                eprintln!(
+                    "bench: flood {label}, {}: only {rate:.0} packets/s; again",
+                    side.imp.name()
+                );
+                std::thread::sleep(master_down(interval, 3) + interval);
+                if !tail.wait_for(within, |a| steady(a, interval))? {
+                    bail!(
+                        "{}: the pair did not settle before the flood",
+                        side.imp.name()
+                    );
+                }
+            };
             let cpu = meter.percent()?;
             let xdp1 = (side.imp == Impl::Vigil)
                 .then(|| xdp_stats(&lb02))
@@ -205,6 +232,7 @@ pub fn flood(sides: &mut Sides, seconds: f64) -> anyhow::Result<Vec<Flood>> {
             };
             let r = FloodRun {
                 sent,
+                retries,
                 seconds: secs,
                 cpu,
                 takeovers: takeovers(&ts, interval),

@@ -1,9 +1,15 @@
 //! Scale: N instances at 10 ms adverts on one MASTER and one BACKUP; CPU of each (from
 //! utime + stime deltas) and resident memory (VmRSS; keepalived's processes summed).
-//! Only one implementation's pair runs at a time; rounds alternate between them.
+//! Only one implementation's pair runs at a time; rounds alternate between them. Each
+//! round also measures a bare sender of the same adverts: the kernel's share, which
+//! both implementations pay alike.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use vigil_tests::Host;
+use vigil_tests::frames::Advert;
 
 use super::lab::{BACKUP_PRIORITY, MASTER_PRIORITY, Sides};
 use super::measure::{CpuMeter, rss_sum};
@@ -26,6 +32,106 @@ pub struct Scale {
     pub instances: u8,
     pub window_s: f64,
     pub runs: BTreeMap<Impl, Vec<ScaleRun>>,
+    /// The kernel's share of a MASTER's work: CPU % of a bare sender of the same
+    /// adverts from lb01 (one per round), and the rate it reached.
+    pub floor: Vec<(f64, f64)>,
+}
+
+/// A bare sender: `instances` × 100 adverts/s for `window` from `host` through a raw IP
+/// socket (protocol 112, TTL 255, 224.0.0.18 out of eth0), as an agent sends them, and
+/// nothing else. Its thread's CPU — the syscalls and the kernel's transmit path, which
+/// on a veth and bridge also delivers to every other port in the sender's context — is
+/// the floor any MASTER pays for these adverts. Returns (CPU %, adverts/s).
+fn floor(host: &Host, instances: u8, window: Duration) -> anyhow::Result<(f64, f64)> {
+    let per_ms = u64::from(instances) * (1000 / u64::from(INTERVAL_MS)) / 1000;
+    let src = host.ipv4;
+    let advert = Advert::v3(src, 1, MASTER_PRIORITY).vrrp();
+    let ifname = std::ffi::CString::new("eth0")?;
+    vigil_tests::in_netns(&host.ns, move || {
+        // SAFETY: plain socket calls on an fd this closure owns and closes; every pointer
+        // passed points at a live local of the size given.
+        unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, 112);
+            if fd < 0 {
+                bail!("raw socket: {}", std::io::Error::last_os_error());
+            }
+            let ttl: libc::c_int = 255;
+            let index = libc::if_nametoindex(ifname.as_ptr());
+            let mreq = libc::ip_mreqn {
+                imr_multiaddr: libc::in_addr { s_addr: 0 },
+                imr_address: libc::in_addr {
+                    s_addr: u32::from(src).to_be(),
+                },
+                imr_ifindex: index as libc::c_int,
+            };
+            let ok = libc::setsockopt(
+                fd,
+                libc::IPPROTO_IP,
+                libc::IP_MULTICAST_TTL,
+                (&ttl as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            ) == 0
+                && libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_IP,
+                    libc::IP_MULTICAST_IF,
+                    (&mreq as *const libc::ip_mreqn).cast(),
+                    std::mem::size_of::<libc::ip_mreqn>() as libc::socklen_t,
+                ) == 0;
+            if !ok {
+                let e = std::io::Error::last_os_error();
+                libc::close(fd);
+                bail!("raw socket options: {e}");
+            }
+            let dst = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(std::net::Ipv4Addr::new(224, 0, 0, 18)).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let cpu = || {
+                let mut ts = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
+                ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+            };
+            let cpu0 = cpu();
+            let start = Instant::now();
+            let mut sent = 0u64;
+            let mut tick = 0u32;
+            while start.elapsed() < window {
+                for _ in 0..per_ms {
+                    let n = libc::sendto(
+                        fd,
+                        advert.as_ptr().cast(),
+                        advert.len(),
+                        0,
+                        (&dst as *const libc::sockaddr_in).cast(),
+                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                    );
+                    if n > 0 {
+                        sent += 1;
+                    }
+                }
+                tick += 1;
+                let next = start + Duration::from_millis(u64::from(tick));
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let used = cpu() - cpu0;
+            libc::close(fd);
+            if sent == 0 {
+                bail!("the bare sender sent nothing");
+            }
+            Ok((used / secs * 100.0, sent as f64 / secs))
+        }
+    })
 }
 
 fn settled(master: &Node, backup: &Node, n: usize) -> bool {
@@ -44,8 +150,18 @@ pub fn scale(
         instances,
         window_s: window.as_secs_f64(),
         runs: BTreeMap::new(),
+        floor: Vec::new(),
     };
     for round in 0..rounds {
+        // Nothing else runs in the labs now; the vigil lab's lb01 sends.
+        let f = floor(&sides.0[0].host("lb01"), instances, window)?;
+        eprintln!(
+            "bench: scale {instances} × {INTERVAL_MS} ms round {}, bare sender: {:.1} % at {:.0} adverts/s",
+            round + 1,
+            f.0,
+            f.1
+        );
+        out.floor.push(f);
         for i in sides.order(round) {
             let side = &sides.0[i];
             let mut master = side.start(
