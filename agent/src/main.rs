@@ -23,17 +23,23 @@ fn init_logging() {
         .init();
 }
 
-/// Runs an async command on a small runtime; errors print as `vigil: ...` with exit 2.
-fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
+/// A single-threaded runtime: the agent's loop is one task by design, and the other
+/// commands are small.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("vigil: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
+            ExitCode::from(EXIT_RUNTIME)
+        })
+}
+
+/// Runs an async command on a small runtime; errors print as `vigil: ...` with exit 2.
+fn block_on(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
     };
     match rt.block_on(fut) {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,15 +104,9 @@ fn main() -> ExitCode {
 
 /// `vigil run`: exit 1 for a bad config, 2 for a runtime failure, 0 after SIGTERM.
 fn run(path: &std::path::Path) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("vigil: cannot start the runtime: {e}");
-            return ExitCode::from(EXIT_RUNTIME);
-        }
+        Err(code) => return code,
     };
     match rt.block_on(vigil::daemon::run(path)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -33,14 +33,35 @@ fn metrics_endpoint_reports_states_transitions_adverts_and_datapath_counters() -
     )?;
     v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
     v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;
-    let out = lb02.exec(&[
-        "curl",
-        "-sf",
-        "--max-time",
-        "3",
-        "http://127.0.0.1:9650/metrics",
-    ])?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    // Scrape until the master's adverts have reached the backup's datapath counters.
+    let scrape = || -> anyhow::Result<String> {
+        let out = lb02.exec(&[
+            "curl",
+            "-sf",
+            "--max-time",
+            "3",
+            "http://127.0.0.1:9650/metrics",
+        ])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let accepted = |text: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with(
+                    "vigil_datapath_frames_total{interface=\"eth0\",verdict=\"accepted\"}",
+                )
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    let mut text = scrape()?;
+    for _ in 0..40 {
+        if accepted(&text).unwrap_or(0) > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        text = scrape()?;
+    }
     for want in [
         "vigil_instance_state{instance=\"web\",state=\"BACKUP\"} 1",
         "vigil_instance_state{instance=\"web\",state=\"MASTER\"} 0",
@@ -52,15 +73,10 @@ fn metrics_endpoint_reports_states_transitions_adverts_and_datapath_counters() -
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
-    let accepted = text
-        .lines()
-        .find(|l| {
-            l.starts_with("vigil_datapath_frames_total{interface=\"eth0\",verdict=\"accepted\"}")
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|n| n.parse::<u64>().ok())
-        .expect("accepted counter");
-    assert!(accepted > 0, "the master's adverts were counted");
+    assert!(
+        accepted(&text).expect("accepted counter") > 0,
+        "the master's adverts were counted:\n{text}"
+    );
     let missing = lb02.exec(&[
         "curl",
         "-s",

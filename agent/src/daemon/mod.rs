@@ -143,6 +143,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     } else {
         Duration::from_secs(3600)
     });
+    let timer = crate::timer::MonoTimer::new().map_err(anyhow::Error::from)?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     tracing::info!(
         instances = agent.instances.len(),
@@ -158,7 +159,13 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             .min();
         let sleep = async {
             match deadline {
-                Some(d) => tokio::time::sleep_until(clock::to_tokio(d)).await,
+                Some(d) => {
+                    if let Err(e) = timer.sleep_until(d).await {
+                        // Never lose a timer: fall back to tokio's millisecond one.
+                        tracing::warn!("timerfd: {e}");
+                        tokio::time::sleep_until(clock::to_tokio(d)).await;
+                    }
+                }
                 None => std::future::pending().await,
             }
         };
@@ -425,8 +432,12 @@ impl Agent {
 
     async fn run_actions(&mut self) {
         for inst in self.instances.values_mut() {
-            let _transitions: Vec<Transition> =
-                inst.run_actions(&self.netlink, &mut self.owned).await;
+            // Most instances have nothing to do on most wake-ups (with hundreds of them,
+            // one advert timer fires at a time).
+            if inst.router.has_pending_actions() {
+                let _transitions: Vec<Transition> =
+                    inst.run_actions(&self.netlink, &mut self.owned).await;
+            }
             // A Master must hear every advert from a peer, a Backup only changes and
             // nothing below its own priority: keep the program's view current.
             if let Some(entry) = inst.watch_update() {

@@ -443,6 +443,12 @@ impl VirtualRouter {
         }
     }
 
+    /// Whether [`VirtualRouter::poll_action`] has something; lets a daemon with many
+    /// routers skip the quiet ones cheaply.
+    pub fn has_pending_actions(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
     /// The next thing to do, in order.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
