@@ -368,6 +368,10 @@ pub struct VirtualRouter {
     actions: VecDeque<Action>,
     last_transition: Option<Transition>,
     counters: Counters,
+    /// Skew_Time and Master_Down_Interval for the (priority, Master_Adver_Interval) they
+    /// were computed from: a daemon with hundreds of routers asks for every deadline on
+    /// every wake-up, and the 128-bit division behind Skew_Time is not free.
+    timing: std::cell::Cell<Option<(u8, Duration, Duration, Duration)>>,
 }
 
 impl VirtualRouter {
@@ -410,6 +414,7 @@ impl VirtualRouter {
             link_down: false,
             fault: None,
             actions: VecDeque::new(),
+            timing: std::cell::Cell::new(None),
             last_transition: None,
             counters: Counters::default(),
             cfg,
@@ -515,6 +520,29 @@ impl VirtualRouter {
 
     /// Skew_Time (RFC 5798 §6.1; RFC 3768 §6.1 for v2).
     pub fn skew_time(&self) -> Duration {
+        self.timing().0
+    }
+
+    /// (Skew_Time, Master_Down_Interval), computed once per priority and interval.
+    fn timing(&self) -> (Duration, Duration) {
+        if let Some((priority, mai, skew, mdi)) = self.timing.get()
+            && priority == self.priority
+            && mai == self.master_adver_interval
+        {
+            return (skew, mdi);
+        }
+        let skew = self.compute_skew_time();
+        let adverts = u32::from(self.cfg.down_timer_adverts);
+        let mdi = self
+            .master_adver_interval
+            .saturating_mul(adverts)
+            .saturating_add(skew);
+        self.timing
+            .set(Some((self.priority, self.master_adver_interval, skew, mdi)));
+        (skew, mdi)
+    }
+
+    fn compute_skew_time(&self) -> Duration {
         let weight = 256 - u64::from(self.priority);
         match self.cfg.version {
             // RFC 5798 §6.1: ((256 - Priority) * Master_Adver_Interval) / 256.
@@ -527,10 +555,7 @@ impl VirtualRouter {
     /// Master_Down_Interval: `down_timer_adverts` × Master_Adver_Interval + Skew_Time
     /// (RFC 5798 §6.1 has 3 ×; keepalived makes the 3 configurable).
     pub fn master_down_interval(&self) -> Duration {
-        let adverts = u32::from(self.cfg.down_timer_adverts);
-        self.master_adver_interval
-            .saturating_mul(adverts)
-            .saturating_add(self.skew_time())
+        self.timing().1
     }
 
     /// The last state change.
