@@ -109,7 +109,45 @@ fn test(filter: Option<String>) -> anyhow::Result<()> {
     if let Some(f) = filter {
         cmd.arg(f);
     }
-    run(&mut cmd)
+    eprintln!("xtask: {cmd:?}");
+    // Pass the output through, adding up cargo's per-binary results into one closing
+    // line (also kept in target/test-summary.txt for .ci/run to repeat at the very end).
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {cmd:?}"))?;
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let n: u64 = n.parse().unwrap_or(0);
+                match what {
+                    "passed" => passed += n,
+                    "failed" => failed += n,
+                    "ignored" => ignored += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    let summary = format!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+    println!("{summary}");
+    let _ = std::fs::write(
+        root().join("target/test-summary.txt"),
+        format!("{summary}\n"),
+    );
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
 }
 
 fn bench(quick: bool, out: Option<PathBuf>) -> anyhow::Result<()> {
