@@ -303,3 +303,26 @@ pub fn adverts(packets: &[crate::capture::Packet]) -> Vec<(u64, std::net::IpAddr
     }
     out
 }
+
+/// Starts vigil on `master` and `backup` with their `[instances.web]` sections (pins on
+/// `bpffs`, files in `dir`) and waits until they are MASTER and BACKUP.
+pub fn start_pair(
+    (master, backup): (&Host, &Host),
+    dir: &Path,
+    bpffs: &Path,
+    (master_instance, backup_instance): (&str, &str),
+) -> anyhow::Result<(Vigil, Vigil)> {
+    let m = Vigil::start(
+        master,
+        dir,
+        &(global(master, dir, bpffs, "") + master_instance),
+    )?;
+    let b = Vigil::start(
+        backup,
+        dir,
+        &(global(backup, dir, bpffs, "") + backup_instance),
+    )?;
+    m.wait_state("web", "MASTER", Duration::from_secs(3))?;
+    b.wait_state("web", "BACKUP", Duration::from_secs(3))?;
+    Ok((m, b))
+}

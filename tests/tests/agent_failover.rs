@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use vigil_tests::agent::{Vigil, adverts, global, has_address};
+use vigil_tests::agent::{Vigil, adverts, global, has_address, start_pair};
 use vigil_tests::capture::Capture;
 use vigil_tests::{Lab, require_root};
 
@@ -41,18 +41,12 @@ fn two_nodes_fail_over_on_time_hand_over_on_sigterm_and_preempt_back() -> anyhow
         lab.host("lb02").clone(),
         lab.host("client").clone(),
     );
-    let mut v1 = Vigil::start(
-        &lb01,
+    let (mut v1, v2) = start_pair(
+        (&lb01, &lb02),
         &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &instance(150, "master")),
+        &bpffs,
+        (&instance(150, "master"), &instance(100, "backup")),
     )?;
-    let v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &instance(100, "backup")),
-    )?;
-    v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
-    v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;
     assert!(
         has_address(&lb01, VIP) && !has_address(&lb02, VIP),
         "VIP on the master only"
@@ -188,18 +182,12 @@ fn a_crashed_agent_restarts_without_leaving_a_duplicate_address() -> anyhow::Res
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
     let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
-    let mut v1 = Vigil::start(
-        &lb01,
+    let (mut v1, v2) = start_pair(
+        (&lb01, &lb02),
         &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &instance(150, "master")),
+        &bpffs,
+        (&instance(150, "master"), &instance(100, "backup")),
     )?;
-    let v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &instance(100, "backup")),
-    )?;
-    v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
-    v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;
 
     v1.signal(libc::SIGKILL);
     v1.wait()?;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use vigil_tests::agent::{Vigil, global, has_address};
+use vigil_tests::agent::{has_address, start_pair};
 use vigil_tests::{Lab, require_root};
 
 const VIP: &str = "192.0.2.100";
@@ -25,18 +25,12 @@ fn one_way_loss_shows_as_split_brain_and_a_foreign_vip_on_a_backup_is_left_alone
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
     let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
-    let v1 = Vigil::start(
-        &lb01,
+    let (v1, v2) = start_pair(
+        (&lb01, &lb02),
         &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &instance(150, "master")),
+        &bpffs,
+        (&instance(150, "master"), &instance(100, "backup")),
     )?;
-    let v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &instance(100, "backup")),
-    )?;
-    v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
-    v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;
     assert!(v1.instance("web")?["split_brain"].is_null());
 
     // One-way loss: the switch stops flooding multicast to lb02's port, so lb02 no

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use vigil_tests::agent::{Vigil, global};
+use vigil_tests::agent::start_pair;
 use vigil_tests::bpf::{verdict_counters, vrid_stats};
 use vigil_tests::frames::Advert;
 use vigil_tests::netns::flood;
@@ -31,18 +31,12 @@ fn junk_flood_costs_no_event_and_no_takeover() -> anyhow::Result<()> {
         lab.host("lb02").clone(),
         lab.host("junk").clone(),
     );
-    let v1 = Vigil::start(
-        &lb01,
+    let (v1, v2) = start_pair(
+        (&lb01, &lb02),
         &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &instance(150, "master")),
+        &bpffs,
+        (&instance(150, "master"), &instance(100, "backup")),
     )?;
-    let v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &instance(100, "backup")),
-    )?;
-    v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
-    v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;
     let pin = bpffs.join("lb02");
     let before_status = v2.status()?;
     let before = verdict_counters(&lb02, &pin)?;
