@@ -17,11 +17,12 @@
 //! Master). Everything else is [`Fate::Quiet`]: the state's arrival time moves on and the
 //! agent sleeps.
 //!
-//! The state is committed ([`commit`]) only once the report is written: an event lost
-//! to a full ring leaves the state as it was, so the next advert is news again. The
-//! agent, when its down timer fires, re-reads the state (`last_ns`, `last_src`,
-//! `last_priority`, `last_interval`) and hands the election that advert at that arrival
-//! time, so a lost or raced event costs at most a delay, never a false takeover.
+//! The state always records the last valid advert ([`commit`]), reported or not. When a
+//! report cannot be written (the ring buffer is full), the state is marked
+//! `unreported`, so the next advert is reported whatever it says. And the agent, when
+//! its down timer fires, re-reads the state (`last_ns`, `last_src`, `last_priority`,
+//! `last_interval`) and hands the election that advert at that arrival time, so a lost
+//! or raced report costs at most a delay, never a takeover from a live master.
 //!
 //! With [`WATCH_DROP_LOWER`] (set by the agent only while a Backup preempts and no
 //! preempt delay runs) an advert below the local priority is [`Fate::Ignore`]: the
@@ -40,8 +41,7 @@ pub enum Fate {
     Ignore,
     /// A repeat of the last advert: the state's arrival time moves on, nothing reported.
     Quiet,
-    /// News for the election: reported, and the state committed once the report is
-    /// written.
+    /// News for the election: reported (and the state marked when that fails).
     Report,
 }
 
@@ -69,7 +69,8 @@ pub fn decide(s: &VridStats, a: &Advert, ts: u64, flags: u8, local: u8) -> Fate 
         || s.last_priority != a.priority
         || s.last_interval != a.interval
         || s.last_version != a.version
-        || s.last_addr_count != a.addr_count;
+        || s.last_addr_count != a.addr_count
+        || s.unreported != 0;
     let silence = ts.saturating_sub(s.last_ns) > 2 * interval_ns(a.version, a.interval);
     if all || changed || silence || a.priority == 0 || s.last_ns == 0 {
         Fate::Report
@@ -113,21 +114,26 @@ pub fn judge(
 }
 
 /// Second half: after a report was attempted, `written` is the address digest the
-/// written record carried, or `None` when the ring buffer was full. The state is
-/// committed only for a written report (or a quiet repeat).
+/// written record carried, or `None` when the ring buffer was full.
 #[inline(always)]
 pub fn settle(s: &mut VridStats, a: &Advert, ts: u64, fate: Option<Fate>, written: Option<u32>) {
     match fate {
         None => {}
         Some(Fate::Ignore) => s.ignored += 1,
         Some(Fate::Quiet) => commit(s, a, ts, None),
-        Some(Fate::Report) => match written {
-            Some(digest) => {
-                s.reported += 1;
-                commit(s, a, ts, Some(digest));
+        Some(Fate::Report) => {
+            commit(s, a, ts, written);
+            match written {
+                Some(_) => {
+                    s.reported += 1;
+                    s.unreported = 0;
+                }
+                None => {
+                    s.lost += 1;
+                    s.unreported = 1;
+                }
             }
-            None => s.lost += 1,
-        },
+        }
     }
 }
 
@@ -266,21 +272,22 @@ mod tests {
     }
 
     #[test]
-    fn track_counts_and_commits_only_what_was_written() {
+    fn a_lost_report_is_recorded_and_the_next_advert_reported_again() {
         let a = advert(1, 100);
         let mut s = VridStats::default();
-        // The ring is full: the report is lost and the state stays as it was, so the
-        // next advert is news again.
+        // The ring is full: the report is lost, but the state records the advert (the
+        // agent re-reads it) and marks it, so the next advert is news again.
         assert_eq!(
             track(&mut s, &a, Verdict::Accept, SEC, 0, 50, || None),
             Some(Fate::Report)
         );
-        assert_eq!((s.received, s.reported, s.lost, s.last_ns), (1, 0, 1, 0));
+        assert_eq!((s.received, s.reported, s.lost, s.last_ns), (1, 0, 1, SEC));
+        assert_eq!((s.unreported, s.last_priority), (1, 100));
         assert_eq!(
             track(&mut s, &a, Verdict::Accept, SEC + 1, 0, 50, || Some(7)),
             Some(Fate::Report)
         );
-        assert_eq!((s.reported, s.last_ns, s.last_digest), (1, SEC + 1, 7));
+        assert_eq!((s.reported, s.last_ns, s.last_digest, s.unreported), (1, SEC + 1, 7, 0));
         assert_eq!(
             track(&mut s, &a, Verdict::Accept, SEC + 2, 0, 50, || {
                 panic!("a repeat is not emitted")

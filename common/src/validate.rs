@@ -55,10 +55,13 @@ pub enum Verdict {
     VersionMismatch = 12,
     /// v2 adverts over IPv6 do not exist (RFC 3768 is IPv4 only).
     Family = 13,
+    /// An advert interval of 0: no router can keep that promise, and a Backup that
+    /// believed it would time out at once.
+    Interval = 14,
 }
 
 /// Number of [`Verdict`] values.
-pub const VERDICTS: usize = 14;
+pub const VERDICTS: usize = 15;
 
 impl Verdict {
     /// The verdict for a code, if it is one.
@@ -78,6 +81,7 @@ impl Verdict {
             11 => Self::Destination,
             12 => Self::VersionMismatch,
             13 => Self::Family,
+            14 => Self::Interval,
             _ => return None,
         })
     }
@@ -105,6 +109,7 @@ impl Verdict {
             Self::Destination => "destination",
             Self::VersionMismatch => "version_mismatch",
             Self::Family => "family",
+            Self::Interval => "interval",
         }
     }
 }
@@ -130,7 +135,9 @@ pub struct WatchEntry {
 
 /// Unicast adverts are expected (the instance has unicast peers).
 pub const WATCH_UNICAST: u8 = 1;
-/// Compute the v3 IPv4 checksum without the pseudo-header (keepalived `v3_checksum_as_v2`).
+/// The instance sends its v3 IPv4 checksum without the pseudo-header (keepalived
+/// `v3_checksum_as_v2`). Receiving accepts both styles whatever the flag, as keepalived
+/// does, so peers in mixed modes understand each other.
 pub const WATCH_V3_CSUM_AS_V2: u8 = 2;
 /// Report every accepted advert to the agent, not only changes (the instance is Master
 /// or wants to see each advert).
@@ -297,8 +304,13 @@ pub fn check<F: Frame + ?Sized>(frame: &F, a: &Advert, watch: Option<&WatchEntry
     let addr_len = if a.family == FAMILY_V4 { 4 } else { 16 };
     let auth_len = if a.version == 2 { 8 } else { 0 };
     let need = 8 + (a.addr_count as usize) * addr_len + auth_len;
-    if a.vrrp_len < need {
+    // RFC 5798 §5.2.5: "The minimum value is 1".
+    if a.addr_count == 0 || a.vrrp_len < need {
         return Verdict::Count;
+    }
+    // RFC 5798 §5.2.7 / RFC 3768 §5.3.7: an interval of 0 is no interval.
+    if a.interval == 0 {
+        return Verdict::Interval;
     }
     let multicast = if a.family == FAMILY_V4 {
         a.dst[..4] == GROUP_V4
@@ -308,13 +320,18 @@ pub fn check<F: Frame + ?Sized>(frame: &F, a: &Advert, watch: Option<&WatchEntry
     if !multicast && watch.is_none_or(|w| w.flags & WATCH_UNICAST == 0) {
         return Verdict::Destination;
     }
-    // §7.1: "MUST verify the VRRP checksum".
-    let pseudo = a.version == 3
-        && !(a.family == FAMILY_V4 && watch.is_some_and(|w| w.flags & WATCH_V3_CSUM_AS_V2 != 0));
-    let Some(sum) = checksum(frame, a, pseudo) else {
+    // §7.1: "MUST verify the VRRP checksum". v3 covers the pseudo-header (§5.2.8); v2
+    // does not, and keepalived's `v3_checksum_as_v2` sends v3 over IPv4 without it.
+    // Either style is accepted over IPv4, as keepalived does.
+    let Some((message, pseudo)) = checksum(frame, a) else {
         return Verdict::Length;
     };
-    if sum != 0 {
+    let good = match (a.version, a.family) {
+        (3, FAMILY_V4) => complement(message + pseudo) == 0 || complement(message) == 0,
+        (3, _) => complement(message + pseudo) == 0,
+        _ => complement(message) == 0,
+    };
+    if !good {
         return Verdict::Checksum;
     }
     let Some(w) = watch else {
@@ -380,24 +397,24 @@ pub fn address_digest<F: Frame + ?Sized>(frame: &F, a: &Advert) -> Option<u32> {
     Some(sum)
 }
 
-/// Ones' complement sum over the VRRP message (plus the pseudo-header when asked);
-/// zero means the checksum is right. `None` when the message runs past the frame.
+/// The 32-bit sums of the VRRP message's 16-bit words and of its pseudo-header (RFC
+/// 5798 §5.2.8 via RFC 2460 §8.1 / RFC 768: source, destination, length, protocol), one
+/// pass over the message for both checksum styles. `None` when the message runs past
+/// the frame.
 #[inline(always)]
-fn checksum<F: Frame + ?Sized>(frame: &F, a: &Advert, pseudo: bool) -> Option<u16> {
-    let mut sum: u32 = 0;
-    if pseudo {
-        // RFC 5798 §5.2.8 via RFC 2460 §8.1 / RFC 768: src, dst, length, protocol.
-        let n = if a.family == FAMILY_V4 { 2 } else { 8 };
-        let mut i = 0;
-        while i < 8 {
-            if i < n {
-                sum += u16::from_be_bytes([a.src[2 * i], a.src[2 * i + 1]]) as u32;
-                sum += u16::from_be_bytes([a.dst[2 * i], a.dst[2 * i + 1]]) as u32;
-            }
-            i += 1;
+fn checksum<F: Frame + ?Sized>(frame: &F, a: &Advert) -> Option<(u32, u32)> {
+    let mut pseudo: u32 = 0;
+    let n = if a.family == FAMILY_V4 { 2 } else { 8 };
+    let mut i = 0;
+    while i < 8 {
+        if i < n {
+            pseudo += u16::from_be_bytes([a.src[2 * i], a.src[2 * i + 1]]) as u32;
+            pseudo += u16::from_be_bytes([a.dst[2 * i], a.dst[2 * i + 1]]) as u32;
         }
-        sum += a.vrrp_len as u32 + IPPROTO_VRRP as u32;
+        i += 1;
     }
+    pseudo += a.vrrp_len as u32 + IPPROTO_VRRP as u32;
+    let mut sum: u32 = 0;
     let len = a.vrrp_len & (MAX_VRRP_LEN * 2 - 1);
     let mut i = 0;
     while i < MAX_VRRP_LEN / 2 {
@@ -408,11 +425,17 @@ fn checksum<F: Frame + ?Sized>(frame: &F, a: &Advert, pseudo: bool) -> Option<u1
         sum += frame.u16_at(a.vrrp_off + off)? as u32;
         i += 1;
     }
-    // At most 1024 words plus the pseudo-header: two folds always reach 16 bits, and a
-    // fixed count keeps the verifier happy.
+    Some((sum, pseudo))
+}
+
+/// Folds a sum of at most about 1100 words to 16 bits and complements it: zero means the
+/// checksum is right. Two folds always suffice, and a fixed count keeps the verifier
+/// happy.
+#[inline(always)]
+fn complement(sum: u32) -> u16 {
+    let mut sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    Some(!(sum as u16))
+    !(sum as u16)
 }
 
 #[cfg(test)]
@@ -430,16 +453,23 @@ mod tests {
         f[26..30].copy_from_slice(&[192, 0, 2, 1]);
         f[30..34].copy_from_slice(&GROUP_V4);
         f[34..46].copy_from_slice(&[0x31, 51, 100, 1, 0, 100, 0, 0, 192, 0, 2, 100]);
+        seal(&mut f);
+        f
+    }
+
+    /// Writes the v3 checksum (with the pseudo-header) of an IPv4 frame with a 20-byte
+    /// header.
+    fn seal(f: &mut [u8]) {
+        f[40..42].copy_from_slice(&[0, 0]);
         let mut sum: u32 = 0;
-        for w in f[26..34].chunks(2).chain(f[34..46].chunks(2)) {
+        for w in f[26..34].chunks(2).chain(f[34..].chunks(2)) {
             sum += u16::from_be_bytes([w[0], w[1]]) as u32;
         }
-        sum += 12 + 112;
+        sum += (f.len() - 34) as u32 + 112;
         while sum >> 16 != 0 {
             sum = (sum & 0xffff) + (sum >> 16);
         }
         f[40..42].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-        f
     }
 
     fn judge(f: &[u8], watch: Option<&WatchEntry>) -> Verdict {
@@ -503,6 +533,57 @@ mod tests {
         let mut f = frame();
         f[29] = 2; // another source: the same VRRP bytes no longer sum right
         assert_eq!(judge(&f, Some(&V3)), Verdict::Checksum);
+    }
+
+    /// keepalived's `v3_checksum_as_v2`: the same advert with the checksum over the
+    /// message alone.
+    fn frame_as_v2() -> [u8; 46] {
+        let mut f = frame();
+        f[40..42].copy_from_slice(&[0, 0]);
+        let mut sum: u32 = 0;
+        for w in f[34..46].chunks(2) {
+            sum += u16::from_be_bytes([w[0], w[1]]) as u32;
+        }
+        while sum >> 16 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        f[40..42].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn v3_checksum_as_v2_accepts_both_checksum_styles_whatever_the_local_setting() {
+        let csum_as_v2 = WatchEntry {
+            flags: WATCH_V3_CSUM_AS_V2,
+            ..V3
+        };
+        for w in [&V3, &csum_as_v2] {
+            assert_eq!(judge(&frame(), Some(w)), Verdict::Accept, "{w:?}");
+            assert_eq!(judge(&frame_as_v2(), Some(w)), Verdict::Accept, "{w:?}");
+        }
+        let mut bad = frame_as_v2();
+        bad[41] ^= 1;
+        assert_eq!(judge(&bad, Some(&V3)), Verdict::Checksum);
+    }
+
+    #[test]
+    fn rfc5798_5_2_5_an_address_count_of_zero_is_rejected() {
+        // The same advert without its address: 8 bytes of VRRP, count 0.
+        let mut f = [0u8; 42];
+        f[..42].copy_from_slice(&frame()[..42]);
+        f[16..18].copy_from_slice(&28u16.to_be_bytes());
+        f[37] = 0;
+        seal(&mut f);
+        assert_eq!(judge(&f, Some(&V3)), Verdict::Count);
+    }
+
+    #[test]
+    fn rfc5798_5_2_7_an_advert_interval_of_zero_is_rejected() {
+        let mut f = frame();
+        f[38..40].copy_from_slice(&[0, 0]);
+        seal(&mut f);
+        assert_eq!(judge(&f, Some(&V3)), Verdict::Interval);
+        assert_eq!(judge(&f, None), Verdict::Interval);
     }
 
     #[test]
