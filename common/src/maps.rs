@@ -67,8 +67,10 @@ pub struct VridStats {
     /// 1 when the last advert's report was lost: the next advert is reported whatever
     /// it says.
     pub unreported: u8,
+    /// The watch entry's `epoch` when the last advert was recorded.
+    pub last_epoch: u8,
     /// Reserved, zero.
-    pub _pad: [u8; 6],
+    pub _pad: [u8; 5],
 }
 
 const _: () = assert!(core::mem::size_of::<VridStats>() == 80);

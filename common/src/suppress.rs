@@ -13,8 +13,9 @@
 //! in a [`VridStats`] and reports an advert only when [`decide`] says
 //! [`Fate::Report`]: its source, priority, interval, version or address count differs
 //! from the last one; it is priority 0; it ends a silence of more than two intervals; it
-//! is the first; or the agent asked for every advert ([`WATCH_REPORT_ALL`], set while
-//! Master). Everything else is [`Fate::Quiet`]: the state's arrival time moves on and the
+//! is the first; the agent asked for the next one (by changing the watch entry's
+//! `epoch`, when a router starts listening); or the agent asked for every advert
+//! ([`WATCH_REPORT_ALL`], set while Master). Everything else is [`Fate::Quiet`]: the state's arrival time moves on and the
 //! agent sleeps.
 //!
 //! The state always records the last valid advert ([`commit`]), reported or not. When a
@@ -31,7 +32,7 @@
 
 use crate::event::AdvertEvent;
 use crate::maps::VridStats;
-use crate::validate::{Advert, Verdict, WATCH_DROP_LOWER, WATCH_REPORT_ALL};
+use crate::validate::{Advert, Verdict, WATCH_DROP_LOWER, WATCH_REPORT_ALL, WatchEntry};
 
 /// What becomes of a valid advert for a watched VRID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,9 +57,10 @@ pub fn interval_ns(version: u8, interval: u16) -> u64 {
 }
 
 /// Decides the fate of a valid advert `a` arriving at `ts` (ns) for a VRID whose state is
-/// `s`, under the watch entry's `flags` and local priority `local`.
+/// `s`, under its watch entry `w`.
 #[inline(always)]
-pub fn decide(s: &VridStats, a: &Advert, ts: u64, flags: u8, local: u8) -> Fate {
+pub fn decide(s: &VridStats, a: &Advert, ts: u64, w: &WatchEntry) -> Fate {
+    let (flags, local) = (w.flags, w.priority);
     let all = flags & WATCH_REPORT_ALL != 0;
     // RFC 5798 §6.4.2: a preempting Backup discards adverts below its own priority
     // (priority 0 is a goodbye, never below anyone).
@@ -70,7 +72,8 @@ pub fn decide(s: &VridStats, a: &Advert, ts: u64, flags: u8, local: u8) -> Fate 
         || s.last_interval != a.interval
         || s.last_version != a.version
         || s.last_addr_count != a.addr_count
-        || s.unreported != 0;
+        || s.unreported != 0
+        || s.last_epoch != w.epoch;
     let silence = ts.saturating_sub(s.last_ns) > 2 * interval_ns(a.version, a.interval);
     if all || changed || silence || a.priority == 0 || s.last_ns == 0 {
         Fate::Report
@@ -79,10 +82,12 @@ pub fn decide(s: &VridStats, a: &Advert, ts: u64, flags: u8, local: u8) -> Fate 
     }
 }
 
-/// Makes `a`, arrived at `ts`, the VRID's last advert. `digest` is the address digest
-/// when it was computed (for a report); a quiet repeat keeps the one before.
+/// Makes `a`, arrived at `ts` under watch epoch `epoch`, the VRID's last advert.
+/// `digest` is the address digest when it was computed (for a report); a quiet repeat
+/// keeps the one before.
 #[inline(always)]
-pub fn commit(s: &mut VridStats, a: &Advert, ts: u64, digest: Option<u32>) {
+pub fn commit(s: &mut VridStats, a: &Advert, ts: u64, epoch: u8, digest: Option<u32>) {
+    s.last_epoch = epoch;
     s.last_ns = ts;
     s.last_src = a.src;
     s.last_priority = a.priority;
@@ -102,27 +107,33 @@ pub fn judge(
     a: &Advert,
     verdict: Verdict,
     ts: u64,
-    flags: u8,
-    local: u8,
+    w: &WatchEntry,
 ) -> Option<Fate> {
     if verdict != Verdict::Accept {
         s.dropped += 1;
         return None;
     }
     s.received += 1;
-    Some(decide(s, a, ts, flags, local))
+    Some(decide(s, a, ts, w))
 }
 
 /// Second half: after a report was attempted, `written` is the address digest the
 /// written record carried, or `None` when the ring buffer was full.
 #[inline(always)]
-pub fn settle(s: &mut VridStats, a: &Advert, ts: u64, fate: Option<Fate>, written: Option<u32>) {
+pub fn settle(
+    s: &mut VridStats,
+    a: &Advert,
+    ts: u64,
+    w: &WatchEntry,
+    fate: Option<Fate>,
+    written: Option<u32>,
+) {
     match fate {
         None => {}
         Some(Fate::Ignore) => s.ignored += 1,
-        Some(Fate::Quiet) => commit(s, a, ts, None),
+        Some(Fate::Quiet) => commit(s, a, ts, w.epoch, None),
         Some(Fate::Report) => {
-            commit(s, a, ts, written);
+            commit(s, a, ts, w.epoch, written);
             match written {
                 Some(_) => {
                     s.reported += 1;
@@ -145,17 +156,16 @@ pub fn track<E: FnOnce() -> Option<u32>>(
     a: &Advert,
     verdict: Verdict,
     ts: u64,
-    flags: u8,
-    local: u8,
+    w: &WatchEntry,
     emit: E,
 ) -> Option<Fate> {
-    let fate = judge(s, a, verdict, ts, flags, local);
+    let fate = judge(s, a, verdict, ts, w);
     let written = if fate == Some(Fate::Report) {
         emit()
     } else {
         None
     };
-    settle(s, a, ts, fate, written);
+    settle(s, a, ts, w, fate, written);
     fate
 }
 
@@ -207,28 +217,43 @@ mod tests {
 
     fn seen(a: &Advert, ts: u64) -> VridStats {
         let mut s = VridStats::default();
-        commit(&mut s, a, ts, Some(7));
+        commit(&mut s, a, ts, 0, Some(7));
         s
+    }
+
+    fn watch(flags: u8, priority: u8) -> WatchEntry {
+        WatchEntry {
+            version: 3,
+            flags,
+            priority,
+            ..WatchEntry::default()
+        }
     }
 
     #[test]
     fn the_first_advert_is_reported() {
         let a = advert(1, 100);
-        assert_eq!(decide(&VridStats::default(), &a, SEC, 0, 150), Fate::Report);
+        assert_eq!(
+            decide(&VridStats::default(), &a, SEC, &watch(0, 150)),
+            Fate::Report
+        );
     }
 
     #[test]
     fn a_repeat_within_two_intervals_is_quiet() {
         let a = advert(1, 100);
         let s = seen(&a, SEC);
-        assert_eq!(decide(&s, &a, SEC + 2 * SEC, 0, 50), Fate::Quiet);
+        assert_eq!(decide(&s, &a, SEC + 2 * SEC, &watch(0, 50)), Fate::Quiet);
     }
 
     #[test]
     fn a_repeat_after_more_than_two_intervals_of_silence_is_reported() {
         let a = advert(1, 100);
         let s = seen(&a, SEC);
-        assert_eq!(decide(&s, &a, SEC + 2 * SEC + 1, 0, 50), Fate::Report);
+        assert_eq!(
+            decide(&s, &a, SEC + 2 * SEC + 1, &watch(0, 50)),
+            Fate::Report
+        );
     }
 
     #[test]
@@ -242,15 +267,30 @@ mod tests {
         other[3].version = 2;
         other[4].addr_count = 2;
         for b in &other {
-            assert_eq!(decide(&s, b, SEC + 1, 0, 50), Fate::Report, "{b:?}");
+            assert_eq!(decide(&s, b, SEC + 1, &watch(0, 50)), Fate::Report, "{b:?}");
         }
+    }
+
+    #[test]
+    fn a_new_epoch_reports_the_next_repeat() {
+        let a = advert(1, 100);
+        let s = seen(&a, SEC);
+        let mut w = watch(0, 50);
+        w.epoch = 1;
+        assert_eq!(decide(&s, &a, SEC + 1, &w), Fate::Report);
+        let mut s2 = s;
+        settle(&mut s2, &a, SEC + 1, &w, Some(Fate::Report), Some(7));
+        assert_eq!(decide(&s2, &a, SEC + 2, &w), Fate::Quiet);
     }
 
     #[test]
     fn priority_zero_is_always_reported() {
         let a = advert(1, 0);
         let s = seen(&a, SEC);
-        assert_eq!(decide(&s, &a, SEC + 1, WATCH_DROP_LOWER, 150), Fate::Report);
+        assert_eq!(
+            decide(&s, &a, SEC + 1, &watch(WATCH_DROP_LOWER, 150)),
+            Fate::Report
+        );
     }
 
     #[test]
@@ -258,17 +298,23 @@ mod tests {
         let a = advert(1, 100);
         let s = seen(&a, SEC);
         let flags = WATCH_REPORT_ALL | WATCH_DROP_LOWER;
-        assert_eq!(decide(&s, &a, SEC + 1, flags, 150), Fate::Report);
+        assert_eq!(decide(&s, &a, SEC + 1, &watch(flags, 150)), Fate::Report);
     }
 
     #[test]
     fn drop_lower_ignores_only_adverts_below_the_local_priority() {
         let a = advert(1, 100);
         let s = seen(&a, SEC);
-        assert_eq!(decide(&s, &a, SEC + 1, WATCH_DROP_LOWER, 150), Fate::Ignore);
-        assert_eq!(decide(&s, &a, SEC + 1, WATCH_DROP_LOWER, 100), Fate::Quiet);
+        assert_eq!(
+            decide(&s, &a, SEC + 1, &watch(WATCH_DROP_LOWER, 150)),
+            Fate::Ignore
+        );
+        assert_eq!(
+            decide(&s, &a, SEC + 1, &watch(WATCH_DROP_LOWER, 100)),
+            Fate::Quiet
+        );
         // Without the flag (preempt off, or a preempt delay running) it is heard.
-        assert_eq!(decide(&s, &a, SEC + 1, 0, 150), Fate::Quiet);
+        assert_eq!(decide(&s, &a, SEC + 1, &watch(0, 150)), Fate::Quiet);
     }
 
     #[test]
@@ -278,18 +324,28 @@ mod tests {
         // The ring is full: the report is lost, but the state records the advert (the
         // agent re-reads it) and marks it, so the next advert is news again.
         assert_eq!(
-            track(&mut s, &a, Verdict::Accept, SEC, 0, 50, || None),
+            track(&mut s, &a, Verdict::Accept, SEC, &watch(0, 50), || None),
             Some(Fate::Report)
         );
         assert_eq!((s.received, s.reported, s.lost, s.last_ns), (1, 0, 1, SEC));
         assert_eq!((s.unreported, s.last_priority), (1, 100));
         assert_eq!(
-            track(&mut s, &a, Verdict::Accept, SEC + 1, 0, 50, || Some(7)),
+            track(
+                &mut s,
+                &a,
+                Verdict::Accept,
+                SEC + 1,
+                &watch(0, 50),
+                || Some(7)
+            ),
             Some(Fate::Report)
         );
-        assert_eq!((s.reported, s.last_ns, s.last_digest, s.unreported), (1, SEC + 1, 7, 0));
         assert_eq!(
-            track(&mut s, &a, Verdict::Accept, SEC + 2, 0, 50, || {
+            (s.reported, s.last_ns, s.last_digest, s.unreported),
+            (1, SEC + 1, 7, 0)
+        );
+        assert_eq!(
+            track(&mut s, &a, Verdict::Accept, SEC + 2, &watch(0, 50), || {
                 panic!("a repeat is not emitted")
             }),
             Some(Fate::Quiet)
@@ -302,15 +358,21 @@ mod tests {
                 &low,
                 Verdict::Accept,
                 SEC + 3,
-                WATCH_DROP_LOWER,
-                50,
+                &watch(WATCH_DROP_LOWER, 50),
                 || Some(7)
             ),
             Some(Fate::Ignore)
         );
         assert_eq!((s.ignored, s.last_ns, s.last_priority), (1, SEC + 2, 100));
         assert_eq!(
-            track(&mut s, &a, Verdict::Checksum, SEC + 4, 0, 50, || Some(7)),
+            track(
+                &mut s,
+                &a,
+                Verdict::Checksum,
+                SEC + 4,
+                &watch(0, 50),
+                || Some(7)
+            ),
             None
         );
         assert_eq!((s.dropped, s.received), (1, 4));

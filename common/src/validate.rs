@@ -127,8 +127,11 @@ pub struct WatchEntry {
     /// The local effective priority: with `WATCH_DROP_LOWER`, adverts below it are
     /// ignored (RFC 5798 §6.4.2).
     pub priority: u8,
+    /// Changed by the agent when it wants the next advert reported whatever it says
+    /// (a router that starts listening must learn its master's interval).
+    pub epoch: u8,
     /// Reserved, zero.
-    pub _pad: [u8; 4],
+    pub _pad: [u8; 3],
     /// v2 simple password, zero padded.
     pub auth: [u8; 8],
 }
@@ -486,7 +489,8 @@ mod tests {
         auth_type: 0,
         flags: 0,
         priority: 100,
-        _pad: [0; 4],
+        epoch: 0,
+        _pad: [0; 3],
         auth: [0; 8],
     };
 

@@ -114,16 +114,16 @@ fn judge(ctx: &XdpContext) -> u32 {
     let mut tracked = None;
     if let Some(w) = entry {
         // SAFETY: as above.
-        let (flags, local) = unsafe { ((*w).flags, (*w).priority) };
+        let w = unsafe { &*w };
         // Created by the agent together with the `watch` entry.
         match VRID_STATS.get_ptr_mut(&key) {
             Some(stats) => {
                 // SAFETY: a map value pointer, valid for this program run; racing writers
                 // on other CPUs can only make the state approximate, and the agent
                 // re-reads it (see `suppress`).
-                let fate = suppress::judge(unsafe { &mut *stats }, a, verdict, ts, flags, local);
+                let fate = suppress::judge(unsafe { &mut *stats }, a, verdict, ts, w);
                 report |= fate == Some(suppress::Fate::Report);
-                tracked = Some((stats, fate));
+                tracked = Some((stats, w, fate));
             }
             None => report |= verdict == Verdict::Accept,
         }
@@ -139,9 +139,9 @@ fn judge(ctx: &XdpContext) -> u32 {
     } else {
         None
     };
-    if let Some((stats, fate)) = tracked {
+    if let Some((stats, w, fate)) = tracked {
         // SAFETY: as above.
-        suppress::settle(unsafe { &mut *stats }, a, ts, fate, written);
+        suppress::settle(unsafe { &mut *stats }, a, ts, w, fate, written);
     }
     if verdict.passes() {
         xdp_action::XDP_PASS
