@@ -60,7 +60,8 @@ pub struct VridStats {
     /// Valid adverts below the local priority that a preempting Backup ignores
     /// (RFC 5798 §6.4.2): low-priority noise never wakes the agent.
     pub ignored: u64,
-    /// Reports that could not be written (ring buffer full).
+    /// Reports that could not be written (ring buffer full), and repeats recorded over
+    /// another CPU's report.
     pub lost: u64,
     /// Address count of the last valid advert.
     pub last_addr_count: u8,
@@ -71,9 +72,12 @@ pub struct VridStats {
     pub last_epoch: u8,
     /// Reserved, zero.
     pub _pad: [u8; 5],
+    /// Arrival time of the first advert of the current run: the same source, priority,
+    /// interval, version and address count as the last one, under the same watch epoch.
+    pub first_ns: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<VridStats>() == 80);
+const _: () = assert!(core::mem::size_of::<VridStats>() == 88);
 
 /// Verdict counters of one interface, one field per [`crate::Verdict`] in its order.
 #[repr(C)]

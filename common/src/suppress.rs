@@ -67,13 +67,7 @@ pub fn decide(s: &VridStats, a: &Advert, ts: u64, w: &WatchEntry) -> Fate {
     if !all && flags & WATCH_DROP_LOWER != 0 && a.priority != 0 && a.priority < local {
         return Fate::Ignore;
     }
-    let changed = s.last_src != a.src
-        || s.last_priority != a.priority
-        || s.last_interval != a.interval
-        || s.last_version != a.version
-        || s.last_addr_count != a.addr_count
-        || s.unreported != 0
-        || s.last_epoch != w.epoch;
+    let changed = !same_run(s, a) || s.unreported != 0 || s.last_epoch != w.epoch;
     let silence = ts.saturating_sub(s.last_ns) > 2 * interval_ns(a.version, a.interval);
     if all || changed || silence || a.priority == 0 || s.last_ns == 0 {
         Fate::Report
@@ -82,11 +76,25 @@ pub fn decide(s: &VridStats, a: &Advert, ts: u64, w: &WatchEntry) -> Fate {
     }
 }
 
+/// Whether `a` says what the state's last advert said (a repeat).
+#[inline(always)]
+pub fn same_run(s: &VridStats, a: &Advert) -> bool {
+    s.last_src == a.src
+        && s.last_priority == a.priority
+        && s.last_interval == a.interval
+        && s.last_version == a.version
+        && s.last_addr_count == a.addr_count
+}
+
 /// Makes `a`, arrived at `ts` under watch epoch `epoch`, the VRID's last advert.
 /// `digest` is the address digest when it was computed (for a report); a quiet repeat
 /// keeps the one before.
 #[inline(always)]
 pub fn commit(s: &mut VridStats, a: &Advert, ts: u64, epoch: u8, digest: Option<u32>) {
+    // A new epoch starts a new run: the agent asked to hear from here on.
+    if s.last_ns == 0 || !same_run(s, a) || s.last_epoch != epoch {
+        s.first_ns = ts;
+    }
     s.last_epoch = epoch;
     s.last_ns = ts;
     s.last_src = a.src;
@@ -131,7 +139,15 @@ pub fn settle(
     match fate {
         None => {}
         Some(Fate::Ignore) => s.ignored += 1,
-        Some(Fate::Quiet) => commit(s, a, ts, w.epoch, None),
+        Some(Fate::Quiet) => {
+            // Another CPU recorded another advert since this one was judged a repeat:
+            // the agent heard of that one, not of this; count it lost.
+            if !same_run(s, a) {
+                s.lost += 1;
+                s.unreported = 1;
+            }
+            commit(s, a, ts, w.epoch, None);
+        }
         Some(Fate::Report) => {
             commit(s, a, ts, w.epoch, written);
             match written {
@@ -351,6 +367,8 @@ mod tests {
             Some(Fate::Quiet)
         );
         assert_eq!((s.received, s.last_ns, s.last_digest), (3, SEC + 2, 7));
+        // The run of identical adverts began with the first one.
+        assert_eq!(s.first_ns, SEC);
         let low = advert(1, 10);
         assert_eq!(
             track(
@@ -376,6 +394,23 @@ mod tests {
             None
         );
         assert_eq!((s.dropped, s.received), (1, 4));
+    }
+
+    #[test]
+    fn a_repeat_overtaken_by_another_cpu_is_counted_lost() {
+        let (a, b) = (advert(1, 100), advert(2, 200));
+        let w = watch(0, 50);
+        let mut s = seen(&a, SEC);
+        // Both CPUs read the state (a's); b is news, a a repeat.
+        let fa = judge(&mut s, &a, Verdict::Accept, SEC + 1, &w);
+        let fb = judge(&mut s, &b, Verdict::Accept, SEC + 1, &w);
+        assert_eq!((fa, fb), (Some(Fate::Quiet), Some(Fate::Report)));
+        // b's report is written first, then a's repeat is recorded over it.
+        settle(&mut s, &b, SEC + 1, &w, fb, Some(7));
+        settle(&mut s, &a, SEC + 1, &w, fa, None);
+        assert_eq!((s.lost, s.unreported, s.last_src[3]), (1, 1, 1));
+        // So a's next advert is reported.
+        assert_eq!(decide(&s, &a, SEC + 2, &w), Fate::Report);
     }
 
     #[test]

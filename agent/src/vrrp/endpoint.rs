@@ -151,6 +151,8 @@ struct Member {
     state: VridStats,
     /// Arrival time of the newest advert handed to the router (ns).
     fed_ns: u64,
+    /// What that advert said: source, priority, interval.
+    fed_what: Option<(IpAddr, u8, Duration)>,
     /// Adverts handed to the router from the datapath (reports, not re-feeds).
     fed: u64,
     /// The watch entry's epoch: changed to have the next advert reported.
@@ -333,6 +335,7 @@ impl Endpoint {
             watched: base,
             state: VridStats::default(),
             fed_ns: 0,
+            fed_what: None,
             fed: 0,
             epoch: 0,
         };
@@ -590,7 +593,10 @@ impl Endpoint {
         let (priority, interval) = (advert.priority, advert.interval);
         let at = Instant::from_nanos(ts_ns);
         m.router.handle(at, Input::Advert { source, advert });
-        m.fed_ns = m.fed_ns.max(ts_ns);
+        if ts_ns >= m.fed_ns {
+            m.fed_ns = ts_ns;
+            m.fed_what = Some((source, priority, interval));
+        }
         if fresh {
             m.fed += 1;
         }
@@ -632,8 +638,17 @@ impl Endpoint {
         // Built from the state's own source, priority and interval, not from the last
         // report: a report lost to a full ring, or raced by another CPU, must not make
         // the Backup believe the wrong master.
+        let source = address_of(key.family, &s.last_src);
+        let what = (
+            source,
+            s.last_priority,
+            interval_of(s.last_version, s.last_interval),
+        );
+        // Newer than what the router heard; or as new, but another advert (two arrived
+        // at once, and the one the state kept was not the one reported).
+        let newer = s.last_ns > m.fed_ns || (s.last_ns == m.fed_ns && m.fed_what != Some(what));
         if m.router.state() == State::Backup
-            && s.last_ns > m.fed_ns
+            && newer
             && s.last_ns <= now.as_nanos()
             && s.last_version != 0
         {
@@ -644,13 +659,26 @@ impl Endpoint {
                 s.last_addr_count,
                 s.last_digest,
             );
-            self.feed(
-                key,
-                s.last_ns,
-                address_of(key.family, &s.last_src),
-                advert,
-                false,
-            );
+            // The first of the run too, if its report was lost: a preempt delay starts
+            // from it.
+            if s.first_ns > m.fed_ns && s.first_ns < s.last_ns {
+                self.feed(key, s.first_ns, source, advert.clone(), false);
+                // And if that delay ended before the last one arrived, repeats arrived
+                // while it ran that nobody recorded: take one at its last instant, so
+                // the timer runs late rather than early.
+                let end = self
+                    .members
+                    .get(&key)
+                    .and_then(|m| m.router.preempt_delay_until())
+                    .map(|u| u.as_nanos().saturating_sub(1));
+                if let Some(end) = end
+                    && end > s.first_ns
+                    && end < s.last_ns
+                {
+                    self.feed(key, end, source, advert.clone(), false);
+                }
+            }
+            self.feed(key, s.last_ns, source, advert, false);
         }
     }
 }
