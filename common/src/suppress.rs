@@ -125,8 +125,18 @@ pub fn judge(
     Some(decide(s, a, ts, w))
 }
 
-/// Second half: after a report was attempted, `written` is the address digest the
-/// written record carried, or `None` when the ring buffer was full.
+/// What became of a report: the address digest it carried, and whether the ring buffer
+/// took it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// [`crate::validate::address_digest`] of the advert.
+    pub digest: u32,
+    /// False when the ring buffer was full.
+    pub written: bool,
+}
+
+/// Second half: records the advert after a report was attempted (`attempt`, for a
+/// [`Fate::Report`]).
 #[inline(always)]
 pub fn settle(
     s: &mut VridStats,
@@ -134,7 +144,7 @@ pub fn settle(
     ts: u64,
     w: &WatchEntry,
     fate: Option<Fate>,
-    written: Option<u32>,
+    attempt: Option<Attempt>,
 ) {
     match fate {
         None => {}
@@ -149,25 +159,22 @@ pub fn settle(
             commit(s, a, ts, w.epoch, None);
         }
         Some(Fate::Report) => {
-            commit(s, a, ts, w.epoch, written);
-            match written {
-                Some(_) => {
-                    s.reported += 1;
-                    s.unreported = 0;
-                }
-                None => {
-                    s.lost += 1;
-                    s.unreported = 1;
-                }
+            // The digest is recorded even when the report is lost: the agent re-reads it.
+            commit(s, a, ts, w.epoch, attempt.map(|t| t.digest));
+            if attempt.is_some_and(|t| t.written) {
+                s.reported += 1;
+                s.unreported = 0;
+            } else {
+                s.lost += 1;
+                s.unreported = 1;
             }
         }
     }
 }
 
-/// Both halves around `emit`, which writes the record and returns the address digest it
-/// carried, or `None` when it could not be written.
+/// Both halves around `emit`, which writes the record and says what became of it.
 #[inline(always)]
-pub fn track<E: FnOnce() -> Option<u32>>(
+pub fn track<E: FnOnce() -> Attempt>(
     s: &mut VridStats,
     a: &Advert,
     verdict: Verdict,
@@ -176,12 +183,8 @@ pub fn track<E: FnOnce() -> Option<u32>>(
     emit: E,
 ) -> Option<Fate> {
     let fate = judge(s, a, verdict, ts, w);
-    let written = if fate == Some(Fate::Report) {
-        emit()
-    } else {
-        None
-    };
-    settle(s, a, ts, w, fate, written);
+    let attempt = (fate == Some(Fate::Report)).then(emit);
+    settle(s, a, ts, w, fate, attempt);
     fate
 }
 
@@ -295,7 +298,11 @@ mod tests {
         w.epoch = 1;
         assert_eq!(decide(&s, &a, SEC + 1, &w), Fate::Report);
         let mut s2 = s;
-        settle(&mut s2, &a, SEC + 1, &w, Some(Fate::Report), Some(7));
+        let ok = Attempt {
+            digest: 7,
+            written: true,
+        };
+        settle(&mut s2, &a, SEC + 1, &w, Some(Fate::Report), Some(ok));
         assert_eq!(decide(&s2, &a, SEC + 2, &w), Fate::Quiet);
     }
 
@@ -340,20 +347,23 @@ mod tests {
         // The ring is full: the report is lost, but the state records the advert (the
         // agent re-reads it) and marks it, so the next advert is news again.
         assert_eq!(
-            track(&mut s, &a, Verdict::Accept, SEC, &watch(0, 50), || None),
+            track(&mut s, &a, Verdict::Accept, SEC, &watch(0, 50), || {
+                Attempt {
+                    digest: 7,
+                    written: false,
+                }
+            }),
             Some(Fate::Report)
         );
         assert_eq!((s.received, s.reported, s.lost, s.last_ns), (1, 0, 1, SEC));
-        assert_eq!((s.unreported, s.last_priority), (1, 100));
+        assert_eq!((s.unreported, s.last_priority, s.last_digest), (1, 100, 7));
         assert_eq!(
-            track(
-                &mut s,
-                &a,
-                Verdict::Accept,
-                SEC + 1,
-                &watch(0, 50),
-                || Some(7)
-            ),
+            track(&mut s, &a, Verdict::Accept, SEC + 1, &watch(0, 50), || {
+                Attempt {
+                    digest: 7,
+                    written: true,
+                }
+            }),
             Some(Fate::Report)
         );
         assert_eq!(
@@ -377,7 +387,10 @@ mod tests {
                 Verdict::Accept,
                 SEC + 3,
                 &watch(WATCH_DROP_LOWER, 50),
-                || Some(7)
+                || Attempt {
+                    digest: 7,
+                    written: true
+                }
             ),
             Some(Fate::Ignore)
         );
@@ -389,7 +402,10 @@ mod tests {
                 Verdict::Checksum,
                 SEC + 4,
                 &watch(0, 50),
-                || Some(7)
+                || Attempt {
+                    digest: 7,
+                    written: true
+                }
             ),
             None
         );
@@ -406,7 +422,11 @@ mod tests {
         let fb = judge(&mut s, &b, Verdict::Accept, SEC + 1, &w);
         assert_eq!((fa, fb), (Some(Fate::Quiet), Some(Fate::Report)));
         // b's report is written first, then a's repeat is recorded over it.
-        settle(&mut s, &b, SEC + 1, &w, fb, Some(7));
+        let ok = Attempt {
+            digest: 7,
+            written: true,
+        };
+        settle(&mut s, &b, SEC + 1, &w, fb, Some(ok));
         settle(&mut s, &a, SEC + 1, &w, fa, None);
         assert_eq!((s.lost, s.unreported, s.last_src[3]), (1, 1, 1));
         // So a's next advert is reported.

@@ -12,7 +12,7 @@
 //! per-VRID state becomes are `vigil_common::suppress`'s decisions (shared with the
 //! raw-socket path and the simulator; its module documentation is the contract). Here
 //! they are only wired to the maps: the state lives in `vrid_stats`, reports go to the
-//! `events` ring buffer, and the state is committed only once the report is written.
+//! `events` ring buffer, and a report the full ring refused is marked in the state.
 #![no_std]
 #![no_main]
 
@@ -129,19 +129,20 @@ fn judge(ctx: &XdpContext) -> u32 {
         }
     }
     // One place writes records, so the address loop is in the program once.
-    let written = if report {
+    let attempt = if report {
         let digest = if verdict.passes() {
             validate::address_digest(&frame, a).unwrap_or(0)
         } else {
             0
         };
-        emit(ts, ifindex, a, verdict, digest).then_some(digest)
+        let written = emit(ts, ifindex, a, verdict, digest);
+        Some(suppress::Attempt { digest, written })
     } else {
         None
     };
     if let Some((stats, w, fate)) = tracked {
         // SAFETY: as above.
-        suppress::settle(unsafe { &mut *stats }, a, ts, w, fate, written);
+        suppress::settle(unsafe { &mut *stats }, a, ts, w, fate, attempt);
     }
     if verdict.passes() {
         xdp_action::XDP_PASS

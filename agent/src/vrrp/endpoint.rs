@@ -566,7 +566,10 @@ impl Endpoint {
         let mut digest = 0;
         let fate = suppress::track(&mut m.state, &a, verdict, ts_ns, &w, || {
             digest = validate::address_digest(bytes, &a).unwrap_or(0);
-            Some(digest)
+            suppress::Attempt {
+                digest,
+                written: true,
+            }
         });
         if fate != Some(Fate::Report) {
             return None;

@@ -108,21 +108,22 @@ impl KernelModel {
             || (f.watched.is_some()
                 && !self.stats.contains_key(&f.key)
                 && f.verdict == Verdict::Accept);
-        let written = if report {
-            if self.ring.len() < self.capacity {
+        let attempt = report.then(|| {
+            let written = self.ring.len() < self.capacity;
+            if written {
                 let mut e = AdvertEvent::zeroed();
                 suppress::fill(&mut e, f.ts, f.ifindex, &f.advert, f.verdict, f.digest);
                 self.ring.push_back(e);
-                Some(f.digest)
             } else {
                 self.iface.entry(f.ifindex).or_default().ring_full += 1;
-                None
             }
-        } else {
-            None
-        };
+            suppress::Attempt {
+                digest: f.digest,
+                written,
+            }
+        });
         if let (Some(s), Some(w)) = (self.stats.get_mut(&f.key), f.watched) {
-            suppress::settle(s, &f.advert, f.ts, &w, f.fate, written);
+            suppress::settle(s, &f.advert, f.ts, &w, f.fate, attempt);
         }
     }
 
