@@ -429,6 +429,13 @@ async fn script_task(
         let (ok, last) = match &run_as {
             Ok(user) => {
                 let f = exec::run(&cmd, &[], *user, cfg.timeout).await;
+                if let exec::Outcome::Unavailable(e) = &f.outcome {
+                    // A check that could not run has no result: the standing stays as it
+                    // is, so the agent's own shortage (say, every file descriptor taken)
+                    // never lowers the priority and fails the node over.
+                    tracing::warn!(script = %name, "{cmd} not run, standing kept: {e}");
+                    continue;
+                }
                 exec::log_output(&who, &f.output, &mut log);
                 let text = f.outcome.to_string();
                 if matches!(f.outcome, exec::Outcome::TimedOut(_)) || text != last_outcome {

@@ -535,6 +535,10 @@ impl Instance {
                 "to": t.to.to_string(),
                 "reason": t.reason.to_string(),
                 "seconds_ago": now.saturating_duration_since(t.at).as_secs_f64(),
+                "unix_time": std::time::SystemTime::now()
+                    .checked_sub(now.saturating_duration_since(t.at))
+                    .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs_f64()),
             })
         });
         serde_json::json!({

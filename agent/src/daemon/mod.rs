@@ -49,7 +49,20 @@ struct Agent {
     owned: OwnedAddresses,
     tracker: Tracker,
     started: std::time::Instant,
+    /// Where the control socket, the address record and the SIGUSR dumps live.
+    runtime_dir: PathBuf,
+    /// Whether the last reload applied its file, and when it was tried.
+    last_reload: Option<(bool, std::time::SystemTime)>,
+    /// The last `STATUS=` line sent to systemd.
+    status_line: String,
 }
+
+/// A reload to apply: its sequence number, the file as read, and who asked for an answer.
+type LoadedConfig = (
+    u64,
+    Result<Config, config::ConfigError>,
+    Option<tokio::sync::oneshot::Sender<serde_json::Value>>,
+);
 
 /// How often the split-brain watch expires quiet peers and the seed's check looks for
 /// virtual addresses on a Backup's interfaces.
@@ -58,6 +71,7 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(path: &Path) -> Result<(), RunError> {
     let config = config::load(path)?;
+    raise_fd_limit();
     let netlink = Netlink::connect().map_err(anyhow::Error::from)?;
     if config.global.nonlocal_bind {
         for family in [sysctl::Family::Ipv4, sysctl::Family::Ipv6] {
@@ -80,6 +94,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let owned_path = runtime_dir.join(format!("{}.addresses", config.global.router_id));
     remove_leftovers(&netlink, &owned_path).await;
     let owned = OwnedAddresses::new(owned_path);
+    crate::panic::arm(&runtime_dir, &config.global.router_id);
 
     let mut instances = BTreeMap::new();
     let script_user = config.global.script_user.as_deref();
@@ -113,6 +128,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         owned,
         tracker,
         started: std::time::Instant::now(),
+        runtime_dir,
+        last_reload: None,
+        status_line: String::new(),
     };
     let now = clock::now();
     for inst in agent.instances.values_mut() {
@@ -132,7 +150,11 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
     let mut int = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
     let mut hup = signal(SignalKind::hangup()).map_err(anyhow::Error::from)?;
-    let (reload_tx, mut reload_rx) = mpsc::channel(4);
+    // keepalived's dump signals: without a handler their default action would kill the
+    // agent and leave its addresses behind.
+    let mut usr1 = signal(SignalKind::user_defined1()).map_err(anyhow::Error::from)?;
+    let mut usr2 = signal(SignalKind::user_defined2()).map_err(anyhow::Error::from)?;
+    let (reload_tx, mut reload_rx) = mpsc::channel::<LoadedConfig>(4);
     let (mut reload_gen, mut reload_applied) = (0u64, 0u64);
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -145,11 +167,13 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     });
     let timer = crate::timer::MonoTimer::new().map_err(anyhow::Error::from)?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    agent.notify_status();
     tracing::info!(
         instances = agent.instances.len(),
         datapath = %agent.receiver.describe(),
         "vigil running"
     );
+    let mut fatal = None;
 
     loop {
         let deadline = agent
@@ -174,15 +198,25 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                 match records {
                     Ok(records) => agent.dispatch(&records),
                     Err(e) => {
+                        // Exit 2, so that systemd restarts the agent: an agent that hears
+                        // nothing must not stay up, and must not look like a clean stop.
                         tracing::error!("receive path failed: {e:#}");
+                        fatal = Some(e.context("receive path failed"));
                         break;
                     }
                 }
             }
             _ = sleep => agent.timers(),
-            Some(reply) = ctl_rx.recv() => {
-                let _ = reply.send(agent.status());
-            }
+            Some(request) = ctl_rx.recv() => match request {
+                control::Request::Status(reply) => {
+                    let _ = reply.send(agent.status());
+                }
+                control::Request::Reload(reply) => {
+                    reload_gen += 1;
+                    start_reload(&agent.path, &reload_tx, reload_gen, Some(reply));
+                }
+                control::Request::Panic => panic!("panic requested over the control socket"),
+            },
             Some(event) = links.next() => agent.link(event),
             Some(event) = track_rx.recv() => {
                 if agent.tracker.apply(event) {
@@ -191,21 +225,29 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             }
             _ = housekeeping.tick() => agent.housekeeping().await,
             _ = hup.recv() => {
-                // Reading and validating the file happens off this task, so adverts
-                // and timers keep their pace during a reload; only the diff runs here.
                 reload_gen += 1;
-                let (path, tx, generation) = (agent.path.clone(), reload_tx.clone(), reload_gen);
-                tokio::task::spawn_blocking(move || {
-                    let _ = tx.blocking_send((generation, config::load(&path)));
-                });
+                start_reload(&agent.path, &reload_tx, reload_gen, None);
             }
-            Some((generation, loaded)) = reload_rx.recv() => {
-                // Two quick SIGHUPs may finish out of order: the newest read wins.
-                if generation > reload_applied {
+            Some((generation, loaded, reply)) = reload_rx.recv() => {
+                // Two quick reloads may finish out of order: the newest read wins.
+                let answer = if generation > reload_applied {
                     reload_applied = generation;
-                    agent.reload(loaded).await;
+                    agent.reload(loaded).await
+                } else {
+                    serde_json::json!({
+                        "applied": false,
+                        "error": "superseded by a newer reload",
+                    })
+                };
+                if generation == reload_gen {
+                    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(answer);
                 }
             }
+            _ = usr1.recv() => agent.dump("data", agent.status()),
+            _ = usr2.recv() => agent.dump("stats", agent.stats()),
             _ = watchdog_tick.tick() => {
                 if watchdog {
                     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
@@ -215,6 +257,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             _ = int.recv() => break,
         }
         agent.run_actions().await;
+        agent.notify_status();
     }
 
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
@@ -247,7 +290,44 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         m.abort();
     }
     let _ = std::fs::remove_file(&agent.config.global.control_socket);
-    Ok(())
+    crate::panic::disarm();
+    match fatal {
+        Some(e) => Err(RunError::Runtime(e)),
+        None => Ok(()),
+    }
+}
+
+/// Reads and validates the file off the agent's task, so adverts and timers keep their
+/// pace during a reload; only the diff runs on it. systemd hears RELOADING=1 now and
+/// READY=1 once the newest reload is applied or rejected.
+fn start_reload(
+    path: &Path,
+    tx: &mpsc::Sender<LoadedConfig>,
+    generation: u64,
+    reply: Option<tokio::sync::oneshot::Sender<serde_json::Value>>,
+) {
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
+    let (path, tx) = (path.to_owned(), tx.clone());
+    tokio::task::spawn_blocking(move || {
+        let _ = tx.blocking_send((generation, config::load(&path), reply));
+    });
+}
+
+/// Raises the soft limit on open files to the hard one: idle clients are capped, but
+/// scripts, sockets and maps for hundreds of instances still want more than the
+/// customary 1024.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a valid rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 /// Interfaces to attach to and the watch entries of every instance.
@@ -303,7 +383,7 @@ fn apply_verdict(inst: &mut Instance, v: Verdict, now: crate::vrrp::Instant) {
 }
 
 /// Removes the addresses a vigil that did not exit cleanly left behind.
-async fn remove_leftovers(netlink: &Netlink, path: &Path) {
+pub(crate) async fn remove_leftovers(netlink: &Netlink, path: &Path) {
     for a in OwnedAddresses::leftovers(path) {
         let Ok(iface) = netlink.interface(&a.interface).await else {
             continue;
@@ -449,11 +529,17 @@ impl Agent {
     fn status(&self) -> serde_json::Value {
         let now = clock::now();
         serde_json::json!({
+            "schema_version": control::STATUS_SCHEMA,
             "version": env!("CARGO_PKG_VERSION"),
             "router_id": self.config.global.router_id,
             "pid": std::process::id(),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "datapath": self.receiver.describe(),
+            "datapath_fallback": self.receiver.fallback(),
+            "last_reload": self.last_reload.map(|(success, at)| serde_json::json!({
+                "success": success,
+                "unix_time": unix_time(at),
+            })),
             "datapath_counters": self.receiver.counters(),
             "config": self.path.display().to_string(),
             "instances": self.instances.values().map(|i| {
@@ -464,22 +550,126 @@ impl Agent {
         })
     }
 
-    /// SIGHUP: unchanged instances keep state, timers and addresses; changed ones are
-    /// rebuilt; removed ones release; new ones start in Backup. A bad file changes nothing.
-    async fn reload(&mut self, loaded: Result<Config, config::ConfigError>) {
+    /// Counters only (SIGUSR2), as keepalived's stats file has them.
+    fn stats(&self) -> serde_json::Value {
+        let status = self.status();
+        serde_json::json!({
+            "schema_version": control::STATUS_SCHEMA,
+            "router_id": status["router_id"],
+            "uptime_seconds": status["uptime_seconds"],
+            "datapath": status["datapath"],
+            "datapath_counters": status["datapath_counters"],
+            "instances": status["instances"].as_array().into_iter().flatten().map(|i| serde_json::json!({
+                "instance": i["instance"],
+                "state": i["state"],
+                "adverts_rx": i["adverts_rx"],
+                "adverts_tx": i["adverts_tx"],
+                "transitions": i["transitions"],
+                "split_brain_adverts": i["split_brain_adverts"],
+                "removed_while_backup": i["removed_while_backup"],
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Writes `<runtime dir>/<router_id>.<what>` (mode 0600) for SIGUSR1 / SIGUSR2.
+    fn dump(&self, what: &str, value: serde_json::Value) {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self
+            .runtime_dir
+            .join(format!("{}.{what}", self.config.global.router_id));
+        let result = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| {
+                let text = serde_json::to_string_pretty(&value).map_err(std::io::Error::other)?;
+                f.write_all(text.as_bytes())?;
+                f.write_all(b"\n")
+            });
+        match result {
+            Ok(()) => tracing::info!(path = %path.display(), "{what} written"),
+            Err(e) => tracing::warn!(path = %path.display(), "cannot write {what}: {e}"),
+        }
+    }
+
+    /// Tells systemd a one-line summary (`systemctl status` shows it) when it changed.
+    fn notify_status(&mut self) {
+        let mut counts: BTreeMap<State, usize> = BTreeMap::new();
+        for inst in self.instances.values() {
+            *counts.entry(inst.router.state()).or_default() += 1;
+        }
+        let states: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        let mut line = format!(
+            "{} instance(s): {}; datapath {}",
+            self.instances.len(),
+            if states.is_empty() {
+                "none".to_owned()
+            } else {
+                states.join(", ")
+            },
+            self.receiver.describe()
+        );
+        if let Some(why) = self.receiver.fallback() {
+            line.push_str(&format!(": {why}"));
+        }
+        let line = line.replace('\n', " ");
+        if line != self.status_line {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&line)]);
+            self.status_line = line;
+        }
+    }
+
+    /// A reload (SIGHUP, `vigil reload`): unchanged instances keep state, timers and
+    /// addresses; changed ones are rebuilt; removed ones release; new ones start in
+    /// Backup. A bad file changes nothing. Returns what happened, for `vigil reload`.
+    async fn reload(&mut self, loaded: Result<Config, config::ConfigError>) -> serde_json::Value {
         let started = std::time::Instant::now();
         let new = match loaded {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("reload rejected, running configuration kept:\n{e}");
-                return;
+                self.last_reload = Some((false, std::time::SystemTime::now()));
+                return serde_json::json!({
+                    "applied": false,
+                    "config": self.path.display().to_string(),
+                    "error": e.to_string(),
+                });
             }
         };
+        let mut warnings = Vec::new();
+        let removed: Vec<String> = self
+            .instances
+            .keys()
+            .filter(|n| !new.instances.contains_key(*n))
+            .cloned()
+            .collect();
+        let changed: Vec<String> = self
+            .instances
+            .iter()
+            .filter(|(n, i)| new.instances.get(*n).is_some_and(|c| *c != i.cfg))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let unchanged: Vec<String> = self
+            .instances
+            .iter()
+            .filter(|(n, i)| new.instances.get(*n) == Some(&i.cfg))
+            .map(|(n, _)| n.clone())
+            .collect();
+        let added_names: Vec<String> = new
+            .instances
+            .keys()
+            .filter(|n| !self.instances.contains_key(*n))
+            .cloned()
+            .collect();
         // Scripts and files first: unchanged ones keep their task and standing, so the
         // verdicts of unchanged instances stay as they are.
         self.tracker.configure(&new);
         if new.global != self.config.global {
             tracing::warn!("reload: [global] changes take effect at the next restart");
+            warnings.push("[global] changes take effect at the next restart".to_owned());
         }
         let now = clock::now();
         let mut stop = Vec::new();
@@ -520,7 +710,10 @@ impl Agent {
                     self.instances.insert(name.clone(), inst);
                     added += 1;
                 }
-                Err(e) => tracing::error!(instance = %name, "reload: cannot start: {e:#}"),
+                Err(e) => {
+                    tracing::error!(instance = %name, "reload: cannot start: {e:#}");
+                    warnings.push(format!("instance {name} cannot start: {e:#}"));
+                }
             }
         }
         if !self.receiver.is_xdp() && (added > 0 || !stop.is_empty()) {
@@ -540,5 +733,22 @@ impl Agent {
             applied_in_us = started.elapsed().as_micros() as u64,
             "reloaded"
         );
+        self.last_reload = Some((true, std::time::SystemTime::now()));
+        serde_json::json!({
+            "applied": true,
+            "config": self.path.display().to_string(),
+            "changed": changed,
+            "added": added_names,
+            "removed": removed,
+            "unchanged": unchanged,
+            "warnings": warnings,
+            "applied_in_us": started.elapsed().as_micros() as u64,
+        })
     }
+}
+
+/// Seconds since the Unix epoch, for status and metrics.
+fn unix_time(at: std::time::SystemTime) -> f64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

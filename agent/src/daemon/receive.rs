@@ -38,6 +38,8 @@ pub enum Receiver {
         rx: mpsc::Receiver<Record>,
         /// The tasks.
         tasks: Vec<JoinHandle<()>>,
+        /// Why XDP was not used when `xdp = "auto"` wanted it.
+        fallback: Option<String>,
     },
 }
 
@@ -50,7 +52,7 @@ impl Receiver {
         watch: &[(VridKey, WatchEntry)],
     ) -> anyhow::Result<Self> {
         let mode = match global.xdp {
-            XdpMode::Off => return Self::raw(ifaces, watch),
+            XdpMode::Off => return Self::raw(ifaces, watch, None),
             XdpMode::Auto => xdp::AttachMode::Auto,
             XdpMode::Driver => xdp::AttachMode::Driver,
             XdpMode::Skb => xdp::AttachMode::Skb,
@@ -58,10 +60,28 @@ impl Receiver {
         match Self::xdp(global, mode, ifaces, watch) {
             Ok(r) => Ok(r),
             Err(e) if global.xdp == XdpMode::Auto => {
-                tracing::warn!("XDP unavailable ({e:#}); using the raw-socket receive path");
-                Self::raw(ifaces, watch)
+                let why = format!("{e:#}");
+                tracing::warn!(
+                    "XDP unavailable ({why}); using the raw-socket receive path (junk adverts \
+                     now reach the agent; set xdp = \"off\" to make this the intended path)"
+                );
+                Self::raw(ifaces, watch, Some(why))
             }
-            Err(e) => Err(e),
+            // Asked for by name: running without it would be a different agent than the
+            // one configured.
+            Err(e) => Err(e.context(format!(
+                "xdp = \"{}\" cannot be had; use xdp = \"auto\" to fall back to raw sockets, \
+                 or xdp = \"off\"",
+                global.xdp
+            ))),
+        }
+    }
+
+    /// Why XDP is not in use although `xdp = "auto"` wanted it.
+    pub fn fallback(&self) -> Option<&str> {
+        match self {
+            Self::Raw { fallback, .. } => fallback.as_deref(),
+            Self::Xdp { .. } => None,
         }
     }
 
@@ -100,6 +120,7 @@ impl Receiver {
     fn raw(
         ifaces: &BTreeMap<u32, String>,
         watch: &[(VridKey, WatchEntry)],
+        fallback: Option<String>,
     ) -> anyhow::Result<Self> {
         let (tx, rx) = mpsc::channel(4096);
         let mut tasks = Vec::new();
@@ -123,13 +144,20 @@ impl Receiver {
             "datapath: raw sockets on {}",
             ifaces.values().cloned().collect::<Vec<_>>().join(", ")
         );
-        Ok(Self::Raw { rx, tasks })
+        Ok(Self::Raw {
+            rx,
+            tasks,
+            fallback,
+        })
     }
 
     /// Which path is in use, for logs and `vigil status`.
     pub fn describe(&self) -> String {
         match self {
             Self::Xdp { describe, .. } => describe.clone(),
+            Self::Raw {
+                fallback: Some(_), ..
+            } => "raw socket (XDP unavailable)".to_owned(),
             Self::Raw { .. } => "raw socket".to_owned(),
         }
     }
