@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod bpf;
 pub mod capture;
+pub mod container;
 pub mod frames;
 pub mod netns;
 

@@ -673,10 +673,33 @@ impl Agent {
         }
         let now = clock::now();
         let mut stop = Vec::new();
-        for (name, inst) in &self.instances {
-            if new.instances.get(name) != Some(&inst.cfg) {
+        let mut in_place = Vec::new();
+        let user = new.global.script_user.as_deref();
+        for (name, inst) in self.instances.iter_mut() {
+            let Some(cfg) = new.instances.get(name) else {
                 stop.push(name.clone());
+                continue;
+            };
+            if *cfg == inst.cfg {
+                continue;
             }
+            if !changes_in_place(&inst.cfg, cfg) {
+                stop.push(name.clone());
+                continue;
+            }
+            // Priority, tracking and notify scripts are inputs to the running election,
+            // not a new one: no priority-0 advert, no transition unless the new priority
+            // makes the election choose differently (RFC 5798 §6.4.3: a Master hears a
+            // better peer; a Backup preempts).
+            if notify_of(&inst.cfg) != notify_of(cfg) {
+                if let Some(queue) = inst.notifier.close() {
+                    drop(queue);
+                }
+                inst.notifier = crate::notify::Notifier::new(name, cfg, user);
+            }
+            inst.cfg = cfg.clone();
+            in_place.push(name.clone());
+            tracing::info!(instance = %name, "reload: changed in place");
         }
         for name in &stop {
             if let Some(inst) = self.instances.get_mut(name) {
@@ -738,6 +761,7 @@ impl Agent {
             "applied": true,
             "config": self.path.display().to_string(),
             "changed": changed,
+            "changed_in_place": in_place,
             "added": added_names,
             "removed": removed,
             "unchanged": unchanged,
@@ -745,6 +769,39 @@ impl Agent {
             "applied_in_us": started.elapsed().as_micros() as u64,
         })
     }
+}
+
+/// Whether the differences between `old` and `new` are all ones the running instance
+/// takes as inputs: priority (except to or from 255, the address owner, which changes
+/// how the election starts), tracking, notify scripts and the initial state (used only
+/// at start).
+fn changes_in_place(old: &config::Instance, new: &config::Instance) -> bool {
+    if old.is_address_owner() != new.is_address_owner() {
+        return false;
+    }
+    let mut same = new.clone();
+    same.priority = old.priority;
+    same.initial_state = old.initial_state;
+    same.track_scripts.clone_from(&old.track_scripts);
+    same.track_interfaces.clone_from(&old.track_interfaces);
+    same.track_files.clone_from(&old.track_files);
+    same.notify_master.clone_from(&old.notify_master);
+    same.notify_backup.clone_from(&old.notify_backup);
+    same.notify_fault.clone_from(&old.notify_fault);
+    same.notify_stop.clone_from(&old.notify_stop);
+    same.notify.clone_from(&old.notify);
+    same == *old
+}
+
+/// The notify scripts of an instance, to tell whether its queue needs rebuilding.
+fn notify_of(c: &config::Instance) -> [&Option<String>; 5] {
+    [
+        &c.notify_master,
+        &c.notify_backup,
+        &c.notify_fault,
+        &c.notify_stop,
+        &c.notify,
+    ]
 }
 
 /// Seconds since the Unix epoch, for status and metrics.
