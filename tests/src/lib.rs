@@ -10,6 +10,7 @@ pub mod bpf;
 pub mod capture;
 pub mod container;
 pub mod frames;
+pub mod invariant;
 pub mod netns;
 
 use std::net::{Ipv4Addr, Ipv6Addr};

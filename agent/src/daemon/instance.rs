@@ -522,6 +522,35 @@ impl Instance {
         self.foreign_while_backup = foreign;
     }
 
+    /// At start, before the election: removes this instance's virtual addresses that
+    /// carry vigil's kernel tag, left by an agent that did not exit cleanly and whose
+    /// record file was lost or unreadable. Untagged ones (added by a person or another
+    /// tool) stay.
+    pub async fn remove_tagged(&self, netlink: &Netlink) {
+        for vip in &self.vips {
+            let Ok(list) = netlink.addresses(&vip.iface).await else {
+                continue;
+            };
+            let tagged = list.iter().any(|a| {
+                a.addr == vip.addr.addr && a.proto == crate::net::address::VIGIL_ADDRESS_PROTO
+            });
+            if !tagged {
+                continue;
+            }
+            match netlink.remove_address(&vip.iface, &vip.addr).await {
+                Ok(true) => tracing::warn!(
+                    instance = %self.name,
+                    "removed {} from {}: added by a vigil that did not exit cleanly \
+                     (found by its kernel tag; no record of it survived)",
+                    vip.addr,
+                    vip.iface.name
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::error!(instance = %self.name, "removing {}: {e}", vip.addr),
+            }
+        }
+    }
+
     /// Virtual addresses with their interfaces.
     pub fn vips(&self) -> &[Vip] {
         &self.vips

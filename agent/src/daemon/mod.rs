@@ -100,6 +100,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let script_user = config.global.script_user.as_deref();
     for (name, cfg) in &config.instances {
         let inst = Instance::new(name, cfg, &config.global.garp, script_user, &netlink).await?;
+        inst.remove_tagged(&netlink).await;
         instances.insert(name.clone(), inst);
     }
     let (ifaces, watch) = datapath_plan(&instances);
