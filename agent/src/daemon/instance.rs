@@ -551,6 +551,25 @@ impl Instance {
         }
     }
 
+    /// Forgets the record of addresses that went away with a deleted interface.
+    pub fn forget_addresses_on(&self, index: u32, owned: &mut OwnedAddresses) {
+        for vip in self.vips.iter().filter(|v| v.iface.index == index) {
+            owned.remove(&vip.owned());
+        }
+    }
+
+    /// Follows a rename of the interface the instance runs on (it is the same interface,
+    /// known by its index).
+    pub fn renamed(&mut self, index: u32, name: &str) {
+        if self.iface.index == index && self.iface.name != name {
+            tracing::info!(instance = %self.name, "interface {} renamed {name}; still running on it", self.iface.name);
+            self.iface.name = name.to_owned();
+        }
+        for vip in self.vips.iter_mut().filter(|v| v.iface.index == index) {
+            vip.iface.name = name.to_owned();
+        }
+    }
+
     /// Virtual addresses with their interfaces.
     pub fn vips(&self) -> &[Vip] {
         &self.vips

@@ -55,6 +55,17 @@ struct Agent {
     last_reload: Option<(bool, std::time::SystemTime)>,
     /// The last `STATUS=` line sent to systemd.
     status_line: String,
+    /// Instances that cannot run yet, by name.
+    waiting: BTreeMap<String, Waiting>,
+}
+
+/// An instance that cannot run yet: its interface is missing or went away, or has no
+/// address to send adverts from yet (an IPv6 link-local still in duplicate address
+/// detection). It counts as FAULT and is tried again on every link change and every
+/// housekeeping tick, as keepalived's dynamic interfaces are.
+struct Waiting {
+    cfg: config::Instance,
+    reason: String,
 }
 
 /// A reload to apply: its sequence number, the file as read, and who asked for an answer.
@@ -97,11 +108,26 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     crate::panic::arm(&runtime_dir, &config.global.router_id);
 
     let mut instances = BTreeMap::new();
+    let mut waiting = BTreeMap::new();
     let script_user = config.global.script_user.as_deref();
     for (name, cfg) in &config.instances {
-        let inst = Instance::new(name, cfg, &config.global.garp, script_user, &netlink).await?;
-        inst.remove_tagged(&netlink).await;
-        instances.insert(name.clone(), inst);
+        match Instance::new(name, cfg, &config.global.garp, script_user, &netlink).await {
+            Ok(inst) => {
+                inst.remove_tagged(&netlink).await;
+                instances.insert(name.clone(), inst);
+            }
+            Err(e) => {
+                let reason = format!("{e:#}");
+                tracing::warn!(instance = %name, "waiting in FAULT until it can start: {reason}");
+                waiting.insert(
+                    name.clone(),
+                    Waiting {
+                        cfg: cfg.clone(),
+                        reason,
+                    },
+                );
+            }
+        }
     }
     let (ifaces, watch) = datapath_plan(&instances);
     let receiver = Receiver::start(&config.global, &ifaces, &watch)?;
@@ -132,6 +158,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         runtime_dir,
         last_reload: None,
         status_line: String::new(),
+        waiting,
     };
     let now = clock::now();
     for inst in agent.instances.values_mut() {
@@ -218,7 +245,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                 }
                 control::Request::Panic => panic!("panic requested over the control socket"),
             },
-            Some(event) = links.next() => agent.link(event),
+            Some(event) = links.next() => agent.link(event).await,
             Some(event) = track_rx.recv() => {
                 if agent.tracker.apply(event) {
                     agent.retrack();
@@ -465,21 +492,136 @@ impl Agent {
         }
     }
 
-    fn link(&mut self, event: LinkEvent) {
+    async fn link(&mut self, event: LinkEvent) {
         let now = clock::now();
         let (index, up) = match &event {
             LinkEvent::Changed(l) => (l.index, l.is_up()),
             LinkEvent::Removed { index, .. } => (*index, false),
         };
         for inst in self.instances.values_mut() {
+            if let LinkEvent::Changed(l) = &event {
+                inst.renamed(l.index, &l.name);
+            }
             if inst.iface.index == index {
                 tracing::info!(instance = %inst.name, iface = %inst.iface.name, up, "link changed");
                 inst.router
                     .handle(now, if up { Input::LinkUp } else { Input::LinkDown });
             }
         }
+        if let LinkEvent::Removed { index, name } = &event {
+            self.park_instances_on(*index, name).await;
+        }
         if self.tracker.link(&event) {
             self.retrack();
+        }
+        if matches!(event, LinkEvent::Changed(_)) && !self.waiting.is_empty() {
+            self.start_waiting().await;
+        }
+    }
+
+    /// An interface was deleted: its instances finish what the election asked (FAULT,
+    /// notify_fault), lose their sockets and wait for an interface of that name to
+    /// come back (a recreated VLAN or veth has a new index).
+    async fn park_instances_on(&mut self, index: u32, name: &str) {
+        let gone: Vec<String> = self
+            .instances
+            .values()
+            .filter(|i| i.iface.index == index)
+            .map(|i| i.name.clone())
+            .collect();
+        for n in gone {
+            let Some(mut inst) = self.instances.remove(&n) else {
+                continue;
+            };
+            let _ = inst.run_actions(&self.netlink, &mut self.owned).await;
+            inst.forget_addresses_on(index, &mut self.owned);
+            self.by_key.remove(&inst.key);
+            self.receiver.unwatch(inst.key);
+            let reason = format!("interface {name} was removed");
+            tracing::warn!(instance = %n, "{reason}; waiting in FAULT for it to come back");
+            self.waiting.insert(
+                n,
+                Waiting {
+                    cfg: inst.cfg.clone(),
+                    reason,
+                },
+            );
+        }
+    }
+
+    /// Tries to start every waiting instance; starts those that can, attaching the
+    /// datapath to interfaces it was not on.
+    async fn start_waiting(&mut self) {
+        let names: Vec<String> = self.waiting.keys().cloned().collect();
+        let mut started = 0;
+        for name in names {
+            let Some(w) = self.waiting.get(&name) else {
+                continue;
+            };
+            let cfg = w.cfg.clone();
+            let user = self.config.global.script_user.as_deref();
+            match Instance::new(&name, &cfg, &self.config.global.garp, user, &self.netlink).await {
+                Ok(inst) => {
+                    tracing::info!(instance = %name, iface = %inst.iface.name, "can start now");
+                    self.waiting.remove(&name);
+                    self.begin(inst).await;
+                    started += 1;
+                }
+                Err(e) => {
+                    let reason = format!("{e:#}");
+                    if let Some(w) = self.waiting.get_mut(&name)
+                        && w.reason != reason
+                    {
+                        tracing::info!(instance = %name, "still waiting: {reason}");
+                        w.reason = reason;
+                    }
+                }
+            }
+        }
+        if started > 0 {
+            self.refresh_datapath(true);
+        }
+    }
+
+    /// Starts an instance's election and puts it in the datapath's watch.
+    async fn begin(&mut self, mut inst: Instance) {
+        let now = clock::now();
+        if self.receiver.is_xdp() {
+            self.receiver
+                .watch(inst.key, watch_entry(&inst.cfg, false, inst.cfg.priority));
+        }
+        let verdict = self.tracker.evaluate(&inst.cfg);
+        apply_verdict(&mut inst, verdict, now);
+        inst.router.handle(now, Input::Startup);
+        if let Ok(l) = self.netlink.link(inst.iface.index).await
+            && !l.is_up()
+        {
+            inst.router.handle(now, Input::LinkDown);
+        }
+        self.by_key.insert(inst.key, inst.name.clone());
+        self.instances.insert(inst.name.clone(), inst);
+    }
+
+    /// Makes the datapath cover every running instance's interface: XDP attaches to new
+    /// ones (and joins the VRRP group there); the raw path is rebuilt when `changed`.
+    fn refresh_datapath(&mut self, changed: bool) {
+        if self.receiver.is_xdp() {
+            let ifaces: BTreeMap<u32, String> = self
+                .instances
+                .values()
+                .map(|i| (i.iface.index, i.iface.name.clone()))
+                .collect();
+            for (index, name) in ifaces {
+                if let Err(e) = self.receiver.ensure_interface(index, &name) {
+                    tracing::error!(iface = %name, "cannot attach the datapath: {e:#}");
+                }
+            }
+        } else if changed {
+            let (ifaces, watch) = datapath_plan(&self.instances);
+            match Receiver::start(&self.config.global, &ifaces, &watch) {
+                Ok(r) => self.receiver = r,
+                Err(e) => tracing::error!("raw receive path: {e:#}"),
+            }
         }
     }
 
@@ -494,6 +636,9 @@ impl Agent {
 
     /// Split-brain expiry, and the seed's check for virtual addresses on a Backup.
     async fn housekeeping(&mut self) {
+        if !self.waiting.is_empty() {
+            self.start_waiting().await;
+        }
         let now = clock::now();
         let keep: Vec<std::net::IpAddr> = self
             .instances
@@ -547,7 +692,23 @@ impl Agent {
                 let mut s = i.status(now);
                 s["tracking"] = self.tracker.status(&i.cfg);
                 s
-            }).collect::<Vec<_>>(),
+            }).chain(self.waiting.iter().map(|(name, w)| serde_json::json!({
+                "instance": name,
+                "interface": w.cfg.interface,
+                "vrid": w.cfg.vrid,
+                "version": w.cfg.version.number(),
+                "state": State::Fault.to_string(),
+                "priority": w.cfg.priority,
+                "effective_priority": 0,
+                "master": null,
+                "last_transition": null,
+                "adverts_rx": 0,
+                "adverts_tx": 0,
+                "transitions": [],
+                "fault": w.reason,
+                "waiting": true,
+                "tracking": self.tracker.status(&w.cfg),
+            }))).collect::<Vec<_>>(),
         })
     }
 
@@ -602,10 +763,13 @@ impl Agent {
         for inst in self.instances.values() {
             *counts.entry(inst.router.state()).or_default() += 1;
         }
+        if !self.waiting.is_empty() {
+            *counts.entry(State::Fault).or_default() += self.waiting.len();
+        }
         let states: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
         let mut line = format!(
             "{} instance(s): {}; datapath {}",
-            self.instances.len(),
+            self.instances.len() + self.waiting.len(),
             if states.is_empty() {
                 "none".to_owned()
             } else {
@@ -715,38 +879,43 @@ impl Agent {
                 tracing::info!(instance = %name, "reload: instance stopped");
             }
         }
+        // Waiting instances take the new file's settings, or go with it.
+        self.waiting
+            .retain(|name, _| new.instances.contains_key(name));
+        for (name, w) in self.waiting.iter_mut() {
+            if let Some(cfg) = new.instances.get(name) {
+                w.cfg = cfg.clone();
+            }
+        }
         let mut added = 0;
         for (name, cfg) in &new.instances {
-            if self.instances.contains_key(name) {
+            if self.instances.contains_key(name) || self.waiting.contains_key(name) {
                 continue;
             }
             let user = new.global.script_user.as_deref();
             match Instance::new(name, cfg, &new.global.garp, user, &self.netlink).await {
-                Ok(mut inst) => {
-                    if self.receiver.is_xdp() {
-                        self.receiver
-                            .watch(inst.key, watch_entry(cfg, false, cfg.priority));
-                    }
-                    let now = clock::now();
-                    apply_verdict(&mut inst, self.tracker.evaluate(cfg), now);
-                    inst.router.handle(now, Input::Startup);
-                    self.by_key.insert(inst.key, name.clone());
-                    self.instances.insert(name.clone(), inst);
+                Ok(inst) => {
+                    self.begin(inst).await;
                     added += 1;
                 }
                 Err(e) => {
-                    tracing::error!(instance = %name, "reload: cannot start: {e:#}");
-                    warnings.push(format!("instance {name} cannot start: {e:#}"));
+                    let reason = format!("{e:#}");
+                    tracing::warn!(instance = %name, "reload: waiting in FAULT until it can start: {reason}");
+                    warnings.push(format!("instance {name} waits: {reason}"));
+                    self.waiting.insert(
+                        name.clone(),
+                        Waiting {
+                            cfg: cfg.clone(),
+                            reason,
+                        },
+                    );
                 }
             }
         }
-        if !self.receiver.is_xdp() && (added > 0 || !stop.is_empty()) {
-            let (ifaces, watch) = datapath_plan(&self.instances);
-            match Receiver::start(&new.global, &ifaces, &watch) {
-                Ok(r) => self.receiver = r,
-                Err(e) => tracing::error!("reload: raw receive path: {e:#}"),
-            }
-        }
+        // A new instance may be on an interface the datapath is not on yet: without the
+        // XDP program (or a raw socket) and the multicast membership there it would hear
+        // nothing and make itself Master.
+        self.refresh_datapath(added > 0 || !stop.is_empty());
         let kept = self.instances.len() - added;
         self.config = new;
         self.retrack();

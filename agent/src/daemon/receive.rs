@@ -31,6 +31,8 @@ pub enum Receiver {
         _membership: Vec<OwnedFd>,
         /// "xdp (driver)" and the like, per interface.
         describe: String,
+        /// The attach mode asked for, for interfaces added later.
+        mode: xdp::AttachMode,
     },
     /// Raw sockets, one task per interface.
     Raw {
@@ -42,6 +44,9 @@ pub enum Receiver {
         fallback: Option<String>,
     },
 }
+
+/// What an XDP datapath says before any instance's interface exists.
+const NO_INTERFACE_YET: &str = "xdp (no interface yet)";
 
 impl Receiver {
     /// Starts the datapath the config asks for on `ifaces`, watching `watch`.
@@ -77,6 +82,35 @@ impl Receiver {
         }
     }
 
+    /// Attaches the XDP program to `name` and joins the VRRP groups there, unless it is
+    /// attached already (XDP only: the raw path is rebuilt instead).
+    pub fn ensure_interface(&mut self, index: u32, name: &str) -> anyhow::Result<()> {
+        let Self::Xdp {
+            program,
+            _membership,
+            describe,
+            mode,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        if program.attached().any(|(i, _, _)| i == index) {
+            return Ok(());
+        }
+        let used = program.attach(name, *mode)?;
+        _membership.push(rawsock::multicast_membership(index)?);
+        let more = format!("{name}: xdp {}", mode_name(used));
+        tracing::info!("datapath: {more}");
+        if describe == NO_INTERFACE_YET {
+            *describe = more;
+        } else {
+            describe.push_str(", ");
+            describe.push_str(&more);
+        }
+        Ok(())
+    }
+
     /// Why XDP is not in use although `xdp = "auto"` wanted it.
     pub fn fallback(&self) -> Option<&str> {
         match self {
@@ -107,13 +141,18 @@ impl Receiver {
         // SAFETY: the RingBuf owns its map fd and keeps it open while it lives, which is
         // as long as the AsyncFd that owns it.
         let ring = unsafe { AsyncFd::register(ring)? };
-        let describe = describe.join(", ");
+        let describe = if describe.is_empty() {
+            NO_INTERFACE_YET.to_owned()
+        } else {
+            describe.join(", ")
+        };
         tracing::info!(pins = %pin.display(), "datapath: {describe}");
         Ok(Self::Xdp {
             program,
             ring,
             _membership: membership,
             describe,
+            mode,
         })
     }
 
