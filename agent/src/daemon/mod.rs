@@ -22,8 +22,9 @@ use crate::control;
 use crate::net::{LinkMonitor, Netlink, link::LinkEvent, sysctl};
 use crate::notify::NOTIFY_TIMEOUT;
 use crate::track::{Tracker, Verdict};
-use crate::vrrp::{Input, State, Transition};
-use instance::{Instance, watch_entry};
+use crate::vrrp::State;
+use crate::vrrp::endpoint::{Datapath, Endpoint, EndpointAction, EndpointInput};
+use instance::{Instance, router_config};
 use owned::OwnedAddresses;
 use receive::Receiver;
 
@@ -45,6 +46,8 @@ struct Agent {
     netlink: Netlink,
     instances: BTreeMap<String, Instance>,
     by_key: HashMap<VridKey, String>,
+    /// Every election, and the seam between them and the datapath.
+    endpoint: Endpoint,
     receiver: Receiver,
     owned: OwnedAddresses,
     tracker: Tracker,
@@ -108,11 +111,15 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     crate::panic::arm(&runtime_dir, &config.global.router_id);
 
     let mut instances = BTreeMap::new();
+    let mut endpoint = Endpoint::new();
     let mut waiting = BTreeMap::new();
     let script_user = config.global.script_user.as_deref();
     for (name, cfg) in &config.instances {
         match Instance::new(name, cfg, &config.global.garp, script_user, &netlink).await {
             Ok(inst) => {
+                endpoint
+                    .add(inst.key, router_config(cfg), inst.primary, inst.unicast())
+                    .map_err(|e| anyhow::anyhow!("instance {name}: {e}"))?;
                 inst.remove_tagged(&netlink).await;
                 instances.insert(name.clone(), inst);
             }
@@ -129,7 +136,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             }
         }
     }
-    let (ifaces, watch) = datapath_plan(&instances);
+    let (ifaces, watch) = datapath_plan(&instances, &endpoint);
     let receiver = Receiver::start(&config.global, &ifaces, &watch)?;
     let (ctl_tx, mut ctl_rx) = mpsc::channel(16);
     let control = control::serve(&config.global.control_socket, ctl_tx.clone())?;
@@ -151,6 +158,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         path: path.to_owned(),
         netlink,
         instances,
+        endpoint,
         receiver,
         owned,
         tracker,
@@ -164,13 +172,15 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     for inst in agent.instances.values_mut() {
         // Tracking first, so that an instance with a failed check starts in Fault and
         // one with weights starts at its effective priority.
-        apply_verdict(inst, agent.tracker.evaluate(&inst.cfg), now);
-        inst.router.handle(now, Input::Startup);
+        let v = agent.tracker.evaluate(&inst.cfg);
+        apply_verdict(&mut agent.endpoint, inst, v, now);
+        let key = inst.key;
+        agent.endpoint.handle(now, EndpointInput::Startup { key });
         if snapshot
             .iter()
             .any(|l| l.index == inst.iface.index && !l.is_up())
         {
-            inst.router.handle(now, Input::LinkDown);
+            agent.endpoint.handle(now, EndpointInput::LinkDown { key });
         }
     }
     agent.run_actions().await;
@@ -204,11 +214,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut fatal = None;
 
     loop {
-        let deadline = agent
-            .instances
-            .values()
-            .filter_map(|i| i.router.poll_timeout())
-            .min();
+        let deadline = agent.endpoint.poll_timeout();
         let sleep = async {
             match deadline {
                 Some(d) => {
@@ -224,7 +230,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         tokio::select! {
             records = agent.receiver.next() => {
                 match records {
-                    Ok(records) => agent.dispatch(&records),
+                    Ok(records) => agent.dispatch(records),
                     Err(e) => {
                         // Exit 2, so that systemd restarts the agent: an agent that hears
                         // nothing must not stay up, and must not look like a clean stop.
@@ -291,8 +297,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopping: masters send priority 0, addresses are removed");
     let now = clock::now();
-    for inst in agent.instances.values_mut() {
-        inst.router.handle(now, Input::Shutdown);
+    let keys: Vec<VridKey> = agent.endpoint.keys().collect();
+    for key in keys {
+        agent.endpoint.handle(now, EndpointInput::Shutdown { key });
     }
     agent.run_actions().await;
     agent.owned.clear();
@@ -361,6 +368,7 @@ fn raise_fd_limit() {
 /// Interfaces to attach to and the watch entries of every instance.
 fn datapath_plan(
     instances: &BTreeMap<String, Instance>,
+    endpoint: &Endpoint,
 ) -> (
     BTreeMap<u32, String>,
     Vec<(VridKey, vigil_common::WatchEntry)>,
@@ -369,15 +377,17 @@ fn datapath_plan(
         .values()
         .map(|i| (i.iface.index, i.iface.name.clone()))
         .collect();
-    let watch = instances
-        .values()
-        .map(|i| (i.key, watch_entry(&i.cfg, false, i.cfg.priority)))
-        .collect();
-    (ifaces, watch)
+    (ifaces, endpoint.watch_entries())
 }
 
 /// Hands an instance's tracking verdict to its election, when it changed.
-fn apply_verdict(inst: &mut Instance, v: Verdict, now: crate::vrrp::Instant) {
+fn apply_verdict(
+    endpoint: &mut Endpoint,
+    inst: &mut Instance,
+    v: Verdict,
+    now: crate::vrrp::Instant,
+) {
+    let key = inst.key;
     if v.priority != inst.tracked.priority {
         tracing::info!(
             instance = %inst.name,
@@ -388,22 +398,29 @@ fn apply_verdict(inst: &mut Instance, v: Verdict, now: crate::vrrp::Instant) {
             if v.why.is_empty() { "" } else { "; " },
             v.why.join(", ")
         );
-        inst.router.handle(now, Input::PriorityChanged(v.priority));
+        endpoint.handle(
+            now,
+            EndpointInput::PriorityChanged {
+                key,
+                priority: v.priority,
+            },
+        );
     }
     if v.fault != inst.tracked.fault {
         match &v.fault {
             Some(reason) => {
                 tracing::warn!(instance = %inst.name, "tracked failure: {reason}");
-                inst.router.handle(
+                endpoint.handle(
                     now,
-                    Input::Fault {
+                    EndpointInput::Fault {
+                        key,
                         reason: reason.clone(),
                     },
                 );
             }
             None => {
                 tracing::info!(instance = %inst.name, "tracked failures cleared");
-                inst.router.handle(now, Input::FaultCleared);
+                endpoint.handle(now, EndpointInput::FaultCleared { key });
             }
         }
     }
@@ -432,64 +449,33 @@ pub(crate) async fn remove_leftovers(netlink: &Netlink, path: &Path) {
 }
 
 impl Agent {
-    fn dispatch(&mut self, records: &[crate::datapath::event::Record]) {
+    fn dispatch(&mut self, records: Vec<Datapath>) {
+        let now = clock::now();
         for r in records {
-            if r.verdict() != Some(vigil_common::Verdict::Accept) {
-                continue;
-            }
-            let key = VridKey {
-                ifindex: r.raw.ifindex,
-                family: r.raw.family,
-                vrid: r.raw.vrid,
-                _pad: 0,
-            };
-            if let Some(inst) = self
-                .by_key
-                .get(&key)
-                .and_then(|n| self.instances.get_mut(n))
-            {
-                inst.receive(r);
-            }
+            self.endpoint.handle(now, EndpointInput::Datapath(r));
         }
     }
 
-    /// Down and advert timers. With XDP, a Backup hears only of changes, so before its
-    /// down timer counts, the ring is drained and the newest arrival time is taken from
-    /// the program's map.
+    /// Election timers. With XDP, a Backup hears only of changes, so before its down
+    /// timer counts, the ring is drained and the VRID's state is read from the program's
+    /// map for the endpoint to hand in its newest arrival.
     fn timers(&mut self) {
         let now = clock::now();
-        let due: Vec<String> = self
-            .instances
-            .values()
-            .filter(|i| i.router.poll_timeout().is_some_and(|t| t <= now))
-            .map(|i| i.name.clone())
-            .collect();
+        let due = self.endpoint.due(now);
         if due.is_empty() {
             return;
         }
         if self.receiver.is_xdp() {
             let ready = self.receiver.ready();
-            self.dispatch(&ready);
-        }
-        for name in due {
-            let Some(inst) = self.instances.get_mut(&name) else {
-                continue;
-            };
-            if inst.router.state() == State::Backup
-                && let Some(stats) = self.receiver.vrid_stats(&inst.key)
-                && let Some((source, _)) = &inst.last_advert
-            {
-                let src = *source;
-                let same_source = match src {
-                    std::net::IpAddr::V4(a) => stats.last_src[..4] == a.octets(),
-                    std::net::IpAddr::V6(a) => stats.last_src == a.octets(),
-                };
-                if same_source {
-                    inst.refeed(stats.last_ns, src, stats.last_priority);
+            self.dispatch(ready);
+            for key in due {
+                if let Some(stats) = self.receiver.vrid_stats(&key) {
+                    self.endpoint
+                        .handle(now, EndpointInput::KernelState { key, stats });
                 }
             }
-            inst.router.handle(now, Input::Timeout);
         }
+        self.endpoint.handle(now, EndpointInput::Timeout);
     }
 
     async fn link(&mut self, event: LinkEvent) {
@@ -504,8 +490,15 @@ impl Agent {
             }
             if inst.iface.index == index {
                 tracing::info!(instance = %inst.name, iface = %inst.iface.name, up, "link changed");
-                inst.router
-                    .handle(now, if up { Input::LinkUp } else { Input::LinkDown });
+                let key = inst.key;
+                self.endpoint.handle(
+                    now,
+                    if up {
+                        EndpointInput::LinkUp { key }
+                    } else {
+                        EndpointInput::LinkDown { key }
+                    },
+                );
             }
         }
         if let LinkEvent::Removed { index, name } = &event {
@@ -529,13 +522,15 @@ impl Agent {
             .filter(|i| i.iface.index == index)
             .map(|i| i.name.clone())
             .collect();
+        // What the elections asked for on the link going down (FAULT, notify_fault).
+        self.run_actions().await;
         for n in gone {
-            let Some(mut inst) = self.instances.remove(&n) else {
+            let Some(inst) = self.instances.remove(&n) else {
                 continue;
             };
-            let _ = inst.run_actions(&self.netlink, &mut self.owned).await;
             inst.forget_addresses_on(index, &mut self.owned);
             self.by_key.remove(&inst.key);
+            self.endpoint.remove(&inst.key);
             self.receiver.unwatch(inst.key);
             let reason = format!("interface {name} was removed");
             tracing::warn!(instance = %n, "{reason}; waiting in FAULT for it to come back");
@@ -564,8 +559,10 @@ impl Agent {
                 Ok(inst) => {
                     tracing::info!(instance = %name, iface = %inst.iface.name, "can start now");
                     self.waiting.remove(&name);
-                    self.begin(inst).await;
-                    started += 1;
+                    match self.begin(inst).await {
+                        Ok(()) => started += 1,
+                        Err(e) => tracing::error!("{e:#}"),
+                    }
                 }
                 Err(e) => {
                     let reason = format!("{e:#}");
@@ -583,23 +580,31 @@ impl Agent {
         }
     }
 
-    /// Starts an instance's election and puts it in the datapath's watch.
-    async fn begin(&mut self, mut inst: Instance) {
+    /// Gives an instance its election in the endpoint and starts it; the endpoint's
+    /// first watch entry reaches the XDP map before the router starts.
+    async fn begin(&mut self, mut inst: Instance) -> anyhow::Result<()> {
+        self.endpoint
+            .add(
+                inst.key,
+                router_config(&inst.cfg),
+                inst.primary,
+                inst.unicast(),
+            )
+            .map_err(|e| anyhow::anyhow!("instance {}: {e}", inst.name))?;
+        self.run_actions().await;
         let now = clock::now();
-        if self.receiver.is_xdp() {
-            self.receiver
-                .watch(inst.key, watch_entry(&inst.cfg, false, inst.cfg.priority));
-        }
         let verdict = self.tracker.evaluate(&inst.cfg);
-        apply_verdict(&mut inst, verdict, now);
-        inst.router.handle(now, Input::Startup);
+        apply_verdict(&mut self.endpoint, &mut inst, verdict, now);
+        let key = inst.key;
+        self.endpoint.handle(now, EndpointInput::Startup { key });
         if let Ok(l) = self.netlink.link(inst.iface.index).await
             && !l.is_up()
         {
-            inst.router.handle(now, Input::LinkDown);
+            self.endpoint.handle(now, EndpointInput::LinkDown { key });
         }
         self.by_key.insert(inst.key, inst.name.clone());
         self.instances.insert(inst.name.clone(), inst);
+        Ok(())
     }
 
     /// Makes the datapath cover every running instance's interface: XDP attaches to new
@@ -617,7 +622,7 @@ impl Agent {
                 }
             }
         } else if changed {
-            let (ifaces, watch) = datapath_plan(&self.instances);
+            let (ifaces, watch) = datapath_plan(&self.instances, &self.endpoint);
             match Receiver::start(&self.config.global, &ifaces, &watch) {
                 Ok(r) => self.receiver = r,
                 Err(e) => tracing::error!("raw receive path: {e:#}"),
@@ -630,7 +635,7 @@ impl Agent {
         let now = clock::now();
         for inst in self.instances.values_mut() {
             let v = self.tracker.evaluate(&inst.cfg);
-            apply_verdict(inst, v, now);
+            apply_verdict(&mut self.endpoint, inst, v, now);
         }
     }
 
@@ -640,34 +645,61 @@ impl Agent {
             self.start_waiting().await;
         }
         let now = clock::now();
+        let state = |endpoint: &Endpoint, key: &VridKey| {
+            endpoint
+                .router(key)
+                .map_or(State::Initialize, |r| r.state())
+        };
         let keep: Vec<std::net::IpAddr> = self
             .instances
             .values()
-            .filter(|i| i.router.state() == State::Master)
+            .filter(|i| state(&self.endpoint, &i.key) == State::Master)
             .flat_map(|i| i.vips().iter().map(|v| v.addr.addr))
             .collect();
         let mut seen = HashMap::new();
         for inst in self.instances.values_mut() {
-            let master = inst.router.state() == State::Master;
-            inst.split
-                .expire(&inst.name, now, master, inst.cfg.advert_interval);
-            inst.check_addresses(&self.netlink, &mut self.owned, &mut seen, &keep)
+            let s = state(&self.endpoint, &inst.key);
+            inst.split.expire(
+                &inst.name,
+                now,
+                s == State::Master,
+                inst.cfg.advert_interval,
+            );
+            inst.check_addresses(s, &self.netlink, &mut self.owned, &mut seen, &keep)
                 .await;
         }
     }
 
+    /// Carries out what the elections asked for, in order.
     async fn run_actions(&mut self) {
-        for inst in self.instances.values_mut() {
-            // Most instances have nothing to do on most wake-ups (with hundreds of them,
-            // one advert timer fires at a time).
-            if inst.router.has_pending_actions() {
-                let _transitions: Vec<Transition> =
-                    inst.run_actions(&self.netlink, &mut self.owned).await;
+        while let Some((key, action)) = self.endpoint.poll_action() {
+            // A watch entry goes to the datapath even for an instance being removed.
+            if let EndpointAction::Watch(entry) = action {
+                self.receiver.watch(key, entry);
+                continue;
             }
-            // A Master must hear every advert from a peer, a Backup only changes and
-            // nothing below its own priority: keep the program's view current.
-            if let Some(entry) = inst.watch_update() {
-                self.receiver.watch(inst.key, entry);
+            let Some(inst) = self
+                .by_key
+                .get(&key)
+                .and_then(|n| self.instances.get_mut(n))
+            else {
+                continue;
+            };
+            let Some(router) = self.endpoint.router(&key) else {
+                continue;
+            };
+            match action {
+                EndpointAction::Router(a) => {
+                    inst.execute(a, router, &self.netlink, &mut self.owned)
+                        .await;
+                }
+                EndpointAction::Rival {
+                    source,
+                    priority,
+                    interval,
+                    at,
+                } => inst.rival(at, source, priority, interval, router.priority()),
+                EndpointAction::Watch(_) => {}
             }
         }
     }
@@ -688,10 +720,11 @@ impl Agent {
             })),
             "datapath_counters": self.receiver.counters(),
             "config": self.path.display().to_string(),
-            "instances": self.instances.values().map(|i| {
-                let mut s = i.status(now);
+            "instances": self.instances.values().filter_map(|i| {
+                let router = self.endpoint.router(&i.key)?;
+                let mut s = i.status(now, router, self.endpoint.fed(&i.key));
                 s["tracking"] = self.tracker.status(&i.cfg);
-                s
+                Some(s)
             }).chain(self.waiting.iter().map(|(name, w)| serde_json::json!({
                 "instance": name,
                 "interface": w.cfg.interface,
@@ -761,7 +794,11 @@ impl Agent {
     fn notify_status(&mut self) {
         let mut counts: BTreeMap<State, usize> = BTreeMap::new();
         for inst in self.instances.values() {
-            *counts.entry(inst.router.state()).or_default() += 1;
+            let state = self
+                .endpoint
+                .router(&inst.key)
+                .map_or(State::Initialize, |r| r.state());
+            *counts.entry(state).or_default() += 1;
         }
         if !self.waiting.is_empty() {
             *counts.entry(State::Fault).or_default() += self.waiting.len();
@@ -840,41 +877,69 @@ impl Agent {
         let mut stop = Vec::new();
         let mut in_place = Vec::new();
         let user = new.global.script_user.as_deref();
-        for (name, inst) in self.instances.iter_mut() {
-            let Some(cfg) = new.instances.get(name) else {
-                stop.push(name.clone());
+        let names: Vec<String> = self.instances.keys().cloned().collect();
+        for name in names {
+            let Some(cfg) = new.instances.get(&name) else {
+                stop.push(name);
+                continue;
+            };
+            let Some(inst) = self.instances.get_mut(&name) else {
                 continue;
             };
             if *cfg == inst.cfg {
                 continue;
             }
             if !changes_in_place(&inst.cfg, cfg) {
-                stop.push(name.clone());
+                stop.push(name);
                 continue;
             }
-            // Priority, tracking and notify scripts are inputs to the running election,
-            // not a new one: no priority-0 advert, no transition unless the new priority
-            // makes the election choose differently (RFC 5798 §6.4.3: a Master hears a
-            // better peer; a Backup preempts).
+            // The running election takes the new settings as inputs, not as a new
+            // router: no priority-0 advert, no transition unless the new settings make
+            // the election choose differently (RFC 5798 §6.4.3: a Master hears a better
+            // peer; a Backup with preempt takes over from a worse one).
+            let key = inst.key;
+            let holding = self
+                .endpoint
+                .router(&key)
+                .is_some_and(|r| r.state() == State::Master);
+            if inst.cfg.virtual_addresses != cfg.virtual_addresses
+                && let Err(e) = inst
+                    .readdress(cfg, holding, &self.netlink, &mut self.owned)
+                    .await
+            {
+                tracing::warn!(instance = %name, "reload: new addresses: {e:#}; restarting it");
+                stop.push(name);
+                continue;
+            }
             if notify_of(&inst.cfg) != notify_of(cfg) {
-                if let Some(queue) = inst.notifier.close() {
-                    drop(queue);
-                }
-                inst.notifier = crate::notify::Notifier::new(name, cfg, user);
+                // Scripts already queued under the old settings still run.
+                let _ = inst.notifier.close();
+                inst.notifier = crate::notify::Notifier::new(&name, cfg, user);
             }
             inst.cfg = cfg.clone();
-            in_place.push(name.clone());
+            // The router keeps the offset tracking gave; retrack (below) hands in the
+            // new effective priority if the new weights change it.
+            self.endpoint.handle(
+                now,
+                EndpointInput::Reconfigure {
+                    key,
+                    config: router_config(cfg),
+                },
+            );
             tracing::info!(instance = %name, "reload: changed in place");
+            in_place.push(name);
         }
         for name in &stop {
-            if let Some(inst) = self.instances.get_mut(name) {
-                inst.router.handle(now, Input::Shutdown);
+            if let Some(inst) = self.instances.get(name) {
+                let key = inst.key;
+                self.endpoint.handle(now, EndpointInput::Shutdown { key });
             }
         }
         self.run_actions().await;
         for name in &stop {
             if let Some(inst) = self.instances.remove(name) {
                 self.by_key.remove(&inst.key);
+                self.endpoint.remove(&inst.key);
                 self.receiver.unwatch(inst.key);
                 tracing::info!(instance = %name, "reload: instance stopped");
             }
@@ -894,10 +959,13 @@ impl Agent {
             }
             let user = new.global.script_user.as_deref();
             match Instance::new(name, cfg, &new.global.garp, user, &self.netlink).await {
-                Ok(inst) => {
-                    self.begin(inst).await;
-                    added += 1;
-                }
+                Ok(inst) => match self.begin(inst).await {
+                    Ok(()) => added += 1,
+                    Err(e) => {
+                        tracing::error!("reload: {e:#}");
+                        warnings.push(format!("{e:#}"));
+                    }
+                },
                 Err(e) => {
                     let reason = format!("{e:#}");
                     tracing::warn!(instance = %name, "reload: waiting in FAULT until it can start: {reason}");
@@ -941,16 +1009,25 @@ impl Agent {
     }
 }
 
-/// Whether the differences between `old` and `new` are all ones the running instance
-/// takes as inputs: priority (except to or from 255, the address owner, which changes
-/// how the election starts), tracking, notify scripts and the initial state (used only
-/// at start).
+/// Whether the differences between `old` and `new` are all ones the running router
+/// and its instance take without restarting: priority, advert interval, preemption,
+/// `down_timer_adverts`, authentication, the checksum style, the virtual addresses (in
+/// the same family), tracking, notify scripts and the initial state (used only at
+/// start). The interface, VRID, version, unicast setup, accept mode and GARP timing make
+/// another router.
 fn changes_in_place(old: &config::Instance, new: &config::Instance) -> bool {
-    if old.is_address_owner() != new.is_address_owner() {
+    if old.family() != new.family() {
         return false;
     }
     let mut same = new.clone();
     same.priority = old.priority;
+    same.advert_interval = old.advert_interval;
+    same.preempt = old.preempt;
+    same.preempt_delay = old.preempt_delay;
+    same.down_timer_adverts = old.down_timer_adverts;
+    same.auth_pass.clone_from(&old.auth_pass);
+    same.v3_checksum_as_v2 = old.v3_checksum_as_v2;
+    same.virtual_addresses.clone_from(&old.virtual_addresses);
     same.initial_state = old.initial_state;
     same.track_scripts.clone_from(&old.track_scripts);
     same.track_interfaces.clone_from(&old.track_interfaces);
