@@ -288,8 +288,24 @@ fn parse_inner<F: Frame + ?Sized>(frame: &F, a: &mut Advert) -> Option<Result<()
 /// `watch` is the configuration for (interface, family, VRID), if vigil watches it.
 #[inline(always)]
 pub fn check<F: Frame + ?Sized>(frame: &F, a: &Advert, watch: Option<&WatchEntry>) -> Verdict {
-    // §7.1: "MUST verify that the IPvX TTL/Hop Limit is 255".
-    if a.ttl != 255 {
+    let multicast = if a.family == FAMILY_V4 {
+        a.dst[..4] == GROUP_V4
+    } else {
+        a.dst == GROUP_V6
+    };
+    if !multicast {
+        match watch {
+            // Unicast VRRP for a VRID vigil does not watch is another daemon's business:
+            // passed untouched.
+            None => return Verdict::Foreign,
+            Some(w) if w.flags & WATCH_UNICAST == 0 => return Verdict::Destination,
+            Some(_) => {}
+        }
+    }
+    // §7.1: "MUST verify that the IPvX TTL/Hop Limit is 255" — for the multicast group.
+    // Unicast adverts cross routers and keepalived sends IPv6 unicast with the default
+    // hop limit, so, as keepalived does, any TTL is accepted there.
+    if multicast && a.ttl != 255 {
         return Verdict::Ttl;
     }
     // §7.1: "MUST verify the VRRP version is 3" — vigil also speaks v2 (RFC 3768).
@@ -314,14 +330,6 @@ pub fn check<F: Frame + ?Sized>(frame: &F, a: &Advert, watch: Option<&WatchEntry
     // RFC 5798 §5.2.7 / RFC 3768 §5.3.7: an interval of 0 is no interval.
     if a.interval == 0 {
         return Verdict::Interval;
-    }
-    let multicast = if a.family == FAMILY_V4 {
-        a.dst[..4] == GROUP_V4
-    } else {
-        a.dst == GROUP_V6
-    };
-    if !multicast && watch.is_none_or(|w| w.flags & WATCH_UNICAST == 0) {
-        return Verdict::Destination;
     }
     // §7.1: "MUST verify the VRRP checksum". v3 covers the pseudo-header (§5.2.8); v2
     // does not, and keepalived's `v3_checksum_as_v2` sends v3 over IPv4 without it.
@@ -513,6 +521,46 @@ mod tests {
         let mut f = frame();
         f[22] = 64;
         assert_eq!(judge(&f, Some(&V3)), Verdict::Ttl);
+    }
+
+    /// The advert of `frame()`, sent to 192.0.2.12 by unicast.
+    fn unicast_frame() -> [u8; 46] {
+        let mut f = frame();
+        f[30..34].copy_from_slice(&[192, 0, 2, 12]);
+        seal(&mut f);
+        f
+    }
+
+    const V3_UNICAST: WatchEntry = WatchEntry {
+        flags: WATCH_UNICAST,
+        ..V3
+    };
+
+    #[test]
+    fn unicast_adverts_are_accepted_whatever_their_ttl() {
+        let mut f = unicast_frame();
+        for ttl in [255, 64, 1] {
+            f[22] = ttl;
+            assert_eq!(judge(&f, Some(&V3_UNICAST)), Verdict::Accept, "TTL {ttl}");
+        }
+    }
+
+    #[test]
+    fn multicast_adverts_still_need_ttl_255() {
+        let mut f = frame();
+        f[22] = 64;
+        assert_eq!(judge(&f, Some(&V3_UNICAST)), Verdict::Ttl);
+    }
+
+    #[test]
+    fn unicast_vrrp_for_a_vrid_not_watched_passes_untouched() {
+        let mut f = unicast_frame();
+        f[22] = 64;
+        let v = judge(&f, None);
+        assert_eq!(v, Verdict::Foreign);
+        assert!(v.passes());
+        // Unicast to a watched VRID that expects multicast is still dropped.
+        assert_eq!(judge(&unicast_frame(), Some(&V3)), Verdict::Destination);
     }
 
     #[test]
