@@ -395,7 +395,7 @@ impl Instance {
         }));
     }
 
-    /// The seed's split-brain check, while Backup or Fault: a virtual address on the
+    /// The classic split-brain check, while Backup or Fault: a virtual address on the
     /// interface. vigil removes it only if vigil added it (the record in `owned`, e.g. a
     /// removal that failed); an address someone else put there is left alone and warned
     /// about once. `seen` caches address lists per interface index for one round;

@@ -78,7 +78,7 @@ type LoadedConfig = (
     Option<tokio::sync::oneshot::Sender<serde_json::Value>>,
 );
 
-/// How often the split-brain watch expires quiet peers and the seed's check looks for
+/// How often the split-brain watch expires quiet peers and the classic check looks for
 /// virtual addresses on a Backup's interfaces.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
@@ -644,7 +644,7 @@ impl Agent {
         }
     }
 
-    /// Split-brain expiry, and the seed's check for virtual addresses on a Backup.
+    /// Split-brain expiry, and the classic check for virtual addresses on a Backup.
     async fn housekeeping(&mut self) {
         if !self.waiting.is_empty() {
             self.start_waiting().await;
