@@ -388,3 +388,89 @@ fn a_notify_storm_runs_only_the_newest_state() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Reloads on a Master that change its priority, advert interval, addresses, health
+/// checks and notify script: each is taken in place — no priority-0 advert on the wire,
+/// no transition on either node, the VIP never leaves, a new address comes at once.
+#[test]
+fn reloads_on_a_master_change_it_in_place() -> anyhow::Result<()> {
+    let p = pair("f-reload", "", "")?;
+    let watch = p.watch();
+    let cap = vigil_tests::capture::Capture::start(
+        &p.lb02,
+        "eth0",
+        "ip proto 112",
+        &p.lab.dir.join("reload.pcap"),
+    )?;
+    std::thread::sleep(Duration::from_millis(300));
+    let before = (transitions(&p.v1), transitions(&p.v2));
+    let head = std::fs::read_to_string(&p.v1.config)?;
+    let head = head
+        .split("[instances.web]")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let vip2 = "192.0.2.101";
+    let notify = p.lab.dir.join("notify.sh");
+    std::fs::write(&notify, "#!/bin/sh\nexit 0\n")?;
+    std::fs::set_permissions(&notify, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    // Each step keeps the earlier ones' changes.
+    let at_200ms = |t: String| t.replace("\"100ms\"", "\"200ms\"");
+    let two_vips = |t: String| {
+        t.replace(
+            &format!("[\"{VIP}/24 dev eth0\"]"),
+            &format!("[\"{VIP}/24 dev eth0\", \"{vip2}/24 dev eth0\"]"),
+        )
+    };
+    let tracked = format!(
+        "track_scripts = [\"up\"]\nnotify = \"{}\"\n",
+        notify.display()
+    );
+    let steps = [
+        ("priority", instance(160, "master", "")),
+        ("advert interval", at_200ms(instance(160, "master", ""))),
+        ("addresses", two_vips(at_200ms(instance(160, "master", "")))),
+        (
+            "scripts and notify",
+            format!(
+                "[scripts.up]\ncommand = \"true\"\ninterval = \"100ms\"\nweight = 5\n\n{}",
+                two_vips(at_200ms(instance(160, "master", &tracked)))
+            ),
+        ),
+    ];
+    for (what, inst) in steps {
+        std::fs::write(&p.v1.config, format!("{head}{inst}"))?;
+        let reply: serde_json::Value = serde_json::from_str(&p.v1.request("reload")?)?;
+        assert_eq!(reply["applied"], true, "{what}: {reply}");
+        assert_eq!(reply["changed_in_place"][0], "web", "{what}: {reply}");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(p.v1.state("web")?, "MASTER", "{what}");
+        assert_eq!(p.v2.state("web")?, "BACKUP", "{what}");
+    }
+    assert!(
+        has_address(&p.lb01, vip2),
+        "the new address is not on the Master"
+    );
+    assert!(!has_address(&p.lb02, vip2));
+    p.v1.wait_instance("web", "at 165", Duration::from_secs(2), |i| {
+        i["effective_priority"] == 165
+    })?;
+    let from = watch.converged(Duration::from_secs(1))?;
+    watch.exactly_one_from(from, Duration::from_millis(500), "lb01")?;
+    assert_eq!((transitions(&p.v1), transitions(&p.v2)), before);
+    let adverts = vigil_tests::agent::adverts(&cap.stop()?);
+    let lb01: std::net::IpAddr = p.lb01.ipv4.into();
+    let mine: Vec<u8> = adverts
+        .iter()
+        .filter(|(_, src, _)| *src == lb01)
+        .map(|(_, _, prio)| *prio)
+        .collect();
+    assert!(!mine.is_empty());
+    assert!(!mine.contains(&0), "priority 0 on the wire: {mine:?}");
+    assert!(mine.contains(&150) && mine.contains(&160) && mine.contains(&165));
+    for w in adverts.windows(2) {
+        let gap = w[1].0.saturating_sub(w[0].0);
+        assert!(gap < 500_000_000, "adverts paused {gap} ns");
+    }
+    Ok(())
+}
