@@ -474,3 +474,74 @@ fn reloads_on_a_master_change_it_in_place() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+fn clock(id: libc::clockid_t) -> libc::timespec {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    ts
+}
+
+fn ns(ts: libc::timespec) -> i128 {
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// Sets CLOCK_REALTIME to `ns` since the epoch (what `date -s` does).
+fn set_realtime(ns: i128) -> anyhow::Result<()> {
+    let ts = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: plain syscall on a valid timespec.
+    if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } != 0 {
+        anyhow::bail!("clock_settime: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The wall clock stepped back and then forward by two minutes, as `date -s` does:
+/// elections and timers run on CLOCK_MONOTONIC, so nothing moves. The wall clock is
+/// machine-wide (no namespace has its own), so each step lasts one second and the clock
+/// is put back from CLOCK_MONOTONIC, to the nanosecond it would have read; set
+/// VIGIL_TEST_NO_CLOCK_STEP=1 to skip this on a machine where even that is unwelcome.
+#[test]
+fn a_wall_clock_step_moves_nothing() -> anyhow::Result<()> {
+    if std::env::var_os("VIGIL_TEST_NO_CLOCK_STEP").is_some() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED a_wall_clock_step_moves_nothing: VIGIL_TEST_NO_CLOCK_STEP is set"
+        );
+        return Ok(());
+    }
+    let p = pair("f-clock", "", "")?;
+    let watch = p.watch();
+    let before = (transitions(&p.v1), transitions(&p.v2));
+    let (real0, mono0) = (
+        ns(clock(libc::CLOCK_REALTIME)),
+        ns(clock(libc::CLOCK_MONOTONIC)),
+    );
+    let restore = || set_realtime(real0 + ns(clock(libc::CLOCK_MONOTONIC)) - mono0);
+    let stepped = (|| -> anyhow::Result<()> {
+        for step in [-120_000_000_000i128, 120_000_000_000] {
+            set_realtime(real0 + ns(clock(libc::CLOCK_MONOTONIC)) - mono0 + step)?;
+            std::thread::sleep(Duration::from_secs(1));
+            restore()?;
+        }
+        Ok(())
+    })();
+    restore()?;
+    stepped?;
+    let from = watch.converged(Duration::from_secs(1))?;
+    watch.exactly_one_from(from, Duration::from_millis(500), "lb01")?;
+    let all = watch.samples();
+    assert!(
+        all.iter().all(|(_, h)| h.len() == 1 && h[0] == "lb01"),
+        "the VIP moved during a clock step"
+    );
+    assert_eq!((transitions(&p.v1), transitions(&p.v2)), before);
+    Ok(())
+}
