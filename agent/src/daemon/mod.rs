@@ -173,7 +173,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         // Tracking first, so that an instance with a failed check starts in Fault and
         // one with weights starts at its effective priority.
         let v = agent.tracker.evaluate(&inst.cfg);
-        apply_verdict(&mut agent.endpoint, inst, v, now);
+        apply_verdict(&mut agent.endpoint, &agent.receiver, inst, v, now);
         let key = inst.key;
         agent.endpoint.handle(now, EndpointInput::Startup { key });
         if snapshot
@@ -383,6 +383,7 @@ fn datapath_plan(
 /// Hands an instance's tracking verdict to its election, when it changed.
 fn apply_verdict(
     endpoint: &mut Endpoint,
+    receiver: &Receiver,
     inst: &mut Instance,
     v: Verdict,
     now: crate::vrrp::Instant,
@@ -398,6 +399,10 @@ fn apply_verdict(
             if v.why.is_empty() { "" } else { "; " },
             v.why.join(", ")
         );
+        // The adverts the kernel kept quiet count at the old priority.
+        if let Some(stats) = receiver.vrid_stats(&key) {
+            endpoint.handle(now, EndpointInput::KernelState { key, stats });
+        }
         endpoint.handle(
             now,
             EndpointInput::PriorityChanged {
@@ -594,7 +599,7 @@ impl Agent {
         self.run_actions().await;
         let now = clock::now();
         let verdict = self.tracker.evaluate(&inst.cfg);
-        apply_verdict(&mut self.endpoint, &mut inst, verdict, now);
+        apply_verdict(&mut self.endpoint, &self.receiver, &mut inst, verdict, now);
         let key = inst.key;
         self.endpoint.handle(now, EndpointInput::Startup { key });
         if let Ok(l) = self.netlink.link(inst.iface.index).await
@@ -635,7 +640,7 @@ impl Agent {
         let now = clock::now();
         for inst in self.instances.values_mut() {
             let v = self.tracker.evaluate(&inst.cfg);
-            apply_verdict(&mut self.endpoint, inst, v, now);
+            apply_verdict(&mut self.endpoint, &self.receiver, inst, v, now);
         }
     }
 

@@ -469,10 +469,17 @@ impl VirtualRouter {
     /// priority 0 (RFC 5798 §6.4.2): a Backup with Preempt_Mode on and no preempt delay
     /// running. Only then may a datapath drop such adverts before they reach it.
     pub fn discards_lower_priority(&self, now: Instant) -> bool {
-        self.state == State::Backup && self.cfg.preempt && !self.delay_holds(now)
+        // Time is whole nanoseconds: the delay holds for no advert after `now` once `now`
+        // is its last instant.
+        let holds_after = !self.cfg.preempt_delay.is_zero()
+            && self
+                .preempt_until
+                .is_none_or(|until| until > now + Duration::from_nanos(1));
+        self.state == State::Backup && self.cfg.preempt && !holds_after
     }
 
-    /// When the running preempt delay ends, if one runs (Backup only).
+    /// When the running preempt delay ends, if one runs (Backup only): the first instant
+    /// at which a lower-priority advert is no longer heard.
     pub fn preempt_delay_until(&self) -> Option<Instant> {
         if self.state != State::Backup || self.cfg.preempt_delay.is_zero() {
             return None;
@@ -925,11 +932,7 @@ impl VirtualRouter {
             return;
         }
         let lower = advert.priority < self.priority;
-        // keepalived's preempt_delay: while it runs, a lower-priority advert is taken as
-        // if preemption were off.
-        let delay_holds =
-            !self.cfg.preempt_delay.is_zero() && self.preempt_until.is_none_or(|until| until > now);
-        if !self.cfg.preempt || !lower || delay_holds {
+        if !self.cfg.preempt || !lower || self.delay_holds(now) {
             // RFC 5798 §6.4.2: Preempt_Mode false or priority >= ours: learn
             // Master_Adver_Interval (v3 only: RFC 3768 has no such variable), recompute
             // Master_Down_Interval, reset the Master_Down_Timer.
