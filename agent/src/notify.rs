@@ -67,7 +67,7 @@ impl Notifier {
     }
 
     /// Queues the scripts for entering `to` (Initialize means stopped) at `priority`,
-    /// replacing those of a state not yet started.
+    /// replacing those of a state whose scripts have not started yet.
     pub fn state(&self, to: State, priority: u8) {
         let Some(tx) = &self.tx else {
             return;
@@ -120,13 +120,11 @@ async fn queue(
     let mut log = RateLimit::new(20, Duration::from_secs(60));
     // Ends when the notifier is closed and its last state's scripts have run.
     while rx.changed().await.is_ok() {
+        // A state's own script and `notify` run as a pair once started; states the
+        // instance left before their turn came are skipped (the watch keeps only the
+        // newest).
         let jobs = rx.borrow_and_update().clone();
         for job in jobs {
-            if rx.has_changed().unwrap_or(false) {
-                // The instance has moved on: what is left of this state is stale.
-                tracing::info!(instance = %instance, "{} skipped: the instance changed state again", job.what);
-                break;
-            }
             let user = match &run_as {
                 Ok(u) => *u,
                 Err(e) => {

@@ -58,6 +58,8 @@ struct Agent {
     last_reload: Option<(bool, std::time::SystemTime)>,
     /// The last `STATUS=` line sent to systemd.
     status_line: String,
+    /// Whether something the `STATUS=` line shows may have changed.
+    status_stale: bool,
     /// Instances that cannot run yet, by name.
     waiting: BTreeMap<String, Waiting>,
 }
@@ -166,6 +168,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         runtime_dir,
         last_reload: None,
         status_line: String::new(),
+        status_stale: true,
         waiting,
     };
     let now = clock::now();
@@ -539,6 +542,7 @@ impl Agent {
             self.receiver.unwatch(inst.key);
             let reason = format!("interface {name} was removed");
             tracing::warn!(instance = %n, "{reason}; waiting in FAULT for it to come back");
+            self.status_stale = true;
             self.waiting.insert(
                 n,
                 Waiting {
@@ -609,12 +613,14 @@ impl Agent {
         }
         self.by_key.insert(inst.key, inst.name.clone());
         self.instances.insert(inst.name.clone(), inst);
+        self.status_stale = true;
         Ok(())
     }
 
     /// Makes the datapath cover every running instance's interface: XDP attaches to new
     /// ones (and joins the VRRP group there); the raw path is rebuilt when `changed`.
     fn refresh_datapath(&mut self, changed: bool) {
+        self.status_stale = true;
         if self.receiver.is_xdp() {
             let ifaces: BTreeMap<u32, String> = self
                 .instances
@@ -695,6 +701,9 @@ impl Agent {
             };
             match action {
                 EndpointAction::Router(a) => {
+                    if matches!(a, crate::vrrp::Action::StateChanged(_)) {
+                        self.status_stale = true;
+                    }
                     inst.execute(a, router, &self.netlink, &mut self.owned)
                         .await;
                 }
@@ -797,6 +806,11 @@ impl Agent {
 
     /// Tells systemd a one-line summary (`systemctl status` shows it) when it changed.
     fn notify_status(&mut self) {
+        // Hundreds of instances wake the loop thousands of times a second; the line
+        // changes only with a transition or the set of instances.
+        if !std::mem::take(&mut self.status_stale) {
+            return;
+        }
         let mut counts: BTreeMap<State, usize> = BTreeMap::new();
         for inst in self.instances.values() {
             let state = self
@@ -1000,6 +1014,7 @@ impl Agent {
             "reloaded"
         );
         self.last_reload = Some((true, std::time::SystemTime::now()));
+        self.status_stale = true;
         serde_json::json!({
             "applied": true,
             "config": self.path.display().to_string(),
