@@ -14,6 +14,7 @@ pub mod keepalived;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod procwatch;
 pub mod timer;
 pub mod trace;
 pub mod track;

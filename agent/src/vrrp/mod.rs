@@ -53,6 +53,7 @@
 pub mod packet;
 pub mod reason;
 pub mod router;
+pub mod sync;
 pub mod time;
 
 #[cfg(test)]
