@@ -75,8 +75,14 @@ pub struct Instance {
     pub transition_counts: std::collections::BTreeMap<(State, State, &'static str), u64>,
     /// Its notify scripts' queue.
     pub notifier: Notifier,
-    /// The tracking verdict last handed to the election.
+    /// The tracking verdict last handed to the election (with any sync-group fault).
     pub tracked: Verdict,
+    /// The instance's own tracking verdict, before its sync group's say.
+    pub own: Verdict,
+    /// Fault imposed by its sync group (another member is in Fault).
+    pub sync_fault: Option<String>,
+    /// Addresses added while Master but not advertised (`excluded_addresses`).
+    excluded: Vec<Vip>,
     /// Split-brain watch (while Master).
     pub split: SplitBrain,
     /// Virtual addresses found on the interface while Backup that vigil did not add,
@@ -159,6 +165,18 @@ impl Instance {
     ) -> anyhow::Result<Self> {
         let iface = netlink.interface(&cfg.interface).await?;
         let mut vips = Vec::new();
+        let mut excluded = Vec::new();
+        for v in &cfg.excluded_addresses {
+            let on = match &v.dev {
+                Some(dev) if *dev != cfg.interface => netlink.interface(dev).await?,
+                _ => iface.clone(),
+            };
+            let mut addr = VirtualAddress::new(v.addr, v.prefix_len);
+            if let Some(l) = &v.label {
+                addr = addr.with_label(l.clone());
+            }
+            excluded.push(Vip { iface: on, addr });
+        }
         for v in &cfg.virtual_addresses {
             let on = match &v.dev {
                 Some(dev) if *dev != cfg.interface => netlink.interface(dev).await?,
@@ -262,6 +280,9 @@ impl Instance {
             transition_counts: std::collections::BTreeMap::new(),
             notifier: Notifier::new(name, cfg, script_user),
             tracked: Verdict::untracked(cfg),
+            own: Verdict::untracked(cfg),
+            sync_fault: None,
+            excluded,
             split: SplitBrain::default(),
             foreign_while_backup: Vec::new(),
             removed_while_backup: 0,
@@ -403,7 +424,7 @@ impl Instance {
     }
 
     async fn add_addresses(&mut self, netlink: &Netlink, owned: &mut OwnedAddresses) {
-        for vip in &self.vips {
+        for vip in self.vips.iter().chain(&self.excluded) {
             match netlink.add_address(&vip.iface, &vip.addr).await {
                 Ok(true) => owned.insert(vip.owned()),
                 Ok(false) if owned.contains(&vip.owned()) => {}
@@ -419,7 +440,7 @@ impl Instance {
     }
 
     async fn remove_addresses(&mut self, netlink: &Netlink, owned: &mut OwnedAddresses) {
-        for vip in &self.vips {
+        for vip in self.vips.iter().chain(&self.excluded) {
             let o = vip.owned();
             if !owned.contains(&o) {
                 continue;
@@ -438,7 +459,13 @@ impl Instance {
         if let Some(task) = self.announce.take() {
             task.abort();
         }
-        let addrs: Vec<IpAddr> = self.vips.iter().map(|v| v.addr.addr).collect();
+        // Announcements cover excluded addresses too: hosts must learn where they moved.
+        let addrs: Vec<IpAddr> = self
+            .vips
+            .iter()
+            .chain(&self.excluded)
+            .map(|v| v.addr.addr)
+            .collect();
         let schedule = AnnounceSchedule::new(self.timing, std::time::Instant::now());
         self.announce = Some(tokio::spawn(async move {
             run_announcements(&announcer, &addrs, schedule).await
@@ -548,6 +575,8 @@ impl Instance {
             "master": self.router.master().map(|m| m.to_string()),
             "primary": self.router.primary().to_string(),
             "virtual_addresses": self.vips.iter().map(|v| v.addr.to_string()).collect::<Vec<_>>(),
+            "excluded_addresses": self.excluded.iter().map(|v| v.addr.to_string()).collect::<Vec<_>>(),
+            "sync_fault": self.sync_fault,
             "last_transition": last,
             "adverts_rx": self.received,
             "adverts_tx": self.sent,

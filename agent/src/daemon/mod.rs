@@ -2,6 +2,7 @@
 //! control socket and signals together in one tokio task, so that everything an
 //! election sees and does happens in order.
 
+pub mod groups;
 pub mod instance;
 pub mod owned;
 pub mod receive;
@@ -48,6 +49,7 @@ struct Agent {
     receiver: Receiver,
     owned: OwnedAddresses,
     tracker: Tracker,
+    groups: groups::Groups,
     started: std::time::Instant,
 }
 
@@ -112,8 +114,10 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         receiver,
         owned,
         tracker,
+        groups: groups::Groups::default(),
         started: std::time::Instant::now(),
     };
+    agent.groups.configure(&agent.config);
     let now = clock::now();
     for inst in agent.instances.values_mut() {
         // Tracking first, so that an instance with a failed check starts in Fault and
@@ -127,6 +131,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             inst.router.handle(now, Input::LinkDown);
         }
     }
+    agent.groups.apply(&mut agent.instances, now);
     agent.run_actions().await;
 
     let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
@@ -214,6 +219,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+        agent.groups.apply(&mut agent.instances, clock::now());
         agent.run_actions().await;
     }
 
@@ -227,11 +233,12 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     agent.owned.clear();
     // notify_stop (and `notify ... STOP`) run before the process ends, each within its
     // own time limit.
-    let queues: Vec<_> = agent
+    let mut queues: Vec<_> = agent
         .instances
         .values_mut()
         .filter_map(|i| i.notifier.close())
         .collect();
+    queues.extend(agent.groups.close());
     if !queues.is_empty()
         && tokio::time::timeout(
             NOTIFY_TIMEOUT + Duration::from_secs(2),
@@ -268,8 +275,14 @@ fn datapath_plan(
     (ifaces, watch)
 }
 
-/// Hands an instance's tracking verdict to its election, when it changed.
-fn apply_verdict(inst: &mut Instance, v: Verdict, now: crate::vrrp::Instant) {
+/// Hands an instance's tracking verdict (with any fault its sync group imposes) to its
+/// election, when it changed.
+fn apply_verdict(inst: &mut Instance, own: Verdict, now: crate::vrrp::Instant) {
+    inst.own = own.clone();
+    let mut v = own;
+    if v.fault.is_none() {
+        v.fault = inst.sync_fault.clone();
+    }
     if v.priority != inst.tracked.priority {
         tracing::info!(
             instance = %inst.name,
@@ -459,8 +472,10 @@ impl Agent {
             "instances": self.instances.values().map(|i| {
                 let mut s = i.status(now);
                 s["tracking"] = self.tracker.status(&i.cfg);
+                s["sync_group"] = self.groups.group_of(&i.name).into();
                 s
             }).collect::<Vec<_>>(),
+            "sync_groups": self.groups.status(&self.instances),
         })
     }
 
@@ -532,6 +547,7 @@ impl Agent {
         }
         let kept = self.instances.len() - added;
         self.config = new;
+        self.groups.configure(&self.config);
         self.retrack();
         tracing::info!(
             kept,
