@@ -77,7 +77,7 @@ const fn d(block: Block, name: &'static str, why: &'static str) -> Keyword {
 use Block::{GlobalDefs as G, Instance as I, Script as S, SyncGroup as Y, Top as T};
 use Block::{TrackFile as F, TrackProcess as P};
 
-const LVS: &str = "LVS load balancing and its health checkers are not part of vigil (it does VRRP only); the section is skipped whole";
+const LVS: &str = "LVS load balancing and its health checkers are not part of vigil (it does VRRP only)";
 const DAEMON: &str = "a keepalived daemon tunable with no vigil counterpart; vigil runs as one process with its own defaults";
 const EMAIL: &str =
     "e-mail alerts are not supported; use notify scripts (notify_master, notify, ...) to send mail";

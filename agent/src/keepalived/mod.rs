@@ -158,6 +158,7 @@ struct TrackFileDef {
 /// keepalived `vrrp_track_process NAME { ... }`.
 struct ProcessDef {
     name: String,
+    loc: Loc,
     process: Option<String>,
     args: Option<String>,
     full_command: bool,
@@ -648,6 +649,7 @@ impl Conv {
         }
         let mut p = ProcessDef {
             name,
+            loc: n.loc.clone(),
             process: None,
             args: None,
             full_command: false,
@@ -671,10 +673,17 @@ impl Conv {
                     }
                 }
                 "param_match" => match item.args().first().map(String::as_str) {
-                    Some("exact") | None => {}
+                    None => p.full_command = true,
+                    Some(m @ ("initial" | "partial")) => {
+                        p.full_command = true;
+                        self.warn(
+                            item,
+                            format!("`{m}` matching is not supported: vigil matches the whole command line exactly"),
+                        );
+                    }
                     Some(other) => self.warn(
                         item,
-                        format!("`{other}` matching is not supported: vigil matches the whole command line exactly"),
+                        format!("`{other}` is not a param_match type (keepalived ignores it too); the arguments are matched exactly"),
                     ),
                 },
                 "full_command" => {
@@ -1195,9 +1204,15 @@ impl Conv {
             .collect();
         for p in processes.into_iter().filter(|p| p.process.is_some()) {
             let _ = writeln!(out, "\n[processes.{}]", key(&p.name));
-            let mut name = p.process.clone().unwrap_or_default();
-            if p.full_command && !name.contains('/') {
-                name = format!("/{name}");
+            let name = p.process.clone().unwrap_or_default();
+            if p.full_command && !name.contains('/') && p.args.is_none() {
+                // keepalived compares argv[0]; vigil compares a name without `/` with the
+                // kernel's process name.
+                self.warn_at(
+                    &p.loc,
+                    "full_command",
+                    format!("`{name}` has no `/`: vigil matches it against the process name, not argv[0]; give the program's path to match argv[0]"),
+                );
             }
             let _ = writeln!(out, "name = {}", q(&name));
             if let Some(a) = &p.args {
