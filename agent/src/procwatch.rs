@@ -311,24 +311,48 @@ pub fn parse_events(buf: &[u8]) -> Vec<ProcEvent> {
     out
 }
 
-/// Opens the proc connector in the initial network namespace and subscribes.
+/// Opens the proc connector in the initial network namespace and subscribes: the
+/// namespace of process 1, or, where that cannot be read (a sandbox), of the process that
+/// started vigil (`ip netns exec` from the host's shell). A namespace without the
+/// connector refuses the subscription, and the next is tried.
 fn open_connector() -> std::io::Result<OwnedFd> {
     let here = std::fs::read_link("/proc/thread-self/ns/net")?;
-    let init = std::fs::read_link("/proc/1/ns/net")?;
-    if here == init {
-        return connector_socket();
-    }
-    // setns affects only the calling thread: do it on one that ends right after.
-    std::thread::spawn(|| -> std::io::Result<OwnedFd> {
-        let ns = std::fs::File::open("/proc/1/ns/net")?;
-        // SAFETY: setns on a valid namespace fd; it changes only this thread.
-        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(std::io::Error::last_os_error());
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    let mut last = std::io::Error::other("no namespace to try");
+    for path in [
+        "/proc/1/ns/net".to_string(),
+        format!("/proc/{parent}/ns/net"),
+    ] {
+        let there = match std::fs::read_link(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        let result = if there == here {
+            connector_socket()
+        } else {
+            // setns affects only the calling thread: do it on one that ends right after.
+            let p = path.clone();
+            std::thread::spawn(move || -> std::io::Result<OwnedFd> {
+                let ns = std::fs::File::open(&p)?;
+                // SAFETY: setns on a valid namespace fd; it changes only this thread.
+                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                connector_socket()
+            })
+            .join()
+            .map_err(|_| std::io::Error::other("proc connector thread panicked"))?
+        };
+        match result {
+            Ok(fd) => return Ok(fd),
+            Err(e) => last = e,
         }
-        connector_socket()
-    })
-    .join()
-    .map_err(|_| std::io::Error::other("proc connector thread panicked"))?
+    }
+    Err(last)
 }
 
 fn connector_socket() -> std::io::Result<OwnedFd> {

@@ -216,6 +216,18 @@ impl Tracker {
             }
             self.procs.retain(|n, _| wanted_procs.get(n).is_some());
             if !wanted_procs.is_empty() {
+                // Count now, so the first verdict already has the numbers (no FAULT at
+                // start while the task gets going).
+                let mut m = crate::procwatch::Matcher::new(wanted_procs.clone());
+                crate::procwatch::scan(&mut m);
+                let now = Instant::now();
+                for (name, count) in m.counts() {
+                    if let Some(d) = wanted_procs.get(&name) {
+                        let mut s = crate::procwatch::Standing::new(d);
+                        let running = s.observe(count, now);
+                        self.procs.insert(name, (count, running));
+                    }
+                }
                 let task = tokio::spawn(crate::procwatch::watch(
                     wanted_procs.clone(),
                     self.tx.clone(),

@@ -341,12 +341,17 @@ fn processes_sync_groups_and_excluded_addresses_parse() {
                 process: "nginx".into(),
                 weight: 0
             },
+            // A sync group member's weights are ignored, as keepalived does.
             TrackProcess {
                 process: "exact".into(),
-                weight: 10
+                weight: 0
             },
         ]
     );
+    // Outside a group the weight given in the entry stands.
+    let alone = parse(&PARITY.replace("[sync_groups.router]\ninstances = [\"outside\", \"inside\"]\ntrack_scripts = [{ script = \"chk\", weight = 50 }]\nnotify = \"/bin/true\"\n", ""), "p.toml").unwrap();
+    assert!(alone.sync_groups.is_empty());
+    assert_eq!(alone.instances["outside"].track_processes[1].weight, 10);
     let g = &c.sync_groups["router"];
     assert_eq!(
         g.instances,

@@ -991,6 +991,22 @@ fn sync_groups(
             let Some(i) = instances.get_mut(m) else {
                 continue;
             };
+            // As keepalived (without sync_group_tracking_weight): a member's own tracking
+            // weights are ignored and a tracked failure means FAULT, which the group then
+            // spreads. Weights that only moved one member's priority could leave the
+            // group Master on one node for one VRID and wanted on the other for another.
+            for t in &mut i.track_scripts {
+                t.weight = 0;
+            }
+            for t in &mut i.track_interfaces {
+                t.weight = 0;
+            }
+            for t in &mut i.track_files {
+                t.weight = 0;
+            }
+            for t in &mut i.track_processes {
+                t.weight = 0;
+            }
             for t in &t_scripts {
                 if !i.track_scripts.iter().any(|x| x.script == t.script) {
                     i.track_scripts.push(t.clone());

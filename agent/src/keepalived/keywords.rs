@@ -77,7 +77,8 @@ const fn d(block: Block, name: &'static str, why: &'static str) -> Keyword {
 use Block::{GlobalDefs as G, Instance as I, Script as S, SyncGroup as Y, Top as T};
 use Block::{TrackFile as F, TrackProcess as P};
 
-const LVS: &str = "LVS load balancing and its health checkers are not part of vigil (it does VRRP only)";
+const LVS: &str =
+    "LVS load balancing and its health checkers are not part of vigil (it does VRRP only)";
 const DAEMON: &str = "a keepalived daemon tunable with no vigil counterpart; vigil runs as one process with its own defaults";
 const EMAIL: &str =
     "e-mail alerts are not supported; use notify scripts (notify_master, notify, ...) to send mail";
@@ -578,12 +579,12 @@ pub const KEYWORDS: &[Keyword] = &[
     d(
         Y,
         "global_tracking",
-        "not needed: members keep their own tracking weights in vigil, and the group's tracking is FAULT-only",
+        "not supported: in a vigil sync group every tracked failure, the members' own included, means FAULT for the whole group; weights are ignored (keepalived's default)",
     ),
     d(
         Y,
         "sync_group_tracking_weight",
-        "the group's tracking is FAULT-only in vigil: weights given there are not applied, members' own weights are",
+        "not supported: in a vigil sync group every tracked failure, the members' own included, means FAULT for the whole group; weights are ignored (keepalived's default)",
     ),
     d(Y, "notify_priority_changes", NOTIFY_EXTRA),
     // ---- vrrp_script

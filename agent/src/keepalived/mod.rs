@@ -1271,6 +1271,20 @@ impl Conv {
             self.warn_at(&g.loc, kw, format!("`{}` has fewer than two instances; not carried over (a group of one is just its instance)", g.name));
             return;
         }
+        let weighted = instances
+            .iter()
+            .filter(|i| members.contains(&i.name))
+            .any(|i| {
+                !i.track_scripts.is_empty()
+                    || i.track_interfaces
+                        .iter()
+                        .any(|t| t.1.is_some_and(|w| w != 0))
+                    || i.track_files.iter().any(|t| t.1.is_some_and(|w| w != 0))
+                    || !i.track_processes.is_empty()
+            });
+        if weighted {
+            self.warn_at(&g.loc, kw, format!("`{}`: its members' tracking weights are ignored, as keepalived does in a sync group: a tracked failure puts the whole group in FAULT", g.name));
+        }
         let _ = writeln!(out, "\n[sync_groups.{}]", key(&g.name));
         let _ = writeln!(out, "instances = {}", str_array(&members));
         if !g.track_scripts.is_empty() {

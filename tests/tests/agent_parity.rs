@@ -1,0 +1,219 @@
+//! keepalived features migrating configurations rely on, with real agents: a sync group
+//! whose two VRIDs move together when one member loses its election (and back), and
+//! process tracking that follows nginx through the kernel's process events.
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use vigil_tests::agent::{Vigil, global, has_address};
+use vigil_tests::{Lab, require_root};
+
+const OUT_VIP: &str = "192.0.2.100";
+const IN_VIP: &str = "192.0.2.101";
+
+fn sync_config(a_priority: u8, b_priority: u8, a_extra: &str) -> String {
+    format!(
+        "[instances.outside]\ninterface = \"eth0\"\nvrid = 51\npriority = {a_priority}\n\
+         advert_interval = \"100ms\"\nvirtual_addresses = [\"{OUT_VIP}/24\"]\n{a_extra}\n\
+         [instances.inside]\ninterface = \"eth0\"\nvrid = 52\npriority = {b_priority}\n\
+         advert_interval = \"100ms\"\nvirtual_addresses = [\"{IN_VIP}/24\"]\n\n\
+         [sync_groups.router]\ninstances = [\"outside\", \"inside\"]\n"
+    )
+}
+
+/// Both VIPs on `on`, neither on `off`, for `hold` (polled): a split would show.
+fn held_together(on: &Vigil, off: &Vigil, hold: Duration) -> anyhow::Result<()> {
+    let end = Instant::now() + hold;
+    while Instant::now() < end {
+        for vip in [OUT_VIP, IN_VIP] {
+            anyhow::ensure!(
+                has_address(&on.host, vip) && !has_address(&off.host, vip),
+                "{vip} is not on {} alone:\n{}\n{}",
+                on.host.name,
+                on.status_table()?,
+                off.status_table()?
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+#[test]
+fn a_sync_group_moves_both_vrids_together_and_back() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("sync", &["lb01", "lb02"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    // lb01 wins both legs (200 to 100) while its uplink check passes; the check fails
+    // when the file it watches is gone, and only the outside leg tracks it.
+    let flag = dir.join("lb01-uplink");
+    std::fs::write(&flag, "")?;
+    let track = format!(
+        "track_scripts = [\"uplink\"]\n[scripts.uplink]\ncommand = \"test -f {}\"\ninterval = \"100ms\"\n",
+        flag.display()
+    );
+    let v1 = Vigil::start(
+        &lb01,
+        &dir,
+        &(global(&lb01, &dir, &bpffs, "") + &sync_config(200, 200, &track)),
+    )?;
+    let v2 = Vigil::start(
+        &lb02,
+        &dir,
+        &(global(&lb02, &dir, &bpffs, "") + &sync_config(100, 100, "")),
+    )?;
+    for name in ["outside", "inside"] {
+        v1.wait_state(name, "MASTER", Duration::from_secs(5))?;
+        v2.wait_state(name, "BACKUP", Duration::from_secs(5))?;
+    }
+    held_together(&v1, &v2, Duration::from_millis(500))?;
+    let status = v1.status()?;
+    assert_eq!(status["sync_groups"][0]["group"], "router");
+    assert_eq!(status["sync_groups"][0]["state"], "MASTER");
+    assert!(
+        v1.status_table()?.contains("router"),
+        "{}",
+        v1.status_table()?
+    );
+
+    // The outside leg fails on lb01; the inside leg, healthy and better, follows it.
+    std::fs::remove_file(&flag)?;
+    let t0 = Instant::now();
+    for name in ["outside", "inside"] {
+        v2.wait_state(name, "MASTER", Duration::from_secs(5))?;
+        v1.wait_state(name, "FAULT", Duration::from_secs(5))?;
+    }
+    eprintln!("both legs on lb02 {:?} after the file went", t0.elapsed());
+    held_together(&v2, &v1, Duration::from_secs(1))?;
+    let inside = v1.wait_instance("inside", "FAULT", Duration::from_secs(1), |i| {
+        i["state"] == "FAULT"
+    })?;
+    assert_eq!(
+        inside["sync_fault"], "sync group router: outside is FAULT",
+        "{inside}"
+    );
+    assert_eq!(v2.status()?["sync_groups"][0]["state"], "MASTER");
+    assert_eq!(v1.status()?["sync_groups"][0]["state"], "FAULT");
+
+    // Back: the check passes, the group leaves FAULT, and lb01 takes both legs again.
+    std::fs::write(&flag, "")?;
+    for name in ["outside", "inside"] {
+        v1.wait_state(name, "MASTER", Duration::from_secs(5))?;
+        v2.wait_state(name, "BACKUP", Duration::from_secs(5))?;
+    }
+    held_together(&v1, &v2, Duration::from_secs(1))?;
+    Ok(())
+}
+
+/// nginx in `host` with its own configuration (and so its own command line) in `dir`.
+fn start_nginx(lab: &Lab, host: &str, dir: &std::path::Path) -> anyhow::Result<Child> {
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx.err;\nworker_processes 1;\n\
+             events {{}}\nhttp {{ access_log off; server {{ listen 127.0.0.1:18080; }} }}\n",
+            d = dir.display()
+        ),
+    )?;
+    let child = lab
+        .host(host)
+        .spawn(&["/usr/sbin/nginx", "-c", &conf.to_string_lossy()])?;
+    Ok(child)
+}
+
+#[test]
+fn killing_nginx_on_the_master_moves_the_vip_within_an_interval_plus_the_delay()
+-> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("proc", &["lb01", "lb02"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let mut nginx = start_nginx(&lab, "lb01", &dir)?;
+    // nginx rewrites its command line; the master's names this lab's configuration, so
+    // no other nginx on the machine can count.
+    let command_line = format!(
+        "nginx: master process /usr/sbin/nginx -c {}",
+        dir.join("nginx.conf").display()
+    );
+    let interval = Duration::from_millis(500);
+    let delay = Duration::from_millis(300);
+    let instance = |priority: u8, state: &str, extra: &str| {
+        format!(
+            "[instances.web]\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
+             initial_state = \"{state}\"\nadvert_interval = \"{}ms\"\n\
+             virtual_addresses = [\"{OUT_VIP}/24\"]\n{extra}\n",
+            interval.as_millis()
+        )
+    };
+    let processes = format!(
+        "[processes.nginx]\nname = \"nginx\"\ncommand_line = \"{command_line}\"\n\
+         terminate_delay = \"{}ms\"\n",
+        delay.as_millis()
+    );
+    let v1 = Vigil::start(
+        &lb01,
+        &dir,
+        &(global(&lb01, &dir, &bpffs, "")
+            + &processes
+            + &instance(150, "master", "track_processes = [\"nginx\"]")),
+    )?;
+    let v2 = Vigil::start(
+        &lb02,
+        &dir,
+        &(global(&lb02, &dir, &bpffs, "") + &instance(100, "backup", "")),
+    )?;
+    v1.wait_instance(
+        "web",
+        "MASTER with nginx counted",
+        Duration::from_secs(5),
+        |i| i["state"] == "MASTER" && i["tracking"]["processes"][0]["status"] == "running",
+    )?;
+    v2.wait_state("web", "BACKUP", Duration::from_secs(5))?;
+    assert!(
+        !v1.log_text().contains("no kernel process events"),
+        "the proc connector was not used:\n{}",
+        v1.log_text()
+    );
+
+    // SIGTERM: nginx's fast shutdown, master and worker gone.
+    // SAFETY: plain syscall on the pid of the child this test started.
+    unsafe { libc::kill(nginx.id() as i32, libc::SIGTERM) };
+    let t0 = Instant::now();
+    nginx.wait()?;
+    v2.wait_state("web", "MASTER", interval + delay + Duration::from_secs(2))?;
+    let took = t0.elapsed();
+    eprintln!(
+        "VIP moved {took:?} after nginx was killed (interval {interval:?} + delay {delay:?})"
+    );
+    // Fault sends priority 0, so lb02 takes over after Skew_Time, well inside an
+    // interval; 150 ms covers the status polling.
+    assert!(
+        took <= interval + delay + Duration::from_millis(150),
+        "took {took:?}"
+    );
+    assert!(took >= delay, "moved before terminate_delay: {took:?}");
+    let i = v1.wait_instance("web", "FAULT", Duration::from_secs(1), |i| {
+        i["state"] == "FAULT"
+    })?;
+    assert!(
+        i["fault"]
+            .as_str()
+            .is_some_and(|f| f.contains("process nginx")),
+        "{i}"
+    );
+    assert!(has_address(&lb02, OUT_VIP) && !has_address(&lb01, OUT_VIP));
+
+    // nginx back: lb01 leaves FAULT and preempts.
+    let mut nginx = start_nginx(&lab, "lb01", &dir)?;
+    let back = v1.wait_state("web", "MASTER", Duration::from_secs(5));
+    // SAFETY: as above.
+    unsafe { libc::kill(nginx.id() as i32, libc::SIGTERM) };
+    let _ = nginx.wait();
+    back?;
+    v2.wait_state("web", "BACKUP", Duration::from_secs(2))?;
+    Ok(())
+}
