@@ -9,6 +9,7 @@ mod address;
 pub mod duration;
 mod error;
 mod raw;
+pub mod route;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -277,6 +278,10 @@ pub struct Instance {
     /// Addresses added while Master but not carried in adverts (keepalived
     /// `virtual_ipaddress_excluded`); any family.
     pub excluded_addresses: Vec<VirtualAddress>,
+    /// Routes added while Master, removed on leaving it (keepalived `virtual_routes`).
+    pub virtual_routes: Vec<route::VirtualRoute>,
+    /// Policy rules added while Master, removed on leaving it (keepalived `virtual_rules`).
+    pub virtual_rules: Vec<route::VirtualRule>,
     /// Run on becoming master.
     pub notify_master: Option<String>,
     /// Run on becoming backup.

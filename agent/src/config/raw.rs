@@ -119,6 +119,10 @@ pub(crate) struct RawInstance {
     pub track_processes: Vec<S<RawTrack>>,
     #[serde(default)]
     pub excluded_addresses: Vec<S<String>>,
+    #[serde(default)]
+    pub virtual_routes: Vec<S<String>>,
+    #[serde(default)]
+    pub virtual_rules: Vec<S<String>>,
     pub notify_master: Option<S<String>>,
     pub notify_backup: Option<S<String>>,
     pub notify_fault: Option<S<String>>,

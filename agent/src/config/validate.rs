@@ -659,6 +659,8 @@ fn instance(
 
     let track_processes = track_processes(e, path, &r.track_processes, processes);
     let excluded_addresses = excluded_addresses(e, path, &r.excluded_addresses, &interface);
+    let virtual_routes = parsed_list(e, path, "virtual_routes", &r.virtual_routes);
+    let virtual_rules = parsed_list(e, path, "virtual_rules", &r.virtual_rules);
 
     let notify_master = notify(e, &r.notify_master, &p("notify_master"));
     let notify_backup = notify(e, &r.notify_backup, &p("notify_backup"));
@@ -697,6 +699,8 @@ fn instance(
         track_files,
         track_processes,
         excluded_addresses,
+        virtual_routes,
+        virtual_rules,
         notify_master,
         notify_backup,
         notify_fault,
@@ -820,6 +824,25 @@ fn track_processes(
             })
         })
         .collect()
+}
+
+/// Each string parsed as `T`, duplicates refused.
+fn parsed_list<T: std::str::FromStr<Err = String> + PartialEq>(
+    e: &mut Errors<'_>,
+    path: &str,
+    list: &str,
+    items: &[S<String>],
+) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for (n, a) in items.iter().enumerate() {
+        let ap = format!("{path}.{list}[{n}]");
+        match a.get_ref().parse::<T>() {
+            Ok(v) if out.contains(&v) => e.add(a.span(), ap, "listed twice"),
+            Ok(v) => out.push(v),
+            Err(m) => e.add(a.span(), ap, m),
+        }
+    }
+    out
 }
 
 fn excluded_addresses(

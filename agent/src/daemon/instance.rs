@@ -83,6 +83,10 @@ pub struct Instance {
     pub sync_fault: Option<String>,
     /// Addresses added while Master but not advertised (`excluded_addresses`).
     excluded: Vec<Vip>,
+    /// Routes and rules added while Master (`virtual_routes`, `virtual_rules`), as
+    /// kernel messages with their text for logs.
+    routes: Vec<(String, netlink_packet_route::route::RouteMessage)>,
+    rules: Vec<(String, netlink_packet_route::rule::RuleMessage)>,
     /// Split-brain watch (while Master).
     pub split: SplitBrain,
     /// Virtual addresses found on the interface while Backup that vigil did not add,
@@ -177,6 +181,25 @@ impl Instance {
             }
             excluded.push(Vip { iface: on, addr });
         }
+        let mut routes = Vec::new();
+        for r in &cfg.virtual_routes {
+            // A unicast route without a gateway leaves through the instance's interface.
+            let oif = match &r.dev {
+                Some(dev) => Some(netlink.interface(dev).await?.index),
+                None if r.via.is_none() && r.kind == config::route::RouteKind::Unicast => {
+                    Some(iface.index)
+                }
+                None => None,
+            };
+            let msg = crate::net::route::route_message(r, oif)
+                .map_err(|e| anyhow::anyhow!("instance {name}: route {r}: {e}"))?;
+            routes.push((r.to_string(), msg));
+        }
+        let rules = cfg
+            .virtual_rules
+            .iter()
+            .map(|r| (r.to_string(), crate::net::route::rule_message(r)))
+            .collect();
         for v in &cfg.virtual_addresses {
             let on = match &v.dev {
                 Some(dev) if *dev != cfg.interface => netlink.interface(dev).await?,
@@ -283,6 +306,8 @@ impl Instance {
             own: Verdict::untracked(cfg),
             sync_fault: None,
             excluded,
+            routes,
+            rules,
             split: SplitBrain::default(),
             foreign_while_backup: Vec::new(),
             removed_while_backup: 0,
@@ -437,9 +462,30 @@ impl Instance {
                 Err(e) => tracing::error!(instance = %self.name, "adding {}: {e}", vip.addr),
             }
         }
+        // Routes after the addresses they may use as source or gateway; rules last.
+        for (text, msg) in &self.routes {
+            if let Err(e) = netlink.add_route(msg.clone()).await {
+                tracing::error!(instance = %self.name, "adding route {text}: {e}");
+            }
+        }
+        for (text, msg) in &self.rules {
+            if let Err(e) = netlink.add_rule(msg.clone()).await {
+                tracing::error!(instance = %self.name, "adding rule {text}: {e}");
+            }
+        }
     }
 
     async fn remove_addresses(&mut self, netlink: &Netlink, owned: &mut OwnedAddresses) {
+        for (text, msg) in &self.rules {
+            if let Err(e) = netlink.remove_rule(msg.clone()).await {
+                tracing::error!(instance = %self.name, "removing rule {text}: {e}");
+            }
+        }
+        for (text, msg) in &self.routes {
+            if let Err(e) = netlink.remove_route(msg.clone()).await {
+                tracing::error!(instance = %self.name, "removing route {text}: {e}");
+            }
+        }
         for vip in self.vips.iter().chain(&self.excluded) {
             let o = vip.owned();
             if !owned.contains(&o) {
@@ -576,6 +622,8 @@ impl Instance {
             "primary": self.router.primary().to_string(),
             "virtual_addresses": self.vips.iter().map(|v| v.addr.to_string()).collect::<Vec<_>>(),
             "excluded_addresses": self.excluded.iter().map(|v| v.addr.to_string()).collect::<Vec<_>>(),
+            "virtual_routes": self.routes.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            "virtual_rules": self.rules.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
             "sync_fault": self.sync_fault,
             "last_transition": last,
             "adverts_rx": self.received,

@@ -88,7 +88,6 @@ const FIREWALL: &str = "vigil installs no firewall rules (keepalived uses them f
 const BFD: &str = "BFD is not supported: peers are watched by VRRP adverts alone";
 const NETNS: &str = "network namespaces are chosen by how vigil is started (e.g. `ip netns exec`), not by the configuration";
 const VMAC: &str = "virtual MAC interfaces are not supported: adverts and gratuitous ARP come from the interface's own MAC, so switches see the virtual address move between node MACs";
-const ROUTES: &str = "routes and rules that move with the state are not supported: add them in notify_master / notify_backup scripts";
 const STATIC: &str = "static addresses, routes and rules are not managed by vigil; configure them with the system's network configuration";
 const GARP_TUNE: &str = "vigil announces only on becoming Master (plus garp_master_refresh); there is no separate pacing or lower-priority announcement";
 const ADVERT_TUNE: &str = "vigil follows RFC 5798 here: a Master answers a lower-priority advert at once, a Backup never advertises, the owner listens to no one";
@@ -461,8 +460,16 @@ pub const KEYWORDS: &[Keyword] = &[
     d(I, "use_vmac_addr", VMAC),
     d(I, "vmac_xmit_base", VMAC),
     d(I, "use_ipvlan", VMAC),
-    d(I, "virtual_routes", ROUTES),
-    d(I, "virtual_rules", ROUTES),
+    c(
+        I,
+        "virtual_routes",
+        "virtual_routes (options vigil lacks, such as onlink or no_track, are warned)",
+    ),
+    c(
+        I,
+        "virtual_rules",
+        "virtual_rules (named tables and other options are warned)",
+    ),
     d(
         I,
         "native_ipv6",

@@ -195,6 +195,8 @@ struct Instance {
     auth_pass: Option<(String, Loc)>,
     vips: Vec<(String, Option<IpAddr>)>,
     excluded: Vec<(String, Option<IpAddr>)>,
+    routes: Vec<String>,
+    rules: Vec<String>,
     preempt: Option<bool>,
     preempt_delay: Option<Duration>,
     down_timer_adverts: Option<i64>,
@@ -844,6 +846,8 @@ impl Conv {
             auth_pass: None,
             vips: Vec::new(),
             excluded: Vec::new(),
+            routes: Vec::new(),
+            rules: Vec::new(),
             preempt: None,
             preempt_delay: None,
             down_timer_adverts: None,
@@ -985,6 +989,28 @@ impl Conv {
                     }
                 }
             }
+            "virtual_routes" => {
+                for r in self.block(item) {
+                    self.no_block(r);
+                    if let Some(route) = self.route(r) {
+                        i.routes.push(route);
+                    }
+                }
+            }
+            "virtual_rules" => {
+                for r in self.block(item) {
+                    self.no_block(r);
+                    let text = r.words.join(" ");
+                    match text.parse::<config::route::VirtualRule>() {
+                        Ok(rule) => i.rules.push(rule.to_string()),
+                        Err(e) => self.warn_at(
+                            &r.loc,
+                            "virtual_rules",
+                            format!("`{text}` not carried over: {e}"),
+                        ),
+                    }
+                }
+            }
             "track_process" => {
                 for t in self.block(item) {
                     let w = self.track_weight(t);
@@ -1081,6 +1107,45 @@ impl Conv {
             Some("weight") => self.weight(t, args),
             Some(_) => {
                 self.warn(t, format!("`{}` not carried over", args.join(" ")));
+                None
+            }
+        }
+    }
+
+    /// One `virtual_routes` line in vigil's form: keepalived's optional `to` dropped,
+    /// `default` spelled as a prefix, `gw` as `via`; what vigil cannot do is warned.
+    fn route(&mut self, r: &Node) -> Option<String> {
+        let mut words: Vec<String> = Vec::new();
+        let mut it = r.words.iter().peekable();
+        let mut src = None;
+        while let Some(w) = it.next() {
+            match w.as_str() {
+                "to" => {}
+                "src" => src = it.next().cloned(),
+                "default" => words.push(
+                    if r.words.iter().any(|x| x.contains(':')) {
+                        "::/0"
+                    } else {
+                        "0.0.0.0/0"
+                    }
+                    .to_string(),
+                ),
+                _ => words.push(w.clone()),
+            }
+        }
+        if let Some(s) = src {
+            words.push("src".to_string());
+            words.push(s);
+        }
+        let text = words.join(" ");
+        match text.parse::<config::route::VirtualRoute>() {
+            Ok(route) => Some(route.to_string()),
+            Err(e) => {
+                self.warn_at(
+                    &r.loc,
+                    "virtual_routes",
+                    format!("`{}` not carried over: {e}", r.words.join(" ")),
+                );
                 None
             }
         }
@@ -1474,6 +1539,12 @@ impl Conv {
         let _ = writeln!(out, "virtual_addresses = {}", str_array(&vips));
         if !excluded.is_empty() {
             let _ = writeln!(out, "excluded_addresses = {}", str_array(&excluded));
+        }
+        if !i.routes.is_empty() {
+            let _ = writeln!(out, "virtual_routes = {}", str_array(&i.routes));
+        }
+        if !i.rules.is_empty() {
+            let _ = writeln!(out, "virtual_rules = {}", str_array(&i.rules));
         }
         if vips.is_empty() {
             self.warn_at(
