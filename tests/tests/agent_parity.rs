@@ -245,3 +245,117 @@ fn killing_nginx_on_the_master_moves_the_vip_within_an_interval_plus_the_delay()
     v2.wait_state("web", "BACKUP", Duration::from_secs(2))?;
     Ok(())
 }
+
+/// The client's neighbour entry for `vip` (its MAC), after a ping makes one.
+fn client_mac_for(client: &vigil_tests::Host, vip: &str) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let _ = client
+            .command("ping")
+            .args(["-c", "1", "-W", "1", vip])
+            .output();
+        let out = client.exec(&["ip", "neigh", "show", vip])?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut words = text.split_whitespace();
+        if words.any(|w| w == "lladdr")
+            && let Some(mac) = words.next()
+            && (text.contains("REACHABLE") || text.contains("STALE") || text.contains("DELAY"))
+        {
+            return Ok(mac.to_string());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no neighbour entry for {vip}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_virtual_mac_answers_for_the_vip_on_whichever_node_is_master() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("vmac", &["lb01", "lb02", "client"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02, client) = (
+        lab.host("lb01").clone(),
+        lab.host("lb02").clone(),
+        lab.host("client").clone(),
+    );
+    let instance = |priority: u8| {
+        format!(
+            "[instances.web]\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
+             advert_interval = \"100ms\"\nvirtual_addresses = [\"{OUT_VIP}/24\"]\nuse_vmac = true\n"
+        )
+    };
+    let capture_path = dir.join("client.pcap");
+    let capture =
+        vigil_tests::capture::Capture::start(&client, "eth0", "ip proto 112", &capture_path)?;
+    let v1 = Vigil::start(
+        &lb01,
+        &dir,
+        &(global(&lb01, &dir, &bpffs, "") + &instance(150)),
+    )?;
+    let mut v2 = Vigil::start(
+        &lb02,
+        &dir,
+        &(global(&lb02, &dir, &bpffs, "") + &instance(100)),
+    )?;
+    v1.wait_state("web", "MASTER", Duration::from_secs(5))?;
+    v2.wait_state("web", "BACKUP", Duration::from_secs(5))?;
+    // The macvlan exists on both, the VIP only on the Master's, XDP still on eth0.
+    for h in [&lb01, &lb02] {
+        let link = h.exec(&["ip", "-o", "link", "show", "vrrp.51"])?;
+        assert!(
+            String::from_utf8_lossy(&link.stdout).contains("00:00:5e:00:01:33"),
+            "{}",
+            String::from_utf8_lossy(&link.stdout)
+        );
+        assert!(
+            h.xdp_program("eth0")?.is_some(),
+            "no XDP program on {}'s eth0",
+            h.name
+        );
+    }
+    let addrs = lb01.exec(&["ip", "-o", "addr", "show", "dev", "vrrp.51"])?;
+    assert!(String::from_utf8_lossy(&addrs.stdout).contains(OUT_VIP));
+
+    const VMAC: &str = "00:00:5e:00:01:33";
+    assert_eq!(client_mac_for(&client, OUT_VIP)?, VMAC);
+
+    // Failover: lb01 stops; the client's entry is still right without learning anew.
+    drop(v1);
+    v2.wait_state("web", "MASTER", Duration::from_secs(5))?;
+    assert!(has_address(&lb02, OUT_VIP));
+    let out = client.exec(&["ping", "-c", "1", "-W", "2", OUT_VIP])?;
+    assert!(out.status.success());
+    assert_eq!(client_mac_for(&client, OUT_VIP)?, VMAC);
+
+    // Adverts came from the virtual MAC (RFC 5798 §7.3), from both nodes in turn.
+    std::thread::sleep(Duration::from_millis(300));
+    let packets = capture.stop()?;
+    let sources: std::collections::BTreeSet<[u8; 6]> = packets
+        .iter()
+        .filter(|p| p.data.len() > 14)
+        .map(|p| {
+            let mut m = [0u8; 6];
+            m.copy_from_slice(&p.data[6..12]);
+            m
+        })
+        .collect();
+    assert_eq!(
+        sources.into_iter().collect::<Vec<_>>(),
+        vec![[0x00, 0x00, 0x5e, 0x00, 0x01, 0x33]],
+        "advert source MACs"
+    );
+
+    // vigil removes the interface it made.
+    v2.signal(libc::SIGTERM);
+    assert_eq!(v2.wait()?, Some(0));
+    let gone = lb02
+        .command("ip")
+        .args(["link", "show", "vrrp.51"])
+        .output()?;
+    assert!(!gone.status.success(), "vrrp.51 left behind on lb02");
+    Ok(())
+}

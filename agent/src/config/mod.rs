@@ -69,6 +69,16 @@ pub struct Process {
     pub terminate_delay: Duration,
 }
 
+/// `use_vmac`: the instance's addresses live on a macvlan with the virtual router MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vmac {
+    /// Name of the macvlan (`vmac_interface`, default `vrrp.VRID`).
+    pub interface: String,
+    /// Send adverts from the parent interface and its MAC (`vmac_xmit_base`) instead of
+    /// from the macvlan.
+    pub xmit_base: bool,
+}
+
 /// A `track_processes` entry, with the weight resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackProcess {
@@ -282,6 +292,8 @@ pub struct Instance {
     pub virtual_routes: Vec<route::VirtualRoute>,
     /// Policy rules added while Master, removed on leaving it (keepalived `virtual_rules`).
     pub virtual_rules: Vec<route::VirtualRule>,
+    /// Virtual MAC interface (keepalived `use_vmac`), if used.
+    pub vmac: Option<Vmac>,
     /// Run on becoming master.
     pub notify_master: Option<String>,
     /// Run on becoming backup.

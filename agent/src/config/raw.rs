@@ -123,6 +123,9 @@ pub(crate) struct RawInstance {
     pub virtual_routes: Vec<S<String>>,
     #[serde(default)]
     pub virtual_rules: Vec<S<String>>,
+    pub use_vmac: Option<S<bool>>,
+    pub vmac_interface: Option<S<String>>,
+    pub vmac_xmit_base: Option<S<bool>>,
     pub notify_master: Option<S<String>>,
     pub notify_backup: Option<S<String>>,
     pub notify_fault: Option<S<String>>,

@@ -54,6 +54,8 @@ pub(super) fn validate(src: &SourceText<'_>, mut raw: RawConfig) -> Result<Confi
     let mut ids: HashMap<(String, Family, u8), String> = HashMap::new();
     // address → instance name, so one address is never managed twice.
     let mut owners: HashMap<IpAddr, String> = HashMap::new();
+    // virtual MAC interface name → instance name.
+    let mut vmacs: HashMap<String, String> = HashMap::new();
     // File order, so a clash is reported at the second of the two instances.
     let mut in_file_order: Vec<_> = raw.instances.iter().collect();
     in_file_order.sort_by_key(|(name, _)| name.span().start);
@@ -89,6 +91,21 @@ pub(super) fn validate(src: &SourceText<'_>, mut raw: RawConfig) -> Result<Confi
             );
         } else {
             ids.insert(id, name.get_ref().clone());
+        }
+        if let Some(v) = &i.vmac {
+            if let Some(other) = vmacs.get(&v.interface) {
+                let span = raw_i.use_vmac.as_ref().map_or(raw_i.vrid.span(), S::span);
+                e.add(
+                    span,
+                    format!("{path}.use_vmac"),
+                    format!(
+                        "instance `{other}` already uses the virtual MAC interface {}; set vmac_interface",
+                        v.interface
+                    ),
+                );
+            } else {
+                vmacs.insert(v.interface.clone(), name.get_ref().clone());
+            }
         }
         let spans = raw_i
             .virtual_addresses
@@ -661,6 +678,7 @@ fn instance(
     let excluded_addresses = excluded_addresses(e, path, &r.excluded_addresses, &interface);
     let virtual_routes = parsed_list(e, path, "virtual_routes", &r.virtual_routes);
     let virtual_rules = parsed_list(e, path, "virtual_rules", &r.virtual_rules);
+    let vmac = vmac(e, path, r, vrid, family);
 
     let notify_master = notify(e, &r.notify_master, &p("notify_master"));
     let notify_backup = notify(e, &r.notify_backup, &p("notify_backup"));
@@ -701,6 +719,7 @@ fn instance(
         excluded_addresses,
         virtual_routes,
         virtual_rules,
+        vmac,
         notify_master,
         notify_backup,
         notify_fault,
@@ -824,6 +843,49 @@ fn track_processes(
             })
         })
         .collect()
+}
+
+fn vmac(
+    e: &mut Errors<'_>,
+    path: &str,
+    r: &RawInstance,
+    vrid: u8,
+    family: Option<Family>,
+) -> Option<super::Vmac> {
+    let on = r.use_vmac.as_ref().is_some_and(|b| *b.get_ref());
+    if !on {
+        for (key, span) in [
+            ("vmac_interface", r.vmac_interface.as_ref().map(S::span)),
+            ("vmac_xmit_base", r.vmac_xmit_base.as_ref().map(S::span)),
+        ] {
+            if let Some(span) = span {
+                e.add(span, format!("{path}.{key}"), "only with use_vmac = true");
+            }
+        }
+        return None;
+    }
+    if family == Some(Family::Ipv6)
+        && let Some(b) = &r.use_vmac
+    {
+        e.add(
+            b.span(),
+            format!("{path}.use_vmac"),
+            "virtual MAC interfaces are for IPv4 instances only",
+        );
+    }
+    let interface = match &r.vmac_interface {
+        Some(n) => {
+            if let Err(m) = check_ifname(n.get_ref()) {
+                e.add(n.span(), format!("{path}.vmac_interface"), m);
+            }
+            n.get_ref().clone()
+        }
+        None => crate::net::vmac::default_name(vrid),
+    };
+    Some(super::Vmac {
+        interface,
+        xmit_base: r.vmac_xmit_base.as_ref().is_some_and(|b| *b.get_ref()),
+    })
 }
 
 /// Each string parsed as `T`, duplicates refused.

@@ -87,6 +87,8 @@ pub struct Instance {
     /// kernel messages with their text for logs.
     routes: Vec<(String, netlink_packet_route::route::RouteMessage)>,
     rules: Vec<(String, netlink_packet_route::rule::RuleMessage)>,
+    /// The virtual MAC interface vigil made for it, removed by [`Instance::close`].
+    vmac: Option<crate::net::Interface>,
     /// Split-brain watch (while Master).
     pub split: SplitBrain,
     /// Virtual addresses found on the interface while Backup that vigil did not add,
@@ -168,12 +170,27 @@ impl Instance {
         netlink: &Netlink,
     ) -> anyhow::Result<Self> {
         let iface = netlink.interface(&cfg.interface).await?;
+        // With use_vmac the addresses, announcements and (unless vmac_xmit_base) adverts
+        // go through the macvlan; receiving and the XDP program stay on `iface`.
+        let vmac = match &cfg.vmac {
+            Some(v) => {
+                let mac = crate::net::vmac::ipv4_mac(cfg.vrid);
+                let vif = netlink
+                    .ensure_vmac(&v.interface, &iface, mac)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("instance {name}: {}: {e}", v.interface))?;
+                tracing::info!(instance = name, "virtual MAC interface {} up", vif.name);
+                Some((vif, mac))
+            }
+            None => None,
+        };
+        let home = vmac.as_ref().map_or(&iface, |(v, _)| v).clone();
         let mut vips = Vec::new();
         let mut excluded = Vec::new();
         for v in &cfg.excluded_addresses {
             let on = match &v.dev {
                 Some(dev) if *dev != cfg.interface => netlink.interface(dev).await?,
-                _ => iface.clone(),
+                _ => home.clone(),
             };
             let mut addr = VirtualAddress::new(v.addr, v.prefix_len);
             if let Some(l) = &v.label {
@@ -203,7 +220,7 @@ impl Instance {
         for v in &cfg.virtual_addresses {
             let on = match &v.dev {
                 Some(dev) if *dev != cfg.interface => netlink.interface(dev).await?,
-                _ => iface.clone(),
+                _ => home.clone(),
             };
             let mut addr = VirtualAddress::new(v.addr, v.prefix_len);
             if let Some(l) = &v.label {
@@ -240,10 +257,19 @@ impl Instance {
                     })?
                 }
             };
-            (IpAddr::V4(src), AdvertSender::ipv4(&iface, src)?)
+            // The parent's address is the source either way (keepalived's choice too).
+            let out = match &cfg.vmac {
+                Some(v) if !v.xmit_base => &home,
+                _ => &iface,
+            };
+            (IpAddr::V4(src), AdvertSender::ipv4(out, src)?)
         };
-        let announcer = match netlink.link(iface.index).await.ok().and_then(|l| l.mac) {
-            Some(mac) => match Announcer::new(&iface, mac, None) {
+        let own_mac = match &vmac {
+            Some((_, mac)) => Some(*mac),
+            None => netlink.link(iface.index).await.ok().and_then(|l| l.mac),
+        };
+        let announcer = match own_mac {
+            Some(mac) => match Announcer::new(&home, mac, None) {
                 Ok(a) => Some(Arc::new(a)),
                 Err(e) => {
                     tracing::warn!(instance = name, "no gratuitous ARP/NA: {e}");
@@ -308,6 +334,7 @@ impl Instance {
             excluded,
             routes,
             rules,
+            vmac: vmac.map(|(v, _)| v),
             split: SplitBrain::default(),
             foreign_while_backup: Vec::new(),
             removed_while_backup: 0,
@@ -595,6 +622,19 @@ impl Instance {
         self.foreign_while_backup = foreign;
     }
 
+    /// Removes what the instance made besides its addresses (its virtual MAC
+    /// interface); call after its last actions have run.
+    pub async fn close(&mut self, netlink: &Netlink) {
+        if let Some(v) = self.vmac.take() {
+            match netlink.remove_vmac(&v).await {
+                Ok(_) => {
+                    tracing::info!(instance = %self.name, "virtual MAC interface {} removed", v.name)
+                }
+                Err(e) => tracing::error!(instance = %self.name, "removing {}: {e}", v.name),
+            }
+        }
+    }
+
     /// Virtual addresses with their interfaces.
     pub fn vips(&self) -> &[Vip] {
         &self.vips
@@ -624,6 +664,7 @@ impl Instance {
             "excluded_addresses": self.excluded.iter().map(|v| v.addr.to_string()).collect::<Vec<_>>(),
             "virtual_routes": self.routes.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
             "virtual_rules": self.rules.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            "vmac_interface": self.vmac.as_ref().map(|v| v.name.clone()),
             "sync_fault": self.sync_fault,
             "last_transition": last,
             "adverts_rx": self.received,

@@ -230,6 +230,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         inst.router.handle(now, Input::Shutdown);
     }
     agent.run_actions().await;
+    for inst in agent.instances.values_mut() {
+        inst.close(&agent.netlink).await;
+    }
     agent.owned.clear();
     // notify_stop (and `notify ... STOP`) run before the process ends, each within its
     // own time limit.
@@ -510,7 +513,8 @@ impl Agent {
         }
         self.run_actions().await;
         for name in &stop {
-            if let Some(inst) = self.instances.remove(name) {
+            if let Some(mut inst) = self.instances.remove(name) {
+                inst.close(&self.netlink).await;
                 self.by_key.remove(&inst.key);
                 self.receiver.unwatch(inst.key);
                 tracing::info!(instance = %name, "reload: instance stopped");

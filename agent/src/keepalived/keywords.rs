@@ -87,7 +87,7 @@ const FIFO: &str = "notify FIFOs are not supported; use a `notify` script, which
 const FIREWALL: &str = "vigil installs no firewall rules (keepalived uses them for strict mode's no_accept); add drop rules yourself if you need them";
 const BFD: &str = "BFD is not supported: peers are watched by VRRP adverts alone";
 const NETNS: &str = "network namespaces are chosen by how vigil is started (e.g. `ip netns exec`), not by the configuration";
-const VMAC: &str = "virtual MAC interfaces are not supported: adverts and gratuitous ARP come from the interface's own MAC, so switches see the virtual address move between node MACs";
+const VMAC: &str = "vigil names the virtual MAC interface itself (vrrp.VRID, or vmac_interface) and always uses the RFC 5798 MAC 00:00:5e:00:01:VRID";
 const STATIC: &str = "static addresses, routes and rules are not managed by vigil; configure them with the system's network configuration";
 const GARP_TUNE: &str = "vigil announces only on becoming Master (plus garp_master_refresh); there is no separate pacing or lower-priority announcement";
 const ADVERT_TUNE: &str = "vigil follows RFC 5798 here: a Master answers a lower-priority advert at once, a Backup never advertises, the owner listens to no one";
@@ -456,10 +456,22 @@ pub const KEYWORDS: &[Keyword] = &[
         "garp_master_refresh_repeat",
         "garp_master_refresh_repeat",
     ),
-    d(I, "use_vmac", VMAC),
-    d(I, "use_vmac_addr", VMAC),
-    d(I, "vmac_xmit_base", VMAC),
-    d(I, "use_ipvlan", VMAC),
+    c(
+        I,
+        "use_vmac",
+        "use_vmac = true (and vmac_interface = NAME); IPv4 instances only",
+    ),
+    c(I, "vmac_xmit_base", "vmac_xmit_base = true"),
+    d(
+        I,
+        "use_vmac_addr",
+        "vigil sets the virtual router MAC on the macvlan it makes; it does not take over an existing interface's address",
+    ),
+    d(
+        I,
+        "use_ipvlan",
+        "ipvlan interfaces are not supported: use use_vmac (a macvlan with the virtual router MAC)",
+    ),
     c(
         I,
         "virtual_routes",

@@ -197,6 +197,9 @@ struct Instance {
     excluded: Vec<(String, Option<IpAddr>)>,
     routes: Vec<String>,
     rules: Vec<String>,
+    /// `use_vmac [NAME]`: Some(name given, if any).
+    vmac: Option<(Option<String>, Loc)>,
+    vmac_xmit_base: bool,
     preempt: Option<bool>,
     preempt_delay: Option<Duration>,
     down_timer_adverts: Option<i64>,
@@ -848,6 +851,8 @@ impl Conv {
             excluded: Vec::new(),
             routes: Vec::new(),
             rules: Vec::new(),
+            vmac: None,
+            vmac_xmit_base: false,
             preempt: None,
             preempt_delay: None,
             down_timer_adverts: None,
@@ -988,6 +993,14 @@ impl Conv {
                         i.excluded.push(v);
                     }
                 }
+            }
+            "use_vmac" => {
+                self.no_block(item);
+                i.vmac = Some((item.args().first().cloned(), item.loc.clone()));
+            }
+            "vmac_xmit_base" => {
+                self.no_block(item);
+                i.vmac_xmit_base = true;
             }
             "virtual_routes" => {
                 for r in self.block(item) {
@@ -1542,6 +1555,28 @@ impl Conv {
         }
         if !i.routes.is_empty() {
             let _ = writeln!(out, "virtual_routes = {}", str_array(&i.routes));
+        }
+        match &i.vmac {
+            Some((_, loc)) if ipv6 => self.warn_at(
+                loc,
+                "use_vmac",
+                "not carried over: vigil's virtual MAC interfaces are for IPv4 instances only; adverts and NAs come from the interface's own MAC",
+            ),
+            Some((name, _)) => {
+                let _ = writeln!(out, "use_vmac = true");
+                if let Some(n) = name {
+                    let _ = writeln!(out, "vmac_interface = {}", q(n));
+                }
+                if i.vmac_xmit_base {
+                    let _ = writeln!(out, "vmac_xmit_base = true");
+                }
+            }
+            None if i.vmac_xmit_base => self.warn_at(
+                &i.loc,
+                "vmac_xmit_base",
+                "without use_vmac keepalived ignores it; not carried over",
+            ),
+            None => {}
         }
         if !i.rules.is_empty() {
             let _ = writeln!(out, "virtual_rules = {}", str_array(&i.rules));

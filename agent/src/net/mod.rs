@@ -9,6 +9,7 @@ pub mod announce;
 pub mod link;
 pub mod route;
 pub mod sysctl;
+pub mod vmac;
 
 use std::io;
 
