@@ -22,6 +22,13 @@ use crate::track::TrackEvent;
 
 /// How often /proc is scanned when the proc connector cannot be had.
 pub const POLL_FALLBACK: Duration = Duration::from_millis(200);
+/// After an exec or fork, when a process whose name matches is read again for a command
+/// line it rewrote itself.
+pub const RECHECK_AFTER: [Duration; 3] = [
+    Duration::from_millis(20),
+    Duration::from_millis(200),
+    Duration::from_secs(1),
+];
 
 /// What is known of one process: its `comm`, the path of its program and its arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +89,22 @@ impl Matcher {
         } else {
             self.pids.insert(pid, names);
         }
+    }
+
+    /// Whether `info` has the name of a definition that also checks the command line:
+    /// such a process may rewrite its command line after exec (nginx, postgres do,
+    /// without a kernel event), so it is read again a little later.
+    pub fn wants_recheck(&self, info: &ProcInfo) -> bool {
+        self.defs.values().any(|d| {
+            d.command_line.is_some()
+                && matches(
+                    &config::Process {
+                        command_line: None,
+                        ..d.clone()
+                    },
+                    info,
+                )
+        })
     }
 
     /// A process exited.
@@ -439,6 +462,7 @@ pub async fn watch(defs: BTreeMap<String, config::Process>, tx: mpsc::UnboundedS
     // Subscribed first, scanned second: nothing that happens in between is missed.
     scan(&mut matcher);
     let mut buf = vec![0u8; 16 * 1024];
+    let mut rechecks: Vec<(Instant, u32)> = Vec::new();
     loop {
         let now = Instant::now();
         for (name, count) in matcher.counts() {
@@ -455,7 +479,11 @@ pub async fn watch(defs: BTreeMap<String, config::Process>, tx: mpsc::UnboundedS
                 });
             }
         }
-        let next = standings.values().filter_map(Standing::deadline).min();
+        let next = standings
+            .values()
+            .filter_map(Standing::deadline)
+            .chain(rechecks.iter().map(|(at, _)| *at))
+            .min();
         let wake = async {
             match next {
                 Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
@@ -477,7 +505,7 @@ pub async fn watch(defs: BTreeMap<String, config::Process>, tx: mpsc::UnboundedS
                         let fd = guard.get_inner();
                         loop {
                             match recv(fd, &mut buf) {
-                                Ok(n) => apply(&mut matcher, parse_events(&buf[..n])),
+                                Ok(n) => apply(&mut matcher, parse_events(&buf[..n]), &mut rechecks),
                                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                                     guard.clear_ready();
                                     break;
@@ -485,7 +513,7 @@ pub async fn watch(defs: BTreeMap<String, config::Process>, tx: mpsc::UnboundedS
                                 Err(e) => {
                                     // ENOBUFS: events were dropped; the truth is in /proc.
                                     tracing::debug!("process events: {e}; rescanning /proc");
-                                    apply(&mut matcher, vec![ProcEvent::Lost]);
+                                    apply(&mut matcher, vec![ProcEvent::Lost], &mut rechecks);
                                     break;
                                 }
                             }
@@ -502,6 +530,16 @@ pub async fn watch(defs: BTreeMap<String, config::Process>, tx: mpsc::UnboundedS
             _ = wake => {}
         }
         let now = Instant::now();
+        rechecks.retain(|(at, pid)| {
+            if *at > now {
+                return true;
+            }
+            match read_proc(*pid) {
+                Some(info) => matcher.update(*pid, &info),
+                None => matcher.remove(*pid),
+            }
+            false
+        });
         for (name, s) in standings.iter_mut() {
             if s.poll(now).is_some() {
                 let _ = tx.send(TrackEvent::Process {
@@ -514,11 +552,17 @@ pub async fn watch(defs: BTreeMap<String, config::Process>, tx: mpsc::UnboundedS
     }
 }
 
-fn apply(m: &mut Matcher, events: Vec<ProcEvent>) {
+fn apply(m: &mut Matcher, events: Vec<ProcEvent>, rechecks: &mut Vec<(Instant, u32)>) {
     for ev in events {
         match ev {
             ProcEvent::Fork(pid) | ProcEvent::Changed(pid) => match read_proc(pid) {
-                Some(info) => m.update(pid, &info),
+                Some(info) => {
+                    if m.wants_recheck(&info) {
+                        let now = Instant::now();
+                        rechecks.extend(RECHECK_AFTER.iter().map(|d| (now + *d, pid)));
+                    }
+                    m.update(pid, &info);
+                }
                 None => m.remove(pid),
             },
             ProcEvent::Exit(pid) => m.remove(pid),
@@ -592,6 +636,21 @@ mod tests {
         assert_eq!(m.counts()["web"], 1);
         m.remove(10);
         assert_eq!(m.counts()["web"], 0);
+    }
+
+    #[test]
+    fn a_process_that_may_still_rewrite_its_command_line_is_read_again() {
+        let mut with_line = def("nginx");
+        with_line.command_line = Some("nginx: master process /usr/sbin/nginx".into());
+        let mut defs = BTreeMap::new();
+        defs.insert("web".to_string(), with_line);
+        defs.insert("db".to_string(), def("postgres"));
+        let m = Matcher::new(defs);
+        // Just exec'd, title not set yet: same name, other command line.
+        assert!(m.wants_recheck(&info("nginx", "/usr/sbin/nginx")));
+        // A name-only definition never needs it, nor does another name.
+        assert!(!m.wants_recheck(&info("postgres", "postgres -D x")));
+        assert!(!m.wants_recheck(&info("bash", "bash")));
     }
 
     #[test]

@@ -8,8 +8,9 @@ use super::apply_verdict;
 use super::instance::Instance;
 use crate::config;
 use crate::notify::Notifier;
+use crate::vrrp::endpoint::{Endpoint, EndpointInput};
 use crate::vrrp::sync::{self, Member};
-use crate::vrrp::{Input, Instant, State};
+use crate::vrrp::{Instant, State};
 
 /// One sync group at run time.
 pub struct Group {
@@ -53,11 +54,16 @@ impl Groups {
     }
 
     /// Applies the group rules to the members until they settle.
-    pub fn apply(&mut self, instances: &mut BTreeMap<String, Instance>, now: Instant) {
+    pub fn apply(
+        &mut self,
+        endpoint: &mut Endpoint,
+        instances: &mut BTreeMap<String, Instance>,
+        now: Instant,
+    ) {
         for _ in 0..MAX_ROUNDS {
             let mut changed = false;
             for (name, g) in &mut self.groups {
-                let members = members(&g.cfg, instances);
+                let members = members(&g.cfg, instances, endpoint);
                 let d = sync::decide(name, &members);
                 for (m, forced) in members.iter().zip(d.forced_fault) {
                     let Some(inst) = instances.get_mut(&m.name) else {
@@ -66,27 +72,23 @@ impl Groups {
                     if inst.sync_fault != forced {
                         inst.sync_fault = forced;
                         let own = inst.own.clone();
-                        apply_verdict(inst, own, now);
+                        apply_verdict(endpoint, inst, own, now);
                         changed = true;
                     }
-                    let held = inst.router.is_held();
+                    let key = inst.key;
+                    let Some(router) = endpoint.router(&key) else {
+                        continue;
+                    };
+                    let (held, master) = (router.is_held(), router.state() == State::Master);
                     match &d.hold {
-                        Some(why) if !held || inst.router.state() == State::Master => {
-                            inst.router.handle(
-                                now,
-                                Input::SyncHold {
-                                    reason: why.clone(),
-                                },
-                            );
+                        Some(why) if !held || master => {
+                            let reason = why.clone();
+                            endpoint.handle(now, EndpointInput::SyncHold { key, reason });
                             changed = true;
                         }
                         None if held => {
-                            inst.router.handle(
-                                now,
-                                Input::SyncRelease {
-                                    reason: format!("{name}: every member can be MASTER"),
-                                },
-                            );
+                            let reason = format!("{name}: every member can be MASTER");
+                            endpoint.handle(now, EndpointInput::SyncRelease { key, reason });
                             changed = true;
                         }
                         _ => {}
@@ -99,7 +101,7 @@ impl Groups {
             }
         }
         for (name, g) in &mut self.groups {
-            let state = sync::group_state(&members(&g.cfg, instances));
+            let state = sync::group_state(&members(&g.cfg, instances, endpoint));
             if state != g.state {
                 tracing::info!(group = %name, "sync group {} -> {}", g.state, state);
                 g.state = state;
@@ -118,7 +120,11 @@ impl Groups {
     }
 
     /// Status of every group, for `vigil status`.
-    pub fn status(&self, instances: &BTreeMap<String, Instance>) -> serde_json::Value {
+    pub fn status(
+        &self,
+        instances: &BTreeMap<String, Instance>,
+        endpoint: &Endpoint,
+    ) -> serde_json::Value {
         serde_json::Value::Array(
             self.groups
                 .iter()
@@ -129,7 +135,10 @@ impl Groups {
                         "held": g.hold,
                         "instances": g.cfg.instances.iter().map(|m| serde_json::json!({
                             "instance": m,
-                            "state": instances.get(m).map(|i| i.router.state().to_string()),
+                            "state": instances
+                                .get(m)
+                                .and_then(|i| endpoint.router(&i.key))
+                                .map(|r| r.state().to_string()),
                         })).collect::<Vec<_>>(),
                     })
                 })
@@ -151,20 +160,25 @@ impl Groups {
     }
 }
 
-fn members(cfg: &config::SyncGroup, instances: &BTreeMap<String, Instance>) -> Vec<Member> {
+fn members(
+    cfg: &config::SyncGroup,
+    instances: &BTreeMap<String, Instance>,
+    endpoint: &Endpoint,
+) -> Vec<Member> {
     cfg.instances
         .iter()
         .filter_map(|name| {
             let i = instances.get(name)?;
+            let router = endpoint.router(&i.key)?;
             let own_fault = i.own.fault.clone().or_else(|| {
-                i.router
+                router
                     .link_is_down()
                     .then(|| format!("interface {} down", i.iface.name))
             });
             Some(Member {
                 name: name.clone(),
-                state: i.router.state(),
-                wants_master: i.router.wants_master(),
+                state: router.state(),
+                wants_master: router.wants_master(),
                 own_fault,
             })
         })
