@@ -446,3 +446,25 @@ fn every_keyword_has_a_golden_case() {
         import.check
     );
 }
+
+/// docs/migrating-from-keepalived.md lists every keyword exactly as the importer's table
+/// does (regenerate with UPDATE_GOLDEN=1).
+#[test]
+fn the_migration_guide_lists_every_keyword() {
+    let path = Path::new("../docs/migrating-from-keepalived.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let (begin, end) = ("<!-- keywords:begin -->\n", "<!-- keywords:end -->");
+    let a = doc.find(begin).expect("keywords:begin marker") + begin.len();
+    let b = doc.find(end).expect("keywords:end marker");
+    let table = vigil::keepalived::keywords::markdown();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        let new = format!("{}{table}{}", &doc[..a], &doc[b..]);
+        std::fs::write(path, new).unwrap();
+        return;
+    }
+    assert!(
+        doc[a..b] == table,
+        "the keyword table in {} differs from the importer's (UPDATE_GOLDEN=1 rewrites it)",
+        path.display()
+    );
+}
