@@ -214,7 +214,7 @@ impl Tracker {
             if let Some((_, task)) = self.proc_task.take() {
                 task.abort();
             }
-            self.procs.retain(|n, _| wanted_procs.get(n).is_some());
+            self.procs.retain(|n, _| wanted_procs.contains_key(n));
             if !wanted_procs.is_empty() {
                 // Count now, so the first verdict already has the numbers (no FAULT at
                 // start while the task gets going).
