@@ -8,7 +8,7 @@ use super::apply_verdict;
 use super::instance::Instance;
 use crate::config;
 use crate::notify::Notifier;
-use crate::vrrp::endpoint::{Endpoint, EndpointInput};
+use crate::vrrp::endpoint::Endpoint;
 use crate::vrrp::sync::{self, Member};
 use crate::vrrp::{Instant, State};
 
@@ -63,9 +63,10 @@ impl Groups {
         for _ in 0..MAX_ROUNDS {
             let mut changed = false;
             for (name, g) in &mut self.groups {
-                let members = members(&g.cfg, instances, endpoint);
-                let d = sync::decide(name, &members);
-                for (m, forced) in members.iter().zip(d.forced_fault) {
+                let keyed = keyed_members(&g.cfg, instances, endpoint);
+                let (d, told) = sync::enforce(name, endpoint, &keyed, now);
+                changed |= told;
+                for ((_, m), forced) in keyed.iter().zip(d.forced_fault.clone()) {
                     let Some(inst) = instances.get_mut(&m.name) else {
                         continue;
                     };
@@ -74,24 +75,6 @@ impl Groups {
                         let own = inst.own.clone();
                         apply_verdict(endpoint, inst, own, now);
                         changed = true;
-                    }
-                    let key = inst.key;
-                    let Some(router) = endpoint.router(&key) else {
-                        continue;
-                    };
-                    let (held, master) = (router.is_held(), router.state() == State::Master);
-                    match &d.hold {
-                        Some(why) if !held || master => {
-                            let reason = why.clone();
-                            endpoint.handle(now, EndpointInput::SyncHold { key, reason });
-                            changed = true;
-                        }
-                        None if held => {
-                            let reason = format!("{name}: every member can be MASTER");
-                            endpoint.handle(now, EndpointInput::SyncRelease { key, reason });
-                            changed = true;
-                        }
-                        _ => {}
                     }
                 }
                 g.hold = d.hold;
@@ -160,27 +143,28 @@ impl Groups {
     }
 }
 
+fn keyed_members(
+    cfg: &config::SyncGroup,
+    instances: &BTreeMap<String, Instance>,
+    endpoint: &Endpoint,
+) -> Vec<(vigil_common::VridKey, Member)> {
+    cfg.instances
+        .iter()
+        .filter_map(|name| {
+            let i = instances.get(name)?;
+            let m = sync::member(endpoint, name, i.key, i.own.fault.clone(), &i.iface.name)?;
+            Some((i.key, m))
+        })
+        .collect()
+}
+
 fn members(
     cfg: &config::SyncGroup,
     instances: &BTreeMap<String, Instance>,
     endpoint: &Endpoint,
 ) -> Vec<Member> {
-    cfg.instances
-        .iter()
-        .filter_map(|name| {
-            let i = instances.get(name)?;
-            let router = endpoint.router(&i.key)?;
-            let own_fault = i.own.fault.clone().or_else(|| {
-                router
-                    .link_is_down()
-                    .then(|| format!("interface {} down", i.iface.name))
-            });
-            Some(Member {
-                name: name.clone(),
-                state: router.state(),
-                wants_master: router.wants_master(),
-                own_fault,
-            })
-        })
+    keyed_members(cfg, instances, endpoint)
+        .into_iter()
+        .map(|(_, m)| m)
         .collect()
 }

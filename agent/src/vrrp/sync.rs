@@ -11,7 +11,11 @@
 //!   Master_Down_Timer fired): until then every member is held out of Master, and a
 //!   Master whose fellow member lost its election steps down.
 
+use vigil_common::VridKey;
+
 use super::State;
+use super::endpoint::{Endpoint, EndpointInput};
+use super::time::Instant;
 
 /// What the group needs to know of one member.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,6 +65,63 @@ pub fn decide(group: &str, members: &[Member]) -> Decision {
     }
 }
 
+/// A member's standing read from its router in `endpoint`; `own_fault` is the caller's
+/// (tracking); a link down counts as one too.
+pub fn member(
+    endpoint: &Endpoint,
+    name: &str,
+    key: VridKey,
+    own_fault: Option<String>,
+    iface: &str,
+) -> Option<Member> {
+    let router = endpoint.router(&key)?;
+    let own_fault = own_fault.or_else(|| {
+        router
+            .link_is_down()
+            .then(|| format!("interface {iface} down"))
+    });
+    Some(Member {
+        name: name.to_string(),
+        state: router.state(),
+        wants_master: router.wants_master(),
+        own_fault,
+    })
+}
+
+/// Decides for the group and hands its members the holds and releases that changed;
+/// returns the decision (whose forced faults the caller merges with its own tracking)
+/// and whether any router was told anything.
+pub fn enforce(
+    group: &str,
+    endpoint: &mut Endpoint,
+    members: &[(VridKey, Member)],
+    now: Instant,
+) -> (Decision, bool) {
+    let list: Vec<Member> = members.iter().map(|(_, m)| m.clone()).collect();
+    let d = decide(group, &list);
+    let mut changed = false;
+    for (key, _) in members {
+        let Some(router) = endpoint.router(key) else {
+            continue;
+        };
+        let (held, master) = (router.is_held(), router.state() == State::Master);
+        match &d.hold {
+            Some(why) if !held || master => {
+                let reason = why.clone();
+                endpoint.handle(now, EndpointInput::SyncHold { key: *key, reason });
+                changed = true;
+            }
+            None if held => {
+                let reason = format!("{group}: every member can be MASTER");
+                endpoint.handle(now, EndpointInput::SyncRelease { key: *key, reason });
+                changed = true;
+            }
+            _ => {}
+        }
+    }
+    (d, changed)
+}
+
 /// The group's own state, as keepalived reports it: Fault if a member is, Master when
 /// all are, Initialize while any is, Backup otherwise.
 pub fn group_state(members: &[Member]) -> State {
@@ -74,6 +135,9 @@ pub fn group_state(members: &[Member]) -> State {
         State::Backup
     }
 }
+
+#[cfg(test)]
+mod sim;
 
 #[cfg(test)]
 mod tests {
