@@ -87,15 +87,16 @@ impl Node {
                 })
                 .collect();
             let (d, mut changed) = sync::enforce("g", ep, &members, now);
-            for i in 0..2 {
+            for (i, key) in keys.iter().enumerate() {
+                let key = *key;
                 let want = self.own[i].clone().or(d.forced_fault[i].clone());
                 if want != self.given[i] {
                     let input = match &want {
                         Some(reason) => EndpointInput::Fault {
-                            key: keys[i],
+                            key,
                             reason: reason.clone(),
                         },
-                        None => EndpointInput::FaultCleared { key: keys[i] },
+                        None => EndpointInput::FaultCleared { key },
                     };
                     ep.handle(now, input);
                     self.given[i] = want;
