@@ -359,3 +359,171 @@ fn the_virtual_mac_answers_for_the_vip_on_whichever_node_is_master() -> anyhow::
     assert!(!gone.status.success(), "vrrp.51 left behind on lb02");
     Ok(())
 }
+
+/// FRR's daemons, killed by their PIDs when dropped, with the files they leave in
+/// /var/tmp/frr removed.
+struct Frr {
+    dir: std::path::PathBuf,
+    daemons: Vec<(&'static str, Child)>,
+}
+
+impl Drop for Frr {
+    fn drop(&mut self) {
+        for (name, c) in &mut self.daemons {
+            let _ = c.kill();
+            let _ = c.wait();
+            let _ = std::fs::remove_dir_all(format!("/var/tmp/frr/{name}.{}", c.id()));
+        }
+    }
+}
+
+/// FRR's zebra and vrrpd in `host`, configured for VRID 51 at `priority`, the way FRR
+/// wants it: its own macvlan `vrrp4-eth0-51` with the virtual MAC holding the address.
+fn start_frr(lab: &Lab, host: &vigil_tests::Host, priority: u8) -> anyhow::Result<Frr> {
+    let dir = lab.dir.join(format!("frr-{}", host.name));
+    std::fs::create_dir_all(&dir)?;
+    vigil_tests::run(
+        std::process::Command::new("chown")
+            .args(["frr:frr"])
+            .arg(&dir),
+    )?;
+    for (k, v) in [
+        ("net.ipv4.conf.all.arp_ignore", "1"),
+        ("net.ipv4.conf.all.arp_announce", "2"),
+    ] {
+        host.exec(&["sysctl", "-qw", &format!("{k}={v}")])?;
+    }
+    host.exec(&[
+        "ip",
+        "link",
+        "add",
+        "vrrp4-eth0-51",
+        "link",
+        "eth0",
+        "address",
+        "00:00:5e:00:01:33",
+        "type",
+        "macvlan",
+        "mode",
+        "bridge",
+    ])?;
+    host.exec(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{OUT_VIP}/24"),
+        "dev",
+        "vrrp4-eth0-51",
+    ])?;
+    host.exec(&["ip", "link", "set", "vrrp4-eth0-51", "up"])?;
+    std::fs::write(dir.join("zebra.conf"), "")?;
+    std::fs::write(
+        dir.join("vrrpd.conf"),
+        format!(
+            "interface eth0\n vrrp 51 version 3\n vrrp 51 priority {priority}\n \
+             vrrp 51 advertisement-interval 100\n vrrp 51 ip {OUT_VIP}\n"
+        ),
+    )?;
+    let d = dir.display().to_string();
+    let z = format!("{d}/zserv.api");
+    let mut frr = Frr {
+        dir: dir.clone(),
+        daemons: Vec::new(),
+    };
+    let zebra = host.spawn(&[
+        "/usr/lib/frr/zebra",
+        "-f",
+        &format!("{d}/zebra.conf"),
+        "-i",
+        &format!("{d}/zebra.pid"),
+        "-z",
+        &z,
+        "--vty_socket",
+        &d,
+        "-P",
+        "0",
+    ])?;
+    frr.daemons.push(("zebra", zebra));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::path::Path::new(&z).exists() {
+        anyhow::ensure!(Instant::now() < deadline, "zebra did not open {z}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let vrrpd = host.spawn(&[
+        "/usr/lib/frr/vrrpd",
+        "-f",
+        &format!("{d}/vrrpd.conf"),
+        "-i",
+        &format!("{d}/vrrpd.pid"),
+        "-z",
+        &z,
+        "--vty_socket",
+        &d,
+        "-P",
+        "0",
+    ])?;
+    frr.daemons.push(("vrrpd", vrrpd));
+    Ok(frr)
+}
+
+/// vrrpd's state for VRID 51 over IPv4 ("Master", "Backup", ...).
+fn frr_state(host: &vigil_tests::Host, dir: &std::path::Path) -> String {
+    let out = host
+        .command("vtysh")
+        .args([
+            "--vty_socket",
+            &dir.to_string_lossy(),
+            "-c",
+            "show vrrp 51 json",
+        ])
+        .output();
+    let Ok(out) = out else {
+        return String::new();
+    };
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let vr = if v.is_array() { &v[0] } else { &v };
+    vr["v4"]["status"].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn frr_vrrpd_and_vigil_share_the_virtual_mac_across_failover() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("frrvmac", &["lb01", "lb02", "client"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02, client) = (
+        lab.host("lb01").clone(),
+        lab.host("lb02").clone(),
+        lab.host("client").clone(),
+    );
+    let frr = start_frr(&lab, &lb02, 100)?;
+    let config = format!(
+        "[instances.web]\ninterface = \"eth0\"\nvrid = 51\npriority = 200\n\
+         advert_interval = \"100ms\"\nvirtual_addresses = [\"{OUT_VIP}/24\"]\nuse_vmac = true\n"
+    );
+    let v1 = Vigil::start(&lb01, &dir, &(global(&lb01, &dir, &bpffs, "") + &config))?;
+    v1.wait_state("web", "MASTER", Duration::from_secs(5))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while frr_state(&lb02, &frr.dir) != "Backup" {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "vrrpd is {:?}, not Backup, with vigil Master",
+            frr_state(&lb02, &frr.dir)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    const VMAC: &str = "00:00:5e:00:01:33";
+    assert_eq!(client_mac_for(&client, OUT_VIP)?, VMAC);
+
+    // vigil leaves (priority 0): vrrpd takes over, and the client keeps the same MAC.
+    v1.signal(libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while frr_state(&lb02, &frr.dir) != "Master" {
+        anyhow::ensure!(Instant::now() < deadline, "vrrpd did not take over");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = client.exec(&["ping", "-c", "1", "-W", "2", OUT_VIP])?;
+    assert!(out.status.success());
+    assert_eq!(client_mac_for(&client, OUT_VIP)?, VMAC);
+    Ok(())
+}
