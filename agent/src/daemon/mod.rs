@@ -2,6 +2,7 @@
 //! control socket and signals together in one tokio task, so that everything an
 //! election sees and does happens in order.
 
+pub mod groups;
 pub mod instance;
 pub mod owned;
 pub mod receive;
@@ -51,6 +52,7 @@ struct Agent {
     receiver: Receiver,
     owned: OwnedAddresses,
     tracker: Tracker,
+    groups: groups::Groups,
     started: std::time::Instant,
     /// Where the control socket, the address record and the SIGUSR dumps live.
     runtime_dir: PathBuf,
@@ -164,6 +166,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         receiver,
         owned,
         tracker,
+        groups: groups::Groups::default(),
         started: std::time::Instant::now(),
         runtime_dir,
         last_reload: None,
@@ -171,6 +174,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         status_stale: true,
         waiting,
     };
+    agent.groups.configure(&agent.config);
     let now = clock::now();
     for inst in agent.instances.values_mut() {
         // Tracking first, so that an instance with a failed check starts in Fault and
@@ -186,6 +190,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             agent.endpoint.handle(now, EndpointInput::LinkDown { key });
         }
     }
+    agent
+        .groups
+        .apply(&mut agent.endpoint, &mut agent.instances, now);
     agent.run_actions().await;
 
     let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
@@ -293,6 +300,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+        agent
+            .groups
+            .apply(&mut agent.endpoint, &mut agent.instances, clock::now());
         agent.run_actions().await;
         agent.notify_status();
     }
@@ -305,14 +315,18 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         agent.endpoint.handle(now, EndpointInput::Shutdown { key });
     }
     agent.run_actions().await;
+    for inst in agent.instances.values_mut() {
+        inst.close(&agent.netlink).await;
+    }
     agent.owned.clear();
     // notify_stop (and `notify ... STOP`) run before the process ends, each within its
     // own time limit.
-    let queues: Vec<_> = agent
+    let mut queues: Vec<_> = agent
         .instances
         .values_mut()
         .filter_map(|i| i.notifier.close())
         .collect();
+    queues.extend(agent.groups.close());
     if !queues.is_empty()
         && tokio::time::timeout(
             NOTIFY_TIMEOUT + Duration::from_secs(2),
@@ -383,15 +397,21 @@ fn datapath_plan(
     (ifaces, endpoint.watch_entries())
 }
 
-/// Hands an instance's tracking verdict to its election, when it changed.
+/// Hands an instance's tracking verdict (with any fault its sync group imposes) to its
+/// election, when it changed.
 fn apply_verdict(
     endpoint: &mut Endpoint,
     receiver: &Receiver,
     inst: &mut Instance,
-    v: Verdict,
+    own: Verdict,
     now: crate::vrrp::Instant,
 ) {
     let key = inst.key;
+    inst.own = own.clone();
+    let mut v = own;
+    if v.fault.is_none() {
+        v.fault = inst.sync_fault.clone();
+    }
     if v.priority != inst.tracked.priority {
         tracing::info!(
             instance = %inst.name,
@@ -738,6 +758,7 @@ impl Agent {
                 let router = self.endpoint.router(&i.key)?;
                 let mut s = i.status(now, router, self.endpoint.fed(&i.key));
                 s["tracking"] = self.tracker.status(&i.cfg);
+                s["sync_group"] = self.groups.group_of(&i.name).into();
                 Some(s)
             }).chain(self.waiting.iter().map(|(name, w)| serde_json::json!({
                 "instance": name,
@@ -756,6 +777,7 @@ impl Agent {
                 "waiting": true,
                 "tracking": self.tracker.status(&w.cfg),
             }))).collect::<Vec<_>>(),
+            "sync_groups": self.groups.status(&self.instances, &self.endpoint),
         })
     }
 
@@ -956,7 +978,8 @@ impl Agent {
         }
         self.run_actions().await;
         for name in &stop {
-            if let Some(inst) = self.instances.remove(name) {
+            if let Some(mut inst) = self.instances.remove(name) {
+                inst.close(&self.netlink).await;
                 self.by_key.remove(&inst.key);
                 self.endpoint.remove(&inst.key);
                 self.receiver.unwatch(inst.key);
@@ -1005,6 +1028,7 @@ impl Agent {
         self.refresh_datapath(added > 0 || !stop.is_empty());
         let kept = self.instances.len() - added;
         self.config = new;
+        self.groups.configure(&self.config);
         self.retrack();
         tracing::info!(
             kept,
