@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use super::apply_verdict;
 use super::instance::Instance;
+use super::receive::Receiver;
 use crate::config;
 use crate::notify::Notifier;
 use crate::vrrp::endpoint::Endpoint;
@@ -57,6 +58,7 @@ impl Groups {
     pub fn apply(
         &mut self,
         endpoint: &mut Endpoint,
+        receiver: &Receiver,
         instances: &mut BTreeMap<String, Instance>,
         now: Instant,
     ) {
@@ -73,7 +75,7 @@ impl Groups {
                     if inst.sync_fault != forced {
                         inst.sync_fault = forced;
                         let own = inst.own.clone();
-                        apply_verdict(endpoint, inst, own, now);
+                        apply_verdict(endpoint, receiver, inst, own, now);
                         changed = true;
                     }
                 }

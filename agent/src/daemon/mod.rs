@@ -190,9 +190,12 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             agent.endpoint.handle(now, EndpointInput::LinkDown { key });
         }
     }
-    agent
-        .groups
-        .apply(&mut agent.endpoint, &mut agent.instances, now);
+    agent.groups.apply(
+        &mut agent.endpoint,
+        &agent.receiver,
+        &mut agent.instances,
+        now,
+    );
     agent.run_actions().await;
 
     let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
@@ -300,9 +303,12 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
-        agent
-            .groups
-            .apply(&mut agent.endpoint, &mut agent.instances, clock::now());
+        agent.groups.apply(
+            &mut agent.endpoint,
+            &agent.receiver,
+            &mut agent.instances,
+            clock::now(),
+        );
         agent.run_actions().await;
         agent.notify_status();
     }
