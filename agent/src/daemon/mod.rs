@@ -2,6 +2,7 @@
 //! control socket and signals together in one tokio task, so that everything an
 //! election sees and does happens in order.
 
+pub mod groups;
 pub mod instance;
 pub mod owned;
 pub mod receive;
@@ -51,6 +52,7 @@ struct Agent {
     receiver: Receiver,
     owned: OwnedAddresses,
     tracker: Tracker,
+    groups: groups::Groups,
     started: std::time::Instant,
     /// Where the control socket, the address record and the SIGUSR dumps live.
     runtime_dir: PathBuf,
@@ -58,6 +60,8 @@ struct Agent {
     last_reload: Option<(bool, std::time::SystemTime)>,
     /// The last `STATUS=` line sent to systemd.
     status_line: String,
+    /// Whether something the `STATUS=` line shows may have changed.
+    status_stale: bool,
     /// Instances that cannot run yet, by name.
     waiting: BTreeMap<String, Waiting>,
 }
@@ -162,12 +166,15 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         receiver,
         owned,
         tracker,
+        groups: groups::Groups::default(),
         started: std::time::Instant::now(),
         runtime_dir,
         last_reload: None,
         status_line: String::new(),
+        status_stale: true,
         waiting,
     };
+    agent.groups.configure(&agent.config);
     let now = clock::now();
     for inst in agent.instances.values_mut() {
         // Tracking first, so that an instance with a failed check starts in Fault and
@@ -183,6 +190,12 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             agent.endpoint.handle(now, EndpointInput::LinkDown { key });
         }
     }
+    agent.groups.apply(
+        &mut agent.endpoint,
+        &agent.receiver,
+        &mut agent.instances,
+        now,
+    );
     agent.run_actions().await;
 
     let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
@@ -290,6 +303,12 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+        agent.groups.apply(
+            &mut agent.endpoint,
+            &agent.receiver,
+            &mut agent.instances,
+            clock::now(),
+        );
         agent.run_actions().await;
         agent.notify_status();
     }
@@ -302,14 +321,18 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         agent.endpoint.handle(now, EndpointInput::Shutdown { key });
     }
     agent.run_actions().await;
+    for inst in agent.instances.values_mut() {
+        inst.close(&agent.netlink).await;
+    }
     agent.owned.clear();
     // notify_stop (and `notify ... STOP`) run before the process ends, each within its
     // own time limit.
-    let queues: Vec<_> = agent
+    let mut queues: Vec<_> = agent
         .instances
         .values_mut()
         .filter_map(|i| i.notifier.close())
         .collect();
+    queues.extend(agent.groups.close());
     if !queues.is_empty()
         && tokio::time::timeout(
             NOTIFY_TIMEOUT + Duration::from_secs(2),
@@ -380,15 +403,21 @@ fn datapath_plan(
     (ifaces, endpoint.watch_entries())
 }
 
-/// Hands an instance's tracking verdict to its election, when it changed.
+/// Hands an instance's tracking verdict (with any fault its sync group imposes) to its
+/// election, when it changed.
 fn apply_verdict(
     endpoint: &mut Endpoint,
     receiver: &Receiver,
     inst: &mut Instance,
-    v: Verdict,
+    own: Verdict,
     now: crate::vrrp::Instant,
 ) {
     let key = inst.key;
+    inst.own = own.clone();
+    let mut v = own;
+    if v.fault.is_none() {
+        v.fault = inst.sync_fault.clone();
+    }
     if v.priority != inst.tracked.priority {
         tracing::info!(
             instance = %inst.name,
@@ -539,6 +568,7 @@ impl Agent {
             self.receiver.unwatch(inst.key);
             let reason = format!("interface {name} was removed");
             tracing::warn!(instance = %n, "{reason}; waiting in FAULT for it to come back");
+            self.status_stale = true;
             self.waiting.insert(
                 n,
                 Waiting {
@@ -609,12 +639,14 @@ impl Agent {
         }
         self.by_key.insert(inst.key, inst.name.clone());
         self.instances.insert(inst.name.clone(), inst);
+        self.status_stale = true;
         Ok(())
     }
 
     /// Makes the datapath cover every running instance's interface: XDP attaches to new
     /// ones (and joins the VRRP group there); the raw path is rebuilt when `changed`.
     fn refresh_datapath(&mut self, changed: bool) {
+        self.status_stale = true;
         if self.receiver.is_xdp() {
             let ifaces: BTreeMap<u32, String> = self
                 .instances
@@ -695,6 +727,9 @@ impl Agent {
             };
             match action {
                 EndpointAction::Router(a) => {
+                    if matches!(a, crate::vrrp::Action::StateChanged(_)) {
+                        self.status_stale = true;
+                    }
                     inst.execute(a, router, &self.netlink, &mut self.owned)
                         .await;
                 }
@@ -729,6 +764,7 @@ impl Agent {
                 let router = self.endpoint.router(&i.key)?;
                 let mut s = i.status(now, router, self.endpoint.fed(&i.key));
                 s["tracking"] = self.tracker.status(&i.cfg);
+                s["sync_group"] = self.groups.group_of(&i.name).into();
                 Some(s)
             }).chain(self.waiting.iter().map(|(name, w)| serde_json::json!({
                 "instance": name,
@@ -747,6 +783,7 @@ impl Agent {
                 "waiting": true,
                 "tracking": self.tracker.status(&w.cfg),
             }))).collect::<Vec<_>>(),
+            "sync_groups": self.groups.status(&self.instances, &self.endpoint),
         })
     }
 
@@ -797,6 +834,11 @@ impl Agent {
 
     /// Tells systemd a one-line summary (`systemctl status` shows it) when it changed.
     fn notify_status(&mut self) {
+        // Hundreds of instances wake the loop thousands of times a second; the line
+        // changes only with a transition or the set of instances.
+        if !std::mem::take(&mut self.status_stale) {
+            return;
+        }
         let mut counts: BTreeMap<State, usize> = BTreeMap::new();
         for inst in self.instances.values() {
             let state = self
@@ -942,7 +984,8 @@ impl Agent {
         }
         self.run_actions().await;
         for name in &stop {
-            if let Some(inst) = self.instances.remove(name) {
+            if let Some(mut inst) = self.instances.remove(name) {
+                inst.close(&self.netlink).await;
                 self.by_key.remove(&inst.key);
                 self.endpoint.remove(&inst.key);
                 self.receiver.unwatch(inst.key);
@@ -991,6 +1034,7 @@ impl Agent {
         self.refresh_datapath(added > 0 || !stop.is_empty());
         let kept = self.instances.len() - added;
         self.config = new;
+        self.groups.configure(&self.config);
         self.retrack();
         tracing::info!(
             kept,
@@ -1000,6 +1044,7 @@ impl Agent {
             "reloaded"
         );
         self.last_reload = Some((true, std::time::SystemTime::now()));
+        self.status_stale = true;
         serde_json::json!({
             "applied": true,
             "config": self.path.display().to_string(),

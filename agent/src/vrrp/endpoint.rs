@@ -104,6 +104,20 @@ pub enum EndpointInput {
         /// The router.
         key: VridKey,
     },
+    /// A router's sync group cannot be Master here ([`Input::SyncHold`]).
+    SyncHold {
+        /// The router.
+        key: VridKey,
+        /// Why.
+        reason: String,
+    },
+    /// A router's sync group can be Master ([`Input::SyncRelease`]).
+    SyncRelease {
+        /// The router.
+        key: VridKey,
+        /// Why.
+        reason: String,
+    },
     /// A live router takes a changed configuration without restarting
     /// ([`VirtualRouter::reconfigure`]); a change it cannot take is logged and ignored
     /// (remove and add the router instead).
@@ -456,6 +470,12 @@ impl Endpoint {
             }
             EndpointInput::FaultCleared { key } => {
                 self.input(now, key, Input::FaultCleared, &mut touched)
+            }
+            EndpointInput::SyncHold { key, reason } => {
+                self.input(now, key, Input::SyncHold { reason }, &mut touched)
+            }
+            EndpointInput::SyncRelease { key, reason } => {
+                self.input(now, key, Input::SyncRelease { reason }, &mut touched)
             }
             EndpointInput::Reconfigure { key, config } => {
                 self.refresh(now, key);
