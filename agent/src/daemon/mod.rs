@@ -119,7 +119,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut waiting = BTreeMap::new();
     let script_user = config.global.script_user.as_deref();
     for (name, cfg) in &config.instances {
-        match Instance::new(name, cfg, &config.global.garp, script_user, &netlink).await {
+        match Instance::new(name, cfg, script_user, &netlink).await {
             Ok(inst) => {
                 endpoint
                     .add(inst.key, router_config(cfg), inst.primary, inst.unicast())
@@ -590,7 +590,7 @@ impl Agent {
             };
             let cfg = w.cfg.clone();
             let user = self.config.global.script_user.as_deref();
-            match Instance::new(&name, &cfg, &self.config.global.garp, user, &self.netlink).await {
+            match Instance::new(&name, &cfg, user, &self.netlink).await {
                 Ok(inst) => {
                     tracing::info!(instance = %name, iface = %inst.iface.name, "can start now");
                     self.waiting.remove(&name);
@@ -762,7 +762,14 @@ impl Agent {
             "config": self.path.display().to_string(),
             "instances": self.instances.values().filter_map(|i| {
                 let router = self.endpoint.router(&i.key)?;
-                let mut s = i.status(now, router, self.endpoint.fed(&i.key));
+                // The datapath's count of valid adverts for the VRID (the kernel's on
+                // XDP), not the few the election had to hear.
+                let rx = self
+                    .receiver
+                    .vrid_stats(&i.key)
+                    .or_else(|| self.endpoint.datapath_state(&i.key).copied())
+                    .map_or(0, |s| s.received);
+                let mut s = i.status(now, router, rx);
                 s["tracking"] = self.tracker.status(&i.cfg);
                 s["sync_group"] = self.groups.group_of(&i.name).into();
                 Some(s)
@@ -1006,7 +1013,7 @@ impl Agent {
                 continue;
             }
             let user = new.global.script_user.as_deref();
-            match Instance::new(name, cfg, &new.global.garp, user, &self.netlink).await {
+            match Instance::new(name, cfg, user, &self.netlink).await {
                 Ok(inst) => match self.begin(inst).await {
                     Ok(()) => added += 1,
                     Err(e) => {
