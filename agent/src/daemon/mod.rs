@@ -182,13 +182,15 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         let v = agent.tracker.evaluate(&inst.cfg);
         apply_verdict(&mut agent.endpoint, &agent.receiver, inst, v, now);
         let key = inst.key;
-        agent.endpoint.handle(now, EndpointInput::Startup { key });
+        // The link state first: an address owner started on a down link must go to
+        // FAULT, not add its addresses and send a priority 0 right after.
         if snapshot
             .iter()
             .any(|l| l.index == inst.iface.index && !l.is_up())
         {
             agent.endpoint.handle(now, EndpointInput::LinkDown { key });
         }
+        agent.endpoint.handle(now, EndpointInput::Startup { key });
     }
     agent.groups.apply(
         &mut agent.endpoint,
@@ -631,12 +633,13 @@ impl Agent {
         let verdict = self.tracker.evaluate(&inst.cfg);
         apply_verdict(&mut self.endpoint, &self.receiver, &mut inst, verdict, now);
         let key = inst.key;
-        self.endpoint.handle(now, EndpointInput::Startup { key });
+        // The link state first (see `run`).
         if let Ok(l) = self.netlink.link(inst.iface.index).await
             && !l.is_up()
         {
             self.endpoint.handle(now, EndpointInput::LinkDown { key });
         }
+        self.endpoint.handle(now, EndpointInput::Startup { key });
         self.by_key.insert(inst.key, inst.name.clone());
         self.instances.insert(inst.name.clone(), inst);
         self.status_stale = true;
