@@ -56,7 +56,8 @@ impl fmt::Display for State {
 }
 
 /// keepalived's `state`: where an instance below priority 255 wants to be.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum InitialState {
     /// Start as Backup (the RFC).
     #[default]
