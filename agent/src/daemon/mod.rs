@@ -82,7 +82,7 @@ type LoadedConfig = (
     Option<tokio::sync::oneshot::Sender<serde_json::Value>>,
 );
 
-/// How often the split-brain watch expires quiet peers and the seed's check looks for
+/// How often the split-brain watch expires quiet peers and the classic check looks for
 /// virtual addresses on a Backup's interfaces.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
@@ -119,7 +119,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut waiting = BTreeMap::new();
     let script_user = config.global.script_user.as_deref();
     for (name, cfg) in &config.instances {
-        match Instance::new(name, cfg, &config.global.garp, script_user, &netlink).await {
+        match Instance::new(name, cfg, script_user, &netlink).await {
             Ok(inst) => {
                 endpoint
                     .add(inst.key, router_config(cfg), inst.primary, inst.unicast())
@@ -182,13 +182,15 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         let v = agent.tracker.evaluate(&inst.cfg);
         apply_verdict(&mut agent.endpoint, &agent.receiver, inst, v, now);
         let key = inst.key;
-        agent.endpoint.handle(now, EndpointInput::Startup { key });
+        // The link state first: an address owner started on a down link must go to
+        // FAULT, not add its addresses and send a priority 0 right after.
         if snapshot
             .iter()
             .any(|l| l.index == inst.iface.index && !l.is_up())
         {
             agent.endpoint.handle(now, EndpointInput::LinkDown { key });
         }
+        agent.endpoint.handle(now, EndpointInput::Startup { key });
     }
     agent.groups.apply(
         &mut agent.endpoint,
@@ -590,7 +592,7 @@ impl Agent {
             };
             let cfg = w.cfg.clone();
             let user = self.config.global.script_user.as_deref();
-            match Instance::new(&name, &cfg, &self.config.global.garp, user, &self.netlink).await {
+            match Instance::new(&name, &cfg, user, &self.netlink).await {
                 Ok(inst) => {
                     tracing::info!(instance = %name, iface = %inst.iface.name, "can start now");
                     self.waiting.remove(&name);
@@ -631,12 +633,13 @@ impl Agent {
         let verdict = self.tracker.evaluate(&inst.cfg);
         apply_verdict(&mut self.endpoint, &self.receiver, &mut inst, verdict, now);
         let key = inst.key;
-        self.endpoint.handle(now, EndpointInput::Startup { key });
+        // The link state first (see `run`).
         if let Ok(l) = self.netlink.link(inst.iface.index).await
             && !l.is_up()
         {
             self.endpoint.handle(now, EndpointInput::LinkDown { key });
         }
+        self.endpoint.handle(now, EndpointInput::Startup { key });
         self.by_key.insert(inst.key, inst.name.clone());
         self.instances.insert(inst.name.clone(), inst);
         self.status_stale = true;
@@ -676,7 +679,7 @@ impl Agent {
         }
     }
 
-    /// Split-brain expiry, and the seed's check for virtual addresses on a Backup.
+    /// Split-brain expiry, and the classic check for virtual addresses on a Backup.
     async fn housekeeping(&mut self) {
         if !self.waiting.is_empty() {
             self.start_waiting().await;
@@ -762,7 +765,14 @@ impl Agent {
             "config": self.path.display().to_string(),
             "instances": self.instances.values().filter_map(|i| {
                 let router = self.endpoint.router(&i.key)?;
-                let mut s = i.status(now, router, self.endpoint.fed(&i.key));
+                // The datapath's count of valid adverts for the VRID (the kernel's on
+                // XDP), not the few the election had to hear.
+                let rx = self
+                    .receiver
+                    .vrid_stats(&i.key)
+                    .or_else(|| self.endpoint.datapath_state(&i.key).copied())
+                    .map_or(0, |s| s.received);
+                let mut s = i.status(now, router, rx);
                 s["tracking"] = self.tracker.status(&i.cfg);
                 s["sync_group"] = self.groups.group_of(&i.name).into();
                 Some(s)
@@ -1006,7 +1016,7 @@ impl Agent {
                 continue;
             }
             let user = new.global.script_user.as_deref();
-            match Instance::new(name, cfg, &new.global.garp, user, &self.netlink).await {
+            match Instance::new(name, cfg, user, &self.netlink).await {
                 Ok(inst) => match self.begin(inst).await {
                     Ok(()) => added += 1,
                     Err(e) => {
