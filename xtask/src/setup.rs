@@ -28,6 +28,8 @@ const PACKAGES: &[(&str, &str)] = &[
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     ),
     ("procps", "pgrep"),
+    // FRR's vrrpd: a second VRRP implementation that uses the virtual MAC.
+    ("frr", "/usr/lib/frr/vrrpd"),
     // The systemd test boots systemd as PID 1 in a container.
     ("systemd-container", "systemd-nspawn"),
     // `systemd-analyze verify` resolves the unit's Documentation=man:vigil(1).

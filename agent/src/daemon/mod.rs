@@ -2,6 +2,7 @@
 //! control socket and signals together in one tokio task, so that everything an
 //! election sees and does happens in order.
 
+pub mod groups;
 pub mod instance;
 pub mod owned;
 pub mod receive;
@@ -56,6 +57,7 @@ struct Agent {
     receiver: Receiver,
     owned: OwnedAddresses,
     tracker: Tracker,
+    groups: groups::Groups,
     started: std::time::Instant,
     /// Where the control socket, the address record and the SIGUSR dumps live.
     runtime_dir: PathBuf,
@@ -153,6 +155,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         receiver,
         owned,
         tracker,
+        groups: groups::Groups::default(),
         started: std::time::Instant::now(),
         runtime_dir,
         last_reload: None,
@@ -160,12 +163,13 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         status_stale: true,
         waiting,
     };
+    agent.groups.configure(&agent.config);
     let now = clock::now();
     for inst in agent.instances.values_mut() {
         // Tracking first, so that an instance with a failed check starts in Fault and
         // one with weights starts at its effective priority.
         let v = agent.tracker.evaluate(&inst.cfg);
-        apply_verdict(&mut agent.endpoint, inst, v, now);
+        apply_verdict(&mut agent.endpoint, &agent.receiver, inst, v, now);
         let key = inst.key;
         agent.endpoint.handle(now, EndpointInput::Startup { key });
         if snapshot
@@ -175,6 +179,12 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             agent.endpoint.handle(now, EndpointInput::LinkDown { key });
         }
     }
+    agent.groups.apply(
+        &mut agent.endpoint,
+        &agent.receiver,
+        &mut agent.instances,
+        now,
+    );
     agent.run_actions().await;
 
     let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
@@ -282,6 +292,12 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+        agent.groups.apply(
+            &mut agent.endpoint,
+            &agent.receiver,
+            &mut agent.instances,
+            clock::now(),
+        );
         agent.run_actions().await;
         agent.notify_status();
     }
@@ -294,14 +310,18 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         agent.endpoint.handle(now, EndpointInput::Shutdown { key });
     }
     agent.run_actions().await;
+    for inst in agent.instances.values_mut() {
+        inst.close(&agent.netlink).await;
+    }
     agent.owned.clear();
     // notify_stop (and `notify ... STOP`) run before the process ends, each within its
     // own time limit.
-    let queues: Vec<_> = agent
+    let mut queues: Vec<_> = agent
         .instances
         .values_mut()
         .filter_map(|i| i.notifier.close())
         .collect();
+    queues.extend(agent.groups.close());
     if !queues.is_empty()
         && tokio::time::timeout(
             NOTIFY_TIMEOUT + Duration::from_secs(2),
@@ -356,14 +376,21 @@ fn datapath_plan(
     (ifaces, endpoint.watch_entries())
 }
 
-/// Hands an instance's tracking verdict to its election, when it changed.
+/// Hands an instance's tracking verdict (with any fault its sync group imposes) to its
+/// election, when it changed.
 fn apply_verdict(
     endpoint: &mut Endpoint,
+    receiver: &Receiver,
     inst: &mut Instance,
-    v: Verdict,
+    own: Verdict,
     now: crate::vrrp::Instant,
 ) {
     let key = inst.key;
+    inst.own = own.clone();
+    let mut v = own;
+    if v.fault.is_none() {
+        v.fault = inst.sync_fault.clone();
+    }
     if v.priority != inst.tracked.priority {
         tracing::info!(
             instance = %inst.name,
@@ -374,6 +401,10 @@ fn apply_verdict(
             if v.why.is_empty() { "" } else { "; " },
             v.why.join(", ")
         );
+        // The adverts the kernel kept quiet count at the old priority.
+        if let Some(stats) = receiver.vrid_stats(&key) {
+            endpoint.handle(now, EndpointInput::KernelState { key, stats });
+        }
         endpoint.handle(
             now,
             EndpointInput::PriorityChanged {
@@ -493,7 +524,7 @@ impl Agent {
         let now = clock::now();
         for inst in self.instances.values_mut() {
             let v = self.tracker.evaluate(&inst.cfg);
-            apply_verdict(&mut self.endpoint, inst, v, now);
+            apply_verdict(&mut self.endpoint, &self.receiver, inst, v, now);
         }
     }
 

@@ -153,7 +153,8 @@ impl Agent {
         }
         self.run_actions().await;
         for name in &stop {
-            if let Some(inst) = self.instances.remove(name) {
+            if let Some(mut inst) = self.instances.remove(name) {
+                inst.close(&self.netlink).await;
                 self.by_key.remove(&inst.key);
                 self.endpoint.remove(&inst.key);
                 self.receiver.unwatch(inst.key);
@@ -202,6 +203,7 @@ impl Agent {
         self.refresh_datapath(added > 0 || !stop.is_empty());
         let kept = self.instances.len() - added;
         self.config = new;
+        self.groups.configure(&self.config);
         self.retrack();
         tracing::info!(
             kept,

@@ -29,6 +29,7 @@ impl Agent {
                 let router = self.endpoint.router(&i.key)?;
                 let mut s = i.status(now, router, self.endpoint.fed(&i.key));
                 s["tracking"] = self.tracker.status(&i.cfg);
+                s["sync_group"] = self.groups.group_of(&i.name).into();
                 Some(s)
             }).chain(self.waiting.iter().map(|(name, w)| serde_json::json!({
                 "instance": name,
@@ -47,6 +48,7 @@ impl Agent {
                 "waiting": true,
                 "tracking": self.tracker.status(&w.cfg),
             }))).collect::<Vec<_>>(),
+            "sync_groups": self.groups.status(&self.instances, &self.endpoint),
         })
     }
 

@@ -34,9 +34,10 @@ impl Agent {
         // What the elections asked for on the link going down (FAULT, notify_fault).
         self.run_actions().await;
         for n in gone {
-            let Some(inst) = self.instances.remove(&n) else {
+            let Some(mut inst) = self.instances.remove(&n) else {
                 continue;
             };
+            inst.close(&self.netlink).await;
             inst.forget_addresses_on(index, &mut self.owned);
             self.by_key.remove(&inst.key);
             self.endpoint.remove(&inst.key);
@@ -104,7 +105,7 @@ impl Agent {
         self.run_actions().await;
         let now = clock::now();
         let verdict = self.tracker.evaluate(&inst.cfg);
-        apply_verdict(&mut self.endpoint, &mut inst, verdict, now);
+        apply_verdict(&mut self.endpoint, &self.receiver, &mut inst, verdict, now);
         let key = inst.key;
         self.endpoint.handle(now, EndpointInput::Startup { key });
         if let Ok(l) = self.netlink.link(inst.iface.index).await
