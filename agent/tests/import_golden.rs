@@ -86,7 +86,7 @@ fn every_packaging_example_passes_check() {
     assert!(n >= 3, "expected lb01, lb02 and dual-master examples");
 }
 
-/// The seed's pairs must elect as keepalived would: same VRIDs, versions, priorities,
+/// The keepalived pairs (agent/tests/golden/) must elect as keepalived would: same VRIDs, versions, priorities,
 /// initial states, passwords and addresses on both sides.
 #[test]
 fn seed_pairs_keep_their_election_parameters() {

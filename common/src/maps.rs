@@ -75,9 +75,21 @@ pub struct VridStats {
     /// Arrival time of the first advert of the current run: the same source, priority,
     /// interval, version and address count as the last one, under the same watch epoch.
     pub first_ns: u64,
+    /// Arrival time of the last advert ignored as below the local priority.
+    pub ignored_ns: u64,
+    /// Its source address.
+    pub ignored_src: [u8; 16],
+    /// Its priority.
+    pub ignored_priority: u8,
+    /// Reserved, zero.
+    pub _pad3: u8,
+    /// Its raw interval field.
+    pub ignored_interval: u16,
+    /// Reserved, zero.
+    pub _pad4: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<VridStats>() == 88);
+const _: () = assert!(core::mem::size_of::<VridStats>() == 120);
 
 /// Verdict counters of one interface, one field per [`crate::Verdict`] in its order.
 #[repr(C)]

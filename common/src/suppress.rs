@@ -86,15 +86,24 @@ pub fn same_run(s: &VridStats, a: &Advert) -> bool {
         && s.last_addr_count == a.addr_count
 }
 
+/// When the run `a` (arrived at `ts` under watch epoch `epoch`) belongs to began: `ts`
+/// when `a` starts one.
+#[inline(always)]
+pub fn run_start(s: &VridStats, a: &Advert, ts: u64, epoch: u8) -> u64 {
+    if s.last_ns == 0 || !same_run(s, a) || s.last_epoch != epoch {
+        ts
+    } else {
+        s.first_ns
+    }
+}
+
 /// Makes `a`, arrived at `ts` under watch epoch `epoch`, the VRID's last advert.
 /// `digest` is the address digest when it was computed (for a report); a quiet repeat
 /// keeps the one before.
 #[inline(always)]
 pub fn commit(s: &mut VridStats, a: &Advert, ts: u64, epoch: u8, digest: Option<u32>) {
     // A new epoch starts a new run: the agent asked to hear from here on.
-    if s.last_ns == 0 || !same_run(s, a) || s.last_epoch != epoch {
-        s.first_ns = ts;
-    }
+    s.first_ns = run_start(s, a, ts, epoch);
     s.last_epoch = epoch;
     s.last_ns = ts;
     s.last_src = a.src;
@@ -148,7 +157,15 @@ pub fn settle(
 ) {
     match fate {
         None => {}
-        Some(Fate::Ignore) => s.ignored += 1,
+        Some(Fate::Ignore) => {
+            // Kept apart from the last advert, so that the agent can say whom it
+            // preempted.
+            s.ignored += 1;
+            s.ignored_ns = ts;
+            s.ignored_src = a.src;
+            s.ignored_priority = a.priority;
+            s.ignored_interval = a.interval;
+        }
         Some(Fate::Quiet) => {
             // Another CPU recorded another advert since this one was judged a repeat:
             // the agent heard of that one, not of this; count it lost.
@@ -191,7 +208,16 @@ pub fn track<E: FnOnce() -> Attempt>(
 /// Fills the ring-buffer record of a judged frame, field by field (in the XDP program
 /// `e` is the reserved ring slot itself: the record never sits on the small eBPF stack).
 #[inline(always)]
-pub fn fill(e: &mut AdvertEvent, ts: u64, ifindex: u32, a: &Advert, verdict: Verdict, digest: u32) {
+pub fn fill(
+    e: &mut AdvertEvent,
+    ts: u64,
+    first_ns: u64,
+    ifindex: u32,
+    a: &Advert,
+    verdict: Verdict,
+    digest: u32,
+) {
+    e.first_ns = first_ns;
     e.ts_ns = ts;
     e.ifindex = ifindex;
     e.verdict = verdict as u8;
@@ -395,6 +421,7 @@ mod tests {
             Some(Fate::Ignore)
         );
         assert_eq!((s.ignored, s.last_ns, s.last_priority), (1, SEC + 2, 100));
+        assert_eq!((s.ignored_ns, s.ignored_priority), (SEC + 3, 10));
         assert_eq!(
             track(
                 &mut s,
@@ -437,11 +464,12 @@ mod tests {
     fn fill_copies_every_field() {
         let a = advert(9, 77);
         let mut e = AdvertEvent::zeroed();
-        fill(&mut e, 42, 3, &a, Verdict::Accept, 5);
+        fill(&mut e, 42, 40, 3, &a, Verdict::Accept, 5);
         assert_eq!(
             (e.ts_ns, e.ifindex, e.verdict, e.priority, e.addr_digest),
             (42, 3, 0, 77, 5)
         );
+        assert_eq!(e.first_ns, 40);
         assert_eq!((e.src, e.interval, e.version, e.vrid), (a.src, 100, 3, 51));
     }
 }

@@ -112,6 +112,7 @@ fn judge(ctx: &XdpContext) -> u32 {
     };
     let mut report = trace_all || (trace_valid && verdict.passes());
     let mut tracked = None;
+    let mut first = ts;
     if let Some(w) = entry {
         // SAFETY: as above.
         let w = unsafe { &*w };
@@ -123,6 +124,8 @@ fn judge(ctx: &XdpContext) -> u32 {
                 // re-reads it (see `suppress`).
                 let fate = suppress::judge(unsafe { &mut *stats }, a, verdict, ts, w);
                 report |= fate == Some(suppress::Fate::Report);
+                // SAFETY: as above.
+                first = suppress::run_start(unsafe { &*stats }, a, ts, w.epoch);
                 tracked = Some((stats, w, fate));
             }
             None => report |= verdict == Verdict::Accept,
@@ -135,7 +138,7 @@ fn judge(ctx: &XdpContext) -> u32 {
         } else {
             0
         };
-        let written = emit(ts, ifindex, a, verdict, digest);
+        let written = emit(ts, first, ifindex, a, verdict, digest);
         Some(suppress::Attempt { digest, written })
     } else {
         None
@@ -171,7 +174,14 @@ fn count(ifindex: u32, index: usize) {
 
 /// Writes one record to the ring buffer; false (and counted) when it is full.
 #[inline(always)]
-fn emit(ts: u64, ifindex: u32, a: &validate::Advert, verdict: Verdict, digest: u32) -> bool {
+fn emit(
+    ts: u64,
+    first: u64,
+    ifindex: u32,
+    a: &validate::Advert,
+    verdict: Verdict,
+    digest: u32,
+) -> bool {
     let Some(mut slot) = EVENTS.reserve(0) else {
         count(ifindex, validate::VERDICTS);
         return false;
@@ -181,6 +191,7 @@ fn emit(ts: u64, ifindex: u32, a: &validate::Advert, verdict: Verdict, digest: u
     suppress::fill(
         unsafe { &mut *slot.as_mut_ptr() },
         ts,
+        first,
         ifindex,
         a,
         verdict,

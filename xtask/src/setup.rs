@@ -6,7 +6,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-/// The dated nightly that builds the XDP program (DESIGN.md, "Toolchain").
+/// The dated nightly that builds the XDP program (the one the aya-ebpf pin is verified
+/// with; see docs/architecture.md, "Toolchain").
 pub const BPF_TOOLCHAIN: &str = "nightly-2026-05-20";
 /// Its rustc commit; the image's plain `nightly` is this same build.
 const BPF_TOOLCHAIN_COMMIT: &str = "e50aa6fba";

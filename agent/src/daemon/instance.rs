@@ -11,7 +11,7 @@ use super::owned::{OwnedAddress, OwnedAddresses};
 use super::split::SplitBrain;
 use crate::config;
 use crate::datapath::transmit::AdvertSender;
-use crate::net::announce::{AnnounceSchedule, AnnounceTiming, Announcer, run_announcements};
+use crate::net::announce::{AnnounceSchedule, AnnounceTiming, Announcer, run_announcements_on};
 use crate::net::{Interface, Netlink, VirtualAddress};
 use crate::notify::Notifier;
 use crate::track::Verdict;
@@ -76,6 +76,8 @@ pub struct Instance {
     sender: AdvertSender,
     vips: Vec<Vip>,
     announcer: Option<Arc<Announcer>>,
+    /// Announcers of the interfaces addresses with their own `dev` live on.
+    dev_announcers: std::collections::BTreeMap<u32, Arc<Announcer>>,
     timing: AnnounceTiming,
     announce: Option<JoinHandle<u64>>,
     /// Adverts sent.
@@ -132,12 +134,37 @@ pub fn router_config(cfg: &config::Instance) -> RouterConfig {
     rc
 }
 
+/// The announcement schedule of an instance: its own `garp_master_*`, which the
+/// configuration has already filled in from `[global]` where the instance sets none.
+pub fn announce_timing(cfg: &config::Instance) -> AnnounceTiming {
+    let g = &cfg.garp;
+    AnnounceTiming {
+        delay: g.master_delay,
+        repeat: g.master_repeat,
+        refresh: g.master_refresh.unwrap_or_default(),
+        refresh_repeat: g.master_refresh_repeat,
+        ..AnnounceTiming::default()
+    }
+}
+
+/// An announcer on `iface`, with the NA Router flag set when the interface forwards IPv6
+/// (RFC 4861 §7.2.5: otherwise hosts drop this node from their default routers).
+fn announcer_on(name: &str, iface: &Interface, mac: [u8; 6]) -> Option<Arc<Announcer>> {
+    let forwards = crate::net::ipv6_forwarding(&iface.name).unwrap_or(false);
+    match Announcer::new(iface, mac, None) {
+        Ok(a) => Some(Arc::new(a.with_router_flag(forwards))),
+        Err(e) => {
+            tracing::warn!(instance = name, iface = %iface.name, "no gratuitous ARP/NA: {e}");
+            None
+        }
+    }
+}
+
 impl Instance {
     /// Resolves interfaces and addresses and opens the transmit socket.
     pub async fn new(
         name: &str,
         cfg: &config::Instance,
-        garp: &config::Garp,
         script_user: Option<&str>,
         netlink: &Netlink,
     ) -> anyhow::Result<Self> {
@@ -234,27 +261,21 @@ impl Instance {
             None => netlink.link(iface.index).await.ok().and_then(|l| l.mac),
         };
         let announcer = match own_mac {
-            Some(mac) => match Announcer::new(&home, mac, None) {
-                Ok(a) => Some(Arc::new(a)),
-                Err(e) => {
-                    tracing::warn!(instance = name, "no gratuitous ARP/NA: {e}");
-                    None
-                }
-            },
+            Some(mac) => announcer_on(name, &home, mac),
             None => None,
         };
-        let g = if *garp == config::Garp::default() {
-            &cfg.garp
-        } else {
-            garp
-        };
-        let timing = AnnounceTiming {
-            delay: g.master_delay,
-            repeat: g.master_repeat,
-            refresh: g.master_refresh.unwrap_or_default(),
-            refresh_repeat: g.master_refresh_repeat,
-            ..AnnounceTiming::default()
-        };
+        // Addresses with their own `dev` are announced there, with that device's MAC.
+        let mut dev_announcers = std::collections::BTreeMap::new();
+        for v in vips.iter().chain(&excluded) {
+            if v.iface.index == home.index || dev_announcers.contains_key(&v.iface.index) {
+                continue;
+            }
+            let mac = netlink.link(v.iface.index).await.ok().and_then(|l| l.mac);
+            if let Some(a) = mac.and_then(|mac| announcer_on(name, &v.iface, mac)) {
+                dev_announcers.insert(v.iface.index, a);
+            }
+        }
+        let timing = announce_timing(cfg);
         if cfg.is_address_owner()
             && (cfg.track_scripts.iter().any(|t| t.weight != 0)
                 || cfg.track_interfaces.iter().any(|t| t.weight != 0)
@@ -278,6 +299,7 @@ impl Instance {
             sender,
             vips,
             announcer,
+            dev_announcers,
             timing,
             announce: None,
             sent: 0,
@@ -480,26 +502,37 @@ impl Instance {
     }
 
     fn announce(&mut self) {
-        let Some(announcer) = self.announcer.clone() else {
-            return;
-        };
         if let Some(task) = self.announce.take() {
             task.abort();
         }
         // Announcements cover excluded addresses too: hosts must learn where they moved.
-        let addrs: Vec<IpAddr> = self
-            .vips
-            .iter()
-            .chain(&self.excluded)
-            .map(|v| v.addr.addr)
-            .collect();
+        // Each goes out on the device the address lives on.
+        let mut groups: Vec<(Arc<Announcer>, Vec<IpAddr>)> = Vec::new();
+        for v in self.vips.iter().chain(&self.excluded) {
+            let Some(a) = self
+                .dev_announcers
+                .get(&v.iface.index)
+                .or(self.announcer.as_ref())
+            else {
+                continue;
+            };
+            match groups.iter_mut().find(|(g, _)| Arc::ptr_eq(g, a)) {
+                Some((_, addrs)) => addrs.push(v.addr.addr),
+                None => groups.push((a.clone(), vec![v.addr.addr])),
+            }
+        }
+        if groups.is_empty() {
+            return;
+        }
         let schedule = AnnounceSchedule::new(self.timing, std::time::Instant::now());
         self.announce = Some(tokio::spawn(async move {
-            run_announcements(&announcer, &addrs, schedule).await
+            let refs: Vec<(&Announcer, &[IpAddr])> =
+                groups.iter().map(|(a, x)| (&**a, x.as_slice())).collect();
+            run_announcements_on(&refs, schedule).await
         }));
     }
 
-    /// The seed's split-brain check, while Backup or Fault: a virtual address on the
+    /// The classic split-brain check, while Backup or Fault: a virtual address on the
     /// interface. vigil removes it only if vigil added it (the record in `owned`, e.g. a
     /// removal that failed); an address someone else put there is left alone and warned
     /// about once. `seen` caches address lists per interface index for one round;
@@ -684,5 +717,24 @@ impl Drop for Instance {
         if let Some(task) = self.announce.take() {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_instance_garp_settings_win_over_global_ones() {
+        let text = "[global]\nrouter_id = \"t\"\ngarp_master_repeat = 2\ngarp_master_delay = 10\n\
+            [instances.a]\ninterface = \"eth0\"\nvrid = 1\npriority = 100\n\
+            virtual_addresses = [\"192.0.2.1/24\"]\ngarp_master_repeat = 7\n\
+            [instances.b]\ninterface = \"eth0\"\nvrid = 2\npriority = 100\n\
+            virtual_addresses = [\"192.0.2.2/24\"]\n";
+        let c = config::parse(text, "t").expect("valid configuration");
+        let a = announce_timing(&c.instances["a"]);
+        assert_eq!((a.repeat, a.delay), (7, std::time::Duration::from_secs(10)));
+        let b = announce_timing(&c.instances["b"]);
+        assert_eq!((b.repeat, b.delay), (2, std::time::Duration::from_secs(10)));
     }
 }

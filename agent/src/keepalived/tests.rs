@@ -1,4 +1,4 @@
-//! Unit tests of the conversion; the seed's configs are golden files in
+//! Unit tests of the conversion; the keepalived pair's configs are golden files in
 //! agent/tests/import_golden.rs.
 
 use super::*;

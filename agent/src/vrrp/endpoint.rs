@@ -558,7 +558,8 @@ impl Endpoint {
             e.addr_count,
             e.addr_digest,
         );
-        self.feed(key, e.ts_ns, address_of(e.family, &e.src), advert, true);
+        let source = address_of(e.family, &e.src);
+        self.feed_run(key, e.first_ns, e.ts_ns, source, advert, true);
         Some(key)
     }
 
@@ -594,9 +595,52 @@ impl Endpoint {
         if fate != Some(Fate::Report) {
             return None;
         }
+        let first = m.state.first_ns;
         let advert = m.advert(a.version, a.priority, a.interval, a.addr_count, digest);
-        self.feed(key, ts_ns, address_of(a.family, &a.src), advert, true);
+        self.feed_run(
+            key,
+            first,
+            ts_ns,
+            address_of(a.family, &a.src),
+            advert,
+            true,
+        );
         Some(key)
+    }
+
+    /// Hands the router of `key` a run of identical adverts known by its first and last
+    /// arrival. The first too, if a Backup has not heard it (its report was lost): a
+    /// preempt delay starts from it. And if that delay ended before the last one
+    /// arrived, repeats arrived while it ran that nobody recorded: one is taken at its
+    /// last instant, so the timer runs late rather than early. Then the last.
+    fn feed_run(
+        &mut self,
+        key: VridKey,
+        first_ns: u64,
+        last_ns: u64,
+        source: IpAddr,
+        advert: Advertisement,
+        fresh: bool,
+    ) {
+        let backup_behind = self
+            .members
+            .get(&key)
+            .is_some_and(|m| m.router.state() == State::Backup && first_ns > m.fed_ns);
+        if backup_behind && first_ns < last_ns {
+            self.feed(key, first_ns, source, advert.clone(), false);
+            let end = self
+                .members
+                .get(&key)
+                .and_then(|m| m.router.preempt_delay_until())
+                .map(|u| u.as_nanos().saturating_sub(1));
+            if let Some(end) = end
+                && end > first_ns
+                && end < last_ns
+            {
+                self.feed(key, end, source, advert.clone(), false);
+            }
+        }
+        self.feed(key, last_ns, source, advert, fresh);
     }
 
     /// Hands an advert that arrived at `ts_ns` to the router of `key`.
@@ -682,26 +726,28 @@ impl Endpoint {
                 s.last_addr_count,
                 s.last_digest,
             );
-            // The first of the run too, if its report was lost: a preempt delay starts
-            // from it.
-            if s.first_ns > m.fed_ns && s.first_ns < s.last_ns {
-                self.feed(key, s.first_ns, source, advert.clone(), false);
-                // And if that delay ended before the last one arrived, repeats arrived
-                // while it ran that nobody recorded: take one at its last instant, so
-                // the timer runs late rather than early.
-                let end = self
-                    .members
-                    .get(&key)
-                    .and_then(|m| m.router.preempt_delay_until())
-                    .map(|u| u.as_nanos().saturating_sub(1));
-                if let Some(end) = end
-                    && end > s.first_ns
-                    && end < s.last_ns
-                {
-                    self.feed(key, end, source, advert.clone(), false);
-                }
-            }
-            self.feed(key, s.last_ns, source, advert, false);
+            self.feed_run(key, s.first_ns, s.last_ns, source, advert, false);
+        }
+        // The last advert the datapath dropped as below the local priority, which the
+        // router would have discarded too: handed in so that it knows whom it preempts.
+        let Some(m) = self.members.get(&key) else {
+            return;
+        };
+        if m.router.state() == State::Backup
+            && s.ignored_ns > m.fed_ns
+            && s.ignored_ns <= now.as_nanos()
+        {
+            let version = m.base.version;
+            let count = u8::try_from(m.router.config().virtual_addresses.len()).unwrap_or(0);
+            let advert = m.advert(
+                version,
+                s.ignored_priority,
+                s.ignored_interval,
+                count,
+                m.digest,
+            );
+            let source = address_of(key.family, &s.ignored_src);
+            self.feed(key, s.ignored_ns, source, advert, false);
         }
     }
 }

@@ -38,6 +38,7 @@ pub struct InFlight {
     digest: u32,
     fate: Option<Fate>,
     watched: Option<WatchEntry>,
+    first: u64,
 }
 
 impl KernelModel {
@@ -85,9 +86,11 @@ impl KernelModel {
             0
         };
         let mut fate = None;
+        let mut first = ts;
         let watched = entry;
         if let (Some(w), Some(s)) = (entry, self.stats.get_mut(&key)) {
             fate = suppress::judge(s, &a, verdict, ts, &w);
+            first = suppress::run_start(s, &a, ts, w.epoch);
         }
         Some(InFlight {
             key,
@@ -98,6 +101,7 @@ impl KernelModel {
             digest,
             fate,
             watched,
+            first,
         })
     }
 
@@ -112,7 +116,9 @@ impl KernelModel {
             let written = self.ring.len() < self.capacity;
             if written {
                 let mut e = AdvertEvent::zeroed();
-                suppress::fill(&mut e, f.ts, f.ifindex, &f.advert, f.verdict, f.digest);
+                suppress::fill(
+                    &mut e, f.ts, f.first, f.ifindex, &f.advert, f.verdict, f.digest,
+                );
                 self.ring.push_back(e);
             } else {
                 self.iface.entry(f.ifindex).or_default().ring_full += 1;
