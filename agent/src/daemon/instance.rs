@@ -164,11 +164,19 @@ impl Instance {
         let iface = netlink.interface(&cfg.interface).await?;
         // With use_vmac the addresses, announcements and (unless vmac_xmit_base) adverts
         // go through the macvlan; receiving and the XDP program stay on `iface`.
+        let v6 = cfg
+            .virtual_addresses
+            .first()
+            .is_some_and(|v| v.addr.is_ipv6());
         let vmac = match &cfg.vmac {
             Some(v) => {
-                let mac = crate::net::vmac::ipv4_mac(cfg.vrid);
+                let mac = if v6 {
+                    crate::net::vmac::ipv6_mac(cfg.vrid)
+                } else {
+                    crate::net::vmac::ipv4_mac(cfg.vrid)
+                };
                 let vif = netlink
-                    .ensure_vmac(&v.interface, &iface, mac)
+                    .ensure_vmac(&v.interface, &iface, mac, v6)
                     .await
                     .map_err(|e| anyhow::anyhow!("instance {name}: {}: {e}", v.interface))?;
                 tracing::info!(instance = name, "virtual MAC interface {} up", vif.name);
@@ -209,10 +217,6 @@ impl Instance {
             .map(|r| (r.to_string(), crate::net::route::rule_message(r)))
             .collect();
         let vips = resolve_vips(cfg, &home, netlink).await?;
-        let v6 = cfg
-            .virtual_addresses
-            .first()
-            .is_some_and(|v| v.addr.is_ipv6());
         let vip_addrs: Vec<IpAddr> = vips.iter().map(|v| v.addr.addr).collect();
         let (primary, sender) = if v6 {
             let ll = netlink.ipv6_link_local(&iface).await?.ok_or_else(|| {
