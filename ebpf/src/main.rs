@@ -23,8 +23,14 @@
 //! `vrid_stats` and re-feeds the last advert to the election with that arrival time; if
 //! the Master is alive the timer re-arms to `last_ns + Master_Down_Interval`, exactly as
 //! if each advert had been delivered. Only true silence leads to a takeover.
+//!
+//! Where the kernel allows it, that down timer lives here instead (`timer.rs`): a
+//! `bpf_timer` per VRID that wakes the agent only when the Master has gone silent.
 #![no_std]
 #![no_main]
+
+mod rare;
+mod timer;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -206,6 +212,7 @@ fn track(
     if report {
         s.reported += 1;
     }
+    timer::arrival(key, ts, report, a.version, local);
     report
 }
 
@@ -213,6 +220,7 @@ fn track(
 fn emit(ts: u64, ifindex: u32, a: &validate::Advert, verdict: Verdict, digest: u32) {
     let Some(mut slot) = EVENTS.reserve(0) else {
         count(ifindex, validate::VERDICTS);
+        rare::ring_full(a.vrid);
         return;
     };
     // Written field by field into the reserved slot, never built on the stack.
@@ -231,11 +239,12 @@ fn emit(ts: u64, ifindex: u32, a: &validate::Advert, verdict: Verdict, digest: u
         (*e).addr_count = a.addr_count;
         (*e).interval = a.interval;
         (*e).auth_type = a.auth_type;
-        (*e)._pad = 0;
+        (*e).event = vigil_common::event::EVENT_ADVERT;
         (*e).addr_digest = digest;
         (*e)._pad2 = 0;
         (*e).src = a.src;
         (*e).dst = a.dst;
+        (*e).deadline_ns = 0;
     }
     slot.submit(0);
 }

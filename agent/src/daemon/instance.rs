@@ -84,6 +84,27 @@ pub struct Instance {
     pub foreign_while_backup: Vec<IpAddr>,
     /// Virtual addresses vigil had added and removed again, found while Backup.
     pub removed_while_backup: u64,
+    /// When (CLOCK_MONOTONIC ns) the kernel got this VRID's down-timer parameters; `None`
+    /// while the agent keeps the deadline itself.
+    pub kernel_since: Option<u64>,
+    /// The kernel's timer keeps this Backup's Master_Down_Timer: the agent arms none.
+    pub kernel_armed: bool,
+    /// Silences the kernel's down timer reported.
+    pub kernel_silences: u64,
+}
+
+/// The kernel down timer's parameters for an instance.
+pub fn down_params(cfg: &config::Instance) -> vigil_common::DownParams {
+    vigil_common::DownParams {
+        adverts: u32::from(cfg.down_timer_adverts),
+        _pad: 0,
+        // RFC 3768 §7.1: a v2 Backup keeps its own interval (it discards others); v3
+        // learns the Master's (RFC 5798 §6.4.2), which the kernel reads from each advert.
+        interval_ns: match cfg.version {
+            config::Version::V2 => u64::try_from(cfg.advert_interval.as_nanos()).unwrap_or(0),
+            config::Version::V3 => 0,
+        },
+    }
 }
 
 fn router_config(cfg: &config::Instance) -> RouterConfig {
@@ -265,6 +286,9 @@ impl Instance {
             split: SplitBrain::default(),
             foreign_while_backup: Vec::new(),
             removed_while_backup: 0,
+            kernel_since: None,
+            kernel_armed: false,
+            kernel_silences: 0,
         })
     }
 
@@ -302,6 +326,10 @@ impl Instance {
         let now = Instant::from_nanos(r.ts_ns);
         self.router
             .handle(now, crate::vrrp::Input::Advert { source, advert });
+        // Every advert the kernel reports (re)starts its down timer, if it had the
+        // parameters by the time the advert arrived.
+        self.kernel_armed = self.router.state() == State::Backup
+            && self.kernel_since.is_some_and(|since| r.ts_ns >= since);
         // A Master that stays Master and answers at once has heard a worse master (a
         // priority-0 advert is answered too, but is a goodbye, not a rival).
         if was_master
@@ -319,6 +347,42 @@ impl Instance {
                 self.cfg.advert_interval,
             );
         }
+    }
+
+    /// The deadline the agent itself must wake for: none for a Backup whose down timer the
+    /// kernel keeps.
+    pub fn agent_deadline(&self) -> Option<Instant> {
+        if self.kernel_armed && self.router.state() == State::Backup {
+            return None;
+        }
+        self.router.poll_timeout()
+    }
+
+    /// The kernel's down timer found the Master silent since `T` (`ts_ns`) and fired at
+    /// `D` (`deadline_ns`): bring the election up to `T` and let it judge at `D`. A
+    /// silence older than an advert the agent has since heard is stale: that advert
+    /// re-armed the kernel's timer.
+    pub fn kernel_silence(&mut self, record: &Record) {
+        let r = &record.raw;
+        if r.ts_ns < self.last_fed_ns && self.kernel_armed {
+            return;
+        }
+        self.kernel_silences += 1;
+        self.kernel_armed = false;
+        let source = record.source();
+        if self
+            .last_advert
+            .as_ref()
+            .is_some_and(|(last, _)| *last == source)
+        {
+            self.refeed(r.ts_ns, source, r.priority);
+        }
+        // The router decides; if it is not due at D, its own deadline is the agent's
+        // again (kernel_armed is off).
+        self.router.handle(
+            Instant::from_nanos(r.deadline_ns),
+            crate::vrrp::Input::Timeout,
+        );
     }
 
     /// Hands in the last advert again with a newer arrival time from the XDP map.
@@ -359,6 +423,9 @@ impl Instance {
                         .transition_counts
                         .entry((t.from, t.to, t.reason.kind()))
                         .or_insert(0) += 1;
+                    if t.to != State::Backup {
+                        self.kernel_armed = false;
+                    }
                     if t.to != State::Master
                         && let Some(task) = self.announce.take()
                     {
@@ -559,6 +626,12 @@ impl Instance {
             "split_brain_adverts": self.split.adverts_total,
             "addresses_while_backup": self.foreign_while_backup.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "removed_while_backup": self.removed_while_backup,
+            "down_timer": if self.kernel_armed && self.router.state() == State::Backup {
+                "kernel"
+            } else {
+                "agent"
+            },
+            "kernel_silences": self.kernel_silences,
         })
     }
 }

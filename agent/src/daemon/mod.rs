@@ -88,7 +88,10 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         instances.insert(name.clone(), inst);
     }
     let (ifaces, watch) = datapath_plan(&instances);
-    let receiver = Receiver::start(&config.global, &ifaces, &watch)?;
+    let mut receiver = Receiver::start(&config.global, &ifaces, &watch)?;
+    for inst in instances.values_mut() {
+        publish_down_params(&mut receiver, inst);
+    }
     let (ctl_tx, mut ctl_rx) = mpsc::channel(16);
     let control = control::serve(&config.global.control_socket, ctl_tx.clone())?;
     let metrics = match config.global.metrics {
@@ -148,14 +151,16 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     tracing::info!(
         instances = agent.instances.len(),
         datapath = %agent.receiver.describe(),
+        down_timers = %agent.receiver.down_timers().describe(),
         "vigil running"
     );
 
     loop {
+        // A Backup whose down timer the kernel keeps asks for no wake-up.
         let deadline = agent
             .instances
             .values()
-            .filter_map(|i| i.router.poll_timeout())
+            .filter_map(Instance::agent_deadline)
             .min();
         let sleep = async {
             match deadline {
@@ -268,6 +273,14 @@ fn datapath_plan(
     (ifaces, watch)
 }
 
+/// Hands an instance's Master_Down_Timer to the kernel, when the datapath keeps timers.
+fn publish_down_params(receiver: &mut Receiver, inst: &mut Instance) {
+    if receiver.set_down_params(inst.key, instance::down_params(&inst.cfg)) {
+        // Adverts stamped from now on found the parameters in the map.
+        inst.kernel_since = Some(clock::now().as_nanos());
+    }
+}
+
 /// Hands an instance's tracking verdict to its election, when it changed.
 fn apply_verdict(inst: &mut Instance, v: Verdict, now: crate::vrrp::Instant) {
     if v.priority != inst.tracked.priority {
@@ -325,7 +338,32 @@ async fn remove_leftovers(netlink: &Netlink, path: &Path) {
 
 impl Agent {
     fn dispatch(&mut self, records: &[crate::datapath::event::Record]) {
+        use vigil_common::event::{EVENT_ADVERT, EVENT_SILENCE, EVENT_TIMER_ERROR};
         for r in records {
+            if r.raw.event != EVENT_ADVERT {
+                let key = VridKey {
+                    ifindex: r.raw.ifindex,
+                    family: r.raw.family,
+                    vrid: r.raw.vrid,
+                    _pad: 0,
+                };
+                let Some(inst) = self
+                    .by_key
+                    .get(&key)
+                    .and_then(|n| self.instances.get_mut(n))
+                else {
+                    continue;
+                };
+                match r.raw.event {
+                    EVENT_SILENCE => inst.kernel_silence(r),
+                    EVENT_TIMER_ERROR => {
+                        tracing::warn!(instance = %inst.name, "the kernel could not arm the down timer; the agent keeps it");
+                        inst.kernel_armed = false;
+                    }
+                    _ => {}
+                }
+                continue;
+            }
             if r.verdict() != Some(vigil_common::Verdict::Accept) {
                 continue;
             }
@@ -353,7 +391,7 @@ impl Agent {
         let due: Vec<String> = self
             .instances
             .values()
-            .filter(|i| i.router.poll_timeout().is_some_and(|t| t <= now))
+            .filter(|i| i.agent_deadline().is_some_and(|t| t <= now))
             .map(|i| i.name.clone())
             .collect();
         if due.is_empty() {
@@ -381,6 +419,14 @@ impl Agent {
                 }
             }
             inst.router.handle(now, Input::Timeout);
+            // The Master is alive and the kernel's timer runs from its adverts again
+            // (it went idle while this node was Master or Fault): hand the deadline back.
+            if inst.router.state() == State::Backup
+                && inst.kernel_since.is_some()
+                && self.receiver.down_timer_armed(&inst.key)
+            {
+                inst.kernel_armed = true;
+            }
         }
     }
 
@@ -454,6 +500,7 @@ impl Agent {
             "pid": std::process::id(),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "datapath": self.receiver.describe(),
+            "down_timers": self.receiver.down_timers().describe(),
             "datapath_counters": self.receiver.counters(),
             "config": self.path.display().to_string(),
             "instances": self.instances.values().map(|i| {
@@ -512,6 +559,7 @@ impl Agent {
                     if self.receiver.is_xdp() {
                         self.receiver
                             .watch(inst.key, watch_entry(cfg, false, cfg.priority));
+                        publish_down_params(&mut self.receiver, &mut inst);
                     }
                     let now = clock::now();
                     apply_verdict(&mut inst, self.tracker.evaluate(cfg), now);

@@ -278,11 +278,12 @@ impl Judge {
                 addr_count: a.addr_count,
                 interval: a.interval,
                 auth_type: a.auth_type,
-                _pad: 0,
+                event: vigil_common::event::EVENT_ADVERT,
                 addr_digest,
                 _pad2: 0,
                 src: a.src,
                 dst: a.dst,
+                deadline_ns: 0,
             },
         })
     }
