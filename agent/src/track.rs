@@ -264,6 +264,7 @@ impl Tracker {
         let (name, up) = match event {
             LinkEvent::Changed(l) => (l.name.clone(), l.is_up()),
             LinkEvent::Removed { name, .. } => (name.clone(), false),
+            LinkEvent::Addresses { .. } => return false,
         };
         self.links.insert(name, up) != Some(up)
     }

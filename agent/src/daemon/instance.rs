@@ -589,6 +589,11 @@ impl Instance {
         self.foreign_while_backup = foreign;
     }
 
+    /// Whether vigil's record says one of this instance's addresses is on the node.
+    pub fn holds_owned(&self, owned: &OwnedAddresses) -> bool {
+        self.vips.iter().any(|v| owned.contains(&v.owned()))
+    }
+
     /// Virtual addresses with their interfaces.
     pub fn vips(&self) -> &[Vip] {
         &self.vips

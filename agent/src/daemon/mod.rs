@@ -49,10 +49,13 @@ struct Agent {
     owned: OwnedAddresses,
     tracker: Tracker,
     started: std::time::Instant,
+    /// An address changed on some interface since the last housekeeping round.
+    addresses_changed: bool,
 }
 
 /// How often the split-brain watch expires quiet peers and the seed's check looks for
-/// virtual addresses on a Backup's interfaces.
+/// virtual addresses on a Backup's interfaces, while there is something to look at (see
+/// [`Agent::needs_housekeeping`]): an idle agent does not wake for it.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -116,6 +119,8 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         owned,
         tracker,
         started: std::time::Instant::now(),
+        // The first round looks at what was there before vigil started.
+        addresses_changed: true,
     };
     let now = clock::now();
     for inst in agent.instances.values_mut() {
@@ -194,7 +199,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                     agent.retrack();
                 }
             }
-            _ = housekeeping.tick() => agent.housekeeping().await,
+            _ = housekeeping.tick(), if agent.needs_housekeeping() => agent.housekeeping().await,
             _ = hup.recv() => {
                 // Reading and validating the file happens off this task, so adverts
                 // and timers keep their pace during a reload; only the diff runs here.
@@ -435,6 +440,10 @@ impl Agent {
         let (index, up) = match &event {
             LinkEvent::Changed(l) => (l.index, l.is_up()),
             LinkEvent::Removed { index, .. } => (*index, false),
+            LinkEvent::Addresses { .. } => {
+                self.addresses_changed = true;
+                return;
+            }
         };
         for inst in self.instances.values_mut() {
             if inst.iface.index == index {
@@ -457,8 +466,20 @@ impl Agent {
         }
     }
 
+    /// Whether a housekeeping round has work: a split-brain episode to expire, an
+    /// address change to look at, or an address vigil added still on a node that is not
+    /// Master (a removal to retry).
+    fn needs_housekeeping(&self) -> bool {
+        self.addresses_changed
+            || self.instances.values().any(|i| {
+                i.split.episode.is_some()
+                    || (i.router.state() != State::Master && i.holds_owned(&self.owned))
+            })
+    }
+
     /// Split-brain expiry, and the seed's check for virtual addresses on a Backup.
     async fn housekeeping(&mut self) {
+        self.addresses_changed = false;
         let now = clock::now();
         let keep: Vec<std::net::IpAddr> = self
             .instances

@@ -1,5 +1,6 @@
-//! Interface state: a one-shot query, a change stream from RTNLGRP_LINK, and the
-//! addresses adverts are sent from (primary IPv4, IPv6 link-local).
+//! Interface state: a one-shot query, a change stream from RTNLGRP_LINK (and word of
+//! address changes from RTNLGRP_IPV4_IFADDR / IPV6_IFADDR), and the addresses adverts are
+//! sent from (primary IPv4, IPv6 link-local).
 
 use std::collections::HashMap;
 use std::io;
@@ -127,6 +128,11 @@ pub enum LinkEvent {
         /// Its last name.
         name: String,
     },
+    /// An address was added to or removed from an interface.
+    Addresses {
+        /// The interface's index.
+        index: u32,
+    },
 }
 
 /// Link query and monitor failures.
@@ -239,9 +245,12 @@ impl LinkMonitor {
     /// monitor and that snapshot. Subscribing first means no change falls between the
     /// snapshot and the first event. Must be called inside a tokio runtime.
     pub async fn start() -> Result<(Self, Vec<LinkState>), LinkError> {
-        let (connection, handle, messages) =
-            rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
-                .map_err(LinkError::Subscribe)?;
+        let (connection, handle, messages) = rtnetlink::new_multicast_connection(&[
+            MulticastGroup::Link,
+            MulticastGroup::Ipv4Ifaddr,
+            MulticastGroup::Ipv6Ifaddr,
+        ])
+        .map_err(LinkError::Subscribe)?;
         let driver = tokio::spawn(connection);
         let snapshot = dump_links(&handle).await;
         let snapshot = match snapshot {
@@ -273,6 +282,11 @@ impl LinkMonitor {
                 self.last.insert(state.index, now);
                 Some(LinkEvent::Changed(state))
             }
+            NetlinkPayload::InnerMessage(
+                RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a),
+            ) => Some(LinkEvent::Addresses {
+                index: a.header.index,
+            }),
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
                 let state = LinkState::from_message(&link);
                 self.last.remove(&state.index);
