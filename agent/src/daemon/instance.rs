@@ -12,7 +12,7 @@ use super::owned::{OwnedAddress, OwnedAddresses};
 use super::split::SplitBrain;
 use crate::config;
 use crate::datapath::event::Record;
-use crate::datapath::transmit::AdvertSender;
+use crate::datapath::transmit::{AdvertSender, SenderPool, TransmitError};
 use crate::net::announce::{AnnounceSchedule, AnnounceTiming, Announcer, run_announcements};
 use crate::net::{Interface, Netlink, VirtualAddress};
 use crate::notify::Notifier;
@@ -53,7 +53,14 @@ pub struct Instance {
     pub router: VirtualRouter,
     /// Key of its XDP watch entry.
     pub key: VridKey,
-    sender: AdvertSender,
+    sender: Arc<AdvertSender>,
+    /// Encoded adverts per destination at the priority they were encoded for: adverts
+    /// change only when the priority does (interval, addresses and source are fixed for
+    /// the instance's life), so a Master's steady state encodes nothing.
+    adverts: Option<(u8, Vec<(IpAddr, Arc<[u8]>)>)>,
+    /// Adverts due, not yet sent: the daemon sends those of every instance sharing a
+    /// socket with one `sendmmsg`.
+    pub outbox: Vec<(IpAddr, Arc<[u8]>)>,
     vips: Vec<Vip>,
     announcer: Option<Arc<Announcer>>,
     timing: AnnounceTiming,
@@ -177,6 +184,7 @@ impl Instance {
         garp: &config::Garp,
         script_user: Option<&str>,
         netlink: &Netlink,
+        senders: &mut SenderPool,
     ) -> anyhow::Result<Self> {
         let iface = netlink.interface(&cfg.interface).await?;
         let mut vips = Vec::new();
@@ -200,7 +208,7 @@ impl Instance {
             let ll = netlink.ipv6_link_local(&iface).await?.ok_or_else(|| {
                 anyhow::anyhow!("{}: no usable IPv6 link-local address", iface.name)
             })?;
-            (IpAddr::V6(ll), AdvertSender::ipv6(&iface, ll)?)
+            (IpAddr::V6(ll), senders.ipv6(&iface, ll)?)
         } else {
             let src = match cfg.unicast_src_ip {
                 Some(IpAddr::V4(a)) => a,
@@ -220,7 +228,7 @@ impl Instance {
                     })?
                 }
             };
-            (IpAddr::V4(src), AdvertSender::ipv4(&iface, src)?)
+            (IpAddr::V4(src), senders.ipv4(&iface, src)?)
         };
         let announcer = match netlink.link(iface.index).await.ok().and_then(|l| l.mac) {
             Some(mac) => match Announcer::new(&iface, mac, None) {
@@ -271,6 +279,8 @@ impl Instance {
             router: VirtualRouter::new(rc, primary),
             iface,
             sender,
+            adverts: None,
+            outbox: Vec::new(),
             vips,
             announcer,
             timing,
@@ -438,35 +448,78 @@ impl Instance {
                     self.notifier.state(t.to, self.router.priority());
                     transitions.push(t);
                 }
-                Action::SendAdvert { priority } => self.send_advert(priority).await,
-                Action::AddAddresses => self.add_addresses(netlink, owned).await,
-                Action::RemoveAddresses => self.remove_addresses(netlink, owned).await,
-                Action::Announce => self.announce(),
+                Action::SendAdvert { priority } => self.queue_advert(priority),
+                // RFC 5798 §6.4.1 and §6.4.3: the advert goes out before addresses move.
+                Action::AddAddresses => {
+                    self.flush().await;
+                    self.add_addresses(netlink, owned).await;
+                }
+                Action::RemoveAddresses => {
+                    self.flush().await;
+                    self.remove_addresses(netlink, owned).await;
+                }
+                Action::Announce => {
+                    self.flush().await;
+                    self.announce();
+                }
             }
         }
         transitions
     }
 
-    async fn send_advert(&mut self, priority: u8) {
+    /// Queues the advert at `priority` for each destination, encoding it only when the
+    /// priority differs from the last one encoded.
+    fn queue_advert(&mut self, priority: u8) {
+        if self.adverts.as_ref().is_none_or(|(p, _)| *p != priority) {
+            self.adverts = Some((priority, self.encode_adverts(priority)));
+        }
+        if let Some((_, encoded)) = &self.adverts {
+            self.outbox.extend(encoded.iter().cloned());
+        }
+    }
+
+    fn encode_adverts(&self, priority: u8) -> Vec<(IpAddr, Arc<[u8]>)> {
         let advert = self.router.advertisement(priority);
         let mode = self.router.config().checksum_mode();
         let source = self.sender.source();
-        let peers = self.cfg.unicast_peers.clone();
-        let dests: Vec<IpAddr> = if peers.is_empty() {
+        let dests: Vec<IpAddr> = if self.cfg.unicast_peers.is_empty() {
             vec![self.sender.multicast_group()]
         } else {
-            peers
+            self.cfg.unicast_peers.clone()
         };
+        let mut out = Vec::with_capacity(dests.len());
         for dest in dests {
             // The v3 checksum covers the destination, so each peer gets its own copy.
             match advert.encode(source, dest, mode) {
-                Ok(bytes) => match self.sender.send_to(dest, &bytes).await {
-                    Ok(()) => self.sent += 1,
-                    Err(e) => tracing::warn!(instance = %self.name, "advert not sent: {e}"),
-                },
+                Ok(bytes) => out.push((dest, Arc::from(bytes))),
                 Err(e) => tracing::error!(instance = %self.name, "cannot encode advert: {e}"),
             }
         }
+        out
+    }
+
+    /// The socket this instance's adverts leave through (shared with the instances on
+    /// the same interface and source address).
+    pub fn sender(&self) -> &Arc<AdvertSender> {
+        &self.sender
+    }
+
+    /// Counts adverts of the outbox as sent: `sent` of them went out, then `error`.
+    pub fn sent_from_outbox(&mut self, sent: usize, error: Option<&TransmitError>) {
+        self.sent += sent as u64;
+        if let Some(e) = error {
+            tracing::warn!(instance = %self.name, "advert not sent: {e}");
+        }
+        self.outbox.clear();
+    }
+
+    /// Sends this instance's queued adverts now.
+    async fn flush(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let (sent, error) = self.sender.send_batch(&self.outbox).await;
+        self.sent_from_outbox(sent, error.as_ref());
     }
 
     async fn add_addresses(&mut self, netlink: &Netlink, owned: &mut OwnedAddresses) {

@@ -9,6 +9,7 @@ pub mod split;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -19,6 +20,7 @@ use vigil_common::VridKey;
 use crate::clock;
 use crate::config::{self, Config};
 use crate::control;
+use crate::datapath::transmit::{AdvertSender, SenderPool};
 use crate::net::{LinkMonitor, Netlink, link::LinkEvent, sysctl};
 use crate::notify::NOTIFY_TIMEOUT;
 use crate::track::{Tracker, Verdict};
@@ -51,6 +53,8 @@ struct Agent {
     started: std::time::Instant,
     /// An address changed on some interface since the last housekeeping round.
     addresses_changed: bool,
+    /// Advert sockets, one per interface and source address.
+    senders: SenderPool,
 }
 
 /// How often the split-brain watch expires quiet peers and the seed's check looks for
@@ -85,9 +89,18 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let owned = OwnedAddresses::new(owned_path);
 
     let mut instances = BTreeMap::new();
+    let mut senders = SenderPool::default();
     let script_user = config.global.script_user.as_deref();
     for (name, cfg) in &config.instances {
-        let inst = Instance::new(name, cfg, &config.global.garp, script_user, &netlink).await?;
+        let inst = Instance::new(
+            name,
+            cfg,
+            &config.global.garp,
+            script_user,
+            &netlink,
+            &mut senders,
+        )
+        .await?;
         instances.insert(name.clone(), inst);
     }
     let (ifaces, watch) = datapath_plan(&instances);
@@ -121,6 +134,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         started: std::time::Instant::now(),
         // The first round looks at what was there before vigil started.
         addresses_changed: true,
+        senders,
     };
     let now = clock::now();
     for inst in agent.instances.values_mut() {
@@ -511,6 +525,35 @@ impl Agent {
                 self.receiver.watch(inst.key, entry);
             }
         }
+        self.send_adverts().await;
+    }
+
+    /// Sends the adverts every instance queued, one `sendmmsg` per shared socket.
+    async fn send_adverts(&mut self) {
+        let mut pending: Vec<&mut Instance> = self
+            .instances
+            .values_mut()
+            .filter(|i| !i.outbox.is_empty())
+            .collect();
+        while let Some(first) = pending.first() {
+            let sender: Arc<AdvertSender> = first.sender().clone();
+            let (group, rest): (Vec<_>, Vec<_>) = pending
+                .into_iter()
+                .partition(|i| Arc::ptr_eq(i.sender(), &sender));
+            pending = rest;
+            let messages: Vec<_> = group
+                .iter()
+                .flat_map(|i| i.outbox.iter().cloned())
+                .collect();
+            let (mut sent, error) = sender.send_batch(&messages).await;
+            // The first `sent` adverts went out, in batch order.
+            for inst in group {
+                let mine = inst.outbox.len();
+                let ok = sent.min(mine);
+                sent -= ok;
+                inst.sent_from_outbox(ok, if ok < mine { error.as_ref() } else { None });
+            }
+        }
     }
 
     fn status(&self) -> serde_json::Value {
@@ -575,7 +618,16 @@ impl Agent {
                 continue;
             }
             let user = new.global.script_user.as_deref();
-            match Instance::new(name, cfg, &new.global.garp, user, &self.netlink).await {
+            let made = Instance::new(
+                name,
+                cfg,
+                &new.global.garp,
+                user,
+                &self.netlink,
+                &mut self.senders,
+            )
+            .await;
+            match made {
                 Ok(mut inst) => {
                     if self.receiver.is_xdp() {
                         self.receiver
