@@ -12,7 +12,7 @@ use super::owned::{OwnedAddress, OwnedAddresses};
 use super::split::SplitBrain;
 use crate::config;
 use crate::datapath::event::Record;
-use crate::datapath::transmit::{AdvertSender, SenderPool, TransmitError};
+use crate::datapath::transmit::{AdvertSender, Outgoing, SenderPool, TransmitError};
 use crate::net::announce::{AnnounceSchedule, AnnounceTiming, Announcer, run_announcements};
 use crate::net::{Interface, Netlink, VirtualAddress};
 use crate::notify::Notifier;
@@ -57,10 +57,10 @@ pub struct Instance {
     /// Encoded adverts per destination at the priority they were encoded for: adverts
     /// change only when the priority does (interval, addresses and source are fixed for
     /// the instance's life), so a Master's steady state encodes nothing.
-    adverts: Option<(u8, Vec<(IpAddr, Arc<[u8]>)>)>,
+    adverts: Option<(u8, Vec<Outgoing>)>,
     /// Adverts due, not yet sent: the daemon sends those of every instance sharing a
     /// socket with one `sendmmsg`.
-    pub outbox: Vec<(IpAddr, Arc<[u8]>)>,
+    pub outbox: Vec<Outgoing>,
     vips: Vec<Vip>,
     announcer: Option<Arc<Announcer>>,
     timing: AnnounceTiming,
@@ -478,7 +478,7 @@ impl Instance {
         }
     }
 
-    fn encode_adverts(&self, priority: u8) -> Vec<(IpAddr, Arc<[u8]>)> {
+    fn encode_adverts(&self, priority: u8) -> Vec<Outgoing> {
         let advert = self.router.advertisement(priority);
         let mode = self.router.config().checksum_mode();
         let source = self.sender.source();

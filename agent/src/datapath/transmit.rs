@@ -209,10 +209,7 @@ impl AdvertSender {
     /// Sends every `(destination, payload)` with as few `sendmmsg` calls as the kernel
     /// allows (one, unless the send queue fills), waiting for room when it is full.
     /// Returns how many went out before the first failure, and that failure.
-    pub async fn send_batch(
-        &self,
-        messages: &[(IpAddr, Arc<[u8]>)],
-    ) -> (usize, Option<TransmitError>) {
+    pub async fn send_batch(&self, messages: &[Outgoing]) -> (usize, Option<TransmitError>) {
         let mut addrs = Vec::with_capacity(messages.len());
         for (dest, _) in messages {
             match self.sockaddr(*dest) {
@@ -237,7 +234,7 @@ impl AdvertSender {
     }
 
     /// One `sendmmsg` call; the number of datagrams the kernel took.
-    fn sendmmsg(&self, messages: &[(IpAddr, Arc<[u8]>)], addrs: &[SockAddr]) -> io::Result<usize> {
+    fn sendmmsg(&self, messages: &[Outgoing], addrs: &[SockAddr]) -> io::Result<usize> {
         // At most UIO_MAXIOV datagrams per call; the caller loops for the rest.
         let n = messages.len().min(1024);
         let mut iov: Vec<libc::iovec> = messages[..n]
@@ -323,6 +320,9 @@ impl AdvertSender {
         Ok(SockAddr::from(addr))
     }
 }
+
+/// An encoded advert and where it goes.
+pub type Outgoing = (IpAddr, Arc<[u8]>);
 
 /// One sender per (interface, source address), shared by the instances that send from it.
 #[derive(Debug, Default)]
