@@ -9,6 +9,7 @@ pub mod down;
 pub mod event;
 pub mod frame;
 pub mod maps;
+pub mod suppress;
 pub mod validate;
 
 pub use down::DownParams;

@@ -230,11 +230,11 @@ fn event(key: &VridKey, kind: u8, deadline: u64) {
         (*e).kind = 1;
         (*e).vrid = key.vrid;
         (*e).priority = s.last_priority;
-        (*e).addr_count = 0;
+        (*e).addr_count = s.last_addr_count;
         (*e).interval = s.last_interval;
         (*e).auth_type = 0;
         (*e).event = kind;
-        (*e).addr_digest = 0;
+        (*e).addr_digest = s.last_digest;
         (*e)._pad2 = 0;
         (*e).src = s.last_src;
         (*e).dst = [0; 16];

@@ -33,13 +33,20 @@ fn master_down(priority: u8) -> Duration {
     Duration::from_millis(30) + skew
 }
 
-/// Context switches (voluntary + involuntary) of every thread of `pid`: each is the
-/// process going to sleep or being put aside, so a sleeping agent's count stands still.
-fn switches(pid: u64) -> anyhow::Result<u64> {
-    let mut total = 0;
+/// Context switches (voluntary + involuntary) of each thread of `pid`, by thread name
+/// and id: each is the thread going to sleep or being put aside, so a sleeping agent's
+/// count stands still.
+fn switches(pid: u64) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+    let mut out = std::collections::BTreeMap::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let status = std::fs::read_to_string(task?.path().join("status"))?;
+        let task = task?;
+        let status = std::fs::read_to_string(task.path().join("status"))?;
+        let mut name = String::new();
+        let mut total = 0;
         for line in status.lines() {
+            if let Some(n) = line.strip_prefix("Name:") {
+                name = n.trim().to_owned();
+            }
             if let Some(v) = line
                 .strip_prefix("voluntary_ctxt_switches:")
                 .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
@@ -47,19 +54,34 @@ fn switches(pid: u64) -> anyhow::Result<u64> {
                 total += v.trim().parse::<u64>()?;
             }
         }
+        out.insert(
+            format!("{name}/{}", task.file_name().to_string_lossy()),
+            total,
+        );
     }
-    Ok(total)
+    Ok(out)
 }
 
-/// Wake-ups per second of the agent over `over`.
+/// Wake-ups per second of the agent over `over` (every thread), with the threads that
+/// woke.
 fn wakeups_per_second(agent: &Vigil, over: Duration) -> anyhow::Result<f64> {
     let pid = agent.status()?["pid"]
         .as_u64()
         .ok_or_else(|| anyhow::anyhow!("status has no pid"))?;
+    // The status request itself wakes the agent; let that settle first.
+    std::thread::sleep(Duration::from_millis(500));
     let before = switches(pid)?;
     std::thread::sleep(over);
     let after = switches(pid)?;
-    Ok((after - before) as f64 / over.as_secs_f64())
+    let mut total = 0;
+    for (thread, n) in &after {
+        let d = n - before.get(thread).copied().unwrap_or(0);
+        if d > 0 {
+            eprintln!("  {thread}: {d} context switches");
+        }
+        total += d;
+    }
+    Ok(total as f64 / over.as_secs_f64())
 }
 
 fn ip(s: &str) -> IpAddr {

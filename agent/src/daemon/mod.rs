@@ -24,8 +24,9 @@ use crate::datapath::transmit::{AdvertSender, SenderPool};
 use crate::net::{LinkMonitor, Netlink, link::LinkEvent, sysctl};
 use crate::notify::NOTIFY_TIMEOUT;
 use crate::track::{Tracker, Verdict};
-use crate::vrrp::{Input, State, Transition};
-use instance::{Instance, watch_entry};
+use crate::vrrp::State;
+use crate::vrrp::endpoint::{Datapath, Endpoint, EndpointAction, EndpointInput};
+use instance::{Instance, router_config};
 use owned::OwnedAddresses;
 use receive::Receiver;
 
@@ -47,6 +48,8 @@ struct Agent {
     netlink: Netlink,
     instances: BTreeMap<String, Instance>,
     by_key: HashMap<VridKey, String>,
+    /// Every election, and the seam between them and the datapath.
+    endpoint: Endpoint,
     receiver: Receiver,
     owned: OwnedAddresses,
     tracker: Tracker,
@@ -89,6 +92,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let owned = OwnedAddresses::new(owned_path);
 
     let mut instances = BTreeMap::new();
+    let mut endpoint = Endpoint::new();
     let mut senders = SenderPool::default();
     let script_user = config.global.script_user.as_deref();
     for (name, cfg) in &config.instances {
@@ -101,12 +105,15 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             &mut senders,
         )
         .await?;
+        endpoint
+            .add(inst.key, router_config(cfg), inst.primary, inst.unicast())
+            .map_err(|e| anyhow::anyhow!("instance {name}: {e}"))?;
         instances.insert(name.clone(), inst);
     }
-    let (ifaces, watch) = datapath_plan(&instances);
+    let (ifaces, watch) = datapath_plan(&instances, &endpoint);
     let mut receiver = Receiver::start(&config.global, &ifaces, &watch)?;
-    for inst in instances.values_mut() {
-        publish_down_params(&mut receiver, inst);
+    for inst in instances.values() {
+        publish_down_params(&mut receiver, &mut endpoint, inst);
     }
     let (ctl_tx, mut ctl_rx) = mpsc::channel(16);
     let control = control::serve(&config.global.control_socket, ctl_tx.clone())?;
@@ -128,6 +135,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         path: path.to_owned(),
         netlink,
         instances,
+        endpoint,
         receiver,
         owned,
         tracker,
@@ -140,13 +148,15 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     for inst in agent.instances.values_mut() {
         // Tracking first, so that an instance with a failed check starts in Fault and
         // one with weights starts at its effective priority.
-        apply_verdict(inst, agent.tracker.evaluate(&inst.cfg), now);
-        inst.router.handle(now, Input::Startup);
+        let v = agent.tracker.evaluate(&inst.cfg);
+        apply_verdict(&mut agent.endpoint, inst, v, now);
+        let key = inst.key;
+        agent.endpoint.handle(now, EndpointInput::Startup { key });
         if snapshot
             .iter()
             .any(|l| l.index == inst.iface.index && !l.is_up())
         {
-            inst.router.handle(now, Input::LinkDown);
+            agent.endpoint.handle(now, EndpointInput::LinkDown { key });
         }
     }
     agent.run_actions().await;
@@ -175,12 +185,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     );
 
     loop {
-        // A Backup whose down timer the kernel keeps asks for no wake-up.
-        let deadline = agent
-            .instances
-            .values()
-            .filter_map(Instance::agent_deadline)
-            .min();
+        let deadline = agent.endpoint.poll_timeout();
         let sleep = async {
             match deadline {
                 Some(d) => {
@@ -196,7 +201,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         tokio::select! {
             records = agent.receiver.next() => {
                 match records {
-                    Ok(records) => agent.dispatch(&records),
+                    Ok(records) => agent.dispatch(records),
                     Err(e) => {
                         tracing::error!("receive path failed: {e:#}");
                         break;
@@ -244,8 +249,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopping: masters send priority 0, addresses are removed");
     let now = clock::now();
-    for inst in agent.instances.values_mut() {
-        inst.router.handle(now, Input::Shutdown);
+    let keys: Vec<VridKey> = agent.endpoint.keys().collect();
+    for key in keys {
+        agent.endpoint.handle(now, EndpointInput::Shutdown { key });
     }
     agent.run_actions().await;
     agent.owned.clear();
@@ -277,6 +283,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
 /// Interfaces to attach to and the watch entries of every instance.
 fn datapath_plan(
     instances: &BTreeMap<String, Instance>,
+    endpoint: &Endpoint,
 ) -> (
     BTreeMap<u32, String>,
     Vec<(VridKey, vigil_common::WatchEntry)>,
@@ -285,23 +292,32 @@ fn datapath_plan(
         .values()
         .map(|i| (i.iface.index, i.iface.name.clone()))
         .collect();
-    let watch = instances
-        .values()
-        .map(|i| (i.key, watch_entry(&i.cfg, false, i.cfg.priority)))
-        .collect();
-    (ifaces, watch)
+    (ifaces, endpoint.watch_entries())
 }
 
 /// Hands an instance's Master_Down_Timer to the kernel, when the datapath keeps timers.
-fn publish_down_params(receiver: &mut Receiver, inst: &mut Instance) {
+fn publish_down_params(receiver: &mut Receiver, endpoint: &mut Endpoint, inst: &Instance) {
     if receiver.set_down_params(inst.key, instance::down_params(&inst.cfg)) {
         // Adverts stamped from now on found the parameters in the map.
-        inst.kernel_since = Some(clock::now().as_nanos());
+        let now = clock::now();
+        endpoint.handle(
+            now,
+            EndpointInput::KernelTimer {
+                key: inst.key,
+                since_ns: now.as_nanos(),
+            },
+        );
     }
 }
 
 /// Hands an instance's tracking verdict to its election, when it changed.
-fn apply_verdict(inst: &mut Instance, v: Verdict, now: crate::vrrp::Instant) {
+fn apply_verdict(
+    endpoint: &mut Endpoint,
+    inst: &mut Instance,
+    v: Verdict,
+    now: crate::vrrp::Instant,
+) {
+    let key = inst.key;
     if v.priority != inst.tracked.priority {
         tracing::info!(
             instance = %inst.name,
@@ -312,22 +328,29 @@ fn apply_verdict(inst: &mut Instance, v: Verdict, now: crate::vrrp::Instant) {
             if v.why.is_empty() { "" } else { "; " },
             v.why.join(", ")
         );
-        inst.router.handle(now, Input::PriorityChanged(v.priority));
+        endpoint.handle(
+            now,
+            EndpointInput::PriorityChanged {
+                key,
+                priority: v.priority,
+            },
+        );
     }
     if v.fault != inst.tracked.fault {
         match &v.fault {
             Some(reason) => {
                 tracing::warn!(instance = %inst.name, "tracked failure: {reason}");
-                inst.router.handle(
+                endpoint.handle(
                     now,
-                    Input::Fault {
+                    EndpointInput::Fault {
+                        key,
                         reason: reason.clone(),
                     },
                 );
             }
             None => {
                 tracing::info!(instance = %inst.name, "tracked failures cleared");
-                inst.router.handle(now, Input::FaultCleared);
+                endpoint.handle(now, EndpointInput::FaultCleared { key });
             }
         }
     }
@@ -356,97 +379,40 @@ async fn remove_leftovers(netlink: &Netlink, path: &Path) {
 }
 
 impl Agent {
-    fn dispatch(&mut self, records: &[crate::datapath::event::Record]) {
-        use vigil_common::event::{EVENT_ADVERT, EVENT_SILENCE, EVENT_TIMER_ERROR};
+    fn dispatch(&mut self, records: Vec<Datapath>) {
+        let now = clock::now();
         for r in records {
-            if r.raw.event != EVENT_ADVERT {
-                let key = VridKey {
-                    ifindex: r.raw.ifindex,
-                    family: r.raw.family,
-                    vrid: r.raw.vrid,
-                    _pad: 0,
-                };
-                let Some(inst) = self
-                    .by_key
-                    .get(&key)
-                    .and_then(|n| self.instances.get_mut(n))
-                else {
-                    continue;
-                };
-                match r.raw.event {
-                    EVENT_SILENCE => inst.kernel_silence(r),
-                    EVENT_TIMER_ERROR => {
-                        tracing::warn!(instance = %inst.name, "the kernel could not arm the down timer; the agent keeps it");
-                        inst.kernel_armed = false;
-                    }
-                    _ => {}
-                }
-                continue;
-            }
-            if r.verdict() != Some(vigil_common::Verdict::Accept) {
-                continue;
-            }
-            let key = VridKey {
-                ifindex: r.raw.ifindex,
-                family: r.raw.family,
-                vrid: r.raw.vrid,
-                _pad: 0,
-            };
-            if let Some(inst) = self
-                .by_key
-                .get(&key)
-                .and_then(|n| self.instances.get_mut(n))
-            {
-                inst.receive(r);
-            }
+            self.endpoint.handle(now, EndpointInput::Datapath(r));
         }
     }
 
-    /// Down and advert timers. With XDP, a Backup hears only of changes, so before its
-    /// down timer counts, the ring is drained and the newest arrival time is taken from
-    /// the program's map.
+    /// Election timers. With XDP, a Backup hears only of changes, so before its down
+    /// timer counts, the ring is drained and the VRID's state is read from the program's
+    /// map for the endpoint to hand in its newest arrival.
     fn timers(&mut self) {
         let now = clock::now();
-        let due: Vec<String> = self
-            .instances
-            .values()
-            .filter(|i| i.agent_deadline().is_some_and(|t| t <= now))
-            .map(|i| i.name.clone())
-            .collect();
+        let due = self.endpoint.due(now);
         if due.is_empty() {
             return;
         }
         if self.receiver.is_xdp() {
             let ready = self.receiver.ready();
-            self.dispatch(&ready);
-        }
-        for name in due {
-            let Some(inst) = self.instances.get_mut(&name) else {
-                continue;
-            };
-            if inst.router.state() == State::Backup
-                && let Some(stats) = self.receiver.vrid_stats(&inst.key)
-                && let Some((source, _)) = &inst.last_advert
-            {
-                let src = *source;
-                let same_source = match src {
-                    std::net::IpAddr::V4(a) => stats.last_src[..4] == a.octets(),
-                    std::net::IpAddr::V6(a) => stats.last_src == a.octets(),
-                };
-                if same_source {
-                    inst.refeed(stats.last_ns, src, stats.last_priority);
+            self.dispatch(ready);
+            for key in due {
+                if let Some(stats) = self.receiver.vrid_stats(&key) {
+                    let timer_armed = self.receiver.down_timer_armed(&key);
+                    self.endpoint.handle(
+                        now,
+                        EndpointInput::KernelState {
+                            key,
+                            stats,
+                            timer_armed,
+                        },
+                    );
                 }
             }
-            inst.router.handle(now, Input::Timeout);
-            // The Master is alive and the kernel's timer runs from its adverts again
-            // (it went idle while this node was Master or Fault): hand the deadline back.
-            if inst.router.state() == State::Backup
-                && inst.kernel_since.is_some()
-                && self.receiver.down_timer_armed(&inst.key)
-            {
-                inst.kernel_armed = true;
-            }
         }
+        self.endpoint.handle(now, EndpointInput::Timeout);
     }
 
     fn link(&mut self, event: LinkEvent) {
@@ -459,11 +425,18 @@ impl Agent {
                 return;
             }
         };
-        for inst in self.instances.values_mut() {
+        for inst in self.instances.values() {
             if inst.iface.index == index {
                 tracing::info!(instance = %inst.name, iface = %inst.iface.name, up, "link changed");
-                inst.router
-                    .handle(now, if up { Input::LinkUp } else { Input::LinkDown });
+                let key = inst.key;
+                self.endpoint.handle(
+                    now,
+                    if up {
+                        EndpointInput::LinkUp { key }
+                    } else {
+                        EndpointInput::LinkDown { key }
+                    },
+                );
             }
         }
         if self.tracker.link(&event) {
@@ -476,7 +449,7 @@ impl Agent {
         let now = clock::now();
         for inst in self.instances.values_mut() {
             let v = self.tracker.evaluate(&inst.cfg);
-            apply_verdict(inst, v, now);
+            apply_verdict(&mut self.endpoint, inst, v, now);
         }
     }
 
@@ -486,8 +459,11 @@ impl Agent {
     fn needs_housekeeping(&self) -> bool {
         self.addresses_changed
             || self.instances.values().any(|i| {
-                i.split.episode.is_some()
-                    || (i.router.state() != State::Master && i.holds_owned(&self.owned))
+                let master = self
+                    .endpoint
+                    .router(&i.key)
+                    .is_some_and(|r| r.state() == State::Master);
+                i.split.episode.is_some() || (!master && i.holds_owned(&self.owned))
             })
     }
 
@@ -495,34 +471,61 @@ impl Agent {
     async fn housekeeping(&mut self) {
         self.addresses_changed = false;
         let now = clock::now();
+        let state = |endpoint: &Endpoint, key: &VridKey| {
+            endpoint
+                .router(key)
+                .map_or(State::Initialize, |r| r.state())
+        };
         let keep: Vec<std::net::IpAddr> = self
             .instances
             .values()
-            .filter(|i| i.router.state() == State::Master)
+            .filter(|i| state(&self.endpoint, &i.key) == State::Master)
             .flat_map(|i| i.vips().iter().map(|v| v.addr.addr))
             .collect();
         let mut seen = HashMap::new();
         for inst in self.instances.values_mut() {
-            let master = inst.router.state() == State::Master;
-            inst.split
-                .expire(&inst.name, now, master, inst.cfg.advert_interval);
-            inst.check_addresses(&self.netlink, &mut self.owned, &mut seen, &keep)
+            let s = state(&self.endpoint, &inst.key);
+            inst.split.expire(
+                &inst.name,
+                now,
+                s == State::Master,
+                inst.cfg.advert_interval,
+            );
+            inst.check_addresses(s, &self.netlink, &mut self.owned, &mut seen, &keep)
                 .await;
         }
     }
 
+    /// Carries out what the elections asked for, in order.
     async fn run_actions(&mut self) {
-        for inst in self.instances.values_mut() {
-            // Most instances have nothing to do on most wake-ups (with hundreds of them,
-            // one advert timer fires at a time).
-            if inst.router.has_pending_actions() {
-                let _transitions: Vec<Transition> =
-                    inst.run_actions(&self.netlink, &mut self.owned).await;
+        while let Some((key, action)) = self.endpoint.poll_action() {
+            // A watch entry goes to the datapath even for an instance being removed.
+            if let EndpointAction::Watch(entry) = action {
+                self.receiver.watch(key, entry);
+                continue;
             }
-            // A Master must hear every advert from a peer, a Backup only changes and
-            // nothing below its own priority: keep the program's view current.
-            if let Some(entry) = inst.watch_update() {
-                self.receiver.watch(inst.key, entry);
+            let Some(inst) = self
+                .by_key
+                .get(&key)
+                .and_then(|n| self.instances.get_mut(n))
+            else {
+                continue;
+            };
+            let Some(router) = self.endpoint.router(&key) else {
+                continue;
+            };
+            match action {
+                EndpointAction::Router(a) => {
+                    inst.execute(a, router, &self.netlink, &mut self.owned)
+                        .await;
+                }
+                EndpointAction::Rival {
+                    source,
+                    priority,
+                    interval,
+                    at,
+                } => inst.rival(at, source, priority, interval, router.priority()),
+                EndpointAction::Watch(_) => {}
             }
         }
         self.send_adverts().await;
@@ -567,10 +570,14 @@ impl Agent {
             "down_timers": self.receiver.down_timers().describe(),
             "datapath_counters": self.receiver.counters(),
             "config": self.path.display().to_string(),
-            "instances": self.instances.values().map(|i| {
-                let mut s = i.status(now);
+            "instances": self.instances.values().filter_map(|i| {
+                let router = self.endpoint.router(&i.key)?;
+                let mut s = i.status(now, router, self.endpoint.fed(&i.key));
+                let kernel = self.endpoint.kernel_timer(&i.key);
+                s["down_timer"] = if kernel.armed { "kernel" } else { "agent" }.into();
+                s["kernel_silences"] = kernel.silences.into();
                 s["tracking"] = self.tracker.status(&i.cfg);
-                s
+                Some(s)
             }).collect::<Vec<_>>(),
         })
     }
@@ -600,14 +607,16 @@ impl Agent {
             }
         }
         for name in &stop {
-            if let Some(inst) = self.instances.get_mut(name) {
-                inst.router.handle(now, Input::Shutdown);
+            if let Some(inst) = self.instances.get(name) {
+                let key = inst.key;
+                self.endpoint.handle(now, EndpointInput::Shutdown { key });
             }
         }
         self.run_actions().await;
         for name in &stop {
             if let Some(inst) = self.instances.remove(name) {
                 self.by_key.remove(&inst.key);
+                self.endpoint.remove(&inst.key);
                 self.receiver.unwatch(inst.key);
                 tracing::info!(instance = %name, "reload: instance stopped");
             }
@@ -627,16 +636,25 @@ impl Agent {
                 &mut self.senders,
             )
             .await;
+            let made = match made {
+                Ok(inst) => self
+                    .endpoint
+                    .add(inst.key, router_config(cfg), inst.primary, inst.unicast())
+                    .map(|()| inst)
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(e),
+            };
             match made {
                 Ok(mut inst) => {
-                    if self.receiver.is_xdp() {
-                        self.receiver
-                            .watch(inst.key, watch_entry(cfg, false, cfg.priority));
-                        publish_down_params(&mut self.receiver, &mut inst);
-                    }
+                    // The endpoint's first watch entry reaches the XDP map now, before
+                    // the router starts (raw sockets are rebuilt below).
+                    self.run_actions().await;
+                    publish_down_params(&mut self.receiver, &mut self.endpoint, &inst);
                     let now = clock::now();
-                    apply_verdict(&mut inst, self.tracker.evaluate(cfg), now);
-                    inst.router.handle(now, Input::Startup);
+                    let v = self.tracker.evaluate(cfg);
+                    apply_verdict(&mut self.endpoint, &mut inst, v, now);
+                    let key = inst.key;
+                    self.endpoint.handle(now, EndpointInput::Startup { key });
                     self.by_key.insert(inst.key, name.clone());
                     self.instances.insert(name.clone(), inst);
                     added += 1;
@@ -645,7 +663,7 @@ impl Agent {
             }
         }
         if !self.receiver.is_xdp() && (added > 0 || !stop.is_empty()) {
-            let (ifaces, watch) = datapath_plan(&self.instances);
+            let (ifaces, watch) = datapath_plan(&self.instances, &self.endpoint);
             match Receiver::start(&new.global, &ifaces, &watch) {
                 Ok(r) => self.receiver = r,
                 Err(e) => tracing::error!("reload: raw receive path: {e:#}"),
