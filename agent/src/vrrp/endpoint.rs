@@ -780,4 +780,6 @@ fn log_reconfigure(key: VridKey, e: &ReconfigureError) {
 }
 
 #[cfg(test)]
+mod kernel_timer_tests;
+#[cfg(test)]
 mod tests;
