@@ -51,7 +51,9 @@ pub struct Scale {
 /// on a veth and bridge also delivers to every other port in the sender's context — is
 /// the floor any MASTER pays for these adverts. Returns (CPU %, adverts/s).
 fn floor(host: &Host, instances: u8, window: Duration) -> anyhow::Result<(f64, f64)> {
-    let per_ms = u64::from(instances) * (1000 / u64::from(INTERVAL_MS)) / 1000;
+    // Adverts per second; each millisecond tick sends what is due by then, so a rate
+    // below one per millisecond (one instance: 100/s) is kept too.
+    let per_second = u64::from(instances) * (1000 / u64::from(INTERVAL_MS));
     let src = host.ipv4;
     let advert = Advert::v3(src, 1, MASTER_PRIORITY).vrrp();
     let ifname = std::ffi::CString::new("eth0")?;
@@ -110,9 +112,12 @@ fn floor(host: &Host, instances: u8, window: Duration) -> anyhow::Result<(f64, f
             let cpu0 = cpu();
             let start = Instant::now();
             let mut sent = 0u64;
+            let mut tried = 0u64;
             let mut tick = 0u32;
             while start.elapsed() < window {
-                for _ in 0..per_ms {
+                let due = per_second * u64::from(tick + 1) / 1000;
+                while tried < due {
+                    tried += 1;
                     let n = libc::sendto(
                         fd,
                         advert.as_ptr().cast(),
