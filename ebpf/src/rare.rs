@@ -56,13 +56,14 @@ pub fn map_full(vrid: u8) {
     }
 }
 
-/// `bpf_timer_start` refused; the agent keeps this VRID's deadline itself.
+/// `bpf_timer_init`, `bpf_timer_set_callback` or `bpf_timer_start` refused; the agent
+/// keeps this VRID's deadline itself.
 #[inline(never)]
 pub fn timer_failed(vrid: u8, rc: i64) {
     if may_speak(TIMER_FAILED) {
         aya_log_ebpf::error!(
             &(),
-            "down timer of VRID {} did not start: error {}",
+            "down timer of VRID {} could not be armed: error {}",
             vrid,
             rc
         );

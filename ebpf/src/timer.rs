@@ -31,6 +31,9 @@ use vigil_common::{
     validate::{VERDICTS, WATCH_REPORT_ALL},
 };
 
+/// `bpf_timer_init` on a timer another CPU initialised first.
+const EBUSY: i64 = -16;
+
 /// CLOCK_MONOTONIC for `bpf_timer_init`: the clock of `bpf_ktime_get_ns`.
 const CLOCK_MONOTONIC: u64 = 1;
 
@@ -81,18 +84,38 @@ pub fn arrival(key: &VridKey, ts: u64, report: bool, version: u8, local: u8) {
     if t.state == ARMED && !report {
         return;
     }
+    // The agent believes the timer runs after a report, or while it was armed: a
+    // failure then must reach it. A quiet arrival's failure is only logged (it would
+    // otherwise flood the ring once per advert).
+    let tell = report || t.state == ARMED;
     if t.state == FRESH {
         // SAFETY: `t.timer` lives in a BTF hash map of timers; the map pointer is the
-        // map's own. -EBUSY (another CPU initialised it first) is fine.
-        unsafe {
+        // map's own.
+        let rc = unsafe {
             bpf_timer_init(
                 &mut t.timer,
                 addr_of!(DOWN_TIMERS) as *mut c_void,
                 CLOCK_MONOTONIC,
-            );
-            // A pointer to the function (never an integer cast) makes the loader emit the
-            // relocation the verifier wants for a callback.
-            bpf_timer_set_callback(&mut t.timer, fired as *mut c_void);
+            )
+        };
+        // -EBUSY: another CPU initialised it first.
+        if rc != 0 && rc != EBUSY {
+            crate::rare::timer_failed(key.vrid, rc);
+            if tell {
+                event(key, EVENT_TIMER_ERROR, ts);
+            }
+            return;
+        }
+        // A pointer to the function (never an integer cast) makes the loader emit the
+        // relocation the verifier wants for a callback.
+        // SAFETY: an initialised timer in its map.
+        let rc = unsafe { bpf_timer_set_callback(&mut t.timer, fired as *mut c_void) };
+        if rc != 0 {
+            crate::rare::timer_failed(key.vrid, rc);
+            if tell {
+                event(key, EVENT_TIMER_ERROR, ts);
+            }
+            return;
         }
         t.state = IDLE;
     }
@@ -110,7 +133,7 @@ pub fn arrival(key: &VridKey, ts: u64, report: bool, version: u8, local: u8) {
         ts,
         s.last_priority,
     );
-    start(key, t, deadline);
+    start(key, t, deadline, tell);
 }
 
 /// The timer element of `key`, created idle on first use.
@@ -147,10 +170,10 @@ fn deadline_of(
     deadline_ns(version, local, interval, p.adverts, last_ns, last_priority)
 }
 
-/// Arms the timer for the absolute `deadline`; a failure is reported to the agent, which
-/// then keeps this deadline itself.
+/// Arms the timer for the absolute `deadline`; a failure is logged and, with `tell`,
+/// reported to the agent, which then keeps this deadline itself.
 #[inline(always)]
-fn start(key: &VridKey, t: &mut DownTimer, deadline: u64) {
+fn start(key: &VridKey, t: &mut DownTimer, deadline: u64, tell: bool) {
     // SAFETY: an initialised timer in its map.
     let rc = unsafe { bpf_timer_start(&mut t.timer, deadline, BPF_F_TIMER_ABS as u64) };
     if rc == 0 {
@@ -159,7 +182,9 @@ fn start(key: &VridKey, t: &mut DownTimer, deadline: u64) {
     }
     t.state = IDLE;
     crate::rare::timer_failed(key.vrid, rc);
-    event(key, EVENT_TIMER_ERROR, deadline);
+    if tell {
+        event(key, EVENT_TIMER_ERROR, deadline);
+    }
 }
 
 /// The timer callback: re-arm for the remainder while adverts arrive, else report silence.
@@ -197,7 +222,7 @@ unsafe extern "C" fn fired(_map: *mut c_void, key: *mut VridKey, t: *mut DownTim
     // SAFETY: plain helper.
     let now = unsafe { bpf_ktime_get_ns() };
     if now < deadline {
-        start(key, t, deadline);
+        start(key, t, deadline, true);
         return 0;
     }
     // RFC 5798 §6.4.2: the Master_Down_Timer fired. The agent's election decides.
