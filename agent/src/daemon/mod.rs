@@ -399,6 +399,15 @@ impl Agent {
             let ready = self.receiver.ready();
             self.dispatch(ready);
             for key in due {
+                // Only a Backup's down timer needs the kernel's view; a Master's advert
+                // timer does not (two map reads per advert would be a Master's main cost).
+                let backup = self
+                    .endpoint
+                    .router(&key)
+                    .is_some_and(|r| r.state() == State::Backup);
+                if !backup {
+                    continue;
+                }
                 if let Some(stats) = self.receiver.vrid_stats(&key) {
                     let timer_armed = self.receiver.down_timer_armed(&key);
                     self.endpoint.handle(
