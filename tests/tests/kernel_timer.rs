@@ -108,9 +108,11 @@ fn cut_and_time(lab: &Lab, backup: &Vigil, dir: &Path) -> anyhow::Result<Duratio
         .find(|a| a.1 == ip(MASTER_IP))
         .ok_or_else(|| anyhow::anyhow!("no adverts from the master in the capture"))?
         .0;
+    // After the master's last advert: on a loaded machine a stalled master may have
+    // let the backup take over (and be preempted back) before the cut.
     let first_backup = seen
         .iter()
-        .find(|a| a.1 == ip(BACKUP_IP))
+        .find(|a| a.1 == ip(BACKUP_IP) && a.0 > last_master)
         .ok_or_else(|| anyhow::anyhow!("no adverts from the backup in the capture"))?
         .0;
     Ok(Duration::from_nanos(
