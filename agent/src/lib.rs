@@ -4,6 +4,7 @@
 //! actions → kernel (`net`).
 
 pub mod cli;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod control;
@@ -11,9 +12,11 @@ pub mod daemon;
 pub mod datapath;
 pub mod exec;
 pub mod keepalived;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod panic;
 pub mod timer;
 pub mod trace;
 pub mod track;

@@ -8,7 +8,9 @@
 pub mod agent;
 pub mod bpf;
 pub mod capture;
+pub mod container;
 pub mod frames;
+pub mod invariant;
 pub mod netns;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
