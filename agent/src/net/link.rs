@@ -254,17 +254,20 @@ pub struct LinkMonitor {
     resyncs: u64,
 }
 
+/// What the monitor subscribes to: links, and word of address changes.
+const GROUPS: [MulticastGroup; 3] = [
+    MulticastGroup::Link,
+    MulticastGroup::Ipv4Ifaddr,
+    MulticastGroup::Ipv6Ifaddr,
+];
+
 impl LinkMonitor {
     /// Subscribes to link notifications, then dumps the current state; returns the
     /// monitor and that snapshot. Subscribing first means no change falls between the
     /// snapshot and the first event. Must be called inside a tokio runtime.
     pub async fn start() -> Result<(Self, Vec<LinkState>), LinkError> {
-        let (connection, handle, messages) = rtnetlink::new_multicast_connection(&[
-            MulticastGroup::Link,
-            MulticastGroup::Ipv4Ifaddr,
-            MulticastGroup::Ipv6Ifaddr,
-        ])
-        .map_err(LinkError::Subscribe)?;
+        let (connection, handle, messages) =
+            rtnetlink::new_multicast_connection(&GROUPS).map_err(LinkError::Subscribe)?;
         let driver = tokio::spawn(connection);
         let snapshot = dump_links(&handle).await;
         let snapshot = match snapshot {
@@ -330,6 +333,9 @@ impl LinkMonitor {
     }
 
     fn start_dump(&mut self) {
+        // Address notifications may have been lost too: say that something may have
+        // changed (index 0: no interface in particular).
+        self.pending.push_back(LinkEvent::Addresses { index: 0 });
         let handle = self.handle.clone();
         self.dump = Some(Box::pin(async move { dump_links(&handle).await }));
     }
@@ -337,8 +343,7 @@ impl LinkMonitor {
     /// Replaces a socket that stopped delivering with a fresh subscription.
     fn resubscribe(&mut self) -> Result<(), LinkError> {
         let (connection, handle, messages) =
-            rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
-                .map_err(LinkError::Subscribe)?;
+            rtnetlink::new_multicast_connection(&GROUPS).map_err(LinkError::Subscribe)?;
         self.driver.abort();
         self.driver = tokio::spawn(connection);
         self.handle = handle;
