@@ -57,6 +57,10 @@ pub struct AdvertEvent {
     pub src: [u8; 16],
     /// Destination address of the IP header.
     pub dst: [u8; 16],
+    /// Arrival time of the first advert of the run this one belongs to (see
+    /// `crate::suppress`): earlier than `ts_ns` when the reports of the run's first
+    /// adverts were lost.
+    pub first_ns: u64,
     /// Down-timer events: the Master_Down_Timer expiry, CLOCK_MONOTONIC ns (0 for adverts).
     pub deadline_ns: u64,
 }
@@ -82,6 +86,7 @@ impl AdvertEvent {
             _pad2: 0,
             src: [0; 16],
             dst: [0; 16],
+            first_ns: 0,
             deadline_ns: 0,
         }
     }
@@ -99,7 +104,7 @@ mod tests {
     fn record_has_no_padding() {
         assert_eq!(
             core::mem::size_of::<AdvertEvent>(),
-            8 + 4 + 8 + 4 + 8 + 32 + 8
+            8 + 4 + 8 + 4 + 8 + 32 + 8 + 8
         );
         assert_eq!(core::mem::align_of::<AdvertEvent>(), 8);
     }
@@ -116,7 +121,8 @@ mod tests {
         assert_eq!(core::mem::offset_of!(AdvertEvent, addr_digest), 24);
         assert_eq!(core::mem::offset_of!(AdvertEvent, src), 32);
         assert_eq!(core::mem::offset_of!(AdvertEvent, dst), 48);
-        assert_eq!(core::mem::offset_of!(AdvertEvent, deadline_ns), 64);
+        assert_eq!(core::mem::offset_of!(AdvertEvent, first_ns), 64);
+        assert_eq!(core::mem::offset_of!(AdvertEvent, deadline_ns), 72);
         assert_eq!(AdvertEvent::zeroed().event, EVENT_ADVERT);
     }
 }

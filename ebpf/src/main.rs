@@ -12,7 +12,7 @@
 //! per-VRID state becomes are `vigil_common::suppress`'s decisions (shared with the
 //! raw-socket path and the simulator; its module documentation is the contract). Here
 //! they are only wired to the maps: the state lives in `vrid_stats`, reports go to the
-//! `events` ring buffer, and the state is committed only once the report is written.
+//! `events` ring buffer, and a report the full ring refused is marked in the state.
 //!
 //! Where the kernel allows it, a Backup's Master_Down_Timer lives here too (`timer.rs`):
 //! a `bpf_timer` per VRID, armed from the arrivals the state records, that wakes the
@@ -119,48 +119,49 @@ fn judge(ctx: &XdpContext) -> u32 {
     };
     let mut report = trace_all || (trace_valid && verdict.passes());
     let mut tracked = None;
+    let mut first = ts;
     if let Some(w) = entry {
         // SAFETY: as above.
-        let (flags, local) = unsafe { ((*w).flags, (*w).priority) };
+        let w = unsafe { &*w };
         // Created by the agent together with the `watch` entry.
         match VRID_STATS.get_ptr_mut(&key) {
             Some(stats) => {
                 // SAFETY: a map value pointer, valid for this program run; racing writers
                 // on other CPUs can only make the state approximate, and the agent
                 // re-reads it (see `suppress`).
-                let fate = suppress::judge(unsafe { &mut *stats }, a, verdict, ts, flags, local);
+                let fate = suppress::judge(unsafe { &mut *stats }, a, verdict, ts, w);
                 report |= fate == Some(suppress::Fate::Report);
-                tracked = Some((stats, fate));
+                // SAFETY: as above.
+                first = suppress::run_start(unsafe { &*stats }, a, ts, w.epoch);
+                tracked = Some((stats, w, fate));
             }
             None => report |= verdict == Verdict::Accept,
         }
     }
     // One place writes records, so the address loop is in the program once.
-    let written = if report {
+    let attempt = if report {
         let digest = if verdict.passes() {
             validate::address_digest(&frame, a).unwrap_or(0)
         } else {
             0
         };
-        emit(ts, ifindex, a, verdict, digest).then_some(digest)
+        let written = emit(ts, first, ifindex, a, verdict, digest);
+        Some(suppress::Attempt { digest, written })
     } else {
         None
     };
-    if let Some((stats, fate)) = tracked {
+    if let Some((stats, w, fate)) = tracked {
         // SAFETY: as above.
-        suppress::settle(unsafe { &mut *stats }, a, ts, fate, written);
-        // The state now holds this arrival (a quiet repeat, or a report written): the
-        // down timer runs from it. A written report always restarts it, so every
-        // advert the agent hears has armed it.
+        suppress::settle(unsafe { &mut *stats }, a, ts, w, fate, attempt);
+        // The state now holds this arrival: the down timer runs from it. A written
+        // report always restarts it, so every advert the agent hears has armed it.
         let arrived = match fate {
             Some(suppress::Fate::Quiet) => Some(false),
-            Some(suppress::Fate::Report) if written.is_some() => Some(true),
+            Some(suppress::Fate::Report) => Some(attempt.is_some_and(|t| t.written)),
             _ => None,
         };
-        if let (Some(reported), Some(w)) = (arrived, entry) {
-            // SAFETY: as above.
-            let (version, local) = unsafe { ((*w).version, (*w).priority) };
-            timer::arrival(&key, ts, reported, version, local);
+        if let Some(reported) = arrived {
+            timer::arrival(&key, ts, reported, w.version, w.priority);
         }
     }
     if verdict.passes() {
@@ -190,7 +191,14 @@ fn count(ifindex: u32, index: usize) {
 
 /// Writes one record to the ring buffer; false (and counted) when it is full.
 #[inline(always)]
-fn emit(ts: u64, ifindex: u32, a: &validate::Advert, verdict: Verdict, digest: u32) -> bool {
+fn emit(
+    ts: u64,
+    first: u64,
+    ifindex: u32,
+    a: &validate::Advert,
+    verdict: Verdict,
+    digest: u32,
+) -> bool {
     let Some(mut slot) = EVENTS.reserve(0) else {
         count(ifindex, validate::VERDICTS);
         rare::ring_full(a.vrid);
@@ -201,6 +209,7 @@ fn emit(ts: u64, ifindex: u32, a: &validate::Advert, verdict: Verdict, digest: u
     suppress::fill(
         unsafe { &mut *slot.as_mut_ptr() },
         ts,
+        first,
         ifindex,
         a,
         verdict,

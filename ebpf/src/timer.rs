@@ -249,6 +249,7 @@ fn event(key: &VridKey, kind: u8, deadline: u64) {
     unsafe {
         let s = &*stats;
         (*e).ts_ns = s.last_ns;
+        (*e).first_ns = s.last_ns;
         (*e).ifindex = key.ifindex;
         (*e).verdict = 0;
         (*e).family = key.family;

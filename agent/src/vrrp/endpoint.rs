@@ -63,14 +63,16 @@ pub enum EndpointInput {
     /// A record or frame from the datapath.
     Datapath(Datapath),
     /// The XDP program's state of a VRID, read from its map just before a
-    /// [`EndpointInput::Timeout`] (for every key [`Endpoint::due`] gives).
+    /// [`EndpointInput::Timeout`] (for every key [`Endpoint::due`] gives) and before a
+    /// [`EndpointInput::PriorityChanged`] or [`EndpointInput::Reconfigure`] of it.
     KernelState {
         /// The VRID.
         key: VridKey,
         /// Its `vrid_stats` entry.
         stats: VridStats,
-        /// Whether its kernel down timer is armed (read from `down_timers`).
-        timer_armed: bool,
+        /// Whether its kernel down timer is armed (read from `down_timers`), when it was
+        /// read (before a timeout; `None` otherwise).
+        timer_armed: Option<bool>,
     },
     /// The kernel keeps this VRID's Master_Down_Timer for adverts that arrive from
     /// `since_ns` (CLOCK_MONOTONIC) on: its parameters were in the kernel's map by then.
@@ -121,6 +123,20 @@ pub enum EndpointInput {
         /// The router.
         key: VridKey,
     },
+    /// A router's sync group cannot be Master here ([`Input::SyncHold`]).
+    SyncHold {
+        /// The router.
+        key: VridKey,
+        /// Why.
+        reason: String,
+    },
+    /// A router's sync group can be Master ([`Input::SyncRelease`]).
+    SyncRelease {
+        /// The router.
+        key: VridKey,
+        /// Why.
+        reason: String,
+    },
     /// A live router takes a changed configuration without restarting
     /// ([`VirtualRouter::reconfigure`]); a change it cannot take is logged and ignored
     /// (remove and add the router instead).
@@ -168,8 +184,12 @@ struct Member {
     state: VridStats,
     /// Arrival time of the newest advert handed to the router (ns).
     fed_ns: u64,
+    /// What that advert said: source, priority, interval.
+    fed_what: Option<(IpAddr, u8, Duration)>,
     /// Adverts handed to the router from the datapath (reports, not re-feeds).
     fed: u64,
+    /// The watch entry's epoch: changed to have the next advert reported.
+    epoch: u8,
     /// The kernel keeps the down timer for adverts from this time (ns) on.
     kernel_since: Option<u64>,
     /// The kernel's timer is armed for this Backup: the endpoint asks for no wake-up
@@ -276,6 +296,7 @@ impl Member {
     fn entry(&self, now: Instant) -> WatchEntry {
         let mut e = self.base;
         e.priority = self.router.priority();
+        e.epoch = self.epoch;
         if self.router.state() == State::Master {
             e.flags |= validate::WATCH_REPORT_ALL;
         }
@@ -285,13 +306,16 @@ impl Member {
         e
     }
 
-    /// When the watch entry will need to change without any input: the end of a running
-    /// preempt delay, after which the datapath may drop lower priorities.
+    /// When the watch entry will need to change without any input: the last instant of
+    /// a running preempt delay (one nanosecond before its end), when the router must
+    /// hear the last lower-priority advert the delay covers and the datapath may start
+    /// dropping the ones after.
     fn entry_deadline(&self) -> Option<Instant> {
         if self.watched.flags & validate::WATCH_DROP_LOWER != 0 || !self.router.config().preempt {
             return None;
         }
-        self.router.preempt_delay_until()
+        let until = self.router.preempt_delay_until()?;
+        Some(Instant::from_nanos(until.as_nanos().saturating_sub(1)))
     }
 
     /// The router's deadline, unless the kernel keeps it.
@@ -371,11 +395,13 @@ impl Endpoint {
             watched: base,
             state: VridStats::default(),
             fed_ns: 0,
+            fed_what: None,
             fed: 0,
             kernel_since: None,
             kernel_armed: false,
             kernel_read: None,
             silences: 0,
+            epoch: 0,
         };
         m.watched = m.entry(Instant::ZERO);
         self.actions
@@ -486,7 +512,9 @@ impl Endpoint {
             } => {
                 if let Some(m) = self.members.get_mut(&key) {
                     m.state = stats;
-                    m.kernel_read = Some(timer_armed);
+                    if timer_armed.is_some() {
+                        m.kernel_read = timer_armed;
+                    }
                 }
             }
             EndpointInput::KernelTimer { key, since_ns } => {
@@ -503,6 +531,8 @@ impl Endpoint {
             EndpointInput::Startup { key } => self.input(now, key, Input::Startup, &mut touched),
             EndpointInput::Shutdown { key } => self.input(now, key, Input::Shutdown, &mut touched),
             EndpointInput::PriorityChanged { key, priority } => {
+                // Adverts the datapath kept quiet were judged at the old priority.
+                self.refresh(now, key);
                 self.input(now, key, Input::PriorityChanged(priority), &mut touched)
             }
             EndpointInput::LinkDown { key } => self.input(now, key, Input::LinkDown, &mut touched),
@@ -513,7 +543,14 @@ impl Endpoint {
             EndpointInput::FaultCleared { key } => {
                 self.input(now, key, Input::FaultCleared, &mut touched)
             }
+            EndpointInput::SyncHold { key, reason } => {
+                self.input(now, key, Input::SyncHold { reason }, &mut touched)
+            }
+            EndpointInput::SyncRelease { key, reason } => {
+                self.input(now, key, Input::SyncRelease { reason }, &mut touched)
+            }
             EndpointInput::Reconfigure { key, config } => {
+                self.refresh(now, key);
                 if let Some(m) = self.members.get_mut(&key) {
                     let unicast = m.base.flags & validate::WATCH_UNICAST != 0;
                     match m.router.reconfigure(now, config) {
@@ -545,6 +582,14 @@ impl Endpoint {
     fn drain(&mut self, key: VridKey) {
         if let Some(m) = self.members.get_mut(&key) {
             while let Some(a) = m.router.poll_action() {
+                if let Action::StateChanged(t) = &a
+                    && t.to == State::Backup
+                    && matches!(t.from, State::Initialize | State::Fault)
+                {
+                    // A router that starts listening must hear the next advert, repeat
+                    // or not, to learn its master's interval (RFC 5798 §6.4.2).
+                    m.epoch = m.epoch.wrapping_add(1);
+                }
                 self.actions.push_back((key, EndpointAction::Router(a)));
             }
         }
@@ -557,7 +602,13 @@ impl Endpoint {
             if m.router.state() != State::Backup {
                 m.kernel_armed = false;
             }
-            let e = m.entry(now);
+            let mut e = m.entry(now);
+            if e.priority != m.watched.priority {
+                // A repeat may now be below (or no longer below) the local priority: the
+                // router must hear the next one (a preempt delay starts from it).
+                m.epoch = m.epoch.wrapping_add(1);
+                e.epoch = m.epoch;
+            }
             if e != m.watched {
                 m.watched = e;
                 self.actions.push_back((key, EndpointAction::Watch(e)));
@@ -605,7 +656,8 @@ impl Endpoint {
             e.addr_count,
             e.addr_digest,
         );
-        self.feed(key, e.ts_ns, address_of(e.family, &e.src), advert, true);
+        let source = address_of(e.family, &e.src);
+        self.feed_run(key, e.first_ns, e.ts_ns, source, advert, true);
         Some(key)
     }
 
@@ -629,18 +681,64 @@ impl Endpoint {
             return None;
         }
         let m = self.members.get_mut(&key)?;
-        let (flags, local) = (m.watched.flags, m.watched.priority);
+        let w = m.watched;
         let mut digest = 0;
-        let fate = suppress::track(&mut m.state, &a, verdict, ts_ns, flags, local, || {
+        let fate = suppress::track(&mut m.state, &a, verdict, ts_ns, &w, || {
             digest = validate::address_digest(bytes, &a).unwrap_or(0);
-            Some(digest)
+            suppress::Attempt {
+                digest,
+                written: true,
+            }
         });
         if fate != Some(Fate::Report) {
             return None;
         }
+        let first = m.state.first_ns;
         let advert = m.advert(a.version, a.priority, a.interval, a.addr_count, digest);
-        self.feed(key, ts_ns, address_of(a.family, &a.src), advert, true);
+        self.feed_run(
+            key,
+            first,
+            ts_ns,
+            address_of(a.family, &a.src),
+            advert,
+            true,
+        );
         Some(key)
+    }
+
+    /// Hands the router of `key` a run of identical adverts known by its first and last
+    /// arrival. The first too, if a Backup has not heard it (its report was lost): a
+    /// preempt delay starts from it. And if that delay ended before the last one
+    /// arrived, repeats arrived while it ran that nobody recorded: one is taken at its
+    /// last instant, so the timer runs late rather than early. Then the last.
+    fn feed_run(
+        &mut self,
+        key: VridKey,
+        first_ns: u64,
+        last_ns: u64,
+        source: IpAddr,
+        advert: Advertisement,
+        fresh: bool,
+    ) {
+        let backup_behind = self
+            .members
+            .get(&key)
+            .is_some_and(|m| m.router.state() == State::Backup && first_ns > m.fed_ns);
+        if backup_behind && first_ns < last_ns {
+            self.feed(key, first_ns, source, advert.clone(), false);
+            let end = self
+                .members
+                .get(&key)
+                .and_then(|m| m.router.preempt_delay_until())
+                .map(|u| u.as_nanos().saturating_sub(1));
+            if let Some(end) = end
+                && end > first_ns
+                && end < last_ns
+            {
+                self.feed(key, end, source, advert.clone(), false);
+            }
+        }
+        self.feed(key, last_ns, source, advert, fresh);
     }
 
     /// Hands an advert that arrived at `ts_ns` to the router of `key`.
@@ -660,7 +758,10 @@ impl Endpoint {
         let (priority, interval) = (advert.priority, advert.interval);
         let at = Instant::from_nanos(ts_ns);
         m.router.handle(at, Input::Advert { source, advert });
-        m.fed_ns = m.fed_ns.max(ts_ns);
+        if ts_ns >= m.fed_ns {
+            m.fed_ns = ts_ns;
+            m.fed_what = Some((source, priority, interval));
+        }
         if fresh {
             m.fed += 1;
             // Every advert the kernel reports (re)starts its down timer, when it had the
@@ -688,8 +789,7 @@ impl Endpoint {
         }
     }
 
-    /// A due router: hand a Backup the VRID's last arrival from the datapath's state
-    /// (the master may have spoken since the last report), then the timeout.
+    /// A due router: [`Endpoint::refresh`], then the timeout.
     fn timeout(&mut self, now: Instant, key: VridKey) {
         let Some(m) = self.members.get_mut(&key) else {
             return;
@@ -700,30 +800,7 @@ impl Endpoint {
             // the kernel's, and without the state just read the router's is stale.
             return;
         }
-        let s = m.state;
-        // Built from the state's own source, priority and interval, not from the last
-        // report: a report lost to a full ring, or raced by another CPU, must not make
-        // the Backup believe the wrong master.
-        if m.router.state() == State::Backup
-            && s.last_ns > m.fed_ns
-            && s.last_ns <= now.as_nanos()
-            && s.last_version != 0
-        {
-            let advert = m.advert(
-                s.last_version,
-                s.last_priority,
-                s.last_interval,
-                s.last_addr_count,
-                s.last_digest,
-            );
-            self.feed(
-                key,
-                s.last_ns,
-                address_of(key.family, &s.last_src),
-                advert,
-                false,
-            );
-        }
+        self.refresh(now, key);
         self.input(now, key, Input::Timeout, &mut BTreeSet::new());
         // The Master is alive and the kernel's timer runs from its adverts (it had gone
         // idle while this router was Master or in Fault, and an advert re-armed it):
@@ -734,6 +811,64 @@ impl Endpoint {
             && read == Some(true)
         {
             m.kernel_armed = true;
+        }
+    }
+
+    /// Hands a Backup the VRID's last arrival from the datapath's state, if the router
+    /// has not seen it: the master may have spoken since the last report. Done before
+    /// the down timer is judged, and before any input that changes how adverts are
+    /// judged (the priority), so that the quiet adverts count as what they were.
+    fn refresh(&mut self, now: Instant, key: VridKey) {
+        let Some(m) = self.members.get(&key) else {
+            return;
+        };
+        let s = m.state;
+        // Built from the state's own source, priority and interval, not from the last
+        // report: a report lost to a full ring, or raced by another CPU, must not make
+        // the Backup believe the wrong master.
+        let source = address_of(key.family, &s.last_src);
+        let what = (
+            source,
+            s.last_priority,
+            interval_of(s.last_version, s.last_interval),
+        );
+        // Newer than what the router heard; or as new, but another advert (two arrived
+        // at once, and the one the state kept was not the one reported).
+        let newer = s.last_ns > m.fed_ns || (s.last_ns == m.fed_ns && m.fed_what != Some(what));
+        if m.router.state() == State::Backup
+            && newer
+            && s.last_ns <= now.as_nanos()
+            && s.last_version != 0
+        {
+            let advert = m.advert(
+                s.last_version,
+                s.last_priority,
+                s.last_interval,
+                s.last_addr_count,
+                s.last_digest,
+            );
+            self.feed_run(key, s.first_ns, s.last_ns, source, advert, false);
+        }
+        // The last advert the datapath dropped as below the local priority, which the
+        // router would have discarded too: handed in so that it knows whom it preempts.
+        let Some(m) = self.members.get(&key) else {
+            return;
+        };
+        if m.router.state() == State::Backup
+            && s.ignored_ns > m.fed_ns
+            && s.ignored_ns <= now.as_nanos()
+        {
+            let version = m.base.version;
+            let count = u8::try_from(m.router.config().virtual_addresses.len()).unwrap_or(0);
+            let advert = m.advert(
+                version,
+                s.ignored_priority,
+                s.ignored_interval,
+                count,
+                m.digest,
+            );
+            let source = address_of(key.family, &s.ignored_src);
+            self.feed(key, s.ignored_ns, source, advert, false);
         }
     }
 

@@ -45,7 +45,8 @@ pub struct InFlight {
     ifindex: u32,
     digest: u32,
     fate: Option<Fate>,
-    watched: bool,
+    watched: Option<WatchEntry>,
+    first: u64,
 }
 
 impl KernelModel {
@@ -93,9 +94,11 @@ impl KernelModel {
             0
         };
         let mut fate = None;
-        let watched = entry.is_some();
+        let mut first = ts;
+        let watched = entry;
         if let (Some(w), Some(s)) = (entry, self.stats.get_mut(&key)) {
-            fate = suppress::judge(s, &a, verdict, ts, w.flags, w.priority);
+            fate = suppress::judge(s, &a, verdict, ts, &w);
+            first = suppress::run_start(s, &a, ts, w.epoch);
         }
         Some(InFlight {
             key,
@@ -106,6 +109,7 @@ impl KernelModel {
             digest,
             fate,
             watched,
+            first,
         })
     }
 
@@ -113,28 +117,33 @@ impl KernelModel {
     /// state.
     pub fn finish(&mut self, f: InFlight) {
         let report = f.fate == Some(Fate::Report)
-            || (f.watched && !self.stats.contains_key(&f.key) && f.verdict == Verdict::Accept);
-        let written = if report {
-            if self.ring.len() < self.capacity {
+            || (f.watched.is_some()
+                && !self.stats.contains_key(&f.key)
+                && f.verdict == Verdict::Accept);
+        let attempt = report.then(|| {
+            let written = self.ring.len() < self.capacity;
+            if written {
                 let mut e = AdvertEvent::zeroed();
-                suppress::fill(&mut e, f.ts, f.ifindex, &f.advert, f.verdict, f.digest);
+                suppress::fill(
+                    &mut e, f.ts, f.first, f.ifindex, &f.advert, f.verdict, f.digest,
+                );
                 self.ring.push_back(e);
-                Some(f.digest)
             } else {
                 self.iface.entry(f.ifindex).or_default().ring_full += 1;
-                None
             }
-        } else {
-            None
-        };
-        if let Some(s) = self.stats.get_mut(&f.key) {
-            suppress::settle(s, &f.advert, f.ts, f.fate, written);
+            suppress::Attempt {
+                digest: f.digest,
+                written,
+            }
+        });
+        if let (Some(s), Some(w)) = (self.stats.get_mut(&f.key), f.watched) {
+            suppress::settle(s, &f.advert, f.ts, &w, f.fate, attempt);
         }
-        // As the program: the timer runs from a committed arrival, and restarts on
+        // As the program: the timer runs from the recorded arrival, and restarts on
         // every written report.
         match f.fate {
             Some(Fate::Quiet) => self.arm(f.key, false),
-            Some(Fate::Report) if written.is_some() => self.arm(f.key, true),
+            Some(Fate::Report) => self.arm(f.key, attempt.is_some_and(|t| t.written)),
             _ => {}
         }
     }
@@ -209,6 +218,7 @@ impl KernelModel {
             }
             let mut e = AdvertEvent::zeroed();
             e.ts_ns = s.last_ns;
+            e.first_ns = s.last_ns;
             e.ifindex = key.ifindex;
             e.family = key.family;
             e.ttl = 255;

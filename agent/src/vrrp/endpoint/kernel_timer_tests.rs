@@ -176,6 +176,7 @@ fn an_armed_timer_read_at_the_agents_timeout_hands_the_deadline_to_the_kernel() 
             ..Default::default()
         },
         last,
+        0,
         Some(0),
     );
     ep.handle(
@@ -183,7 +184,7 @@ fn an_armed_timer_read_at_the_agents_timeout_hands_the_deadline_to_the_kernel() 
         EndpointInput::KernelState {
             key: key(),
             stats,
-            timer_armed: true,
+            timer_armed: Some(true),
         },
     );
     ep.handle(first, EndpointInput::Timeout);
@@ -196,7 +197,7 @@ fn an_armed_timer_read_at_the_agents_timeout_hands_the_deadline_to_the_kernel() 
         EndpointInput::KernelState {
             key: key(),
             stats,
-            timer_armed: false,
+            timer_armed: Some(false),
         },
     );
     ep.handle(first, EndpointInput::Timeout);
