@@ -133,6 +133,15 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
     let script_runs = Family::<Labels, Counter>::default();
     let script_health = Family::<Labels, Gauge>::default();
     let xdp = Family::<Labels, Counter>::default();
+    let keeper = Family::<Labels, Gauge>::default();
+    let silences = Family::<Labels, Counter>::default();
+    // "kernel", or "agent (why)": the label is the keeper, the reason is in the status.
+    let keeps = text(&status["down_timers"]);
+    for k in ["kernel", "agent"] {
+        keeper
+            .get_or_create(&labels(&[("keeper", k)]))
+            .set(i64::from(keeps.starts_with(k)));
+    }
     let last_transition = Family::<Labels, Gauge<f64, AtomicU64>>::default();
 
     for i in status["instances"].as_array().into_iter().flatten() {
@@ -157,6 +166,9 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
         split
             .get_or_create(&one)
             .inc_by(i["split_brain_adverts"].as_u64().unwrap_or(0));
+        silences
+            .get_or_create(&one)
+            .inc_by(i["kernel_silences"].as_u64().unwrap_or(0));
         for sc in i["tracking"]["scripts"].as_array().into_iter().flatten() {
             let script = text(&sc["script"]);
             let key = labels(&[("instance", &name), ("script", &script)]);
@@ -274,6 +286,16 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
         "VRRP frames judged by the datapath, by verdict (dropped reasons, accepted, foreign VRID)",
         xdp,
     );
+    registry.register(
+        "down_timers",
+        "1 for who keeps the Backups' Master_Down_Timers: the kernel (bpf_timer) or the agent",
+        keeper,
+    );
+    registry.register(
+        "kernel_silences",
+        "Silences the kernel's down timer reported (each a wake-up of the agent)",
+        silences,
+    );
     let mut out = String::new();
     encode(&mut out, &registry)?;
     Ok(out)
@@ -297,6 +319,7 @@ mod tests {
                 "last_transition": {"unix_time": 1700000100.25},
             }],
             "datapath_counters": {"eth0": {"accepted": 7, "ttl": 5}},
+            "down_timers": "agent (kernel_timers = false)",
         });
         let out = render(&status).expect("renders");
         for line in [
@@ -309,6 +332,8 @@ mod tests {
             "vigil_split_brain_events_total{instance=\"web\"} 4",
             "vigil_script_runs_total{instance=\"web\",script=\"check_web\"} 9",
             "vigil_script_status{instance=\"web\",script=\"check_web\",status=\"failing\"} 1",
+            "vigil_down_timers{keeper=\"agent\"} 1",
+            "vigil_down_timers{keeper=\"kernel\"} 0",
             "vigil_build_info{version=\"1.2.3\"} 1",
             "vigil_datapath{mode=\"raw socket\",fallback=\"true\"} 1",
             "vigil_last_reload_success 0",

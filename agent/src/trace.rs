@@ -99,7 +99,7 @@ pub async fn run(opts: TraceOptions) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel(1024);
     let (program, reader, path) = match opts.mode {
         Some(mode) => {
-            let mut program = xdp::XdpProgram::load(opts.pin_dir.as_deref())?;
+            let mut program = xdp::XdpProgram::load(opts.pin_dir.as_deref(), false)?;
             let mode = program.attach(&opts.interface, mode)?;
             program.set_settings(Settings {
                 trace_all: u8::from(opts.all),

@@ -342,6 +342,7 @@ impl Tracker {
                 self.links.insert(l.index, now.clone()) != Some(now)
             }
             LinkEvent::Removed { index, .. } => self.links.remove(index).is_some(),
+            LinkEvent::Addresses { .. } => false,
         }
     }
 

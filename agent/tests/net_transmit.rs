@@ -237,3 +237,54 @@ fn sender_socket_does_not_queue_received_adverts() {
         );
     });
 }
+
+#[test]
+fn a_batch_leaves_in_one_sendmmsg_with_each_payload_to_its_destination() {
+    require_root!();
+    let lab = Lab::new("txb", LabOptions { dad: false });
+    let mut capture = Capture::start(&lab.b, IF_B, 3, "ip proto 112");
+    let (sent, pooled_once) = netns::block_on_in(&lab.a, || async {
+        let nl = Netlink::connect().expect("rtnetlink socket opens as root");
+        let iface = nl.interface(IF_A).await.expect("vg0 exists");
+        let src4 = nl
+            .primary_ipv4(&iface, &[])
+            .await
+            .expect("lookup")
+            .expect("vg0 has 192.0.2.1");
+        let mut pool = vigil::datapath::transmit::SenderPool::default();
+        let a = pool.ipv4(&iface, src4).expect("IPv4 sender");
+        let b = pool.ipv4(&iface, src4).expect("IPv4 sender");
+        let pooled_once = std::sync::Arc::ptr_eq(&a, &b);
+        let mut second = PAYLOAD4;
+        second[2] = 0x64; // another priority: another instance's advert
+        let messages: Vec<(IpAddr, std::sync::Arc<[u8]>)> = vec![
+            ("224.0.0.18".parse().expect("literal"), PAYLOAD4.into()),
+            ("224.0.0.18".parse().expect("literal"), second.into()),
+            (IpAddr::V4(PEER4), PAYLOAD4.into()),
+        ];
+        let (sent, error) = a.send_batch(&messages).await;
+        assert!(error.is_none(), "{error:?}");
+        (sent, pooled_once)
+    });
+    assert!(pooled_once, "one socket per interface and source");
+    assert_eq!(sent, 3);
+    let frames = capture.finish(Duration::from_secs(10));
+    let got: Vec<(Ipv4Addr, u8)> = frames
+        .iter()
+        .map(|f| {
+            let ip = &f.data[14..];
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            assert_eq!(ip[8], 255, "TTL");
+            (Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]), ip[ihl + 2])
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Ipv4Addr::new(224, 0, 0, 18), 0x96),
+            (Ipv4Addr::new(224, 0, 0, 18), 0x64),
+            (PEER4, 0x96),
+        ],
+        "in order, each to its own destination"
+    );
+}

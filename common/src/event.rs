@@ -5,7 +5,18 @@ pub const FAMILY_V4: u8 = 4;
 /// Address family tag for IPv6 in [`AdvertEvent::family`].
 pub const FAMILY_V6: u8 = 6;
 
-/// One VRRP advert as seen at the driver, timestamped on arrival.
+/// [`AdvertEvent::event`]: an advert, as the program saw it arrive.
+pub const EVENT_ADVERT: u8 = 0;
+/// [`AdvertEvent::event`]: the kernel's down timer of a VRID found silence. `ts_ns` is the
+/// arrival of the last advert (silent since), `deadline_ns` the Master_Down_Timer expiry
+/// it fired at; source, priority, interval and version are the last advert's.
+pub const EVENT_SILENCE: u8 = 1;
+/// [`AdvertEvent::event`]: the kernel could not arm the VRID's down timer; the agent keeps
+/// that deadline itself. `deadline_ns` is the one that could not be armed.
+pub const EVENT_TIMER_ERROR: u8 = 2;
+
+/// One VRRP advert as seen at the driver, timestamped on arrival, or a down-timer event
+/// of a watched VRID ([`AdvertEvent::event`] says which).
 ///
 /// Addresses are stored in 16 bytes; IPv4 uses the first 4.
 #[repr(C)]
@@ -35,8 +46,8 @@ pub struct AdvertEvent {
     pub interval: u16,
     /// v2 authentication type (0 for v3).
     pub auth_type: u8,
-    /// Reserved, zero.
-    pub _pad: u8,
+    /// What this record is: [`EVENT_ADVERT`], [`EVENT_SILENCE`] or [`EVENT_TIMER_ERROR`].
+    pub event: u8,
     /// [`crate::validate::address_digest`] of the advert's address list, so the agent can
     /// compare it with its own without the list itself crossing the ring buffer.
     pub addr_digest: u32,
@@ -50,6 +61,8 @@ pub struct AdvertEvent {
     /// `crate::suppress`): earlier than `ts_ns` when the reports of the run's first
     /// adverts were lost.
     pub first_ns: u64,
+    /// Down-timer events: the Master_Down_Timer expiry, CLOCK_MONOTONIC ns (0 for adverts).
+    pub deadline_ns: u64,
 }
 
 impl AdvertEvent {
@@ -68,12 +81,13 @@ impl AdvertEvent {
             addr_count: 0,
             interval: 0,
             auth_type: 0,
-            _pad: 0,
+            event: EVENT_ADVERT,
             addr_digest: 0,
             _pad2: 0,
             src: [0; 16],
             dst: [0; 16],
             first_ns: 0,
+            deadline_ns: 0,
         }
     }
 }
@@ -90,8 +104,25 @@ mod tests {
     fn record_has_no_padding() {
         assert_eq!(
             core::mem::size_of::<AdvertEvent>(),
-            8 + 4 + 8 + 4 + 8 + 32 + 8
+            8 + 4 + 8 + 4 + 8 + 32 + 8 + 8
         );
         assert_eq!(core::mem::align_of::<AdvertEvent>(), 8);
+    }
+
+    #[test]
+    fn field_offsets_are_stable() {
+        // The kernel writes these offsets and the agent reads them: a reordering must be
+        // deliberate on both sides.
+        assert_eq!(core::mem::offset_of!(AdvertEvent, ts_ns), 0);
+        assert_eq!(core::mem::offset_of!(AdvertEvent, ifindex), 8);
+        assert_eq!(core::mem::offset_of!(AdvertEvent, vrid), 17);
+        assert_eq!(core::mem::offset_of!(AdvertEvent, interval), 20);
+        assert_eq!(core::mem::offset_of!(AdvertEvent, event), 23);
+        assert_eq!(core::mem::offset_of!(AdvertEvent, addr_digest), 24);
+        assert_eq!(core::mem::offset_of!(AdvertEvent, src), 32);
+        assert_eq!(core::mem::offset_of!(AdvertEvent, dst), 48);
+        assert_eq!(core::mem::offset_of!(AdvertEvent, first_ns), 64);
+        assert_eq!(core::mem::offset_of!(AdvertEvent, deadline_ns), 72);
+        assert_eq!(AdvertEvent::zeroed().event, EVENT_ADVERT);
     }
 }

@@ -5,12 +5,14 @@
 //! `aya::Pod` so the agent can use them as map keys and values.
 #![no_std]
 
+pub mod down;
 pub mod event;
 pub mod frame;
 pub mod maps;
 pub mod suppress;
 pub mod validate;
 
+pub use down::DownParams;
 pub use event::AdvertEvent;
 pub use frame::Frame;
 pub use maps::{IfaceStats, Settings, VridKey, VridStats};

@@ -192,10 +192,11 @@ pub struct Settings {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY (all four): repr(C), integers and byte arrays only, no implicit padding.
+    // SAFETY (all five): repr(C), integers and byte arrays only, no implicit padding.
     unsafe impl aya::Pod for super::VridKey {}
     unsafe impl aya::Pod for super::VridStats {}
     unsafe impl aya::Pod for super::IfaceStats {}
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for crate::validate::WatchEntry {}
+    unsafe impl aya::Pod for crate::down::DownParams {}
 }

@@ -230,11 +230,12 @@ pub fn fill(
     e.addr_count = a.addr_count;
     e.interval = a.interval;
     e.auth_type = a.auth_type;
-    e._pad = 0;
+    e.event = crate::event::EVENT_ADVERT;
     e.addr_digest = digest;
     e._pad2 = 0;
     e.src = a.src;
     e.dst = a.dst;
+    e.deadline_ns = 0;
 }
 
 #[cfg(test)]

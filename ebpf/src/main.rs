@@ -13,8 +13,15 @@
 //! raw-socket path and the simulator; its module documentation is the contract). Here
 //! they are only wired to the maps: the state lives in `vrid_stats`, reports go to the
 //! `events` ring buffer, and a report the full ring refused is marked in the state.
+//!
+//! Where the kernel allows it, a Backup's Master_Down_Timer lives here too (`timer.rs`):
+//! a `bpf_timer` per VRID, armed from the arrivals the state records, that wakes the
+//! agent only when the Master has gone silent.
 #![no_std]
 #![no_main]
+
+mod rare;
+mod timer;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -147,6 +154,16 @@ fn judge(ctx: &XdpContext) -> u32 {
     if let Some((stats, w, fate)) = tracked {
         // SAFETY: as above.
         suppress::settle(unsafe { &mut *stats }, a, ts, w, fate, attempt);
+        // The state now holds this arrival: the down timer runs from it. A written
+        // report always restarts it, so every advert the agent hears has armed it.
+        let arrived = match fate {
+            Some(suppress::Fate::Quiet) => Some(false),
+            Some(suppress::Fate::Report) => Some(attempt.is_some_and(|t| t.written)),
+            _ => None,
+        };
+        if let Some(reported) = arrived {
+            timer::arrival(&key, ts, reported, w.version, w.priority);
+        }
     }
     if verdict.passes() {
         xdp_action::XDP_PASS
@@ -185,6 +202,7 @@ fn emit(
 ) -> bool {
     let Some(mut slot) = EVENTS.reserve(0) else {
         count(ifindex, validate::VERDICTS);
+        rare::ring_full(a.vrid);
         return false;
     };
     // SAFETY: the slot is a reserved, writable AdvertEvent-sized region; it is filled

@@ -47,6 +47,10 @@ enum Task {
         /// Where to write the results (default: bench/, or target/bench-quick with --quick).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Only these parts, comma-separated: startup, detection, handover, flood, scale
+        /// (to check a change to one of them without the whole run).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
     /// Write the man pages (vigil.1 and one per subcommand) into target/man.
     Man,
@@ -150,11 +154,21 @@ fn test(filter: Option<String>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench(quick: bool, out: Option<PathBuf>) -> anyhow::Result<()> {
+fn bench(quick: bool, out: Option<PathBuf>, only: Vec<String>) -> anyhow::Result<()> {
+    let mut plan = bench::Plan::new(quick);
+    for part in &only {
+        if !bench::PARTS.contains(&part.as_str()) {
+            anyhow::bail!(
+                "--only {part}: no such part; the parts are {}",
+                bench::PARTS.join(", ")
+            );
+        }
+    }
+    plan.only = only;
     let bin = build_release()?;
     let out =
         out.unwrap_or_else(|| root().join(if quick { "target/bench-quick" } else { "bench" }));
-    bench::run(&root(), &bin, bench::Plan::new(quick), out)
+    bench::run(&root(), &bin, plan, out)
 }
 
 fn man() -> anyhow::Result<()> {
@@ -208,7 +222,7 @@ fn main() -> ExitCode {
         Task::Run { args } => build_release().and_then(|bin| run(Command::new(bin).args(args))),
         Task::Demo => demo::run(),
         Task::Test { filter } => test(filter),
-        Task::Bench { quick, out } => bench(quick, out),
+        Task::Bench { quick, out, only } => bench(quick, out, only),
         Task::Lab { action } => lab(action),
         Task::Man => man(),
     };

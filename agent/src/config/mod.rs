@@ -117,6 +117,9 @@ pub struct Global {
     pub bpf_pin_dir: PathBuf,
     /// How to attach the XDP program.
     pub xdp: XdpMode,
+    /// Let the XDP program keep each Backup's Master_Down_Timer as a kernel timer
+    /// (`bpf_timer`) when the kernel allows it; `false` keeps every timer in the agent.
+    pub kernel_timers: bool,
     /// Prometheus endpoint, if any.
     pub metrics: Option<SocketAddr>,
     /// Set net.ipv4.ip_nonlocal_bind (and the IPv6 twin) at start.

@@ -69,6 +69,7 @@ pub(crate) struct RawGlobal {
     pub control_socket: Option<S<String>>,
     pub bpf_pin_dir: Option<S<String>>,
     pub xdp: Option<S<String>>,
+    pub kernel_timers: Option<S<bool>>,
     pub metrics: Option<S<String>>,
     pub nonlocal_bind: Option<S<bool>>,
     pub script_user: Option<S<String>>,

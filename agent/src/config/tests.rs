@@ -67,6 +67,7 @@ fn defaults() {
     assert_eq!(g.xdp, XdpMode::Auto);
     assert_eq!(g.metrics, None);
     assert!(!g.nonlocal_bind);
+    assert!(g.kernel_timers);
     assert_eq!(g.script_user, None);
     let i = &c.instances["a"];
     assert_eq!(i.priority, 100);
@@ -97,6 +98,7 @@ bpf_pin_dir = "/run/bpf/vigil"
 xdp = "skb"
 metrics = "127.0.0.1:9650"
 nonlocal_bind = true
+kernel_timers = false
 script_user = "vigil"
 garp_master_delay = 10
 garp_master_repeat = 2
@@ -155,6 +157,7 @@ v3_checksum_as_v2 = true
     assert_eq!(g.xdp, XdpMode::Skb);
     assert_eq!(g.metrics, Some("127.0.0.1:9650".parse().unwrap()));
     assert!(g.nonlocal_bind);
+    assert!(!g.kernel_timers);
     assert_eq!(g.script_user.as_deref(), Some("vigil"));
     assert_eq!(
         g.garp,

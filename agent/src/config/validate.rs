@@ -267,6 +267,7 @@ fn global(e: &mut Errors<'_>, g: &RawGlobal) -> Global {
         control_socket,
         bpf_pin_dir,
         xdp,
+        kernel_timers: g.kernel_timers.as_ref().is_none_or(|b| *b.get_ref()),
         metrics,
         nonlocal_bind: g.nonlocal_bind.as_ref().is_some_and(|b| *b.get_ref()),
         script_user,

@@ -10,7 +10,7 @@ use vigil_common::VridKey;
 use super::owned::{OwnedAddress, OwnedAddresses};
 use super::split::SplitBrain;
 use crate::config;
-use crate::datapath::transmit::AdvertSender;
+use crate::datapath::transmit::{AdvertSender, Outgoing, SenderPool, TransmitError};
 use crate::net::announce::{AnnounceSchedule, AnnounceTiming, Announcer, run_announcements_on};
 use crate::net::{Interface, Netlink, VirtualAddress};
 use crate::notify::Notifier;
@@ -73,7 +73,14 @@ pub struct Instance {
     pub key: VridKey,
     /// The address its adverts go out from.
     pub primary: IpAddr,
-    sender: AdvertSender,
+    sender: Arc<AdvertSender>,
+    /// Encoded adverts per destination, with the (priority, interval) they were encoded
+    /// at: the bytes change only when those do (or on a reconfiguration, which clears
+    /// them), so a Master's steady state encodes nothing.
+    adverts: Option<((u8, std::time::Duration), Vec<Outgoing>)>,
+    /// Adverts due, not yet sent: the daemon sends those of every instance sharing a
+    /// socket with one `sendmmsg`.
+    pub outbox: Vec<Outgoing>,
     vips: Vec<Vip>,
     announcer: Option<Arc<Announcer>>,
     /// Announcers of the interfaces addresses with their own `dev` live on.
@@ -107,6 +114,20 @@ pub struct Instance {
     pub foreign_while_backup: Vec<IpAddr>,
     /// Virtual addresses vigil had added and removed again, found while Backup.
     pub removed_while_backup: u64,
+}
+
+/// The kernel down timer's parameters for an instance.
+pub fn down_params(cfg: &config::Instance) -> vigil_common::DownParams {
+    vigil_common::DownParams {
+        adverts: u32::from(cfg.down_timer_adverts),
+        _pad: 0,
+        // RFC 3768 §7.1: a v2 Backup keeps its own interval (it discards others); v3
+        // learns the Master's (RFC 5798 §6.4.2), which the kernel reads from each advert.
+        interval_ns: match cfg.version {
+            config::Version::V2 => u64::try_from(cfg.advert_interval.as_nanos()).unwrap_or(0),
+            config::Version::V3 => 0,
+        },
+    }
 }
 
 /// The election's configuration of an instance.
@@ -160,6 +181,7 @@ impl Instance {
         cfg: &config::Instance,
         script_user: Option<&str>,
         netlink: &Netlink,
+        senders: &mut SenderPool,
     ) -> anyhow::Result<Self> {
         let iface = netlink.interface(&cfg.interface).await?;
         // With use_vmac the addresses, announcements and (unless vmac_xmit_base) adverts
@@ -222,7 +244,7 @@ impl Instance {
             let ll = netlink.ipv6_link_local(&iface).await?.ok_or_else(|| {
                 anyhow::anyhow!("{}: no usable IPv6 link-local address", iface.name)
             })?;
-            (IpAddr::V6(ll), AdvertSender::ipv6(&iface, ll)?)
+            (IpAddr::V6(ll), senders.ipv6(&iface, ll)?)
         } else {
             let src = match cfg.unicast_src_ip {
                 Some(IpAddr::V4(a)) => a,
@@ -247,7 +269,7 @@ impl Instance {
                 Some(v) if !v.xmit_base => &home,
                 _ => &iface,
             };
-            (IpAddr::V4(src), AdvertSender::ipv4(out, src)?)
+            (IpAddr::V4(src), senders.ipv4(out, src)?)
         };
         let own_mac = match &vmac {
             Some((_, mac)) => Some(*mac),
@@ -290,6 +312,8 @@ impl Instance {
             primary,
             iface,
             sender,
+            adverts: None,
+            outbox: Vec::new(),
             vips,
             announcer,
             dev_announcers,
@@ -351,16 +375,27 @@ impl Instance {
                 self.notifier.state(t.to, router.priority());
                 return Some(t);
             }
-            Action::SendAdvert { priority } => {
-                let advert = router.advertisement(priority);
-                self.send_advert(advert, router.config().checksum_mode())
-                    .await
+            Action::SendAdvert { priority } => self.queue_advert(router, priority),
+            // RFC 5798 §6.4.1 and §6.4.3: the advert goes out before addresses move.
+            Action::AddAddresses => {
+                self.flush().await;
+                self.add_addresses(netlink, owned).await;
             }
-            Action::AddAddresses => self.add_addresses(netlink, owned).await,
-            Action::RemoveAddresses => self.remove_addresses(netlink, owned).await,
-            Action::Announce => self.announce(),
+            Action::RemoveAddresses => {
+                self.flush().await;
+                self.remove_addresses(netlink, owned).await;
+            }
+            Action::Announce => {
+                self.flush().await;
+                self.announce();
+            }
         }
         None
+    }
+
+    /// Forgets the encoded adverts (the election's configuration changed).
+    pub fn reconfigured(&mut self) {
+        self.adverts = None;
     }
 
     /// A Master of priority `ours` heard a lower-priority router that believes itself
@@ -384,24 +419,65 @@ impl Instance {
         );
     }
 
-    async fn send_advert(&mut self, advert: Advertisement, mode: ChecksumMode) {
+    /// Queues the advert at `priority` for each destination, encoding it only when the
+    /// priority or the interval differs from the last one encoded.
+    fn queue_advert(&mut self, router: &VirtualRouter, priority: u8) {
+        let at = (priority, router.config().advert_interval);
+        if self.adverts.as_ref().is_none_or(|(k, _)| *k != at) {
+            let advert = router.advertisement(priority);
+            let encoded = self.encode_adverts(&advert, router.config().checksum_mode());
+            self.adverts = Some((at, encoded));
+        }
+        if let Some((_, encoded)) = &self.adverts {
+            self.outbox.extend(encoded.iter().cloned());
+        }
+    }
+
+    fn encode_adverts(&self, advert: &Advertisement, mode: ChecksumMode) -> Vec<Outgoing> {
         let source = self.sender.source();
-        let peers = self.cfg.unicast_peers.clone();
-        let dests: Vec<IpAddr> = if peers.is_empty() {
+        let dests: Vec<IpAddr> = if self.cfg.unicast_peers.is_empty() {
             vec![self.sender.multicast_group()]
         } else {
-            peers
+            self.cfg.unicast_peers.clone()
         };
+        let mut out = Vec::with_capacity(dests.len());
         for dest in dests {
             // The v3 checksum covers the destination, so each peer gets its own copy.
             match advert.encode(source, dest, mode) {
-                Ok(bytes) => match self.sender.send_to(dest, &bytes).await {
-                    Ok(()) => self.sent += 1,
-                    Err(e) => tracing::warn!(instance = %self.name, "advert not sent: {e}"),
-                },
+                Ok(bytes) => out.push((dest, Arc::from(bytes))),
                 Err(e) => tracing::error!(instance = %self.name, "cannot encode advert: {e}"),
             }
         }
+        out
+    }
+
+    /// The socket this instance's adverts leave through (shared with the instances on
+    /// the same interface and source address).
+    pub fn sender(&self) -> &Arc<AdvertSender> {
+        &self.sender
+    }
+
+    /// Counts adverts of the outbox as sent: `sent` of them went out, then `error`.
+    pub fn sent_from_outbox(&mut self, sent: usize, error: Option<&TransmitError>) {
+        self.sent += sent as u64;
+        if let Some(e) = error {
+            tracing::warn!(instance = %self.name, "advert not sent: {e}");
+        }
+        self.outbox.clear();
+    }
+
+    /// Sends this instance's queued adverts now.
+    async fn flush(&mut self) {
+        if self.outbox.is_empty() {
+            return;
+        }
+        let (sent, error) = self.sender.send_batch(&self.outbox).await;
+        self.sent_from_outbox(sent, error.as_ref());
+    }
+
+    /// Whether vigil's record says one of this instance's addresses is on the node.
+    pub fn holds_owned(&self, owned: &OwnedAddresses) -> bool {
+        self.vips.iter().any(|v| owned.contains(&v.owned()))
     }
 
     /// Takes a new list of virtual addresses on reload; a Master (`holding`) removes

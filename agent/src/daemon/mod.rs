@@ -13,6 +13,7 @@ mod waiting;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -23,6 +24,7 @@ use vigil_common::VridKey;
 use crate::clock;
 use crate::config::{self, Config};
 use crate::control;
+use crate::datapath::transmit::{AdvertSender, SenderPool};
 use crate::net::{LinkMonitor, Netlink, link::LinkEvent, sysctl};
 use crate::notify::NOTIFY_TIMEOUT;
 use crate::track::{Tracker, Verdict};
@@ -69,10 +71,15 @@ struct Agent {
     status_stale: bool,
     /// Instances that cannot run yet, by name.
     waiting: BTreeMap<String, Waiting>,
+    /// An address changed on some interface since the last housekeeping round.
+    addresses_changed: bool,
+    /// Advert sockets, one per interface and source address.
+    senders: SenderPool,
 }
 
 /// How often the split-brain watch expires quiet peers and the classic check looks for
-/// virtual addresses on a Backup's interfaces.
+/// virtual addresses on a Backup's interfaces, while there is something to look at (see
+/// [`Agent::needs_housekeeping`]): an idle agent does not wake for it.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -106,9 +113,10 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut instances = BTreeMap::new();
     let mut endpoint = Endpoint::new();
     let mut waiting = BTreeMap::new();
+    let mut senders = SenderPool::default();
     let script_user = config.global.script_user.as_deref();
     for (name, cfg) in &config.instances {
-        match Instance::new(name, cfg, script_user, &netlink).await {
+        match Instance::new(name, cfg, script_user, &netlink, &mut senders).await {
             Ok(inst) => {
                 endpoint
                     .add(inst.key, router_config(cfg), inst.primary, inst.unicast())
@@ -130,7 +138,10 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         }
     }
     let (ifaces, watch) = datapath_plan(&instances, &endpoint);
-    let receiver = Receiver::start(&config.global, &ifaces, &watch)?;
+    let mut receiver = Receiver::start(&config.global, &ifaces, &watch)?;
+    for inst in instances.values() {
+        publish_down_params(&mut receiver, &mut endpoint, inst);
+    }
     let (ctl_tx, mut ctl_rx) = mpsc::channel(16);
     let control = control::serve(&config.global.control_socket, ctl_tx.clone())?;
     let metrics = match config.global.metrics {
@@ -162,6 +173,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         status_line: String::new(),
         status_stale: true,
         waiting,
+        // The first round looks at what was there before vigil started.
+        addresses_changed: true,
+        senders,
     };
     agent.groups.configure(&agent.config);
     let now = clock::now();
@@ -213,6 +227,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     tracing::info!(
         instances = agent.instances.len(),
         datapath = %agent.receiver.describe(),
+        down_timers = %agent.receiver.down_timers().describe(),
         "vigil running"
     );
     let mut fatal = None;
@@ -261,7 +276,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                     agent.retrack();
                 }
             }
-            _ = housekeeping.tick() => agent.housekeeping().await,
+            _ = housekeeping.tick(), if agent.needs_housekeeping() => agent.housekeeping().await,
             _ = hup.recv() => {
                 reload_gen += 1;
                 start_reload(&agent.path, &reload_tx, reload_gen, None);
@@ -405,7 +420,14 @@ fn apply_verdict(
         );
         // The adverts the kernel kept quiet count at the old priority.
         if let Some(stats) = receiver.vrid_stats(&key) {
-            endpoint.handle(now, EndpointInput::KernelState { key, stats });
+            endpoint.handle(
+                now,
+                EndpointInput::KernelState {
+                    key,
+                    stats,
+                    timer_armed: None,
+                },
+            );
         }
         endpoint.handle(
             now,
@@ -478,9 +500,25 @@ impl Agent {
             let ready = self.receiver.ready();
             self.dispatch(ready);
             for key in due {
+                // Only a Backup's down timer needs the kernel's view; a Master's advert
+                // timer does not (two map reads per advert would be a Master's main cost).
+                let backup = self
+                    .endpoint
+                    .router(&key)
+                    .is_some_and(|r| r.state() == State::Backup);
+                if !backup {
+                    continue;
+                }
                 if let Some(stats) = self.receiver.vrid_stats(&key) {
-                    self.endpoint
-                        .handle(now, EndpointInput::KernelState { key, stats });
+                    let timer_armed = Some(self.receiver.down_timer_armed(&key));
+                    self.endpoint.handle(
+                        now,
+                        EndpointInput::KernelState {
+                            key,
+                            stats,
+                            timer_armed,
+                        },
+                    );
                 }
             }
         }
@@ -492,6 +530,10 @@ impl Agent {
         let (index, up) = match &event {
             LinkEvent::Changed(l) => (l.index, l.is_up()),
             LinkEvent::Removed { index, .. } => (*index, false),
+            LinkEvent::Addresses { .. } => {
+                self.addresses_changed = true;
+                return;
+            }
         };
         for inst in self.instances.values_mut() {
             if let LinkEvent::Changed(l) = &event {
@@ -532,6 +574,7 @@ impl Agent {
 
     /// Split-brain expiry, and the classic check for virtual addresses on a Backup.
     async fn housekeeping(&mut self) {
+        self.addresses_changed = false;
         if !self.waiting.is_empty() {
             self.start_waiting().await;
         }
@@ -596,5 +639,64 @@ impl Agent {
                 EndpointAction::Watch(_) => {}
             }
         }
+        self.send_adverts().await;
+    }
+
+    /// Sends the adverts every instance queued, one `sendmmsg` per shared socket.
+    async fn send_adverts(&mut self) {
+        let mut pending: Vec<&mut Instance> = self
+            .instances
+            .values_mut()
+            .filter(|i| !i.outbox.is_empty())
+            .collect();
+        while let Some(first) = pending.first() {
+            let sender: Arc<AdvertSender> = first.sender().clone();
+            let (group, rest): (Vec<_>, Vec<_>) = pending
+                .into_iter()
+                .partition(|i| Arc::ptr_eq(i.sender(), &sender));
+            pending = rest;
+            let messages: Vec<_> = group
+                .iter()
+                .flat_map(|i| i.outbox.iter().cloned())
+                .collect();
+            let (mut sent, error) = sender.send_batch(&messages).await;
+            // The first `sent` adverts went out, in batch order.
+            for inst in group {
+                let mine = inst.outbox.len();
+                let ok = sent.min(mine);
+                sent -= ok;
+                inst.sent_from_outbox(ok, if ok < mine { error.as_ref() } else { None });
+            }
+        }
+    }
+
+    /// Whether a housekeeping round has work: a split-brain episode to expire, an
+    /// address change to look at, an instance waiting to start, or an address vigil
+    /// added still on a node that is not Master (a removal to retry).
+    fn needs_housekeeping(&self) -> bool {
+        self.addresses_changed
+            || !self.waiting.is_empty()
+            || self.instances.values().any(|i| {
+                let master = self
+                    .endpoint
+                    .router(&i.key)
+                    .is_some_and(|r| r.state() == State::Master);
+                i.split.episode.is_some() || (!master && i.holds_owned(&self.owned))
+            })
+    }
+}
+
+/// Hands an instance's Master_Down_Timer to the kernel, when the datapath keeps timers.
+fn publish_down_params(receiver: &mut Receiver, endpoint: &mut Endpoint, inst: &Instance) {
+    if receiver.set_down_params(inst.key, instance::down_params(&inst.cfg)) {
+        // Adverts stamped from now on found the parameters in the map.
+        let now = clock::now();
+        endpoint.handle(
+            now,
+            EndpointInput::KernelTimer {
+                key: inst.key,
+                since_ns: now.as_nanos(),
+            },
+        );
     }
 }

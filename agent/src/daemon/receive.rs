@@ -8,7 +8,7 @@ use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use vigil_common::{VridKey, VridStats, WatchEntry};
+use vigil_common::{DownParams, VridKey, VridStats, WatchEntry};
 
 use crate::config::{Global, XdpMode};
 use crate::datapath::event::Record;
@@ -32,6 +32,8 @@ pub enum Receiver {
         _membership: Vec<OwnedFd>,
         /// "xdp (driver)" and the like, per interface.
         describe: String,
+        /// Forwards the program's aya-log lines into the agent's log.
+        logger: Option<JoinHandle<()>>,
         /// The attach mode asked for, for interfaces added later.
         mode: xdp::AttachMode,
     },
@@ -127,7 +129,18 @@ impl Receiver {
         watch: &[(VridKey, WatchEntry)],
     ) -> anyhow::Result<Self> {
         let pin = global.bpf_pin_dir.join(&global.router_id);
-        let mut program = xdp::XdpProgram::load(Some(&pin))?;
+        let mut program = xdp::XdpProgram::load(Some(&pin), global.kernel_timers)?;
+        // SAFETY: the logger owns its ring buffer's fd and keeps it open while it lives,
+        // which is as long as the AsyncFd that owns it.
+        let logger = program
+            .take_logger()
+            .and_then(|l| match unsafe { AsyncFd::register(l) } {
+                Ok(fd) => Some(tokio::spawn(forward_log(fd))),
+                Err(e) => {
+                    tracing::warn!("the XDP program's log is not forwarded: {e}");
+                    None
+                }
+            });
         let mut describe = Vec::new();
         let mut membership = Vec::new();
         for (index, name) in ifaces {
@@ -147,12 +160,17 @@ impl Receiver {
         } else {
             describe.join(", ")
         };
-        tracing::info!(pins = %pin.display(), "datapath: {describe}");
+        tracing::info!(
+            pins = %pin.display(),
+            down_timers = %program.down_timers().describe(),
+            "datapath: {describe}"
+        );
         Ok(Self::Xdp {
             program,
             ring,
             _membership: membership,
             describe,
+            logger,
             mode,
         })
     }
@@ -190,6 +208,32 @@ impl Receiver {
                 fallback: Some(_), ..
             } => "raw socket (XDP unavailable)".to_owned(),
             Self::Raw { .. } => "raw socket".to_owned(),
+        }
+    }
+
+    /// Who keeps the Backups' Master_Down_Timers.
+    pub fn down_timers(&self) -> xdp::DownTimers {
+        match self {
+            Self::Xdp { program, .. } => program.down_timers().clone(),
+            Self::Raw { .. } => xdp::DownTimers::Agent("no XDP program".to_owned()),
+        }
+    }
+
+    /// Hands a VRID's Master_Down_Timer to the kernel (kernel timers only); false when
+    /// the agent keeps it.
+    pub fn set_down_params(&mut self, key: VridKey, params: DownParams) -> bool {
+        let Self::Xdp { program, .. } = self else {
+            return false;
+        };
+        if *program.down_timers() != xdp::DownTimers::Kernel {
+            return false;
+        }
+        match program.set_down_params(key, params) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("down timer of VRID {} stays in the agent: {e}", key.vrid);
+                false
+            }
         }
     }
 
@@ -234,6 +278,14 @@ impl Receiver {
         match self {
             Self::Xdp { program, .. } => program.vrid_stats(key),
             Self::Raw { .. } => None,
+        }
+    }
+
+    /// Whether the kernel's down timer of a VRID is armed (XDP with kernel timers only).
+    pub fn down_timer_armed(&self, key: &VridKey) -> bool {
+        match self {
+            Self::Xdp { program, .. } => program.down_timer_armed(key),
+            Self::Raw { .. } => false,
         }
     }
 
@@ -284,11 +336,28 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        if let Self::Raw { tasks, .. } = self {
-            for t in tasks {
-                t.abort();
+        match self {
+            Self::Raw { tasks, .. } => {
+                for t in tasks {
+                    t.abort();
+                }
             }
+            Self::Xdp {
+                logger: Some(task), ..
+            } => task.abort(),
+            Self::Xdp { .. } => {}
         }
+    }
+}
+
+/// Hands the program's log records (rare events only) to the agent's log as they come.
+async fn forward_log(mut fd: AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>) {
+    loop {
+        let Ok(mut guard) = fd.readable_mut().await else {
+            return;
+        };
+        guard.get_inner_mut().flush();
+        guard.clear_ready();
     }
 }
 

@@ -133,6 +133,8 @@ impl Agent {
                 inst.notifier = crate::notify::Notifier::new(&name, cfg, user);
             }
             inst.cfg = cfg.clone();
+            inst.reconfigured();
+            super::publish_down_params(&mut self.receiver, &mut self.endpoint, inst);
             // The router keeps the offset tracking gave; retrack (below) hands in the
             // new effective priority if the new weights change it.
             self.endpoint.handle(
@@ -175,7 +177,8 @@ impl Agent {
                 continue;
             }
             let user = new.global.script_user.as_deref();
-            match Instance::new(name, cfg, user, &self.netlink).await {
+            let made = Instance::new(name, cfg, user, &self.netlink, &mut self.senders).await;
+            match made {
                 Ok(inst) => match self.begin(inst).await {
                     Ok(()) => added += 1,
                     Err(e) => {

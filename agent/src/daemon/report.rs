@@ -18,6 +18,7 @@ impl Agent {
             "pid": std::process::id(),
             "uptime_seconds": self.started.elapsed().as_secs(),
             "datapath": self.receiver.describe(),
+            "down_timers": self.receiver.down_timers().describe(),
             "datapath_fallback": self.receiver.fallback(),
             "last_reload": self.last_reload.map(|(success, at)| serde_json::json!({
                 "success": success,
@@ -35,6 +36,9 @@ impl Agent {
                     .or_else(|| self.endpoint.datapath_state(&i.key).copied())
                     .map_or(0, |s| s.received);
                 let mut s = i.status(now, router, rx);
+                let kernel = self.endpoint.kernel_timer(&i.key);
+                s["down_timer"] = if kernel.armed { "kernel" } else { "agent" }.into();
+                s["kernel_silences"] = kernel.silences.into();
                 s["tracking"] = self.tracker.status(&i.cfg);
                 s["sync_group"] = self.groups.group_of(&i.name).into();
                 Some(s)

@@ -66,7 +66,8 @@ impl Agent {
             };
             let cfg = w.cfg.clone();
             let user = self.config.global.script_user.as_deref();
-            match Instance::new(&name, &cfg, user, &self.netlink).await {
+            let made = Instance::new(&name, &cfg, user, &self.netlink, &mut self.senders).await;
+            match made {
                 Ok(inst) => {
                     tracing::info!(instance = %name, iface = %inst.iface.name, "can start now");
                     self.waiting.remove(&name);
@@ -103,6 +104,7 @@ impl Agent {
             )
             .map_err(|e| anyhow::anyhow!("instance {}: {e}", inst.name))?;
         self.run_actions().await;
+        super::publish_down_params(&mut self.receiver, &mut self.endpoint, &inst);
         let now = clock::now();
         let verdict = self.tracker.evaluate(&inst.cfg);
         apply_verdict(&mut self.endpoint, &self.receiver, &mut inst, verdict, now);

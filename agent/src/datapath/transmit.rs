@@ -10,10 +10,16 @@
 //! Sockets are non-blocking and registered with tokio: a small datagram goes out at once,
 //! and [`AdvertSender::send_to`] waits for room only in the rare case the send queue is
 //! full.
+//!
+//! Instances on one interface with one source address share a sender ([`SenderPool`]),
+//! so the adverts of many instances due in the same tick leave in one `sendmmsg` call
+//! ([`AdvertSender::send_batch`]) instead of one system call each.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::sync::{Arc, Weak};
 
 use socket2::{Domain, Protocol, SockAddr, SockFilter, Socket, Type};
 use thiserror::Error;
@@ -200,6 +206,76 @@ impl AdvertSender {
         self.check_sent(dest, payload, result)
     }
 
+    /// Sends every `(destination, payload)` with as few `sendmmsg` calls as the kernel
+    /// allows (one, unless the send queue fills), waiting for room when it is full.
+    /// Returns how many went out before the first failure, and that failure.
+    pub async fn send_batch(&self, messages: &[Outgoing]) -> (usize, Option<TransmitError>) {
+        let mut addrs = Vec::with_capacity(messages.len());
+        for (dest, _) in messages {
+            match self.sockaddr(*dest) {
+                Ok(a) => addrs.push(a),
+                Err(e) => return (0, Some(e)),
+            }
+        }
+        let mut done = 0;
+        while done < messages.len() {
+            match self.sendmmsg(&messages[done..], &addrs[done..]) {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match self.socket.writable().await {
+                        Ok(mut guard) => guard.clear_ready(),
+                        Err(e) => return (done, Some(self.send_error(messages[done].0, e))),
+                    }
+                }
+                Err(e) => return (done, Some(self.send_error(messages[done].0, e))),
+            }
+        }
+        (done, None)
+    }
+
+    /// One `sendmmsg` call; the number of datagrams the kernel took.
+    fn sendmmsg(&self, messages: &[Outgoing], addrs: &[SockAddr]) -> io::Result<usize> {
+        // At most UIO_MAXIOV datagrams per call; the caller loops for the rest.
+        let n = messages.len().min(1024);
+        let mut iov: Vec<libc::iovec> = messages[..n]
+            .iter()
+            .map(|(_, p)| libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            })
+            .collect();
+        let mut headers: Vec<libc::mmsghdr> = iov
+            .iter_mut()
+            .zip(addrs)
+            .map(|(v, a)| {
+                // SAFETY: an all-zero msghdr is valid (no control data, no flags).
+                let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+                h.msg_name = a.as_ptr() as *mut libc::c_void;
+                h.msg_namelen = a.len();
+                h.msg_iov = v;
+                h.msg_iovlen = 1;
+                libc::mmsghdr {
+                    msg_hdr: h,
+                    msg_len: 0,
+                }
+            })
+            .collect();
+        // SAFETY: `headers` holds `n` valid mmsghdr whose names and buffers (`addrs`,
+        // `iov`, the payloads) outlive the call; the socket is ours and non-blocking.
+        let rc = unsafe {
+            libc::sendmmsg(
+                self.socket.get_ref().as_raw_fd(),
+                headers.as_mut_ptr(),
+                headers.len() as libc::c_uint,
+                0,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(rc as usize)
+    }
+
     fn check_sent(
         &self,
         dest: IpAddr,
@@ -242,6 +318,59 @@ impl AdvertSender {
             }
         };
         Ok(SockAddr::from(addr))
+    }
+}
+
+/// An encoded advert and where it goes.
+pub type Outgoing = (IpAddr, Arc<[u8]>);
+
+/// One sender per (interface, source address), shared by the instances that send from it.
+#[derive(Debug, Default)]
+pub struct SenderPool {
+    senders: HashMap<(u32, IpAddr), Weak<AdvertSender>>,
+}
+
+impl SenderPool {
+    /// The IPv4 sender on `iface` from `source`, opened on first use.
+    pub fn ipv4(
+        &mut self,
+        iface: &Interface,
+        source: Ipv4Addr,
+    ) -> Result<Arc<AdvertSender>, TransmitError> {
+        self.get(iface, IpAddr::V4(source), || {
+            AdvertSender::ipv4(iface, source)
+        })
+    }
+
+    /// The IPv6 sender on `iface` from `link_local`, opened on first use.
+    pub fn ipv6(
+        &mut self,
+        iface: &Interface,
+        link_local: Ipv6Addr,
+    ) -> Result<Arc<AdvertSender>, TransmitError> {
+        self.get(iface, IpAddr::V6(link_local), || {
+            AdvertSender::ipv6(iface, link_local)
+        })
+    }
+
+    fn get(
+        &mut self,
+        iface: &Interface,
+        source: IpAddr,
+        open: impl FnOnce() -> Result<AdvertSender, TransmitError>,
+    ) -> Result<Arc<AdvertSender>, TransmitError> {
+        // Interfaces can be renamed or recreated under the same index: the name is
+        // part of what the socket is bound to.
+        let key = (iface.index, source);
+        if let Some(s) = self.senders.get(&key).and_then(Weak::upgrade)
+            && s.iface.name == iface.name
+        {
+            return Ok(s);
+        }
+        let s = Arc::new(open()?);
+        self.senders.retain(|_, w| w.strong_count() > 0);
+        self.senders.insert(key, Arc::downgrade(&s));
+        Ok(s)
     }
 }
 

@@ -10,8 +10,9 @@ use std::process::Command;
 use aya::maps::{HashMap, MapData, PerCpuHashMap, RingBuf};
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
+use vigil_common::down::{GLOBAL_KERNEL_TIMERS, MAP_DOWN_PARAMS, MAP_DOWN_TIMERS};
 use vigil_common::maps::{MAP_EVENTS, MAP_IFACE_STATS, MAP_SETTINGS, MAP_VRID_STATS, MAP_WATCH};
-use vigil_common::{IfaceStats, Settings, VridKey, VridStats, WatchEntry};
+use vigil_common::{DownParams, IfaceStats, Settings, VridKey, VridStats, WatchEntry};
 
 /// The XDP object built by agent/build.rs (empty when built with AYA_BUILD_SKIP=1).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vigil"));
@@ -19,8 +20,38 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/vi
 /// Name of the XDP function in the object, as `bpftool net show` prints it.
 pub const PROGRAM_NAME: &str = "vigil_xdp";
 
-/// Names of the maps that are pinned.
-const PINNED: [&str; 4] = [MAP_WATCH, MAP_VRID_STATS, MAP_IFACE_STATS, MAP_SETTINGS];
+/// Names of the maps that are pinned. Not the timers: a pin would keep them (and the
+/// program their callback belongs to) alive after the agent.
+const PINNED: [&str; 5] = [
+    MAP_WATCH,
+    MAP_VRID_STATS,
+    MAP_IFACE_STATS,
+    MAP_SETTINGS,
+    MAP_DOWN_PARAMS,
+];
+
+/// The program's state word of an armed down timer.
+const DOWN_TIMER_ARMED: u32 = 2;
+
+/// Who keeps a Backup's Master_Down_Timer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DownTimers {
+    /// A `bpf_timer` per VRID in the XDP program; the agent hears only of silence.
+    Kernel,
+    /// The agent's own timer (the kernel refused `bpf_timer`, or it was turned off); the
+    /// reason says which.
+    Agent(String),
+}
+
+impl DownTimers {
+    /// "kernel", or "agent (reason)", for logs and `vigil status`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Kernel => "kernel".to_owned(),
+            Self::Agent(why) => format!("agent ({why})"),
+        }
+    }
+}
 
 /// How to attach; `Auto` tries the driver first and falls back to generic (skb) mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +119,7 @@ pub enum XdpError {
 /// The loaded program with its maps.
 pub struct XdpProgram {
     ebpf: Ebpf,
+    timers: DownTimers,
     pin_dir: Option<PathBuf>,
     attached: BTreeMap<u32, (String, XdpMode)>,
 }
@@ -105,26 +137,31 @@ pub fn ifindex(name: &str) -> Result<u32, XdpError> {
 
 impl XdpProgram {
     /// Loads the program into the kernel (the verifier runs here). With `pin_dir`, the
-    /// maps are pinned there, replacing pins a crashed vigil left behind.
-    pub fn load(pin_dir: Option<&Path>) -> Result<Self, XdpError> {
+    /// maps are pinned there, replacing pins a crashed vigil left behind. With
+    /// `kernel_timers`, the program keeps the down timers if the kernel accepts it; if not,
+    /// it is loaded again without them and [`XdpProgram::down_timers`] says why.
+    pub fn load(pin_dir: Option<&Path>, kernel_timers: bool) -> Result<Self, XdpError> {
         if OBJECT.is_empty() {
             return Err(XdpError::NotBuilt);
         }
-        let mut ebpf = EbpfLoader::new().load(OBJECT)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or(XdpError::Missing("program vigil_xdp"))?
-            .try_into()
-            .map_err(|source| XdpError::Program {
-                iface: "-".into(),
-                source,
-            })?;
-        program.load().map_err(|source| XdpError::Program {
-            iface: "-".into(),
-            source,
-        })?;
+        let (ebpf, timers) = if kernel_timers {
+            match load_object(true) {
+                Ok(ebpf) => (ebpf, DownTimers::Kernel),
+                Err(e) => {
+                    let why = format!("the kernel refused bpf_timer: {}", chain(&e));
+                    tracing::warn!("down timers stay in the agent: {why}");
+                    (load_object(false)?, DownTimers::Agent(why))
+                }
+            }
+        } else {
+            (
+                load_object(false)?,
+                DownTimers::Agent("kernel_timers = false".to_owned()),
+            )
+        };
         let mut this = Self {
             ebpf,
+            timers,
             pin_dir: None,
             attached: BTreeMap::new(),
         };
@@ -132,6 +169,35 @@ impl XdpProgram {
             this.pin(dir)?;
         }
         Ok(this)
+    }
+
+    /// Who keeps the Backups' down timers with this program.
+    pub fn down_timers(&self) -> &DownTimers {
+        &self.timers
+    }
+
+    /// Takes the reader of the program's aya-log records (once); `None` if the object
+    /// has no log map.
+    pub fn take_logger(&mut self) -> Option<aya_log::EbpfLogger<&'static dyn log::Log>> {
+        match aya_log::EbpfLogger::init(&mut self.ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!("the XDP program's log is not forwarded: {e}");
+                None
+            }
+        }
+    }
+
+    /// Publishes a VRID's down-timer parameters (kernel timers only): from the next
+    /// advert on, the kernel keeps its Master_Down_Timer.
+    pub fn set_down_params(&mut self, key: VridKey, params: DownParams) -> Result<(), XdpError> {
+        let map_err = |source| XdpError::Map {
+            map: MAP_DOWN_PARAMS,
+            source,
+        };
+        let mut map: HashMap<&mut MapData, VridKey, DownParams> =
+            HashMap::try_from(self.map_mut(MAP_DOWN_PARAMS)?).map_err(map_err)?;
+        map.insert(key, params, 0).map_err(map_err)
     }
 
     fn pin(&mut self, dir: &Path) -> Result<(), XdpError> {
@@ -274,16 +340,24 @@ impl XdpProgram {
     /// Stops watching a virtual router.
     pub fn unwatch(&mut self, key: VridKey) -> Result<(), XdpError> {
         let map_err = |map| move |source| XdpError::Map { map, source };
-        for name in [MAP_WATCH, MAP_VRID_STATS] {
+        // Parameters first, so a firing timer finds none and goes quiet; deleting the
+        // timer element cancels its timer.
+        for name in [MAP_DOWN_PARAMS, MAP_DOWN_TIMERS, MAP_WATCH, MAP_VRID_STATS] {
             let map = self.map_mut(name)?;
-            let removed = if name == MAP_WATCH {
-                HashMap::<_, VridKey, WatchEntry>::try_from(map)
+            let removed = match name {
+                MAP_WATCH => HashMap::<_, VridKey, WatchEntry>::try_from(map)
                     .map_err(map_err(name))?
-                    .remove(&key)
-            } else {
-                HashMap::<_, VridKey, VridStats>::try_from(map)
+                    .remove(&key),
+                MAP_VRID_STATS => HashMap::<_, VridKey, VridStats>::try_from(map)
                     .map_err(map_err(name))?
-                    .remove(&key)
+                    .remove(&key),
+                MAP_DOWN_PARAMS => HashMap::<_, VridKey, DownParams>::try_from(map)
+                    .map_err(map_err(name))?
+                    .remove(&key),
+                // The timer value is opaque here; only its size matters for a delete.
+                _ => HashMap::<_, VridKey, [u32; 6]>::try_from(map)
+                    .map_err(map_err(name))?
+                    .remove(&key),
             };
             match removed {
                 Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
@@ -327,6 +401,20 @@ impl XdpProgram {
         stats.get(key, 0).ok()
     }
 
+    /// Whether the kernel's down timer of a VRID is armed (reading an element, unlike
+    /// writing it, leaves its timer alone).
+    pub fn down_timer_armed(&self, key: &VridKey) -> bool {
+        let Some(map) = self.ebpf.map(MAP_DOWN_TIMERS) else {
+            return false;
+        };
+        let Ok(timers) = HashMap::<&MapData, VridKey, [u32; 6]>::try_from(map) else {
+            return false;
+        };
+        // The value is `struct bpf_timer` (16 opaque bytes), then the program's state
+        // word: 2 = armed (ebpf/src/timer.rs).
+        timers.get(key, 0).is_ok_and(|v| v[4] == DOWN_TIMER_ARMED)
+    }
+
     /// Verdict counters of an interface, summed over CPUs.
     pub fn iface_stats(&self, ifindex: u32) -> Option<IfaceStats> {
         let map = self.ebpf.map(MAP_IFACE_STATS)?;
@@ -341,6 +429,39 @@ impl XdpProgram {
             .iter()
             .map(|(i, (name, mode))| (*i, name.as_str(), *mode))
     }
+}
+
+/// Loads the object with or without kernel timers and runs the verifier on its program.
+fn load_object(kernel_timers: bool) -> Result<Ebpf, XdpError> {
+    let flag = u8::from(kernel_timers);
+    let mut ebpf = EbpfLoader::new()
+        .override_global(GLOBAL_KERNEL_TIMERS, &flag, true)
+        .load(OBJECT)?;
+    let program: &mut Xdp = ebpf
+        .program_mut(PROGRAM_NAME)
+        .ok_or(XdpError::Missing("program vigil_xdp"))?
+        .try_into()
+        .map_err(|source| XdpError::Program {
+            iface: "-".into(),
+            source,
+        })?;
+    program.load().map_err(|source| XdpError::Program {
+        iface: "-".into(),
+        source,
+    })?;
+    Ok(ebpf)
+}
+
+/// An error with its causes, on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
 }
 
 /// Sums per-CPU counters.

@@ -1,5 +1,6 @@
-//! Interface state: a one-shot query, a change stream from RTNLGRP_LINK, and the
-//! addresses adverts are sent from (primary IPv4, IPv6 link-local).
+//! Interface state: a one-shot query, a change stream from RTNLGRP_LINK (and word of
+//! address changes from RTNLGRP_IPV4_IFADDR / IPV6_IFADDR), and the addresses adverts are
+//! sent from (primary IPv4, IPv6 link-local).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -128,6 +129,11 @@ pub enum LinkEvent {
         /// Its last name.
         name: String,
     },
+    /// An address was added to or removed from an interface.
+    Addresses {
+        /// The interface's index.
+        index: u32,
+    },
 }
 
 /// Link query and monitor failures.
@@ -248,14 +254,20 @@ pub struct LinkMonitor {
     resyncs: u64,
 }
 
+/// What the monitor subscribes to: links, and word of address changes.
+const GROUPS: [MulticastGroup; 3] = [
+    MulticastGroup::Link,
+    MulticastGroup::Ipv4Ifaddr,
+    MulticastGroup::Ipv6Ifaddr,
+];
+
 impl LinkMonitor {
     /// Subscribes to link notifications, then dumps the current state; returns the
     /// monitor and that snapshot. Subscribing first means no change falls between the
     /// snapshot and the first event. Must be called inside a tokio runtime.
     pub async fn start() -> Result<(Self, Vec<LinkState>), LinkError> {
         let (connection, handle, messages) =
-            rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
-                .map_err(LinkError::Subscribe)?;
+            rtnetlink::new_multicast_connection(&GROUPS).map_err(LinkError::Subscribe)?;
         let driver = tokio::spawn(connection);
         let snapshot = dump_links(&handle).await;
         let snapshot = match snapshot {
@@ -296,6 +308,11 @@ impl LinkMonitor {
                 self.last.insert(state.index, state.clone());
                 Some(LinkEvent::Changed(state))
             }
+            NetlinkPayload::InnerMessage(
+                RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a),
+            ) => Some(LinkEvent::Addresses {
+                index: a.header.index,
+            }),
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
                 let state = LinkState::from_message(&link);
                 self.last.remove(&state.index);
@@ -316,6 +333,9 @@ impl LinkMonitor {
     }
 
     fn start_dump(&mut self) {
+        // Address notifications may have been lost too: say that something may have
+        // changed (index 0: no interface in particular).
+        self.pending.push_back(LinkEvent::Addresses { index: 0 });
         let handle = self.handle.clone();
         self.dump = Some(Box::pin(async move { dump_links(&handle).await }));
     }
@@ -323,8 +343,7 @@ impl LinkMonitor {
     /// Replaces a socket that stopped delivering with a fresh subscription.
     fn resubscribe(&mut self) -> Result<(), LinkError> {
         let (connection, handle, messages) =
-            rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
-                .map_err(LinkError::Subscribe)?;
+            rtnetlink::new_multicast_connection(&GROUPS).map_err(LinkError::Subscribe)?;
         self.driver.abort();
         self.driver = tokio::spawn(connection);
         self.handle = handle;
@@ -519,9 +538,17 @@ mod tests {
                     .status()
                     .expect("ip");
                 assert!(up.success());
-                let event = tokio::time::timeout(std::time::Duration::from_secs(5), monitor.next())
-                    .await
-                    .expect("an event after the stream ended");
+                // A re-read after a lost stream also says addresses may have changed;
+                // the link change must follow.
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+                let event = loop {
+                    let e = tokio::time::timeout_at(deadline, monitor.next())
+                        .await
+                        .expect("an event after the stream ended");
+                    if !matches!(e, Some(LinkEvent::Addresses { .. })) {
+                        break e;
+                    }
+                };
                 match event {
                     Some(LinkEvent::Changed(l)) => assert!(l.name == "lo" && l.admin_up, "{l:?}"),
                     other => panic!("unexpected {other:?}"),

@@ -15,6 +15,14 @@
 //! the router would discard them (preempting, no preempt delay running); the local
 //! priority kept current with tracking weights.
 //!
+//! Where the kernel keeps a Backup's Master_Down_Timer (a `bpf_timer` of the XDP
+//! program, see `ebpf/src/timer.rs`), the endpoint asks for no wake-up for that
+//! deadline: every advert the program reports has (re-)armed the kernel's timer, which
+//! re-arms itself while adverts keep arriving and otherwise writes one record "silent
+//! since T, deadline D". That record is handled like the agent's own timer firing at D:
+//! the router is brought up to the VRID's state at T, then times out at D, and decides.
+//! The kernel is the alarm clock; the router stays the judge.
+//!
 //! Like the router: [`Endpoint::handle`] takes an input and the time it happened,
 //! [`Endpoint::poll_action`] hands out what to do, tagged with the VRID key, and
 //! [`Endpoint::poll_timeout`] says when to come back with [`EndpointInput::Timeout`].
@@ -23,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use vigil_common::event::{FAMILY_V4, FAMILY_V6};
+use vigil_common::event::{EVENT_ADVERT, EVENT_SILENCE, EVENT_TIMER_ERROR, FAMILY_V4, FAMILY_V6};
 use vigil_common::suppress::{self, Fate};
 use vigil_common::validate::{self, Advert, Parsed};
 use vigil_common::{AdvertEvent, IfaceStats, Verdict, VridKey, VridStats, WatchEntry};
@@ -62,6 +70,17 @@ pub enum EndpointInput {
         key: VridKey,
         /// Its `vrid_stats` entry.
         stats: VridStats,
+        /// Whether its kernel down timer is armed (read from `down_timers`), when it was
+        /// read (before a timeout; `None` otherwise).
+        timer_armed: Option<bool>,
+    },
+    /// The kernel keeps this VRID's Master_Down_Timer for adverts that arrive from
+    /// `since_ns` (CLOCK_MONOTONIC) on: its parameters were in the kernel's map by then.
+    KernelTimer {
+        /// The VRID.
+        key: VridKey,
+        /// When the parameters were published.
+        since_ns: u64,
     },
     /// The deadline of [`Endpoint::poll_timeout`] came.
     Timeout,
@@ -171,6 +190,25 @@ struct Member {
     fed: u64,
     /// The watch entry's epoch: changed to have the next advert reported.
     epoch: u8,
+    /// The kernel keeps the down timer for adverts from this time (ns) on.
+    kernel_since: Option<u64>,
+    /// The kernel's timer is armed for this Backup: the endpoint asks for no wake-up
+    /// for its down deadline.
+    kernel_armed: bool,
+    /// Whether the kernel's timer was armed when the caller last read the state before
+    /// a timeout (`None`: not read this round).
+    kernel_read: Option<bool>,
+    /// Silences the kernel reported.
+    silences: u64,
+}
+
+/// Whether the kernel keeps a VRID's down timer, for status and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelTimer {
+    /// The kernel's timer keeps the Backup's Master_Down_Timer now.
+    pub armed: bool,
+    /// Silences it reported.
+    pub silences: u64,
 }
 
 /// Every router of the agent, and the seam to the datapath.
@@ -280,8 +318,16 @@ impl Member {
         Some(Instant::from_nanos(until.as_nanos().saturating_sub(1)))
     }
 
+    /// The router's deadline, unless the kernel keeps it.
+    fn router_deadline(&self) -> Option<Instant> {
+        if self.kernel_armed && self.router.state() == State::Backup {
+            return None;
+        }
+        self.router.poll_timeout()
+    }
+
     fn deadline(&self) -> Option<Instant> {
-        match (self.router.poll_timeout(), self.entry_deadline()) {
+        match (self.router_deadline(), self.entry_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -351,6 +397,10 @@ impl Endpoint {
             fed_ns: 0,
             fed_what: None,
             fed: 0,
+            kernel_since: None,
+            kernel_armed: false,
+            kernel_read: None,
+            silences: 0,
             epoch: 0,
         };
         m.watched = m.entry(Instant::ZERO);
@@ -395,6 +445,16 @@ impl Endpoint {
     /// Adverts of a VRID handed to its router from the datapath.
     pub fn fed(&self, key: &VridKey) -> u64 {
         self.members.get(key).map_or(0, |m| m.fed)
+    }
+
+    /// Whether the kernel keeps a VRID's down timer now, and its silences so far.
+    pub fn kernel_timer(&self, key: &VridKey) -> KernelTimer {
+        self.members
+            .get(key)
+            .map_or_else(KernelTimer::default, |m| KernelTimer {
+                armed: m.kernel_armed && m.router.state() == State::Backup,
+                silences: m.silences,
+            })
     }
 
     /// The raw path's verdict counters per interface.
@@ -445,9 +505,21 @@ impl Endpoint {
                     touched.insert(key);
                 }
             }
-            EndpointInput::KernelState { key, stats } => {
+            EndpointInput::KernelState {
+                key,
+                stats,
+                timer_armed,
+            } => {
                 if let Some(m) = self.members.get_mut(&key) {
                     m.state = stats;
+                    if timer_armed.is_some() {
+                        m.kernel_read = timer_armed;
+                    }
+                }
+            }
+            EndpointInput::KernelTimer { key, since_ns } => {
+                if let Some(m) = self.members.get_mut(&key) {
+                    m.kernel_since = Some(since_ns);
                 }
             }
             EndpointInput::Timeout => {
@@ -525,6 +597,11 @@ impl Endpoint {
 
     fn update_watch(&mut self, now: Instant, key: VridKey) {
         if let Some(m) = self.members.get_mut(&key) {
+            // Only a Backup's deadline is ever the kernel's; it is handed back by the
+            // next report (or a read of the armed timer) after it becomes Backup again.
+            if m.router.state() != State::Backup {
+                m.kernel_armed = false;
+            }
             let mut e = m.entry(now);
             if e.priority != m.watched.priority {
                 // A repeat may now be below (or no longer below) the local priority: the
@@ -541,6 +618,27 @@ impl Endpoint {
 
     /// A record from the XDP program.
     fn event(&mut self, e: &AdvertEvent) -> Option<VridKey> {
+        match e.event {
+            EVENT_ADVERT => {}
+            EVENT_SILENCE => return self.silence(e),
+            EVENT_TIMER_ERROR => {
+                let key = VridKey {
+                    ifindex: e.ifindex,
+                    family: e.family,
+                    vrid: e.vrid,
+                    _pad: 0,
+                };
+                let m = self.members.get_mut(&key)?;
+                tracing::warn!(
+                    ifindex = key.ifindex,
+                    vrid = key.vrid,
+                    "the kernel could not arm the down timer; the agent keeps it"
+                );
+                m.kernel_armed = false;
+                return Some(key);
+            }
+            _ => return None,
+        }
         if e.verdict != Verdict::Accept as u8 {
             return None;
         }
@@ -667,6 +765,10 @@ impl Endpoint {
         }
         if fresh {
             m.fed += 1;
+            // Every advert the kernel reports (re)starts its down timer, when it had the
+            // parameters by the time the advert arrived.
+            m.kernel_armed = m.router.state() == State::Backup
+                && m.kernel_since.is_some_and(|since| ts_ns >= since);
         }
         // A Master that stays Master and answers at once has heard a worse master (a
         // priority-0 advert is answered too, but is a goodbye, not a rival).
@@ -690,8 +792,27 @@ impl Endpoint {
 
     /// A due router: [`Endpoint::refresh`], then the timeout.
     fn timeout(&mut self, now: Instant, key: VridKey) {
+        let Some(m) = self.members.get_mut(&key) else {
+            return;
+        };
+        let read = m.kernel_read.take();
+        if m.kernel_armed && m.router.state() == State::Backup && read.is_none() {
+            // Due for another reason (the end of a preempt delay); the down deadline is
+            // the kernel's, and without the state just read the router's is stale.
+            return;
+        }
         self.refresh(now, key);
         self.input(now, key, Input::Timeout, &mut BTreeSet::new());
+        // The Master is alive and the kernel's timer runs from its adverts (it had gone
+        // idle while this router was Master or in Fault, and an advert re-armed it):
+        // the deadline is the kernel's again.
+        if let Some(m) = self.members.get_mut(&key)
+            && m.router.state() == State::Backup
+            && m.kernel_since.is_some()
+            && read == Some(true)
+        {
+            m.kernel_armed = true;
+        }
     }
 
     /// Hands a Backup the VRID's last arrival from the datapath's state, if the router
@@ -751,6 +872,39 @@ impl Endpoint {
             self.feed(key, s.ignored_ns, source, advert, false);
         }
     }
+
+    /// The kernel's down timer of a VRID found its Master silent since `T`
+    /// (`e.ts_ns`) and fired at `D` (`e.deadline_ns`): as if the agent's own timer had
+    /// fired at D, the router gets the VRID's last advert at T, then the timeout at D.
+    /// A silence older than an advert reported since is stale: that report re-armed the
+    /// kernel's timer.
+    fn silence(&mut self, e: &AdvertEvent) -> Option<VridKey> {
+        let key = VridKey {
+            ifindex: e.ifindex,
+            family: e.family,
+            vrid: e.vrid,
+            _pad: 0,
+        };
+        let m = self.members.get_mut(&key)?;
+        if m.kernel_armed && e.ts_ns < m.fed_ns {
+            return None;
+        }
+        m.silences += 1;
+        m.kernel_armed = false;
+        if m.router.state() == State::Backup && e.ts_ns > m.fed_ns && e.version != 0 {
+            let advert = m.advert(
+                e.version,
+                e.priority,
+                e.interval,
+                e.addr_count,
+                e.addr_digest,
+            );
+            self.feed(key, e.ts_ns, address_of(e.family, &e.src), advert, false);
+        }
+        let at = Instant::from_nanos(e.deadline_ns);
+        self.input(at, key, Input::Timeout, &mut BTreeSet::new());
+        Some(key)
+    }
 }
 
 fn log_reconfigure(key: VridKey, e: &ReconfigureError) {
@@ -761,5 +915,7 @@ fn log_reconfigure(key: VridKey, e: &ReconfigureError) {
     );
 }
 
+#[cfg(test)]
+mod kernel_timer_tests;
 #[cfg(test)]
 mod tests;

@@ -1,13 +1,17 @@
 //! A model of the XDP program for the tests and the simulator: the same
 //! `vigil_common::validate` and `vigil_common::suppress` calls as `ebpf/src/main.rs`,
 //! around a ring buffer of bounded size (a full ring loses reports, as the kernel's
-//! does) and a `vrid_stats` map that two CPUs may update at once.
+//! does) and a `vrid_stats` map that two CPUs may update at once; with kernel timers,
+//! the per-VRID down timer of `ebpf/src/timer.rs` too (armed from the committed
+//! arrivals, re-armed while adverts arrive, a silence record when they stop).
 
 use std::collections::{BTreeMap, VecDeque};
 
+use vigil_common::down::{deadline_ns, interval_ns};
+use vigil_common::event::EVENT_SILENCE;
 use vigil_common::suppress::{self, Fate};
 use vigil_common::validate::{self, Advert, Parsed};
-use vigil_common::{AdvertEvent, IfaceStats, Verdict, VridKey, VridStats, WatchEntry};
+use vigil_common::{AdvertEvent, DownParams, IfaceStats, Verdict, VridKey, VridStats, WatchEntry};
 
 use crate::vrrp::endpoint::{Datapath, EndpointAction};
 
@@ -24,6 +28,10 @@ pub struct KernelModel {
     pub capacity: usize,
     /// Verdict counters per interface.
     pub iface: BTreeMap<u32, IfaceStats>,
+    /// The `down_params` map (kernel timers): a VRID without an entry gets no timer.
+    pub down: BTreeMap<VridKey, DownParams>,
+    /// Armed down timers and their absolute expiry (ns).
+    pub timers: BTreeMap<VridKey, u64>,
 }
 
 /// One frame judged up to the point where the program writes its report: what a CPU
@@ -125,6 +133,101 @@ impl KernelModel {
         });
         if let (Some(s), Some(w)) = (self.stats.get_mut(&f.key), f.watched) {
             suppress::settle(s, &f.advert, f.ts, &w, f.fate, attempt);
+        }
+        // As the program: the timer runs from the recorded arrival, and restarts on
+        // every written report.
+        match f.fate {
+            Some(Fate::Quiet) => self.arm(f.key, false),
+            Some(Fate::Report) => self.arm(f.key, attempt.is_some_and(|t| t.written)),
+            _ => {}
+        }
+    }
+
+    /// The deadline of a VRID's down timer from its state now.
+    fn deadline(&self, key: &VridKey) -> Option<u64> {
+        let (p, w, s) = (
+            self.down.get(key)?,
+            self.watch.get(key)?,
+            self.stats.get(key)?,
+        );
+        let interval = if p.interval_ns != 0 {
+            p.interval_ns
+        } else {
+            interval_ns(s.last_version, s.last_interval)
+        };
+        Some(deadline_ns(
+            w.version,
+            w.priority,
+            interval,
+            p.adverts,
+            s.last_ns,
+            s.last_priority,
+        ))
+    }
+
+    fn arm(&mut self, key: VridKey, reported: bool) {
+        if self.timers.contains_key(&key) && !reported {
+            return;
+        }
+        if let Some(d) = self.deadline(&key) {
+            self.timers.insert(key, d);
+        }
+    }
+
+    /// The earliest armed down timer's expiry.
+    pub fn next_timer(&self) -> Option<u64> {
+        self.timers.values().min().copied()
+    }
+
+    /// Runs the callback of every timer expired at `now`: re-arm while adverts arrive,
+    /// go quiet for a Master, otherwise one silence record (lost if the ring is full).
+    pub fn fire(&mut self, now: u64) {
+        let expired: Vec<VridKey> = self
+            .timers
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            self.timers.remove(&key);
+            let master = self
+                .watch
+                .get(&key)
+                .is_some_and(|w| w.flags & validate::WATCH_REPORT_ALL != 0);
+            let Some(d) = self.deadline(&key) else {
+                continue;
+            };
+            if master {
+                continue;
+            }
+            if now < d {
+                self.timers.insert(key, d);
+                continue;
+            }
+            let Some(s) = self.stats.get(&key) else {
+                continue;
+            };
+            if self.ring.len() >= self.capacity {
+                self.iface.entry(key.ifindex).or_default().ring_full += 1;
+                continue;
+            }
+            let mut e = AdvertEvent::zeroed();
+            e.ts_ns = s.last_ns;
+            e.first_ns = s.last_ns;
+            e.ifindex = key.ifindex;
+            e.family = key.family;
+            e.ttl = 255;
+            e.version = s.last_version;
+            e.kind = 1;
+            e.vrid = key.vrid;
+            e.priority = s.last_priority;
+            e.addr_count = s.last_addr_count;
+            e.interval = s.last_interval;
+            e.event = EVENT_SILENCE;
+            e.addr_digest = s.last_digest;
+            e.src = s.last_src;
+            e.deadline_ns = d;
+            self.ring.push_back(e);
         }
     }
 

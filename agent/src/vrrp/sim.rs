@@ -642,7 +642,16 @@ impl Sim {
                 .unwrap_or_default();
             for key in due {
                 if let Some(stats) = self.nodes[i].kernel.stats.get(&key).copied() {
-                    self.input(i, t, EndpointInput::KernelState { key, stats }, None);
+                    self.input(
+                        i,
+                        t,
+                        EndpointInput::KernelState {
+                            key,
+                            stats,
+                            timer_armed: None,
+                        },
+                        None,
+                    );
                 }
             }
         }
@@ -797,7 +806,16 @@ impl Sim {
         if let Path::Xdp(_) = self.nodes[i].path
             && let Some(stats) = self.nodes[i].kernel.stats.get(&key).copied()
         {
-            self.input(i, now, EndpointInput::KernelState { key, stats }, None);
+            self.input(
+                i,
+                now,
+                EndpointInput::KernelState {
+                    key,
+                    stats,
+                    timer_armed: None,
+                },
+                None,
+            );
         }
         self.nodes[i].priority = p.clamp(1, ceiling);
         self.nodes[i].moved = now;

@@ -18,6 +18,8 @@ use super::node::{Impl, Node, specs};
 pub struct Detection {
     pub interval_ms: u32,
     pub down_adverts: u8,
+    /// Busy loops (one process each, never sleeping) running on the machine meanwhile.
+    pub busy_loops: usize,
     /// The RFC's Master_Down_Interval, ms.
     pub rfc_ms: f64,
     /// Per implementation: one detection time (ms) per trial that took over.
@@ -149,22 +151,53 @@ fn detect_once(
     Ok(Cut::Took(ms(first - last)))
 }
 
+/// Processes that spin on the CPU for as long as this lives.
+struct BusyLoops(Vec<std::process::Child>);
+
+impl BusyLoops {
+    fn start(n: usize) -> anyhow::Result<Self> {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(
+                std::process::Command::new("sh")
+                    .args(["-c", "while :; do :; done"])
+                    .spawn()?,
+            );
+        }
+        Ok(Self(v))
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 pub fn detection(
     sides: &mut Sides,
     interval_ms: u32,
     down_adverts: u8,
+    busy_loops: usize,
     trials: usize,
 ) -> anyhow::Result<Detection> {
     let interval = Duration::from_millis(u64::from(interval_ms));
     let mut pairs = start_pairs(
         sides,
-        &format!("detect-{interval_ms}ms-{down_adverts}"),
+        &format!("detect-{interval_ms}ms-{down_adverts}-busy{busy_loops}"),
         interval_ms,
         down_adverts,
     )?;
+    // The agents under test share the machine with loops that never yield: the down
+    // timer must still fire on time.
+    let _busy = BusyLoops::start(busy_loops)?;
     let mut out = Detection {
         interval_ms,
         down_adverts,
+        busy_loops,
         rfc_ms: master_down(interval, down_adverts).as_secs_f64() * 1e3,
         trials: BTreeMap::new(),
         failures: BTreeMap::new(),
@@ -191,7 +224,8 @@ pub fn detection(
                     }
                 };
                 eprintln!(
-                    "bench: detection {interval_ms} ms × {down_adverts}, trial {}, {}: {what}",
+                    "bench: detection {interval_ms} ms × {down_adverts}, {busy_loops} busy loops, \
+                     trial {}, {}: {what}",
                     t + 1,
                     side.imp.name(),
                 );
@@ -207,6 +241,19 @@ pub fn detection(
         p.tail.stop()?;
     }
     Ok(out)
+}
+
+impl Handover {
+    /// No trials (the part was not run).
+    pub fn empty(interval_ms: u32) -> Self {
+        Self {
+            interval_ms,
+            skew_ms: skew(Duration::from_millis(u64::from(interval_ms))).as_secs_f64() * 1e3,
+            from_signal: BTreeMap::new(),
+            from_zero: BTreeMap::new(),
+            failures: BTreeMap::new(),
+        }
+    }
 }
 
 pub fn handover(sides: &mut Sides, interval_ms: u32, trials: usize) -> anyhow::Result<Handover> {

@@ -80,14 +80,14 @@ fn frames(kind: &str, gen_host: &Host, gen_mac: [u8; 6], to: [u8; 6]) -> Vec<Vec
 }
 
 /// Kernel BPF run-time statistics on for as long as this lives; the old setting after.
-struct BpfStats {
+pub(super) struct BpfStats {
     old: Option<String>,
 }
 
 const BPF_STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 impl BpfStats {
-    fn on() -> Self {
+    pub(super) fn on() -> Self {
         let old = std::fs::read_to_string(BPF_STATS).ok();
         if old.as_deref().map(str::trim) != Some("1") && std::fs::write(BPF_STATS, "1").is_err() {
             eprintln!("bench: cannot enable BPF statistics; XDP run time not measured");
@@ -105,7 +105,7 @@ impl Drop for BpfStats {
 }
 
 /// (run_time_ns, run_cnt) of the XDP program on `host`'s eth0.
-fn xdp_stats(host: &Host) -> Option<(u64, u64)> {
+pub(super) fn xdp_stats(host: &Host) -> Option<(u64, u64)> {
     let out = host
         .exec(&["bpftool", "-j", "net", "show", "dev", "eth0"])
         .ok()?;

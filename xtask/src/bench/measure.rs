@@ -39,6 +39,60 @@ fn ticks(pid: i32) -> anyhow::Result<u64> {
     Ok(utime + stime)
 }
 
+/// Context switches (voluntary + involuntary) of every thread of a process: each is the
+/// process going to sleep or being put aside, so a sleeping agent's count stands still.
+fn switches(pid: i32) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("reading /proc/{pid}/task"))?
+    {
+        let status = std::fs::read_to_string(task?.path().join("status"))?;
+        for line in status.lines() {
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += v.trim().parse::<u64>()?;
+            }
+        }
+    }
+    Ok(total)
+}
+
+/// Wake-ups of a set of processes over a wall-clock window, from their context switches.
+pub struct WakeMeter {
+    pids: Vec<i32>,
+    switches: u64,
+    start: Instant,
+}
+
+impl WakeMeter {
+    pub fn start(pids: &[i32]) -> anyhow::Result<Self> {
+        if pids.is_empty() {
+            bail!("no process to measure");
+        }
+        let switches = pids
+            .iter()
+            .map(|&p| switches(p))
+            .sum::<anyhow::Result<u64>>()?;
+        Ok(Self {
+            pids: pids.to_vec(),
+            switches,
+            start: Instant::now(),
+        })
+    }
+
+    /// Wake-ups per second since `start`.
+    pub fn per_second(&self) -> anyhow::Result<f64> {
+        let now = self
+            .pids
+            .iter()
+            .map(|&p| switches(p))
+            .sum::<anyhow::Result<u64>>()?;
+        Ok(now.saturating_sub(self.switches) as f64 / self.start.elapsed().as_secs_f64())
+    }
+}
+
 /// Resident memory of a process, KiB (VmRSS).
 pub fn rss_kib(pid: i32) -> anyhow::Result<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))

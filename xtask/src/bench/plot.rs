@@ -49,7 +49,12 @@ fn label(d: &Detection) -> String {
     } else {
         format!("{} ms", d.interval_ms)
     };
-    format!("{iv}, down_timer_adverts {}", d.down_adverts)
+    let busy = if d.busy_loops > 0 {
+        format!(", {} busy loops", d.busy_loops)
+    } else {
+        String::new()
+    };
+    format!("{iv}, down_timer_adverts {}{busy}", d.down_adverts)
 }
 
 /// Draws the plot; `subtitle` names the run (date, machine, trials).

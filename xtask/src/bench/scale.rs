@@ -1,5 +1,7 @@
 //! Scale: N instances at 10 ms adverts on one MASTER and one BACKUP; CPU of each (from
-//! utime + stime deltas) and resident memory (VmRSS; keepalived's processes summed).
+//! utime + stime deltas), the BACKUP's wake-ups (context switches), vigil's XDP program
+//! time on the BACKUP (kernel BPF statistics, apart from the agent's CPU), and resident
+//! memory (VmRSS; keepalived's processes summed).
 //! Only one implementation's pair runs at a time; rounds alternate between them. Each
 //! round also measures a bare sender of the same adverts: the kernel's share, which
 //! both implementations pay alike.
@@ -11,8 +13,9 @@ use anyhow::bail;
 use vigil_tests::Host;
 use vigil_tests::frames::Advert;
 
+use super::flood::{BpfStats, xdp_stats};
 use super::lab::{BACKUP_PRIORITY, MASTER_PRIORITY, Sides};
-use super::measure::{CpuMeter, rss_sum};
+use super::measure::{CpuMeter, WakeMeter, rss_sum};
 use super::node::{Impl, Node, specs};
 
 pub const INTERVAL_MS: u32 = 10;
@@ -23,6 +26,11 @@ pub struct ScaleRun {
     pub backup_cpu: f64,
     pub master_rss_kib: u64,
     pub backup_rss_kib: u64,
+    /// The BACKUP's wake-ups per second (context switches of all its threads).
+    pub backup_wakeups: f64,
+    /// vigil: CPU % of its XDP program on the BACKUP (packet path; timer callbacks are
+    /// not in the kernel's per-program statistics).
+    pub backup_xdp_cpu: Option<f64>,
     /// Every instance was in its expected state before and after the window.
     pub settled: bool,
 }
@@ -43,7 +51,9 @@ pub struct Scale {
 /// on a veth and bridge also delivers to every other port in the sender's context — is
 /// the floor any MASTER pays for these adverts. Returns (CPU %, adverts/s).
 fn floor(host: &Host, instances: u8, window: Duration) -> anyhow::Result<(f64, f64)> {
-    let per_ms = u64::from(instances) * (1000 / u64::from(INTERVAL_MS)) / 1000;
+    // Adverts per second; each millisecond tick sends what is due by then, so a rate
+    // below one per millisecond (one instance: 100/s) is kept too.
+    let per_second = u64::from(instances) * (1000 / u64::from(INTERVAL_MS));
     let src = host.ipv4;
     let advert = Advert::v3(src, 1, MASTER_PRIORITY).vrrp();
     let ifname = std::ffi::CString::new("eth0")?;
@@ -102,9 +112,12 @@ fn floor(host: &Host, instances: u8, window: Duration) -> anyhow::Result<(f64, f
             let cpu0 = cpu();
             let start = Instant::now();
             let mut sent = 0u64;
+            let mut tried = 0u64;
             let mut tick = 0u32;
             while start.elapsed() < window {
-                for _ in 0..per_ms {
+                let due = per_second * u64::from(tick + 1) / 1000;
+                while tried < due {
+                    tried += 1;
                     let n = libc::sendto(
                         fd,
                         advert.as_ptr().cast(),
@@ -146,6 +159,7 @@ pub fn scale(
     window: Duration,
 ) -> anyhow::Result<Scale> {
     let n = usize::from(instances);
+    let _stats = BpfStats::on();
     let mut out = Scale {
         instances,
         window_s: window.as_secs_f64(),
@@ -191,25 +205,46 @@ pub fn scale(
                 );
             }
             std::thread::sleep(settle);
+            let lb02 = side.host("lb02");
+            let xdp0 = (side.imp == Impl::Vigil)
+                .then(|| xdp_stats(&lb02))
+                .flatten();
             let m = CpuMeter::start(&master.pids())?;
             let b = CpuMeter::start(&backup.pids())?;
+            let w = WakeMeter::start(&backup.pids())?;
+            let started = Instant::now();
             std::thread::sleep(window);
+            let backup_wakeups = w.per_second()?;
+            let xdp1 = (side.imp == Impl::Vigil)
+                .then(|| xdp_stats(&lb02))
+                .flatten();
+            let elapsed_ns = started.elapsed().as_nanos() as f64;
             let run = ScaleRun {
                 master_cpu: m.percent()?,
                 backup_cpu: b.percent()?,
+                backup_wakeups,
+                backup_xdp_cpu: match (xdp0, xdp1) {
+                    (Some((t0, _)), Some((t1, _))) => {
+                        Some(t1.saturating_sub(t0) as f64 / elapsed_ns * 100.0)
+                    }
+                    _ => None,
+                },
                 master_rss_kib: rss_sum(&master.pids())?,
                 backup_rss_kib: rss_sum(&backup.pids())?,
                 settled: ok_before && settled(&master, &backup, n),
             };
             eprintln!(
                 "bench: scale {instances} × {INTERVAL_MS} ms round {}, {}: MASTER {:.1} % \
-                 {} KiB, BACKUP {:.1} % {} KiB{}",
+                 {} KiB, BACKUP {:.1} % {} KiB, {:.1} wake-ups/s{}{}",
                 round + 1,
                 side.imp.name(),
                 run.master_cpu,
                 run.master_rss_kib,
                 run.backup_cpu,
                 run.backup_rss_kib,
+                run.backup_wakeups,
+                run.backup_xdp_cpu
+                    .map_or(String::new(), |x| format!(", XDP program {x:.2} %")),
                 if run.settled { "" } else { " (NOT SETTLED)" }
             );
             out.runs.entry(side.imp).or_default().push(run);

@@ -60,6 +60,8 @@ struct World {
     path: Path,
     kernel: KernelModel,
     actions: Vec<(VridKey, EndpointAction)>,
+    /// When the agent's own timer woke it.
+    wakeups: Vec<u64>,
 }
 
 impl World {
@@ -72,9 +74,29 @@ impl World {
                 Path::Raw => 0,
             }),
             actions: Vec::new(),
+            wakeups: Vec::new(),
         };
         w.collect();
         w
+    }
+
+    /// The kernel keeps the down timer (XDP only), with `down_timer_adverts` 3.
+    fn with_kernel_timers(mut self) -> Self {
+        self.kernel.down.insert(
+            key(),
+            vigil_common::DownParams {
+                adverts: 3,
+                ..Default::default()
+            },
+        );
+        self.ep.handle(
+            Instant::ZERO,
+            EndpointInput::KernelTimer {
+                key: key(),
+                since_ns: 0,
+            },
+        );
+        self
     }
 
     fn collect(&mut self) {
@@ -113,12 +135,19 @@ impl World {
 
     /// What the daemon does when the timer fires.
     fn timer(&mut self, now: Instant) {
+        self.wakeups.push(now.as_nanos());
         if let Path::Xdp(_) = self.path {
             self.read_ring(now);
             for key in self.ep.due(now) {
                 if let Some(stats) = self.kernel.stats.get(&key).copied() {
-                    self.ep
-                        .handle(now, EndpointInput::KernelState { key, stats });
+                    self.ep.handle(
+                        now,
+                        EndpointInput::KernelState {
+                            key,
+                            stats,
+                            timer_armed: Some(self.kernel.timers.contains_key(&key)),
+                        },
+                    );
                 }
             }
         }
@@ -131,6 +160,18 @@ impl World {
         let mut next = frames.next();
         loop {
             let timer = self.ep.poll_timeout().map(Instant::as_nanos);
+            let kernel = self.kernel.next_timer();
+            // The kernel's timer first when it is due no later than the agent's.
+            if let Some(k) = kernel
+                && k <= end
+                && timer.is_none_or(|t| k <= t)
+                && next.as_ref().is_none_or(|(at, _)| k < *at)
+            {
+                self.kernel.fire(k);
+                self.read_ring(Instant::from_nanos(k));
+                self.collect();
+                continue;
+            }
             match (next.as_ref(), timer) {
                 (Some((at, _)), t) if *at <= end && t.is_none_or(|t| *at <= t) => {
                     let (at, f) = next.take().expect("matched Some");
@@ -397,5 +438,43 @@ fn an_advert_on_a_vlan_is_never_credited_to_the_parents_vrid() {
         // It heard nobody: Master one Master_Down_Interval after startup.
         let mdi = 300 * MS + 156 * 100 * MS / 256;
         assert_eq!(w.became_master_at(), Some(1000 * MS + mdi), "{path:?}");
+    }
+}
+
+/// With the kernel keeping the down timer, a Backup's agent is not woken while its
+/// Master advertises (the kernel's timer re-arms itself), and takes over exactly one
+/// Master_Down_Interval after the last advert, on the kernel's silence record.
+#[test]
+fn with_kernel_timers_a_backup_sleeps_while_the_master_lives_and_takes_over_on_time() {
+    for kernel in [false, true] {
+        let mut w = World::new(endpoint(100, Duration::ZERO), Path::Xdp(64));
+        if kernel {
+            w = w.with_kernel_timers();
+        }
+        let last = 1000 * MS + 99 * 100 * MS;
+        w.run(
+            last + 1000 * MS,
+            &mut every_100ms("192.0.2.11", 150, 1000 * MS, last + MS),
+        );
+        // Master_Down_Interval at priority 100 with 100 ms adverts: 300 ms + 156/256 ×
+        // 100 ms.
+        let mdi = 360_937_500;
+        assert_eq!(
+            w.became_master_at(),
+            Some(last + mdi),
+            "kernel timers: {kernel}"
+        );
+        // Wake-ups of the agent's own timer while Backup (a Master wakes to advertise).
+        let backup = w.wakeups.iter().filter(|t| **t < last + mdi).count();
+        if kernel {
+            // The silence record woke the agent; its own timer never did.
+            assert_eq!(backup, 0, "agent wake-ups with the kernel's timer");
+            assert_eq!(w.ep.kernel_timer(&key()).silences, 1);
+        } else {
+            assert!(
+                backup >= 3,
+                "only {backup} wake-ups of the agent's own timer"
+            );
+        }
     }
 }

@@ -243,7 +243,15 @@ impl Sim {
                         }
                         for key in ep.due(now) {
                             if let Some(stats) = k.stats.get(&key).copied() {
-                                ep.handle(now, EndpointInput::KernelState { key, stats });
+                                ep.handle(
+                                    now,
+                                    EndpointInput::KernelState {
+                                        key,
+                                        stats,
+                                        // This model keeps no kernel timers.
+                                        timer_armed: Some(false),
+                                    },
+                                );
                             }
                         }
                     }

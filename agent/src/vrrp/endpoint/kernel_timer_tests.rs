@@ -1,0 +1,208 @@
+//! The endpoint with the kernel keeping a Backup's down timer: no wake-up asked for while
+//! the kernel's timer runs, a silence handled as the agent's own timer firing at the
+//! kernel's deadline (the router judges), and the deadline handed back whenever the
+//! kernel's timer cannot be trusted to run.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use vigil_common::event::{EVENT_ADVERT, EVENT_SILENCE, EVENT_TIMER_ERROR, FAMILY_V4};
+
+use super::*;
+
+const MS: u64 = 1_000_000;
+/// Master_Down_Interval at priority 100 with 1 s adverts: 3 s + 156/256 s.
+const MDI: u64 = 3_609_375_000;
+
+fn key() -> VridKey {
+    key_of(2, "192.0.2.12".parse().expect("literal"), 51)
+}
+
+/// A Backup of priority 100 (1 s adverts), started at 1 s; the kernel keeps its down
+/// timer for adverts from `since` on, when given.
+fn backup(since: Option<u64>) -> Endpoint {
+    let vip: IpAddr = "192.0.2.100".parse().expect("literal");
+    let cfg = RouterConfig::new(51, Version::V3, 100, vec![vip]);
+    let mut ep = Endpoint::new();
+    ep.add(key(), cfg, "192.0.2.12".parse().expect("literal"), false)
+        .expect("a free key");
+    let now = Instant::from_nanos(1000 * MS);
+    ep.handle(now, EndpointInput::Startup { key: key() });
+    if let Some(since_ns) = since {
+        ep.handle(
+            now,
+            EndpointInput::KernelTimer {
+                key: key(),
+                since_ns,
+            },
+        );
+    }
+    while ep.poll_action().is_some() {}
+    ep
+}
+
+/// A record of kind `event` from 192.0.2.11 at priority 150, 1 s interval.
+fn record(event: u8, ts_ns: u64, deadline_ns: u64) -> AdvertEvent {
+    let mut e = AdvertEvent::zeroed();
+    e.ts_ns = ts_ns;
+    e.ifindex = 2;
+    e.family = FAMILY_V4;
+    e.ttl = 255;
+    e.version = 3;
+    e.kind = 1;
+    e.vrid = 51;
+    e.priority = 150;
+    e.addr_count = 1;
+    e.interval = 100;
+    e.event = event;
+    e.src[..4].copy_from_slice(&[192, 0, 2, 11]);
+    e.deadline_ns = deadline_ns;
+    e
+}
+
+fn feed(ep: &mut Endpoint, e: AdvertEvent) {
+    let now = Instant::from_nanos(e.ts_ns.max(e.deadline_ns));
+    ep.handle(now, EndpointInput::Datapath(Datapath::Event(e)));
+}
+
+fn took_over_at(ep: &mut Endpoint) -> Option<Instant> {
+    let mut at = None;
+    while let Some((_, a)) = ep.poll_action() {
+        if let EndpointAction::Router(Action::StateChanged(t)) = a
+            && t.to == State::Master
+        {
+            at = Some(t.at);
+        }
+    }
+    at
+}
+
+#[test]
+fn a_backup_whose_timer_the_kernel_keeps_asks_for_no_wake_up() {
+    let t = 1100 * MS;
+    let mut kept = backup(Some(0));
+    feed(&mut kept, record(EVENT_ADVERT, t, 0));
+    assert_eq!(kept.poll_timeout(), None);
+    assert!(kept.kernel_timer(&key()).armed);
+    // Without kernel timers the agent wakes at the deadline itself.
+    let mut own = backup(None);
+    feed(&mut own, record(EVENT_ADVERT, t, 0));
+    assert_eq!(own.poll_timeout(), Some(Instant::from_nanos(t + MDI)));
+    assert!(!own.kernel_timer(&key()).armed);
+}
+
+#[test]
+fn an_advert_before_the_kernel_had_the_parameters_arms_nothing() {
+    let mut ep = backup(Some(2000 * MS));
+    feed(&mut ep, record(EVENT_ADVERT, 1100 * MS, 0));
+    assert_eq!(
+        ep.poll_timeout(),
+        Some(Instant::from_nanos(1100 * MS + MDI))
+    );
+}
+
+#[test]
+fn a_silence_takes_over_at_the_kernels_deadline_and_the_router_decides() {
+    let mut ep = backup(Some(0));
+    let t = 1100 * MS;
+    feed(&mut ep, record(EVENT_ADVERT, t, 0));
+    while ep.poll_action().is_some() {}
+    feed(&mut ep, record(EVENT_SILENCE, t, t + MDI));
+    assert_eq!(took_over_at(&mut ep), Some(Instant::from_nanos(t + MDI)));
+    assert_eq!(ep.kernel_timer(&key()).silences, 1);
+    assert_eq!(
+        ep.router(&key()).map(VirtualRouter::state),
+        Some(State::Master)
+    );
+}
+
+#[test]
+fn a_silence_the_router_finds_early_hands_the_deadline_back() {
+    let mut ep = backup(Some(0));
+    let t = 1100 * MS;
+    feed(&mut ep, record(EVENT_ADVERT, t, 0));
+    while ep.poll_action().is_some() {}
+    // A deadline the router does not agree with: it stays Backup, and the agent's own
+    // timer keeps the real deadline.
+    feed(&mut ep, record(EVENT_SILENCE, t, t + MDI - MS));
+    assert_eq!(took_over_at(&mut ep), None);
+    assert_eq!(ep.poll_timeout(), Some(Instant::from_nanos(t + MDI)));
+    assert!(!ep.kernel_timer(&key()).armed);
+}
+
+#[test]
+fn a_stale_silence_after_a_newer_report_is_ignored() {
+    let mut ep = backup(Some(0));
+    feed(&mut ep, record(EVENT_ADVERT, 1100 * MS, 0));
+    feed(&mut ep, record(EVENT_ADVERT, 5000 * MS, 0));
+    while ep.poll_action().is_some() {}
+    // Decided by the kernel before the advert at 5 s armed the timer again.
+    feed(&mut ep, record(EVENT_SILENCE, 1100 * MS, 1100 * MS + MDI));
+    assert_eq!(took_over_at(&mut ep), None);
+    assert!(ep.kernel_timer(&key()).armed);
+    assert_eq!(ep.kernel_timer(&key()).silences, 0);
+}
+
+#[test]
+fn a_timer_the_kernel_could_not_arm_hands_the_deadline_back() {
+    let mut ep = backup(Some(0));
+    let t = 1100 * MS;
+    feed(&mut ep, record(EVENT_ADVERT, t, 0));
+    feed(&mut ep, record(EVENT_TIMER_ERROR, t, t + MDI));
+    assert_eq!(ep.poll_timeout(), Some(Instant::from_nanos(t + MDI)));
+}
+
+#[test]
+fn an_armed_timer_read_at_the_agents_timeout_hands_the_deadline_to_the_kernel() {
+    // Started Backup: no report yet, so the agent keeps the start-up deadline.
+    let mut ep = backup(Some(0));
+    let first = ep.poll_timeout().expect("a Backup has a down deadline");
+    // Adverts arrived quietly (the kernel armed its timer); at the deadline the agent
+    // reads the state and the armed timer.
+    let mut stats = VridStats::default();
+    let last = first.as_nanos() - 100 * MS;
+    vigil_common::suppress::commit(
+        &mut stats,
+        &vigil_common::validate::Advert {
+            family: FAMILY_V4,
+            ttl: 255,
+            version: 3,
+            kind: 1,
+            vrid: 51,
+            priority: 150,
+            addr_count: 1,
+            interval: 100,
+            src: [192, 0, 2, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ..Default::default()
+        },
+        last,
+        0,
+        Some(0),
+    );
+    ep.handle(
+        first,
+        EndpointInput::KernelState {
+            key: key(),
+            stats,
+            timer_armed: Some(true),
+        },
+    );
+    ep.handle(first, EndpointInput::Timeout);
+    assert_eq!(took_over_at(&mut ep), None);
+    assert_eq!(ep.poll_timeout(), None, "the kernel keeps the deadline now");
+    // Not armed: the agent keeps it.
+    let mut ep = backup(Some(0));
+    ep.handle(
+        first,
+        EndpointInput::KernelState {
+            key: key(),
+            stats,
+            timer_armed: Some(false),
+        },
+    );
+    ep.handle(first, EndpointInput::Timeout);
+    assert_eq!(
+        ep.poll_timeout(),
+        Some(Instant::from_nanos(last) + Duration::from_nanos(MDI))
+    );
+}

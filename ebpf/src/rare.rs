@@ -1,0 +1,71 @@
+//! Rare events, told to the agent's log through aya-log: a full ring buffer, a full map, a
+//! timer that would not start. Never per packet: each kind speaks at most once a second
+//! per CPU, however often it happens (the counters in the maps count every one).
+
+use aya_ebpf::{btf_maps::PerCpuArray, helpers::bpf_ktime_get_ns, macros::btf_map};
+
+/// Kinds of rare event, indexing `LOG_GATE`.
+const RING_FULL: u32 = 0;
+const MAP_FULL: u32 = 1;
+const TIMER_FAILED: u32 = 2;
+const KINDS: usize = 3;
+/// Quietest gap between two lines of one kind on one CPU.
+const GAP_NS: u64 = 1_000_000_000;
+
+/// When each kind last spoke on this CPU.
+#[btf_map(name = "log_gate")]
+static LOG_GATE: PerCpuArray<u64, KINDS> = PerCpuArray::new();
+
+#[inline(always)]
+fn may_speak(kind: u32) -> bool {
+    let Some(last) = LOG_GATE.get_ptr_mut(kind) else {
+        return false;
+    };
+    // SAFETY: a per-CPU array element; only this CPU's program touches it.
+    let last = unsafe { &mut *last };
+    // SAFETY: plain helper.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if *last != 0 && now.saturating_sub(*last) < GAP_NS {
+        return false;
+    }
+    *last = now;
+    true
+}
+
+/// The ring buffer to the agent is full: the agent falls behind and an event was lost.
+#[inline(never)]
+pub fn ring_full(vrid: u8) {
+    if may_speak(RING_FULL) {
+        aya_log_ebpf::warn!(
+            &(),
+            "ring buffer full: an event of VRID {} was lost (the agent is not reading)",
+            vrid
+        );
+    }
+}
+
+/// A map the program fills itself has no room for another VRID.
+#[inline(never)]
+pub fn map_full(vrid: u8) {
+    if may_speak(MAP_FULL) {
+        aya_log_ebpf::error!(
+            &(),
+            "down_timers map full: VRID {} has no kernel timer",
+            vrid
+        );
+    }
+}
+
+/// `bpf_timer_init`, `bpf_timer_set_callback` or `bpf_timer_start` refused; the agent
+/// keeps this VRID's deadline itself.
+#[inline(never)]
+pub fn timer_failed(vrid: u8, rc: i64) {
+    if may_speak(TIMER_FAILED) {
+        aya_log_ebpf::error!(
+            &(),
+            "down timer of VRID {} could not be armed: error {}",
+            vrid,
+            rc
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! The kernel-resident Master_Down_Timer: one `bpf_timer` per watched VRID.
+//!
+//! The packet path arms it at an advert's arrival for `arrival + Master_Down_Interval`
+//! (absolute CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`) when it is idle, and again
+//! whenever the advert is reported to the agent, so every advert the agent hears has
+//! (re-)armed it. In the steady state the packet path only records `last_ns` in
+//! `vrid_stats`; when the timer fires, the callback recomputes the deadline from the
+//! newest arrival and re-arms itself for the remainder while the Master is alive, or
+//! writes one ring event "silent since T, deadline D" and goes idle. The agent's election
+//! decides what the silence means; the kernel only wakes it.
+//!
+//! The timers live in their own map that userspace never writes (an update of an element
+//! from userspace cancels its timer); the agent's parameters live in `down_params`. A VRID
+//! without parameters gets no kernel timer, and the agent keeps the deadline itself.
+
+use core::ffi::c_void;
+use core::ptr::addr_of;
+
+use aya_ebpf::{
+    Global,
+    bindings::{BPF_F_TIMER_ABS, BPF_NOEXIST, bpf_timer},
+    btf_maps::HashMap,
+    helpers::{bpf_ktime_get_ns, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
+    macros::btf_map,
+};
+use vigil_common::{
+    DownParams, VridKey,
+    down::{deadline_ns, interval_ns},
+    event::{EVENT_SILENCE, EVENT_TIMER_ERROR},
+    maps::MAX_WATCHED,
+    validate::{VERDICTS, WATCH_REPORT_ALL},
+};
+
+/// `bpf_timer_init` on a timer another CPU initialised first.
+const EBUSY: i64 = -16;
+
+/// CLOCK_MONOTONIC for `bpf_timer_init`: the clock of `bpf_ktime_get_ns`.
+const CLOCK_MONOTONIC: u64 = 1;
+
+/// Never initialised in this map's life.
+const FRESH: u32 = 0;
+/// Initialised, not armed.
+const IDLE: u32 = 1;
+/// Armed: the callback will run.
+const ARMED: u32 = 2;
+
+/// A VRID's kernel timer and whether it is armed.
+#[repr(C)]
+pub struct DownTimer {
+    timer: bpf_timer,
+    state: u32,
+    _pad: u32,
+}
+
+/// 1: the kernel keeps the down timers. The agent loads the program with 0 when the
+/// kernel refuses timers (or they are turned off); the verifier then prunes every timer
+/// call as dead code, so the same object loads where `bpf_timer` does not exist.
+#[unsafe(no_mangle)]
+static KERNEL_TIMERS: Global<u8> = Global::new(1);
+
+#[btf_map(name = "down_timers")]
+static DOWN_TIMERS: HashMap<VridKey, DownTimer, { MAX_WATCHED as usize }> = HashMap::new();
+
+#[btf_map(name = "down_params")]
+static DOWN_PARAMS: HashMap<VridKey, DownParams, { MAX_WATCHED as usize }> = HashMap::new();
+
+/// An accepted advert counted as the Master's arrival at `ts` (after `vrid_stats` holds
+/// it). `report`: the agent is told of this advert, so the timer must run from it.
+// Not inlined: the verifier then checks it once per call instead of along every path
+// of the packet code that reaches it.
+#[inline(never)]
+pub fn arrival(key: &VridKey, ts: u64, report: bool, version: u8, local: u8) {
+    if KERNEL_TIMERS.load() == 0 {
+        return;
+    }
+    let Some(params) = DOWN_PARAMS.get_ptr(key) else {
+        return;
+    };
+    let Some(t) = slot(key) else {
+        crate::rare::map_full(key.vrid);
+        return;
+    };
+    // SAFETY: map value pointers, valid for this program run; a racing CPU can at worst
+    // start the same timer twice, which only moves its expiry to the newer deadline.
+    let (t, p) = unsafe { (&mut *t, &*params) };
+    if t.state == ARMED && !report {
+        return;
+    }
+    // The agent believes the timer runs after a report, or while it was armed: a
+    // failure then must reach it. A quiet arrival's failure is only logged (it would
+    // otherwise flood the ring once per advert).
+    let tell = report || t.state == ARMED;
+    if t.state == FRESH {
+        // SAFETY: `t.timer` lives in a BTF hash map of timers; the map pointer is the
+        // map's own.
+        let rc = unsafe {
+            bpf_timer_init(
+                &mut t.timer,
+                addr_of!(DOWN_TIMERS) as *mut c_void,
+                CLOCK_MONOTONIC,
+            )
+        };
+        // -EBUSY: another CPU initialised it first.
+        if rc != 0 && rc != EBUSY {
+            crate::rare::timer_failed(key.vrid, rc);
+            if tell {
+                event(key, EVENT_TIMER_ERROR, ts);
+            }
+            return;
+        }
+        // A pointer to the function (never an integer cast) makes the loader emit the
+        // relocation the verifier wants for a callback.
+        // SAFETY: an initialised timer in its map.
+        let rc = unsafe { bpf_timer_set_callback(&mut t.timer, fired as *mut c_void) };
+        if rc != 0 {
+            crate::rare::timer_failed(key.vrid, rc);
+            if tell {
+                event(key, EVENT_TIMER_ERROR, ts);
+            }
+            return;
+        }
+        t.state = IDLE;
+    }
+    let Some(stats) = crate::VRID_STATS.get_ptr(key) else {
+        return;
+    };
+    // SAFETY: as above.
+    let s = unsafe { &*stats };
+    let deadline = deadline_of(
+        version,
+        local,
+        p,
+        s.last_version,
+        s.last_interval,
+        ts,
+        s.last_priority,
+    );
+    start(key, t, deadline, tell);
+}
+
+/// The timer element of `key`, created idle on first use.
+#[inline(always)]
+fn slot(key: &VridKey) -> Option<*mut DownTimer> {
+    if let Some(t) = DOWN_TIMERS.get_ptr_mut(key) {
+        return Some(t);
+    }
+    let fresh = DownTimer {
+        timer: bpf_timer { __opaque: [0; 2] },
+        state: FRESH,
+        _pad: 0,
+    };
+    // Another CPU may have created it meanwhile: NOEXIST keeps its timer.
+    let _ = DOWN_TIMERS.insert(key, &fresh, BPF_NOEXIST as u64);
+    DOWN_TIMERS.get_ptr_mut(key)
+}
+
+#[inline(always)]
+fn deadline_of(
+    version: u8,
+    local: u8,
+    p: &DownParams,
+    last_version: u8,
+    last_interval: u16,
+    last_ns: u64,
+    last_priority: u8,
+) -> u64 {
+    let interval = if p.interval_ns != 0 {
+        p.interval_ns
+    } else {
+        interval_ns(last_version, last_interval)
+    };
+    deadline_ns(version, local, interval, p.adverts, last_ns, last_priority)
+}
+
+/// Arms the timer for the absolute `deadline`; a failure is logged and, with `tell`,
+/// reported to the agent, which then keeps this deadline itself.
+#[inline(always)]
+fn start(key: &VridKey, t: &mut DownTimer, deadline: u64, tell: bool) {
+    // SAFETY: an initialised timer in its map.
+    let rc = unsafe { bpf_timer_start(&mut t.timer, deadline, BPF_F_TIMER_ABS as u64) };
+    if rc == 0 {
+        t.state = ARMED;
+        return;
+    }
+    t.state = IDLE;
+    crate::rare::timer_failed(key.vrid, rc);
+    if tell {
+        event(key, EVENT_TIMER_ERROR, deadline);
+    }
+}
+
+/// The timer callback: re-arm for the remainder while adverts arrive, else report silence.
+#[inline(never)]
+unsafe extern "C" fn fired(_map: *mut c_void, key: *mut VridKey, t: *mut DownTimer) -> i32 {
+    // SAFETY: the kernel passes the element's key and value, valid during the callback.
+    let (key, t) = unsafe { (&*key, &mut *t) };
+    let (Some(w), Some(p)) = (crate::WATCH.get_ptr(key), DOWN_PARAMS.get_ptr(key)) else {
+        // No longer watched, or the agent took the deadline back.
+        t.state = IDLE;
+        return 0;
+    };
+    // SAFETY: map value pointers, valid during the callback.
+    let (w, p) = unsafe { (&*w, &*p) };
+    if w.flags & WATCH_REPORT_ALL != 0 {
+        // Master: it hears every advert, and its own advert timer is the agent's.
+        t.state = IDLE;
+        return 0;
+    }
+    let Some(stats) = crate::VRID_STATS.get_ptr(key) else {
+        t.state = IDLE;
+        return 0;
+    };
+    // SAFETY: as above.
+    let s = unsafe { &*stats };
+    let deadline = deadline_of(
+        w.version,
+        w.priority,
+        p,
+        s.last_version,
+        s.last_interval,
+        s.last_ns,
+        s.last_priority,
+    );
+    // SAFETY: plain helper.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if now < deadline {
+        start(key, t, deadline, true);
+        return 0;
+    }
+    // RFC 5798 §6.4.2: the Master_Down_Timer fired. The agent's election decides.
+    t.state = IDLE;
+    event(key, EVENT_SILENCE, deadline);
+    0
+}
+
+/// Writes a down-timer event for `key` with the last advert's fields.
+#[inline(always)]
+fn event(key: &VridKey, kind: u8, deadline: u64) {
+    let Some(stats) = crate::VRID_STATS.get_ptr(key) else {
+        return;
+    };
+    let Some(mut slot) = crate::EVENTS.reserve(0) else {
+        crate::count(key.ifindex, VERDICTS);
+        crate::rare::ring_full(key.vrid);
+        return;
+    };
+    let e = slot.as_mut_ptr();
+    // SAFETY: `e` is a reserved, writable event slot; `stats` a map value pointer.
+    unsafe {
+        let s = &*stats;
+        (*e).ts_ns = s.last_ns;
+        (*e).first_ns = s.last_ns;
+        (*e).ifindex = key.ifindex;
+        (*e).verdict = 0;
+        (*e).family = key.family;
+        (*e).ttl = 255;
+        (*e).version = s.last_version;
+        (*e).kind = 1;
+        (*e).vrid = key.vrid;
+        (*e).priority = s.last_priority;
+        (*e).addr_count = s.last_addr_count;
+        (*e).interval = s.last_interval;
+        (*e).auth_type = 0;
+        (*e).event = kind;
+        (*e).addr_digest = s.last_digest;
+        (*e)._pad2 = 0;
+        (*e).src = s.last_src;
+        (*e).dst = [0; 16];
+        (*e).deadline_ns = deadline;
+    }
+    slot.submit(0);
+}

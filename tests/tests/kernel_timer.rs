@@ -1,0 +1,269 @@
+//! The kernel keeps a Backup's Master_Down_Timer (a `bpf_timer` in the XDP program): the
+//! Backup agent sleeps while its Master lives, yet takes over at the RFC deadline when the
+//! Master dies (timed from a capture). Forced off, the agent keeps the timer itself and
+//! says so. A ring buffer the agent does not read fills, and the program says so in the
+//! agent's log through aya-log.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::Duration;
+
+use vigil_tests::agent::{Vigil, adverts, global};
+use vigil_tests::capture::Capture;
+use vigil_tests::frames::Advert;
+use vigil_tests::{Host, Lab, require_root};
+
+const VIP: &str = "192.0.2.100";
+const MASTER_IP: &str = "192.0.2.11";
+const BACKUP_IP: &str = "192.0.2.12";
+/// How long the Backup is watched for wake-ups.
+const QUIET: Duration = Duration::from_secs(10);
+
+fn instance(priority: u8, state: &str) -> String {
+    format!(
+        "[instances.web]\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
+         initial_state = \"{state}\"\nadvert_interval = \"10ms\"\n\
+         virtual_addresses = [\"{VIP}/24 dev eth0 label eth0:1\"]\n"
+    )
+}
+
+/// Master_Down_Interval for 10 ms adverts at `priority` (RFC 5798 §6.1).
+fn master_down(priority: u8) -> Duration {
+    let skew = Duration::from_nanos((256 - u64::from(priority)) * 10_000_000 / 256);
+    Duration::from_millis(30) + skew
+}
+
+/// Context switches (voluntary + involuntary) of each thread of `pid`, by thread name
+/// and id: each is the thread going to sleep or being put aside, so a sleeping agent's
+/// count stands still.
+fn switches(pid: u64) -> anyhow::Result<std::collections::BTreeMap<String, u64>> {
+    let mut out = std::collections::BTreeMap::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let task = task?;
+        let status = std::fs::read_to_string(task.path().join("status"))?;
+        let mut name = String::new();
+        let mut total = 0;
+        for line in status.lines() {
+            if let Some(n) = line.strip_prefix("Name:") {
+                name = n.trim().to_owned();
+            }
+            if let Some(v) = line
+                .strip_prefix("voluntary_ctxt_switches:")
+                .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+            {
+                total += v.trim().parse::<u64>()?;
+            }
+        }
+        out.insert(
+            format!("{name}/{}", task.file_name().to_string_lossy()),
+            total,
+        );
+    }
+    Ok(out)
+}
+
+/// Wake-ups per second of the agent over `over` (every thread), with the threads that
+/// woke.
+fn wakeups_per_second(agent: &Vigil, over: Duration) -> anyhow::Result<f64> {
+    let pid = agent.status()?["pid"]
+        .as_u64()
+        .ok_or_else(|| anyhow::anyhow!("status has no pid"))?;
+    // The status request itself wakes the agent; let that settle first.
+    std::thread::sleep(Duration::from_millis(500));
+    let before = switches(pid)?;
+    std::thread::sleep(over);
+    let after = switches(pid)?;
+    let mut total = 0;
+    for (thread, n) in &after {
+        let d = n - before.get(thread).copied().unwrap_or(0);
+        if d > 0 {
+            eprintln!("  {thread}: {d} context switches");
+        }
+        total += d;
+    }
+    Ok(total as f64 / over.as_secs_f64())
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("literal address")
+}
+
+fn start(host: &Host, dir: &Path, bpffs: &Path, extra: &str, inst: &str) -> anyhow::Result<Vigil> {
+    Vigil::start(host, dir, &(global(host, dir, bpffs, extra) + inst))
+}
+
+/// Cuts the Master's link and returns how long after its last advert the Backup's
+/// first one went out, from a capture on the client.
+fn cut_and_time(lab: &Lab, backup: &Vigil, dir: &Path) -> anyhow::Result<Duration> {
+    let client = lab.host("client").clone();
+    let cap = Capture::start(&client, "eth0", "ip proto 112", &dir.join("cut.pcap"))?;
+    std::thread::sleep(Duration::from_millis(250));
+    lab.set_link("lb01", false)?;
+    backup.wait_state("web", "MASTER", Duration::from_secs(3))?;
+    std::thread::sleep(Duration::from_millis(100));
+    let seen = adverts(&cap.stop()?);
+    let last_master = seen
+        .iter()
+        .rev()
+        .find(|a| a.1 == ip(MASTER_IP))
+        .ok_or_else(|| anyhow::anyhow!("no adverts from the master in the capture"))?
+        .0;
+    // After the master's last advert: on a loaded machine a stalled master may have
+    // let the backup take over (and be preempted back) before the cut.
+    let first_backup = seen
+        .iter()
+        .find(|a| a.1 == ip(BACKUP_IP) && a.0 > last_master)
+        .ok_or_else(|| anyhow::anyhow!("no adverts from the backup in the capture"))?
+        .0;
+    Ok(Duration::from_nanos(
+        first_backup.saturating_sub(last_master),
+    ))
+}
+
+#[test]
+fn backup_sleeps_while_the_master_lives_and_takes_over_at_the_deadline() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("ktimer", &["lb01", "lb02", "client"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let master = start(&lb01, &dir, &bpffs, "", &instance(150, "master"))?;
+    let backup = start(&lb02, &dir, &bpffs, "", &instance(100, "backup"))?;
+    master.wait_state("web", "MASTER", Duration::from_secs(3))?;
+    backup.wait_state("web", "BACKUP", Duration::from_secs(3))?;
+    // Let start-up and the first adverts settle.
+    std::thread::sleep(Duration::from_secs(1));
+
+    let status = backup.status()?;
+    assert_eq!(status["down_timers"], "kernel", "{status}");
+    assert_eq!(backup.instance("web")?["down_timer"], "kernel");
+    assert!(
+        backup.log_text().contains("down_timers=kernel"),
+        "the start-up log says who keeps the timers:\n{}",
+        backup.log_text()
+    );
+
+    // 100 adverts a second from a live Master, and the Backup agent does not wake for
+    // them: only the once-a-second housekeeping tick remains.
+    let rate = wakeups_per_second(&backup, QUIET)?;
+    eprintln!("backup agent: {rate:.2} wake-ups/s over {QUIET:?} of a live 10 ms master");
+    assert!(rate <= 1.5, "backup agent woke {rate:.2} times a second");
+    let web = backup.instance("web")?;
+    assert_eq!(web["state"], "BACKUP", "{web}\n{}", backup.log_text());
+    // A silence the election judged too short (a late advert) wakes the agent once; it
+    // must not have turned into a takeover.
+    let silences = web["kernel_silences"].as_u64().unwrap_or(0);
+    eprintln!("silences before the cut: {silences}\n{}", backup.log_text());
+
+    let took = cut_and_time(&lab, &backup, &dir)?;
+    let bound = master_down(100);
+    eprintln!("takeover after {took:?}; Master_Down_Interval {bound:?}");
+    assert!(
+        took + Duration::from_millis(1) >= bound,
+        "took over early: {took:?} < {bound:?}"
+    );
+    assert!(
+        took <= bound + Duration::from_millis(10),
+        "took over late: {took:?} > {bound:?}"
+    );
+    // The kernel's silence event woke the agent, and the election took over.
+    let web = backup.instance("web")?;
+    assert_eq!(web["kernel_silences"], silences + 1, "{web}");
+    assert_eq!(web["last_transition"]["to"], "MASTER");
+    assert!(vigil_tests::agent::has_address(&lb02, VIP));
+    Ok(())
+}
+
+#[test]
+fn forced_off_the_agent_keeps_the_timers_and_says_so() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("ktimeroff", &["lb01", "lb02", "client"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let master = start(&lb01, &dir, &bpffs, "", &instance(150, "master"))?;
+    let backup = start(
+        &lb02,
+        &dir,
+        &bpffs,
+        "kernel_timers = false",
+        &instance(100, "backup"),
+    )?;
+    master.wait_state("web", "MASTER", Duration::from_secs(3))?;
+    backup.wait_state("web", "BACKUP", Duration::from_secs(3))?;
+    std::thread::sleep(Duration::from_secs(1));
+
+    let status = backup.status()?;
+    assert_eq!(
+        status["down_timers"], "agent (kernel_timers = false)",
+        "{status}"
+    );
+    assert_eq!(backup.instance("web")?["down_timer"], "agent");
+    assert!(
+        backup
+            .log_text()
+            .contains("down_timers=agent (kernel_timers = false)"),
+        "{}",
+        backup.log_text()
+    );
+    // The agent's own down timer wakes it about once per Master_Down_Interval (36 ms):
+    // the wake-up count of the other test measures something that does move.
+    let rate = wakeups_per_second(&backup, Duration::from_secs(3))?;
+    eprintln!("backup agent without kernel timers: {rate:.2} wake-ups/s");
+    assert!(
+        rate >= 10.0,
+        "only {rate:.2} wake-ups/s with the agent's own timers"
+    );
+
+    let took = cut_and_time(&lab, &backup, &dir)?;
+    let bound = master_down(100);
+    eprintln!("takeover after {took:?}; Master_Down_Interval {bound:?}");
+    assert!(took + Duration::from_millis(1) >= bound, "early: {took:?}");
+    assert!(took <= bound + Duration::from_millis(10), "late: {took:?}");
+    assert_eq!(backup.instance("web")?["kernel_silences"], 0);
+    Ok(())
+}
+
+#[test]
+fn a_full_ring_buffer_is_told_in_the_agents_log() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("ktimerlog", &["lb01", "peer"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, peer) = (lab.host("lb01").clone(), lab.host("peer").clone());
+    // A lone Master hears of every advert from a peer, so each one is a ring event.
+    let master = start(&lb01, &dir, &bpffs, "", &instance(150, "master"))?;
+    master.wait_state("web", "MASTER", Duration::from_secs(3))?;
+
+    // Stop the agent so nothing reads the ring, and overfill it: 256 KiB holds about
+    // 3,200 events.
+    master.signal(libc::SIGSTOP);
+    let frame = Advert::v3(Ipv4Addr::new(192, 0, 2, 99), 51, 100).frame();
+    let frames = vec![frame; 6000];
+    let sent = peer.send_frames("eth0", &frames);
+    master.signal(libc::SIGCONT);
+    sent?;
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline && !master.log_text().contains("ring buffer full") {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = master.log_text();
+    assert!(
+        log.contains("ring buffer full: an event of VRID 51 was lost"),
+        "no ring-full line in the agent's log:\n{log}"
+    );
+    // Once a second per CPU at most, not once per lost event.
+    let lines = log.matches("ring buffer full").count();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        lines <= 2 * cpus,
+        "{lines} ring-full lines for one burst:\n{log}"
+    );
+    let counters = master.status()?["datapath_counters"]["eth0"].clone();
+    assert!(
+        counters["ring_full"].as_u64().unwrap_or(0) > 1000,
+        "{counters}"
+    );
+    Ok(())
+}
