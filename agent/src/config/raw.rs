@@ -77,6 +77,8 @@ pub(crate) struct RawGlobal {
     pub garp_master_repeat: Option<S<i64>>,
     pub garp_master_refresh: Option<S<RawDuration>>,
     pub garp_master_refresh_repeat: Option<S<i64>>,
+    pub garp_lower_prio_delay: Option<S<RawDuration>>,
+    pub garp_lower_prio_repeat: Option<S<i64>>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -136,6 +138,8 @@ pub(crate) struct RawInstance {
     pub garp_master_repeat: Option<S<i64>>,
     pub garp_master_refresh: Option<S<RawDuration>>,
     pub garp_master_refresh_repeat: Option<S<i64>>,
+    pub garp_lower_prio_delay: Option<S<RawDuration>>,
+    pub garp_lower_prio_repeat: Option<S<i64>>,
 }
 
 /// An entry of `track_scripts`, `track_interfaces`, `track_files` or `track_processes`: either just the
