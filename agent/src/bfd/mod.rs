@@ -14,6 +14,18 @@
 //! use vigil::bfd::{Action, ControlPacket, Input, Session, SessionConfig, State};
 //! use vigil::vrrp::Instant;
 //!
+//! /// Runs `from`'s timers at `now` and delivers what it sends to `to` at once.
+//! fn exchange(from: &mut Session, to: &mut Session, now: Instant) {
+//!     from.handle(now, Input::Timeout).unwrap();
+//!     while let Some(action) = from.poll_action() {
+//!         if let Action::Send(packet) = action {
+//!             let wire = packet.encode();
+//!             let rx = ControlPacket::decode(&wire).unwrap();
+//!             to.handle(now, Input::Packet(rx)).unwrap();
+//!         }
+//!     }
+//! }
+//!
 //! let ms = Duration::from_millis(10);
 //! let mut a = Session::new(SessionConfig::new(1, ms, 3));
 //! let mut b = Session::new(SessionConfig::new(2, ms, 3));
@@ -21,15 +33,8 @@
 //! a.handle(now, Input::Start).unwrap();
 //! b.handle(now, Input::Start).unwrap();
 //! for _ in 0..100 {
-//!     for (from, to) in [(&mut a, &mut b), (&mut b, &mut a)] {
-//!         from.handle(now, Input::Timeout).unwrap();
-//!         while let Some(action) = from.poll_action() {
-//!             if let Action::Send(packet) = action {
-//!                 let wire = packet.encode();
-//!                 to.handle(now, Input::Packet(ControlPacket::decode(&wire).unwrap())).unwrap();
-//!             }
-//!         }
-//!     }
+//!     exchange(&mut a, &mut b, now);
+//!     exchange(&mut b, &mut a, now);
 //!     now = a.poll_timeout().min(b.poll_timeout()).unwrap();
 //! }
 //! assert_eq!((a.state(), b.state()), (State::Up, State::Up));
