@@ -10,9 +10,9 @@ use super::duration::RawDuration;
 use super::error::{ConfigError, Errors, SourceText};
 use super::raw::{RawConfig, RawGlobal, RawInstance, RawScript, RawTrack, S};
 use super::{
-    Config, DEFAULT_BPF_PIN_DIR, DEFAULT_CONTROL_SOCKET, Family, Garp, Global, InitialState,
-    Instance, Script, TrackFile, TrackInterface, TrackScript, Version, VirtualAddress, XdpMode,
-    check_ifname, display_key,
+    BfdSession, BfdTimers, Config, DEFAULT_BPF_PIN_DIR, DEFAULT_CONTROL_SOCKET, Family, Garp,
+    Global, InitialState, Instance, Script, TrackBfd, TrackFile, TrackInterface, TrackScript,
+    Version, VirtualAddress, XdpMode, check_ifname, display_key,
 };
 
 /// Weights of scripts and interfaces, as keepalived allows.
@@ -36,6 +36,8 @@ pub(super) fn validate(src: &SourceText<'_>, raw: RawConfig) -> Result<Config, C
         }
     }
 
+    let bfd_sessions = super::bfd::sessions(&mut e, &raw.bfd);
+
     let mut instances = BTreeMap::new();
     // (interface, family, vrid) → instance name, to refuse two routers on one wire id.
     let mut ids: HashMap<(String, Family, u8), String> = HashMap::new();
@@ -57,6 +59,7 @@ pub(super) fn validate(src: &SourceText<'_>, raw: RawConfig) -> Result<Config, C
             &raw.scripts,
             &scripts,
             &global,
+            &bfd_sessions,
         ) else {
             continue;
         };
@@ -103,6 +106,7 @@ pub(super) fn validate(src: &SourceText<'_>, raw: RawConfig) -> Result<Config, C
             global,
             scripts,
             instances,
+            bfd: bfd_sessions,
         })
     } else {
         Err(e.into_error())
@@ -216,6 +220,10 @@ fn global(e: &mut Errors<'_>, g: &RawGlobal) -> Global {
         nonlocal_bind: g.nonlocal_bind.as_ref().is_some_and(|b| *b.get_ref()),
         script_user,
         garp,
+        bfd: g
+            .bfd
+            .as_ref()
+            .map(|t| super::bfd::timers(e, "global.bfd", t.get_ref(), BfdTimers::default())),
     }
 }
 
@@ -330,6 +338,7 @@ fn instance(
     raw_scripts: &BTreeMap<S<String>, S<RawScript>>,
     scripts: &BTreeMap<String, Script>,
     global: &Global,
+    bfd_sessions: &BTreeMap<String, BfdSession>,
 ) -> Option<Instance> {
     let before = e.len();
     let p = |key: &str| format!("{path}.{key}");
@@ -647,6 +656,29 @@ fn instance(
         &r.garp_master_refresh_repeat,
     );
 
+    let bfd = match &r.bfd {
+        Some(t) => Some(super::bfd::timers(
+            e,
+            &p("bfd"),
+            t.get_ref(),
+            global.bfd.unwrap_or_default(),
+        )),
+        None => global.bfd,
+    };
+    let track_bfd = track_list(e, path, "track_bfd", "bfd", &r.track_bfd)
+        .into_iter()
+        .filter_map(|(name, span, weight)| {
+            let Some(session) = bfd_sessions.get(&name) else {
+                e.add(span.0, span.1, format!("no BFD session `{name}` in [bfd]"));
+                return None;
+            };
+            Some(TrackBfd {
+                weight: weight.map_or(session.weight, |w| w as i32),
+                session: name,
+            })
+        })
+        .collect::<Vec<_>>();
+
     (e.len() == before).then_some(Instance {
         interface,
         vrid,
@@ -672,6 +704,8 @@ fn instance(
         notify_stop,
         notify: notify_any,
         garp,
+        bfd,
+        track_bfd,
     })
 }
 
@@ -771,7 +805,7 @@ fn track_list(
     out
 }
 
-fn peer_addr(
+pub(super) fn peer_addr(
     e: &mut Errors<'_>,
     a: &S<String>,
     path: &str,
@@ -823,7 +857,12 @@ fn user_name(e: &mut Errors<'_>, u: &S<String>, path: &str) -> String {
     v.clone()
 }
 
-fn int_in(e: &mut Errors<'_>, v: &S<i64>, path: &str, range: RangeInclusive<i64>) -> Option<i64> {
+pub(super) fn int_in(
+    e: &mut Errors<'_>,
+    v: &S<i64>,
+    path: &str,
+    range: RangeInclusive<i64>,
+) -> Option<i64> {
     let x = *v.get_ref();
     if range.contains(&x) {
         Some(x)
@@ -841,7 +880,7 @@ fn int_in(e: &mut Errors<'_>, v: &S<i64>, path: &str, range: RangeInclusive<i64>
     }
 }
 
-fn duration_in(
+pub(super) fn duration_in(
     e: &mut Errors<'_>,
     d: &S<RawDuration>,
     path: &str,
