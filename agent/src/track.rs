@@ -153,6 +153,8 @@ pub struct Tracker {
     scripts: BTreeMap<String, RunningScript>,
     files: BTreeMap<PathBuf, WatchedFile>,
     links: HashMap<String, bool>,
+    /// `[bfd.NAME]` sessions: Up or not.
+    bfd: HashMap<String, bool>,
 }
 
 impl Tracker {
@@ -163,7 +165,13 @@ impl Tracker {
             scripts: BTreeMap::new(),
             files: BTreeMap::new(),
             links: links.iter().map(|l| (l.name.clone(), l.is_up())).collect(),
+            bfd: HashMap::new(),
         }
+    }
+
+    /// Records a BFD session's standing; true when it changed.
+    pub fn bfd(&mut self, name: &str, up: bool) -> bool {
+        self.bfd.insert(name.to_owned(), up) != Some(up)
     }
 
     /// Starts what `config` tracks and stops what it no longer does. A script or file
@@ -314,6 +322,22 @@ impl Tracker {
                 _ => {}
             }
         }
+        for t in &cfg.track_bfd {
+            // A session not yet Up counts as down, as in keepalived.
+            let up = self.bfd.get(&t.session).copied().unwrap_or(false);
+            match weight(t.weight) {
+                0 if !up => faults.push(format!("BFD session {} down", t.session)),
+                w if w > 0 && up => {
+                    total += w;
+                    why.push(format!("BFD session {} up: +{w}", t.session));
+                }
+                w if w < 0 && !up => {
+                    total += w;
+                    why.push(format!("BFD session {} down: {w}", t.session));
+                }
+                _ => {}
+            }
+        }
         for t in &cfg.track_files {
             let value = self.files.get(&t.path).and_then(|f| f.value).unwrap_or(0);
             let w = weight(t.weight);
@@ -389,7 +413,19 @@ impl Tracker {
                 })
             })
             .collect();
-        serde_json::json!({ "scripts": scripts, "interfaces": interfaces, "files": files })
+        let bfd: Vec<_> = cfg
+            .track_bfd
+            .iter()
+            .map(|t| {
+                let up = self.bfd.get(&t.session).copied().unwrap_or(false);
+                serde_json::json!({
+                    "bfd": t.session,
+                    "weight": t.weight,
+                    "status": if up { "up" } else { "down" },
+                })
+            })
+            .collect();
+        serde_json::json!({ "scripts": scripts, "interfaces": interfaces, "files": files, "bfd": bfd })
     }
 }
 

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod bpf;
 pub mod capture;
 pub mod frames;
+pub mod frr;
 pub mod netns;
 
 use std::net::{Ipv4Addr, Ipv6Addr};

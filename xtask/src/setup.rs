@@ -28,6 +28,8 @@ const PACKAGES: &[(&str, &str)] = &[
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     ),
     ("procps", "pgrep"),
+    // FRR's bfdd (with zebra) is the BFD interop peer.
+    ("frr", "/usr/lib/frr/bfdd"),
 ];
 
 fn step(msg: &str) {

@@ -2,6 +2,7 @@
 //! control socket and signals together in one tokio task, so that everything an
 //! election sees and does happens in order.
 
+pub mod bfd;
 pub mod instance;
 pub mod owned;
 pub mod receive;
@@ -48,6 +49,7 @@ struct Agent {
     receiver: Receiver,
     owned: OwnedAddresses,
     tracker: Tracker,
+    bfd: Option<bfd::BfdService>,
     started: std::time::Instant,
 }
 
@@ -99,6 +101,8 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let (track_tx, mut track_rx) = mpsc::unbounded_channel();
     let mut tracker = Tracker::new(track_tx, &snapshot);
     tracker.configure(&config);
+    let (bfd_tx, mut bfd_rx) = mpsc::unbounded_channel();
+    let bfd = start_bfd(&config, bfd_tx)?;
 
     let mut agent = Agent {
         by_key: instances
@@ -112,6 +116,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         receiver,
         owned,
         tracker,
+        bfd,
         started: std::time::Instant::now(),
     };
     let now = clock::now();
@@ -186,6 +191,11 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             Some(event) = links.next() => agent.link(event),
             Some(event) = track_rx.recv() => {
                 if agent.tracker.apply(event) {
+                    agent.retrack();
+                }
+            }
+            Some(event) = bfd_rx.recv() => {
+                if agent.tracker.bfd(&event.name, event.transition.to == crate::bfd::State::Up) {
                     agent.retrack();
                 }
             }
@@ -266,6 +276,28 @@ fn datapath_plan(
         .map(|i| (i.key, watch_entry(&i.cfg, false, i.cfg.priority)))
         .collect();
     (ifaces, watch)
+}
+
+/// Starts the `[bfd.NAME]` sessions, if any.
+fn start_bfd(
+    config: &Config,
+    events: mpsc::UnboundedSender<bfd::BfdEvent>,
+) -> anyhow::Result<Option<bfd::BfdService>> {
+    if config.bfd.is_empty() {
+        return Ok(None);
+    }
+    let specs = config
+        .bfd
+        .iter()
+        .map(|(name, s)| bfd::SessionSpec {
+            name: name.clone(),
+            interface: s.interface.clone(),
+            peer: s.neighbor,
+            source: s.source,
+            timers: s.timers,
+        })
+        .collect();
+    bfd::BfdService::start(specs, events).map(Some)
 }
 
 /// Hands an instance's tracking verdict to its election, when it changed.
@@ -461,6 +493,7 @@ impl Agent {
                 s["tracking"] = self.tracker.status(&i.cfg);
                 s
             }).collect::<Vec<_>>(),
+            "bfd": self.bfd.as_ref().map(|b| b.status()).unwrap_or_default(),
         })
     }
 

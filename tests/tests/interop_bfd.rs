@@ -1,0 +1,185 @@
+//! BFD with a real peer: a vigil session reaches Up with FRR's bfdd, and each side sees
+//! the other stop within its detection time, measured on a capture of the wire.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use vigil_tests::agent::{Vigil, global};
+use vigil_tests::capture::{Capture, Packet};
+use vigil_tests::frr::Frr;
+use vigil_tests::{Lab, require_root};
+
+/// A BFD Control packet seen on the wire.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    ts_ns: u64,
+    src: Ipv4Addr,
+    ttl: u8,
+    state: u8,
+    diag: u8,
+}
+
+const DOWN: u8 = 1;
+const UP: u8 = 3;
+
+fn bfd_packets(packets: &[Packet]) -> Vec<Seen> {
+    packets
+        .iter()
+        .filter_map(|p| {
+            let d = &p.data;
+            if d.len() < 14 + 20 + 8 + 24 || d[12..14] != [0x08, 0x00] || d[14 + 9] != 17 {
+                return None;
+            }
+            let ihl = usize::from(d[14] & 0x0f) * 4;
+            let udp = 14 + ihl;
+            if u16::from_be_bytes([d[udp + 2], d[udp + 3]]) != 3784 {
+                return None;
+            }
+            let bfd = &d[udp + 8..];
+            Some(Seen {
+                ts_ns: p.ts_ns,
+                src: Ipv4Addr::new(d[26], d[27], d[28], d[29]),
+                ttl: d[14 + 8],
+                state: bfd[1] >> 6,
+                diag: bfd[0] & 0x1f,
+            })
+        })
+        .collect()
+}
+
+/// Time from `quiet`'s last packet to `watcher`'s first Down (diag 1, detection time
+/// expired) after it.
+fn detection_gap(seen: &[Seen], quiet: Ipv4Addr, watcher: Ipv4Addr, after_ns: u64) -> Duration {
+    let down = seen
+        .iter()
+        .find(|s| s.ts_ns > after_ns && s.src == watcher && s.state == DOWN && s.diag == 1)
+        .unwrap_or_else(|| panic!("{watcher} never said Down (detection time expired)"));
+    let last = seen
+        .iter()
+        .rfind(|s| s.src == quiet && s.ts_ns < down.ts_ns)
+        .unwrap_or_else(|| panic!("nothing from {quiet} before {watcher}'s Down"));
+    Duration::from_nanos(down.ts_ns - last.ts_ns)
+}
+
+fn bfd_session(v: &Vigil) -> anyhow::Result<serde_json::Value> {
+    Ok(v.status()?["bfd"][0].clone())
+}
+
+fn wait<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn frr_bfdd_session_comes_up_and_each_side_detects_the_others_stop() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("bfdfrr", &["lb01", "frr"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, frr_host) = (lab.host("lb01").clone(), lab.host("frr").clone());
+    let capture = Capture::start(&lb01, "eth0", "udp port 3784", &dir.join("bfd.pcap"))?;
+
+    let config = global(&lb01, &dir, &bpffs, "")
+        + "[bfd.to_frr]\nneighbor = \"192.0.2.12\"\ninterface = \"eth0\"\n\
+           interval = \"10ms\"\nmultiplier = 3\n\n\
+           [instances.web]\ninterface = \"eth0\"\nvrid = 51\npriority = 150\n\
+           advert_interval = 1\nvirtual_addresses = [\"192.0.2.100/24\"]\n\
+           track_bfd = [{ bfd = \"to_frr\", weight = 0 }]\n";
+    let mut vigil = Vigil::start(&lb01, &dir, &config)?;
+    let mut frr = Frr::start(
+        &frr_host,
+        &dir,
+        "bfd\n peer 192.0.2.11 interface eth0\n  receive-interval 10\n  \
+         transmit-interval 10\n  detect-multiplier 3\n !\n!\n",
+    )?;
+
+    wait("vigil's session Up", Duration::from_secs(10), || {
+        let s = bfd_session(&vigil).ok()?;
+        (s["state"] == "Up").then_some(())
+    });
+    wait("FRR's peer up", Duration::from_secs(5), || {
+        let p = frr.peers().ok()?;
+        (p[0]["status"] == "up").then_some(())
+    });
+    let s = bfd_session(&vigil)?;
+    assert_eq!(s["detection_time_ms"], 30.0, "{s}");
+    assert_eq!(s["transmit_interval_ms"], 10.0, "{s}");
+    let p = frr.peers()?;
+    assert_eq!(p[0]["remote-detect-multiplier"], 3, "{p}");
+    assert_eq!(p[0]["remote-transmit-interval"], 10, "{p}");
+    // The tracked session is up: the instance is out of FAULT.
+    vigil.wait_instance("web", "not FAULT", Duration::from_secs(5), |i| {
+        i["state"] != "FAULT"
+    })?;
+
+    // FRR stops without a word: vigil must see it within its detection time.
+    frr.kill_bfdd();
+    wait("vigil's session Down", Duration::from_secs(3), || {
+        let s = bfd_session(&vigil).ok()?;
+        (s["state"] == "Down").then_some(s)
+    });
+    let s = bfd_session(&vigil)?;
+    assert_eq!(
+        s["last_down_reason"], "control detection time expired",
+        "{s}"
+    );
+    vigil.wait_instance("web", "FAULT", Duration::from_secs(2), |i| {
+        i["state"] == "FAULT"
+    })?;
+
+    // Back up, then vigil stops without a word: FRR must see it.
+    frr.start_bfdd()?;
+    wait("vigil's session Up again", Duration::from_secs(10), || {
+        let s = bfd_session(&vigil).ok()?;
+        (s["state"] == "Up").then_some(())
+    });
+    wait("FRR's peer up again", Duration::from_secs(5), || {
+        let p = frr.peers().ok()?;
+        (p[0]["status"] == "up").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let before_kill = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+    vigil.signal(libc::SIGKILL);
+    let _ = vigil.wait();
+    wait("FRR's peer down", Duration::from_secs(3), || {
+        let p = frr.peers().ok()?;
+        (p[0]["status"] == "down").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let seen = bfd_packets(&capture.stop()?);
+
+    let vigil_ip = lb01.ipv4;
+    let frr_ip = frr_host.ipv4;
+    assert!(
+        seen.iter().all(|s| s.ttl == 255),
+        "a BFD packet without TTL 255"
+    );
+    assert!(seen.iter().any(|s| s.src == vigil_ip && s.state == UP));
+    assert!(seen.iter().any(|s| s.src == frr_ip && s.state == UP));
+
+    // vigil's first Down packet goes out at its next transmit tick after detection
+    // (at most one 10 ms interval later).
+    let vigil_saw = detection_gap(&seen, frr_ip, vigil_ip, 0);
+    eprintln!("vigil saw FRR stop after {vigil_saw:?} (detection time 30 ms)");
+    assert!(
+        vigil_saw >= Duration::from_millis(20) && vigil_saw <= Duration::from_millis(45),
+        "{vigil_saw:?}"
+    );
+    // FRR says Down as soon as it detects.
+    let frr_saw = detection_gap(&seen, vigil_ip, frr_ip, before_kill);
+    eprintln!("FRR saw vigil stop after {frr_saw:?} (detection time 30 ms)");
+    assert!(
+        frr_saw >= Duration::from_millis(20) && frr_saw <= Duration::from_millis(40),
+        "{frr_saw:?}"
+    );
+    drop(frr);
+    Ok(())
+}
