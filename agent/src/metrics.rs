@@ -105,6 +105,10 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
     let script_runs = Family::<Labels, Counter>::default();
     let script_health = Family::<Labels, Gauge>::default();
     let xdp = Family::<Labels, Counter>::default();
+    let bfd_state = Family::<Labels, Gauge>::default();
+    let bfd_detect = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let bfd_packets = Family::<Labels, Counter>::default();
+    let bfd_downs = Family::<Labels, Counter>::default();
 
     for i in status["instances"].as_array().into_iter().flatten() {
         let name = text(&i["instance"]);
@@ -165,6 +169,39 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
                 .inc_by(n.as_u64().unwrap_or(0));
         }
     }
+    for b in status["bfd"].as_array().into_iter().flatten() {
+        let session = text(&b["name"]);
+        let peer = text(&b["peer"]);
+        for st in ["AdminDown", "Down", "Init", "Up"] {
+            bfd_state
+                .get_or_create(&labels(&[
+                    ("session", &session),
+                    ("peer", &peer),
+                    ("state", st),
+                ]))
+                .set(i64::from(b["state"] == st));
+        }
+        let one = labels(&[("session", &session), ("peer", &peer)]);
+        if let Some(ms) = b["detection_time_ms"].as_f64() {
+            bfd_detect.get_or_create(&one).set(ms / 1000.0);
+        }
+        for (what, key) in [
+            ("received", "received"),
+            ("sent", "sent"),
+            ("discarded", "discarded"),
+        ] {
+            bfd_packets
+                .get_or_create(&labels(&[
+                    ("session", &session),
+                    ("peer", &peer),
+                    ("packets", what),
+                ]))
+                .inc_by(b[key].as_u64().unwrap_or(0));
+        }
+        bfd_downs
+            .get_or_create(&one)
+            .inc_by(b["downs"].as_u64().unwrap_or(0));
+    }
 
     registry.register(
         "instance_state",
@@ -196,6 +233,26 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
         "VRRP frames judged by the datapath, by verdict (dropped reasons, accepted, foreign VRID)",
         xdp,
     );
+    registry.register(
+        "bfd_session_state",
+        "1 for the state the BFD session is in",
+        bfd_state,
+    );
+    registry.register(
+        "bfd_detection_time_seconds",
+        "Detection time in force (remote multiplier x agreed interval)",
+        bfd_detect,
+    );
+    registry.register(
+        "bfd_packets",
+        "BFD Control packets received, sent and discarded",
+        bfd_packets,
+    );
+    registry.register(
+        "bfd_session_downs",
+        "Times a BFD session left Up",
+        bfd_downs,
+    );
     let mut out = String::new();
     encode(&mut out, &registry)?;
     Ok(out)
@@ -215,6 +272,9 @@ mod tests {
                 "transitions": [{"from": "BACKUP", "to": "MASTER", "reason": "master_down", "count": 2}],
             }],
             "datapath_counters": {"eth0": {"accepted": 7, "ttl": 5}},
+            "bfd": [{"name": "to_lb02", "peer": "192.0.2.12", "state": "Up",
+                     "detection_time_ms": 30.0, "received": 11, "sent": 12, "discarded": 1,
+                     "downs": 2}],
         });
         let out = render(&status).expect("renders");
         for line in [
@@ -227,6 +287,11 @@ mod tests {
             "vigil_split_brain_events_total{instance=\"web\"} 4",
             "vigil_script_runs_total{instance=\"web\",script=\"check_web\"} 9",
             "vigil_script_status{instance=\"web\",script=\"check_web\",status=\"failing\"} 1",
+            "vigil_bfd_session_state{session=\"to_lb02\",peer=\"192.0.2.12\",state=\"Up\"} 1",
+            "vigil_bfd_session_state{session=\"to_lb02\",peer=\"192.0.2.12\",state=\"Down\"} 0",
+            "vigil_bfd_detection_time_seconds{session=\"to_lb02\",peer=\"192.0.2.12\"} 0.03",
+            "vigil_bfd_packets_total{session=\"to_lb02\",peer=\"192.0.2.12\",packets=\"sent\"} 12",
+            "vigil_bfd_session_downs_total{session=\"to_lb02\",peer=\"192.0.2.12\"} 2",
         ] {
             assert!(out.contains(line), "missing {line} in\n{out}");
         }

@@ -693,6 +693,33 @@ mod tests {
     }
 
     #[test]
+    fn bfd_sessions_fault_or_weigh() {
+        let c = config::parse(
+            "[bfd.a]\nneighbor = \"192.0.2.12\"\ninterface = \"eth0\"\n\
+             [bfd.b]\nneighbor = \"192.0.2.13\"\ninterface = \"eth0\"\nweight = -30\n\
+             [bfd.c]\nneighbor = \"192.0.2.14\"\ninterface = \"eth0\"\nweight = 10\n\
+             [instances.web]\ninterface = \"eth0\"\nvrid = 51\npriority = 100\n\
+             virtual_addresses = [\"192.0.2.100/24\"]\ntrack_bfd = [\"a\", \"b\", \"c\"]\n",
+            "t.toml",
+        )
+        .expect("valid test config");
+        let i = &c.instances["web"];
+        let mut t = tracker();
+        let v = t.evaluate(i);
+        assert_eq!(v.priority, 70, "sessions not yet Up count as down");
+        assert_eq!(v.fault.as_deref(), Some("BFD session a down"));
+        assert!(t.bfd("a", true));
+        assert!(!t.bfd("a", true), "no change, no re-evaluation");
+        t.bfd("b", true);
+        t.bfd("c", true);
+        let v = t.evaluate(i);
+        assert_eq!((v.priority, v.fault), (110, None));
+        t.bfd("b", false);
+        assert_eq!(t.evaluate(i).priority, 80);
+        assert_eq!(t.status(i)["bfd"][1]["status"], "down");
+    }
+
+    #[test]
     fn leading_integers_parse_like_strtol() {
         assert_eq!(parse_leading_int("  42\n"), Some(42));
         assert_eq!(parse_leading_int("-7 apples"), Some(-7));
