@@ -183,3 +183,161 @@ fn frr_bfdd_session_comes_up_and_each_side_detects_the_others_stop() -> anyhow::
     drop(frr);
     Ok(())
 }
+
+/// keepalived with only its BFD process, in the foreground; its BFD child's PID comes
+/// from the pid file it writes.
+struct KeepalivedBfd {
+    child: std::process::Child,
+    bfd_pid: std::path::PathBuf,
+    log: std::path::PathBuf,
+}
+
+impl KeepalivedBfd {
+    fn start(host: &vigil_tests::Host, dir: &std::path::Path, conf: &str) -> anyhow::Result<Self> {
+        let path = dir.join("keepalived-bfd.conf");
+        std::fs::write(&path, conf)?;
+        let log = dir.join("keepalived-bfd.log");
+        let out = std::fs::File::create(&log)?;
+        let bfd_pid = dir.join("keepalived-bfd.bfd.pid");
+        let child = host
+            .command("keepalived")
+            .args(["--dont-fork", "--log-console", "--log-detail"])
+            .arg(format!("--use-file={}", path.display()))
+            .arg(format!(
+                "--pid={}",
+                dir.join("keepalived-bfd.pid").display()
+            ))
+            .arg(format!("--bfd_pid={}", bfd_pid.display()))
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()?;
+        Ok(Self {
+            child,
+            bfd_pid,
+            log,
+        })
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The BFD child's PID, as keepalived wrote it.
+    fn bfd_child(&self) -> Option<i32> {
+        std::fs::read_to_string(&self.bfd_pid)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for KeepalivedBfd {
+    fn drop(&mut self) {
+        if let Some(pid) = self.bfd_child() {
+            // SAFETY: plain syscall; the PID is keepalived's BFD child, stopped by us.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
+        // SAFETY: plain syscall on our own child's PID.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn keepalived_bfd_instance_comes_up_and_each_side_detects_the_others_stop() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("bfdka", &["lb01", "ka"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, ka_host) = (lab.host("lb01").clone(), lab.host("ka").clone());
+    let capture = Capture::start(&lb01, "eth0", "udp port 3784", &dir.join("bfd.pcap"))?;
+
+    let config = global(&lb01, &dir, &bpffs, "")
+        + "[bfd.to_ka]\nneighbor = \"192.0.2.12\"\ninterface = \"eth0\"\n\
+           interval = \"10ms\"\nmultiplier = 3\n\n\
+           [instances.web]\ninterface = \"eth0\"\nvrid = 51\n\
+           virtual_addresses = [\"192.0.2.100/24\"]\n";
+    let mut vigil = Vigil::start(&lb01, &dir, &config)?;
+    let ka = KeepalivedBfd::start(
+        &ka_host,
+        &dir,
+        "bfd_instance to_vigil {\n  neighbor_ip 192.0.2.11\n  source_ip 192.0.2.12\n  \
+         min_rx 10\n  min_tx 10\n  multiplier 3\n}\n",
+    )?;
+
+    let up = |v: &Vigil| bfd_session(v).is_ok_and(|s| s["state"] == "Up");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !up(&vigil) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "vigil's session not Up: {}\nkeepalived:\n{}",
+            bfd_session(&vigil)?,
+            ka.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !(ka.log_text().contains("(to_vigil) Entering Up state")
+        && ka.log_text().contains("Detection time is 30000 us"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "keepalived's session not Up:\n{}",
+            ka.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = bfd_session(&vigil)?;
+    assert_eq!(s["detection_time_ms"], 30.0, "{s}");
+
+    // keepalived's BFD process freezes: vigil must notice.
+    let child = ka
+        .bfd_child()
+        .expect("keepalived wrote its BFD child's PID");
+    // SAFETY: plain syscall on the PID keepalived gave for its BFD process.
+    unsafe { libc::kill(child, libc::SIGSTOP) };
+    wait("vigil's session Down", Duration::from_secs(3), || {
+        let s = bfd_session(&vigil).ok()?;
+        (s["state"] == "Down").then_some(())
+    });
+    // SAFETY: as above.
+    unsafe { libc::kill(child, libc::SIGCONT) };
+    wait("vigil's session Up again", Duration::from_secs(10), || {
+        let s = bfd_session(&vigil).ok()?;
+        (s["state"] == "Up").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let before_kill = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos() as u64;
+    vigil.signal(libc::SIGKILL);
+    let _ = vigil.wait();
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = bfd_packets(&capture.stop()?);
+    let log = ka.log_text();
+    drop(ka);
+
+    let (vigil_ip, ka_ip) = (lb01.ipv4, ka_host.ipv4);
+    assert!(
+        seen.iter().all(|s| s.ttl == 255),
+        "a BFD packet without TTL 255"
+    );
+    assert!(
+        seen.iter().any(|s| s.src == ka_ip && s.state == UP),
+        "{log}"
+    );
+    let vigil_saw = detection_gap(&seen, ka_ip, vigil_ip, 0);
+    eprintln!("vigil saw keepalived stop after {vigil_saw:?} (detection time 30 ms)");
+    assert!(
+        vigil_saw >= Duration::from_millis(20) && vigil_saw <= Duration::from_millis(45),
+        "{vigil_saw:?}"
+    );
+    let ka_saw = detection_gap(&seen, vigil_ip, ka_ip, before_kill);
+    eprintln!("keepalived saw vigil stop after {ka_saw:?} (detection time 30 ms)");
+    assert!(
+        ka_saw >= Duration::from_millis(20) && ka_saw <= Duration::from_millis(45),
+        "{ka_saw:?}\n{log}"
+    );
+    Ok(())
+}
