@@ -246,6 +246,16 @@ pub enum Input {
     },
     /// The tracked failure is over; leaves Fault unless the link is down.
     FaultCleared,
+    /// The critical BFD session to `master` went down at `at` (BFD-assisted takeover):
+    /// a Backup that still takes `master` for the Master, and has heard nothing from it
+    /// since `at`, treats the Master_Down_Timer as expired. Otherwise ignored. Whether
+    /// this router is the Backup that would win is the caller's to judge.
+    MasterUnreachable {
+        /// The Master the session ran to.
+        master: IpAddr,
+        /// When the session's detection time ran out.
+        at: Instant,
+    },
 }
 
 /// Something the daemon must do.
@@ -445,6 +455,7 @@ impl VirtualRouter {
                 self.fault = None;
                 self.leave_fault(now);
             }
+            Input::MasterUnreachable { master, at } => self.master_unreachable(now, master, at),
         }
     }
 
@@ -743,6 +754,18 @@ impl VirtualRouter {
         }
     }
 
+    fn master_unreachable(&mut self, now: Instant, master: IpAddr, at: Instant) {
+        if self.state != State::Backup || self.heard.map(|h| h.address) != Some(master) {
+            return;
+        }
+        // An advert that arrived after the session went down says the Master lives (the
+        // path of BFD failed, not the router).
+        if self.down.anchor() > at {
+            return;
+        }
+        self.become_master(now, Reason::BfdDown { master });
+    }
+
     fn timeout(&mut self, now: Instant) {
         match self.state {
             State::Backup => {
@@ -947,5 +970,7 @@ fn same_addresses(a: &[IpAddr], b: &[IpAddr]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
 }
 
+#[cfg(test)]
+mod bfd_tests;
 #[cfg(test)]
 mod tests;
