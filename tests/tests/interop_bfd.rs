@@ -61,6 +61,12 @@ fn detection_gap(seen: &[Seen], quiet: Ipv4Addr, watcher: Ipv4Addr, after_ns: u6
     Duration::from_nanos(down.ts_ns - last.ts_ns)
 }
 
+fn realtime_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 fn bfd_session(v: &Vigil) -> anyhow::Result<serde_json::Value> {
     Ok(v.status()?["bfd"][0].clone())
 }
@@ -119,6 +125,7 @@ fn frr_bfdd_session_comes_up_and_each_side_detects_the_others_stop() -> anyhow::
     })?;
 
     // FRR stops without a word: vigil must see it within its detection time.
+    let frr_killed = realtime_ns();
     frr.kill_bfdd();
     wait("vigil's session Down", Duration::from_secs(3), || {
         let s = bfd_session(&vigil).ok()?;
@@ -144,9 +151,7 @@ fn frr_bfdd_session_comes_up_and_each_side_detects_the_others_stop() -> anyhow::
         (p[0]["status"] == "up").then_some(())
     });
     std::thread::sleep(Duration::from_millis(300));
-    let before_kill = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_nanos() as u64;
+    let before_kill = realtime_ns();
     vigil.signal(libc::SIGKILL);
     let _ = vigil.wait();
     wait("FRR's peer down", Duration::from_secs(3), || {
@@ -167,7 +172,7 @@ fn frr_bfdd_session_comes_up_and_each_side_detects_the_others_stop() -> anyhow::
 
     // vigil's first Down packet goes out at its next transmit tick after detection
     // (at most one 10 ms interval later).
-    let vigil_saw = detection_gap(&seen, frr_ip, vigil_ip, 0);
+    let vigil_saw = detection_gap(&seen, frr_ip, vigil_ip, frr_killed);
     eprintln!("vigil saw FRR stop after {vigil_saw:?} (detection time 30 ms)");
     assert!(
         vigil_saw >= Duration::from_millis(20) && vigil_saw <= Duration::from_millis(45),
@@ -295,6 +300,7 @@ fn keepalived_bfd_instance_comes_up_and_each_side_detects_the_others_stop() -> a
     let child = ka
         .bfd_child()
         .expect("keepalived wrote its BFD child's PID");
+    let ka_stopped = realtime_ns();
     // SAFETY: plain syscall on the PID keepalived gave for its BFD process.
     unsafe { libc::kill(child, libc::SIGSTOP) };
     wait("vigil's session Down", Duration::from_secs(3), || {
@@ -308,9 +314,7 @@ fn keepalived_bfd_instance_comes_up_and_each_side_detects_the_others_stop() -> a
         (s["state"] == "Up").then_some(())
     });
     std::thread::sleep(Duration::from_millis(300));
-    let before_kill = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_nanos() as u64;
+    let before_kill = realtime_ns();
     vigil.signal(libc::SIGKILL);
     let _ = vigil.wait();
     std::thread::sleep(Duration::from_millis(500));
@@ -327,7 +331,7 @@ fn keepalived_bfd_instance_comes_up_and_each_side_detects_the_others_stop() -> a
         seen.iter().any(|s| s.src == ka_ip && s.state == UP),
         "{log}"
     );
-    let vigil_saw = detection_gap(&seen, ka_ip, vigil_ip, 0);
+    let vigil_saw = detection_gap(&seen, ka_ip, vigil_ip, ka_stopped);
     eprintln!("vigil saw keepalived stop after {vigil_saw:?} (detection time 30 ms)");
     assert!(
         vigil_saw >= Duration::from_millis(20) && vigil_saw <= Duration::from_millis(45),

@@ -45,8 +45,10 @@
 
 pub mod datagram;
 pub mod packet;
+pub mod peers;
 pub mod session;
 
 pub use datagram::{Datagram, DatagramError};
 pub use packet::{ControlPacket, DecodeError, Diagnostic, State};
+pub use peers::PeerTable;
 pub use session::{Action, Discard, Input, Session, SessionConfig, Transition};

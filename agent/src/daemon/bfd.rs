@@ -15,7 +15,7 @@ use crate::bfd::packet::{BFD_TTL, MAX_LEN};
 use crate::bfd::{Action, ControlPacket, Input, Session, SessionConfig, State, Transition};
 use crate::clock;
 use crate::config::BfdTimers;
-use crate::datapath::bfd::{BfdSockets, Family, Outgoing};
+use crate::datapath::bfd::{BfdSockets, Family, Outgoing, Received};
 use crate::timer::MonoTimer;
 use crate::vrrp::Instant;
 
@@ -39,6 +39,8 @@ pub struct SessionSpec {
 pub struct BfdEvent {
     /// Session name.
     pub name: String,
+    /// Interface of the session.
+    pub interface: String,
     /// The peer.
     pub peer: IpAddr,
     /// What happened, stamped with when (a detection timeout at its deadline).
@@ -83,55 +85,47 @@ pub struct SessionStatus {
 /// The running BFD task.
 pub struct BfdService {
     status: Arc<Mutex<Vec<SessionStatus>>>,
+    commands: mpsc::UnboundedSender<Command>,
     task: JoinHandle<()>,
-    readers: Vec<JoinHandle<()>>,
+}
+
+/// A change to the set of sessions.
+enum Command {
+    Add(SessionSpec),
+    Listen {
+        interface: String,
+        family: Family,
+        timers: BfdTimers,
+    },
 }
 
 impl BfdService {
-    /// Opens the sockets and starts the sessions; `events` hears every state change.
-    pub fn start(
-        specs: Vec<SessionSpec>,
-        events: mpsc::UnboundedSender<BfdEvent>,
-    ) -> anyhow::Result<BfdService> {
-        let mut sockets: HashMap<(String, Family), Arc<BfdSockets>> = HashMap::new();
-        let mut sessions = Vec::new();
-        for spec in specs {
-            let key = (spec.interface.clone(), Family::of(&spec.peer));
-            if !sockets.contains_key(&key) {
-                let s = BfdSockets::open(key.1, &spec.interface, spec.source).map_err(|e| {
-                    anyhow::anyhow!("BFD sockets on {} ({:?}): {e}", spec.interface, key.1)
-                })?;
-                sockets.insert(key.clone(), Arc::new(s));
-            }
-            let mut discriminator = random_discriminator(sessions.len());
-            while sessions
-                .iter()
-                .any(|r: &Running| r.session.config().local_discriminator == discriminator)
-            {
-                discriminator = random_discriminator(sessions.len() + 7);
-            }
-            let mut config =
-                SessionConfig::new(discriminator, spec.timers.interval, spec.timers.multiplier);
-            config.jitter_seed = u64::from(random_discriminator(sessions.len() + 1));
-            sessions.push(Running {
-                session: Session::new(config),
-                socket: key,
-                spec,
-                penalty: 0,
-            });
-        }
-        let (rx_tx, rx_rx) = mpsc::unbounded_channel();
-        let readers = sockets
-            .iter()
-            .map(|(key, s)| tokio::spawn(reader(key.clone(), s.clone(), rx_tx.clone())))
-            .collect();
+    /// Starts the task with no session; `events` hears every state change.
+    pub fn start(events: mpsc::UnboundedSender<BfdEvent>) -> BfdService {
+        let (commands, rx) = mpsc::unbounded_channel();
         let status = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(drive(sessions, sockets, rx_rx, events, status.clone()));
-        Ok(BfdService {
+        let task = tokio::spawn(drive(rx, events, status.clone()));
+        BfdService {
             status,
+            commands,
             task,
-            readers,
-        })
+        }
+    }
+
+    /// Runs a session (none is added twice for one interface and peer).
+    pub fn add(&self, spec: SessionSpec) {
+        let _ = self.commands.send(Command::Add(spec));
+    }
+
+    /// Answers peers that start a session on `interface` in `family` with a session of
+    /// these timers (the passive side of BFD-assisted takeover: a Master learns its
+    /// Backups this way, as plain VRRP never tells it who they are).
+    pub fn listen(&self, interface: &str, family: Family, timers: BfdTimers) {
+        let _ = self.commands.send(Command::Listen {
+            interface: interface.to_owned(),
+            family,
+            timers,
+        });
     }
 
     /// The sessions as they stand.
@@ -143,9 +137,6 @@ impl BfdService {
 impl Drop for BfdService {
     fn drop(&mut self) {
         self.task.abort();
-        for r in &self.readers {
-            r.abort();
-        }
     }
 }
 
@@ -169,6 +160,23 @@ struct Arrival {
     oversize: bool,
 }
 
+impl Arrival {
+    fn new(key: &(String, Family), at: Instant, r: Received, buf: &[u8]) -> Arrival {
+        let mut bytes = [0u8; MAX_LEN];
+        let len = r.len.min(MAX_LEN).min(buf.len());
+        bytes[..len].copy_from_slice(&buf[..len]);
+        Arrival {
+            socket: key.clone(),
+            at,
+            from: r.from.ip(),
+            ttl: r.ttl,
+            bytes,
+            len,
+            oversize: r.len > MAX_LEN,
+        }
+    }
+}
+
 async fn reader(key: (String, Family), s: Arc<BfdSockets>, tx: mpsc::UnboundedSender<Arrival>) {
     let mut buf = [0u8; 512];
     loop {
@@ -178,20 +186,7 @@ async fn reader(key: (String, Family), s: Arc<BfdSockets>, tx: mpsc::UnboundedSe
         loop {
             match s.try_recv(&mut buf) {
                 Ok(Some(r)) => {
-                    let at = clock::now();
-                    let mut bytes = [0u8; MAX_LEN];
-                    let len = r.len.min(MAX_LEN);
-                    bytes[..len].copy_from_slice(&buf[..len]);
-                    let arrival = Arrival {
-                        socket: key.clone(),
-                        at,
-                        from: r.from.ip(),
-                        ttl: r.ttl,
-                        bytes,
-                        len,
-                        oversize: r.len > MAX_LEN,
-                    };
-                    if tx.send(arrival).is_err() {
+                    if tx.send(Arrival::new(&key, clock::now(), r, &buf)).is_err() {
                         return;
                     }
                 }
@@ -206,10 +201,69 @@ async fn reader(key: (String, Family), s: Arc<BfdSockets>, tx: mpsc::UnboundedSe
     }
 }
 
+/// Sockets per (interface, family), their reader tasks, and the listening timers.
+struct Sockets {
+    open: HashMap<(String, Family), Arc<BfdSockets>>,
+    readers: Vec<JoinHandle<()>>,
+    listen: HashMap<(String, Family), BfdTimers>,
+    arrivals: mpsc::UnboundedSender<Arrival>,
+}
+
+impl Sockets {
+    fn ensure(&mut self, key: &(String, Family), source: Option<IpAddr>) -> bool {
+        if self.open.contains_key(key) {
+            return true;
+        }
+        match BfdSockets::open(key.1, &key.0, source) {
+            Ok(s) => {
+                let s = Arc::new(s);
+                self.readers.push(tokio::spawn(reader(
+                    key.clone(),
+                    s.clone(),
+                    self.arrivals.clone(),
+                )));
+                self.open.insert(key.clone(), s);
+                true
+            }
+            Err(e) => {
+                tracing::error!(iface = %key.0, "BFD sockets ({:?}): {e}", key.1);
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Sockets {
+    fn drop(&mut self) {
+        for r in &self.readers {
+            r.abort();
+        }
+    }
+}
+
+fn new_session(sessions: &[Running], spec: SessionSpec, now: Instant) -> Running {
+    let mut discriminator = random_discriminator(sessions.len());
+    while sessions
+        .iter()
+        .any(|r| r.session.config().local_discriminator == discriminator)
+    {
+        discriminator = random_discriminator(sessions.len() + 7);
+    }
+    let mut config =
+        SessionConfig::new(discriminator, spec.timers.interval, spec.timers.multiplier);
+    config.jitter_seed = u64::from(random_discriminator(sessions.len() + 1));
+    let mut session = Session::new(config);
+    let _ = session.handle(now, Input::Start);
+    Running {
+        session,
+        socket: (spec.interface.clone(), Family::of(&spec.peer)),
+        spec,
+        penalty: 0,
+    }
+}
+
 async fn drive(
-    mut sessions: Vec<Running>,
-    sockets: HashMap<(String, Family), Arc<BfdSockets>>,
-    mut arrivals: mpsc::UnboundedReceiver<Arrival>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<BfdEvent>,
     status: Arc<Mutex<Vec<SessionStatus>>>,
 ) {
@@ -220,10 +274,14 @@ async fn drive(
             return;
         }
     };
-    let now = clock::now();
-    for r in &mut sessions {
-        let _ = r.session.handle(now, Input::Start);
-    }
+    let (arrivals_tx, mut arrivals) = mpsc::unbounded_channel();
+    let mut sockets = Sockets {
+        open: HashMap::new(),
+        readers: Vec::new(),
+        listen: HashMap::new(),
+        arrivals: arrivals_tx,
+    };
+    let mut sessions: Vec<Running> = Vec::new();
     let mut outbox: BTreeMap<(String, Family), Vec<Outgoing>> = BTreeMap::new();
     loop {
         let deadline = sessions
@@ -231,12 +289,35 @@ async fn drive(
             .filter_map(|r| r.session.poll_timeout())
             .min();
         tokio::select! {
+            // Packets first: a timeout handled before a packet already waiting would
+            // declare a live peer down.
+            biased;
+            command = commands.recv() => {
+                let Some(command) = command else { return };
+                match command {
+                    Command::Add(spec) => {
+                        let key = (spec.interface.clone(), Family::of(&spec.peer));
+                        let exists = sessions.iter().any(|r| r.socket == key && r.spec.peer == spec.peer);
+                        if !exists && sockets.ensure(&key, spec.source) {
+                            tracing::info!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD session started");
+                            let r = new_session(&sessions, spec, clock::now());
+                            sessions.push(r);
+                        }
+                    }
+                    Command::Listen { interface, family, timers } => {
+                        let key = (interface, family);
+                        if sockets.ensure(&key, None) {
+                            sockets.listen.insert(key, timers);
+                        }
+                    }
+                }
+            }
             arrival = arrivals.recv() => {
                 let Some(a) = arrival else { return };
-                receive(&mut sessions, a);
+                receive(&mut sessions, &sockets.listen, a);
                 // More may be queued: take them all before sending.
                 while let Ok(a) = arrivals.try_recv() {
-                    receive(&mut sessions, a);
+                    receive(&mut sessions, &sockets.listen, a);
                 }
             }
             _ = async {
@@ -249,6 +330,17 @@ async fn drive(
                     None => std::future::pending().await,
                 }
             } => {
+                // Whatever reached the sockets by now counts before any deadline does.
+                for (key, s) in &sockets.open {
+                    let mut buf = [0u8; 512];
+                    while let Ok(Some(r)) = s.try_recv(&mut buf) {
+                        let arrival = Arrival::new(key, clock::now(), r, &buf);
+                        receive(&mut sessions, &sockets.listen, arrival);
+                    }
+                }
+                while let Ok(a) = arrivals.try_recv() {
+                    receive(&mut sessions, &sockets.listen, a);
+                }
                 let now = clock::now();
                 for r in sessions.iter_mut().filter(|r| r.session.poll_timeout().is_some_and(|t| t <= now)) {
                     let _ = r.session.handle(now, Input::Timeout);
@@ -272,6 +364,7 @@ async fn drive(
                         log_transition(&r.spec, &t);
                         let _ = events.send(BfdEvent {
                             name: r.spec.name.clone(),
+                            interface: r.spec.interface.clone(),
                             peer: r.spec.peer,
                             transition: t,
                         });
@@ -283,7 +376,7 @@ async fn drive(
             if batch.is_empty() {
                 continue;
             }
-            if let Some(s) = sockets.get(key) {
+            if let Some(s) = sockets.open.get(key) {
                 let (_, error) = s.send_batch(batch);
                 if let Some(e) = error {
                     tracing::debug!(iface = %key.0, "BFD send: {e}");
@@ -300,7 +393,7 @@ async fn drive(
 
 /// RFC 5881 §5 (TTL 255), the decoder's §6.8.6 checks, then the session by Your
 /// Discriminator or, while that is 0, by interface and peer address.
-fn receive(sessions: &mut [Running], a: Arrival) {
+fn receive(sessions: &mut Vec<Running>, listen: &HashMap<(String, Family), BfdTimers>, a: Arrival) {
     let by_peer = |r: &&mut Running| r.socket == a.socket && r.spec.peer == a.from;
     if a.ttl != Some(BFD_TTL) || a.oversize {
         if let Some(r) = sessions.iter_mut().find(by_peer) {
@@ -318,14 +411,35 @@ fn receive(sessions: &mut [Running], a: Arrival) {
             return;
         }
     };
-    let target = if packet.your_discriminator != 0 {
-        sessions.iter_mut().find(|r| {
+    let known = if packet.your_discriminator != 0 {
+        sessions.iter().position(|r| {
             r.session.config().local_discriminator == packet.your_discriminator
                 && r.socket == a.socket
         })
     } else {
-        sessions.iter_mut().find(by_peer)
+        sessions
+            .iter()
+            .position(|r| r.socket == a.socket && r.spec.peer == a.from)
     };
+    // RFC 5880 §6.8.6 has a packet for no session discarded; on a listening interface a
+    // peer starting one (Down, Your Discriminator 0) gets a session instead.
+    let known = known.or_else(|| {
+        let timers = listen.get(&a.socket)?;
+        (packet.your_discriminator == 0 && packet.state == State::Down).then(|| {
+            let spec = SessionSpec {
+                name: format!("{}/{}", a.socket.0, a.from),
+                interface: a.socket.0.clone(),
+                peer: a.from,
+                source: None,
+                timers: *timers,
+            };
+            tracing::info!(session = %spec.name, "BFD session started by the peer");
+            let r = new_session(sessions, spec, a.at);
+            sessions.push(r);
+            sessions.len() - 1
+        })
+    });
+    let target = known.and_then(|i| sessions.get_mut(i));
     if let Some(r) = target
         && let Err(d) = r.session.handle(a.at, Input::Packet(packet))
     {

@@ -7,6 +7,7 @@ pub mod instance;
 pub mod owned;
 pub mod receive;
 pub mod split;
+mod takeover;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -50,6 +51,8 @@ struct Agent {
     owned: OwnedAddresses,
     tracker: Tracker,
     bfd: Option<bfd::BfdService>,
+    /// Per instance with `bfd`: the peers known, for BFD-assisted takeover.
+    peers: HashMap<String, crate::bfd::PeerTable>,
     started: std::time::Instant,
 }
 
@@ -102,7 +105,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut tracker = Tracker::new(track_tx, &snapshot);
     tracker.configure(&config);
     let (bfd_tx, mut bfd_rx) = mpsc::unbounded_channel();
-    let bfd = start_bfd(&config, bfd_tx)?;
+    let bfd = start_bfd(&config, bfd_tx);
 
     let mut agent = Agent {
         by_key: instances
@@ -117,8 +120,10 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         owned,
         tracker,
         bfd,
+        peers: HashMap::new(),
         started: std::time::Instant::now(),
     };
+    agent.bfd_setup();
     let now = clock::now();
     for inst in agent.instances.values_mut() {
         // Tracking first, so that an instance with a failed check starts in Fault and
@@ -194,11 +199,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                     agent.retrack();
                 }
             }
-            Some(event) = bfd_rx.recv() => {
-                if agent.tracker.bfd(&event.name, event.transition.to == crate::bfd::State::Up) {
-                    agent.retrack();
-                }
-            }
+            Some(event) = bfd_rx.recv() => agent.bfd_event(event),
             _ = housekeeping.tick() => agent.housekeeping().await,
             _ = hup.recv() => {
                 // Reading and validating the file happens off this task, so adverts
@@ -278,26 +279,26 @@ fn datapath_plan(
     (ifaces, watch)
 }
 
-/// Starts the `[bfd.NAME]` sessions, if any.
+/// Starts the BFD task with the `[bfd.NAME]` sessions, when any BFD is configured.
 fn start_bfd(
     config: &Config,
     events: mpsc::UnboundedSender<bfd::BfdEvent>,
-) -> anyhow::Result<Option<bfd::BfdService>> {
-    if config.bfd.is_empty() {
-        return Ok(None);
+) -> Option<bfd::BfdService> {
+    let wanted = !config.bfd.is_empty() || config.instances.values().any(|i| i.bfd.is_some());
+    if !wanted {
+        return None;
     }
-    let specs = config
-        .bfd
-        .iter()
-        .map(|(name, s)| bfd::SessionSpec {
+    let service = bfd::BfdService::start(events);
+    for (name, s) in &config.bfd {
+        service.add(bfd::SessionSpec {
             name: name.clone(),
             interface: s.interface.clone(),
             peer: s.neighbor,
             source: s.source,
             timers: s.timers,
-        })
-        .collect();
-    bfd::BfdService::start(specs, events).map(Some)
+        });
+    }
+    Some(service)
 }
 
 /// Hands an instance's tracking verdict to its election, when it changed.
@@ -373,6 +374,10 @@ impl Agent {
                 .and_then(|n| self.instances.get_mut(n))
             {
                 inst.receive(r);
+                if inst.cfg.bfd.is_some() {
+                    let name = inst.name.clone();
+                    self.bfd_learn(&name, r.source(), r.raw.priority);
+                }
             }
         }
     }
