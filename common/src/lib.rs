@@ -8,6 +8,7 @@
 pub mod event;
 pub mod frame;
 pub mod maps;
+pub mod suppress;
 pub mod validate;
 
 pub use event::AdvertEvent;

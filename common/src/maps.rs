@@ -21,7 +21,7 @@ pub const MAX_IFACES: u32 = 64;
 
 /// Key of a watched virtual router: (interface, family, VRID).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct VridKey {
     /// Interface index.
     pub ifindex: u32,
@@ -33,16 +33,17 @@ pub struct VridKey {
     pub _pad: u16,
 }
 
-/// What the program knows of a watched virtual router: the last accepted advert and
-/// counters. The agent reads `last_ns` when its down timer fires (see `ebpf/src/main.rs`).
+/// What the datapath knows of a watched virtual router: the last valid advert and
+/// counters. Written by the XDP program (or the raw-socket path's twin of it) through
+/// `crate::suppress`; the agent re-reads it when a down timer fires.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VridStats {
-    /// Valid adverts received.
+    /// Valid adverts received (the kernel's accepted count for this VRID).
     pub received: u64,
     /// Adverts reported to the agent through the ring buffer.
     pub reported: u64,
-    /// Arrival time of the last valid advert, CLOCK_MONOTONIC ns.
+    /// Arrival time of the last valid advert the state holds, CLOCK_MONOTONIC ns.
     pub last_ns: u64,
     /// Source address of the last valid advert (IPv4 in the first 4 bytes).
     pub last_src: [u8; 16],
@@ -52,14 +53,23 @@ pub struct VridStats {
     pub last_version: u8,
     /// Raw interval field of the last valid advert.
     pub last_interval: u16,
-    /// Reserved, zero.
-    pub _pad: u32,
+    /// Address digest of the last reported advert.
+    pub last_digest: u32,
     /// Adverts for this VRID dropped as invalid.
     pub dropped: u64,
     /// Valid adverts below the local priority that a preempting Backup ignores
     /// (RFC 5798 §6.4.2): low-priority noise never wakes the agent.
     pub ignored: u64,
+    /// Reports that could not be written (ring buffer full); the state was left as it
+    /// was, so the next advert is reported instead.
+    pub lost: u64,
+    /// Address count of the last valid advert.
+    pub last_addr_count: u8,
+    /// Reserved, zero.
+    pub _pad: [u8; 7],
 }
+
+const _: () = assert!(core::mem::size_of::<VridStats>() == 80);
 
 /// Verdict counters of one interface, one field per [`crate::Verdict`] in its order.
 #[repr(C)]
@@ -100,6 +110,28 @@ pub struct IfaceStats {
 const _: () = assert!(core::mem::size_of::<IfaceStats>() == (VERDICTS + 1) * 8);
 
 impl IfaceStats {
+    /// Adds one to the counter of `verdict`.
+    pub fn count(&mut self, verdict: crate::Verdict) {
+        use crate::Verdict as V;
+        let c = match verdict {
+            V::Accept => &mut self.accepted,
+            V::Foreign => &mut self.foreign_vrid,
+            V::Ttl => &mut self.ttl,
+            V::Version => &mut self.version,
+            V::Type => &mut self.kind,
+            V::Length => &mut self.length,
+            V::Count => &mut self.count,
+            V::Checksum => &mut self.checksum,
+            V::Auth => &mut self.auth,
+            V::Fragment => &mut self.fragment,
+            V::Header => &mut self.header,
+            V::Destination => &mut self.destination,
+            V::VersionMismatch => &mut self.version_mismatch,
+            V::Family => &mut self.family,
+        };
+        *c += 1;
+    }
+
     /// The counter of a verdict.
     pub fn get(&self, verdict: crate::Verdict) -> u64 {
         let all: [u64; VERDICTS] = [

@@ -119,8 +119,8 @@ pub struct WatchEntry {
     pub auth_type: u8,
     /// `WATCH_*` flags.
     pub flags: u8,
-    /// The local effective priority: with `WATCH_PREEMPT`, a Backup ignores adverts
-    /// below it (RFC 5798 §6.4.2), so the program does too.
+    /// The local effective priority: with `WATCH_DROP_LOWER`, adverts below it are
+    /// ignored (RFC 5798 §6.4.2).
     pub priority: u8,
     /// Reserved, zero.
     pub _pad: [u8; 4],
@@ -135,9 +135,11 @@ pub const WATCH_V3_CSUM_AS_V2: u8 = 2;
 /// Report every accepted advert to the agent, not only changes (the instance is Master
 /// or wants to see each advert).
 pub const WATCH_REPORT_ALL: u8 = 4;
-/// Preempt_Mode is on: a Backup discards adverts below its own priority (other than
-/// priority 0), so they neither reset its down timer nor reach the agent.
-pub const WATCH_PREEMPT: u8 = 8;
+/// Drop adverts below `priority` (other than priority 0) in the datapath: set by the
+/// agent only while the router is a Backup that preempts and no preempt delay runs, when
+/// the election would discard them anyway (RFC 5798 §6.4.2), so they neither reset its
+/// down timer nor reach the agent.
+pub const WATCH_DROP_LOWER: u8 = 8;
 
 /// The fields of a VRRP frame the election and the counters need.
 #[repr(C)]

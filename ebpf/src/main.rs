@@ -8,21 +8,11 @@
 //!
 //! # No per-packet wake-ups
 //!
-//! A Backup's election only needs to know that its Master is still there, and what it
-//! says when that changes. So for a watched VRID the program keeps the last valid advert
-//! in `vrid_stats` (arrival time, source, priority, interval) and writes a ring-buffer
-//! event only when the election must see it:
-//! - the source, priority, interval or version differs from the last advert;
-//! - the priority is 0 (the Master is leaving);
-//! - the advert ends a silence of more than two intervals;
-//! - the agent asked for every advert (`WATCH_REPORT_ALL`, set while it is Master, where
-//!   any advert from a peer is news).
-//!
-//! In the steady state nothing is written and the agent sleeps. When the agent's down
-//! timer fires, it drains the ring buffer, then reads `last_ns` of the VRID from
-//! `vrid_stats` and re-feeds the last advert to the election with that arrival time; if
-//! the Master is alive the timer re-arms to `last_ns + Master_Down_Interval`, exactly as
-//! if each advert had been delivered. Only true silence leads to a takeover.
+//! For a watched VRID, what to report, what a preempting Backup drops, and what the
+//! per-VRID state becomes are `vigil_common::suppress`'s decisions (shared with the
+//! raw-socket path and the simulator; its module documentation is the contract). Here
+//! they are only wired to the maps: the state lives in `vrid_stats`, reports go to the
+//! `events` ring buffer, and the state is committed only once the report is written.
 #![no_std]
 #![no_main]
 
@@ -36,7 +26,8 @@ use aya_ebpf::{
 use vigil_common::{
     AdvertEvent, Frame, IfaceStats, Settings, Verdict, VridKey, VridStats, WatchEntry,
     maps::{MAX_IFACES, MAX_WATCHED},
-    validate::{self, Parsed, WATCH_PREEMPT, WATCH_REPORT_ALL},
+    suppress,
+    validate::{self, Parsed},
 };
 
 #[btf_map(name = "watch")]
@@ -120,18 +111,37 @@ fn judge(ctx: &XdpContext) -> u32 {
         None => (false, false),
     };
     let mut report = trace_all || (trace_valid && verdict.passes());
+    let mut tracked = None;
     if let Some(w) = entry {
         // SAFETY: as above.
         let (flags, local) = unsafe { ((*w).flags, (*w).priority) };
-        report |= track(&key, a, verdict, ts, flags, local);
+        // Created by the agent together with the `watch` entry.
+        match VRID_STATS.get_ptr_mut(&key) {
+            Some(stats) => {
+                // SAFETY: a map value pointer, valid for this program run; racing writers
+                // on other CPUs can only make the state approximate, and the agent
+                // re-reads it (see `suppress`).
+                let fate = suppress::judge(unsafe { &mut *stats }, a, verdict, ts, flags, local);
+                report |= fate == Some(suppress::Fate::Report);
+                tracked = Some((stats, fate));
+            }
+            None => report |= verdict == Verdict::Accept,
+        }
     }
-    if report {
+    // One place writes records, so the address loop is in the program once.
+    let written = if report {
         let digest = if verdict.passes() {
             validate::address_digest(&frame, a).unwrap_or(0)
         } else {
             0
         };
-        emit(ts, ifindex, a, verdict, digest);
+        emit(ts, ifindex, a, verdict, digest).then_some(digest)
+    } else {
+        None
+    };
+    if let Some((stats, fate)) = tracked {
+        // SAFETY: as above.
+        suppress::settle(unsafe { &mut *stats }, a, ts, fate, written);
     }
     if verdict.passes() {
         xdp_action::XDP_PASS
@@ -158,86 +168,25 @@ fn count(ifindex: u32, index: usize) {
     }
 }
 
-/// Updates the per-VRID state; true when the election must hear of this advert.
+/// Writes one record to the ring buffer; false (and counted) when it is full.
 #[inline(always)]
-fn track(
-    key: &VridKey,
-    a: &validate::Advert,
-    verdict: Verdict,
-    ts: u64,
-    flags: u8,
-    local: u8,
-) -> bool {
-    let all = flags & WATCH_REPORT_ALL != 0;
-    // Created by the agent together with the `watch` entry.
-    let Some(stats) = VRID_STATS.get_ptr_mut(key) else {
-        return verdict == Verdict::Accept;
-    };
-    // SAFETY: a map value pointer from the kernel, valid for this program run; racing
-    // writers on other CPUs only make counters approximate, never unsafe.
-    let s = unsafe { &mut *stats };
-    if verdict != Verdict::Accept {
-        s.dropped += 1;
-        return false;
-    }
-    s.received += 1;
-    // RFC 5798 §6.4.2: a preempting Backup discards adverts below its own priority, so
-    // they must neither reset its down timer (last_ns) nor reach the agent.
-    if !all && flags & WATCH_PREEMPT != 0 && a.priority != 0 && a.priority < local {
-        s.ignored += 1;
-        return false;
-    }
-    let interval_ns = if a.version == 3 {
-        a.interval as u64 * 10_000_000
-    } else {
-        a.interval as u64 * 1_000_000_000
-    };
-    let changed = s.last_src != a.src
-        || s.last_priority != a.priority
-        || s.last_interval != a.interval
-        || s.last_version != a.version;
-    let silence = ts.saturating_sub(s.last_ns) > 2 * interval_ns;
-    let report = all || changed || silence || a.priority == 0 || s.last_ns == 0;
-    s.last_ns = ts;
-    s.last_src = a.src;
-    s.last_priority = a.priority;
-    s.last_interval = a.interval;
-    s.last_version = a.version;
-    if report {
-        s.reported += 1;
-    }
-    report
-}
-
-#[inline(always)]
-fn emit(ts: u64, ifindex: u32, a: &validate::Advert, verdict: Verdict, digest: u32) {
+fn emit(ts: u64, ifindex: u32, a: &validate::Advert, verdict: Verdict, digest: u32) -> bool {
     let Some(mut slot) = EVENTS.reserve(0) else {
         count(ifindex, validate::VERDICTS);
-        return;
+        return false;
     };
-    // Written field by field into the reserved slot, never built on the stack.
-    let e = slot.as_mut_ptr();
-    // SAFETY: `e` points to a reserved, writable AdvertEvent-sized slot.
-    unsafe {
-        (*e).ts_ns = ts;
-        (*e).ifindex = ifindex;
-        (*e).verdict = verdict as u8;
-        (*e).family = a.family;
-        (*e).ttl = a.ttl;
-        (*e).version = a.version;
-        (*e).kind = a.kind;
-        (*e).vrid = a.vrid;
-        (*e).priority = a.priority;
-        (*e).addr_count = a.addr_count;
-        (*e).interval = a.interval;
-        (*e).auth_type = a.auth_type;
-        (*e)._pad = 0;
-        (*e).addr_digest = digest;
-        (*e)._pad2 = 0;
-        (*e).src = a.src;
-        (*e).dst = a.dst;
-    }
+    // SAFETY: the slot is a reserved, writable AdvertEvent-sized region; it is filled
+    // in place, never built on the stack.
+    suppress::fill(
+        unsafe { &mut *slot.as_mut_ptr() },
+        ts,
+        ifindex,
+        a,
+        verdict,
+        digest,
+    );
     slot.submit(0);
+    true
 }
 
 #[cfg(not(test))]

@@ -5,21 +5,20 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
-use vigil_common::event::{FAMILY_V4, FAMILY_V6};
-use vigil_common::{VridKey, WatchEntry, validate};
+use vigil_common::VridKey;
 
 use super::owned::{OwnedAddress, OwnedAddresses};
 use super::split::SplitBrain;
 use crate::config;
-use crate::datapath::event::Record;
 use crate::datapath::transmit::AdvertSender;
 use crate::net::announce::{AnnounceSchedule, AnnounceTiming, Announcer, run_announcements};
 use crate::net::{Interface, Netlink, VirtualAddress};
 use crate::notify::Notifier;
 use crate::track::Verdict;
+use crate::vrrp::endpoint::key_of;
 use crate::vrrp::{
-    Action, Advertisement, Auth, InitialState, Instant, RouterConfig, State, Transition, Version,
-    VirtualRouter,
+    Action, Advertisement, Auth, ChecksumMode, InitialState, Instant, RouterConfig, State,
+    Transition, Version, VirtualRouter,
 };
 
 /// A virtual address with the interface it lives on.
@@ -41,7 +40,7 @@ impl Vip {
     }
 }
 
-/// An instance at run time.
+/// An instance at run time: everything but its election, which the endpoint owns.
 pub struct Instance {
     /// Name in the config.
     pub name: String,
@@ -49,28 +48,17 @@ pub struct Instance {
     pub cfg: config::Instance,
     /// The interface it runs on.
     pub iface: Interface,
-    /// The election.
-    pub router: VirtualRouter,
-    /// Key of its XDP watch entry.
+    /// Key of its election in the endpoint and of its XDP watch entry.
     pub key: VridKey,
+    /// The address its adverts go out from.
+    pub primary: IpAddr,
     sender: AdvertSender,
     vips: Vec<Vip>,
     announcer: Option<Arc<Announcer>>,
     timing: AnnounceTiming,
     announce: Option<JoinHandle<u64>>,
-    /// Digest of the configured address list, as the datapath computes it.
-    digest: u32,
-    /// Arrival time (ns) of the newest advert handed to the election.
-    pub last_fed_ns: u64,
-    /// The last advert handed to the election, to hand in again with a newer arrival
-    /// time from the XDP program's map (see ebpf/src/main.rs).
-    pub last_advert: Option<(IpAddr, Advertisement)>,
     /// Adverts sent.
     pub sent: u64,
-    /// Adverts received and handed to the election.
-    pub received: u64,
-    /// What the XDP watch entry was last set to: (Master, effective priority).
-    pub watched: (bool, u8),
     /// Transitions so far by (from, to, reason kind), for metrics.
     pub transition_counts: std::collections::BTreeMap<(State, State, &'static str), u64>,
     /// Its notify scripts' queue.
@@ -86,7 +74,8 @@ pub struct Instance {
     pub removed_while_backup: u64,
 }
 
-fn router_config(cfg: &config::Instance) -> RouterConfig {
+/// The election's configuration of an instance.
+pub fn router_config(cfg: &config::Instance) -> RouterConfig {
     let version = match cfg.version {
         config::Version::V2 => Version::V2,
         config::Version::V3 => Version::V3,
@@ -108,44 +97,6 @@ fn router_config(cfg: &config::Instance) -> RouterConfig {
     };
     rc.v3_checksum_as_v2 = cfg.v3_checksum_as_v2;
     rc
-}
-
-/// The XDP watch entry of an instance in `state` at effective `priority`.
-pub fn watch_entry(cfg: &config::Instance, master: bool, priority: u8) -> WatchEntry {
-    let mut e = WatchEntry {
-        version: cfg.version.number(),
-        priority,
-        ..WatchEntry::default()
-    };
-    if cfg.preempt {
-        e.flags |= validate::WATCH_PREEMPT;
-    }
-    if let Some(p) = &cfg.auth_pass {
-        e.auth_type = 1;
-        let n = p.len().min(8);
-        e.auth[..n].copy_from_slice(&p.as_bytes()[..n]);
-    }
-    if !cfg.unicast_peers.is_empty() {
-        e.flags |= validate::WATCH_UNICAST;
-    }
-    if cfg.v3_checksum_as_v2 {
-        e.flags |= validate::WATCH_V3_CSUM_AS_V2;
-    }
-    if master {
-        e.flags |= validate::WATCH_REPORT_ALL;
-    }
-    e
-}
-
-fn digest_of(addrs: &[IpAddr]) -> u32 {
-    addrs.iter().fold(0u32, |acc, a| {
-        let mut b = [0u8; 16];
-        match a {
-            IpAddr::V4(v4) => b[..4].copy_from_slice(&v4.octets()),
-            IpAddr::V6(v6) => b = v6.octets(),
-        }
-        acc.wrapping_add(validate::mix_address(&b))
-    })
 }
 
 impl Instance {
@@ -240,25 +191,15 @@ impl Instance {
         Ok(Self {
             name: name.to_owned(),
             cfg: cfg.clone(),
-            key: VridKey {
-                ifindex: iface.index,
-                family: if v6 { FAMILY_V6 } else { FAMILY_V4 },
-                vrid: cfg.vrid,
-                _pad: 0,
-            },
-            digest: digest_of(&vip_addrs),
-            router: VirtualRouter::new(rc, primary),
+            key: key_of(iface.index, primary, cfg.vrid),
+            primary,
             iface,
             sender,
             vips,
             announcer,
             timing,
             announce: None,
-            last_fed_ns: 0,
-            last_advert: None,
             sent: 0,
-            received: 0,
-            watched: (false, cfg.priority),
             transition_counts: std::collections::BTreeMap::new(),
             notifier: Notifier::new(name, cfg, script_user),
             tracked: Verdict::untracked(cfg),
@@ -268,121 +209,80 @@ impl Instance {
         })
     }
 
-    /// Turns a datapath record into the election's input and hands it in.
-    pub fn receive(&mut self, record: &Record) {
-        let r = &record.raw;
-        let cfg = self.router.config();
-        let advert = Advertisement {
-            version: if r.version == 2 {
-                Version::V2
-            } else {
-                Version::V3
-            },
-            vrid: r.vrid,
-            priority: r.priority,
-            interval: record.interval(),
-            // The datapath sends a digest of the list; equal digests mean the same set.
-            addresses: if r.addr_digest == self.digest
-                && usize::from(r.addr_count) == cfg.virtual_addresses.len()
-            {
-                cfg.virtual_addresses.clone()
-            } else {
-                Vec::new()
-            },
-            // The datapath has checked type and password against this instance's own.
-            auth: cfg.auth.clone(),
-        };
-        let source = record.source();
-        self.received += 1;
-        self.last_fed_ns = self.last_fed_ns.max(r.ts_ns);
-        self.last_advert = Some((source, advert.clone()));
-        let was_master = self.router.state() == State::Master;
-        let sent = self.router.counters().adverts_sent;
-        let (peer_priority, peer_interval) = (advert.priority, advert.interval);
-        let now = Instant::from_nanos(r.ts_ns);
-        self.router
-            .handle(now, crate::vrrp::Input::Advert { source, advert });
-        // A Master that stays Master and answers at once has heard a worse master (a
-        // priority-0 advert is answered too, but is a goodbye, not a rival).
-        if was_master
-            && self.router.state() == State::Master
-            && self.router.counters().adverts_sent > sent
-            && peer_priority != 0
-        {
-            self.split.observe(
-                &self.name,
-                now,
-                source,
-                peer_priority,
-                peer_interval,
-                self.router.priority(),
-                self.cfg.advert_interval,
-            );
-        }
+    /// Whether its adverts go to unicast peers.
+    pub fn unicast(&self) -> bool {
+        !self.cfg.unicast_peers.is_empty()
     }
 
-    /// Hands in the last advert again with a newer arrival time from the XDP map.
-    pub fn refeed(&mut self, last_ns: u64, source: IpAddr, priority: u8) {
-        if last_ns <= self.last_fed_ns {
-            return;
+    /// Executes one action of its election (`router`, read only); returns the
+    /// transition, if it was one.
+    pub async fn execute(
+        &mut self,
+        action: Action,
+        router: &VirtualRouter,
+        netlink: &Netlink,
+        owned: &mut OwnedAddresses,
+    ) -> Option<Transition> {
+        match action {
+            Action::StateChanged(t) => {
+                tracing::info!(
+                    instance = %self.name,
+                    vrid = self.cfg.vrid,
+                    "{} -> {}: {}",
+                    t.from,
+                    t.to,
+                    t.reason
+                );
+                *self
+                    .transition_counts
+                    .entry((t.from, t.to, t.reason.kind()))
+                    .or_insert(0) += 1;
+                if t.to != State::Master
+                    && let Some(task) = self.announce.take()
+                {
+                    task.abort();
+                }
+                if t.from == State::Master {
+                    self.split
+                        .expire(&self.name, t.at, false, self.cfg.advert_interval);
+                }
+                self.notifier.state(t.to, router.priority());
+                return Some(t);
+            }
+            Action::SendAdvert { priority } => {
+                let advert = router.advertisement(priority);
+                self.send_advert(advert, router.config().checksum_mode())
+                    .await
+            }
+            Action::AddAddresses => self.add_addresses(netlink, owned).await,
+            Action::RemoveAddresses => self.remove_addresses(netlink, owned).await,
+            Action::Announce => self.announce(),
         }
-        let Some((_, mut advert)) = self.last_advert.clone() else {
-            return;
-        };
-        advert.priority = priority;
-        self.last_fed_ns = last_ns;
-        self.router.handle(
-            Instant::from_nanos(last_ns),
-            crate::vrrp::Input::Advert { source, advert },
+        None
+    }
+
+    /// A Master of priority `ours` heard a lower-priority router that believes itself
+    /// Master.
+    pub fn rival(
+        &mut self,
+        at: Instant,
+        source: IpAddr,
+        priority: u8,
+        interval: std::time::Duration,
+        ours: u8,
+    ) {
+        self.split.observe(
+            &self.name,
+            at,
+            source,
+            priority,
+            interval,
+            ours,
+            self.cfg.advert_interval,
         );
     }
 
-    /// Executes every pending action; returns the transitions that happened.
-    pub async fn run_actions(
-        &mut self,
-        netlink: &Netlink,
-        owned: &mut OwnedAddresses,
-    ) -> Vec<Transition> {
-        let mut transitions = Vec::new();
-        while let Some(action) = self.router.poll_action() {
-            match action {
-                Action::StateChanged(t) => {
-                    tracing::info!(
-                        instance = %self.name,
-                        vrid = self.cfg.vrid,
-                        "{} -> {}: {}",
-                        t.from,
-                        t.to,
-                        t.reason
-                    );
-                    *self
-                        .transition_counts
-                        .entry((t.from, t.to, t.reason.kind()))
-                        .or_insert(0) += 1;
-                    if t.to != State::Master
-                        && let Some(task) = self.announce.take()
-                    {
-                        task.abort();
-                    }
-                    if t.from == State::Master {
-                        self.split
-                            .expire(&self.name, t.at, false, self.cfg.advert_interval);
-                    }
-                    self.notifier.state(t.to, self.router.priority());
-                    transitions.push(t);
-                }
-                Action::SendAdvert { priority } => self.send_advert(priority).await,
-                Action::AddAddresses => self.add_addresses(netlink, owned).await,
-                Action::RemoveAddresses => self.remove_addresses(netlink, owned).await,
-                Action::Announce => self.announce(),
-            }
-        }
-        transitions
-    }
-
-    async fn send_advert(&mut self, priority: u8) {
-        let advert = self.router.advertisement(priority);
-        let mode = self.router.config().checksum_mode();
+    async fn send_advert(&mut self, advert: Advertisement, mode: ChecksumMode) {
         let source = self.sender.source();
         let peers = self.cfg.unicast_peers.clone();
         let dests: Vec<IpAddr> = if peers.is_empty() {
@@ -445,16 +345,6 @@ impl Instance {
         }));
     }
 
-    /// The watch entry the datapath should have now, if it differs from the last one set.
-    pub fn watch_update(&mut self) -> Option<WatchEntry> {
-        let now = (self.router.state() == State::Master, self.router.priority());
-        if now == self.watched {
-            return None;
-        }
-        self.watched = now;
-        Some(watch_entry(&self.cfg, now.0, now.1))
-    }
-
     /// The seed's split-brain check, while Backup or Fault: a virtual address on the
     /// interface. vigil removes it only if vigil added it (the record in `owned`, e.g. a
     /// removal that failed); an address someone else put there is left alone and warned
@@ -462,12 +352,13 @@ impl Instance {
     /// `keep` lists addresses a local Master instance holds.
     pub async fn check_addresses(
         &mut self,
+        state: State,
         netlink: &Netlink,
         owned: &mut OwnedAddresses,
         seen: &mut std::collections::HashMap<u32, Vec<IpAddr>>,
         keep: &[IpAddr],
     ) {
-        if !matches!(self.router.state(), State::Backup | State::Fault) {
+        if !matches!(state, State::Backup | State::Fault) {
             self.foreign_while_backup.clear();
             return;
         }
@@ -500,7 +391,7 @@ impl Instance {
                             "removed {} from {}: vigil had added it and this node is {}",
                             vip.addr,
                             vip.iface.name,
-                            self.router.state()
+                            state
                         );
                     }
                     Err(e) => tracing::error!(instance = %self.name, "removing {}: {e}", vip.addr),
@@ -513,7 +404,7 @@ impl Instance {
                          (split brain? another agent or a person put it there)",
                         vip.addr,
                         vip.iface.name,
-                        self.router.state()
+                        state
                     );
                 }
                 foreign.push(vip.addr.addr);
@@ -527,9 +418,10 @@ impl Instance {
         &self.vips
     }
 
-    /// One status object for `vigil status`.
-    pub fn status(&self, now: Instant) -> serde_json::Value {
-        let last = self.router.last_transition().map(|t| {
+    /// One status object for `vigil status`, with its election `router` and `received`,
+    /// the adverts the datapath accepted for it.
+    pub fn status(&self, now: Instant, router: &VirtualRouter, received: u64) -> serde_json::Value {
+        let last = router.last_transition().map(|t| {
             serde_json::json!({
                 "from": t.from.to_string(),
                 "to": t.to.to_string(),
@@ -542,14 +434,14 @@ impl Instance {
             "interface": self.iface.name,
             "vrid": self.cfg.vrid,
             "version": self.cfg.version.number(),
-            "state": self.router.state().to_string(),
+            "state": router.state().to_string(),
             "priority": self.cfg.priority,
-            "effective_priority": self.router.priority(),
-            "master": self.router.master().map(|m| m.to_string()),
-            "primary": self.router.primary().to_string(),
+            "effective_priority": router.priority(),
+            "master": router.master().map(|m| m.to_string()),
+            "primary": router.primary().to_string(),
             "virtual_addresses": self.vips.iter().map(|v| v.addr.to_string()).collect::<Vec<_>>(),
             "last_transition": last,
-            "adverts_rx": self.received,
+            "adverts_rx": received,
             "adverts_tx": self.sent,
             "transitions": self.transition_counts.iter().map(|((from, to, reason), n)| serde_json::json!({
                 "from": from.to_string(), "to": to.to_string(), "reason": reason, "count": n,

@@ -24,8 +24,9 @@ use crate::control;
 use crate::net::{LinkMonitor, Netlink, link::LinkEvent, sysctl};
 use crate::notify::NOTIFY_TIMEOUT;
 use crate::track::{Tracker, Verdict};
-use crate::vrrp::{Input, State, Transition};
-use instance::{Instance, watch_entry};
+use crate::vrrp::State;
+use crate::vrrp::endpoint::{Datapath, Endpoint, EndpointAction, EndpointInput};
+use instance::{Instance, router_config};
 use owned::OwnedAddresses;
 use receive::Receiver;
 
@@ -47,12 +48,12 @@ struct Agent {
     netlink: Netlink,
     instances: BTreeMap<String, Instance>,
     by_key: HashMap<VridKey, String>,
+    /// Every election, and the seam between them and the datapath.
+    endpoint: Endpoint,
     receiver: Receiver,
     owned: OwnedAddresses,
     tracker: Tracker,
     bfd: Option<bfd::BfdService>,
-    /// Per instance with `bfd`: the peers known, for BFD-assisted takeover.
-    peers: HashMap<String, crate::bfd::PeerTable>,
     started: std::time::Instant,
 }
 
@@ -87,12 +88,16 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let owned = OwnedAddresses::new(owned_path);
 
     let mut instances = BTreeMap::new();
+    let mut endpoint = Endpoint::new();
     let script_user = config.global.script_user.as_deref();
     for (name, cfg) in &config.instances {
         let inst = Instance::new(name, cfg, &config.global.garp, script_user, &netlink).await?;
+        endpoint
+            .add(inst.key, router_config(cfg), inst.primary, inst.unicast())
+            .map_err(|e| anyhow::anyhow!("instance {name}: {e}"))?;
         instances.insert(name.clone(), inst);
     }
-    let (ifaces, watch) = datapath_plan(&instances);
+    let (ifaces, watch) = datapath_plan(&instances, &endpoint);
     let receiver = Receiver::start(&config.global, &ifaces, &watch)?;
     let (ctl_tx, mut ctl_rx) = mpsc::channel(16);
     let control = control::serve(&config.global.control_socket, ctl_tx.clone())?;
@@ -116,11 +121,11 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         path: path.to_owned(),
         netlink,
         instances,
+        endpoint,
         receiver,
         owned,
         tracker,
         bfd,
-        peers: HashMap::new(),
         started: std::time::Instant::now(),
     };
     agent.bfd_setup();
@@ -128,13 +133,15 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     for inst in agent.instances.values_mut() {
         // Tracking first, so that an instance with a failed check starts in Fault and
         // one with weights starts at its effective priority.
-        apply_verdict(inst, agent.tracker.evaluate(&inst.cfg), now);
-        inst.router.handle(now, Input::Startup);
+        let v = agent.tracker.evaluate(&inst.cfg);
+        apply_verdict(&mut agent.endpoint, inst, v, now);
+        let key = inst.key;
+        agent.endpoint.handle(now, EndpointInput::Startup { key });
         if snapshot
             .iter()
             .any(|l| l.index == inst.iface.index && !l.is_up())
         {
-            inst.router.handle(now, Input::LinkDown);
+            agent.endpoint.handle(now, EndpointInput::LinkDown { key });
         }
     }
     agent.run_actions().await;
@@ -162,11 +169,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     );
 
     loop {
-        let deadline = agent
-            .instances
-            .values()
-            .filter_map(|i| i.router.poll_timeout())
-            .min();
+        let deadline = agent.endpoint.poll_timeout();
         let sleep = async {
             match deadline {
                 Some(d) => {
@@ -182,7 +185,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         tokio::select! {
             records = agent.receiver.next() => {
                 match records {
-                    Ok(records) => agent.dispatch(&records),
+                    Ok(records) => agent.dispatch(records),
                     Err(e) => {
                         tracing::error!("receive path failed: {e:#}");
                         break;
@@ -194,12 +197,12 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                 let _ = reply.send(agent.status());
             }
             Some(event) = links.next() => agent.link(event),
+            Some(event) = bfd_rx.recv() => agent.bfd_event(event),
             Some(event) = track_rx.recv() => {
                 if agent.tracker.apply(event) {
                     agent.retrack();
                 }
             }
-            Some(event) = bfd_rx.recv() => agent.bfd_event(event),
             _ = housekeeping.tick() => agent.housekeeping().await,
             _ = hup.recv() => {
                 // Reading and validating the file happens off this task, so adverts
@@ -231,8 +234,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     tracing::info!("stopping: masters send priority 0, addresses are removed");
     let now = clock::now();
-    for inst in agent.instances.values_mut() {
-        inst.router.handle(now, Input::Shutdown);
+    let keys: Vec<VridKey> = agent.endpoint.keys().collect();
+    for key in keys {
+        agent.endpoint.handle(now, EndpointInput::Shutdown { key });
     }
     agent.run_actions().await;
     agent.owned.clear();
@@ -264,6 +268,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
 /// Interfaces to attach to and the watch entries of every instance.
 fn datapath_plan(
     instances: &BTreeMap<String, Instance>,
+    endpoint: &Endpoint,
 ) -> (
     BTreeMap<u32, String>,
     Vec<(VridKey, vigil_common::WatchEntry)>,
@@ -272,11 +277,54 @@ fn datapath_plan(
         .values()
         .map(|i| (i.iface.index, i.iface.name.clone()))
         .collect();
-    let watch = instances
-        .values()
-        .map(|i| (i.key, watch_entry(&i.cfg, false, i.cfg.priority)))
-        .collect();
-    (ifaces, watch)
+    (ifaces, endpoint.watch_entries())
+}
+
+/// Hands an instance's tracking verdict to its election, when it changed.
+fn apply_verdict(
+    endpoint: &mut Endpoint,
+    inst: &mut Instance,
+    v: Verdict,
+    now: crate::vrrp::Instant,
+) {
+    let key = inst.key;
+    if v.priority != inst.tracked.priority {
+        tracing::info!(
+            instance = %inst.name,
+            "effective priority {} -> {} (configured {}{}{})",
+            inst.tracked.priority,
+            v.priority,
+            inst.cfg.priority,
+            if v.why.is_empty() { "" } else { "; " },
+            v.why.join(", ")
+        );
+        endpoint.handle(
+            now,
+            EndpointInput::PriorityChanged {
+                key,
+                priority: v.priority,
+            },
+        );
+    }
+    if v.fault != inst.tracked.fault {
+        match &v.fault {
+            Some(reason) => {
+                tracing::warn!(instance = %inst.name, "tracked failure: {reason}");
+                endpoint.handle(
+                    now,
+                    EndpointInput::Fault {
+                        key,
+                        reason: reason.clone(),
+                    },
+                );
+            }
+            None => {
+                tracing::info!(instance = %inst.name, "tracked failures cleared");
+                endpoint.handle(now, EndpointInput::FaultCleared { key });
+            }
+        }
+    }
+    inst.tracked = v;
 }
 
 /// Starts the BFD task with the `[bfd.NAME]` sessions, when any BFD is configured.
@@ -301,40 +349,6 @@ fn start_bfd(
     Some(service)
 }
 
-/// Hands an instance's tracking verdict to its election, when it changed.
-fn apply_verdict(inst: &mut Instance, v: Verdict, now: crate::vrrp::Instant) {
-    if v.priority != inst.tracked.priority {
-        tracing::info!(
-            instance = %inst.name,
-            "effective priority {} -> {} (configured {}{}{})",
-            inst.tracked.priority,
-            v.priority,
-            inst.cfg.priority,
-            if v.why.is_empty() { "" } else { "; " },
-            v.why.join(", ")
-        );
-        inst.router.handle(now, Input::PriorityChanged(v.priority));
-    }
-    if v.fault != inst.tracked.fault {
-        match &v.fault {
-            Some(reason) => {
-                tracing::warn!(instance = %inst.name, "tracked failure: {reason}");
-                inst.router.handle(
-                    now,
-                    Input::Fault {
-                        reason: reason.clone(),
-                    },
-                );
-            }
-            None => {
-                tracing::info!(instance = %inst.name, "tracked failures cleared");
-                inst.router.handle(now, Input::FaultCleared);
-            }
-        }
-    }
-    inst.tracked = v;
-}
-
 /// Removes the addresses a vigil that did not exit cleanly left behind.
 async fn remove_leftovers(netlink: &Netlink, path: &Path) {
     for a in OwnedAddresses::leftovers(path) {
@@ -357,68 +371,33 @@ async fn remove_leftovers(netlink: &Netlink, path: &Path) {
 }
 
 impl Agent {
-    fn dispatch(&mut self, records: &[crate::datapath::event::Record]) {
+    fn dispatch(&mut self, records: Vec<Datapath>) {
+        let now = clock::now();
         for r in records {
-            if r.verdict() != Some(vigil_common::Verdict::Accept) {
-                continue;
-            }
-            let key = VridKey {
-                ifindex: r.raw.ifindex,
-                family: r.raw.family,
-                vrid: r.raw.vrid,
-                _pad: 0,
-            };
-            if let Some(inst) = self
-                .by_key
-                .get(&key)
-                .and_then(|n| self.instances.get_mut(n))
-            {
-                inst.receive(r);
-                if inst.cfg.bfd.is_some() {
-                    let name = inst.name.clone();
-                    self.bfd_learn(&name, r.source(), r.raw.priority);
-                }
-            }
+            self.endpoint.handle(now, EndpointInput::Datapath(r));
         }
     }
 
-    /// Down and advert timers. With XDP, a Backup hears only of changes, so before its
-    /// down timer counts, the ring is drained and the newest arrival time is taken from
-    /// the program's map.
+    /// Election timers. With XDP, a Backup hears only of changes, so before its down
+    /// timer counts, the ring is drained and the VRID's state is read from the program's
+    /// map for the endpoint to hand in its newest arrival.
     fn timers(&mut self) {
         let now = clock::now();
-        let due: Vec<String> = self
-            .instances
-            .values()
-            .filter(|i| i.router.poll_timeout().is_some_and(|t| t <= now))
-            .map(|i| i.name.clone())
-            .collect();
+        let due = self.endpoint.due(now);
         if due.is_empty() {
             return;
         }
         if self.receiver.is_xdp() {
             let ready = self.receiver.ready();
-            self.dispatch(&ready);
-        }
-        for name in due {
-            let Some(inst) = self.instances.get_mut(&name) else {
-                continue;
-            };
-            if inst.router.state() == State::Backup
-                && let Some(stats) = self.receiver.vrid_stats(&inst.key)
-                && let Some((source, _)) = &inst.last_advert
-            {
-                let src = *source;
-                let same_source = match src {
-                    std::net::IpAddr::V4(a) => stats.last_src[..4] == a.octets(),
-                    std::net::IpAddr::V6(a) => stats.last_src == a.octets(),
-                };
-                if same_source {
-                    inst.refeed(stats.last_ns, src, stats.last_priority);
+            self.dispatch(ready);
+            for key in due {
+                if let Some(stats) = self.receiver.vrid_stats(&key) {
+                    self.endpoint
+                        .handle(now, EndpointInput::KernelState { key, stats });
                 }
             }
-            inst.router.handle(now, Input::Timeout);
         }
+        self.endpoint.handle(now, EndpointInput::Timeout);
     }
 
     fn link(&mut self, event: LinkEvent) {
@@ -427,11 +406,18 @@ impl Agent {
             LinkEvent::Changed(l) => (l.index, l.is_up()),
             LinkEvent::Removed { index, .. } => (*index, false),
         };
-        for inst in self.instances.values_mut() {
+        for inst in self.instances.values() {
             if inst.iface.index == index {
                 tracing::info!(instance = %inst.name, iface = %inst.iface.name, up, "link changed");
-                inst.router
-                    .handle(now, if up { Input::LinkUp } else { Input::LinkDown });
+                let key = inst.key;
+                self.endpoint.handle(
+                    now,
+                    if up {
+                        EndpointInput::LinkUp { key }
+                    } else {
+                        EndpointInput::LinkDown { key }
+                    },
+                );
             }
         }
         if self.tracker.link(&event) {
@@ -444,41 +430,73 @@ impl Agent {
         let now = clock::now();
         for inst in self.instances.values_mut() {
             let v = self.tracker.evaluate(&inst.cfg);
-            apply_verdict(inst, v, now);
+            apply_verdict(&mut self.endpoint, inst, v, now);
         }
     }
 
     /// Split-brain expiry, and the seed's check for virtual addresses on a Backup.
     async fn housekeeping(&mut self) {
         let now = clock::now();
+        let state = |endpoint: &Endpoint, key: &VridKey| {
+            endpoint
+                .router(key)
+                .map_or(State::Initialize, |r| r.state())
+        };
         let keep: Vec<std::net::IpAddr> = self
             .instances
             .values()
-            .filter(|i| i.router.state() == State::Master)
+            .filter(|i| state(&self.endpoint, &i.key) == State::Master)
             .flat_map(|i| i.vips().iter().map(|v| v.addr.addr))
             .collect();
         let mut seen = HashMap::new();
         for inst in self.instances.values_mut() {
-            let master = inst.router.state() == State::Master;
-            inst.split
-                .expire(&inst.name, now, master, inst.cfg.advert_interval);
-            inst.check_addresses(&self.netlink, &mut self.owned, &mut seen, &keep)
+            let s = state(&self.endpoint, &inst.key);
+            inst.split.expire(
+                &inst.name,
+                now,
+                s == State::Master,
+                inst.cfg.advert_interval,
+            );
+            inst.check_addresses(s, &self.netlink, &mut self.owned, &mut seen, &keep)
                 .await;
         }
     }
 
+    /// Carries out what the elections asked for, in order.
     async fn run_actions(&mut self) {
-        for inst in self.instances.values_mut() {
-            // Most instances have nothing to do on most wake-ups (with hundreds of them,
-            // one advert timer fires at a time).
-            if inst.router.has_pending_actions() {
-                let _transitions: Vec<Transition> =
-                    inst.run_actions(&self.netlink, &mut self.owned).await;
+        while let Some((key, action)) = self.endpoint.poll_action() {
+            // A watch entry goes to the datapath even for an instance being removed.
+            if let EndpointAction::Watch(entry) = action {
+                self.receiver.watch(key, entry);
+                continue;
             }
-            // A Master must hear every advert from a peer, a Backup only changes and
-            // nothing below its own priority: keep the program's view current.
-            if let Some(entry) = inst.watch_update() {
-                self.receiver.watch(inst.key, entry);
+            let Some(inst) = self
+                .by_key
+                .get(&key)
+                .and_then(|n| self.instances.get_mut(n))
+            else {
+                continue;
+            };
+            let Some(router) = self.endpoint.router(&key) else {
+                continue;
+            };
+            match action {
+                EndpointAction::Router(a) => {
+                    inst.execute(a, router, &self.netlink, &mut self.owned)
+                        .await;
+                }
+                EndpointAction::Rival {
+                    source,
+                    priority,
+                    interval,
+                    at,
+                } => inst.rival(at, source, priority, interval, router.priority()),
+                EndpointAction::Peer { address } => {
+                    if let (Some(service), Some(timers)) = (&self.bfd, inst.cfg.bfd) {
+                        service.add(takeover::spec(&inst.iface.name, address, timers));
+                    }
+                }
+                EndpointAction::Watch(_) => {}
             }
         }
     }
@@ -493,10 +511,11 @@ impl Agent {
             "datapath": self.receiver.describe(),
             "datapath_counters": self.receiver.counters(),
             "config": self.path.display().to_string(),
-            "instances": self.instances.values().map(|i| {
-                let mut s = i.status(now);
+            "instances": self.instances.values().filter_map(|i| {
+                let router = self.endpoint.router(&i.key)?;
+                let mut s = i.status(now, router, self.endpoint.fed(&i.key));
                 s["tracking"] = self.tracker.status(&i.cfg);
-                s
+                Some(s)
             }).collect::<Vec<_>>(),
             "bfd": self.bfd.as_ref().map(|b| b.status()).unwrap_or_default(),
         })
@@ -527,14 +546,16 @@ impl Agent {
             }
         }
         for name in &stop {
-            if let Some(inst) = self.instances.get_mut(name) {
-                inst.router.handle(now, Input::Shutdown);
+            if let Some(inst) = self.instances.get(name) {
+                let key = inst.key;
+                self.endpoint.handle(now, EndpointInput::Shutdown { key });
             }
         }
         self.run_actions().await;
         for name in &stop {
             if let Some(inst) = self.instances.remove(name) {
                 self.by_key.remove(&inst.key);
+                self.endpoint.remove(&inst.key);
                 self.receiver.unwatch(inst.key);
                 tracing::info!(instance = %name, "reload: instance stopped");
             }
@@ -545,24 +566,34 @@ impl Agent {
                 continue;
             }
             let user = new.global.script_user.as_deref();
-            match Instance::new(name, cfg, &new.global.garp, user, &self.netlink).await {
+            let made = match Instance::new(name, cfg, &new.global.garp, user, &self.netlink).await {
+                Ok(inst) => self
+                    .endpoint
+                    .add(inst.key, router_config(cfg), inst.primary, inst.unicast())
+                    .map(|()| inst)
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(e),
+            };
+            match made {
                 Ok(mut inst) => {
-                    if self.receiver.is_xdp() {
-                        self.receiver
-                            .watch(inst.key, watch_entry(cfg, false, cfg.priority));
-                    }
+                    // The endpoint's first watch entry reaches the XDP map now, before
+                    // the router starts (raw sockets are rebuilt below).
+                    self.run_actions().await;
                     let now = clock::now();
-                    apply_verdict(&mut inst, self.tracker.evaluate(cfg), now);
-                    inst.router.handle(now, Input::Startup);
+                    let v = self.tracker.evaluate(cfg);
+                    apply_verdict(&mut self.endpoint, &mut inst, v, now);
+                    let key = inst.key;
+                    self.endpoint.handle(now, EndpointInput::Startup { key });
                     self.by_key.insert(inst.key, name.clone());
                     self.instances.insert(name.clone(), inst);
+                    self.bfd_enable(name);
                     added += 1;
                 }
                 Err(e) => tracing::error!(instance = %name, "reload: cannot start: {e:#}"),
             }
         }
         if !self.receiver.is_xdp() && (added > 0 || !stop.is_empty()) {
-            let (ifaces, watch) = datapath_plan(&self.instances);
+            let (ifaces, watch) = datapath_plan(&self.instances, &self.endpoint);
             match Receiver::start(&new.global, &ifaces, &watch) {
                 Ok(r) => self.receiver = r,
                 Err(e) => tracing::error!("reload: raw receive path: {e:#}"),

@@ -1,7 +1,7 @@
 //! The receive side of the daemon: the XDP program and its ring buffer, or the raw-socket
 //! fallback, behind one interface.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
 
 use aya::maps::{MapData, RingBuf};
@@ -14,6 +14,7 @@ use crate::config::{Global, XdpMode};
 use crate::datapath::event::Record;
 use crate::datapath::rawsock::{self, RawReceiver};
 use crate::datapath::xdp;
+use crate::vrrp::endpoint::Datapath;
 
 /// Where adverts come from.
 #[expect(
@@ -32,10 +33,10 @@ pub enum Receiver {
         /// "xdp (driver)" and the like, per interface.
         describe: String,
     },
-    /// Raw sockets, one task per interface.
+    /// Raw sockets, one task per interface; the endpoint judges their frames.
     Raw {
-        /// Records from the tasks.
-        rx: mpsc::Receiver<Record>,
+        /// Frames from the tasks.
+        rx: mpsc::Receiver<Datapath>,
         /// The tasks.
         tasks: Vec<JoinHandle<()>>,
     },
@@ -50,7 +51,7 @@ impl Receiver {
         watch: &[(VridKey, WatchEntry)],
     ) -> anyhow::Result<Self> {
         let mode = match global.xdp {
-            XdpMode::Off => return Self::raw(ifaces, watch),
+            XdpMode::Off => return Self::raw(ifaces),
             XdpMode::Auto => xdp::AttachMode::Auto,
             XdpMode::Driver => xdp::AttachMode::Driver,
             XdpMode::Skb => xdp::AttachMode::Skb,
@@ -59,7 +60,7 @@ impl Receiver {
             Ok(r) => Ok(r),
             Err(e) if global.xdp == XdpMode::Auto => {
                 tracing::warn!("XDP unavailable ({e:#}); using the raw-socket receive path");
-                Self::raw(ifaces, watch)
+                Self::raw(ifaces)
             }
             Err(e) => Err(e),
         }
@@ -97,24 +98,16 @@ impl Receiver {
         })
     }
 
-    fn raw(
-        ifaces: &BTreeMap<u32, String>,
-        watch: &[(VridKey, WatchEntry)],
-    ) -> anyhow::Result<Self> {
+    fn raw(ifaces: &BTreeMap<u32, String>) -> anyhow::Result<Self> {
         let (tx, rx) = mpsc::channel(4096);
         let mut tasks = Vec::new();
         for (index, name) in ifaces {
-            let mut r = RawReceiver::open(*index)
+            let r = RawReceiver::open(*index)
                 .map_err(|e| anyhow::anyhow!("raw socket on {name}: {e}"))?;
-            r.judge.watch = watch
-                .iter()
-                .filter(|(k, _)| k.ifindex == *index)
-                .copied()
-                .collect::<HashMap<_, _>>();
             let tx = tx.clone();
             let name = name.clone();
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = r.run(tx).await {
+                if let Err(e) = r.forward(tx).await {
                     tracing::error!(iface = %name, "raw receive stopped: {e}");
                 }
             }));
@@ -134,8 +127,8 @@ impl Receiver {
         }
     }
 
-    /// Waits for records and returns every one available.
-    pub async fn next(&mut self) -> anyhow::Result<Vec<Record>> {
+    /// Waits for records (XDP) or frames (raw) and returns every one available.
+    pub async fn next(&mut self) -> anyhow::Result<Vec<Datapath>> {
         match self {
             Self::Xdp { ring, .. } => {
                 let mut guard = ring.readable_mut().await?;
@@ -157,7 +150,7 @@ impl Receiver {
     }
 
     /// Records already waiting, without blocking (before a down timer is acted on).
-    pub fn ready(&mut self) -> Vec<Record> {
+    pub fn ready(&mut self) -> Vec<Datapath> {
         match self {
             Self::Xdp { ring, .. } => drain(ring.get_mut()),
             Self::Raw { rx, .. } => {
@@ -178,7 +171,7 @@ impl Receiver {
         }
     }
 
-    /// Sets or replaces a watch entry (XDP only; the raw path is rebuilt on reload).
+    /// Sets or replaces a watch entry (XDP only; on the raw path the endpoint keeps them).
     pub fn watch(&mut self, key: VridKey, entry: WatchEntry) {
         if let Self::Xdp { program, .. } = self
             && let Err(e) = program.watch(key, entry)
@@ -233,11 +226,11 @@ impl Drop for Receiver {
     }
 }
 
-fn drain(ring: &mut RingBuf<MapData>) -> Vec<Record> {
+fn drain(ring: &mut RingBuf<MapData>) -> Vec<Datapath> {
     let mut out = Vec::new();
     while let Some(item) = ring.next() {
         match Record::from_bytes(&item) {
-            Some(r) => out.push(r),
+            Some(r) => out.push(Datapath::Event(r.raw)),
             None => tracing::warn!(len = item.len(), "ring buffer record of unexpected size"),
         }
     }

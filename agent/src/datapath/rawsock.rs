@@ -11,10 +11,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
+use vigil_common::suppress;
 use vigil_common::validate::{self, Advert, Parsed};
 use vigil_common::{AdvertEvent, IfaceStats, Verdict, VridKey, WatchEntry};
 
 use super::event::Record;
+use crate::vrrp::endpoint::Datapath;
 
 const ETH_P_ALL: u16 = 0x0003;
 const PACKET_OUTGOING: u8 = 4;
@@ -164,7 +166,38 @@ impl RawReceiver {
         })
     }
 
-    /// Receives, judges and forwards frames until the receiver of `tx` is gone.
+    /// Forwards every frame, unjudged, until the receiver of `tx` is gone: the agent's
+    /// endpoint judges them as the XDP program would.
+    pub async fn forward(self, tx: mpsc::Sender<Datapath>) -> io::Result<()> {
+        let ifindex = self.judge.ifindex;
+        let mut buf = vec![0u8; 9216];
+        loop {
+            let mut guard = self.fd.readable().await?;
+            loop {
+                match recv_frame(guard.get_inner(), &mut buf) {
+                    Ok(Some((ts_ns, n))) => {
+                        let frame = Datapath::Frame {
+                            ifindex,
+                            ts_ns,
+                            bytes: buf[..n].to_vec(),
+                        };
+                        if tx.send(frame).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        guard.clear_ready();
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+
+    /// Receives, judges and forwards frames until the receiver of `tx` is gone (for
+    /// `vigil trace`, which reports every frame).
     pub async fn run(mut self, tx: mpsc::Sender<Record>) -> io::Result<()> {
         let mut buf = vec![0u8; 9216];
         loop {
@@ -256,7 +289,7 @@ impl Judge {
                 validate::check(frame, &a, self.watch.get(&key))
             }
         };
-        bump(&mut self.stats, verdict);
+        self.stats.count(verdict);
         let report =
             self.trace_all || verdict == Verdict::Accept || (self.trace_valid && verdict.passes());
         let addr_digest = if verdict.passes() {
@@ -264,47 +297,10 @@ impl Judge {
         } else {
             0
         };
-        report.then_some(Record {
-            raw: AdvertEvent {
-                ts_ns,
-                ifindex: self.ifindex,
-                verdict: verdict as u8,
-                family: a.family,
-                ttl: a.ttl,
-                version: a.version,
-                kind: a.kind,
-                vrid: a.vrid,
-                priority: a.priority,
-                addr_count: a.addr_count,
-                interval: a.interval,
-                auth_type: a.auth_type,
-                _pad: 0,
-                addr_digest,
-                _pad2: 0,
-                src: a.src,
-                dst: a.dst,
-            },
+        report.then(|| {
+            let mut raw = AdvertEvent::zeroed();
+            suppress::fill(&mut raw, ts_ns, self.ifindex, &a, verdict, addr_digest);
+            Record { raw }
         })
     }
-}
-
-/// Adds one to the counter of `verdict`.
-pub fn bump(stats: &mut IfaceStats, verdict: Verdict) {
-    let c = match verdict {
-        Verdict::Accept => &mut stats.accepted,
-        Verdict::Foreign => &mut stats.foreign_vrid,
-        Verdict::Ttl => &mut stats.ttl,
-        Verdict::Version => &mut stats.version,
-        Verdict::Type => &mut stats.kind,
-        Verdict::Length => &mut stats.length,
-        Verdict::Count => &mut stats.count,
-        Verdict::Checksum => &mut stats.checksum,
-        Verdict::Auth => &mut stats.auth,
-        Verdict::Fragment => &mut stats.fragment,
-        Verdict::Header => &mut stats.header,
-        Verdict::Destination => &mut stats.destination,
-        Verdict::VersionMismatch => &mut stats.version_mismatch,
-        Verdict::Family => &mut stats.family,
-    };
-    *c += 1;
 }

@@ -1,5 +1,7 @@
 //! VRRP protocol core: packet codec and the sans-IO election.
 //!
+//! - [`endpoint`]: [`endpoint::Endpoint`], every router of the agent behind one seam to
+//!   the datapath.
 //! - [`packet`]: decode and encode VRRPv2 / VRRPv3 advertisements.
 //! - [`router`]: [`VirtualRouter`], one virtual router's election, driven by
 //!   [`Input`]s at [`Instant`]s and answering with [`Action`]s.
@@ -50,18 +52,23 @@
 
 #![warn(missing_docs)]
 
+pub mod endpoint;
 pub mod packet;
 pub mod reason;
 pub mod router;
 pub mod time;
 
 #[cfg(test)]
+mod kernel_model;
+#[cfg(test)]
 mod sim;
+#[cfg(test)]
+mod wire;
 
 pub use packet::{Advertisement, Auth, ChecksumMode, DecodeError, EncodeError, Version};
 pub use reason::{FaultKind, Reason};
 pub use router::{
-    Action, ConfigError, Counters, InitialState, Input, RouterConfig, State, Transition,
-    VirtualRouter,
+    Action, ConfigError, Counters, InitialState, Input, ReconfigureError, RouterConfig, State,
+    Transition, VirtualRouter,
 };
 pub use time::Instant;

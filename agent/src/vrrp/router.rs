@@ -200,6 +200,17 @@ pub enum ConfigError {
     AddressFamily(IpAddr),
 }
 
+/// A configuration change [`VirtualRouter::reconfigure`] cannot apply in place.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReconfigureError {
+    /// Another VRID is another router.
+    #[error("the VRID changed: that is another virtual router")]
+    Vrid,
+    /// Another version speaks another protocol.
+    #[error("the VRRP version changed: the router must restart")]
+    Version,
+}
+
 /// The nearest interval `version` can carry.
 fn representable_interval(version: Version, interval: Duration) -> Option<Duration> {
     match version {
@@ -393,22 +404,7 @@ impl VirtualRouter {
     /// version carries, addresses of the other family dropped); call
     /// [`RouterConfig::validate`] first to reject them instead.
     pub fn new(cfg: RouterConfig, primary: IpAddr) -> VirtualRouter {
-        let mut cfg = cfg;
-        cfg.priority = cfg.priority.max(1);
-        cfg.down_timer_adverts = cfg.down_timer_adverts.clamp(1, MAX_DOWN_TIMER_ADVERTS);
-        cfg.advert_interval = representable_interval(cfg.version, cfg.advert_interval)
-            .unwrap_or(Duration::from_secs(1));
-        cfg.virtual_addresses
-            .retain(|a| a.is_ipv4() == primary.is_ipv4());
-        cfg.virtual_addresses.truncate(255);
-        if cfg.version == Version::V3 {
-            cfg.auth = Auth::None;
-        }
-        // keepalived clears nopreempt and preempt_delay for `state MASTER`.
-        if cfg.initial_state == InitialState::Master {
-            cfg.preempt = true;
-            cfg.preempt_delay = Duration::ZERO;
-        }
+        let cfg = normalise(cfg, primary);
         VirtualRouter {
             priority: cfg.priority,
             master_adver_interval: cfg.advert_interval,
@@ -429,6 +425,76 @@ impl VirtualRouter {
             counters: Counters::default(),
             cfg,
         }
+    }
+
+    /// Applies a changed configuration to the running router without restarting it: the
+    /// state, the timers and the master it knows are kept. A new configured priority
+    /// takes effect as [`Input::PriorityChanged`] would (a Master advertises it at once;
+    /// nothing sends priority 0, and nothing changes state unless the election requires
+    /// it, e.g. the address owner's 255); a new interval takes effect at the next timer;
+    /// preempt, preempt delay, `down_timer_adverts`, authentication and checksum style at
+    /// once. New virtual addresses go into the adverts at once; moving the addresses
+    /// themselves is the caller's (it knows the old list). The VRID, the version and the
+    /// address family cannot change: that is another router.
+    pub fn reconfigure(&mut self, now: Instant, cfg: RouterConfig) -> Result<(), ReconfigureError> {
+        let cfg = normalise(cfg, self.primary);
+        if cfg.vrid != self.cfg.vrid {
+            return Err(ReconfigureError::Vrid);
+        }
+        if cfg.version != self.cfg.version {
+            return Err(ReconfigureError::Version);
+        }
+        let old = std::mem::replace(&mut self.cfg, cfg);
+        // Skew_Time and Master_Down_Interval depend on down_timer_adverts too.
+        self.timing.set(None);
+        if self.cfg.preempt_delay.is_zero() {
+            self.preempt_until = None;
+        }
+        let interval = self.cfg.advert_interval;
+        match self.state {
+            State::Master => {
+                if interval < old.advert_interval {
+                    self.adver_at = self.adver_at.min(now + interval);
+                }
+                self.master_adver_interval = interval;
+            }
+            // RFC 3768 has no learnt interval; v3 keeps the master's until it is heard.
+            State::Backup if self.cfg.version == Version::V2 || self.heard.is_none() => {
+                self.master_adver_interval = interval;
+            }
+            _ => {}
+        }
+        // Tracking weights move the effective priority around the configured one; keep
+        // the offset they give, within the same bounds as PriorityChanged.
+        if self.cfg.priority != old.priority {
+            let offset = i16::from(self.priority) - i16::from(old.priority);
+            let wanted = (i16::from(self.cfg.priority) + offset).clamp(1, 255);
+            let wanted = u8::try_from(wanted).unwrap_or(self.cfg.priority);
+            self.set_priority(now, wanted);
+        }
+        Ok(())
+    }
+
+    /// Whether, at `now`, this router discards every advert below its priority other than
+    /// priority 0 (RFC 5798 §6.4.2): a Backup with Preempt_Mode on and no preempt delay
+    /// running. Only then may a datapath drop such adverts before they reach it.
+    pub fn discards_lower_priority(&self, now: Instant) -> bool {
+        self.state == State::Backup && self.cfg.preempt && !self.delay_holds(now)
+    }
+
+    /// When the running preempt delay ends, if one runs (Backup only).
+    pub fn preempt_delay_until(&self) -> Option<Instant> {
+        if self.state != State::Backup || self.cfg.preempt_delay.is_zero() {
+            return None;
+        }
+        self.preempt_until
+    }
+
+    /// keepalived's preempt_delay: while it runs (it starts at startup, fault recovery or
+    /// the first lower-priority advert), a lower-priority advert is taken as if
+    /// preemption were off.
+    fn delay_holds(&self, now: Instant) -> bool {
+        !self.cfg.preempt_delay.is_zero() && self.preempt_until.is_none_or(|until| until > now)
     }
 
     /// Feeds one input that happened at `now`.
@@ -957,6 +1023,26 @@ impl VirtualRouter {
             self.send(self.priority);
         }
     }
+}
+
+/// Brings a configuration into what the protocol carries (see [`VirtualRouter::new`]).
+fn normalise(mut cfg: RouterConfig, primary: IpAddr) -> RouterConfig {
+    cfg.priority = cfg.priority.max(1);
+    cfg.down_timer_adverts = cfg.down_timer_adverts.clamp(1, MAX_DOWN_TIMER_ADVERTS);
+    cfg.advert_interval =
+        representable_interval(cfg.version, cfg.advert_interval).unwrap_or(Duration::from_secs(1));
+    cfg.virtual_addresses
+        .retain(|a| a.is_ipv4() == primary.is_ipv4());
+    cfg.virtual_addresses.truncate(255);
+    if cfg.version == Version::V3 {
+        cfg.auth = Auth::None;
+    }
+    // keepalived clears nopreempt and preempt_delay for `state MASTER`.
+    if cfg.initial_state == InitialState::Master {
+        cfg.preempt = true;
+        cfg.preempt_delay = Duration::ZERO;
+    }
+    cfg
 }
 
 /// `d * num / den`, in nanoseconds, without overflow.

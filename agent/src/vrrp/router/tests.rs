@@ -845,3 +845,72 @@ fn ipv6_router_elects_on_ipv6_addresses() {
     r.handle(ms(2), from("192.0.2.12", a));
     assert_eq!(r.counters().discarded_family, 1);
 }
+
+#[test]
+fn reconfigure_a_backup_priority_changes_nothing_but_the_timer() {
+    let mut r = started(cfg(Version::V3, 100));
+    r.handle(ms(500), from("192.0.2.12", v3(200)));
+    drain(&mut r);
+    let before = r.poll_timeout();
+    let mut c = r.config().clone();
+    c.priority = 50;
+    assert_eq!(r.reconfigure(ms(600), c), Ok(()));
+    assert_eq!(drain(&mut r), vec![]);
+    assert_eq!((r.state(), r.priority()), (State::Backup, 50));
+    // Skew_Time grows with a lower priority: the deadline moves later.
+    assert!(r.poll_timeout() > before);
+}
+
+#[test]
+fn reconfigure_a_master_priority_advertises_it_without_priority_zero() {
+    let (mut r, at) = master(cfg(Version::V3, 150));
+    let mut c = r.config().clone();
+    c.priority = 120;
+    assert_eq!(r.reconfigure(at + Duration::from_millis(10), c), Ok(()));
+    assert_eq!(drain(&mut r), vec![Action::SendAdvert { priority: 120 }]);
+    assert_eq!(r.state(), State::Master);
+}
+
+#[test]
+fn reconfigure_to_the_owner_priority_makes_a_backup_master_at_once() {
+    let mut r = started(cfg(Version::V3, 100));
+    r.handle(ms(500), from("192.0.2.12", v3(200)));
+    drain(&mut r);
+    let mut c = r.config().clone();
+    c.priority = 255;
+    assert_eq!(r.reconfigure(ms(600), c), Ok(()));
+    let t = transitions(&drain(&mut r));
+    assert_eq!(t.len(), 1);
+    assert_eq!((t[0].to, &t[0].reason), (State::Master, &Reason::Owner));
+}
+
+#[test]
+fn reconfigure_keeps_the_tracking_offset_of_the_effective_priority() {
+    let mut r = started(cfg(Version::V3, 100));
+    r.handle(ms(10), Input::PriorityChanged(90));
+    let mut c = r.config().clone();
+    c.priority = 150;
+    assert_eq!(r.reconfigure(ms(20), c), Ok(()));
+    assert_eq!(r.priority(), 140);
+}
+
+#[test]
+fn reconfigure_a_shorter_interval_brings_the_next_advert_forward() {
+    let (mut r, at) = master(cfg(Version::V3, 150));
+    let mut c = r.config().clone();
+    c.advert_interval = Duration::from_millis(100);
+    assert_eq!(r.reconfigure(at + Duration::from_millis(10), c), Ok(()));
+    assert_eq!(r.poll_timeout(), Some(at + Duration::from_millis(110)));
+}
+
+#[test]
+fn reconfigure_refuses_another_vrid_or_version() {
+    let mut r = started(cfg(Version::V3, 100));
+    let mut c = r.config().clone();
+    c.vrid = 52;
+    assert_eq!(r.reconfigure(ms(1), c), Err(ReconfigureError::Vrid));
+    let mut c = r.config().clone();
+    c.version = Version::V2;
+    assert_eq!(r.reconfigure(ms(1), c), Err(ReconfigureError::Version));
+    assert_eq!(r.config().vrid, 51);
+}

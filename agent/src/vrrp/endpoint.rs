@@ -1,0 +1,746 @@
+//! The seam between the datapath and the elections, sans-IO: [`Endpoint`] owns every
+//! [`VirtualRouter`] of the agent by its [`VridKey`] (interface, family, VRID) and is the
+//! only code that hands routers their inputs.
+//!
+//! It takes what the datapath produces — records the XDP program wrote to its ring
+//! buffer, or whole frames from the raw-socket path, which it judges itself with
+//! `vigil_common::validate` and `vigil_common::suppress` exactly as the program does —
+//! and turns them into adverts for the right router. Because the datapath reports a
+//! Backup's adverts only when they change (see `vigil_common::suppress`), when a down
+//! timer fires it first hands the router the VRID's last arrival from the datapath's own
+//! state (the kernel map, read by the caller and given as
+//! [`EndpointInput::KernelState`]; or its own twin of it on the raw path), so only true
+//! silence leads to a takeover. And it derives each VRID's watch entry from its router:
+//! report every advert while Master; drop lower priorities in the datapath only while
+//! the router would discard them (preempting, no preempt delay running); the local
+//! priority kept current with tracking weights.
+//!
+//! Like the router: [`Endpoint::handle`] takes an input and the time it happened,
+//! [`Endpoint::poll_action`] hands out what to do, tagged with the VRID key, and
+//! [`Endpoint::poll_timeout`] says when to come back with [`EndpointInput::Timeout`].
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
+
+use vigil_common::event::{FAMILY_V4, FAMILY_V6};
+use vigil_common::suppress::{self, Fate};
+use vigil_common::validate::{self, Advert, Parsed};
+use vigil_common::{AdvertEvent, IfaceStats, Verdict, VridKey, VridStats, WatchEntry};
+
+use crate::bfd::PeerTable;
+use crate::vrrp::packet::{Advertisement, Auth, Version};
+use crate::vrrp::router::{Action, Input, ReconfigureError, RouterConfig, State, VirtualRouter};
+use crate::vrrp::time::Instant;
+
+/// Something the datapath produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Datapath {
+    /// A record the XDP program wrote to its ring buffer (already judged and suppressed).
+    Event(AdvertEvent),
+    /// A whole Ethernet frame from the raw-socket path, with its arrival time
+    /// (CLOCK_MONOTONIC ns); the endpoint judges it as the program would.
+    Frame {
+        /// Interface it arrived on.
+        ifindex: u32,
+        /// Arrival time, CLOCK_MONOTONIC ns.
+        ts_ns: u64,
+        /// The frame, from the Ethernet header on.
+        bytes: Vec<u8>,
+    },
+}
+
+/// Something that happened to the endpoint or one of its routers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndpointInput {
+    /// A record or frame from the datapath.
+    Datapath(Datapath),
+    /// The XDP program's state of a VRID, read from its map just before a
+    /// [`EndpointInput::Timeout`] (for every key [`Endpoint::due`] gives).
+    KernelState {
+        /// The VRID.
+        key: VridKey,
+        /// Its `vrid_stats` entry.
+        stats: VridStats,
+    },
+    /// The deadline of [`Endpoint::poll_timeout`] came.
+    Timeout,
+    /// Start a router (RFC 5798 §6.4.1).
+    Startup {
+        /// The router.
+        key: VridKey,
+    },
+    /// Stop a router: a Master sends priority 0 and drops the addresses.
+    Shutdown {
+        /// The router.
+        key: VridKey,
+    },
+    /// A router's effective priority changed (tracking weights).
+    PriorityChanged {
+        /// The router.
+        key: VridKey,
+        /// New effective priority.
+        priority: u8,
+    },
+    /// A router's interface went down.
+    LinkDown {
+        /// The router.
+        key: VridKey,
+    },
+    /// A router's interface came back.
+    LinkUp {
+        /// The router.
+        key: VridKey,
+    },
+    /// A tracked failure of a router.
+    Fault {
+        /// The router.
+        key: VridKey,
+        /// What failed.
+        reason: String,
+    },
+    /// A router's tracked failure is over.
+    FaultCleared {
+        /// The router.
+        key: VridKey,
+    },
+    /// The critical BFD session to `master` on interface `ifindex` went down at `at`
+    /// (BFD-assisted takeover). Each router there with BFD that takes `master` for its
+    /// Master and would win the election after it (its peer table knows every other peer
+    /// to rank below it) is handed [`Input::MasterUnreachable`], after the VRID's last
+    /// arrival from the datapath's state (hand [`EndpointInput::KernelState`] first for
+    /// the keys [`Endpoint::bfd_candidates`] gives). The others keep the RFC's timer.
+    MasterUnreachable {
+        /// Interface of the session.
+        ifindex: u32,
+        /// The peer the session ran to.
+        master: IpAddr,
+        /// When its detection time ran out.
+        at: Instant,
+    },
+    /// A live router takes a changed configuration without restarting
+    /// ([`VirtualRouter::reconfigure`]); a change it cannot take is logged and ignored
+    /// (remove and add the router instead).
+    Reconfigure {
+        /// The router.
+        key: VridKey,
+        /// Its new configuration.
+        config: RouterConfig,
+    },
+}
+
+/// Something the caller must do for one VRID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndpointAction {
+    /// What the router asks for.
+    Router(Action),
+    /// Set the VRID's watch entry in the datapath to this.
+    Watch(WatchEntry),
+    /// A router with BFD heard a peer it did not know: run a BFD session to it.
+    Peer {
+        /// The peer's primary address.
+        address: IpAddr,
+    },
+    /// A Master heard (and answered) a router of lower priority that believes itself
+    /// Master: a split brain, or one healing.
+    Rival {
+        /// The other router's primary address.
+        source: IpAddr,
+        /// Its priority.
+        priority: u8,
+        /// Its advert interval.
+        interval: Duration,
+        /// Arrival time of its advert.
+        at: Instant,
+    },
+}
+
+/// What the endpoint keeps for one VRID.
+#[derive(Clone, Debug)]
+struct Member {
+    router: VirtualRouter,
+    /// The watch entry's fixed part: version, authentication, unicast and checksum flags.
+    base: WatchEntry,
+    /// Digest of the router's own address list, as the datapath computes it.
+    digest: u32,
+    /// The watch entry the datapath has (last emitted).
+    watched: WatchEntry,
+    /// The datapath's state of the VRID: the kernel's as last read, or the raw path's
+    /// twin of it, kept here.
+    state: VridStats,
+    /// Arrival time of the newest advert handed to the router (ns).
+    fed_ns: u64,
+    /// Adverts handed to the router from the datapath (reports, not re-feeds).
+    fed: u64,
+    /// With BFD-assisted takeover: the peers known.
+    peers: Option<PeerTable>,
+}
+
+/// Every router of the agent, and the seam to the datapath.
+#[derive(Clone, Debug, Default)]
+pub struct Endpoint {
+    members: BTreeMap<VridKey, Member>,
+    actions: VecDeque<(VridKey, EndpointAction)>,
+    /// The raw path's verdict counters per interface (the XDP program keeps its own).
+    iface_stats: BTreeMap<u32, IfaceStats>,
+}
+
+/// A router the endpoint cannot add.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AddError {
+    /// The key is taken.
+    #[error("interface {}, VRID {} of that family already has a router", .0.ifindex, .0.vrid)]
+    Taken(VridKey),
+}
+
+/// The fixed part of a router's watch entry.
+fn base_entry(cfg: &RouterConfig, unicast: bool) -> WatchEntry {
+    let mut e = WatchEntry {
+        version: cfg.version.number(),
+        priority: cfg.priority,
+        ..WatchEntry::default()
+    };
+    if let Auth::SimplePassword(p) = &cfg.auth {
+        e.auth_type = 1;
+        e.auth = *p;
+    }
+    if unicast {
+        e.flags |= validate::WATCH_UNICAST;
+    }
+    if cfg.v3_checksum_as_v2 {
+        e.flags |= validate::WATCH_V3_CSUM_AS_V2;
+    }
+    e
+}
+
+/// The address digest the datapath computes, of a list of addresses.
+pub fn address_digest(addrs: &[IpAddr]) -> u32 {
+    addrs.iter().fold(0u32, |acc, a| {
+        acc.wrapping_add(validate::mix_address(&address_bytes(*a)))
+    })
+}
+
+fn address_bytes(a: IpAddr) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    match a {
+        IpAddr::V4(v4) => b[..4].copy_from_slice(&v4.octets()),
+        IpAddr::V6(v6) => b = v6.octets(),
+    }
+    b
+}
+
+fn address_of(family: u8, bytes: &[u8; 16]) -> IpAddr {
+    if family == FAMILY_V4 {
+        IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))
+    } else {
+        IpAddr::V6(Ipv6Addr::from(*bytes))
+    }
+}
+
+/// The interval an advert's raw field means: v3 centiseconds, v2 seconds.
+fn interval_of(version: u8, raw: u16) -> Duration {
+    Duration::from_nanos(suppress::interval_ns(version, raw))
+}
+
+/// The key of a router on `ifindex` whose adverts come from `primary`.
+pub fn key_of(ifindex: u32, primary: IpAddr, vrid: u8) -> VridKey {
+    VridKey {
+        ifindex,
+        family: if primary.is_ipv4() {
+            FAMILY_V4
+        } else {
+            FAMILY_V6
+        },
+        vrid,
+        _pad: 0,
+    }
+}
+
+impl Member {
+    /// The watch entry the datapath should have at `now`.
+    fn entry(&self, now: Instant) -> WatchEntry {
+        let mut e = self.base;
+        e.priority = self.router.priority();
+        if self.router.state() == State::Master {
+            e.flags |= validate::WATCH_REPORT_ALL;
+        }
+        if self.router.discards_lower_priority(now) {
+            e.flags |= validate::WATCH_DROP_LOWER;
+        }
+        e
+    }
+
+    /// When the watch entry will need to change without any input: the end of a running
+    /// preempt delay, after which the datapath may drop lower priorities.
+    fn entry_deadline(&self) -> Option<Instant> {
+        if self.watched.flags & validate::WATCH_DROP_LOWER != 0 || !self.router.config().preempt {
+            return None;
+        }
+        self.router.preempt_delay_until()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match (self.router.poll_timeout(), self.entry_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The advert a datapath record stands for, as this router would have decoded it.
+    fn advert(
+        &self,
+        version: u8,
+        priority: u8,
+        interval: u16,
+        count: u8,
+        digest: u32,
+    ) -> Advertisement {
+        let cfg = self.router.config();
+        Advertisement {
+            version: if version == 2 {
+                Version::V2
+            } else {
+                Version::V3
+            },
+            vrid: cfg.vrid,
+            priority,
+            interval: interval_of(version, interval),
+            // The datapath sends a digest of the list; equal digests and counts mean the
+            // same set.
+            addresses: if digest == self.digest && usize::from(count) == cfg.virtual_addresses.len()
+            {
+                cfg.virtual_addresses.clone()
+            } else {
+                Vec::new()
+            },
+            // The datapath has checked type and password against this router's own.
+            auth: cfg.auth.clone(),
+        }
+    }
+}
+
+impl Endpoint {
+    /// An endpoint without routers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a router in Initialize under `key` (hand it [`EndpointInput::Startup`] to
+    /// start it); `unicast` when its adverts come to a unicast address. Its first watch
+    /// entry is queued as an action and given by [`Endpoint::watch_entries`].
+    pub fn add(
+        &mut self,
+        key: VridKey,
+        cfg: RouterConfig,
+        primary: IpAddr,
+        unicast: bool,
+    ) -> Result<(), AddError> {
+        if self.members.contains_key(&key) {
+            return Err(AddError::Taken(key));
+        }
+        let router = VirtualRouter::new(cfg, primary);
+        let base = base_entry(router.config(), unicast);
+        let digest = address_digest(&router.config().virtual_addresses);
+        let mut m = Member {
+            router,
+            base,
+            digest,
+            watched: base,
+            state: VridStats::default(),
+            fed_ns: 0,
+            fed: 0,
+            peers: None,
+        };
+        m.watched = m.entry(Instant::ZERO);
+        self.actions
+            .push_back((key, EndpointAction::Watch(m.watched)));
+        self.members.insert(key, m);
+        Ok(())
+    }
+
+    /// Turns on BFD-assisted takeover for a router: its peers are `configured`
+    /// (`unicast_peers`) and whoever it hears; each new one is announced with
+    /// [`EndpointAction::Peer`], the configured ones at once.
+    pub fn enable_bfd(&mut self, key: VridKey, configured: &[IpAddr]) {
+        if let Some(m) = self.members.get_mut(&key) {
+            m.peers = Some(PeerTable::configured(configured.iter().copied()));
+            for address in configured {
+                self.actions
+                    .push_back((key, EndpointAction::Peer { address: *address }));
+            }
+        }
+    }
+
+    /// The peers a router with BFD knows.
+    pub fn bfd_peers(&self, key: &VridKey) -> Option<&PeerTable> {
+        self.members.get(key).and_then(|m| m.peers.as_ref())
+    }
+
+    /// The routers an [`EndpointInput::MasterUnreachable`] for `master` on `ifindex`
+    /// may concern: Backups with BFD whose Master it is.
+    pub fn bfd_candidates(&self, ifindex: u32, master: IpAddr) -> Vec<VridKey> {
+        self.members
+            .iter()
+            .filter(|(k, m)| {
+                k.ifindex == ifindex
+                    && m.peers.is_some()
+                    && m.router.state() == State::Backup
+                    && m.router.master() == Some(master)
+            })
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// Removes a router (after its [`EndpointInput::Shutdown`] and actions, for a clean
+    /// stop); actions still queued for it stay queued.
+    pub fn remove(&mut self, key: &VridKey) -> Option<VirtualRouter> {
+        self.members.remove(key).map(|m| m.router)
+    }
+
+    /// The router of `key`, to read.
+    pub fn router(&self, key: &VridKey) -> Option<&VirtualRouter> {
+        self.members.get(key).map(|m| &m.router)
+    }
+
+    /// Every key, in order.
+    pub fn keys(&self) -> impl Iterator<Item = VridKey> + '_ {
+        self.members.keys().copied()
+    }
+
+    /// Every router with its key.
+    pub fn routers(&self) -> impl Iterator<Item = (VridKey, &VirtualRouter)> {
+        self.members.iter().map(|(k, m)| (*k, &m.router))
+    }
+
+    /// The watch entry of every VRID, as the datapath should have it now.
+    pub fn watch_entries(&self) -> Vec<(VridKey, WatchEntry)> {
+        self.members.iter().map(|(k, m)| (*k, m.watched)).collect()
+    }
+
+    /// The datapath's state of a VRID as the endpoint last knew it (the raw path's own,
+    /// or the kernel's last read).
+    pub fn datapath_state(&self, key: &VridKey) -> Option<&VridStats> {
+        self.members.get(key).map(|m| &m.state)
+    }
+
+    /// Adverts of a VRID handed to its router from the datapath.
+    pub fn fed(&self, key: &VridKey) -> u64 {
+        self.members.get(key).map_or(0, |m| m.fed)
+    }
+
+    /// The raw path's verdict counters per interface.
+    pub fn iface_stats(&self) -> &BTreeMap<u32, IfaceStats> {
+        &self.iface_stats
+    }
+
+    /// Keys whose deadline has come at `now`: the caller reads their kernel state and
+    /// hands it in before [`EndpointInput::Timeout`].
+    pub fn due(&self, now: Instant) -> Vec<VridKey> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.deadline().is_some_and(|d| d <= now))
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    /// Whether [`Endpoint::poll_action`] has something.
+    pub fn has_pending_actions(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
+    /// The next thing to do, with the VRID it is for, in order.
+    pub fn poll_action(&mut self) -> Option<(VridKey, EndpointAction)> {
+        self.actions.pop_front()
+    }
+
+    /// When to come back with [`EndpointInput::Timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.members.values().filter_map(Member::deadline).min()
+    }
+
+    /// Feeds one input that happened at `now`.
+    pub fn handle(&mut self, now: Instant, input: EndpointInput) {
+        let mut touched = BTreeSet::new();
+        match input {
+            EndpointInput::Datapath(Datapath::Event(e)) => {
+                if let Some(key) = self.event(&e) {
+                    touched.insert(key);
+                }
+            }
+            EndpointInput::Datapath(Datapath::Frame {
+                ifindex,
+                ts_ns,
+                bytes,
+            }) => {
+                if let Some(key) = self.frame(ifindex, ts_ns, &bytes) {
+                    touched.insert(key);
+                }
+            }
+            EndpointInput::KernelState { key, stats } => {
+                if let Some(m) = self.members.get_mut(&key) {
+                    m.state = stats;
+                }
+            }
+            EndpointInput::Timeout => {
+                for key in self.due(now) {
+                    self.timeout(now, key);
+                    touched.insert(key);
+                }
+            }
+            EndpointInput::Startup { key } => self.input(now, key, Input::Startup, &mut touched),
+            EndpointInput::Shutdown { key } => self.input(now, key, Input::Shutdown, &mut touched),
+            EndpointInput::PriorityChanged { key, priority } => {
+                self.input(now, key, Input::PriorityChanged(priority), &mut touched)
+            }
+            EndpointInput::LinkDown { key } => self.input(now, key, Input::LinkDown, &mut touched),
+            EndpointInput::LinkUp { key } => self.input(now, key, Input::LinkUp, &mut touched),
+            EndpointInput::Fault { key, reason } => {
+                self.input(now, key, Input::Fault { reason }, &mut touched)
+            }
+            EndpointInput::FaultCleared { key } => {
+                self.input(now, key, Input::FaultCleared, &mut touched)
+            }
+            EndpointInput::MasterUnreachable {
+                ifindex,
+                master,
+                at,
+            } => {
+                for key in self.bfd_candidates(ifindex, master) {
+                    self.master_unreachable(now, key, master, at);
+                    touched.insert(key);
+                }
+            }
+            EndpointInput::Reconfigure { key, config } => {
+                if let Some(m) = self.members.get_mut(&key) {
+                    let unicast = m.base.flags & validate::WATCH_UNICAST != 0;
+                    match m.router.reconfigure(now, config) {
+                        Ok(()) => {
+                            m.base = base_entry(m.router.config(), unicast);
+                            m.digest = address_digest(&m.router.config().virtual_addresses);
+                        }
+                        Err(e) => log_reconfigure(key, &e),
+                    }
+                    self.drain(key);
+                    touched.insert(key);
+                }
+            }
+        }
+        for key in touched {
+            self.update_watch(now, key);
+        }
+    }
+
+    fn input(&mut self, now: Instant, key: VridKey, input: Input, touched: &mut BTreeSet<VridKey>) {
+        if let Some(m) = self.members.get_mut(&key) {
+            m.router.handle(now, input);
+            self.drain(key);
+            touched.insert(key);
+        }
+    }
+
+    /// Moves a router's actions to the endpoint's queue.
+    fn drain(&mut self, key: VridKey) {
+        if let Some(m) = self.members.get_mut(&key) {
+            while let Some(a) = m.router.poll_action() {
+                self.actions.push_back((key, EndpointAction::Router(a)));
+            }
+        }
+    }
+
+    fn update_watch(&mut self, now: Instant, key: VridKey) {
+        if let Some(m) = self.members.get_mut(&key) {
+            let e = m.entry(now);
+            if e != m.watched {
+                m.watched = e;
+                self.actions.push_back((key, EndpointAction::Watch(e)));
+            }
+        }
+    }
+
+    /// A record from the XDP program.
+    fn event(&mut self, e: &AdvertEvent) -> Option<VridKey> {
+        if e.verdict != Verdict::Accept as u8 {
+            return None;
+        }
+        let key = VridKey {
+            ifindex: e.ifindex,
+            family: e.family,
+            vrid: e.vrid,
+            _pad: 0,
+        };
+        let m = self.members.get(&key)?;
+        let advert = m.advert(
+            e.version,
+            e.priority,
+            e.interval,
+            e.addr_count,
+            e.addr_digest,
+        );
+        self.feed(key, e.ts_ns, address_of(e.family, &e.src), advert, true);
+        Some(key)
+    }
+
+    /// A frame from the raw-socket path, judged and suppressed as the program would.
+    fn frame(&mut self, ifindex: u32, ts_ns: u64, bytes: &[u8]) -> Option<VridKey> {
+        let mut a = Advert::default();
+        let parsed = validate::parse(bytes, &mut a);
+        let key = VridKey {
+            ifindex,
+            family: a.family,
+            vrid: a.vrid,
+            _pad: 0,
+        };
+        let verdict = match parsed {
+            Parsed::NotVrrp => return None,
+            Parsed::Broken(v) => v,
+            Parsed::Vrrp => validate::check(bytes, &a, self.members.get(&key).map(|m| &m.watched)),
+        };
+        self.iface_stats.entry(ifindex).or_default().count(verdict);
+        if parsed != Parsed::Vrrp {
+            return None;
+        }
+        let m = self.members.get_mut(&key)?;
+        let (flags, local) = (m.watched.flags, m.watched.priority);
+        let mut digest = 0;
+        let fate = suppress::track(&mut m.state, &a, verdict, ts_ns, flags, local, || {
+            digest = validate::address_digest(bytes, &a).unwrap_or(0);
+            Some(digest)
+        });
+        if fate != Some(Fate::Report) {
+            return None;
+        }
+        let advert = m.advert(a.version, a.priority, a.interval, a.addr_count, digest);
+        self.feed(key, ts_ns, address_of(a.family, &a.src), advert, true);
+        Some(key)
+    }
+
+    /// Hands an advert that arrived at `ts_ns` to the router of `key`.
+    fn feed(
+        &mut self,
+        key: VridKey,
+        ts_ns: u64,
+        source: IpAddr,
+        advert: Advertisement,
+        fresh: bool,
+    ) {
+        let Some(m) = self.members.get_mut(&key) else {
+            return;
+        };
+        let was_master = m.router.state() == State::Master;
+        let sent = m.router.counters().adverts_sent;
+        let (priority, interval) = (advert.priority, advert.interval);
+        let at = Instant::from_nanos(ts_ns);
+        let new_peer = m.peers.as_mut().is_some_and(|t| {
+            let new = !t.addresses().any(|a| a == source);
+            t.heard(source, priority);
+            new
+        });
+        m.router.handle(at, Input::Advert { source, advert });
+        m.fed_ns = m.fed_ns.max(ts_ns);
+        if fresh {
+            m.fed += 1;
+        }
+        // A Master that stays Master and answers at once has heard a worse master (a
+        // priority-0 advert is answered too, but is a goodbye, not a rival).
+        let rival = was_master
+            && m.router.state() == State::Master
+            && m.router.counters().adverts_sent > sent
+            && priority != 0;
+        self.drain(key);
+        if new_peer {
+            self.actions
+                .push_back((key, EndpointAction::Peer { address: source }));
+        }
+        if rival {
+            self.actions.push_back((
+                key,
+                EndpointAction::Rival {
+                    source,
+                    priority,
+                    interval,
+                    at,
+                },
+            ));
+        }
+    }
+
+    /// The draft for point-to-point BFD in VRRP: the Backup that would win treats its
+    /// critical session going down as the Master_Down_Timer expiring; the router checks
+    /// that no advert came after it.
+    fn master_unreachable(&mut self, now: Instant, key: VridKey, master: IpAddr, at: Instant) {
+        let Some(m) = self.members.get(&key) else {
+            return;
+        };
+        let wins = m
+            .peers
+            .as_ref()
+            .is_some_and(|t| t.would_win(m.router.primary(), m.router.priority(), master));
+        if !wins {
+            tracing::info!(
+                ifindex = key.ifindex,
+                vrid = key.vrid,
+                "BFD session to the master {master} down; another Backup may outrank us, the RFC timer decides"
+            );
+            return;
+        }
+        self.catch_up(now, key);
+        self.input(
+            now,
+            key,
+            Input::MasterUnreachable { master, at },
+            &mut BTreeSet::new(),
+        );
+    }
+
+    /// A due router: hand a Backup the VRID's last arrival from the datapath's state
+    /// (the master may have spoken since the last report), then the timeout.
+    fn timeout(&mut self, now: Instant, key: VridKey) {
+        self.catch_up(now, key);
+        self.input(now, key, Input::Timeout, &mut BTreeSet::new());
+    }
+
+    /// Hands a Backup the VRID's last arrival from the datapath's state, when newer than
+    /// what it was fed.
+    fn catch_up(&mut self, now: Instant, key: VridKey) {
+        let Some(m) = self.members.get(&key) else {
+            return;
+        };
+        let s = m.state;
+        // Built from the state's own source, priority and interval, not from the last
+        // report: a report lost to a full ring, or raced by another CPU, must not make
+        // the Backup believe the wrong master.
+        if m.router.state() == State::Backup
+            && s.last_ns > m.fed_ns
+            && s.last_ns <= now.as_nanos()
+            && s.last_version != 0
+        {
+            let advert = m.advert(
+                s.last_version,
+                s.last_priority,
+                s.last_interval,
+                s.last_addr_count,
+                s.last_digest,
+            );
+            self.feed(
+                key,
+                s.last_ns,
+                address_of(key.family, &s.last_src),
+                advert,
+                false,
+            );
+        }
+    }
+}
+
+fn log_reconfigure(key: VridKey, e: &ReconfigureError) {
+    tracing::warn!(
+        ifindex = key.ifindex,
+        vrid = key.vrid,
+        "configuration not applied to the running router: {e}"
+    );
+}
+
+#[cfg(test)]
+mod bfd_tests;
+#[cfg(test)]
+mod tests;

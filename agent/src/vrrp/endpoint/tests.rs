@@ -1,0 +1,355 @@
+use std::net::IpAddr;
+use std::time::Duration;
+
+use vigil_common::validate::{WATCH_DROP_LOWER, WATCH_REPORT_ALL};
+
+use super::*;
+use crate::vrrp::kernel_model::KernelModel;
+use crate::vrrp::wire::WireAdvert;
+
+const IFINDEX: u32 = 2;
+const MS: u64 = 1_000_000;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("literal address")
+}
+
+fn vip() -> IpAddr {
+    ip("192.0.2.100")
+}
+
+fn local() -> IpAddr {
+    ip("192.0.2.12")
+}
+
+fn key() -> VridKey {
+    key_of(IFINDEX, local(), 51)
+}
+
+/// An endpoint with one router of `priority` at 100 ms adverts, started at 1 s.
+fn endpoint(priority: u8, preempt_delay: Duration) -> Endpoint {
+    let mut cfg = RouterConfig::new(51, Version::V3, priority, vec![vip()]);
+    cfg.advert_interval = Duration::from_millis(100);
+    cfg.preempt_delay = preempt_delay;
+    let mut ep = Endpoint::new();
+    ep.add(key(), cfg, local(), false).expect("a free key");
+    ep.handle(
+        Instant::from_nanos(1000 * MS),
+        EndpointInput::Startup { key: key() },
+    );
+    ep
+}
+
+fn advert_from(src: &str, priority: u8) -> Vec<u8> {
+    WireAdvert::v3(ip(src), 51, priority, 10, vec![vip()]).frame()
+}
+
+/// Which datapath carries the frames to the endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// Raw frames, judged by the endpoint.
+    Raw,
+    /// The XDP program (its model), with a ring of this many records.
+    Xdp(usize),
+}
+
+/// A world of one endpoint, the datapath in front of it, and peers whose frames arrive
+/// at given times; records every action.
+struct World {
+    ep: Endpoint,
+    path: Path,
+    kernel: KernelModel,
+    actions: Vec<(VridKey, EndpointAction)>,
+}
+
+impl World {
+    fn new(ep: Endpoint, path: Path) -> Self {
+        let mut w = World {
+            ep,
+            path,
+            kernel: KernelModel::new(match path {
+                Path::Xdp(n) => n,
+                Path::Raw => 0,
+            }),
+            actions: Vec::new(),
+        };
+        w.collect();
+        w
+    }
+
+    fn collect(&mut self) {
+        while let Some((k, a)) = self.ep.poll_action() {
+            if let Path::Xdp(_) = self.path {
+                self.kernel.apply(k, &a);
+            }
+            self.actions.push((k, a));
+        }
+    }
+
+    fn arrive(&mut self, ts: u64, frame: Vec<u8>) {
+        let now = Instant::from_nanos(ts);
+        match self.path {
+            Path::Raw => self.ep.handle(
+                now,
+                EndpointInput::Datapath(Datapath::Frame {
+                    ifindex: IFINDEX,
+                    ts_ns: ts,
+                    bytes: frame,
+                }),
+            ),
+            Path::Xdp(_) => {
+                self.kernel.receive(IFINDEX, ts, &frame);
+                self.read_ring(now);
+            }
+        }
+        self.collect();
+    }
+
+    fn read_ring(&mut self, now: Instant) {
+        for r in self.kernel.drain() {
+            self.ep.handle(now, EndpointInput::Datapath(r));
+        }
+    }
+
+    /// What the daemon does when the timer fires.
+    fn timer(&mut self, now: Instant) {
+        if let Path::Xdp(_) = self.path {
+            self.read_ring(now);
+            for key in self.ep.due(now) {
+                if let Some(stats) = self.kernel.stats.get(&key).copied() {
+                    self.ep
+                        .handle(now, EndpointInput::KernelState { key, stats });
+                }
+            }
+        }
+        self.ep.handle(now, EndpointInput::Timeout);
+        self.collect();
+    }
+
+    /// Runs until `end`, with `frames` (arrival ns, bytes) arriving on the way.
+    fn run(&mut self, end: u64, frames: &mut dyn Iterator<Item = (u64, Vec<u8>)>) {
+        let mut next = frames.next();
+        loop {
+            let timer = self.ep.poll_timeout().map(Instant::as_nanos);
+            match (next.as_ref(), timer) {
+                (Some((at, _)), t) if *at <= end && t.is_none_or(|t| *at <= t) => {
+                    let (at, f) = next.take().expect("matched Some");
+                    self.arrive(at, f);
+                    next = frames.next();
+                }
+                (_, Some(t)) if t <= end => self.timer(Instant::from_nanos(t)),
+                _ => break,
+            }
+        }
+    }
+
+    fn state(&self) -> State {
+        self.ep.router(&key()).expect("router").state()
+    }
+
+    fn became_master_at(&self) -> Option<u64> {
+        self.actions.iter().find_map(|(_, a)| match a {
+            EndpointAction::Router(Action::StateChanged(t)) if t.to == State::Master => {
+                Some(t.at.as_nanos())
+            }
+            _ => None,
+        })
+    }
+}
+
+/// Adverts from `src` at `priority` every 100 ms from `from` until `to`.
+fn every_100ms(
+    src: &'static str,
+    priority: u8,
+    from: u64,
+    to: u64,
+) -> impl Iterator<Item = (u64, Vec<u8>)> {
+    (0..)
+        .map(move |i| from + i * 100 * MS)
+        .take_while(move |t| *t < to)
+        .map(move |t| (t, advert_from(src, priority)))
+}
+
+/// A Backup of priority 150 with a 5 s preempt delay, started while a priority-100
+/// Master sends every 100 ms, waits the delay before it preempts, on either datapath
+/// (keepalived's preempt_delay); the kernel must not drop the lower-priority adverts the
+/// delay depends on.
+#[test]
+fn preempt_delay_holds_while_a_lower_priority_master_is_heard() {
+    for path in [Path::Raw, Path::Xdp(64)] {
+        let mut w = World::new(endpoint(150, Duration::from_secs(5)), path);
+        w.run(
+            12_000 * MS,
+            &mut every_100ms("192.0.2.11", 100, 1050 * MS, 20_000 * MS),
+        );
+        let at = w.became_master_at().expect("preempts in the end");
+        // The delay starts at startup (1 s); the last advert accepted before it ends
+        // arrives at 5.95 s, and the takeover comes one Master_Down_Interval later
+        // (3 × 100 ms + (256 - 150) × 100 ms / 256).
+        let mdi = 300 * MS + 106 * 100 * MS / 256;
+        assert_eq!(at, 5950 * MS + mdi, "{path:?}: took over at {at} ns");
+        assert_eq!(w.state(), State::Master, "{path:?}");
+    }
+}
+
+#[test]
+fn the_datapath_drops_lower_priorities_only_while_the_router_would() {
+    let mut w = World::new(endpoint(150, Duration::from_secs(5)), Path::Xdp(64));
+    let watch = |w: &World| w.kernel.watch[&key()];
+    assert_eq!(
+        watch(&w).flags & WATCH_DROP_LOWER,
+        0,
+        "preempt delay running"
+    );
+    assert_eq!(watch(&w).priority, 150);
+    w.run(
+        6_000 * MS,
+        &mut every_100ms("192.0.2.11", 100, 1050 * MS, 20_000 * MS),
+    );
+    assert_eq!(w.state(), State::Backup);
+    assert_ne!(watch(&w).flags & WATCH_DROP_LOWER, 0, "delay over");
+    w.run(7_000 * MS, &mut std::iter::empty());
+    assert_eq!(w.state(), State::Master);
+    assert_eq!(
+        watch(&w).flags & (WATCH_DROP_LOWER | WATCH_REPORT_ALL),
+        WATCH_REPORT_ALL
+    );
+    // The local priority follows tracking.
+    let now = Instant::from_nanos(7_000 * MS);
+    w.ep.handle(
+        now,
+        EndpointInput::PriorityChanged {
+            key: key(),
+            priority: 120,
+        },
+    );
+    w.collect();
+    assert_eq!(watch(&w).priority, 120);
+}
+
+#[test]
+fn without_a_preempt_delay_lower_priorities_die_in_the_kernel() {
+    let mut w = World::new(endpoint(150, Duration::ZERO), Path::Xdp(64));
+    assert_ne!(w.kernel.watch[&key()].flags & WATCH_DROP_LOWER, 0);
+    let mut master = every_100ms("192.0.2.11", 100, 1050 * MS, 3_000 * MS);
+    w.run(1_300 * MS, &mut master);
+    let s = w.kernel.stats[&key()];
+    assert_eq!(
+        (s.received, s.ignored, s.reported, s.last_ns),
+        (3, 3, 0, 0),
+        "{s:?}"
+    );
+    w.run(3_000 * MS, &mut master);
+    let mdi = 300 * MS + 106 * 100 * MS / 256;
+    assert_eq!(w.became_master_at(), Some(1000 * MS + mdi));
+}
+
+/// A change event lost to a full ring must not make a Backup take over from a live
+/// Master: the refeed comes from the kernel's own record of the last advert.
+#[test]
+fn a_lost_change_event_never_makes_a_backup_overthrow_a_live_master() {
+    let mut w = World::new(endpoint(100, Duration::ZERO), Path::Xdp(1));
+    // Master A (priority 200) is heard.
+    w.run(
+        1500 * MS,
+        &mut every_100ms("192.0.2.11", 200, 1050 * MS, 1450 * MS),
+    );
+    assert_eq!(w.state(), State::Backup);
+    // A stops; B (priority 200) takes over, and its first advert's report finds the
+    // ring full (the agent is slow): one record is stuck in it.
+    w.kernel.ring.push_back(AdvertEvent::zeroed());
+    let first_b = advert_from("192.0.2.13", 200);
+    w.kernel.receive(IFINDEX, 1500 * MS, &first_b);
+    assert_eq!(w.kernel.stats[&key()].lost, 1);
+    w.kernel.ring.clear();
+    // B goes on; the ring has room again.
+    w.run(
+        5_000 * MS,
+        &mut every_100ms("192.0.2.13", 200, 1600 * MS, 5_000 * MS),
+    );
+    assert_eq!(w.state(), State::Backup, "took over from a live master");
+    assert_eq!(w.became_master_at(), None);
+    assert_eq!(
+        w.ep.router(&key()).and_then(|r| r.master()),
+        Some(ip("192.0.2.13"))
+    );
+}
+
+/// Two CPUs judging adverts of the old and the new master at once may leave either in
+/// the map; whichever it is, the Backup follows the live master.
+#[test]
+fn racing_cpus_never_make_a_backup_overthrow_a_live_master() {
+    let mut w = World::new(endpoint(100, Duration::ZERO), Path::Xdp(64));
+    w.run(
+        1500 * MS,
+        &mut every_100ms("192.0.2.11", 200, 1050 * MS, 1450 * MS),
+    );
+    let (a, b) = (
+        advert_from("192.0.2.11", 200),
+        advert_from("192.0.2.13", 200),
+    );
+    w.kernel
+        .receive_racing(IFINDEX, (1500 * MS, &b), (1500 * MS, &a));
+    w.read_ring(Instant::from_nanos(1500 * MS));
+    w.collect();
+    w.run(
+        5_000 * MS,
+        &mut every_100ms("192.0.2.13", 200, 1600 * MS, 5_000 * MS),
+    );
+    assert_eq!(w.became_master_at(), None);
+}
+
+#[test]
+fn a_master_that_answers_a_lower_priority_master_reports_a_rival() {
+    let mut w = World::new(endpoint(150, Duration::ZERO), Path::Raw);
+    w.run(1_500 * MS, &mut std::iter::empty());
+    assert_eq!(w.state(), State::Master);
+    w.arrive(1_600 * MS, advert_from("192.0.2.11", 100));
+    assert!(
+        w.actions.iter().any(|(_, a)| matches!(
+            a,
+            EndpointAction::Rival { source, priority: 100, .. } if *source == ip("192.0.2.11")
+        )),
+        "{:?}",
+        w.actions
+    );
+}
+
+#[test]
+fn reconfigured_priority_is_advertised_without_a_goodbye_or_transition() {
+    let mut w = World::new(endpoint(150, Duration::ZERO), Path::Raw);
+    w.run(1_500 * MS, &mut std::iter::empty());
+    assert_eq!(w.state(), State::Master);
+    w.actions.clear();
+    let mut cfg = w.ep.router(&key()).expect("router").config().clone();
+    cfg.priority = 120;
+    w.ep.handle(
+        Instant::from_nanos(1_550 * MS),
+        EndpointInput::Reconfigure {
+            key: key(),
+            config: cfg,
+        },
+    );
+    w.collect();
+    let router: Vec<&Action> = w
+        .actions
+        .iter()
+        .filter_map(|(_, a)| match a {
+            EndpointAction::Router(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(router, vec![&Action::SendAdvert { priority: 120 }]);
+    assert_eq!(w.state(), State::Master);
+    assert_eq!(w.ep.watch_entries()[0].1.priority, 120);
+}
+
+#[test]
+fn a_second_router_on_the_same_key_is_refused() {
+    let mut ep = endpoint(100, Duration::ZERO);
+    let cfg = RouterConfig::new(51, Version::V3, 100, vec![vip()]);
+    assert_eq!(
+        ep.add(key(), cfg, local(), false),
+        Err(AddError::Taken(key()))
+    );
+}

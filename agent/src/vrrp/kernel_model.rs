@@ -1,0 +1,151 @@
+//! A model of the XDP program for the tests and the simulator: the same
+//! `vigil_common::validate` and `vigil_common::suppress` calls as `ebpf/src/main.rs`,
+//! around a ring buffer of bounded size (a full ring loses reports, as the kernel's
+//! does) and a `vrid_stats` map that two CPUs may update at once.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use vigil_common::suppress::{self, Fate};
+use vigil_common::validate::{self, Advert, Parsed};
+use vigil_common::{AdvertEvent, IfaceStats, Verdict, VridKey, VridStats, WatchEntry};
+
+use crate::vrrp::endpoint::{Datapath, EndpointAction};
+
+/// The program's maps and ring buffer.
+#[derive(Clone, Debug, Default)]
+pub struct KernelModel {
+    /// The `watch` map, as the agent set it.
+    pub watch: BTreeMap<VridKey, WatchEntry>,
+    /// The `vrid_stats` map.
+    pub stats: BTreeMap<VridKey, VridStats>,
+    /// Records written and not yet read.
+    pub ring: VecDeque<AdvertEvent>,
+    /// Records the ring holds; more are lost.
+    pub capacity: usize,
+    /// Verdict counters per interface.
+    pub iface: BTreeMap<u32, IfaceStats>,
+}
+
+/// One frame judged up to the point where the program writes its report: what a CPU
+/// holds between reading the VRID's state and writing it back.
+#[derive(Clone, Debug)]
+pub struct InFlight {
+    key: VridKey,
+    advert: Advert,
+    verdict: Verdict,
+    ts: u64,
+    ifindex: u32,
+    digest: u32,
+    fate: Option<Fate>,
+    watched: bool,
+}
+
+impl KernelModel {
+    /// A program whose ring holds `capacity` records.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            ..Self::default()
+        }
+    }
+
+    /// Applies what the agent does to the maps for an endpoint action.
+    pub fn apply(&mut self, key: VridKey, action: &EndpointAction) {
+        if let EndpointAction::Watch(e) = action {
+            self.watch.insert(key, *e);
+            self.stats.entry(key).or_default();
+        }
+    }
+
+    /// First half of the program on one frame: parse, validate, read the state, decide.
+    pub fn begin(&mut self, ifindex: u32, ts: u64, frame: &[u8]) -> Option<InFlight> {
+        let mut a = Advert::default();
+        let parsed = validate::parse(frame, &mut a);
+        if parsed == Parsed::NotVrrp {
+            return None;
+        }
+        let key = VridKey {
+            ifindex,
+            family: a.family,
+            vrid: a.vrid,
+            _pad: 0,
+        };
+        let entry = match parsed {
+            Parsed::Vrrp => self.watch.get(&key).copied(),
+            _ => None,
+        };
+        let verdict = match parsed {
+            Parsed::Broken(v) => v,
+            _ => validate::check(frame, &a, entry.as_ref()),
+        };
+        self.iface.entry(ifindex).or_default().count(verdict);
+        let digest = if verdict.passes() {
+            validate::address_digest(frame, &a).unwrap_or(0)
+        } else {
+            0
+        };
+        let mut fate = None;
+        let watched = entry.is_some();
+        if let (Some(w), Some(s)) = (entry, self.stats.get_mut(&key)) {
+            fate = suppress::judge(s, &a, verdict, ts, w.flags, w.priority);
+        }
+        Some(InFlight {
+            key,
+            advert: a,
+            verdict,
+            ts,
+            ifindex,
+            digest,
+            fate,
+            watched,
+        })
+    }
+
+    /// Second half: write the report if there is one and room for it, then settle the
+    /// state.
+    pub fn finish(&mut self, f: InFlight) {
+        let report = f.fate == Some(Fate::Report)
+            || (f.watched && !self.stats.contains_key(&f.key) && f.verdict == Verdict::Accept);
+        let written = if report {
+            if self.ring.len() < self.capacity {
+                let mut e = AdvertEvent::zeroed();
+                suppress::fill(&mut e, f.ts, f.ifindex, &f.advert, f.verdict, f.digest);
+                self.ring.push_back(e);
+                Some(f.digest)
+            } else {
+                self.iface.entry(f.ifindex).or_default().ring_full += 1;
+                None
+            }
+        } else {
+            None
+        };
+        if let Some(s) = self.stats.get_mut(&f.key) {
+            suppress::settle(s, &f.advert, f.ts, f.fate, written);
+        }
+    }
+
+    /// The program on one frame, start to end.
+    pub fn receive(&mut self, ifindex: u32, ts: u64, frame: &[u8]) {
+        if let Some(f) = self.begin(ifindex, ts, frame) {
+            self.finish(f);
+        }
+    }
+
+    /// Two CPUs on two frames of the same moment: both read the state before either
+    /// writes it back.
+    pub fn receive_racing(&mut self, ifindex: u32, a: (u64, &[u8]), b: (u64, &[u8])) {
+        let fa = self.begin(ifindex, a.0, a.1);
+        let fb = self.begin(ifindex, b.0, b.1);
+        if let Some(f) = fa {
+            self.finish(f);
+        }
+        if let Some(f) = fb {
+            self.finish(f);
+        }
+    }
+
+    /// Everything in the ring, oldest first.
+    pub fn drain(&mut self) -> Vec<Datapath> {
+        self.ring.drain(..).map(Datapath::Event).collect()
+    }
+}

@@ -1,0 +1,323 @@
+//! What the datapath does with a valid advert of a watched virtual router, as pure
+//! functions: whether the election must hear of it, whether a preempting Backup drops it
+//! in the kernel, what the per-VRID state becomes, and how the ring-buffer record is
+//! filled.
+//!
+//! The XDP program and the agent's raw-socket path both call these, and the simulator
+//! models them, so the three cannot disagree.
+//!
+//! # The contract
+//!
+//! A Backup's election only needs to know that its Master is still there, and what it
+//! says when that changes. The datapath keeps the last valid advert of each watched VRID
+//! in a [`VridStats`] and reports an advert only when [`decide`] says
+//! [`Fate::Report`]: its source, priority, interval, version or address count differs
+//! from the last one; it is priority 0; it ends a silence of more than two intervals; it
+//! is the first; or the agent asked for every advert ([`WATCH_REPORT_ALL`], set while
+//! Master). Everything else is [`Fate::Quiet`]: the state's arrival time moves on and the
+//! agent sleeps.
+//!
+//! The state is committed ([`commit`]) only once the report is written: an event lost
+//! to a full ring leaves the state as it was, so the next advert is news again. The
+//! agent, when its down timer fires, re-reads the state (`last_ns`, `last_src`,
+//! `last_priority`, `last_interval`) and hands the election that advert at that arrival
+//! time, so a lost or raced event costs at most a delay, never a false takeover.
+//!
+//! With [`WATCH_DROP_LOWER`] (set by the agent only while a Backup preempts and no
+//! preempt delay runs) an advert below the local priority is [`Fate::Ignore`]: the
+//! election would discard it (RFC 5798 §6.4.2), so it neither reaches the agent nor moves
+//! the state's arrival time.
+
+use crate::event::AdvertEvent;
+use crate::maps::VridStats;
+use crate::validate::{Advert, Verdict, WATCH_DROP_LOWER, WATCH_REPORT_ALL};
+
+/// What becomes of a valid advert for a watched VRID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Below the local priority while the Backup drops such adverts: counted as ignored,
+    /// the state untouched, nothing reported.
+    Ignore,
+    /// A repeat of the last advert: the state's arrival time moves on, nothing reported.
+    Quiet,
+    /// News for the election: reported, and the state committed once the report is
+    /// written.
+    Report,
+}
+
+/// Nanoseconds of an advert's raw interval field: v3 centiseconds, v2 seconds.
+#[inline(always)]
+pub fn interval_ns(version: u8, interval: u16) -> u64 {
+    if version == 3 {
+        interval as u64 * 10_000_000
+    } else {
+        interval as u64 * 1_000_000_000
+    }
+}
+
+/// Decides the fate of a valid advert `a` arriving at `ts` (ns) for a VRID whose state is
+/// `s`, under the watch entry's `flags` and local priority `local`.
+#[inline(always)]
+pub fn decide(s: &VridStats, a: &Advert, ts: u64, flags: u8, local: u8) -> Fate {
+    let all = flags & WATCH_REPORT_ALL != 0;
+    // RFC 5798 §6.4.2: a preempting Backup discards adverts below its own priority
+    // (priority 0 is a goodbye, never below anyone).
+    if !all && flags & WATCH_DROP_LOWER != 0 && a.priority != 0 && a.priority < local {
+        return Fate::Ignore;
+    }
+    let changed = s.last_src != a.src
+        || s.last_priority != a.priority
+        || s.last_interval != a.interval
+        || s.last_version != a.version
+        || s.last_addr_count != a.addr_count;
+    let silence = ts.saturating_sub(s.last_ns) > 2 * interval_ns(a.version, a.interval);
+    if all || changed || silence || a.priority == 0 || s.last_ns == 0 {
+        Fate::Report
+    } else {
+        Fate::Quiet
+    }
+}
+
+/// Makes `a`, arrived at `ts`, the VRID's last advert. `digest` is the address digest
+/// when it was computed (for a report); a quiet repeat keeps the one before.
+#[inline(always)]
+pub fn commit(s: &mut VridStats, a: &Advert, ts: u64, digest: Option<u32>) {
+    s.last_ns = ts;
+    s.last_src = a.src;
+    s.last_priority = a.priority;
+    s.last_interval = a.interval;
+    s.last_version = a.version;
+    s.last_addr_count = a.addr_count;
+    if let Some(d) = digest {
+        s.last_digest = d;
+    }
+}
+
+/// First half of the per-VRID step for one judged frame: counts it and decides its fate
+/// (`None` for an invalid advert, which is only counted).
+#[inline(always)]
+pub fn judge(
+    s: &mut VridStats,
+    a: &Advert,
+    verdict: Verdict,
+    ts: u64,
+    flags: u8,
+    local: u8,
+) -> Option<Fate> {
+    if verdict != Verdict::Accept {
+        s.dropped += 1;
+        return None;
+    }
+    s.received += 1;
+    Some(decide(s, a, ts, flags, local))
+}
+
+/// Second half: after a report was attempted, `written` is the address digest the
+/// written record carried, or `None` when the ring buffer was full. The state is
+/// committed only for a written report (or a quiet repeat).
+#[inline(always)]
+pub fn settle(s: &mut VridStats, a: &Advert, ts: u64, fate: Option<Fate>, written: Option<u32>) {
+    match fate {
+        None => {}
+        Some(Fate::Ignore) => s.ignored += 1,
+        Some(Fate::Quiet) => commit(s, a, ts, None),
+        Some(Fate::Report) => match written {
+            Some(digest) => {
+                s.reported += 1;
+                commit(s, a, ts, Some(digest));
+            }
+            None => s.lost += 1,
+        },
+    }
+}
+
+/// Both halves around `emit`, which writes the record and returns the address digest it
+/// carried, or `None` when it could not be written.
+#[inline(always)]
+pub fn track<E: FnOnce() -> Option<u32>>(
+    s: &mut VridStats,
+    a: &Advert,
+    verdict: Verdict,
+    ts: u64,
+    flags: u8,
+    local: u8,
+    emit: E,
+) -> Option<Fate> {
+    let fate = judge(s, a, verdict, ts, flags, local);
+    let written = if fate == Some(Fate::Report) {
+        emit()
+    } else {
+        None
+    };
+    settle(s, a, ts, fate, written);
+    fate
+}
+
+/// Fills the ring-buffer record of a judged frame, field by field (in the XDP program
+/// `e` is the reserved ring slot itself: the record never sits on the small eBPF stack).
+#[inline(always)]
+pub fn fill(e: &mut AdvertEvent, ts: u64, ifindex: u32, a: &Advert, verdict: Verdict, digest: u32) {
+    e.ts_ns = ts;
+    e.ifindex = ifindex;
+    e.verdict = verdict as u8;
+    e.family = a.family;
+    e.ttl = a.ttl;
+    e.version = a.version;
+    e.kind = a.kind;
+    e.vrid = a.vrid;
+    e.priority = a.priority;
+    e.addr_count = a.addr_count;
+    e.interval = a.interval;
+    e.auth_type = a.auth_type;
+    e._pad = 0;
+    e.addr_digest = digest;
+    e._pad2 = 0;
+    e.src = a.src;
+    e.dst = a.dst;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::FAMILY_V4;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn advert(src: u8, priority: u8) -> Advert {
+        let mut a = Advert {
+            family: FAMILY_V4,
+            ttl: 255,
+            version: 3,
+            kind: 1,
+            vrid: 51,
+            priority,
+            addr_count: 1,
+            interval: 100,
+            ..Advert::default()
+        };
+        a.src[..4].copy_from_slice(&[192, 0, 2, src]);
+        a
+    }
+
+    fn seen(a: &Advert, ts: u64) -> VridStats {
+        let mut s = VridStats::default();
+        commit(&mut s, a, ts, Some(7));
+        s
+    }
+
+    #[test]
+    fn the_first_advert_is_reported() {
+        let a = advert(1, 100);
+        assert_eq!(decide(&VridStats::default(), &a, SEC, 0, 150), Fate::Report);
+    }
+
+    #[test]
+    fn a_repeat_within_two_intervals_is_quiet() {
+        let a = advert(1, 100);
+        let s = seen(&a, SEC);
+        assert_eq!(decide(&s, &a, SEC + 2 * SEC, 0, 50), Fate::Quiet);
+    }
+
+    #[test]
+    fn a_repeat_after_more_than_two_intervals_of_silence_is_reported() {
+        let a = advert(1, 100);
+        let s = seen(&a, SEC);
+        assert_eq!(decide(&s, &a, SEC + 2 * SEC + 1, 0, 50), Fate::Report);
+    }
+
+    #[test]
+    fn each_changed_field_is_reported() {
+        let a = advert(1, 100);
+        let s = seen(&a, SEC);
+        let mut other = [a; 5];
+        other[0].src[3] = 2;
+        other[1].priority = 101;
+        other[2].interval = 50;
+        other[3].version = 2;
+        other[4].addr_count = 2;
+        for b in &other {
+            assert_eq!(decide(&s, b, SEC + 1, 0, 50), Fate::Report, "{b:?}");
+        }
+    }
+
+    #[test]
+    fn priority_zero_is_always_reported() {
+        let a = advert(1, 0);
+        let s = seen(&a, SEC);
+        assert_eq!(decide(&s, &a, SEC + 1, WATCH_DROP_LOWER, 150), Fate::Report);
+    }
+
+    #[test]
+    fn report_all_reports_repeats_and_lower_priorities() {
+        let a = advert(1, 100);
+        let s = seen(&a, SEC);
+        let flags = WATCH_REPORT_ALL | WATCH_DROP_LOWER;
+        assert_eq!(decide(&s, &a, SEC + 1, flags, 150), Fate::Report);
+    }
+
+    #[test]
+    fn drop_lower_ignores_only_adverts_below_the_local_priority() {
+        let a = advert(1, 100);
+        let s = seen(&a, SEC);
+        assert_eq!(decide(&s, &a, SEC + 1, WATCH_DROP_LOWER, 150), Fate::Ignore);
+        assert_eq!(decide(&s, &a, SEC + 1, WATCH_DROP_LOWER, 100), Fate::Quiet);
+        // Without the flag (preempt off, or a preempt delay running) it is heard.
+        assert_eq!(decide(&s, &a, SEC + 1, 0, 150), Fate::Quiet);
+    }
+
+    #[test]
+    fn track_counts_and_commits_only_what_was_written() {
+        let a = advert(1, 100);
+        let mut s = VridStats::default();
+        // The ring is full: the report is lost and the state stays as it was, so the
+        // next advert is news again.
+        assert_eq!(
+            track(&mut s, &a, Verdict::Accept, SEC, 0, 50, || None),
+            Some(Fate::Report)
+        );
+        assert_eq!((s.received, s.reported, s.lost, s.last_ns), (1, 0, 1, 0));
+        assert_eq!(
+            track(&mut s, &a, Verdict::Accept, SEC + 1, 0, 50, || Some(7)),
+            Some(Fate::Report)
+        );
+        assert_eq!((s.reported, s.last_ns, s.last_digest), (1, SEC + 1, 7));
+        assert_eq!(
+            track(&mut s, &a, Verdict::Accept, SEC + 2, 0, 50, || {
+                panic!("a repeat is not emitted")
+            }),
+            Some(Fate::Quiet)
+        );
+        assert_eq!((s.received, s.last_ns, s.last_digest), (3, SEC + 2, 7));
+        let low = advert(1, 10);
+        assert_eq!(
+            track(
+                &mut s,
+                &low,
+                Verdict::Accept,
+                SEC + 3,
+                WATCH_DROP_LOWER,
+                50,
+                || Some(7)
+            ),
+            Some(Fate::Ignore)
+        );
+        assert_eq!((s.ignored, s.last_ns, s.last_priority), (1, SEC + 2, 100));
+        assert_eq!(
+            track(&mut s, &a, Verdict::Checksum, SEC + 4, 0, 50, || Some(7)),
+            None
+        );
+        assert_eq!((s.dropped, s.received), (1, 4));
+    }
+
+    #[test]
+    fn fill_copies_every_field() {
+        let a = advert(9, 77);
+        let mut e = AdvertEvent::zeroed();
+        fill(&mut e, 42, 3, &a, Verdict::Accept, 5);
+        assert_eq!(
+            (e.ts_ns, e.ifindex, e.verdict, e.priority, e.addr_digest),
+            (42, 3, 0, 77, 5)
+        );
+        assert_eq!((e.src, e.interval, e.version, e.vrid), (a.src, 100, 3, 51));
+    }
+}
