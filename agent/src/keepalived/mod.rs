@@ -5,6 +5,7 @@
 //! vigil's (keepalived speaks VRRPv2 unless told otherwise, vigil VRRPv3), the output
 //! spells the keepalived behaviour out.
 
+mod bfd;
 mod lexer;
 
 use std::collections::HashMap;
@@ -177,6 +178,8 @@ struct Instance {
     track_interfaces: Vec<(String, Option<i64>)>,
     /// Names of keepalived track_file definitions, resolved after the whole file is read.
     track_files: Vec<(String, Option<i64>, Loc)>,
+    /// keepalived `track_bfd` entries.
+    track_bfd: Vec<(String, Option<i64>)>,
     notify: Vec<(&'static str, String)>,
     garp: Garp,
 }
@@ -189,6 +192,8 @@ struct Conv {
     track_files: HashMap<String, TrackFileDef>,
     /// Names of the converted scripts, to check track_script references against.
     script_names: Vec<String>,
+    /// keepalived `bfd_instance` blocks.
+    bfds: Vec<bfd::BfdDef>,
 }
 
 /// Keywords of keepalived's LVS / checker half and other top-level blocks vigil has no
@@ -205,7 +210,6 @@ fn unsupported_top(keyword: &str) -> Option<&'static str> {
             "static addresses/routes/rules are not managed by vigil; configure them with the system's network configuration"
         }
         "vrrp_track_process" => "process tracking is not supported; use a [scripts] check instead",
-        "bfd_instance" => "BFD is not supported",
         "garp_group" => "garp_group is not supported; see garp_master_* keys",
         "linkbeat_interfaces" | "interface_up_down_delays" => "not supported",
         "net_namespace"
@@ -226,6 +230,7 @@ fn convert(tree: &[Node], warnings: Vec<Warning>, origin: &str) -> Import {
         instances: Vec::new(),
         track_files: HashMap::new(),
         script_names: Vec::new(),
+        bfds: Vec::new(),
     };
     // Pass 1: definitions other blocks depend on, wherever they are in the file.
     for n in tree {
@@ -242,6 +247,7 @@ fn convert(tree: &[Node], warnings: Vec<Warning>, origin: &str) -> Import {
             "track_file" | "vrrp_track_file" if !n.args().is_empty() => {}
             "vrrp_script" => c.vrrp_script(n),
             "vrrp_instance" => c.vrrp_instance(n),
+            "bfd_instance" => c.bfd_instance(n),
             "track_script" | "track_interface" | "track_file" | "virtual_ipaddress" => c.warn(
                 n,
                 "outside a vrrp_instance (keepalived rejects it here); not carried over: move it into the vrrp_instance it belongs to",
@@ -644,6 +650,7 @@ impl Conv {
             track_scripts: Vec::new(),
             track_interfaces: Vec::new(),
             track_files: Vec::new(),
+            track_bfd: Vec::new(),
             notify: Vec::new(),
             garp: Garp::default(),
         };
@@ -779,6 +786,7 @@ impl Conv {
                     i.track_interfaces.push((t.keyword().to_string(), w));
                 }
             }
+            "track_bfd" => self.track_bfd(i, item),
             "track_file" => {
                 for t in self.block(item) {
                     let w = self.track_weight(t);
@@ -974,6 +982,7 @@ impl Conv {
         for i in &instances {
             self.emit_instance(&mut out, i);
         }
+        self.emit_bfd(&mut out, &instances);
         out
     }
 
@@ -1178,6 +1187,7 @@ impl Conv {
         if !files.is_empty() {
             let _ = writeln!(out, "track_files = {}", track_array("path", &files));
         }
+        bfd::emit_track_bfd(out, i);
         for (k, v) in &i.notify {
             let _ = writeln!(out, "{k} = {}", q(v));
         }
