@@ -159,7 +159,7 @@ pub fn table(v: &serde_json::Value) -> String {
     let sessions: Vec<&serde_json::Value> = v["bfd"].as_array().into_iter().flatten().collect();
     if !sessions.is_empty() {
         out += &format!(
-            "{:<12} {:<8} {:<24} {:<9} {:>8} {:>8}  {}\n",
+            "{:<20} {:<8} {:<24} {:<9} {:>8} {:>8}  {}\n",
             "BFD", "IFACE", "PEER", "STATE", "DETECT", "TX", "LAST DOWN"
         );
         let ms = |x: &serde_json::Value| x.as_f64().map_or("-".to_owned(), |m| format!("{m}ms"));
@@ -172,7 +172,7 @@ pub fn table(v: &serde_json::Value) -> String {
                 None => "-".to_owned(),
             };
             out += &format!(
-                "{:<12} {:<8} {:<24} {:<9} {:>8} {:>8}  {}\n",
+                "{:<20} {:<8} {:<24} {:<9} {:>8} {:>8}  {}\n",
                 s(&b["name"]),
                 s(&b["interface"]),
                 s(&b["peer"]),

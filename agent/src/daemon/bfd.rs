@@ -72,6 +72,9 @@ pub struct SessionStatus {
     pub last_down_reason: Option<String>,
     /// Seconds since it last left Up.
     pub last_down_seconds_ago: Option<f64>,
+    /// When it last left Up (the snapshot may be older than the question).
+    #[serde(skip)]
+    pub last_down_at: Option<Instant>,
     /// Packets accepted.
     pub received: u64,
     /// Packets discarded (TTL, decoding, §6.8.6).
@@ -130,7 +133,14 @@ impl BfdService {
 
     /// The sessions as they stand.
     pub fn status(&self) -> Vec<SessionStatus> {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+        let mut sessions = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        let now = clock::now();
+        for s in &mut sessions {
+            s.last_down_seconds_ago = s
+                .last_down_at
+                .map(|at| now.saturating_duration_since(at).as_secs_f64());
+        }
+        sessions
     }
 }
 
@@ -475,6 +485,7 @@ fn snapshot(r: &Running, now: Instant) -> SessionStatus {
         transmit_interval_ms: s.transmit_interval().map(ms),
         last_down_reason: down.map(|t| t.diag.to_string()),
         last_down_seconds_ago: down.map(|t| now.saturating_duration_since(t.at).as_secs_f64()),
+        last_down_at: down.map(|t| t.at),
         received: c.received,
         discarded: c.discarded + r.penalty,
         sent: c.sent,

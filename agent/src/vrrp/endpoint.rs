@@ -664,7 +664,7 @@ impl Endpoint {
         }
     }
 
-    /// The draft for point-to-point BFD in VRRP: the Backup that would win treats its
+    /// BFD-assisted takeover: the Backup that would win treats its
     /// critical session going down as the Master_Down_Timer expiring; the router checks
     /// that no advert came after it.
     fn master_unreachable(&mut self, now: Instant, key: VridKey, master: IpAddr, at: Instant) {
