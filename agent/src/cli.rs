@@ -41,6 +41,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make a running agent re-read its file; prints what changed, or the errors (exit 1).
+    Reload {
+        /// Control socket of the agent.
+        #[arg(long, default_value = "/run/vigil/vigil.sock")]
+        socket: PathBuf,
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Live view of the VRRP adverts the XDP program sees on an interface.
     Trace {
         /// Interface to watch.
@@ -128,6 +137,7 @@ mod tests {
             "trace",
             "import\\-keepalived",
             "completions",
+            "reload",
         ] {
             assert!(page.contains(sub), "{sub} missing");
         }

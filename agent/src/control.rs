@@ -1,15 +1,35 @@
-//! The control socket: a unix socket (mode 0600) that answers `status` with JSON, and
-//! the `vigil status` client that prints it.
+//! The control socket: a unix socket (mode 0600) that answers `status` with JSON and
+//! `reload` with the result of re-reading the configuration file, and the `vigil status`
+//! and `vigil reload` clients.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-/// A status request from a client; the daemon answers on the channel.
-pub type Request = oneshot::Sender<serde_json::Value>;
+/// A request from a client; the daemon answers on the channel.
+#[derive(Debug)]
+pub enum Request {
+    /// The status snapshot (`vigil status --json`).
+    Status(oneshot::Sender<serde_json::Value>),
+    /// Re-read the configuration file; the answer says whether it was applied and what
+    /// changed.
+    Reload(oneshot::Sender<serde_json::Value>),
+    /// Panic on purpose (fault-injection tests only: honoured when the agent was started
+    /// with `VIGIL_TEST_FAULTS=1`).
+    Panic,
+}
+
+/// Whether the agent accepts fault-injection requests (`VIGIL_TEST_FAULTS=1`).
+fn faults_enabled() -> bool {
+    std::env::var_os("VIGIL_TEST_FAULTS").is_some_and(|v| v == "1")
+}
+
+/// Version of the `vigil status --json` layout: raised when a field changes meaning or
+/// goes away (new fields do not raise it).
+pub const STATUS_SCHEMA: u32 = 1;
 
 /// Binds the socket (replacing a stale one) and serves requests into `tx`.
 pub fn serve(
@@ -31,15 +51,28 @@ pub fn serve(
     let listener = UnixListener::bind(path)
         .map_err(|e| anyhow::anyhow!("binding control socket {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let mut admission = crate::clients::Admission::new("control socket");
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    crate::clients::after_accept_error("control socket", &e).await;
+                    continue;
+                }
+            };
+            let Some(permit) = admission.admit() else {
                 continue;
             };
             let tx = tx.clone();
             tokio::spawn(async move {
-                if let Err(e) = answer(stream, tx).await {
-                    tracing::debug!("control client: {e}");
+                let _permit = permit;
+                let served =
+                    tokio::time::timeout(crate::clients::CLIENT_TIMEOUT, answer(stream, tx));
+                match served.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!("control client: {e}"),
+                    Err(_) => tracing::debug!("control client: too slow, closed"),
                 }
             });
         }
@@ -49,24 +82,36 @@ pub fn serve(
 async fn answer(stream: UnixStream, tx: mpsc::Sender<Request>) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
-    BufReader::new(read).read_line(&mut line).await?;
+    let mut reader = BufReader::new(read.take(crate::clients::MAX_REQUEST));
+    tokio::time::timeout(crate::clients::READ_TIMEOUT, reader.read_line(&mut line))
+        .await
+        .map_err(|_| anyhow::anyhow!("no request within {:?}", crate::clients::READ_TIMEOUT))??;
     let reply = match line.trim() {
         "status" | "" => {
             let (otx, orx) = oneshot::channel();
-            tx.send(otx).await?;
+            tx.send(Request::Status(otx)).await?;
             orx.await?
         }
-        other => {
-            serde_json::json!({ "error": format!("unknown request {other:?}; try \"status\"") })
+        "reload" => {
+            let (otx, orx) = oneshot::channel();
+            tx.send(Request::Reload(otx)).await?;
+            orx.await?
         }
+        "panic" if faults_enabled() => {
+            tx.send(Request::Panic).await?;
+            serde_json::json!({ "panic": "requested" })
+        }
+        other => serde_json::json!({
+            "error": format!("unknown request {other:?}; try \"status\" or \"reload\"")
+        }),
     };
     write.write_all(reply.to_string().as_bytes()).await?;
     write.write_all(b"\n").await?;
     Ok(())
 }
 
-/// `vigil status`: asks the agent and prints a table, or the JSON with `json`.
-pub async fn status(path: &Path, json: bool) -> anyhow::Result<()> {
+/// Sends one request line to the agent at `path` and returns its JSON answer.
+async fn ask(path: &Path, request: &str) -> anyhow::Result<serde_json::Value> {
     let stream = UnixStream::connect(path).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot reach vigil at {}: {e} (is `vigil run` running?)",
@@ -74,10 +119,58 @@ pub async fn status(path: &Path, json: bool) -> anyhow::Result<()> {
         )
     })?;
     let (read, mut write) = stream.into_split();
-    write.write_all(b"status\n").await?;
+    write.write_all(format!("{request}\n").as_bytes()).await?;
     let mut line = String::new();
     BufReader::new(read).read_line(&mut line).await?;
-    let v: serde_json::Value = serde_json::from_str(&line)?;
+    Ok(serde_json::from_str(&line)?)
+}
+
+/// `vigil reload`: asks the agent to re-read its file; prints what changed, or the
+/// errors. Returns whether the new file was applied.
+pub async fn reload(path: &Path, json: bool) -> anyhow::Result<bool> {
+    let v = ask(path, "reload").await?;
+    let applied = v["applied"].as_bool().unwrap_or(false);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else if applied {
+        let list = |k: &str| {
+            let names: Vec<String> = v[k]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect();
+            if names.is_empty() {
+                "-".to_owned()
+            } else {
+                names.join(", ")
+            }
+        };
+        println!(
+            "reloaded {}: changed {}; added {}; removed {}; unchanged {}",
+            v["config"].as_str().unwrap_or("?"),
+            list("changed"),
+            list("added"),
+            list("removed"),
+            list("unchanged")
+        );
+        for w in v["warnings"].as_array().into_iter().flatten() {
+            if let Some(w) = w.as_str() {
+                eprintln!("warning: {w}");
+            }
+        }
+    } else {
+        eprintln!(
+            "reload rejected, running configuration kept:\n{}",
+            v["error"].as_str().unwrap_or("(no reason given)")
+        );
+    }
+    Ok(applied)
+}
+
+/// `vigil status`: asks the agent and prints a table, or the JSON with `json`.
+pub async fn status(path: &Path, json: bool) -> anyhow::Result<()> {
+    let v = ask(path, "status").await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {

@@ -163,6 +163,9 @@ pub enum Outcome {
     TimedOut(Duration),
     /// Could not be started.
     SpawnFailed(String),
+    /// Could not be started because the agent itself is short of file descriptors,
+    /// processes or memory: this says nothing about what the script checks.
+    Unavailable(String),
 }
 
 impl Outcome {
@@ -185,6 +188,7 @@ impl fmt::Display for Outcome {
                 )
             }
             Outcome::SpawnFailed(e) => write!(f, "cannot start: {e}"),
+            Outcome::Unavailable(e) => write!(f, "not run (agent out of resources): {e}"),
         }
     }
 }
@@ -208,10 +212,23 @@ pub async fn run(
     timeout: Duration,
 ) -> Finished {
     let start = Instant::now();
-    let failed = |e: String| Finished {
-        outcome: Outcome::SpawnFailed(e),
+    let finished = |outcome: Outcome| Finished {
+        outcome,
         output: String::new(),
         elapsed: start.elapsed(),
+    };
+    let failed = |e: String| finished(Outcome::SpawnFailed(e));
+    // Out of file descriptors, processes or memory: the agent's trouble, not the script's.
+    let io_failed = |what: String, e: std::io::Error| {
+        let text = format!("{what}: {e}");
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+        ) {
+            finished(Outcome::Unavailable(text))
+        } else {
+            finished(Outcome::SpawnFailed(text))
+        }
     };
     let (program, args) = cmd.program(extra);
     if program.is_empty() {
@@ -219,12 +236,12 @@ pub async fn run(
     }
     let (read_end, write_end) = match pipe() {
         Ok(p) => p,
-        Err(e) => return failed(format!("pipe: {e}")),
+        Err(e) => return io_failed("pipe".to_owned(), e),
     };
     let mut child = {
         let write2 = match write_end.try_clone() {
             Ok(w) => w,
-            Err(e) => return failed(format!("pipe: {e}")),
+            Err(e) => return io_failed("pipe".to_owned(), e),
         };
         let mut c = tokio::process::Command::new(&program);
         c.args(&args)
@@ -241,7 +258,7 @@ pub async fn run(
         // end of this block, so the read end sees EOF when the child's copies close.
         match c.spawn() {
             Ok(child) => child,
-            Err(e) => return failed(format!("{program}: {e}")),
+            Err(e) => return io_failed(program.clone(), e),
         }
     };
     let mut reader = match tokio::net::unix::pipe::Receiver::from_owned_fd(read_end) {

@@ -5,6 +5,7 @@
 
 pub mod bfd;
 pub mod cli;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod control;
@@ -12,9 +13,11 @@ pub mod daemon;
 pub mod datapath;
 pub mod exec;
 pub mod keepalived;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod notify;
+pub mod panic;
 pub mod timer;
 pub mod trace;
 pub mod track;

@@ -16,6 +16,19 @@ const EXIT_RUNTIME: u8 = 2;
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if vigil::logging::to_journal() {
+        // journald stamps each line itself and reads its priority from a `<N>` prefix,
+        // so `journalctl -p warning` finds vigil's warnings.
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .event_format(vigil::logging::SyslogPriority(
+                tracing_subscriber::fmt::format().without_time(),
+            ))
+            .init();
+        return;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -93,6 +106,20 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
         Command::Status { socket, json } => block_on(vigil::control::status(&socket, json)),
+        Command::Reload { socket, json } => {
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(code) => return code,
+            };
+            match rt.block_on(vigil::control::reload(&socket, json)) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(EXIT_BAD_CONFIG),
+                Err(e) => {
+                    eprintln!("vigil: {e:#}");
+                    ExitCode::from(EXIT_RUNTIME)
+                }
+            }
+        }
         Command::ImportKeepalived { file } => import_keepalived(&file),
         Command::Completions { shell } => {
             out(&vigil::cli::completions(shell));

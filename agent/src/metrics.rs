@@ -9,7 +9,9 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -29,27 +31,48 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("metrics endpoint {addr}: {e}"))?;
     tracing::info!(%addr, "metrics endpoint listening");
+    let mut admission = crate::clients::Admission::new("metrics endpoint");
     Ok(tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    crate::clients::after_accept_error("metrics endpoint", &e).await;
+                    continue;
+                }
+            };
+            let Some(permit) = admission.admit() else {
                 continue;
             };
             let tx = tx.clone();
             tokio::spawn(async move {
-                if let Err(e) = answer(stream, tx).await {
-                    tracing::debug!("metrics client: {e}");
+                let _permit = permit;
+                let served =
+                    tokio::time::timeout(crate::clients::CLIENT_TIMEOUT, answer(stream, tx));
+                match served.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!("metrics client: {e}"),
+                    Err(_) => tracing::debug!("metrics client: too slow, closed"),
                 }
             });
         }
     }))
 }
 
+/// The media type of what [`render`] writes: prometheus-client encodes OpenMetrics text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 async fn answer(mut stream: TcpStream, tx: mpsc::Sender<Request>) -> anyhow::Result<()> {
     let mut buf = vec![0u8; 4096];
     let mut len = 0;
+    let read_by = tokio::time::Instant::now() + crate::clients::READ_TIMEOUT;
     // Only the request line matters; stop at the end of the headers or 4 KiB.
     while len < buf.len() {
-        let n = stream.read(&mut buf[len..]).await?;
+        let n = tokio::time::timeout_at(read_by, stream.read(&mut buf[len..]))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("no request within {:?}", crate::clients::READ_TIMEOUT)
+            })??;
         if n == 0 {
             break;
         }
@@ -61,16 +84,21 @@ async fn answer(mut stream: TcpStream, tx: mpsc::Sender<Request>) -> anyhow::Res
     let head = String::from_utf8_lossy(&buf[..len]);
     let mut parts = head.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, body) = if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?"))
-    {
-        let (otx, orx) = oneshot::channel();
-        tx.send(otx).await?;
-        ("200 OK", render(&orx.await?)?)
-    } else {
-        ("404 Not Found", "try GET /metrics\n".to_owned())
-    };
+    let status_type_body =
+        if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
+            let (otx, orx) = oneshot::channel();
+            tx.send(Request::Status(otx)).await?;
+            ("200 OK", CONTENT_TYPE, render(&orx.await?)?)
+        } else {
+            (
+                "404 Not Found",
+                "text/plain; charset=utf-8",
+                "try GET /metrics\n".to_owned(),
+            )
+        };
+    let (status, content_type, body) = status_type_body;
     let reply = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n\
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n\
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
@@ -106,9 +134,10 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
     let script_health = Family::<Labels, Gauge>::default();
     let xdp = Family::<Labels, Counter>::default();
     let bfd_state = Family::<Labels, Gauge>::default();
-    let bfd_detect = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let bfd_detect = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     let bfd_packets = Family::<Labels, Counter>::default();
     let bfd_downs = Family::<Labels, Counter>::default();
+    let last_transition = Family::<Labels, Gauge<f64, AtomicU64>>::default();
 
     for i in status["instances"].as_array().into_iter().flatten() {
         let name = text(&i["instance"]);
@@ -147,6 +176,9 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
                     ]))
                     .set(i64::from(sc["status"] == h));
             }
+        }
+        if let Some(at) = i["last_transition"]["unix_time"].as_f64() {
+            last_transition.get_or_create(&one).set(at);
         }
         for t in i["transitions"].as_array().into_iter().flatten() {
             transitions
@@ -203,6 +235,52 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
             .inc_by(b["downs"].as_u64().unwrap_or(0));
     }
 
+    registry.register(
+        "build",
+        "The running vigil",
+        Info::new(vec![("version".to_owned(), text(&status["version"]))]),
+    );
+    let datapath = Family::<Labels, Gauge>::default();
+    datapath
+        .get_or_create(&labels(&[
+            ("mode", &text(&status["datapath"])),
+            (
+                "fallback",
+                if status["datapath_fallback"].is_string() {
+                    "true"
+                } else {
+                    "false"
+                },
+            ),
+        ]))
+        .set(1);
+    registry.register(
+        "datapath",
+        "1 for the receive path in use; fallback=\"true\" when XDP was wanted (xdp = \"auto\") but could not be had",
+        datapath,
+    );
+    let reload = &status["last_reload"];
+    if reload.is_object() {
+        let success = Gauge::<i64, std::sync::atomic::AtomicI64>::default();
+        success.set(i64::from(reload["success"].as_bool().unwrap_or(false)));
+        registry.register(
+            "last_reload_success",
+            "1 if the last reload applied its file, 0 if it was rejected",
+            success,
+        );
+        let at = Gauge::<f64, AtomicU64>::default();
+        at.set(reload["unix_time"].as_f64().unwrap_or(0.0));
+        registry.register(
+            "last_reload_timestamp_seconds",
+            "When the last reload was tried (Unix time)",
+            at,
+        );
+    }
+    registry.register(
+        "instance_last_transition_timestamp_seconds",
+        "When the instance last changed state (Unix time)",
+        last_transition,
+    );
     registry.register(
         "instance_state",
         "1 for the state the instance is in",
@@ -265,11 +343,15 @@ mod tests {
     #[test]
     fn renders_every_family_from_a_status_snapshot() {
         let status = serde_json::json!({
+            "version": "1.2.3", "datapath": "raw socket",
+            "datapath_fallback": "bpf(): Operation not permitted",
+            "last_reload": {"success": false, "unix_time": 1700000000.5},
             "instances": [{
                 "instance": "web", "state": "MASTER", "priority": 150, "effective_priority": 148,
                 "adverts_rx": 3, "adverts_tx": 42, "split_brain_adverts": 4,
                 "tracking": {"scripts": [{"script": "check_web", "status": "failing", "runs": 9}]},
                 "transitions": [{"from": "BACKUP", "to": "MASTER", "reason": "master_down", "count": 2}],
+                "last_transition": {"unix_time": 1700000100.25},
             }],
             "datapath_counters": {"eth0": {"accepted": 7, "ttl": 5}},
             "bfd": [{"name": "to_lb02", "peer": "192.0.2.12", "state": "Up",
@@ -292,6 +374,12 @@ mod tests {
             "vigil_bfd_detection_time_seconds{session=\"to_lb02\",peer=\"192.0.2.12\"} 0.03",
             "vigil_bfd_packets_total{session=\"to_lb02\",peer=\"192.0.2.12\",packets=\"sent\"} 12",
             "vigil_bfd_session_downs_total{session=\"to_lb02\",peer=\"192.0.2.12\"} 2",
+            "vigil_build_info{version=\"1.2.3\"} 1",
+            "vigil_datapath{mode=\"raw socket\",fallback=\"true\"} 1",
+            "vigil_last_reload_success 0",
+            "vigil_last_reload_timestamp_seconds 1700000000.5",
+            "vigil_instance_last_transition_timestamp_seconds{instance=\"web\"} 1700000100.25",
+            "# EOF",
         ] {
             assert!(out.contains(line), "missing {line} in\n{out}");
         }

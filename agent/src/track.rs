@@ -152,7 +152,9 @@ pub struct Tracker {
     tx: mpsc::UnboundedSender<TrackEvent>,
     scripts: BTreeMap<String, RunningScript>,
     files: BTreeMap<PathBuf, WatchedFile>,
-    links: HashMap<String, bool>,
+    /// Interfaces by index (name, up): a renamed interface is the same interface under
+    /// a new name, and the old name then names nothing (down, as a missing one is).
+    links: HashMap<u32, (String, bool)>,
     /// `[bfd.NAME]` sessions: Up or not.
     bfd: HashMap<String, bool>,
 }
@@ -164,7 +166,10 @@ impl Tracker {
             tx,
             scripts: BTreeMap::new(),
             files: BTreeMap::new(),
-            links: links.iter().map(|l| (l.name.clone(), l.is_up())).collect(),
+            links: links
+                .iter()
+                .map(|l| (l.index, (l.name.clone(), l.is_up())))
+                .collect(),
             bfd: HashMap::new(),
         }
     }
@@ -269,11 +274,18 @@ impl Tracker {
 
     /// Applies a link change; true when a tracked interface changed.
     pub fn link(&mut self, event: &LinkEvent) -> bool {
-        let (name, up) = match event {
-            LinkEvent::Changed(l) => (l.name.clone(), l.is_up()),
-            LinkEvent::Removed { name, .. } => (name.clone(), false),
-        };
-        self.links.insert(name, up) != Some(up)
+        match event {
+            LinkEvent::Changed(l) => {
+                let now = (l.name.clone(), l.is_up());
+                self.links.insert(l.index, now.clone()) != Some(now)
+            }
+            LinkEvent::Removed { index, .. } => self.links.remove(index).is_some(),
+        }
+    }
+
+    /// Whether an interface called `name` exists and is up.
+    fn link_up(&self, name: &str) -> bool {
+        self.links.values().any(|(n, up)| n == name && *up)
     }
 
     /// The effective priority and fault of an instance, with keepalived's semantics.
@@ -308,7 +320,7 @@ impl Tracker {
         }
         for t in &cfg.track_interfaces {
             // An interface that does not exist counts as down, as in keepalived.
-            let up = self.links.get(&t.interface).copied().unwrap_or(false);
+            let up = self.link_up(&t.interface);
             match weight(t.weight) {
                 0 if !up => faults.push(format!("interface {} down", t.interface)),
                 w if w > 0 && up => {
@@ -394,7 +406,7 @@ impl Tracker {
             .track_interfaces
             .iter()
             .map(|t| {
-                let up = self.links.get(&t.interface).copied().unwrap_or(false);
+                let up = self.link_up(&t.interface);
                 serde_json::json!({
                     "interface": t.interface,
                     "weight": t.weight,
@@ -465,6 +477,13 @@ async fn script_task(
         let (ok, last) = match &run_as {
             Ok(user) => {
                 let f = exec::run(&cmd, &[], *user, cfg.timeout).await;
+                if let exec::Outcome::Unavailable(e) = &f.outcome {
+                    // A check that could not run has no result: the standing stays as it
+                    // is, so the agent's own shortage (say, every file descriptor taken)
+                    // never lowers the priority and fails the node over.
+                    tracing::warn!(script = %name, "{cmd} not run, standing kept: {e}");
+                    continue;
+                }
                 exec::log_output(&who, &f.output, &mut log);
                 let text = f.outcome.to_string();
                 if matches!(f.outcome, exec::Outcome::TimedOut(_)) || text != last_outcome {
@@ -663,12 +682,24 @@ mod tests {
         let v = t.evaluate(&i);
         assert_eq!(v.priority, 70, "missing interfaces are down");
         assert_eq!(v.fault.as_deref(), Some("interface eth1 down"));
-        for n in ["eth1", "eth2", "eth3"] {
-            t.links.insert(n.to_owned(), true);
+        for (index, n) in [(11, "eth1"), (12, "eth2"), (13, "eth3")] {
+            t.links.insert(index, (n.to_owned(), true));
         }
         let v = t.evaluate(&i);
         assert_eq!(v.priority, 110);
         assert_eq!(v.fault, None);
+        // eth1 renamed: the configured name names nothing now.
+        let renamed = LinkState {
+            index: 11,
+            name: "wan0".to_owned(),
+            admin_up: true,
+            running: true,
+            lower_up: true,
+            oper: crate::net::OperState::Up,
+            mac: None,
+        };
+        assert!(t.link(&LinkEvent::Changed(renamed)));
+        assert_eq!(t.evaluate(&i).fault.as_deref(), Some("interface eth1 down"));
     }
 
     #[tokio::test(flavor = "current_thread")]

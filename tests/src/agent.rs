@@ -60,6 +60,8 @@ impl Vigil {
             .args(["run", "-c"])
             .arg(&self.config)
             .env("VIGIL_LOG", "info")
+            // Lets the fault tests ask for a panic over the control socket.
+            .env("VIGIL_TEST_FAULTS", "1")
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -192,6 +194,23 @@ impl Vigil {
             // SAFETY: plain syscall on our child's pid.
             unsafe { libc::kill(c.id() as i32, sig) };
         }
+    }
+
+    /// The agent's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Sends one request line to the control socket and returns the reply, if any (a
+    /// request that ends the agent gets none).
+    pub fn request(&self, line: &str) -> anyhow::Result<String> {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket)?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        s.write_all(format!("{line}\n").as_bytes())?;
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        Ok(out)
     }
 
     /// Waits for the agent to exit; returns its exit code.

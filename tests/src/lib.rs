@@ -8,8 +8,10 @@
 pub mod agent;
 pub mod bpf;
 pub mod capture;
+pub mod container;
 pub mod frames;
 pub mod frr;
+pub mod invariant;
 pub mod netns;
 
 use std::net::{Ipv4Addr, Ipv6Addr};

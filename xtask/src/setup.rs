@@ -28,6 +28,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     ),
     ("procps", "pgrep"),
+    // The systemd test boots systemd as PID 1 in a container.
+    ("systemd-container", "systemd-nspawn"),
+    // `systemd-analyze verify` resolves the unit's Documentation=man:vigil(1).
+    ("man-db", "man"),
     // FRR's bfdd (with zebra) is the BFD interop peer.
     ("frr", "/usr/lib/frr/bfdd"),
 ];

@@ -40,6 +40,27 @@ impl Vip {
     }
 }
 
+/// The configured virtual addresses with the interfaces they go on.
+async fn resolve_vips(
+    cfg: &config::Instance,
+    iface: &Interface,
+    netlink: &Netlink,
+) -> anyhow::Result<Vec<Vip>> {
+    let mut vips = Vec::new();
+    for v in &cfg.virtual_addresses {
+        let on = match &v.dev {
+            Some(dev) if *dev != cfg.interface => netlink.interface(dev).await?,
+            _ => iface.clone(),
+        };
+        let mut addr = VirtualAddress::new(v.addr, v.prefix_len);
+        if let Some(l) = &v.label {
+            addr = addr.with_label(l.clone());
+        }
+        vips.push(Vip { iface: on, addr });
+    }
+    Ok(vips)
+}
+
 /// An instance at run time: everything but its election, which the endpoint owns.
 pub struct Instance {
     /// Name in the config.
@@ -109,18 +130,7 @@ impl Instance {
         netlink: &Netlink,
     ) -> anyhow::Result<Self> {
         let iface = netlink.interface(&cfg.interface).await?;
-        let mut vips = Vec::new();
-        for v in &cfg.virtual_addresses {
-            let on = match &v.dev {
-                Some(dev) if *dev != cfg.interface => netlink.interface(dev).await?,
-                _ => iface.clone(),
-            };
-            let mut addr = VirtualAddress::new(v.addr, v.prefix_len);
-            if let Some(l) = &v.label {
-                addr = addr.with_label(l.clone());
-            }
-            vips.push(Vip { iface: on, addr });
-        }
+        let vips = resolve_vips(cfg, &iface, netlink).await?;
         let v6 = cfg
             .virtual_addresses
             .first()
@@ -302,6 +312,46 @@ impl Instance {
         }
     }
 
+    /// Takes a new list of virtual addresses on reload; a Master (`holding`) removes
+    /// the ones dropped from the list, adds the new ones and announces them, and keeps
+    /// the others where they are.
+    pub async fn readdress(
+        &mut self,
+        cfg: &config::Instance,
+        holding: bool,
+        netlink: &Netlink,
+        owned: &mut OwnedAddresses,
+    ) -> anyhow::Result<()> {
+        let new = resolve_vips(cfg, &self.iface, netlink).await?;
+        let same = |a: &Vip, b: &Vip| a.iface.index == b.iface.index && a.addr == b.addr;
+        let gone: Vec<Vip> = self
+            .vips
+            .iter()
+            .filter(|o| !new.iter().any(|n| same(o, n)))
+            .cloned()
+            .collect();
+        let fresh = new.iter().any(|n| !self.vips.iter().any(|o| same(o, n)));
+        self.vips = new;
+        if holding {
+            for vip in gone {
+                let o = vip.owned();
+                if owned.contains(&o) {
+                    match netlink.remove_address(&vip.iface, &vip.addr).await {
+                        Ok(_) => owned.remove(&o),
+                        Err(e) => {
+                            tracing::error!(instance = %self.name, "removing {}: {e}", vip.addr)
+                        }
+                    }
+                }
+            }
+            if fresh {
+                self.add_addresses(netlink, owned).await;
+                self.announce();
+            }
+        }
+        Ok(())
+    }
+
     async fn add_addresses(&mut self, netlink: &Netlink, owned: &mut OwnedAddresses) {
         for vip in &self.vips {
             match netlink.add_address(&vip.iface, &vip.addr).await {
@@ -413,6 +463,54 @@ impl Instance {
         self.foreign_while_backup = foreign;
     }
 
+    /// At start, before the election: removes this instance's virtual addresses that
+    /// carry vigil's kernel tag, left by an agent that did not exit cleanly and whose
+    /// record file was lost or unreadable. Untagged ones (added by a person or another
+    /// tool) stay.
+    pub async fn remove_tagged(&self, netlink: &Netlink) {
+        for vip in &self.vips {
+            let Ok(list) = netlink.addresses(&vip.iface).await else {
+                continue;
+            };
+            let tagged = list.iter().any(|a| {
+                a.addr == vip.addr.addr && a.proto == crate::net::address::VIGIL_ADDRESS_PROTO
+            });
+            if !tagged {
+                continue;
+            }
+            match netlink.remove_address(&vip.iface, &vip.addr).await {
+                Ok(true) => tracing::warn!(
+                    instance = %self.name,
+                    "removed {} from {}: added by a vigil that did not exit cleanly \
+                     (found by its kernel tag; no record of it survived)",
+                    vip.addr,
+                    vip.iface.name
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::error!(instance = %self.name, "removing {}: {e}", vip.addr),
+            }
+        }
+    }
+
+    /// Forgets the record of addresses that went away with a deleted interface.
+    pub fn forget_addresses_on(&self, index: u32, owned: &mut OwnedAddresses) {
+        for vip in self.vips.iter().filter(|v| v.iface.index == index) {
+            owned.remove(&vip.owned());
+        }
+    }
+
+    /// Follows a rename of the interface the instance runs on (it is the same interface,
+    /// known by its index).
+    pub fn renamed(&mut self, index: u32, name: &str) {
+        if self.iface.index == index && self.iface.name != name {
+            tracing::info!(instance = %self.name, "interface {} renamed {name}; still running on it", self.iface.name);
+            self.iface.name = name.to_owned();
+        }
+        for vip in self.vips.iter_mut().filter(|v| v.iface.index == index) {
+            vip.iface.name = name.to_owned();
+        }
+    }
+
     /// Virtual addresses with their interfaces.
     pub fn vips(&self) -> &[Vip] {
         &self.vips
@@ -427,6 +525,10 @@ impl Instance {
                 "to": t.to.to_string(),
                 "reason": t.reason.to_string(),
                 "seconds_ago": now.saturating_duration_since(t.at).as_secs_f64(),
+                "unix_time": std::time::SystemTime::now()
+                    .checked_sub(now.saturating_duration_since(t.at))
+                    .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs_f64()),
             })
         });
         serde_json::json!({

@@ -33,12 +33,25 @@ impl OwnedAddresses {
         }
     }
 
-    /// What a previous run left in `path` (empty when there is no file or it is unreadable).
+    /// What a previous run left in `path`: empty when there is no file; empty, with a
+    /// warning, when it cannot be read or parsed (the kernel's own tag on each address,
+    /// see `net::address::VIGIL_ADDRESS_PROTO`, still finds them).
     pub fn leftovers(path: &Path) -> Vec<OwnedAddress> {
-        std::fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "cannot read the record of added addresses: {e}");
+                return Vec::new();
+            }
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(list) => list,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "record of added addresses is corrupt ({e}); ignored");
+                Vec::new()
+            }
+        }
     }
 
     /// Whether vigil added this address.

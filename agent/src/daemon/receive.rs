@@ -32,6 +32,8 @@ pub enum Receiver {
         _membership: Vec<OwnedFd>,
         /// "xdp (driver)" and the like, per interface.
         describe: String,
+        /// The attach mode asked for, for interfaces added later.
+        mode: xdp::AttachMode,
     },
     /// Raw sockets, one task per interface; the endpoint judges their frames.
     Raw {
@@ -39,8 +41,13 @@ pub enum Receiver {
         rx: mpsc::Receiver<Datapath>,
         /// The tasks.
         tasks: Vec<JoinHandle<()>>,
+        /// Why XDP was not used when `xdp = "auto"` wanted it.
+        fallback: Option<String>,
     },
 }
+
+/// What an XDP datapath says before any instance's interface exists.
+const NO_INTERFACE_YET: &str = "xdp (no interface yet)";
 
 impl Receiver {
     /// Starts the datapath the config asks for on `ifaces`, watching `watch`.
@@ -51,7 +58,7 @@ impl Receiver {
         watch: &[(VridKey, WatchEntry)],
     ) -> anyhow::Result<Self> {
         let mode = match global.xdp {
-            XdpMode::Off => return Self::raw(ifaces),
+            XdpMode::Off => return Self::raw(ifaces, None),
             XdpMode::Auto => xdp::AttachMode::Auto,
             XdpMode::Driver => xdp::AttachMode::Driver,
             XdpMode::Skb => xdp::AttachMode::Skb,
@@ -59,10 +66,57 @@ impl Receiver {
         match Self::xdp(global, mode, ifaces, watch) {
             Ok(r) => Ok(r),
             Err(e) if global.xdp == XdpMode::Auto => {
-                tracing::warn!("XDP unavailable ({e:#}); using the raw-socket receive path");
-                Self::raw(ifaces)
+                let why = format!("{e:#}");
+                tracing::warn!(
+                    "XDP unavailable ({why}); using the raw-socket receive path (junk adverts \
+                     now reach the agent; set xdp = \"off\" to make this the intended path)"
+                );
+                Self::raw(ifaces, Some(why))
             }
-            Err(e) => Err(e),
+            // Asked for by name: running without it would be a different agent than the
+            // one configured.
+            Err(e) => Err(e.context(format!(
+                "xdp = \"{}\" cannot be had; use xdp = \"auto\" to fall back to raw sockets, \
+                 or xdp = \"off\"",
+                global.xdp
+            ))),
+        }
+    }
+
+    /// Attaches the XDP program to `name` and joins the VRRP groups there, unless it is
+    /// attached already (XDP only: the raw path is rebuilt instead).
+    pub fn ensure_interface(&mut self, index: u32, name: &str) -> anyhow::Result<()> {
+        let Self::Xdp {
+            program,
+            _membership,
+            describe,
+            mode,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        if program.attached().any(|(i, _, _)| i == index) {
+            return Ok(());
+        }
+        let used = program.attach(name, *mode)?;
+        _membership.push(rawsock::multicast_membership(index)?);
+        let more = format!("{name}: xdp {}", mode_name(used));
+        tracing::info!("datapath: {more}");
+        if describe == NO_INTERFACE_YET {
+            *describe = more;
+        } else {
+            describe.push_str(", ");
+            describe.push_str(&more);
+        }
+        Ok(())
+    }
+
+    /// Why XDP is not in use although `xdp = "auto"` wanted it.
+    pub fn fallback(&self) -> Option<&str> {
+        match self {
+            Self::Raw { fallback, .. } => fallback.as_deref(),
+            Self::Xdp { .. } => None,
         }
     }
 
@@ -88,17 +142,22 @@ impl Receiver {
         // SAFETY: the RingBuf owns its map fd and keeps it open while it lives, which is
         // as long as the AsyncFd that owns it.
         let ring = unsafe { AsyncFd::register(ring)? };
-        let describe = describe.join(", ");
+        let describe = if describe.is_empty() {
+            NO_INTERFACE_YET.to_owned()
+        } else {
+            describe.join(", ")
+        };
         tracing::info!(pins = %pin.display(), "datapath: {describe}");
         Ok(Self::Xdp {
             program,
             ring,
             _membership: membership,
             describe,
+            mode,
         })
     }
 
-    fn raw(ifaces: &BTreeMap<u32, String>) -> anyhow::Result<Self> {
+    fn raw(ifaces: &BTreeMap<u32, String>, fallback: Option<String>) -> anyhow::Result<Self> {
         let (tx, rx) = mpsc::channel(4096);
         let mut tasks = Vec::new();
         for (index, name) in ifaces {
@@ -116,13 +175,20 @@ impl Receiver {
             "datapath: raw sockets on {}",
             ifaces.values().cloned().collect::<Vec<_>>().join(", ")
         );
-        Ok(Self::Raw { rx, tasks })
+        Ok(Self::Raw {
+            rx,
+            tasks,
+            fallback,
+        })
     }
 
     /// Which path is in use, for logs and `vigil status`.
     pub fn describe(&self) -> String {
         match self {
             Self::Xdp { describe, .. } => describe.clone(),
+            Self::Raw {
+                fallback: Some(_), ..
+            } => "raw socket (XDP unavailable)".to_owned(),
             Self::Raw { .. } => "raw socket".to_owned(),
         }
     }

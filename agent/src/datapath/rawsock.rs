@@ -216,11 +216,29 @@ impl RawReceiver {
                         guard.clear_ready();
                         break;
                     }
+                    // The kernel reports a link going down once, as a pending socket
+                    // error; the socket stays bound and delivers again after link up.
+                    // Ending here would leave the instances on this link deaf.
+                    Err(e) if transient(&e) => {
+                        tracing::info!(
+                            ifindex = self.judge.ifindex,
+                            "raw receive: {e}; still listening"
+                        );
+                    }
                     Err(e) => return Err(e),
                 }
             }
         }
     }
+}
+
+/// Errors a packet socket reports for a moment of the link's life (down, carrier lost,
+/// a frame that could not be delivered), not for the socket itself.
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENETDOWN | libc::ENOBUFS | libc::ENOMEM | libc::EINTR | libc::ENXIO)
+    )
 }
 
 /// Receives one frame: (kernel arrival time on CLOCK_MONOTONIC, length), skipping frames

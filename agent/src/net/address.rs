@@ -102,7 +102,15 @@ pub struct InterfaceAddress {
     pub nodad: bool,
     /// IFA_F_DADFAILED: duplicate address detection found the address in use.
     pub dad_failed: bool,
+    /// IFA_PROTO: who added it ([`VIGIL_ADDRESS_PROTO`] for vigil's virtual addresses).
+    pub proto: u8,
 }
+
+/// The IFA_PROTO tag vigil puts on every virtual address it adds (112, the VRRP protocol
+/// number; `ip addr` shows `proto 0x70`). The kernel keeps this record: an agent that
+/// starts after a crash finds its predecessor's addresses by it even when the record
+/// file is gone or unreadable, and never mistakes an address someone else added.
+pub const VIGIL_ADDRESS_PROTO: u8 = 112;
 
 impl InterfaceAddress {
     fn from_message(msg: &AddressMessage) -> Option<Self> {
@@ -111,12 +119,14 @@ impl InterfaceAddress {
         let mut label = None;
         // IFA_FLAGS carries all 32 bits; the header byte is its legacy low half.
         let mut flags = AddressFlags::from_bits_retain(u32::from(msg.header.flags.bits()));
+        let mut proto = 0;
         for attr in &msg.attributes {
             match attr {
                 AddressAttribute::Local(a) => local = Some(*a),
                 AddressAttribute::Address(a) => address = Some(*a),
                 AddressAttribute::Label(l) => label = Some(l.clone()),
                 AddressAttribute::Flags(f) => flags = *f,
+                AddressAttribute::Protocol(p) => proto = u8::from(*p),
                 _ => {}
             }
         }
@@ -130,6 +140,7 @@ impl InterfaceAddress {
             tentative: flags.contains(AddressFlags::Tentative),
             nodad: flags.contains(AddressFlags::Nodad),
             dad_failed: flags.contains(AddressFlags::Dadfailed),
+            proto,
         })
     }
 }
@@ -268,6 +279,8 @@ impl Netlink {
         if let Some(label) = &addr.label {
             msg.attributes.push(AddressAttribute::Label(label.clone()));
         }
+        msg.attributes
+            .push(AddressAttribute::Protocol(VIGIL_ADDRESS_PROTO.into()));
         if addr.addr.is_ipv6() {
             msg.header.flags |= AddressHeaderFlags::Nodad;
             msg.attributes

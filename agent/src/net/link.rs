@@ -1,7 +1,8 @@
 //! Interface state: a one-shot query, a change stream from RTNLGRP_LINK, and the
 //! addresses adverts are sent from (primary IPv4, IPv6 link-local).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::pin::Pin;
@@ -216,22 +217,35 @@ async fn dump_links(handle: &rtnetlink::Handle) -> Result<Vec<LinkState>, LinkEr
 
 /// What the monitor compares to decide whether a notification is a change: the kernel
 /// also sends RTM_NEWLINK for MTU, statistics-free attribute and promiscuity changes.
-type Seen = (String, bool, bool, bool, OperState);
+type Seen<'a> = (&'a str, bool, bool, bool, OperState);
 
-fn seen(s: &LinkState) -> Seen {
-    (s.name.clone(), s.admin_up, s.running, s.lower_up, s.oper)
+fn seen(s: &LinkState) -> Seen<'_> {
+    (&s.name, s.admin_up, s.running, s.lower_up, s.oper)
 }
 
 type Unsolicited = UnboundedReceiver<(NetlinkMessage<RouteNetlinkMessage>, SocketAddr)>;
 
+type Dump = Pin<Box<dyn Future<Output = Result<Vec<LinkState>, LinkError>> + Send>>;
+
+/// How long a failed re-subscription waits before the next try.
+const RESUBSCRIBE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A stream of [`LinkEvent`]s from the kernel's RTNLGRP_LINK multicast group.
 ///
 /// Only real changes come out: repeated notifications with the same name, flags and oper
-/// state are dropped. Dropping the monitor closes its socket.
+/// state are dropped. The stream never ends: when the kernel drops notifications (the
+/// socket's buffer overran, ENOBUFS) every link is read again and the differences come out
+/// as events; when the socket itself fails, the monitor subscribes again and does the same.
+/// Dropping the monitor closes its socket.
 pub struct LinkMonitor {
     messages: Unsolicited,
-    last: HashMap<u32, Seen>,
+    handle: rtnetlink::Handle,
+    last: HashMap<u32, LinkState>,
     driver: JoinHandle<()>,
+    pending: VecDeque<LinkEvent>,
+    dump: Option<Dump>,
+    retry: Option<Pin<Box<tokio::time::Sleep>>>,
+    resyncs: u64,
 }
 
 impl LinkMonitor {
@@ -251,26 +265,35 @@ impl LinkMonitor {
                 return Err(e);
             }
         };
-        let last = snapshot.iter().map(|s| (s.index, seen(s))).collect();
+        let last = snapshot.iter().map(|s| (s.index, s.clone())).collect();
         Ok((
             Self {
                 messages,
+                handle,
                 last,
                 driver,
+                pending: VecDeque::new(),
+                dump: None,
+                retry: None,
+                resyncs: 0,
             },
             snapshot,
         ))
+    }
+
+    /// How many times the monitor re-read every link after lost notifications.
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs
     }
 
     fn process(&mut self, msg: NetlinkMessage<RouteNetlinkMessage>) -> Option<LinkEvent> {
         match msg.payload {
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
                 let state = LinkState::from_message(&link);
-                let now = seen(&state);
-                if self.last.get(&state.index) == Some(&now) {
+                if self.last.get(&state.index).map(seen) == Some(seen(&state)) {
                     return None;
                 }
-                self.last.insert(state.index, now);
+                self.last.insert(state.index, state.clone());
                 Some(LinkEvent::Changed(state))
             }
             NetlinkPayload::InnerMessage(RouteNetlinkMessage::DelLink(link)) => {
@@ -281,9 +304,59 @@ impl LinkMonitor {
                     name: state.name,
                 })
             }
+            NetlinkPayload::Overrun(_) => {
+                tracing::warn!(
+                    "link notifications lost (netlink buffer overrun): reading every link again"
+                );
+                self.start_dump();
+                None
+            }
             _ => None,
         }
     }
+
+    fn start_dump(&mut self) {
+        let handle = self.handle.clone();
+        self.dump = Some(Box::pin(async move { dump_links(&handle).await }));
+    }
+
+    /// Replaces a socket that stopped delivering with a fresh subscription.
+    fn resubscribe(&mut self) -> Result<(), LinkError> {
+        let (connection, handle, messages) =
+            rtnetlink::new_multicast_connection(&[MulticastGroup::Link])
+                .map_err(LinkError::Subscribe)?;
+        self.driver.abort();
+        self.driver = tokio::spawn(connection);
+        self.handle = handle;
+        self.messages = messages;
+        self.start_dump();
+        Ok(())
+    }
+}
+
+/// The events that turn `last` into `now`, in index order; `last` becomes `now`.
+fn diff(last: &mut HashMap<u32, LinkState>, now: Vec<LinkState>) -> Vec<LinkEvent> {
+    let mut events = Vec::new();
+    let mut gone: Vec<&LinkState> = last
+        .values()
+        .filter(|old| !now.iter().any(|n| n.index == old.index))
+        .collect();
+    gone.sort_by_key(|l| l.index);
+    for old in gone {
+        events.push(LinkEvent::Removed {
+            index: old.index,
+            name: old.name.clone(),
+        });
+    }
+    let mut now = now;
+    now.sort_by_key(|l| l.index);
+    for state in &now {
+        if last.get(&state.index).map(seen) != Some(seen(state)) {
+            events.push(LinkEvent::Changed(state.clone()));
+        }
+    }
+    *last = now.into_iter().map(|s| (s.index, s)).collect();
+    events
 }
 
 impl Stream for LinkMonitor {
@@ -291,13 +364,54 @@ impl Stream for LinkMonitor {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<LinkEvent>> {
         loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Poll::Ready(Some(event));
+            }
+            if let Some(sleep) = self.retry.as_mut() {
+                if sleep.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.retry = None;
+                if let Err(e) = self.resubscribe() {
+                    tracing::error!("link monitor: {e}; trying again");
+                    self.retry = Some(Box::pin(tokio::time::sleep(RESUBSCRIBE_RETRY)));
+                }
+                continue;
+            }
+            if let Some(dump) = self.dump.as_mut() {
+                match dump.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(links)) => {
+                        self.dump = None;
+                        self.resyncs += 1;
+                        let this = &mut *self;
+                        let events = diff(&mut this.last, links);
+                        tracing::info!(changes = events.len(), "links read again");
+                        this.pending.extend(events);
+                    }
+                    Poll::Ready(Err(e)) => {
+                        tracing::error!("link monitor: {e}; subscribing again");
+                        self.dump = None;
+                        self.retry = Some(Box::pin(tokio::time::sleep(RESUBSCRIBE_RETRY)));
+                    }
+                }
+                continue;
+            }
             match self.messages.poll_next_unpin(cx) {
                 Poll::Ready(Some((msg, _))) => {
                     if let Some(event) = self.process(msg) {
                         return Poll::Ready(Some(event));
                     }
                 }
-                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(None) => {
+                    // Monitoring must never stop quietly: an agent that misses a link
+                    // going down would stay Master on a dead interface.
+                    tracing::warn!("link notifications ended: subscribing again");
+                    if let Err(e) = self.resubscribe() {
+                        tracing::error!("link monitor: {e}; trying again");
+                        self.retry = Some(Box::pin(tokio::time::sleep(RESUBSCRIBE_RETRY)));
+                    }
+                }
                 Poll::Pending => return Poll::Pending,
             }
         }
@@ -313,6 +427,68 @@ impl Drop for LinkMonitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state(index: u32, name: &str, up: bool) -> LinkState {
+        LinkState {
+            index,
+            name: name.to_owned(),
+            admin_up: up,
+            running: up,
+            lower_up: up,
+            oper: if up { OperState::Up } else { OperState::Down },
+            mac: None,
+        }
+    }
+
+    #[test]
+    fn a_dump_after_lost_notifications_yields_every_difference() {
+        let mut last: HashMap<u32, LinkState> = [
+            (1, state(1, "lo", true)),
+            (2, state(2, "eth0", true)),
+            (3, state(3, "vlan10", true)),
+        ]
+        .into_iter()
+        .collect();
+        // eth0 went down, vlan10 was deleted and recreated with a new index, eth1 renamed.
+        let now = vec![
+            state(1, "lo", true),
+            state(2, "eth0", false),
+            state(7, "vlan10", true),
+        ];
+        let events = diff(&mut last, now);
+        assert_eq!(
+            events,
+            vec![
+                LinkEvent::Removed {
+                    index: 3,
+                    name: "vlan10".to_owned()
+                },
+                LinkEvent::Changed(state(2, "eth0", false)),
+                LinkEvent::Changed(state(7, "vlan10", true)),
+            ]
+        );
+        assert_eq!(last.len(), 3);
+        assert!(
+            diff(
+                &mut last,
+                vec![
+                    state(1, "lo", true),
+                    state(2, "eth0", false),
+                    state(7, "vlan10", true)
+                ]
+            )
+            .is_empty()
+        );
+        let renamed = diff(
+            &mut last,
+            vec![
+                state(1, "lo", true),
+                state(2, "wan0", false),
+                state(7, "vlan10", true),
+            ],
+        );
+        assert_eq!(renamed, vec![LinkEvent::Changed(state(2, "wan0", false))]);
+    }
 
     #[test]
     fn link_local_prefix() {
