@@ -89,6 +89,7 @@ pub struct Results {
     pub meta: Meta,
     pub startup: startup::Startup,
     pub detection: Vec<detection::Detection>,
+    pub detection_bfd: detection::BfdDetection,
     pub handover: detection::Handover,
     pub flood: Vec<flood::Flood>,
     pub scale: Vec<scale::Scale>,
@@ -210,6 +211,8 @@ pub fn run(
             )?);
         }
     }
+    eprintln!("bench: detection with BFD, 1 s adverts");
+    let detection_bfd = detection::detection_bfd(&mut sides, plan.detection_trials)?;
     eprintln!("bench: graceful handover");
     let handover = detection::handover(&mut sides, 100, plan.handover_trials)?;
     eprintln!("bench: flood");
@@ -234,6 +237,7 @@ pub fn run(
         meta,
         startup,
         detection: det,
+        detection_bfd,
         handover,
         flood,
         scale: scales,
