@@ -388,3 +388,160 @@ fn a_notify_storm_runs_only_the_newest_state() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Reloads on a Master that change its priority, advert interval, addresses, health
+/// checks and notify script: each is taken in place — no priority-0 advert on the wire,
+/// no transition on either node, the VIP never leaves, a new address comes at once.
+#[test]
+fn reloads_on_a_master_change_it_in_place() -> anyhow::Result<()> {
+    let p = pair("f-reload", "", "")?;
+    let watch = p.watch();
+    let cap = vigil_tests::capture::Capture::start(
+        &p.lb02,
+        "eth0",
+        "ip proto 112",
+        &p.lab.dir.join("reload.pcap"),
+    )?;
+    std::thread::sleep(Duration::from_millis(300));
+    let before = (transitions(&p.v1), transitions(&p.v2));
+    let head = std::fs::read_to_string(&p.v1.config)?;
+    let head = head
+        .split("[instances.web]")
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let vip2 = "192.0.2.101";
+    let notify = p.lab.dir.join("notify.sh");
+    std::fs::write(&notify, "#!/bin/sh\nexit 0\n")?;
+    std::fs::set_permissions(&notify, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    // Each step keeps the earlier ones' changes.
+    let at_200ms = |t: String| t.replace("\"100ms\"", "\"200ms\"");
+    let two_vips = |t: String| {
+        t.replace(
+            &format!("[\"{VIP}/24 dev eth0\"]"),
+            &format!("[\"{VIP}/24 dev eth0\", \"{vip2}/24 dev eth0\"]"),
+        )
+    };
+    let tracked = format!(
+        "track_scripts = [\"up\"]\nnotify = \"{}\"\n",
+        notify.display()
+    );
+    let steps = [
+        ("priority", instance(160, "master", "")),
+        ("advert interval", at_200ms(instance(160, "master", ""))),
+        ("addresses", two_vips(at_200ms(instance(160, "master", "")))),
+        (
+            "scripts and notify",
+            format!(
+                "[scripts.up]\ncommand = \"true\"\ninterval = \"100ms\"\nweight = 5\n\n{}",
+                two_vips(at_200ms(instance(160, "master", &tracked)))
+            ),
+        ),
+    ];
+    for (what, inst) in steps {
+        std::fs::write(&p.v1.config, format!("{head}{inst}"))?;
+        let reply: serde_json::Value = serde_json::from_str(&p.v1.request("reload")?)?;
+        assert_eq!(reply["applied"], true, "{what}: {reply}");
+        assert_eq!(reply["changed_in_place"][0], "web", "{what}: {reply}");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(p.v1.state("web")?, "MASTER", "{what}");
+        assert_eq!(p.v2.state("web")?, "BACKUP", "{what}");
+    }
+    assert!(
+        has_address(&p.lb01, vip2),
+        "the new address is not on the Master"
+    );
+    assert!(!has_address(&p.lb02, vip2));
+    p.v1.wait_instance("web", "at 165", Duration::from_secs(2), |i| {
+        i["effective_priority"] == 165
+    })?;
+    let from = watch.converged(Duration::from_secs(1))?;
+    watch.exactly_one_from(from, Duration::from_millis(500), "lb01")?;
+    assert_eq!((transitions(&p.v1), transitions(&p.v2)), before);
+    let adverts = vigil_tests::agent::adverts(&cap.stop()?);
+    let lb01: std::net::IpAddr = p.lb01.ipv4.into();
+    let mine: Vec<u8> = adverts
+        .iter()
+        .filter(|(_, src, _)| *src == lb01)
+        .map(|(_, _, prio)| *prio)
+        .collect();
+    assert!(!mine.is_empty());
+    assert!(!mine.contains(&0), "priority 0 on the wire: {mine:?}");
+    assert!(mine.contains(&150) && mine.contains(&160) && mine.contains(&165));
+    for w in adverts.windows(2) {
+        let gap = w[1].0.saturating_sub(w[0].0);
+        assert!(gap < 500_000_000, "adverts paused {gap} ns");
+    }
+    Ok(())
+}
+
+fn clock(id: libc::clockid_t) -> libc::timespec {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write to.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    ts
+}
+
+fn ns(ts: libc::timespec) -> i128 {
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+}
+
+/// Sets CLOCK_REALTIME to `ns` since the epoch (what `date -s` does).
+fn set_realtime(ns: i128) -> anyhow::Result<()> {
+    let ts = libc::timespec {
+        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+    };
+    // SAFETY: plain syscall on a valid timespec.
+    if unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) } != 0 {
+        anyhow::bail!("clock_settime: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The wall clock stepped back and then forward by two minutes, as `date -s` does:
+/// elections and timers run on CLOCK_MONOTONIC, so nothing moves. The wall clock is
+/// machine-wide (no namespace has its own), so each step lasts one second and the clock
+/// is put back from CLOCK_MONOTONIC, to the nanosecond it would have read; set
+/// VIGIL_TEST_NO_CLOCK_STEP=1 to skip this on a machine where even that is unwelcome.
+#[test]
+fn a_wall_clock_step_moves_nothing() -> anyhow::Result<()> {
+    if std::env::var_os("VIGIL_TEST_NO_CLOCK_STEP").is_some() {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED a_wall_clock_step_moves_nothing: VIGIL_TEST_NO_CLOCK_STEP is set"
+        );
+        return Ok(());
+    }
+    let p = pair("f-clock", "", "")?;
+    let watch = p.watch();
+    let before = (transitions(&p.v1), transitions(&p.v2));
+    let (real0, mono0) = (
+        ns(clock(libc::CLOCK_REALTIME)),
+        ns(clock(libc::CLOCK_MONOTONIC)),
+    );
+    let restore = || set_realtime(real0 + ns(clock(libc::CLOCK_MONOTONIC)) - mono0);
+    let stepped = (|| -> anyhow::Result<()> {
+        for step in [-120_000_000_000i128, 120_000_000_000] {
+            set_realtime(real0 + ns(clock(libc::CLOCK_MONOTONIC)) - mono0 + step)?;
+            std::thread::sleep(Duration::from_secs(1));
+            restore()?;
+        }
+        Ok(())
+    })();
+    restore()?;
+    stepped?;
+    let from = watch.converged(Duration::from_secs(1))?;
+    watch.exactly_one_from(from, Duration::from_millis(500), "lb01")?;
+    let all = watch.samples();
+    assert!(
+        all.iter().all(|(_, h)| h.len() == 1 && h[0] == "lb01"),
+        "the VIP moved during a clock step"
+    );
+    assert_eq!((transitions(&p.v1), transitions(&p.v2)), before);
+    Ok(())
+}

@@ -257,8 +257,8 @@ fn ipv6_link_local_in_dad_at_start() -> anyhow::Result<()> {
     let dir = lab.dir.clone();
     let lb01 = lab.host("lb01").clone();
     lb01.exec(&["sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=1"])?;
-    lb01.exec(&["sysctl", "-qw", "net.ipv6.conf.eth0.dad_transmits=2"])?;
-    // Down and up: the link-local address is new and tentative for about two seconds.
+    lb01.exec(&["sysctl", "-qw", "net.ipv6.conf.eth0.dad_transmits=4"])?;
+    // Down and up: the link-local address is new and tentative for about four seconds.
     lb01.exec(&["ip", "link", "set", "eth0", "down"])?;
     lb01.exec(&["ip", "link", "set", "eth0", "up"])?;
     let v = Vigil::start(
@@ -273,7 +273,7 @@ fn ipv6_link_local_in_dad_at_start() -> anyhow::Result<()> {
         i["fault"].as_str().unwrap_or("").contains("link-local"),
         "{i}"
     );
-    v.wait_state("web", "MASTER", Duration::from_secs(6))?;
+    v.wait_state("web", "MASTER", Duration::from_secs(8))?;
     assert!(has_address(&lb01, "2001:db8::100"));
     Ok(())
 }

@@ -190,6 +190,10 @@ impl RawReceiver {
                         guard.clear_ready();
                         break;
                     }
+                    // See `run`: a link going down is reported once; keep listening.
+                    Err(e) if transient(&e) => {
+                        tracing::info!(ifindex, "raw receive: {e}; still listening");
+                    }
                     Err(e) => return Err(e),
                 }
             }
