@@ -340,16 +340,18 @@ async fn drive(
                     None => std::future::pending().await,
                 }
             } => {
-                // Whatever reached the sockets by now counts before any deadline does.
+                // Whatever reached the sockets by now counts before any deadline does:
+                // first what the readers stamped, then what they have not read yet (in
+                // arrival order, so a later packet never hides an earlier one).
+                while let Ok(a) = arrivals.try_recv() {
+                    receive(&mut sessions, &sockets.listen, a);
+                }
                 for (key, s) in &sockets.open {
                     let mut buf = [0u8; 512];
                     while let Ok(Some(r)) = s.try_recv(&mut buf) {
                         let arrival = Arrival::new(key, clock::now(), r, &buf);
                         receive(&mut sessions, &sockets.listen, arrival);
                     }
-                }
-                while let Ok(a) = arrivals.try_recv() {
-                    receive(&mut sessions, &sockets.listen, a);
                 }
                 let now = clock::now();
                 for r in sessions.iter_mut().filter(|r| r.session.poll_timeout().is_some_and(|t| t <= now)) {
