@@ -6,7 +6,7 @@
 
 use std::{env, fs, path::PathBuf, process::Command};
 
-/// The eBPF toolchain every machine uses; see DESIGN.md "Toolchain".
+/// The eBPF toolchain every machine uses; see docs/architecture.md, "Toolchain".
 const BPF_TOOLCHAIN: &str = "nightly-2026-05-20";
 /// Commit of that nightly: the image's plain `nightly` is this very build.
 const BPF_TOOLCHAIN_COMMIT: &str = "e50aa6fba";

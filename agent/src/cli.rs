@@ -17,7 +17,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Subcommands (names are part of the interface contract in DESIGN.md).
+/// Subcommands (their names are part of the user interface: README, man pages).
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the agent in the foreground.

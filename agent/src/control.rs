@@ -249,6 +249,27 @@ pub fn table(v: &serde_json::Value) -> String {
             );
         }
     }
+    let groups = v["sync_groups"].as_array().into_iter().flatten();
+    for (n, g) in groups.enumerate() {
+        if n == 0 {
+            out += &format!("{:<12} {:<7} MEMBERS\n", "SYNC GROUP", "STATE");
+        }
+        let members: Vec<String> = g["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| format!("{} {}", s(&m["instance"]), s(&m["state"])))
+            .collect();
+        out += &format!(
+            "{:<12} {:<7} {}\n",
+            s(&g["group"]),
+            s(&g["state"]),
+            members.join(", ")
+        );
+        if let Some(h) = g["held"].as_str() {
+            out += &format!("  held out of MASTER: {h}\n");
+        }
+    }
     let sessions: Vec<&serde_json::Value> = v["bfd"].as_array().into_iter().flatten().collect();
     if !sessions.is_empty() {
         out += &format!(
@@ -282,6 +303,27 @@ pub fn table(v: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn the_table_shows_sync_groups_and_why_they_are_held() {
+        let v = serde_json::json!({
+            "version": "0", "router_id": "lb01", "pid": 1, "datapath": "xdp",
+            "instances": [],
+            "sync_groups": [{
+                "group": "router", "state": "BACKUP", "held": "router: in cannot be MASTER (BACKUP)",
+                "instances": [{"instance": "out", "state": "BACKUP"}, {"instance": "in", "state": "BACKUP"}],
+            }],
+        });
+        let t = super::table(&v);
+        assert!(
+            t.contains("router       BACKUP  out BACKUP, in BACKUP"),
+            "{t}"
+        );
+        assert!(
+            t.contains("held out of MASTER: router: in cannot be MASTER"),
+            "{t}"
+        );
+    }
+
+    #[test]
     fn the_table_names_a_suspected_split_brain() {
         let v = serde_json::json!({
             "version": "0", "router_id": "lb01", "pid": 1, "datapath": "xdp",
@@ -295,6 +337,7 @@ mod tests {
             }],
         });
         let t = super::table(&v);
+        assert!(!t.contains("SYNC GROUP"), "{t}");
         assert!(
             t.contains("split brain suspected since 2026-01-01T00:00:00Z, peer 192.0.2.12"),
             "{t}"

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod net;
 pub mod notify;
 pub mod panic;
+pub mod procwatch;
 pub mod timer;
 pub mod trace;
 pub mod track;

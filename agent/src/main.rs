@@ -8,7 +8,7 @@ use clap::Parser;
 
 use vigil::cli::{Cli, Command};
 
-/// Exit code for a configuration that cannot be used (DESIGN.md: 1 bad config).
+/// Exit code for a configuration that cannot be used (README: 1 bad configuration).
 const EXIT_BAD_CONFIG: u8 = 1;
 /// Exit code for a runtime failure.
 const EXIT_RUNTIME: u8 = 2;

@@ -1,6 +1,7 @@
 //! Notify scripts (`notify_master`, `notify_backup`, `notify_fault`, `notify_stop` and
 //! `notify`), run as keepalived runs them: the state's own script first, then `notify`
-//! with `INSTANCE <name> <state> <priority>`.
+//! with `INSTANCE <name> <state> <priority>` (`GROUP <name> <state> <priority>` for a
+//! sync group's own scripts).
 //!
 //! Each instance has one queue task, so its scripts run one at a time in the order of
 //! its transitions, while the election goes on: queuing never waits. The queue holds
@@ -28,8 +29,10 @@ struct Job {
     args: Vec<String>,
 }
 
-/// The notify queue of one instance.
+/// The notify queue of one instance (or sync group).
 pub struct Notifier {
+    /// `INSTANCE` or `GROUP`: the first argument of the generic `notify`.
+    kind: &'static str,
     instance: String,
     master: Option<CommandLine>,
     backup: Option<CommandLine>,
@@ -43,14 +46,43 @@ pub struct Notifier {
 impl Notifier {
     /// The queue for `instance`; a task is started only if it has notify scripts.
     pub fn new(instance: &str, cfg: &config::Instance, user: Option<&str>) -> Self {
+        let cmds = [
+            &cfg.notify_master,
+            &cfg.notify_backup,
+            &cfg.notify_fault,
+            &cfg.notify_stop,
+            &cfg.notify,
+        ];
+        Self::build("INSTANCE", instance, cmds, user)
+    }
+
+    /// The queue for sync group `group`; its generic `notify` gets `GROUP <name> ...`.
+    pub fn for_group(group: &str, cfg: &config::SyncGroup, user: Option<&str>) -> Self {
+        let cmds = [
+            &cfg.notify_master,
+            &cfg.notify_backup,
+            &cfg.notify_fault,
+            &cfg.notify_stop,
+            &cfg.notify,
+        ];
+        Self::build("GROUP", group, cmds, user)
+    }
+
+    fn build(
+        kind: &'static str,
+        instance: &str,
+        [master, backup, fault, stop, any]: [&Option<String>; 5],
+        user: Option<&str>,
+    ) -> Self {
         let parse = |c: &Option<String>| c.as_deref().map(CommandLine::parse);
         let mut n = Self {
+            kind,
             instance: instance.to_owned(),
-            master: parse(&cfg.notify_master),
-            backup: parse(&cfg.notify_backup),
-            fault: parse(&cfg.notify_fault),
-            stop: parse(&cfg.notify_stop),
-            any: parse(&cfg.notify),
+            master: parse(master),
+            backup: parse(backup),
+            fault: parse(fault),
+            stop: parse(stop),
+            any: parse(any),
             tx: None,
             task: None,
         };
@@ -67,7 +99,7 @@ impl Notifier {
     }
 
     /// Queues the scripts for entering `to` (Initialize means stopped) at `priority`,
-    /// replacing those of a state not yet started.
+    /// replacing those of a state whose scripts have not started yet.
     pub fn state(&self, to: State, priority: u8) {
         let Some(tx) = &self.tx else {
             return;
@@ -91,7 +123,7 @@ impl Notifier {
                 what: "notify",
                 cmd: cmd.clone(),
                 args: vec![
-                    "INSTANCE".to_owned(),
+                    self.kind.to_owned(),
                     self.instance.clone(),
                     word.to_owned(),
                     priority.to_string(),
@@ -120,13 +152,11 @@ async fn queue(
     let mut log = RateLimit::new(20, Duration::from_secs(60));
     // Ends when the notifier is closed and its last state's scripts have run.
     while rx.changed().await.is_ok() {
+        // A state's own script and `notify` run as a pair once started; states the
+        // instance left before their turn came are skipped (the watch keeps only the
+        // newest).
         let jobs = rx.borrow_and_update().clone();
         for job in jobs {
-            if rx.has_changed().unwrap_or(false) {
-                // The instance has moved on: what is left of this state is stale.
-                tracing::info!(instance = %instance, "{} skipped: the instance changed state again", job.what);
-                break;
-            }
             let user = match &run_as {
                 Ok(u) => *u,
                 Err(e) => {

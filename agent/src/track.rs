@@ -1,5 +1,6 @@
 //! Health tracking with keepalived's semantics: scripts (`[scripts.NAME]`,
-//! `track_scripts`), interfaces (`track_interfaces`) and files (`track_files`).
+//! `track_scripts`), interfaces (`track_interfaces`), files (`track_files`) and processes
+//! (`[processes.NAME]`, `track_processes`; counted in `procwatch`).
 //!
 //! Scripts and files are watched by tasks that only report back over a channel; the
 //! daemon's loop applies the reports and turns each instance's [`Verdict`] (effective
@@ -109,6 +110,15 @@ pub enum TrackEvent {
         /// Its integer.
         value: Option<i64>,
     },
+    /// A tracked process definition's count or standing changed.
+    Process {
+        /// Definition name in `[processes]`.
+        name: String,
+        /// Matching processes now.
+        count: u32,
+        /// Running (within quorum, delays served); `None` before the first count.
+        running: Option<bool>,
+    },
 }
 
 /// One instance's tracking result.
@@ -157,6 +167,10 @@ pub struct Tracker {
     links: HashMap<u32, (String, bool)>,
     /// `[bfd.NAME]` sessions: Up or not.
     bfd: HashMap<String, bool>,
+    /// Definitions being watched, with the task that counts them.
+    proc_task: Option<(BTreeMap<String, config::Process>, JoinHandle<()>)>,
+    /// Count and standing of each watched process definition.
+    procs: BTreeMap<String, (u32, Option<bool>)>,
 }
 
 impl Tracker {
@@ -171,6 +185,8 @@ impl Tracker {
                 .map(|l| (l.index, (l.name.clone(), l.is_up())))
                 .collect(),
             bfd: HashMap::new(),
+            proc_task: None,
+            procs: BTreeMap::new(),
         }
     }
 
@@ -193,6 +209,43 @@ impl Tracker {
             }
             for f in &inst.track_files {
                 wanted_files.insert(f.path.clone());
+            }
+        }
+        let wanted_procs: BTreeMap<String, config::Process> = config
+            .instances
+            .values()
+            .flat_map(|i| &i.track_processes)
+            .filter_map(|t| {
+                config
+                    .processes
+                    .get(&t.process)
+                    .map(|p| (t.process.clone(), p.clone()))
+            })
+            .collect();
+        // One task counts every definition; it restarts only when they change.
+        if self.proc_task.as_ref().map(|(d, _)| d) != Some(&wanted_procs) {
+            if let Some((_, task)) = self.proc_task.take() {
+                task.abort();
+            }
+            self.procs.retain(|n, _| wanted_procs.contains_key(n));
+            if !wanted_procs.is_empty() {
+                // Count now, so the first verdict already has the numbers (no FAULT at
+                // start while the task gets going).
+                let mut m = crate::procwatch::Matcher::new(wanted_procs.clone());
+                crate::procwatch::scan(&mut m);
+                let now = Instant::now();
+                for (name, count) in m.counts() {
+                    if let Some(d) = wanted_procs.get(&name) {
+                        let mut s = crate::procwatch::Standing::new(d);
+                        let running = s.observe(count, now);
+                        self.procs.insert(name, (count, running));
+                    }
+                }
+                let task = tokio::spawn(crate::procwatch::watch(
+                    wanted_procs.clone(),
+                    self.tx.clone(),
+                ));
+                self.proc_task = Some((wanted_procs, task));
             }
         }
         let user = config.global.script_user.clone();
@@ -267,6 +320,23 @@ impl Tracker {
                     tracing::info!(file = %path.display(), "tracked file now holds {}", value.map_or("nothing (taken as 0)".to_owned(), |v| v.to_string()));
                 }
                 f.value = value;
+                changed
+            }
+            TrackEvent::Process {
+                name,
+                count,
+                running,
+            } => {
+                let slot = self.procs.entry(name.clone()).or_insert((0, None));
+                let changed = slot.1 != running;
+                if changed {
+                    tracing::info!(process = %name, count, "tracked process is now {}", match running {
+                        Some(true) => "running",
+                        Some(false) => "not running",
+                        None => "uncounted",
+                    });
+                }
+                *slot = (count, running);
                 changed
             }
         }
@@ -373,6 +443,25 @@ impl Tracker {
                 ));
             }
         }
+        for t in &cfg.track_processes {
+            let running = self.procs.get(&t.process).and_then(|p| p.1);
+            let count = self.procs.get(&t.process).map_or(0, |p| p.0);
+            match (weight(t.weight), running) {
+                (0, Some(false)) => {
+                    faults.push(format!("process {} not running ({count})", t.process))
+                }
+                (0, None) => faults.push(format!("process {} not counted yet", t.process)),
+                (w, Some(true)) if w > 0 => {
+                    total += w;
+                    why.push(format!("process {} running: +{w}", t.process));
+                }
+                (w, Some(false)) if w < 0 => {
+                    total += w;
+                    why.push(format!("process {} not running: {w}", t.process));
+                }
+                _ => {}
+            }
+        }
         let priority = if owner {
             cfg.priority
         } else {
@@ -437,7 +526,24 @@ impl Tracker {
                 })
             })
             .collect();
-        serde_json::json!({ "scripts": scripts, "interfaces": interfaces, "files": files, "bfd": bfd })
+        let processes: Vec<_> = cfg
+            .track_processes
+            .iter()
+            .map(|t| {
+                let p = self.procs.get(&t.process);
+                serde_json::json!({
+                    "process": t.process,
+                    "weight": t.weight,
+                    "count": p.map_or(0, |p| p.0),
+                    "status": match p.and_then(|p| p.1) {
+                        Some(true) => "running",
+                        Some(false) => "not running",
+                        None => "unknown",
+                    },
+                })
+            })
+            .collect();
+        serde_json::json!({ "scripts": scripts, "interfaces": interfaces, "files": files, "processes": processes, "bfd": bfd })
     }
 }
 
@@ -448,6 +554,9 @@ impl Drop for Tracker {
         }
         for f in self.files.values() {
             f.task.abort();
+        }
+        if let Some((_, task)) = &self.proc_task {
+            task.abort();
         }
     }
 }

@@ -5,6 +5,7 @@
 //! Regenerate after an intended change with `UPDATE_GOLDEN=1 cargo test -p vigil --test
 //! import_golden`, then review the diff.
 
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -85,7 +86,7 @@ fn every_packaging_example_passes_check() {
     assert!(n >= 3, "expected lb01, lb02 and dual-master examples");
 }
 
-/// The seed's pairs must elect as keepalived would: same VRIDs, versions, priorities,
+/// The keepalived pairs (agent/tests/golden/) must elect as keepalived would: same VRIDs, versions, priorities,
 /// initial states, passwords and addresses on both sides.
 #[test]
 fn seed_pairs_keep_their_election_parameters() {
@@ -237,4 +238,233 @@ fn cli_import_failures_exit_1_with_file_and_line() {
         "{stderr}"
     );
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// Network namespaces this test makes start with this; a dead run's are removed first.
+const NETNS_PREFIX: &str = "vigil-kt-";
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Removes namespaces a run of this test left behind when its process is gone.
+fn clear_stale_namespaces() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(pid) = name.strip_prefix(NETNS_PREFIX) else {
+            continue;
+        };
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            ip(&["netns", "del", name]);
+        }
+    }
+}
+
+/// Where Debian's keepalived accepts a golden file (`keepalived -t`, in a namespace with
+/// the interfaces the files name), the importer converts it with exit status 0 and the
+/// result passes `vigil check`. Skipped (with a message) without keepalived or root.
+#[test]
+fn what_keepalived_accepts_imports_and_checks() {
+    let keepalived = ["/usr/sbin/keepalived", "/sbin/keepalived"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(keepalived) = keepalived else {
+        eprintln!("keepalived is not installed (cargo xtask setup installs it): skipped");
+        return;
+    };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("needs root for a network namespace: skipped");
+        return;
+    }
+    clear_stale_namespaces();
+    let ns = format!("{NETNS_PREFIX}{}", std::process::id());
+    assert!(ip(&["netns", "add", &ns]), "cannot create namespace {ns}");
+    for i in ["eth0", "eth1", "eth2"] {
+        let peer = format!("{i}-p");
+        assert!(ip(&[
+            "-n", &ns, "link", "add", i, "type", "veth", "peer", "name", &peer
+        ]));
+    }
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for conf in cases() {
+        let text = std::fs::read_to_string(&conf).unwrap();
+        if text.starts_with("# keepalived -t: not checked") {
+            continue;
+        }
+        let claims = text.starts_with("# keepalived -t: accepts");
+        let abs = std::fs::canonicalize(&conf).unwrap();
+        // keepalived 2.2.7's -t ends by sending SIGTERM to its process group when scripts
+        // are configured: a group of its own keeps the signal away from this test, and
+        // that ending counts as a pass (a configuration error exits with a status).
+        let kt = Command::new("ip")
+            .args(["netns", "exec", &ns, keepalived, "-t", "-f"])
+            .arg(&abs)
+            .process_group(0)
+            .output()
+            .unwrap();
+        let accepted = kt.status.success() || kt.status.signal() == Some(libc::SIGTERM);
+        if !accepted {
+            if claims {
+                failures.push(format!(
+                    "{}: says keepalived accepts it, but keepalived -t exits {}: {}",
+                    conf.display(),
+                    kt.status,
+                    String::from_utf8_lossy(&kt.stderr)
+                ));
+            } else {
+                eprintln!(
+                    "{}: keepalived -t rejects it here ({}); not compared",
+                    conf.display(),
+                    kt.status
+                );
+            }
+            continue;
+        }
+        let out = vigil()
+            .arg("import-keepalived")
+            .arg(&conf)
+            .output()
+            .unwrap();
+        if out.status.code() != Some(0) {
+            failures.push(format!(
+                "{}: keepalived accepts it, import-keepalived exits {:?}: {}",
+                conf.display(),
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+            continue;
+        }
+        let dir = scratch("kt");
+        let file = dir.join(conf.with_extension("toml").file_name().unwrap());
+        std::fs::write(&file, &out.stdout).unwrap();
+        let check = vigil().arg("check").arg("-c").arg(&file).output().unwrap();
+        if check.status.code() != Some(0) {
+            failures.push(format!(
+                "{}: vigil check rejects the import: {}",
+                conf.display(),
+                String::from_utf8_lossy(&check.stderr)
+            ));
+        }
+        std::fs::remove_dir_all(dir).ok();
+        checked += 1;
+    }
+    ip(&["netns", "del", &ns]);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        checked >= 10,
+        "only {checked} files checked against keepalived"
+    );
+}
+
+const INSIDE_AUTH_HMAC: [&str; 5] = ["key", "active_key", "time_window", "anti_replay", "mode"];
+
+/// Every keyword in the importer's table appears in a golden file, and the catalogue
+/// file shows what happens to each: a dropped keyword is warned by name, a carried one
+/// is never called unknown or unsupported.
+#[test]
+fn every_keyword_has_a_golden_case() {
+    use vigil::keepalived::keywords::{Fate, KEYWORDS};
+    let mut all = String::new();
+    for entry in std::fs::read_dir("tests/golden")
+        .unwrap()
+        .chain(std::fs::read_dir("tests/golden/conf.d").unwrap())
+    {
+        let p = entry.unwrap().path();
+        if p.extension().is_some_and(|e| e == "conf") {
+            all.push_str(&std::fs::read_to_string(&p).unwrap());
+            all.push('\n');
+        }
+    }
+    let words: std::collections::HashSet<&str> = all
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_start();
+            let l = if l.starts_with('@') {
+                l.split_once(char::is_whitespace)
+                    .map_or("", |x| x.1)
+                    .trim_start()
+            } else {
+                l
+            };
+            l.split_whitespace().next()
+        })
+        .collect();
+    let missing: Vec<&str> = KEYWORDS
+        .iter()
+        .map(|k| k.name)
+        .filter(|n| !words.contains(n))
+        .collect();
+    assert!(missing.is_empty(), "no golden case uses: {missing:?}");
+
+    let import = vigil::keepalived::import_file(Path::new("tests/golden/every-keyword.conf"))
+        .expect("the catalogue parses");
+    for k in KEYWORDS {
+        let warned: Vec<&String> = import
+            .warnings
+            .iter()
+            .filter(|w| w.keyword == k.name)
+            .map(|w| &w.message)
+            .collect();
+        match k.fate {
+            // auth_hmac's own keywords are skipped with their block, warned once.
+            Fate::Dropped(_) if !INSIDE_AUTH_HMAC.contains(&k.name) => assert!(
+                !warned.is_empty(),
+                "{} ({}) is not carried over but got no warning",
+                k.name,
+                k.block.title()
+            ),
+            // A name dropped in another block (global v3_checksum_as_v2) is warned there.
+            Fate::Carried(_)
+                if KEYWORDS
+                    .iter()
+                    .any(|o| o.name == k.name && matches!(o.fate, Fate::Dropped(_))) => {}
+            Fate::Carried(_) => assert!(
+                !warned.iter().any(
+                    |m| m.starts_with("unknown keyword") || m.starts_with("not carried over: ")
+                ),
+                "{} ({}) is carried over but warned as dropped: {warned:?}",
+                k.name,
+                k.block.title()
+            ),
+            _ => {}
+        }
+    }
+    assert!(
+        import.check.is_none(),
+        "the catalogue's output fails check: {:?}",
+        import.check
+    );
+}
+
+/// docs/migrating-from-keepalived.md lists every keyword exactly as the importer's table
+/// does (regenerate with UPDATE_GOLDEN=1).
+#[test]
+fn the_migration_guide_lists_every_keyword() {
+    let path = Path::new("../docs/migrating-from-keepalived.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    let (begin, end) = ("<!-- keywords:begin -->\n", "<!-- keywords:end -->");
+    let a = doc.find(begin).expect("keywords:begin marker") + begin.len();
+    let b = doc.find(end).expect("keywords:end marker");
+    let table = vigil::keepalived::keywords::markdown();
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        let new = format!("{}{table}{}", &doc[..a], &doc[b..]);
+        std::fs::write(path, new).unwrap();
+        return;
+    }
+    assert!(
+        doc[a..b] == table,
+        "the keyword table in {} differs from the importer's (UPDATE_GOLDEN=1 rewrites it)",
+        path.display()
+    );
 }

@@ -46,6 +46,10 @@ pub struct AdvertEvent {
     pub src: [u8; 16],
     /// Destination address of the IP header.
     pub dst: [u8; 16],
+    /// Arrival time of the first advert of the run this one belongs to (see
+    /// `crate::suppress`): earlier than `ts_ns` when the reports of the run's first
+    /// adverts were lost.
+    pub first_ns: u64,
 }
 
 impl AdvertEvent {
@@ -69,6 +73,7 @@ impl AdvertEvent {
             _pad2: 0,
             src: [0; 16],
             dst: [0; 16],
+            first_ns: 0,
         }
     }
 }
@@ -83,7 +88,10 @@ mod tests {
 
     #[test]
     fn record_has_no_padding() {
-        assert_eq!(core::mem::size_of::<AdvertEvent>(), 8 + 4 + 8 + 4 + 8 + 32);
+        assert_eq!(
+            core::mem::size_of::<AdvertEvent>(),
+            8 + 4 + 8 + 4 + 8 + 32 + 8
+        );
         assert_eq!(core::mem::align_of::<AdvertEvent>(), 8);
     }
 }

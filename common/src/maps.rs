@@ -60,16 +60,36 @@ pub struct VridStats {
     /// Valid adverts below the local priority that a preempting Backup ignores
     /// (RFC 5798 §6.4.2): low-priority noise never wakes the agent.
     pub ignored: u64,
-    /// Reports that could not be written (ring buffer full); the state was left as it
-    /// was, so the next advert is reported instead.
+    /// Reports that could not be written (ring buffer full), and repeats recorded over
+    /// another CPU's report.
     pub lost: u64,
     /// Address count of the last valid advert.
     pub last_addr_count: u8,
+    /// 1 when the last advert's report was lost: the next advert is reported whatever
+    /// it says.
+    pub unreported: u8,
+    /// The watch entry's `epoch` when the last advert was recorded.
+    pub last_epoch: u8,
     /// Reserved, zero.
-    pub _pad: [u8; 7],
+    pub _pad: [u8; 5],
+    /// Arrival time of the first advert of the current run: the same source, priority,
+    /// interval, version and address count as the last one, under the same watch epoch.
+    pub first_ns: u64,
+    /// Arrival time of the last advert ignored as below the local priority.
+    pub ignored_ns: u64,
+    /// Its source address.
+    pub ignored_src: [u8; 16],
+    /// Its priority.
+    pub ignored_priority: u8,
+    /// Reserved, zero.
+    pub _pad3: u8,
+    /// Its raw interval field.
+    pub ignored_interval: u16,
+    /// Reserved, zero.
+    pub _pad4: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<VridStats>() == 80);
+const _: () = assert!(core::mem::size_of::<VridStats>() == 120);
 
 /// Verdict counters of one interface, one field per [`crate::Verdict`] in its order.
 #[repr(C)]
@@ -103,6 +123,8 @@ pub struct IfaceStats {
     pub version_mismatch: u64,
     /// Dropped: VRRPv2 over IPv6.
     pub family: u64,
+    /// Dropped: an advert interval of 0.
+    pub interval: u64,
     /// Ring buffer full: an event could not be reported (the agent falls behind).
     pub ring_full: u64,
 }
@@ -128,6 +150,7 @@ impl IfaceStats {
             V::Destination => &mut self.destination,
             V::VersionMismatch => &mut self.version_mismatch,
             V::Family => &mut self.family,
+            V::Interval => &mut self.interval,
         };
         *c += 1;
     }
@@ -149,6 +172,7 @@ impl IfaceStats {
             self.destination,
             self.version_mismatch,
             self.family,
+            self.interval,
         ];
         all[verdict as usize]
     }

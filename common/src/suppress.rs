@@ -13,15 +13,17 @@
 //! in a [`VridStats`] and reports an advert only when [`decide`] says
 //! [`Fate::Report`]: its source, priority, interval, version or address count differs
 //! from the last one; it is priority 0; it ends a silence of more than two intervals; it
-//! is the first; or the agent asked for every advert ([`WATCH_REPORT_ALL`], set while
-//! Master). Everything else is [`Fate::Quiet`]: the state's arrival time moves on and the
+//! is the first; the agent asked for the next one (by changing the watch entry's
+//! `epoch`, when a router starts listening); or the agent asked for every advert
+//! ([`WATCH_REPORT_ALL`], set while Master). Everything else is [`Fate::Quiet`]: the state's arrival time moves on and the
 //! agent sleeps.
 //!
-//! The state is committed ([`commit`]) only once the report is written: an event lost
-//! to a full ring leaves the state as it was, so the next advert is news again. The
-//! agent, when its down timer fires, re-reads the state (`last_ns`, `last_src`,
-//! `last_priority`, `last_interval`) and hands the election that advert at that arrival
-//! time, so a lost or raced event costs at most a delay, never a false takeover.
+//! The state always records the last valid advert ([`commit`]), reported or not. When a
+//! report cannot be written (the ring buffer is full), the state is marked
+//! `unreported`, so the next advert is reported whatever it says. And the agent, when
+//! its down timer fires, re-reads the state (`last_ns`, `last_src`, `last_priority`,
+//! `last_interval`) and hands the election that advert at that arrival time, so a lost
+//! or raced report costs at most a delay, never a takeover from a live master.
 //!
 //! With [`WATCH_DROP_LOWER`] (set by the agent only while a Backup preempts and no
 //! preempt delay runs) an advert below the local priority is [`Fate::Ignore`]: the
@@ -30,7 +32,7 @@
 
 use crate::event::AdvertEvent;
 use crate::maps::VridStats;
-use crate::validate::{Advert, Verdict, WATCH_DROP_LOWER, WATCH_REPORT_ALL};
+use crate::validate::{Advert, Verdict, WATCH_DROP_LOWER, WATCH_REPORT_ALL, WatchEntry};
 
 /// What becomes of a valid advert for a watched VRID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,8 +42,7 @@ pub enum Fate {
     Ignore,
     /// A repeat of the last advert: the state's arrival time moves on, nothing reported.
     Quiet,
-    /// News for the election: reported, and the state committed once the report is
-    /// written.
+    /// News for the election: reported (and the state marked when that fails).
     Report,
 }
 
@@ -56,20 +57,17 @@ pub fn interval_ns(version: u8, interval: u16) -> u64 {
 }
 
 /// Decides the fate of a valid advert `a` arriving at `ts` (ns) for a VRID whose state is
-/// `s`, under the watch entry's `flags` and local priority `local`.
+/// `s`, under its watch entry `w`.
 #[inline(always)]
-pub fn decide(s: &VridStats, a: &Advert, ts: u64, flags: u8, local: u8) -> Fate {
+pub fn decide(s: &VridStats, a: &Advert, ts: u64, w: &WatchEntry) -> Fate {
+    let (flags, local) = (w.flags, w.priority);
     let all = flags & WATCH_REPORT_ALL != 0;
     // RFC 5798 §6.4.2: a preempting Backup discards adverts below its own priority
     // (priority 0 is a goodbye, never below anyone).
     if !all && flags & WATCH_DROP_LOWER != 0 && a.priority != 0 && a.priority < local {
         return Fate::Ignore;
     }
-    let changed = s.last_src != a.src
-        || s.last_priority != a.priority
-        || s.last_interval != a.interval
-        || s.last_version != a.version
-        || s.last_addr_count != a.addr_count;
+    let changed = !same_run(s, a) || s.unreported != 0 || s.last_epoch != w.epoch;
     let silence = ts.saturating_sub(s.last_ns) > 2 * interval_ns(a.version, a.interval);
     if all || changed || silence || a.priority == 0 || s.last_ns == 0 {
         Fate::Report
@@ -78,10 +76,35 @@ pub fn decide(s: &VridStats, a: &Advert, ts: u64, flags: u8, local: u8) -> Fate 
     }
 }
 
-/// Makes `a`, arrived at `ts`, the VRID's last advert. `digest` is the address digest
-/// when it was computed (for a report); a quiet repeat keeps the one before.
+/// Whether `a` says what the state's last advert said (a repeat).
 #[inline(always)]
-pub fn commit(s: &mut VridStats, a: &Advert, ts: u64, digest: Option<u32>) {
+pub fn same_run(s: &VridStats, a: &Advert) -> bool {
+    s.last_src == a.src
+        && s.last_priority == a.priority
+        && s.last_interval == a.interval
+        && s.last_version == a.version
+        && s.last_addr_count == a.addr_count
+}
+
+/// When the run `a` (arrived at `ts` under watch epoch `epoch`) belongs to began: `ts`
+/// when `a` starts one.
+#[inline(always)]
+pub fn run_start(s: &VridStats, a: &Advert, ts: u64, epoch: u8) -> u64 {
+    if s.last_ns == 0 || !same_run(s, a) || s.last_epoch != epoch {
+        ts
+    } else {
+        s.first_ns
+    }
+}
+
+/// Makes `a`, arrived at `ts` under watch epoch `epoch`, the VRID's last advert.
+/// `digest` is the address digest when it was computed (for a report); a quiet repeat
+/// keeps the one before.
+#[inline(always)]
+pub fn commit(s: &mut VridStats, a: &Advert, ts: u64, epoch: u8, digest: Option<u32>) {
+    // A new epoch starts a new run: the agent asked to hear from here on.
+    s.first_ns = run_start(s, a, ts, epoch);
+    s.last_epoch = epoch;
     s.last_ns = ts;
     s.last_src = a.src;
     s.last_priority = a.priority;
@@ -101,62 +124,100 @@ pub fn judge(
     a: &Advert,
     verdict: Verdict,
     ts: u64,
-    flags: u8,
-    local: u8,
+    w: &WatchEntry,
 ) -> Option<Fate> {
     if verdict != Verdict::Accept {
         s.dropped += 1;
         return None;
     }
     s.received += 1;
-    Some(decide(s, a, ts, flags, local))
+    Some(decide(s, a, ts, w))
 }
 
-/// Second half: after a report was attempted, `written` is the address digest the
-/// written record carried, or `None` when the ring buffer was full. The state is
-/// committed only for a written report (or a quiet repeat).
+/// What became of a report: the address digest it carried, and whether the ring buffer
+/// took it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// [`crate::validate::address_digest`] of the advert.
+    pub digest: u32,
+    /// False when the ring buffer was full.
+    pub written: bool,
+}
+
+/// Second half: records the advert after a report was attempted (`attempt`, for a
+/// [`Fate::Report`]).
 #[inline(always)]
-pub fn settle(s: &mut VridStats, a: &Advert, ts: u64, fate: Option<Fate>, written: Option<u32>) {
+pub fn settle(
+    s: &mut VridStats,
+    a: &Advert,
+    ts: u64,
+    w: &WatchEntry,
+    fate: Option<Fate>,
+    attempt: Option<Attempt>,
+) {
     match fate {
         None => {}
-        Some(Fate::Ignore) => s.ignored += 1,
-        Some(Fate::Quiet) => commit(s, a, ts, None),
-        Some(Fate::Report) => match written {
-            Some(digest) => {
-                s.reported += 1;
-                commit(s, a, ts, Some(digest));
+        Some(Fate::Ignore) => {
+            // Kept apart from the last advert, so that the agent can say whom it
+            // preempted.
+            s.ignored += 1;
+            s.ignored_ns = ts;
+            s.ignored_src = a.src;
+            s.ignored_priority = a.priority;
+            s.ignored_interval = a.interval;
+        }
+        Some(Fate::Quiet) => {
+            // Another CPU recorded another advert since this one was judged a repeat:
+            // the agent heard of that one, not of this; count it lost.
+            if !same_run(s, a) {
+                s.lost += 1;
+                s.unreported = 1;
             }
-            None => s.lost += 1,
-        },
+            commit(s, a, ts, w.epoch, None);
+        }
+        Some(Fate::Report) => {
+            // The digest is recorded even when the report is lost: the agent re-reads it.
+            commit(s, a, ts, w.epoch, attempt.map(|t| t.digest));
+            if attempt.is_some_and(|t| t.written) {
+                s.reported += 1;
+                s.unreported = 0;
+            } else {
+                s.lost += 1;
+                s.unreported = 1;
+            }
+        }
     }
 }
 
-/// Both halves around `emit`, which writes the record and returns the address digest it
-/// carried, or `None` when it could not be written.
+/// Both halves around `emit`, which writes the record and says what became of it.
 #[inline(always)]
-pub fn track<E: FnOnce() -> Option<u32>>(
+pub fn track<E: FnOnce() -> Attempt>(
     s: &mut VridStats,
     a: &Advert,
     verdict: Verdict,
     ts: u64,
-    flags: u8,
-    local: u8,
+    w: &WatchEntry,
     emit: E,
 ) -> Option<Fate> {
-    let fate = judge(s, a, verdict, ts, flags, local);
-    let written = if fate == Some(Fate::Report) {
-        emit()
-    } else {
-        None
-    };
-    settle(s, a, ts, fate, written);
+    let fate = judge(s, a, verdict, ts, w);
+    let attempt = (fate == Some(Fate::Report)).then(emit);
+    settle(s, a, ts, w, fate, attempt);
     fate
 }
 
 /// Fills the ring-buffer record of a judged frame, field by field (in the XDP program
 /// `e` is the reserved ring slot itself: the record never sits on the small eBPF stack).
 #[inline(always)]
-pub fn fill(e: &mut AdvertEvent, ts: u64, ifindex: u32, a: &Advert, verdict: Verdict, digest: u32) {
+pub fn fill(
+    e: &mut AdvertEvent,
+    ts: u64,
+    first_ns: u64,
+    ifindex: u32,
+    a: &Advert,
+    verdict: Verdict,
+    digest: u32,
+) {
+    e.first_ns = first_ns;
     e.ts_ns = ts;
     e.ifindex = ifindex;
     e.verdict = verdict as u8;
@@ -201,28 +262,43 @@ mod tests {
 
     fn seen(a: &Advert, ts: u64) -> VridStats {
         let mut s = VridStats::default();
-        commit(&mut s, a, ts, Some(7));
+        commit(&mut s, a, ts, 0, Some(7));
         s
+    }
+
+    fn watch(flags: u8, priority: u8) -> WatchEntry {
+        WatchEntry {
+            version: 3,
+            flags,
+            priority,
+            ..WatchEntry::default()
+        }
     }
 
     #[test]
     fn the_first_advert_is_reported() {
         let a = advert(1, 100);
-        assert_eq!(decide(&VridStats::default(), &a, SEC, 0, 150), Fate::Report);
+        assert_eq!(
+            decide(&VridStats::default(), &a, SEC, &watch(0, 150)),
+            Fate::Report
+        );
     }
 
     #[test]
     fn a_repeat_within_two_intervals_is_quiet() {
         let a = advert(1, 100);
         let s = seen(&a, SEC);
-        assert_eq!(decide(&s, &a, SEC + 2 * SEC, 0, 50), Fate::Quiet);
+        assert_eq!(decide(&s, &a, SEC + 2 * SEC, &watch(0, 50)), Fate::Quiet);
     }
 
     #[test]
     fn a_repeat_after_more_than_two_intervals_of_silence_is_reported() {
         let a = advert(1, 100);
         let s = seen(&a, SEC);
-        assert_eq!(decide(&s, &a, SEC + 2 * SEC + 1, 0, 50), Fate::Report);
+        assert_eq!(
+            decide(&s, &a, SEC + 2 * SEC + 1, &watch(0, 50)),
+            Fate::Report
+        );
     }
 
     #[test]
@@ -236,15 +312,34 @@ mod tests {
         other[3].version = 2;
         other[4].addr_count = 2;
         for b in &other {
-            assert_eq!(decide(&s, b, SEC + 1, 0, 50), Fate::Report, "{b:?}");
+            assert_eq!(decide(&s, b, SEC + 1, &watch(0, 50)), Fate::Report, "{b:?}");
         }
+    }
+
+    #[test]
+    fn a_new_epoch_reports_the_next_repeat() {
+        let a = advert(1, 100);
+        let s = seen(&a, SEC);
+        let mut w = watch(0, 50);
+        w.epoch = 1;
+        assert_eq!(decide(&s, &a, SEC + 1, &w), Fate::Report);
+        let mut s2 = s;
+        let ok = Attempt {
+            digest: 7,
+            written: true,
+        };
+        settle(&mut s2, &a, SEC + 1, &w, Some(Fate::Report), Some(ok));
+        assert_eq!(decide(&s2, &a, SEC + 2, &w), Fate::Quiet);
     }
 
     #[test]
     fn priority_zero_is_always_reported() {
         let a = advert(1, 0);
         let s = seen(&a, SEC);
-        assert_eq!(decide(&s, &a, SEC + 1, WATCH_DROP_LOWER, 150), Fate::Report);
+        assert_eq!(
+            decide(&s, &a, SEC + 1, &watch(WATCH_DROP_LOWER, 150)),
+            Fate::Report
+        );
     }
 
     #[test]
@@ -252,42 +347,64 @@ mod tests {
         let a = advert(1, 100);
         let s = seen(&a, SEC);
         let flags = WATCH_REPORT_ALL | WATCH_DROP_LOWER;
-        assert_eq!(decide(&s, &a, SEC + 1, flags, 150), Fate::Report);
+        assert_eq!(decide(&s, &a, SEC + 1, &watch(flags, 150)), Fate::Report);
     }
 
     #[test]
     fn drop_lower_ignores_only_adverts_below_the_local_priority() {
         let a = advert(1, 100);
         let s = seen(&a, SEC);
-        assert_eq!(decide(&s, &a, SEC + 1, WATCH_DROP_LOWER, 150), Fate::Ignore);
-        assert_eq!(decide(&s, &a, SEC + 1, WATCH_DROP_LOWER, 100), Fate::Quiet);
+        assert_eq!(
+            decide(&s, &a, SEC + 1, &watch(WATCH_DROP_LOWER, 150)),
+            Fate::Ignore
+        );
+        assert_eq!(
+            decide(&s, &a, SEC + 1, &watch(WATCH_DROP_LOWER, 100)),
+            Fate::Quiet
+        );
         // Without the flag (preempt off, or a preempt delay running) it is heard.
-        assert_eq!(decide(&s, &a, SEC + 1, 0, 150), Fate::Quiet);
+        assert_eq!(decide(&s, &a, SEC + 1, &watch(0, 150)), Fate::Quiet);
     }
 
     #[test]
-    fn track_counts_and_commits_only_what_was_written() {
+    fn a_lost_report_is_recorded_and_the_next_advert_reported_again() {
         let a = advert(1, 100);
         let mut s = VridStats::default();
-        // The ring is full: the report is lost and the state stays as it was, so the
-        // next advert is news again.
+        // The ring is full: the report is lost, but the state records the advert (the
+        // agent re-reads it) and marks it, so the next advert is news again.
         assert_eq!(
-            track(&mut s, &a, Verdict::Accept, SEC, 0, 50, || None),
+            track(&mut s, &a, Verdict::Accept, SEC, &watch(0, 50), || {
+                Attempt {
+                    digest: 7,
+                    written: false,
+                }
+            }),
             Some(Fate::Report)
         );
-        assert_eq!((s.received, s.reported, s.lost, s.last_ns), (1, 0, 1, 0));
+        assert_eq!((s.received, s.reported, s.lost, s.last_ns), (1, 0, 1, SEC));
+        assert_eq!((s.unreported, s.last_priority, s.last_digest), (1, 100, 7));
         assert_eq!(
-            track(&mut s, &a, Verdict::Accept, SEC + 1, 0, 50, || Some(7)),
+            track(&mut s, &a, Verdict::Accept, SEC + 1, &watch(0, 50), || {
+                Attempt {
+                    digest: 7,
+                    written: true,
+                }
+            }),
             Some(Fate::Report)
         );
-        assert_eq!((s.reported, s.last_ns, s.last_digest), (1, SEC + 1, 7));
         assert_eq!(
-            track(&mut s, &a, Verdict::Accept, SEC + 2, 0, 50, || {
+            (s.reported, s.last_ns, s.last_digest, s.unreported),
+            (1, SEC + 1, 7, 0)
+        );
+        assert_eq!(
+            track(&mut s, &a, Verdict::Accept, SEC + 2, &watch(0, 50), || {
                 panic!("a repeat is not emitted")
             }),
             Some(Fate::Quiet)
         );
         assert_eq!((s.received, s.last_ns, s.last_digest), (3, SEC + 2, 7));
+        // The run of identical adverts began with the first one.
+        assert_eq!(s.first_ns, SEC);
         let low = advert(1, 10);
         assert_eq!(
             track(
@@ -295,29 +412,64 @@ mod tests {
                 &low,
                 Verdict::Accept,
                 SEC + 3,
-                WATCH_DROP_LOWER,
-                50,
-                || Some(7)
+                &watch(WATCH_DROP_LOWER, 50),
+                || Attempt {
+                    digest: 7,
+                    written: true
+                }
             ),
             Some(Fate::Ignore)
         );
         assert_eq!((s.ignored, s.last_ns, s.last_priority), (1, SEC + 2, 100));
+        assert_eq!((s.ignored_ns, s.ignored_priority), (SEC + 3, 10));
         assert_eq!(
-            track(&mut s, &a, Verdict::Checksum, SEC + 4, 0, 50, || Some(7)),
+            track(
+                &mut s,
+                &a,
+                Verdict::Checksum,
+                SEC + 4,
+                &watch(0, 50),
+                || Attempt {
+                    digest: 7,
+                    written: true
+                }
+            ),
             None
         );
         assert_eq!((s.dropped, s.received), (1, 4));
     }
 
     #[test]
+    fn a_repeat_overtaken_by_another_cpu_is_counted_lost() {
+        let (a, b) = (advert(1, 100), advert(2, 200));
+        let w = watch(0, 50);
+        let mut s = seen(&a, SEC);
+        // Both CPUs read the state (a's); b is news, a a repeat.
+        let fa = judge(&mut s, &a, Verdict::Accept, SEC + 1, &w);
+        let fb = judge(&mut s, &b, Verdict::Accept, SEC + 1, &w);
+        assert_eq!((fa, fb), (Some(Fate::Quiet), Some(Fate::Report)));
+        // b's report is written first, then a's repeat is recorded over it.
+        let ok = Attempt {
+            digest: 7,
+            written: true,
+        };
+        settle(&mut s, &b, SEC + 1, &w, fb, Some(ok));
+        settle(&mut s, &a, SEC + 1, &w, fa, None);
+        assert_eq!((s.lost, s.unreported, s.last_src[3]), (1, 1, 1));
+        // So a's next advert is reported.
+        assert_eq!(decide(&s, &a, SEC + 2, &w), Fate::Report);
+    }
+
+    #[test]
     fn fill_copies_every_field() {
         let a = advert(9, 77);
         let mut e = AdvertEvent::zeroed();
-        fill(&mut e, 42, 3, &a, Verdict::Accept, 5);
+        fill(&mut e, 42, 40, 3, &a, Verdict::Accept, 5);
         assert_eq!(
             (e.ts_ns, e.ifindex, e.verdict, e.priority, e.addr_digest),
             (42, 3, 0, 77, 5)
         );
+        assert_eq!(e.first_ns, 40);
         assert_eq!((e.src, e.interval, e.version, e.vrid), (a.src, 100, 3, 51));
     }
 }

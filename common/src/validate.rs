@@ -55,10 +55,13 @@ pub enum Verdict {
     VersionMismatch = 12,
     /// v2 adverts over IPv6 do not exist (RFC 3768 is IPv4 only).
     Family = 13,
+    /// An advert interval of 0: no router can keep that promise, and a Backup that
+    /// believed it would time out at once.
+    Interval = 14,
 }
 
 /// Number of [`Verdict`] values.
-pub const VERDICTS: usize = 14;
+pub const VERDICTS: usize = 15;
 
 impl Verdict {
     /// The verdict for a code, if it is one.
@@ -78,6 +81,7 @@ impl Verdict {
             11 => Self::Destination,
             12 => Self::VersionMismatch,
             13 => Self::Family,
+            14 => Self::Interval,
             _ => return None,
         })
     }
@@ -105,6 +109,7 @@ impl Verdict {
             Self::Destination => "destination",
             Self::VersionMismatch => "version_mismatch",
             Self::Family => "family",
+            Self::Interval => "interval",
         }
     }
 }
@@ -122,15 +127,20 @@ pub struct WatchEntry {
     /// The local effective priority: with `WATCH_DROP_LOWER`, adverts below it are
     /// ignored (RFC 5798 §6.4.2).
     pub priority: u8,
+    /// Changed by the agent when it wants the next advert reported whatever it says
+    /// (a router that starts listening must learn its master's interval).
+    pub epoch: u8,
     /// Reserved, zero.
-    pub _pad: [u8; 4],
+    pub _pad: [u8; 3],
     /// v2 simple password, zero padded.
     pub auth: [u8; 8],
 }
 
 /// Unicast adverts are expected (the instance has unicast peers).
 pub const WATCH_UNICAST: u8 = 1;
-/// Compute the v3 IPv4 checksum without the pseudo-header (keepalived `v3_checksum_as_v2`).
+/// The instance sends its v3 IPv4 checksum without the pseudo-header (keepalived
+/// `v3_checksum_as_v2`). Receiving accepts both styles whatever the flag, as keepalived
+/// does, so peers in mixed modes understand each other.
 pub const WATCH_V3_CSUM_AS_V2: u8 = 2;
 /// Report every accepted advert to the agent, not only changes (the instance is Master
 /// or wants to see each advert).
@@ -278,8 +288,24 @@ fn parse_inner<F: Frame + ?Sized>(frame: &F, a: &mut Advert) -> Option<Result<()
 /// `watch` is the configuration for (interface, family, VRID), if vigil watches it.
 #[inline(always)]
 pub fn check<F: Frame + ?Sized>(frame: &F, a: &Advert, watch: Option<&WatchEntry>) -> Verdict {
-    // §7.1: "MUST verify that the IPvX TTL/Hop Limit is 255".
-    if a.ttl != 255 {
+    let multicast = if a.family == FAMILY_V4 {
+        a.dst[..4] == GROUP_V4
+    } else {
+        a.dst == GROUP_V6
+    };
+    if !multicast {
+        match watch {
+            // Unicast VRRP for a VRID vigil does not watch is another daemon's business:
+            // passed untouched.
+            None => return Verdict::Foreign,
+            Some(w) if w.flags & WATCH_UNICAST == 0 => return Verdict::Destination,
+            Some(_) => {}
+        }
+    }
+    // §7.1: "MUST verify that the IPvX TTL/Hop Limit is 255" — for the multicast group.
+    // Unicast adverts cross routers and keepalived sends IPv6 unicast with the default
+    // hop limit, so, as keepalived does, any TTL is accepted there.
+    if multicast && a.ttl != 255 {
         return Verdict::Ttl;
     }
     // §7.1: "MUST verify the VRRP version is 3" — vigil also speaks v2 (RFC 3768).
@@ -297,24 +323,26 @@ pub fn check<F: Frame + ?Sized>(frame: &F, a: &Advert, watch: Option<&WatchEntry
     let addr_len = if a.family == FAMILY_V4 { 4 } else { 16 };
     let auth_len = if a.version == 2 { 8 } else { 0 };
     let need = 8 + (a.addr_count as usize) * addr_len + auth_len;
-    if a.vrrp_len < need {
+    // RFC 5798 §5.2.5: "The minimum value is 1".
+    if a.addr_count == 0 || a.vrrp_len < need {
         return Verdict::Count;
     }
-    let multicast = if a.family == FAMILY_V4 {
-        a.dst[..4] == GROUP_V4
-    } else {
-        a.dst == GROUP_V6
-    };
-    if !multicast && watch.is_none_or(|w| w.flags & WATCH_UNICAST == 0) {
-        return Verdict::Destination;
+    // RFC 5798 §5.2.7 / RFC 3768 §5.3.7: an interval of 0 is no interval.
+    if a.interval == 0 {
+        return Verdict::Interval;
     }
-    // §7.1: "MUST verify the VRRP checksum".
-    let pseudo = a.version == 3
-        && !(a.family == FAMILY_V4 && watch.is_some_and(|w| w.flags & WATCH_V3_CSUM_AS_V2 != 0));
-    let Some(sum) = checksum(frame, a, pseudo) else {
+    // §7.1: "MUST verify the VRRP checksum". v3 covers the pseudo-header (§5.2.8); v2
+    // does not, and keepalived's `v3_checksum_as_v2` sends v3 over IPv4 without it.
+    // Either style is accepted over IPv4, as keepalived does.
+    let Some((message, pseudo)) = checksum(frame, a) else {
         return Verdict::Length;
     };
-    if sum != 0 {
+    let good = match (a.version, a.family) {
+        (3, FAMILY_V4) => complement(message + pseudo) == 0 || complement(message) == 0,
+        (3, _) => complement(message + pseudo) == 0,
+        _ => complement(message) == 0,
+    };
+    if !good {
         return Verdict::Checksum;
     }
     let Some(w) = watch else {
@@ -380,24 +408,24 @@ pub fn address_digest<F: Frame + ?Sized>(frame: &F, a: &Advert) -> Option<u32> {
     Some(sum)
 }
 
-/// Ones' complement sum over the VRRP message (plus the pseudo-header when asked);
-/// zero means the checksum is right. `None` when the message runs past the frame.
+/// The 32-bit sums of the VRRP message's 16-bit words and of its pseudo-header (RFC
+/// 5798 §5.2.8 via RFC 2460 §8.1 / RFC 768: source, destination, length, protocol), one
+/// pass over the message for both checksum styles. `None` when the message runs past
+/// the frame.
 #[inline(always)]
-fn checksum<F: Frame + ?Sized>(frame: &F, a: &Advert, pseudo: bool) -> Option<u16> {
-    let mut sum: u32 = 0;
-    if pseudo {
-        // RFC 5798 §5.2.8 via RFC 2460 §8.1 / RFC 768: src, dst, length, protocol.
-        let n = if a.family == FAMILY_V4 { 2 } else { 8 };
-        let mut i = 0;
-        while i < 8 {
-            if i < n {
-                sum += u16::from_be_bytes([a.src[2 * i], a.src[2 * i + 1]]) as u32;
-                sum += u16::from_be_bytes([a.dst[2 * i], a.dst[2 * i + 1]]) as u32;
-            }
-            i += 1;
+fn checksum<F: Frame + ?Sized>(frame: &F, a: &Advert) -> Option<(u32, u32)> {
+    let mut pseudo: u32 = 0;
+    let n = if a.family == FAMILY_V4 { 2 } else { 8 };
+    let mut i = 0;
+    while i < 8 {
+        if i < n {
+            pseudo += u16::from_be_bytes([a.src[2 * i], a.src[2 * i + 1]]) as u32;
+            pseudo += u16::from_be_bytes([a.dst[2 * i], a.dst[2 * i + 1]]) as u32;
         }
-        sum += a.vrrp_len as u32 + IPPROTO_VRRP as u32;
+        i += 1;
     }
+    pseudo += a.vrrp_len as u32 + IPPROTO_VRRP as u32;
+    let mut sum: u32 = 0;
     let len = a.vrrp_len & (MAX_VRRP_LEN * 2 - 1);
     let mut i = 0;
     while i < MAX_VRRP_LEN / 2 {
@@ -408,11 +436,17 @@ fn checksum<F: Frame + ?Sized>(frame: &F, a: &Advert, pseudo: bool) -> Option<u1
         sum += frame.u16_at(a.vrrp_off + off)? as u32;
         i += 1;
     }
-    // At most 1024 words plus the pseudo-header: two folds always reach 16 bits, and a
-    // fixed count keeps the verifier happy.
+    Some((sum, pseudo))
+}
+
+/// Folds a sum of at most about 1100 words to 16 bits and complements it: zero means the
+/// checksum is right. Two folds always suffice, and a fixed count keeps the verifier
+/// happy.
+#[inline(always)]
+fn complement(sum: u32) -> u16 {
+    let mut sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    Some(!(sum as u16))
+    !(sum as u16)
 }
 
 #[cfg(test)]
@@ -430,16 +464,23 @@ mod tests {
         f[26..30].copy_from_slice(&[192, 0, 2, 1]);
         f[30..34].copy_from_slice(&GROUP_V4);
         f[34..46].copy_from_slice(&[0x31, 51, 100, 1, 0, 100, 0, 0, 192, 0, 2, 100]);
+        seal(&mut f);
+        f
+    }
+
+    /// Writes the v3 checksum (with the pseudo-header) of an IPv4 frame with a 20-byte
+    /// header.
+    fn seal(f: &mut [u8]) {
+        f[40..42].copy_from_slice(&[0, 0]);
         let mut sum: u32 = 0;
-        for w in f[26..34].chunks(2).chain(f[34..46].chunks(2)) {
+        for w in f[26..34].chunks(2).chain(f[34..].chunks(2)) {
             sum += u16::from_be_bytes([w[0], w[1]]) as u32;
         }
-        sum += 12 + 112;
+        sum += (f.len() - 34) as u32 + 112;
         while sum >> 16 != 0 {
             sum = (sum & 0xffff) + (sum >> 16);
         }
         f[40..42].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-        f
     }
 
     fn judge(f: &[u8], watch: Option<&WatchEntry>) -> Verdict {
@@ -456,7 +497,8 @@ mod tests {
         auth_type: 0,
         flags: 0,
         priority: 100,
-        _pad: [0; 4],
+        epoch: 0,
+        _pad: [0; 3],
         auth: [0; 8],
     };
 
@@ -481,6 +523,46 @@ mod tests {
         assert_eq!(judge(&f, Some(&V3)), Verdict::Ttl);
     }
 
+    /// The advert of `frame()`, sent to 192.0.2.12 by unicast.
+    fn unicast_frame() -> [u8; 46] {
+        let mut f = frame();
+        f[30..34].copy_from_slice(&[192, 0, 2, 12]);
+        seal(&mut f);
+        f
+    }
+
+    const V3_UNICAST: WatchEntry = WatchEntry {
+        flags: WATCH_UNICAST,
+        ..V3
+    };
+
+    #[test]
+    fn unicast_adverts_are_accepted_whatever_their_ttl() {
+        let mut f = unicast_frame();
+        for ttl in [255, 64, 1] {
+            f[22] = ttl;
+            assert_eq!(judge(&f, Some(&V3_UNICAST)), Verdict::Accept, "TTL {ttl}");
+        }
+    }
+
+    #[test]
+    fn multicast_adverts_still_need_ttl_255() {
+        let mut f = frame();
+        f[22] = 64;
+        assert_eq!(judge(&f, Some(&V3_UNICAST)), Verdict::Ttl);
+    }
+
+    #[test]
+    fn unicast_vrrp_for_a_vrid_not_watched_passes_untouched() {
+        let mut f = unicast_frame();
+        f[22] = 64;
+        let v = judge(&f, None);
+        assert_eq!(v, Verdict::Foreign);
+        assert!(v.passes());
+        // Unicast to a watched VRID that expects multicast is still dropped.
+        assert_eq!(judge(&unicast_frame(), Some(&V3)), Verdict::Destination);
+    }
+
     #[test]
     fn odd_length_is_malformed() {
         let mut f = [0u8; 47];
@@ -503,6 +585,57 @@ mod tests {
         let mut f = frame();
         f[29] = 2; // another source: the same VRRP bytes no longer sum right
         assert_eq!(judge(&f, Some(&V3)), Verdict::Checksum);
+    }
+
+    /// keepalived's `v3_checksum_as_v2`: the same advert with the checksum over the
+    /// message alone.
+    fn frame_as_v2() -> [u8; 46] {
+        let mut f = frame();
+        f[40..42].copy_from_slice(&[0, 0]);
+        let mut sum: u32 = 0;
+        for w in f[34..46].chunks(2) {
+            sum += u16::from_be_bytes([w[0], w[1]]) as u32;
+        }
+        while sum >> 16 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        f[40..42].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn v3_checksum_as_v2_accepts_both_checksum_styles_whatever_the_local_setting() {
+        let csum_as_v2 = WatchEntry {
+            flags: WATCH_V3_CSUM_AS_V2,
+            ..V3
+        };
+        for w in [&V3, &csum_as_v2] {
+            assert_eq!(judge(&frame(), Some(w)), Verdict::Accept, "{w:?}");
+            assert_eq!(judge(&frame_as_v2(), Some(w)), Verdict::Accept, "{w:?}");
+        }
+        let mut bad = frame_as_v2();
+        bad[41] ^= 1;
+        assert_eq!(judge(&bad, Some(&V3)), Verdict::Checksum);
+    }
+
+    #[test]
+    fn rfc5798_5_2_5_an_address_count_of_zero_is_rejected() {
+        // The same advert without its address: 8 bytes of VRRP, count 0.
+        let mut f = [0u8; 42];
+        f[..42].copy_from_slice(&frame()[..42]);
+        f[16..18].copy_from_slice(&28u16.to_be_bytes());
+        f[37] = 0;
+        seal(&mut f);
+        assert_eq!(judge(&f, Some(&V3)), Verdict::Count);
+    }
+
+    #[test]
+    fn rfc5798_5_2_7_an_advert_interval_of_zero_is_rejected() {
+        let mut f = frame();
+        f[38..40].copy_from_slice(&[0, 0]);
+        seal(&mut f);
+        assert_eq!(judge(&f, Some(&V3)), Verdict::Interval);
+        assert_eq!(judge(&f, None), Verdict::Interval);
     }
 
     #[test]

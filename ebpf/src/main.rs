@@ -12,7 +12,7 @@
 //! per-VRID state becomes are `vigil_common::suppress`'s decisions (shared with the
 //! raw-socket path and the simulator; its module documentation is the contract). Here
 //! they are only wired to the maps: the state lives in `vrid_stats`, reports go to the
-//! `events` ring buffer, and the state is committed only once the report is written.
+//! `events` ring buffer, and a report the full ring refused is marked in the state.
 #![no_std]
 #![no_main]
 
@@ -112,36 +112,40 @@ fn judge(ctx: &XdpContext) -> u32 {
     };
     let mut report = trace_all || (trace_valid && verdict.passes());
     let mut tracked = None;
+    let mut first = ts;
     if let Some(w) = entry {
         // SAFETY: as above.
-        let (flags, local) = unsafe { ((*w).flags, (*w).priority) };
+        let w = unsafe { &*w };
         // Created by the agent together with the `watch` entry.
         match VRID_STATS.get_ptr_mut(&key) {
             Some(stats) => {
                 // SAFETY: a map value pointer, valid for this program run; racing writers
                 // on other CPUs can only make the state approximate, and the agent
                 // re-reads it (see `suppress`).
-                let fate = suppress::judge(unsafe { &mut *stats }, a, verdict, ts, flags, local);
+                let fate = suppress::judge(unsafe { &mut *stats }, a, verdict, ts, w);
                 report |= fate == Some(suppress::Fate::Report);
-                tracked = Some((stats, fate));
+                // SAFETY: as above.
+                first = suppress::run_start(unsafe { &*stats }, a, ts, w.epoch);
+                tracked = Some((stats, w, fate));
             }
             None => report |= verdict == Verdict::Accept,
         }
     }
     // One place writes records, so the address loop is in the program once.
-    let written = if report {
+    let attempt = if report {
         let digest = if verdict.passes() {
             validate::address_digest(&frame, a).unwrap_or(0)
         } else {
             0
         };
-        emit(ts, ifindex, a, verdict, digest).then_some(digest)
+        let written = emit(ts, first, ifindex, a, verdict, digest);
+        Some(suppress::Attempt { digest, written })
     } else {
         None
     };
-    if let Some((stats, fate)) = tracked {
+    if let Some((stats, w, fate)) = tracked {
         // SAFETY: as above.
-        suppress::settle(unsafe { &mut *stats }, a, ts, fate, written);
+        suppress::settle(unsafe { &mut *stats }, a, ts, w, fate, attempt);
     }
     if verdict.passes() {
         xdp_action::XDP_PASS
@@ -170,7 +174,14 @@ fn count(ifindex: u32, index: usize) {
 
 /// Writes one record to the ring buffer; false (and counted) when it is full.
 #[inline(always)]
-fn emit(ts: u64, ifindex: u32, a: &validate::Advert, verdict: Verdict, digest: u32) -> bool {
+fn emit(
+    ts: u64,
+    first: u64,
+    ifindex: u32,
+    a: &validate::Advert,
+    verdict: Verdict,
+    digest: u32,
+) -> bool {
     let Some(mut slot) = EVENTS.reserve(0) else {
         count(ifindex, validate::VERDICTS);
         return false;
@@ -180,6 +191,7 @@ fn emit(ts: u64, ifindex: u32, a: &validate::Advert, verdict: Verdict, digest: u
     suppress::fill(
         unsafe { &mut *slot.as_mut_ptr() },
         ts,
+        first,
         ifindex,
         a,
         verdict,

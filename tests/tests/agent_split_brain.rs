@@ -1,5 +1,5 @@
 //! Split brain: one-way loss makes two masters; the one that still hears the other
-//! counts, warns and shows it in `vigil status`. The seed's shell check: a virtual
+//! counts, warns and shows it in `vigil status`. The classic shell check: a virtual
 //! address on a Backup that vigil did not add is reported and left alone.
 
 use std::time::Duration;

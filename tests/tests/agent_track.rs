@@ -243,12 +243,30 @@ fn notify_scripts_run_in_order_with_keepalived_arguments_as_script_user() -> any
         &(global(&lb01, &dir, &bpffs, "script_user = \"nobody\"")
             + &instance(150, "backup", &notify)),
     )?;
+    // The queue keeps only the newest state whose scripts have not started: wait for
+    // each state's scripts to have run before the next change, so that every one runs.
+    let ran = |n: usize| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if std::fs::read_to_string(&log).is_ok_and(|t| t.lines().count() >= n) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        anyhow::bail!(
+            "fewer than {n} notify runs: {:?}",
+            std::fs::read_to_string(&log)
+        )
+    };
     // Alone, it goes Backup, then Master after Master_Down_Interval.
     v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
+    ran(4)?;
     std::fs::write(&fault, "1")?;
     v1.wait_state("web", "FAULT", Duration::from_secs(3))?;
+    ran(6)?;
     std::fs::write(&fault, "0")?;
     v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
+    ran(10)?;
     v1.signal(libc::SIGTERM);
     assert_eq!(v1.wait()?, Some(0));
     let text = std::fs::read_to_string(&log)?;

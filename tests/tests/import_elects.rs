@@ -1,4 +1,4 @@
-//! The seed's keepalived.conf files, converted by `vigil import-keepalived`, elect the
+//! The keepalived.conf files in agent/tests/golden/, converted by `vigil import-keepalived`, elect the
 //! same way as keepalived itself: the same node ends up holding each virtual address,
 //! whether both nodes run keepalived, both run vigil, or one of each.
 
@@ -8,7 +8,7 @@ use std::time::Duration;
 use vigil_tests::agent::{Keepalived, Vigil, has_address};
 use vigil_tests::{Host, Lab, require_root, vigil_bin};
 
-/// The seed's VIPs are 10.0.0.3 and 10.0.0.4; the lab uses TEST-NET instead.
+/// Their VIPs are 10.0.0.3 and 10.0.0.4; the lab uses TEST-NET instead.
 const VIPS: [(&str, &str); 2] = [("10.0.0.3", "192.0.2.100"), ("10.0.0.4", "192.0.2.101")];
 
 fn seed(name: &str) -> anyhow::Result<String> {

@@ -1,7 +1,7 @@
-//! The seed's scenario end to end (seed/keepalived-ha-tutorial.md §4–§6): two load
-//! balancers running Debian's nginx on the VIP through nonlocal bind, a backend serving
-//! a page, the seed's check_web as a track script, a client curling through the VIP;
-//! then the seed's dual-master pair.
+//! The classic keepalived load-balancer pair end to end (the configurations in
+//! agent/tests/golden/): two load balancers running Debian's nginx on the VIP through
+//! nonlocal bind, a backend serving a page, check_web as a track script, a client
+//! curling through the VIP; then the dual-master pair.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -94,7 +94,7 @@ impl Drop for Nginx {
     }
 }
 
-/// The seed's §4 reverse proxy, with a header naming the balancer that answered.
+/// The reverse proxy, with a header naming the balancer that answered.
 fn lb_http(name: &str, backend: &Host, vips: &[&str]) -> String {
     let listen: String = vips
         .iter()
@@ -128,7 +128,7 @@ fn start_backend(web: &Host, dir: &Path) -> anyhow::Result<Nginx> {
     )
 }
 
-/// The seed's check_web (§5): nginx alive → exit 0. The seed counts `ps -ef | grep
+/// check_web: nginx alive → exit 0. The original counts `ps -ef | grep
 /// [n]ginx`; every lab namespace shares one process table, so this node's nginx is
 /// found by its pid file instead.
 fn check_web(dir: &Path, name: &str, pid_file: &Path) -> anyhow::Result<PathBuf> {

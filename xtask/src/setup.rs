@@ -6,7 +6,8 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-/// The dated nightly that builds the XDP program (DESIGN.md, "Toolchain").
+/// The dated nightly that builds the XDP program (the one the aya-ebpf pin is verified
+/// with; see docs/architecture.md, "Toolchain").
 pub const BPF_TOOLCHAIN: &str = "nightly-2026-05-20";
 /// Its rustc commit; the image's plain `nightly` is this same build.
 const BPF_TOOLCHAIN_COMMIT: &str = "e50aa6fba";
@@ -28,6 +29,8 @@ const PACKAGES: &[(&str, &str)] = &[
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
     ),
     ("procps", "pgrep"),
+    // FRR's vrrpd: a second VRRP implementation that uses the virtual MAC.
+    ("frr", "/usr/lib/frr/vrrpd"),
     // The systemd test boots systemd as PID 1 in a container.
     ("systemd-container", "systemd-nspawn"),
     // `systemd-analyze verify` resolves the unit's Documentation=man:vigil(1).

@@ -10,6 +10,7 @@ mod bfd;
 pub mod duration;
 mod error;
 mod raw;
+pub mod route;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -44,6 +45,69 @@ pub struct Config {
     pub instances: BTreeMap<String, Instance>,
     /// `[bfd.NAME]`: BFD sessions that instances track, by name.
     pub bfd: BTreeMap<String, BfdSession>,
+    /// `[processes.NAME]`: tracked processes (keepalived `vrrp_track_process`), by name.
+    pub processes: BTreeMap<String, Process>,
+    /// `[sync_groups.NAME]`: instances that fail over together, by name.
+    pub sync_groups: BTreeMap<String, SyncGroup>,
+}
+
+/// `[processes.NAME]`: processes whose number decides a tracking verdict
+/// (keepalived `vrrp_track_process`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    /// Process name: the kernel's 15-character `comm`, or, when it holds a `/`, the full
+    /// path of the program (`argv[0]`).
+    pub name: String,
+    /// When set, only processes whose whole command line (arguments joined by single
+    /// spaces) equals this count.
+    pub command_line: Option<String>,
+    /// Fewest matching processes that count as running (default 1).
+    pub quorum: u32,
+    /// Most matching processes that count as running (default: no limit).
+    pub quorum_max: Option<u32>,
+    /// keepalived semantics: > 0 added while running, < 0 subtracted while not, 0 → FAULT.
+    pub weight: i32,
+    /// After the count reaches the quorum, wait this long before counting it as running.
+    pub fork_delay: Duration,
+    /// After the count leaves the quorum, wait this long before counting it as failed.
+    pub terminate_delay: Duration,
+}
+
+/// `use_vmac`: the instance's addresses live on a macvlan with the virtual router MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vmac {
+    /// Name of the macvlan (`vmac_interface`, default `vrrp.VRID`).
+    pub interface: String,
+    /// Send adverts from the parent interface and its MAC (`vmac_xmit_base`) instead of
+    /// from the macvlan.
+    pub xmit_base: bool,
+}
+
+/// A `track_processes` entry, with the weight resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackProcess {
+    /// Name of the process in `[processes]`.
+    pub process: String,
+    /// Effective weight for this instance.
+    pub weight: i32,
+}
+
+/// `[sync_groups.NAME]`: instances that are Master together or not at all (keepalived
+/// `vrrp_sync_group`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncGroup {
+    /// Member instances, in the order given.
+    pub instances: Vec<String>,
+    /// Run when the group becomes Master.
+    pub notify_master: Option<String>,
+    /// Run when the group becomes Backup.
+    pub notify_backup: Option<String>,
+    /// Run when the group enters Fault.
+    pub notify_fault: Option<String>,
+    /// Run when the group stops.
+    pub notify_stop: Option<String>,
+    /// Run on every group transition with `GROUP <name> <state> <priority>`.
+    pub notify: Option<String>,
 }
 
 /// `[global]`: settings for the whole agent.
@@ -226,6 +290,17 @@ pub struct Instance {
     pub track_interfaces: Vec<TrackInterface>,
     /// Files whose integer value adjusts the priority.
     pub track_files: Vec<TrackFile>,
+    /// Processes whose count adjusts the priority.
+    pub track_processes: Vec<TrackProcess>,
+    /// Addresses added while Master but not carried in adverts (keepalived
+    /// `virtual_ipaddress_excluded`); any family.
+    pub excluded_addresses: Vec<VirtualAddress>,
+    /// Routes added while Master, removed on leaving it (keepalived `virtual_routes`).
+    pub virtual_routes: Vec<route::VirtualRoute>,
+    /// Policy rules added while Master, removed on leaving it (keepalived `virtual_rules`).
+    pub virtual_rules: Vec<route::VirtualRule>,
+    /// Virtual MAC interface (keepalived `use_vmac`), if used.
+    pub vmac: Option<Vmac>,
     /// Run on becoming master.
     pub notify_master: Option<String>,
     /// Run on becoming backup.

@@ -27,6 +27,42 @@ pub(crate) struct RawConfig {
     pub instances: BTreeMap<S<String>, S<RawInstance>>,
     #[serde(default)]
     pub bfd: BTreeMap<S<String>, S<RawBfdSession>>,
+    #[serde(default)]
+    pub processes: BTreeMap<S<String>, S<RawProcess>>,
+    #[serde(default)]
+    pub sync_groups: BTreeMap<S<String>, S<RawSyncGroup>>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProcess {
+    pub name: S<String>,
+    pub command_line: Option<S<String>>,
+    pub quorum: Option<S<i64>>,
+    pub quorum_max: Option<S<i64>>,
+    pub weight: Option<S<i64>>,
+    pub delay: Option<S<RawDuration>>,
+    pub fork_delay: Option<S<RawDuration>>,
+    pub terminate_delay: Option<S<RawDuration>>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSyncGroup {
+    pub instances: S<Vec<S<String>>>,
+    #[serde(default)]
+    pub track_scripts: Vec<S<RawTrack>>,
+    #[serde(default)]
+    pub track_interfaces: Vec<S<RawTrack>>,
+    #[serde(default)]
+    pub track_files: Vec<S<RawTrack>>,
+    #[serde(default)]
+    pub track_processes: Vec<S<RawTrack>>,
+    pub notify_master: Option<S<String>>,
+    pub notify_backup: Option<S<String>>,
+    pub notify_fault: Option<S<String>>,
+    pub notify_stop: Option<S<String>>,
+    pub notify: Option<S<String>>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -83,6 +119,17 @@ pub(crate) struct RawInstance {
     pub track_interfaces: Vec<S<RawTrack>>,
     #[serde(default)]
     pub track_files: Vec<S<RawTrack>>,
+    #[serde(default)]
+    pub track_processes: Vec<S<RawTrack>>,
+    #[serde(default)]
+    pub excluded_addresses: Vec<S<String>>,
+    #[serde(default)]
+    pub virtual_routes: Vec<S<String>>,
+    #[serde(default)]
+    pub virtual_rules: Vec<S<String>>,
+    pub use_vmac: Option<S<bool>>,
+    pub vmac_interface: Option<S<String>>,
+    pub vmac_xmit_base: Option<S<bool>>,
     pub notify_master: Option<S<String>>,
     pub notify_backup: Option<S<String>>,
     pub notify_fault: Option<S<String>>,
@@ -97,7 +144,7 @@ pub(crate) struct RawInstance {
     pub track_bfd: Vec<S<RawTrack>>,
 }
 
-/// An entry of `track_scripts`, `track_interfaces` or `track_files`: either just the
+/// An entry of `track_scripts`, `track_interfaces`, `track_files` or `track_processes`: either just the
 /// name (`"check_web"`) or a table with the name and a weight
 /// (`{ script = "check_web", weight = -20 }`).
 #[derive(Debug)]
@@ -105,7 +152,7 @@ pub(crate) struct RawTrack {
     pub name: String,
     /// Span of the name when given in a table; `None` for the plain string form.
     pub name_span: Option<Range<usize>>,
-    /// Which key named it in the table form (`script`, `interface` or `path`).
+    /// Which key named it in the table form (`script`, `interface`, `path`, `process`).
     pub key: Option<&'static str>,
     pub weight: Option<S<i64>>,
 }
@@ -118,6 +165,7 @@ struct TrackTable {
     interface: Option<S<String>>,
     path: Option<S<String>>,
     bfd: Option<S<String>>,
+    process: Option<S<String>>,
     weight: Option<S<i64>>,
 }
 
@@ -147,12 +195,14 @@ impl<'de> Deserialize<'de> for RawTrack {
                     ("interface", t.interface),
                     ("path", t.path),
                     ("bfd", t.bfd),
+                    ("process", t.process),
                 ];
                 let mut given = named.into_iter().filter_map(|(k, v)| v.map(|v| (k, v)));
                 let (key, name) = given.next().ok_or_else(|| {
                     de::Error::custom(
                         "missing the name: `script = \"NAME\"` (track_scripts), \
-                         `interface = \"NAME\"` (track_interfaces) or `path = \"FILE\"` (track_files)",
+                         `interface = \"NAME\"` (track_interfaces), `path = \"FILE\"` (track_files) \
+                         or `process = \"NAME\"` (track_processes)",
                     )
                 })?;
                 if let Some((other, _)) = given.next() {

@@ -285,3 +285,123 @@ fn instances_compare_for_reload() {
     let c = parse(&SEED_LB01.replace("# nothing", ""), "c").unwrap();
     assert_eq!(a, c);
 }
+
+const PARITY: &str = r#"
+[processes.nginx]
+name = "nginx"
+quorum = 2
+delay = 1.5
+terminate_delay = 3
+
+[processes.exact]
+name = "/usr/sbin/nginx"
+command_line = "/usr/sbin/nginx -g daemon off;"
+quorum_max = 1
+weight = -30
+
+[scripts.chk]
+command = "true"
+
+[instances.outside]
+interface = "eth0"
+vrid = 1
+virtual_addresses = ["192.0.2.1/24"]
+excluded_addresses = ["2001:db8::1/64", "198.51.100.7/32 dev eth1"]
+track_processes = ["nginx", { process = "exact", weight = 10 }]
+
+[instances.inside]
+interface = "eth1"
+vrid = 2
+virtual_addresses = ["198.51.100.1/24"]
+
+[sync_groups.router]
+instances = ["outside", "inside"]
+track_scripts = [{ script = "chk", weight = 50 }]
+notify = "/bin/true"
+"#;
+
+#[test]
+fn processes_sync_groups_and_excluded_addresses_parse() {
+    let c = parse(PARITY, "p.toml").unwrap();
+    let p = &c.processes["nginx"];
+    assert_eq!((p.quorum, p.quorum_max, p.weight), (2, None, 0));
+    assert_eq!(p.fork_delay, Duration::from_millis(1500), "delay sets both");
+    assert_eq!(
+        p.terminate_delay,
+        Duration::from_secs(3),
+        "its own key wins"
+    );
+    let o = &c.instances["outside"];
+    assert_eq!(o.excluded_addresses.len(), 2);
+    assert_eq!(o.excluded_addresses[0].family(), Family::Ipv6);
+    assert_eq!(
+        o.track_processes,
+        vec![
+            TrackProcess {
+                process: "nginx".into(),
+                weight: 0
+            },
+            // A sync group member's weights are ignored, as keepalived does.
+            TrackProcess {
+                process: "exact".into(),
+                weight: 0
+            },
+        ]
+    );
+    // Outside a group the weight given in the entry stands.
+    let alone = parse(&PARITY.replace("[sync_groups.router]\ninstances = [\"outside\", \"inside\"]\ntrack_scripts = [{ script = \"chk\", weight = 50 }]\nnotify = \"/bin/true\"\n", ""), "p.toml").unwrap();
+    assert!(alone.sync_groups.is_empty());
+    assert_eq!(alone.instances["outside"].track_processes[1].weight, 10);
+    let g = &c.sync_groups["router"];
+    assert_eq!(
+        g.instances,
+        vec!["outside".to_string(), "inside".to_string()]
+    );
+    // Group tracking reaches every member, FAULT-only whatever weight was given.
+    for m in ["outside", "inside"] {
+        assert_eq!(
+            c.instances[m].track_scripts,
+            vec![TrackScript {
+                script: "chk".into(),
+                weight: 0
+            }]
+        );
+    }
+}
+
+#[test]
+fn parity_keys_are_checked() {
+    let cases = [
+        (
+            "quorum_max = 1",
+            "quorum = 2\nquorum_max = 1",
+            "is below quorum",
+        ),
+        (
+            "track_processes = [\"nginx\", { process = \"exact\", weight = 10 }]",
+            "track_processes = [\"nope\"]",
+            "no process named `nope`",
+        ),
+        (
+            "instances = [\"outside\", \"inside\"]",
+            "instances = [\"outside\", \"missing\"]",
+            "no instance named `missing`",
+        ),
+        (
+            "instances = [\"outside\", \"inside\"]",
+            "instances = [\"outside\"]",
+            "at least two instances",
+        ),
+        (
+            "excluded_addresses = [\"2001:db8::1/64\", \"198.51.100.7/32 dev eth1\"]",
+            "excluded_addresses = [\"198.51.100.1\"]",
+            "already a virtual address of instance",
+        ),
+    ];
+    for (from, to, want) in cases {
+        let text = PARITY.replacen(from, to, 1);
+        assert_ne!(text, PARITY, "{from}");
+        let e = parse(&text, "p.toml").expect_err(want).to_string();
+        assert!(e.contains(want), "{want}: {e}");
+    }
+}

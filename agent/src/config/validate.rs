@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use super::duration::RawDuration;
 use super::error::{ConfigError, Errors, SourceText};
-use super::raw::{RawConfig, RawGlobal, RawInstance, RawScript, RawTrack, S};
+use super::raw::{
+    RawConfig, RawGlobal, RawInstance, RawProcess, RawScript, RawSyncGroup, RawTrack, S,
+};
 use super::{
     BfdSession, BfdTimers, Config, DEFAULT_BPF_PIN_DIR, DEFAULT_CONTROL_SOCKET, Family, Garp,
-    Global, InitialState, Instance, Script, TrackBfd, TrackFile, TrackInterface, TrackScript,
-    Version, VirtualAddress, XdpMode, check_ifname, display_key,
+    Global, InitialState, Instance, Process, Script, SyncGroup, TrackBfd, TrackFile,
+    TrackInterface, TrackProcess, TrackScript, Version, VirtualAddress, XdpMode, check_ifname,
+    display_key,
 };
 
 /// Weights of scripts and interfaces, as keepalived allows.
@@ -20,9 +23,9 @@ const WEIGHT: RangeInclusive<i64> = -253..=253;
 /// track_file weights are one wider in keepalived.
 const FILE_WEIGHT: RangeInclusive<i64> = -254..=254;
 
-pub(super) fn validate(src: &SourceText<'_>, raw: RawConfig) -> Result<Config, ConfigError> {
+pub(super) fn validate(src: &SourceText<'_>, mut raw: RawConfig) -> Result<Config, ConfigError> {
     let mut e = Errors::new(src);
-    let raw_global = raw.global.map(S::into_inner).unwrap_or_default();
+    let raw_global = raw.global.take().map(S::into_inner).unwrap_or_default();
     let global = global(&mut e, &raw_global);
 
     let mut scripts = BTreeMap::new();
@@ -37,12 +40,24 @@ pub(super) fn validate(src: &SourceText<'_>, raw: RawConfig) -> Result<Config, C
     }
 
     let bfd_sessions = super::bfd::sessions(&mut e, &raw.bfd);
+    let mut processes = BTreeMap::new();
+    for (name, pr) in &raw.processes {
+        let path = format!("processes.{}", display_key(name.get_ref()));
+        if name.get_ref().trim().is_empty() {
+            e.add(name.span(), &path, "process name is empty");
+        }
+        if let Some(p) = process(&mut e, &path, pr.get_ref()) {
+            processes.insert(name.get_ref().clone(), p);
+        }
+    }
 
     let mut instances = BTreeMap::new();
     // (interface, family, vrid) → instance name, to refuse two routers on one wire id.
     let mut ids: HashMap<(String, Family, u8), String> = HashMap::new();
     // address → instance name, so one address is never managed twice.
     let mut owners: HashMap<IpAddr, String> = HashMap::new();
+    // virtual MAC interface name → instance name.
+    let mut vmacs: HashMap<String, String> = HashMap::new();
     // File order, so a clash is reported at the second of the two instances.
     let mut in_file_order: Vec<_> = raw.instances.iter().collect();
     in_file_order.sort_by_key(|(name, _)| name.span().start);
@@ -59,7 +74,10 @@ pub(super) fn validate(src: &SourceText<'_>, raw: RawConfig) -> Result<Config, C
             &raw.scripts,
             &scripts,
             &global,
-            &bfd_sessions,
+            Tracked {
+                processes: &processes,
+                bfd: &bfd_sessions,
+            },
         ) else {
             continue;
         };
@@ -79,16 +97,44 @@ pub(super) fn validate(src: &SourceText<'_>, raw: RawConfig) -> Result<Config, C
         } else {
             ids.insert(id, name.get_ref().clone());
         }
-        for (n, va) in i.virtual_addresses.iter().enumerate() {
-            if let Some(other) = owners.get(&va.addr) {
-                let span = raw_i
-                    .virtual_addresses
-                    .get_ref()
-                    .get(n)
-                    .map_or(raw_i.virtual_addresses.span(), S::span);
+        if let Some(v) = &i.vmac {
+            if let Some(other) = vmacs.get(&v.interface) {
+                let span = raw_i.use_vmac.as_ref().map_or(raw_i.vrid.span(), S::span);
                 e.add(
                     span,
-                    format!("{path}.virtual_addresses[{n}]"),
+                    format!("{path}.use_vmac"),
+                    format!(
+                        "instance `{other}` already uses the virtual MAC interface {}; set vmac_interface",
+                        v.interface
+                    ),
+                );
+            } else {
+                vmacs.insert(v.interface.clone(), name.get_ref().clone());
+            }
+        }
+        let spans = raw_i
+            .virtual_addresses
+            .get_ref()
+            .iter()
+            .map(|a| ("virtual_addresses", a.span()))
+            .chain(
+                raw_i
+                    .excluded_addresses
+                    .iter()
+                    .map(|a| ("excluded_addresses", a.span())),
+            );
+        let all = i
+            .virtual_addresses
+            .iter()
+            .chain(&i.excluded_addresses)
+            .zip(spans);
+        let mut index: HashMap<&str, usize> = HashMap::new();
+        for (va, (list, span)) in all {
+            let n = *index.entry(list).and_modify(|k| *k += 1).or_insert(0);
+            if let Some(other) = owners.get(&va.addr) {
+                e.add(
+                    span,
+                    format!("{path}.{list}[{n}]"),
                     format!(
                         "{} is already a virtual address of instance `{other}`; an address belongs to one instance",
                         va.addr
@@ -101,12 +147,23 @@ pub(super) fn validate(src: &SourceText<'_>, raw: RawConfig) -> Result<Config, C
         instances.insert(name.get_ref().clone(), i);
     }
 
+    let sync_groups = sync_groups(
+        &mut e,
+        &raw,
+        &mut instances,
+        &raw.scripts,
+        &scripts,
+        &processes,
+    );
+
     if e.is_empty() {
         Ok(Config {
             global,
             scripts,
             instances,
             bfd: bfd_sessions,
+            processes,
+            sync_groups,
         })
     } else {
         Err(e.into_error())
@@ -331,6 +388,13 @@ fn script(e: &mut Errors<'_>, path: &str, s: &RawScript) -> Option<Script> {
     })
 }
 
+/// Definitions besides scripts that instances refer to by name.
+#[derive(Clone, Copy)]
+struct Tracked<'a> {
+    processes: &'a BTreeMap<String, Process>,
+    bfd: &'a BTreeMap<String, BfdSession>,
+}
+
 fn instance(
     e: &mut Errors<'_>,
     path: &str,
@@ -338,8 +402,12 @@ fn instance(
     raw_scripts: &BTreeMap<S<String>, S<RawScript>>,
     scripts: &BTreeMap<String, Script>,
     global: &Global,
-    bfd_sessions: &BTreeMap<String, BfdSession>,
+    tracked: Tracked<'_>,
 ) -> Option<Instance> {
+    let Tracked {
+        processes,
+        bfd: bfd_sessions,
+    } = tracked;
     let before = e.len();
     let p = |key: &str| format!("{path}.{key}");
 
@@ -627,24 +695,17 @@ fn instance(
         })
         .collect::<Vec<_>>();
 
-    let mut notify = |v: &Option<S<String>>, key: &str| {
-        v.as_ref().map(|s| {
-            let cmd = s.get_ref().trim().to_string();
-            if cmd.is_empty() {
-                e.add(
-                    s.span(),
-                    p(key),
-                    "command is empty; leave the key out instead",
-                );
-            }
-            cmd
-        })
-    };
-    let notify_master = notify(&r.notify_master, "notify_master");
-    let notify_backup = notify(&r.notify_backup, "notify_backup");
-    let notify_fault = notify(&r.notify_fault, "notify_fault");
-    let notify_stop = notify(&r.notify_stop, "notify_stop");
-    let notify_any = notify(&r.notify, "notify");
+    let track_processes = track_processes(e, path, &r.track_processes, processes);
+    let excluded_addresses = excluded_addresses(e, path, &r.excluded_addresses, &interface);
+    let virtual_routes = parsed_list(e, path, "virtual_routes", &r.virtual_routes);
+    let virtual_rules = parsed_list(e, path, "virtual_rules", &r.virtual_rules);
+    let vmac = vmac(e, path, r, vrid, family);
+
+    let notify_master = notify(e, &r.notify_master, &p("notify_master"));
+    let notify_backup = notify(e, &r.notify_backup, &p("notify_backup"));
+    let notify_fault = notify(e, &r.notify_fault, &p("notify_fault"));
+    let notify_stop = notify(e, &r.notify_stop, &p("notify_stop"));
+    let notify_any = notify(e, &r.notify, &p("notify"));
 
     let garp = garp(
         e,
@@ -698,6 +759,11 @@ fn instance(
         track_scripts,
         track_interfaces,
         track_files,
+        track_processes,
+        excluded_addresses,
+        virtual_routes,
+        virtual_rules,
+        vmac,
         notify_master,
         notify_backup,
         notify_fault,
@@ -707,6 +773,399 @@ fn instance(
         bfd,
         track_bfd,
     })
+}
+
+fn notify(e: &mut Errors<'_>, v: &Option<S<String>>, path: &str) -> Option<String> {
+    v.as_ref().map(|s| {
+        let cmd = s.get_ref().trim().to_string();
+        if cmd.is_empty() {
+            e.add(
+                s.span(),
+                path,
+                "command is empty; leave the key out instead",
+            );
+        }
+        cmd
+    })
+}
+
+fn process(e: &mut Errors<'_>, path: &str, r: &RawProcess) -> Option<Process> {
+    let before = e.len();
+    let p = |key: &str| format!("{path}.{key}");
+    let name = r.name.get_ref().clone();
+    if name.is_empty() || name.contains('\0') {
+        e.add(
+            r.name.span(),
+            p("name"),
+            "needs a process name, e.g. \"nginx\"",
+        );
+    }
+    let command_line = r.command_line.as_ref().map(|c| {
+        if c.get_ref().trim().is_empty() {
+            e.add(
+                c.span(),
+                p("command_line"),
+                "empty; leave the key out to match by name only",
+            );
+        }
+        c.get_ref().clone()
+    });
+    let quorum = r
+        .quorum
+        .as_ref()
+        .and_then(|q| int_in(e, q, &p("quorum"), 1..=65_535))
+        .unwrap_or(1) as u32;
+    let quorum_max = r
+        .quorum_max
+        .as_ref()
+        .and_then(|q| int_in(e, q, &p("quorum_max"), 1..=65_535))
+        .map(|q| q as u32);
+    if let (Some(max), Some(q)) = (quorum_max, &r.quorum_max)
+        && max < quorum
+    {
+        e.add(
+            q.span(),
+            p("quorum_max"),
+            format!("{max} is below quorum ({quorum}); no count could satisfy both"),
+        );
+    }
+    let weight = r
+        .weight
+        .as_ref()
+        .and_then(|w| int_in(e, w, &p("weight"), WEIGHT))
+        .unwrap_or(0) as i32;
+    let delay = |e: &mut Errors<'_>, d: &Option<S<RawDuration>>, key: &str| {
+        d.as_ref().and_then(|d| {
+            duration_in(
+                e,
+                d,
+                &p(key),
+                Duration::ZERO,
+                Duration::from_secs(3600),
+                "0 to 3600 s",
+            )
+        })
+    };
+    let both = delay(e, &r.delay, "delay").unwrap_or(Duration::ZERO);
+    let fork_delay = delay(e, &r.fork_delay, "fork_delay").unwrap_or(both);
+    let terminate_delay = delay(e, &r.terminate_delay, "terminate_delay").unwrap_or(both);
+    (e.len() == before).then_some(Process {
+        name,
+        command_line,
+        quorum,
+        quorum_max,
+        weight,
+        fork_delay,
+        terminate_delay,
+    })
+}
+
+fn track_processes(
+    e: &mut Errors<'_>,
+    path: &str,
+    items: &[S<RawTrack>],
+    processes: &BTreeMap<String, Process>,
+) -> Vec<TrackProcess> {
+    track_list(e, path, "track_processes", "process", items)
+        .into_iter()
+        .filter_map(|(name, span, weight)| {
+            let Some(p) = processes.get(&name) else {
+                let known: Vec<String> = processes.keys().map(|k| format!("`{k}`")).collect();
+                let allowed = if known.is_empty() {
+                    "no [processes.NAME] tables are defined (or they have errors)".to_string()
+                } else {
+                    format!("defined: {}", known.join(", "))
+                };
+                e.add(
+                    span.0,
+                    span.1,
+                    format!("no process named `{name}`; {allowed}"),
+                );
+                return None;
+            };
+            Some(TrackProcess {
+                weight: weight.map_or(p.weight, |w| w as i32),
+                process: name,
+            })
+        })
+        .collect()
+}
+
+fn vmac(
+    e: &mut Errors<'_>,
+    path: &str,
+    r: &RawInstance,
+    vrid: u8,
+    family: Option<Family>,
+) -> Option<super::Vmac> {
+    let on = r.use_vmac.as_ref().is_some_and(|b| *b.get_ref());
+    if !on {
+        for (key, span) in [
+            ("vmac_interface", r.vmac_interface.as_ref().map(S::span)),
+            ("vmac_xmit_base", r.vmac_xmit_base.as_ref().map(S::span)),
+        ] {
+            if let Some(span) = span {
+                e.add(span, format!("{path}.{key}"), "only with use_vmac = true");
+            }
+        }
+        return None;
+    }
+    if family == Some(Family::Ipv6)
+        && let Some(b) = &r.use_vmac
+    {
+        e.add(
+            b.span(),
+            format!("{path}.use_vmac"),
+            "virtual MAC interfaces are for IPv4 instances only",
+        );
+    }
+    let interface = match &r.vmac_interface {
+        Some(n) => {
+            if let Err(m) = check_ifname(n.get_ref()) {
+                e.add(n.span(), format!("{path}.vmac_interface"), m);
+            }
+            n.get_ref().clone()
+        }
+        None => crate::net::vmac::default_name(vrid),
+    };
+    Some(super::Vmac {
+        interface,
+        xmit_base: r.vmac_xmit_base.as_ref().is_some_and(|b| *b.get_ref()),
+    })
+}
+
+/// Each string parsed as `T`, duplicates refused.
+fn parsed_list<T: std::str::FromStr<Err = String> + PartialEq>(
+    e: &mut Errors<'_>,
+    path: &str,
+    list: &str,
+    items: &[S<String>],
+) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for (n, a) in items.iter().enumerate() {
+        let ap = format!("{path}.{list}[{n}]");
+        match a.get_ref().parse::<T>() {
+            Ok(v) if out.contains(&v) => e.add(a.span(), ap, "listed twice"),
+            Ok(v) => out.push(v),
+            Err(m) => e.add(a.span(), ap, m),
+        }
+    }
+    out
+}
+
+fn excluded_addresses(
+    e: &mut Errors<'_>,
+    path: &str,
+    items: &[S<String>],
+    interface: &str,
+) -> Vec<VirtualAddress> {
+    let mut out: Vec<VirtualAddress> = Vec::new();
+    for (n, a) in items.iter().enumerate() {
+        let ap = format!("{path}.excluded_addresses[{n}]");
+        let va: VirtualAddress = match a.get_ref().parse() {
+            Ok(v) => v,
+            Err(m) => {
+                e.add(a.span(), ap, m);
+                continue;
+            }
+        };
+        if out.iter().any(|o| o.addr == va.addr) {
+            e.add(a.span(), &ap, format!("{} is listed twice", va.addr));
+            continue;
+        }
+        if let Some(label) = &va.label {
+            let dev = va.device(interface);
+            if !label.starts_with(dev) {
+                e.add(
+                    a.span(),
+                    &ap,
+                    format!(
+                        "label `{label}` must begin with the device name `{dev}`, e.g. `{dev}:1`"
+                    ),
+                );
+            }
+        }
+        out.push(va);
+    }
+    out
+}
+
+/// Sync groups: each member exists and is in one group; a group's own tracking is added
+/// to every member as a FAULT-only entry (weight 0), as keepalived does.
+fn sync_groups(
+    e: &mut Errors<'_>,
+    raw: &RawConfig,
+    instances: &mut BTreeMap<String, Instance>,
+    raw_scripts: &BTreeMap<S<String>, S<RawScript>>,
+    scripts: &BTreeMap<String, Script>,
+    processes: &BTreeMap<String, Process>,
+) -> BTreeMap<String, SyncGroup> {
+    let mut out = BTreeMap::new();
+    let mut member_of: HashMap<String, String> = HashMap::new();
+    for (name, g) in &raw.sync_groups {
+        let path = format!("sync_groups.{}", display_key(name.get_ref()));
+        let g: &RawSyncGroup = g.get_ref();
+        let before = e.len();
+        if name.get_ref().trim().is_empty() {
+            e.add(name.span(), &path, "group name is empty");
+        }
+        let mut members: Vec<String> = Vec::new();
+        if g.instances.get_ref().len() < 2 {
+            e.add(
+                g.instances.span(),
+                format!("{path}.instances"),
+                "a sync group needs at least two instances",
+            );
+        }
+        for (n, m) in g.instances.get_ref().iter().enumerate() {
+            let ip = format!("{path}.instances[{n}]");
+            let m_name = m.get_ref();
+            if !raw.instances.keys().any(|k| k.get_ref() == m_name) {
+                let known: Vec<String> = raw
+                    .instances
+                    .keys()
+                    .map(|k| format!("`{}`", k.get_ref()))
+                    .collect();
+                e.add(
+                    m.span(),
+                    ip,
+                    format!(
+                        "no instance named `{m_name}`; defined: {}",
+                        known.join(", ")
+                    ),
+                );
+                continue;
+            }
+            if members.contains(m_name) {
+                e.add(m.span(), ip, format!("`{m_name}` is listed twice"));
+                continue;
+            }
+            if let Some(other) = member_of.get(m_name) {
+                e.add(
+                    m.span(),
+                    ip,
+                    format!("`{m_name}` is already in sync group `{other}`; an instance belongs to one group"),
+                );
+                continue;
+            }
+            member_of.insert(m_name.clone(), name.get_ref().clone());
+            members.push(m_name.clone());
+        }
+        // The group's tracking, as FAULT-only entries.
+        let t_scripts: Vec<TrackScript> =
+            track_list(e, &path, "track_scripts", "script", &g.track_scripts)
+                .into_iter()
+                .filter_map(|(n, span, _)| {
+                    if scripts.contains_key(&n) {
+                        Some(TrackScript {
+                            script: n,
+                            weight: 0,
+                        })
+                    } else {
+                        if !raw_scripts.keys().any(|k| *k.get_ref() == n) {
+                            e.add(span.0, span.1, format!("no script named `{n}`"));
+                        }
+                        None
+                    }
+                })
+                .collect();
+        let t_ifaces: Vec<TrackInterface> = track_list(
+            e,
+            &path,
+            "track_interfaces",
+            "interface",
+            &g.track_interfaces,
+        )
+        .into_iter()
+        .filter_map(|(n, span, _)| match check_ifname(&n) {
+            Ok(()) => Some(TrackInterface {
+                interface: n,
+                weight: 0,
+            }),
+            Err(m) => {
+                e.add(span.0, span.1, m);
+                None
+            }
+        })
+        .collect();
+        let t_files: Vec<TrackFile> = track_list(e, &path, "track_files", "path", &g.track_files)
+            .into_iter()
+            .filter_map(|(n, span, _)| {
+                if n.starts_with('/') {
+                    Some(TrackFile {
+                        path: PathBuf::from(n),
+                        weight: 0,
+                    })
+                } else {
+                    e.add(span.0, span.1, format!("`{n}` is not an absolute path"));
+                    None
+                }
+            })
+            .collect();
+        let t_procs: Vec<TrackProcess> = track_processes(e, &path, &g.track_processes, processes)
+            .into_iter()
+            .map(|t| TrackProcess { weight: 0, ..t })
+            .collect();
+        let p = |key: &str| format!("{path}.{key}");
+        let group = SyncGroup {
+            instances: members.clone(),
+            notify_master: notify(e, &g.notify_master, &p("notify_master")),
+            notify_backup: notify(e, &g.notify_backup, &p("notify_backup")),
+            notify_fault: notify(e, &g.notify_fault, &p("notify_fault")),
+            notify_stop: notify(e, &g.notify_stop, &p("notify_stop")),
+            notify: notify(e, &g.notify, &p("notify")),
+        };
+        if e.len() != before {
+            continue;
+        }
+        for m in &members {
+            let Some(i) = instances.get_mut(m) else {
+                continue;
+            };
+            // As keepalived (without sync_group_tracking_weight): a member's own tracking
+            // weights are ignored and a tracked failure means FAULT, which the group then
+            // spreads. Weights that only moved one member's priority could leave the
+            // group Master on one node for one VRID and wanted on the other for another.
+            for t in &mut i.track_scripts {
+                t.weight = 0;
+            }
+            for t in &mut i.track_interfaces {
+                t.weight = 0;
+            }
+            for t in &mut i.track_files {
+                t.weight = 0;
+            }
+            for t in &mut i.track_processes {
+                t.weight = 0;
+            }
+            for t in &t_scripts {
+                if !i.track_scripts.iter().any(|x| x.script == t.script) {
+                    i.track_scripts.push(t.clone());
+                }
+            }
+            for t in &t_ifaces {
+                if !i
+                    .track_interfaces
+                    .iter()
+                    .any(|x| x.interface == t.interface)
+                {
+                    i.track_interfaces.push(t.clone());
+                }
+            }
+            for t in &t_files {
+                if !i.track_files.iter().any(|x| x.path == t.path) {
+                    i.track_files.push(t.clone());
+                }
+            }
+            for t in &t_procs {
+                if !i.track_processes.iter().any(|x| x.process == t.process) {
+                    i.track_processes.push(t.clone());
+                }
+            }
+        }
+        out.insert(name.get_ref().clone(), group);
+    }
+    out
 }
 
 fn advert_interval(

@@ -11,7 +11,7 @@ use super::owned::{OwnedAddress, OwnedAddresses};
 use super::split::SplitBrain;
 use crate::config;
 use crate::datapath::transmit::AdvertSender;
-use crate::net::announce::{AnnounceSchedule, AnnounceTiming, Announcer, run_announcements};
+use crate::net::announce::{AnnounceSchedule, AnnounceTiming, Announcer, run_announcements_on};
 use crate::net::{Interface, Netlink, VirtualAddress};
 use crate::notify::Notifier;
 use crate::track::Verdict;
@@ -76,6 +76,8 @@ pub struct Instance {
     sender: AdvertSender,
     vips: Vec<Vip>,
     announcer: Option<Arc<Announcer>>,
+    /// Announcers of the interfaces addresses with their own `dev` live on.
+    dev_announcers: std::collections::BTreeMap<u32, Arc<Announcer>>,
     timing: AnnounceTiming,
     announce: Option<JoinHandle<u64>>,
     /// Adverts sent.
@@ -84,8 +86,20 @@ pub struct Instance {
     pub transition_counts: std::collections::BTreeMap<(State, State, &'static str), u64>,
     /// Its notify scripts' queue.
     pub notifier: Notifier,
-    /// The tracking verdict last handed to the election.
+    /// The tracking verdict last handed to the election (with any sync-group fault).
     pub tracked: Verdict,
+    /// The instance's own tracking verdict, before its sync group's say.
+    pub own: Verdict,
+    /// Fault imposed by its sync group (another member is in Fault).
+    pub sync_fault: Option<String>,
+    /// Addresses added while Master but not advertised (`excluded_addresses`).
+    excluded: Vec<Vip>,
+    /// Routes and rules added while Master (`virtual_routes`, `virtual_rules`), as
+    /// kernel messages with their text for logs.
+    routes: Vec<(String, netlink_packet_route::route::RouteMessage)>,
+    rules: Vec<(String, netlink_packet_route::rule::RuleMessage)>,
+    /// The virtual MAC interface vigil made for it, removed by [`Instance::close`].
+    vmac: Option<crate::net::Interface>,
     /// Split-brain watch (while Master).
     pub split: SplitBrain,
     /// Virtual addresses found on the interface while Backup that vigil did not add,
@@ -120,17 +134,88 @@ pub fn router_config(cfg: &config::Instance) -> RouterConfig {
     rc
 }
 
+/// The announcement schedule of an instance: its own `garp_master_*`, which the
+/// configuration has already filled in from `[global]` where the instance sets none.
+pub fn announce_timing(cfg: &config::Instance) -> AnnounceTiming {
+    let g = &cfg.garp;
+    AnnounceTiming {
+        delay: g.master_delay,
+        repeat: g.master_repeat,
+        refresh: g.master_refresh.unwrap_or_default(),
+        refresh_repeat: g.master_refresh_repeat,
+        ..AnnounceTiming::default()
+    }
+}
+
+/// An announcer on `iface`, with the NA Router flag set when the interface forwards IPv6
+/// (RFC 4861 §7.2.5: otherwise hosts drop this node from their default routers).
+fn announcer_on(name: &str, iface: &Interface, mac: [u8; 6]) -> Option<Arc<Announcer>> {
+    let forwards = crate::net::ipv6_forwarding(&iface.name).unwrap_or(false);
+    match Announcer::new(iface, mac, None) {
+        Ok(a) => Some(Arc::new(a.with_router_flag(forwards))),
+        Err(e) => {
+            tracing::warn!(instance = name, iface = %iface.name, "no gratuitous ARP/NA: {e}");
+            None
+        }
+    }
+}
+
 impl Instance {
     /// Resolves interfaces and addresses and opens the transmit socket.
     pub async fn new(
         name: &str,
         cfg: &config::Instance,
-        garp: &config::Garp,
         script_user: Option<&str>,
         netlink: &Netlink,
     ) -> anyhow::Result<Self> {
         let iface = netlink.interface(&cfg.interface).await?;
-        let vips = resolve_vips(cfg, &iface, netlink).await?;
+        // With use_vmac the addresses, announcements and (unless vmac_xmit_base) adverts
+        // go through the macvlan; receiving and the XDP program stay on `iface`.
+        let vmac = match &cfg.vmac {
+            Some(v) => {
+                let mac = crate::net::vmac::ipv4_mac(cfg.vrid);
+                let vif = netlink
+                    .ensure_vmac(&v.interface, &iface, mac)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("instance {name}: {}: {e}", v.interface))?;
+                tracing::info!(instance = name, "virtual MAC interface {} up", vif.name);
+                Some((vif, mac))
+            }
+            None => None,
+        };
+        let home = vmac.as_ref().map_or(&iface, |(v, _)| v).clone();
+        let mut excluded = Vec::new();
+        for v in &cfg.excluded_addresses {
+            let on = match &v.dev {
+                Some(dev) if *dev != cfg.interface => netlink.interface(dev).await?,
+                _ => home.clone(),
+            };
+            let mut addr = VirtualAddress::new(v.addr, v.prefix_len);
+            if let Some(l) = &v.label {
+                addr = addr.with_label(l.clone());
+            }
+            excluded.push(Vip { iface: on, addr });
+        }
+        let mut routes = Vec::new();
+        for r in &cfg.virtual_routes {
+            // A unicast route without a gateway leaves through the instance's interface.
+            let oif = match &r.dev {
+                Some(dev) => Some(netlink.interface(dev).await?.index),
+                None if r.via.is_none() && r.kind == config::route::RouteKind::Unicast => {
+                    Some(iface.index)
+                }
+                None => None,
+            };
+            let msg = crate::net::route::route_message(r, oif)
+                .map_err(|e| anyhow::anyhow!("instance {name}: route {r}: {e}"))?;
+            routes.push((r.to_string(), msg));
+        }
+        let rules = cfg
+            .virtual_rules
+            .iter()
+            .map(|r| (r.to_string(), crate::net::route::rule_message(r)))
+            .collect();
+        let vips = resolve_vips(cfg, &home, netlink).await?;
         let v6 = cfg
             .virtual_addresses
             .first()
@@ -160,30 +245,33 @@ impl Instance {
                     })?
                 }
             };
-            (IpAddr::V4(src), AdvertSender::ipv4(&iface, src)?)
+            // The parent's address is the source either way (keepalived's choice too).
+            let out = match &cfg.vmac {
+                Some(v) if !v.xmit_base => &home,
+                _ => &iface,
+            };
+            (IpAddr::V4(src), AdvertSender::ipv4(out, src)?)
         };
-        let announcer = match netlink.link(iface.index).await.ok().and_then(|l| l.mac) {
-            Some(mac) => match Announcer::new(&iface, mac, None) {
-                Ok(a) => Some(Arc::new(a)),
-                Err(e) => {
-                    tracing::warn!(instance = name, "no gratuitous ARP/NA: {e}");
-                    None
-                }
-            },
+        let own_mac = match &vmac {
+            Some((_, mac)) => Some(*mac),
+            None => netlink.link(iface.index).await.ok().and_then(|l| l.mac),
+        };
+        let announcer = match own_mac {
+            Some(mac) => announcer_on(name, &home, mac),
             None => None,
         };
-        let g = if *garp == config::Garp::default() {
-            &cfg.garp
-        } else {
-            garp
-        };
-        let timing = AnnounceTiming {
-            delay: g.master_delay,
-            repeat: g.master_repeat,
-            refresh: g.master_refresh.unwrap_or_default(),
-            refresh_repeat: g.master_refresh_repeat,
-            ..AnnounceTiming::default()
-        };
+        // Addresses with their own `dev` are announced there, with that device's MAC.
+        let mut dev_announcers = std::collections::BTreeMap::new();
+        for v in vips.iter().chain(&excluded) {
+            if v.iface.index == home.index || dev_announcers.contains_key(&v.iface.index) {
+                continue;
+            }
+            let mac = netlink.link(v.iface.index).await.ok().and_then(|l| l.mac);
+            if let Some(a) = mac.and_then(|mac| announcer_on(name, &v.iface, mac)) {
+                dev_announcers.insert(v.iface.index, a);
+            }
+        }
+        let timing = announce_timing(cfg);
         if cfg.is_address_owner()
             && (cfg.track_scripts.iter().any(|t| t.weight != 0)
                 || cfg.track_interfaces.iter().any(|t| t.weight != 0)
@@ -207,12 +295,19 @@ impl Instance {
             sender,
             vips,
             announcer,
+            dev_announcers,
             timing,
             announce: None,
             sent: 0,
             transition_counts: std::collections::BTreeMap::new(),
             notifier: Notifier::new(name, cfg, script_user),
             tracked: Verdict::untracked(cfg),
+            own: Verdict::untracked(cfg),
+            sync_fault: None,
+            excluded,
+            routes,
+            rules,
+            vmac: vmac.map(|(v, _)| v),
             split: SplitBrain::default(),
             foreign_while_backup: Vec::new(),
             removed_while_backup: 0,
@@ -322,7 +417,7 @@ impl Instance {
         netlink: &Netlink,
         owned: &mut OwnedAddresses,
     ) -> anyhow::Result<()> {
-        let new = resolve_vips(cfg, &self.iface, netlink).await?;
+        let new = resolve_vips(cfg, self.vmac.as_ref().unwrap_or(&self.iface), netlink).await?;
         let same = |a: &Vip, b: &Vip| a.iface.index == b.iface.index && a.addr == b.addr;
         let gone: Vec<Vip> = self
             .vips
@@ -353,7 +448,7 @@ impl Instance {
     }
 
     async fn add_addresses(&mut self, netlink: &Netlink, owned: &mut OwnedAddresses) {
-        for vip in &self.vips {
+        for vip in self.vips.iter().chain(&self.excluded) {
             match netlink.add_address(&vip.iface, &vip.addr).await {
                 Ok(true) => owned.insert(vip.owned()),
                 Ok(false) if owned.contains(&vip.owned()) => {}
@@ -366,10 +461,31 @@ impl Instance {
                 Err(e) => tracing::error!(instance = %self.name, "adding {}: {e}", vip.addr),
             }
         }
+        // Routes after the addresses they may use as source or gateway; rules last.
+        for (text, msg) in &self.routes {
+            if let Err(e) = netlink.add_route(msg.clone()).await {
+                tracing::error!(instance = %self.name, "adding route {text}: {e}");
+            }
+        }
+        for (text, msg) in &self.rules {
+            if let Err(e) = netlink.add_rule(msg.clone()).await {
+                tracing::error!(instance = %self.name, "adding rule {text}: {e}");
+            }
+        }
     }
 
     async fn remove_addresses(&mut self, netlink: &Netlink, owned: &mut OwnedAddresses) {
-        for vip in &self.vips {
+        for (text, msg) in &self.rules {
+            if let Err(e) = netlink.remove_rule(msg.clone()).await {
+                tracing::error!(instance = %self.name, "removing rule {text}: {e}");
+            }
+        }
+        for (text, msg) in &self.routes {
+            if let Err(e) = netlink.remove_route(msg.clone()).await {
+                tracing::error!(instance = %self.name, "removing route {text}: {e}");
+            }
+        }
+        for vip in self.vips.iter().chain(&self.excluded) {
             let o = vip.owned();
             if !owned.contains(&o) {
                 continue;
@@ -382,20 +498,37 @@ impl Instance {
     }
 
     fn announce(&mut self) {
-        let Some(announcer) = self.announcer.clone() else {
-            return;
-        };
         if let Some(task) = self.announce.take() {
             task.abort();
         }
-        let addrs: Vec<IpAddr> = self.vips.iter().map(|v| v.addr.addr).collect();
+        // Announcements cover excluded addresses too: hosts must learn where they moved.
+        // Each goes out on the device the address lives on.
+        let mut groups: Vec<(Arc<Announcer>, Vec<IpAddr>)> = Vec::new();
+        for v in self.vips.iter().chain(&self.excluded) {
+            let Some(a) = self
+                .dev_announcers
+                .get(&v.iface.index)
+                .or(self.announcer.as_ref())
+            else {
+                continue;
+            };
+            match groups.iter_mut().find(|(g, _)| Arc::ptr_eq(g, a)) {
+                Some((_, addrs)) => addrs.push(v.addr.addr),
+                None => groups.push((a.clone(), vec![v.addr.addr])),
+            }
+        }
+        if groups.is_empty() {
+            return;
+        }
         let schedule = AnnounceSchedule::new(self.timing, std::time::Instant::now());
         self.announce = Some(tokio::spawn(async move {
-            run_announcements(&announcer, &addrs, schedule).await
+            let refs: Vec<(&Announcer, &[IpAddr])> =
+                groups.iter().map(|(a, x)| (&**a, x.as_slice())).collect();
+            run_announcements_on(&refs, schedule).await
         }));
     }
 
-    /// The seed's split-brain check, while Backup or Fault: a virtual address on the
+    /// The classic split-brain check, while Backup or Fault: a virtual address on the
     /// interface. vigil removes it only if vigil added it (the record in `owned`, e.g. a
     /// removal that failed); an address someone else put there is left alone and warned
     /// about once. `seen` caches address lists per interface index for one round;
@@ -461,6 +594,19 @@ impl Instance {
             }
         }
         self.foreign_while_backup = foreign;
+    }
+
+    /// Removes what the instance made besides its addresses (its virtual MAC
+    /// interface); call after its last actions have run.
+    pub async fn close(&mut self, netlink: &Netlink) {
+        if let Some(v) = self.vmac.take() {
+            match netlink.remove_vmac(&v).await {
+                Ok(_) => {
+                    tracing::info!(instance = %self.name, "virtual MAC interface {} removed", v.name)
+                }
+                Err(e) => tracing::error!(instance = %self.name, "removing {}: {e}", v.name),
+            }
+        }
     }
 
     /// At start, before the election: removes this instance's virtual addresses that
@@ -542,6 +688,11 @@ impl Instance {
             "master": router.master().map(|m| m.to_string()),
             "primary": router.primary().to_string(),
             "virtual_addresses": self.vips.iter().map(|v| v.addr.to_string()).collect::<Vec<_>>(),
+            "excluded_addresses": self.excluded.iter().map(|v| v.addr.to_string()).collect::<Vec<_>>(),
+            "virtual_routes": self.routes.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            "virtual_rules": self.rules.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            "vmac_interface": self.vmac.as_ref().map(|v| v.name.clone()),
+            "sync_fault": self.sync_fault,
             "last_transition": last,
             "adverts_rx": received,
             "adverts_tx": self.sent,
@@ -562,5 +713,24 @@ impl Drop for Instance {
         if let Some(task) = self.announce.take() {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_instance_garp_settings_win_over_global_ones() {
+        let text = "[global]\nrouter_id = \"t\"\ngarp_master_repeat = 2\ngarp_master_delay = 10\n\
+            [instances.a]\ninterface = \"eth0\"\nvrid = 1\npriority = 100\n\
+            virtual_addresses = [\"192.0.2.1/24\"]\ngarp_master_repeat = 7\n\
+            [instances.b]\ninterface = \"eth0\"\nvrid = 2\npriority = 100\n\
+            virtual_addresses = [\"192.0.2.2/24\"]\n";
+        let c = config::parse(text, "t").expect("valid configuration");
+        let a = announce_timing(&c.instances["a"]);
+        assert_eq!((a.repeat, a.delay), (7, std::time::Duration::from_secs(10)));
+        let b = announce_timing(&c.instances["b"]);
+        assert_eq!((b.repeat, b.delay), (2, std::time::Duration::from_secs(10)));
     }
 }

@@ -3,11 +3,15 @@
 //! election sees and does happens in order.
 
 pub mod bfd;
+pub mod groups;
 pub mod instance;
 pub mod owned;
 pub mod receive;
+mod reload;
+mod report;
 pub mod split;
 mod takeover;
+mod waiting;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -29,6 +33,8 @@ use crate::vrrp::endpoint::{Datapath, Endpoint, EndpointAction, EndpointInput};
 use instance::{Instance, router_config};
 use owned::OwnedAddresses;
 use receive::Receiver;
+use reload::{LoadedConfig, start_reload};
+use waiting::Waiting;
 
 /// Why `vigil run` stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +60,7 @@ struct Agent {
     owned: OwnedAddresses,
     tracker: Tracker,
     bfd: Option<bfd::BfdService>,
+    groups: groups::Groups,
     started: std::time::Instant,
     /// Where the control socket, the address record and the SIGUSR dumps live.
     runtime_dir: PathBuf,
@@ -61,27 +68,13 @@ struct Agent {
     last_reload: Option<(bool, std::time::SystemTime)>,
     /// The last `STATUS=` line sent to systemd.
     status_line: String,
+    /// Whether something the `STATUS=` line shows may have changed.
+    status_stale: bool,
     /// Instances that cannot run yet, by name.
     waiting: BTreeMap<String, Waiting>,
 }
 
-/// An instance that cannot run yet: its interface is missing or went away, or has no
-/// address to send adverts from yet (an IPv6 link-local still in duplicate address
-/// detection). It counts as FAULT and is tried again on every link change and every
-/// housekeeping tick, as keepalived's dynamic interfaces are.
-struct Waiting {
-    cfg: config::Instance,
-    reason: String,
-}
-
-/// A reload to apply: its sequence number, the file as read, and who asked for an answer.
-type LoadedConfig = (
-    u64,
-    Result<Config, config::ConfigError>,
-    Option<tokio::sync::oneshot::Sender<serde_json::Value>>,
-);
-
-/// How often the split-brain watch expires quiet peers and the seed's check looks for
+/// How often the split-brain watch expires quiet peers and the classic check looks for
 /// virtual addresses on a Backup's interfaces.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
@@ -118,7 +111,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut waiting = BTreeMap::new();
     let script_user = config.global.script_user.as_deref();
     for (name, cfg) in &config.instances {
-        match Instance::new(name, cfg, &config.global.garp, script_user, &netlink).await {
+        match Instance::new(name, cfg, script_user, &netlink).await {
             Ok(inst) => {
                 endpoint
                     .add(inst.key, router_config(cfg), inst.primary, inst.unicast())
@@ -168,28 +161,39 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         owned,
         tracker,
         bfd,
+        groups: groups::Groups::default(),
         started: std::time::Instant::now(),
         runtime_dir,
         last_reload: None,
         status_line: String::new(),
+        status_stale: true,
         waiting,
     };
     agent.bfd_setup();
+    agent.groups.configure(&agent.config);
     let now = clock::now();
     for inst in agent.instances.values_mut() {
         // Tracking first, so that an instance with a failed check starts in Fault and
         // one with weights starts at its effective priority.
         let v = agent.tracker.evaluate(&inst.cfg);
-        apply_verdict(&mut agent.endpoint, inst, v, now);
+        apply_verdict(&mut agent.endpoint, &agent.receiver, inst, v, now);
         let key = inst.key;
-        agent.endpoint.handle(now, EndpointInput::Startup { key });
+        // The link state first: an address owner started on a down link must go to
+        // FAULT, not add its addresses and send a priority 0 right after.
         if snapshot
             .iter()
             .any(|l| l.index == inst.iface.index && !l.is_up())
         {
             agent.endpoint.handle(now, EndpointInput::LinkDown { key });
         }
+        agent.endpoint.handle(now, EndpointInput::Startup { key });
     }
+    agent.groups.apply(
+        &mut agent.endpoint,
+        &agent.receiver,
+        &mut agent.instances,
+        now,
+    );
     agent.run_actions().await;
 
     let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
@@ -298,6 +302,12 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
+        agent.groups.apply(
+            &mut agent.endpoint,
+            &agent.receiver,
+            &mut agent.instances,
+            clock::now(),
+        );
         agent.run_actions().await;
         agent.notify_status();
     }
@@ -310,14 +320,18 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         agent.endpoint.handle(now, EndpointInput::Shutdown { key });
     }
     agent.run_actions().await;
+    for inst in agent.instances.values_mut() {
+        inst.close(&agent.netlink).await;
+    }
     agent.owned.clear();
     // notify_stop (and `notify ... STOP`) run before the process ends, each within its
     // own time limit.
-    let queues: Vec<_> = agent
+    let mut queues: Vec<_> = agent
         .instances
         .values_mut()
         .filter_map(|i| i.notifier.close())
         .collect();
+    queues.extend(agent.groups.close());
     if !queues.is_empty()
         && tokio::time::timeout(
             NOTIFY_TIMEOUT + Duration::from_secs(2),
@@ -338,22 +352,6 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         Some(e) => Err(RunError::Runtime(e)),
         None => Ok(()),
     }
-}
-
-/// Reads and validates the file off the agent's task, so adverts and timers keep their
-/// pace during a reload; only the diff runs on it. systemd hears RELOADING=1 now and
-/// READY=1 once the newest reload is applied or rejected.
-fn start_reload(
-    path: &Path,
-    tx: &mpsc::Sender<LoadedConfig>,
-    generation: u64,
-    reply: Option<tokio::sync::oneshot::Sender<serde_json::Value>>,
-) {
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading]);
-    let (path, tx) = (path.to_owned(), tx.clone());
-    tokio::task::spawn_blocking(move || {
-        let _ = tx.blocking_send((generation, config::load(&path), reply));
-    });
 }
 
 /// Raises the soft limit on open files to the hard one: idle clients are capped, but
@@ -388,14 +386,21 @@ fn datapath_plan(
     (ifaces, endpoint.watch_entries())
 }
 
-/// Hands an instance's tracking verdict to its election, when it changed.
+/// Hands an instance's tracking verdict (with any fault its sync group imposes) to its
+/// election, when it changed.
 fn apply_verdict(
     endpoint: &mut Endpoint,
+    receiver: &Receiver,
     inst: &mut Instance,
-    v: Verdict,
+    own: Verdict,
     now: crate::vrrp::Instant,
 ) {
     let key = inst.key;
+    inst.own = own.clone();
+    let mut v = own;
+    if v.fault.is_none() {
+        v.fault = inst.sync_fault.clone();
+    }
     if v.priority != inst.tracked.priority {
         tracing::info!(
             instance = %inst.name,
@@ -406,6 +411,10 @@ fn apply_verdict(
             if v.why.is_empty() { "" } else { "; " },
             v.why.join(", ")
         );
+        // The adverts the kernel kept quiet count at the old priority.
+        if let Some(stats) = receiver.vrid_stats(&key) {
+            endpoint.handle(now, EndpointInput::KernelState { key, stats });
+        }
         endpoint.handle(
             now,
             EndpointInput::PriorityChanged {
@@ -542,136 +551,16 @@ impl Agent {
         }
     }
 
-    /// An interface was deleted: its instances finish what the election asked (FAULT,
-    /// notify_fault), lose their sockets and wait for an interface of that name to
-    /// come back (a recreated VLAN or veth has a new index).
-    async fn park_instances_on(&mut self, index: u32, name: &str) {
-        let gone: Vec<String> = self
-            .instances
-            .values()
-            .filter(|i| i.iface.index == index)
-            .map(|i| i.name.clone())
-            .collect();
-        // What the elections asked for on the link going down (FAULT, notify_fault).
-        self.run_actions().await;
-        for n in gone {
-            let Some(inst) = self.instances.remove(&n) else {
-                continue;
-            };
-            inst.forget_addresses_on(index, &mut self.owned);
-            self.by_key.remove(&inst.key);
-            self.endpoint.remove(&inst.key);
-            self.receiver.unwatch(inst.key);
-            let reason = format!("interface {name} was removed");
-            tracing::warn!(instance = %n, "{reason}; waiting in FAULT for it to come back");
-            self.waiting.insert(
-                n,
-                Waiting {
-                    cfg: inst.cfg.clone(),
-                    reason,
-                },
-            );
-        }
-    }
-
-    /// Tries to start every waiting instance; starts those that can, attaching the
-    /// datapath to interfaces it was not on.
-    async fn start_waiting(&mut self) {
-        let names: Vec<String> = self.waiting.keys().cloned().collect();
-        let mut started = 0;
-        for name in names {
-            let Some(w) = self.waiting.get(&name) else {
-                continue;
-            };
-            let cfg = w.cfg.clone();
-            let user = self.config.global.script_user.as_deref();
-            match Instance::new(&name, &cfg, &self.config.global.garp, user, &self.netlink).await {
-                Ok(inst) => {
-                    tracing::info!(instance = %name, iface = %inst.iface.name, "can start now");
-                    self.waiting.remove(&name);
-                    match self.begin(inst).await {
-                        Ok(()) => started += 1,
-                        Err(e) => tracing::error!("{e:#}"),
-                    }
-                }
-                Err(e) => {
-                    let reason = format!("{e:#}");
-                    if let Some(w) = self.waiting.get_mut(&name)
-                        && w.reason != reason
-                    {
-                        tracing::info!(instance = %name, "still waiting: {reason}");
-                        w.reason = reason;
-                    }
-                }
-            }
-        }
-        if started > 0 {
-            self.refresh_datapath(true);
-        }
-    }
-
-    /// Gives an instance its election in the endpoint and starts it; the endpoint's
-    /// first watch entry reaches the XDP map before the router starts.
-    async fn begin(&mut self, mut inst: Instance) -> anyhow::Result<()> {
-        self.endpoint
-            .add(
-                inst.key,
-                router_config(&inst.cfg),
-                inst.primary,
-                inst.unicast(),
-            )
-            .map_err(|e| anyhow::anyhow!("instance {}: {e}", inst.name))?;
-        self.run_actions().await;
-        let now = clock::now();
-        let verdict = self.tracker.evaluate(&inst.cfg);
-        apply_verdict(&mut self.endpoint, &mut inst, verdict, now);
-        let key = inst.key;
-        self.endpoint.handle(now, EndpointInput::Startup { key });
-        if let Ok(l) = self.netlink.link(inst.iface.index).await
-            && !l.is_up()
-        {
-            self.endpoint.handle(now, EndpointInput::LinkDown { key });
-        }
-        self.by_key.insert(inst.key, inst.name.clone());
-        let name = inst.name.clone();
-        self.instances.insert(name.clone(), inst);
-        self.bfd_enable(&name);
-        Ok(())
-    }
-
-    /// Makes the datapath cover every running instance's interface: XDP attaches to new
-    /// ones (and joins the VRRP group there); the raw path is rebuilt when `changed`.
-    fn refresh_datapath(&mut self, changed: bool) {
-        if self.receiver.is_xdp() {
-            let ifaces: BTreeMap<u32, String> = self
-                .instances
-                .values()
-                .map(|i| (i.iface.index, i.iface.name.clone()))
-                .collect();
-            for (index, name) in ifaces {
-                if let Err(e) = self.receiver.ensure_interface(index, &name) {
-                    tracing::error!(iface = %name, "cannot attach the datapath: {e:#}");
-                }
-            }
-        } else if changed {
-            let (ifaces, watch) = datapath_plan(&self.instances, &self.endpoint);
-            match Receiver::start(&self.config.global, &ifaces, &watch) {
-                Ok(r) => self.receiver = r,
-                Err(e) => tracing::error!("raw receive path: {e:#}"),
-            }
-        }
-    }
-
     /// Re-evaluates every instance's tracking and hands changes to the elections.
     fn retrack(&mut self) {
         let now = clock::now();
         for inst in self.instances.values_mut() {
             let v = self.tracker.evaluate(&inst.cfg);
-            apply_verdict(&mut self.endpoint, inst, v, now);
+            apply_verdict(&mut self.endpoint, &self.receiver, inst, v, now);
         }
     }
 
-    /// Split-brain expiry, and the seed's check for virtual addresses on a Backup.
+    /// Split-brain expiry, and the classic check for virtual addresses on a Backup.
     async fn housekeeping(&mut self) {
         if !self.waiting.is_empty() {
             self.start_waiting().await;
@@ -722,6 +611,9 @@ impl Agent {
             };
             match action {
                 EndpointAction::Router(a) => {
+                    if matches!(a, crate::vrrp::Action::StateChanged(_)) {
+                        self.status_stale = true;
+                    }
                     inst.execute(a, router, &self.netlink, &mut self.owned)
                         .await;
                 }
@@ -740,357 +632,4 @@ impl Agent {
             }
         }
     }
-
-    fn status(&self) -> serde_json::Value {
-        let now = clock::now();
-        serde_json::json!({
-            "schema_version": control::STATUS_SCHEMA,
-            "version": env!("CARGO_PKG_VERSION"),
-            "router_id": self.config.global.router_id,
-            "pid": std::process::id(),
-            "uptime_seconds": self.started.elapsed().as_secs(),
-            "datapath": self.receiver.describe(),
-            "datapath_fallback": self.receiver.fallback(),
-            "last_reload": self.last_reload.map(|(success, at)| serde_json::json!({
-                "success": success,
-                "unix_time": unix_time(at),
-            })),
-            "datapath_counters": self.receiver.counters(),
-            "config": self.path.display().to_string(),
-            "instances": self.instances.values().filter_map(|i| {
-                let router = self.endpoint.router(&i.key)?;
-                let mut s = i.status(now, router, self.endpoint.fed(&i.key));
-                s["tracking"] = self.tracker.status(&i.cfg);
-                Some(s)
-            }).chain(self.waiting.iter().map(|(name, w)| serde_json::json!({
-                "instance": name,
-                "interface": w.cfg.interface,
-                "vrid": w.cfg.vrid,
-                "version": w.cfg.version.number(),
-                "state": State::Fault.to_string(),
-                "priority": w.cfg.priority,
-                "effective_priority": 0,
-                "master": null,
-                "last_transition": null,
-                "adverts_rx": 0,
-                "adverts_tx": 0,
-                "transitions": [],
-                "fault": w.reason,
-                "waiting": true,
-                "tracking": self.tracker.status(&w.cfg),
-            }))).collect::<Vec<_>>(),
-            "bfd": self.bfd.as_ref().map(|b| b.status()).unwrap_or_default(),
-        })
-    }
-
-    /// Counters only (SIGUSR2), as keepalived's stats file has them.
-    fn stats(&self) -> serde_json::Value {
-        let status = self.status();
-        serde_json::json!({
-            "schema_version": control::STATUS_SCHEMA,
-            "router_id": status["router_id"],
-            "uptime_seconds": status["uptime_seconds"],
-            "datapath": status["datapath"],
-            "datapath_counters": status["datapath_counters"],
-            "instances": status["instances"].as_array().into_iter().flatten().map(|i| serde_json::json!({
-                "instance": i["instance"],
-                "state": i["state"],
-                "adverts_rx": i["adverts_rx"],
-                "adverts_tx": i["adverts_tx"],
-                "transitions": i["transitions"],
-                "split_brain_adverts": i["split_brain_adverts"],
-                "removed_while_backup": i["removed_while_backup"],
-            })).collect::<Vec<_>>(),
-        })
-    }
-
-    /// Writes `<runtime dir>/<router_id>.<what>` (mode 0600) for SIGUSR1 / SIGUSR2.
-    fn dump(&self, what: &str, value: serde_json::Value) {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self
-            .runtime_dir
-            .join(format!("{}.{what}", self.config.global.router_id));
-        let result = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut f| {
-                let text = serde_json::to_string_pretty(&value).map_err(std::io::Error::other)?;
-                f.write_all(text.as_bytes())?;
-                f.write_all(b"\n")
-            });
-        match result {
-            Ok(()) => tracing::info!(path = %path.display(), "{what} written"),
-            Err(e) => tracing::warn!(path = %path.display(), "cannot write {what}: {e}"),
-        }
-    }
-
-    /// Tells systemd a one-line summary (`systemctl status` shows it) when it changed.
-    fn notify_status(&mut self) {
-        let mut counts: BTreeMap<State, usize> = BTreeMap::new();
-        for inst in self.instances.values() {
-            let state = self
-                .endpoint
-                .router(&inst.key)
-                .map_or(State::Initialize, |r| r.state());
-            *counts.entry(state).or_default() += 1;
-        }
-        if !self.waiting.is_empty() {
-            *counts.entry(State::Fault).or_default() += self.waiting.len();
-        }
-        let states: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-        let mut line = format!(
-            "{} instance(s): {}; datapath {}",
-            self.instances.len() + self.waiting.len(),
-            if states.is_empty() {
-                "none".to_owned()
-            } else {
-                states.join(", ")
-            },
-            self.receiver.describe()
-        );
-        if let Some(why) = self.receiver.fallback() {
-            line.push_str(&format!(": {why}"));
-        }
-        let line = line.replace('\n', " ");
-        if line != self.status_line {
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&line)]);
-            self.status_line = line;
-        }
-    }
-
-    /// A reload (SIGHUP, `vigil reload`): unchanged instances keep state, timers and
-    /// addresses; changed ones are rebuilt; removed ones release; new ones start in
-    /// Backup. A bad file changes nothing. Returns what happened, for `vigil reload`.
-    async fn reload(&mut self, loaded: Result<Config, config::ConfigError>) -> serde_json::Value {
-        let started = std::time::Instant::now();
-        let new = match loaded {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("reload rejected, running configuration kept:\n{e}");
-                self.last_reload = Some((false, std::time::SystemTime::now()));
-                return serde_json::json!({
-                    "applied": false,
-                    "config": self.path.display().to_string(),
-                    "error": e.to_string(),
-                });
-            }
-        };
-        let mut warnings = Vec::new();
-        let removed: Vec<String> = self
-            .instances
-            .keys()
-            .filter(|n| !new.instances.contains_key(*n))
-            .cloned()
-            .collect();
-        let changed: Vec<String> = self
-            .instances
-            .iter()
-            .filter(|(n, i)| new.instances.get(*n).is_some_and(|c| *c != i.cfg))
-            .map(|(n, _)| n.clone())
-            .collect();
-        let unchanged: Vec<String> = self
-            .instances
-            .iter()
-            .filter(|(n, i)| new.instances.get(*n) == Some(&i.cfg))
-            .map(|(n, _)| n.clone())
-            .collect();
-        let added_names: Vec<String> = new
-            .instances
-            .keys()
-            .filter(|n| !self.instances.contains_key(*n))
-            .cloned()
-            .collect();
-        // Scripts and files first: unchanged ones keep their task and standing, so the
-        // verdicts of unchanged instances stay as they are.
-        self.tracker.configure(&new);
-        if new.global != self.config.global {
-            tracing::warn!("reload: [global] changes take effect at the next restart");
-            warnings.push("[global] changes take effect at the next restart".to_owned());
-        }
-        let now = clock::now();
-        let mut stop = Vec::new();
-        let mut in_place = Vec::new();
-        let user = new.global.script_user.as_deref();
-        let names: Vec<String> = self.instances.keys().cloned().collect();
-        for name in names {
-            let Some(cfg) = new.instances.get(&name) else {
-                stop.push(name);
-                continue;
-            };
-            let Some(inst) = self.instances.get_mut(&name) else {
-                continue;
-            };
-            if *cfg == inst.cfg {
-                continue;
-            }
-            if !changes_in_place(&inst.cfg, cfg) {
-                stop.push(name);
-                continue;
-            }
-            // The running election takes the new settings as inputs, not as a new
-            // router: no priority-0 advert, no transition unless the new settings make
-            // the election choose differently (RFC 5798 §6.4.3: a Master hears a better
-            // peer; a Backup with preempt takes over from a worse one).
-            let key = inst.key;
-            let holding = self
-                .endpoint
-                .router(&key)
-                .is_some_and(|r| r.state() == State::Master);
-            if inst.cfg.virtual_addresses != cfg.virtual_addresses
-                && let Err(e) = inst
-                    .readdress(cfg, holding, &self.netlink, &mut self.owned)
-                    .await
-            {
-                tracing::warn!(instance = %name, "reload: new addresses: {e:#}; restarting it");
-                stop.push(name);
-                continue;
-            }
-            if notify_of(&inst.cfg) != notify_of(cfg) {
-                // Scripts already queued under the old settings still run.
-                let _ = inst.notifier.close();
-                inst.notifier = crate::notify::Notifier::new(&name, cfg, user);
-            }
-            inst.cfg = cfg.clone();
-            // The router keeps the offset tracking gave; retrack (below) hands in the
-            // new effective priority if the new weights change it.
-            self.endpoint.handle(
-                now,
-                EndpointInput::Reconfigure {
-                    key,
-                    config: router_config(cfg),
-                },
-            );
-            tracing::info!(instance = %name, "reload: changed in place");
-            in_place.push(name);
-        }
-        for name in &stop {
-            if let Some(inst) = self.instances.get(name) {
-                let key = inst.key;
-                self.endpoint.handle(now, EndpointInput::Shutdown { key });
-            }
-        }
-        self.run_actions().await;
-        for name in &stop {
-            if let Some(inst) = self.instances.remove(name) {
-                self.by_key.remove(&inst.key);
-                self.endpoint.remove(&inst.key);
-                self.receiver.unwatch(inst.key);
-                tracing::info!(instance = %name, "reload: instance stopped");
-            }
-        }
-        // Waiting instances take the new file's settings, or go with it.
-        self.waiting
-            .retain(|name, _| new.instances.contains_key(name));
-        for (name, w) in self.waiting.iter_mut() {
-            if let Some(cfg) = new.instances.get(name) {
-                w.cfg = cfg.clone();
-            }
-        }
-        let mut added = 0;
-        for (name, cfg) in &new.instances {
-            if self.instances.contains_key(name) || self.waiting.contains_key(name) {
-                continue;
-            }
-            let user = new.global.script_user.as_deref();
-            match Instance::new(name, cfg, &new.global.garp, user, &self.netlink).await {
-                Ok(inst) => match self.begin(inst).await {
-                    Ok(()) => added += 1,
-                    Err(e) => {
-                        tracing::error!("reload: {e:#}");
-                        warnings.push(format!("{e:#}"));
-                    }
-                },
-                Err(e) => {
-                    let reason = format!("{e:#}");
-                    tracing::warn!(instance = %name, "reload: waiting in FAULT until it can start: {reason}");
-                    warnings.push(format!("instance {name} waits: {reason}"));
-                    self.waiting.insert(
-                        name.clone(),
-                        Waiting {
-                            cfg: cfg.clone(),
-                            reason,
-                        },
-                    );
-                }
-            }
-        }
-        // A new instance may be on an interface the datapath is not on yet: without the
-        // XDP program (or a raw socket) and the multicast membership there it would hear
-        // nothing and make itself Master.
-        self.refresh_datapath(added > 0 || !stop.is_empty());
-        let kept = self.instances.len() - added;
-        self.config = new;
-        self.retrack();
-        tracing::info!(
-            kept,
-            restarted_or_added = added,
-            removed_or_restarted = stop.len(),
-            applied_in_us = started.elapsed().as_micros() as u64,
-            "reloaded"
-        );
-        self.last_reload = Some((true, std::time::SystemTime::now()));
-        serde_json::json!({
-            "applied": true,
-            "config": self.path.display().to_string(),
-            "changed": changed,
-            "changed_in_place": in_place,
-            "added": added_names,
-            "removed": removed,
-            "unchanged": unchanged,
-            "warnings": warnings,
-            "applied_in_us": started.elapsed().as_micros() as u64,
-        })
-    }
-}
-
-/// Whether the differences between `old` and `new` are all ones the running router
-/// and its instance take without restarting: priority, advert interval, preemption,
-/// `down_timer_adverts`, authentication, the checksum style, the virtual addresses (in
-/// the same family), tracking, notify scripts and the initial state (used only at
-/// start). The interface, VRID, version, unicast setup, accept mode and GARP timing make
-/// another router.
-fn changes_in_place(old: &config::Instance, new: &config::Instance) -> bool {
-    if old.family() != new.family() {
-        return false;
-    }
-    let mut same = new.clone();
-    same.priority = old.priority;
-    same.advert_interval = old.advert_interval;
-    same.preempt = old.preempt;
-    same.preempt_delay = old.preempt_delay;
-    same.down_timer_adverts = old.down_timer_adverts;
-    same.auth_pass.clone_from(&old.auth_pass);
-    same.v3_checksum_as_v2 = old.v3_checksum_as_v2;
-    same.virtual_addresses.clone_from(&old.virtual_addresses);
-    same.initial_state = old.initial_state;
-    same.track_scripts.clone_from(&old.track_scripts);
-    same.track_interfaces.clone_from(&old.track_interfaces);
-    same.track_files.clone_from(&old.track_files);
-    same.notify_master.clone_from(&old.notify_master);
-    same.notify_backup.clone_from(&old.notify_backup);
-    same.notify_fault.clone_from(&old.notify_fault);
-    same.notify_stop.clone_from(&old.notify_stop);
-    same.notify.clone_from(&old.notify);
-    same == *old
-}
-
-/// The notify scripts of an instance, to tell whether its queue needs rebuilding.
-fn notify_of(c: &config::Instance) -> [&Option<String>; 5] {
-    [
-        &c.notify_master,
-        &c.notify_backup,
-        &c.notify_fault,
-        &c.notify_stop,
-        &c.notify,
-    ]
-}
-
-/// Seconds since the Unix epoch, for status and metrics.
-fn unix_time(at: std::time::SystemTime) -> f64 {
-    at.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }

@@ -321,7 +321,15 @@ impl Judge {
         };
         report.then(|| {
             let mut raw = AdvertEvent::zeroed();
-            suppress::fill(&mut raw, ts_ns, self.ifindex, &a, verdict, addr_digest);
+            suppress::fill(
+                &mut raw,
+                ts_ns,
+                ts_ns,
+                self.ifindex,
+                &a,
+                verdict,
+                addr_digest,
+            );
             Record { raw }
         })
     }

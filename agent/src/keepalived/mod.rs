@@ -6,6 +6,7 @@
 //! spells the keepalived behaviour out.
 
 mod bfd;
+pub mod keywords;
 mod lexer;
 
 use std::collections::HashMap;
@@ -155,6 +156,33 @@ struct TrackFileDef {
     weight: Option<i64>,
 }
 
+/// keepalived `vrrp_track_process NAME { ... }`.
+struct ProcessDef {
+    name: String,
+    loc: Loc,
+    process: Option<String>,
+    args: Option<String>,
+    full_command: bool,
+    quorum: Option<i64>,
+    quorum_max: Option<i64>,
+    weight: Option<i64>,
+    delay: Option<Duration>,
+    fork_delay: Option<Duration>,
+    terminate_delay: Option<Duration>,
+}
+
+/// keepalived `vrrp_sync_group NAME { group { ... } ... }`.
+struct SyncGroupDef {
+    name: String,
+    loc: Loc,
+    members: Vec<String>,
+    track_scripts: Vec<String>,
+    track_interfaces: Vec<String>,
+    track_files: Vec<(String, Loc)>,
+    track_processes: Vec<String>,
+    notify: Vec<(&'static str, String)>,
+}
+
 struct Instance {
     name: String,
     loc: Loc,
@@ -167,6 +195,12 @@ struct Instance {
     auth_type: Option<(String, Loc)>,
     auth_pass: Option<(String, Loc)>,
     vips: Vec<(String, Option<IpAddr>)>,
+    excluded: Vec<(String, Option<IpAddr>)>,
+    routes: Vec<String>,
+    rules: Vec<String>,
+    /// `use_vmac [NAME]`: Some(name given, if any).
+    vmac: Option<(Option<String>, Loc)>,
+    vmac_xmit_base: bool,
     preempt: Option<bool>,
     preempt_delay: Option<Duration>,
     down_timer_adverts: Option<i64>,
@@ -180,6 +214,7 @@ struct Instance {
     track_files: Vec<(String, Option<i64>, Loc)>,
     /// keepalived `track_bfd` entries.
     track_bfd: Vec<(String, Option<i64>)>,
+    track_processes: Vec<(String, Option<i64>)>,
     notify: Vec<(&'static str, String)>,
     garp: Garp,
 }
@@ -190,37 +225,19 @@ struct Conv {
     scripts: Vec<Script>,
     instances: Vec<Instance>,
     track_files: HashMap<String, TrackFileDef>,
+    processes: Vec<ProcessDef>,
+    sync_groups: Vec<SyncGroupDef>,
     /// Names of the converted scripts, to check track_script references against.
     script_names: Vec<String>,
     /// keepalived `bfd_instance` blocks.
     bfds: Vec<bfd::BfdDef>,
+    /// Names of the converted process definitions, likewise.
+    process_names: Vec<String>,
 }
 
-/// Keywords of keepalived's LVS / checker half and other top-level blocks vigil has no
-/// counterpart for, with the reason given to the operator.
-fn unsupported_top(keyword: &str) -> Option<&'static str> {
-    Some(match keyword {
-        "virtual_server" | "virtual_server_group" | "real_server" => {
-            "LVS load balancing is not part of vigil (it does VRRP only)"
-        }
-        "vrrp_sync_group" => {
-            "sync groups are not supported; instances fail over independently (track the same scripts/interfaces in each instead)"
-        }
-        "static_ipaddress" | "static_routes" | "static_rules" => {
-            "static addresses/routes/rules are not managed by vigil; configure them with the system's network configuration"
-        }
-        "vrrp_track_process" => "process tracking is not supported; use a [scripts] check instead",
-        "garp_group" => "garp_group is not supported; see garp_master_* keys",
-        "linkbeat_interfaces" | "interface_up_down_delays" => "not supported",
-        "net_namespace"
-        | "net_namespace_ipvs"
-        | "instance"
-        | "use_pid_dir"
-        | "child_wait_time"
-        | "namespace_with_ipsets" => "keepalived process options have no vigil counterpart",
-        _ => return None,
-    })
-}
+/// keepalived logs "Unknown keyword" and goes on; so does the importer.
+const UNKNOWN: &str =
+    "unknown keyword (keepalived ignores it with a warning too); not carried over";
 
 fn convert(tree: &[Node], warnings: Vec<Warning>, origin: &str) -> Import {
     let mut c = Conv {
@@ -229,8 +246,11 @@ fn convert(tree: &[Node], warnings: Vec<Warning>, origin: &str) -> Import {
         scripts: Vec::new(),
         instances: Vec::new(),
         track_files: HashMap::new(),
+        processes: Vec::new(),
+        sync_groups: Vec::new(),
         script_names: Vec::new(),
         bfds: Vec::new(),
+        process_names: Vec::new(),
     };
     // Pass 1: definitions other blocks depend on, wherever they are in the file.
     for n in tree {
@@ -248,14 +268,21 @@ fn convert(tree: &[Node], warnings: Vec<Warning>, origin: &str) -> Import {
             "vrrp_script" => c.vrrp_script(n),
             "vrrp_instance" => c.vrrp_instance(n),
             "bfd_instance" => c.bfd_instance(n),
+            "vrrp_sync_group" => c.vrrp_sync_group(n),
+            "vrrp_track_process" => c.vrrp_track_process(n),
             "track_script" | "track_interface" | "track_file" | "virtual_ipaddress" => c.warn(
                 n,
                 "outside a vrrp_instance (keepalived rejects it here); not carried over: move it into the vrrp_instance it belongs to",
             ),
             "" => c.warn(n, "block without a keyword; not carried over"),
-            kw => match unsupported_top(kw) {
-                Some(why) => c.warn(n, format!("{why}; not carried over")),
-                None => c.warn(n, "unknown keyword; not carried over"),
+            kw => match keywords::dropped(keywords::Block::Top, kw) {
+                // One warning per section, naming it: `virtual_server 192.0.2.1 80`.
+                Some(why) if !n.args().is_empty() => {
+                    let section = n.words.join(" ");
+                    c.warn(n, format!("section `{section}` not carried over: {why}"))
+                }
+                Some(why) => c.warn(n, format!("not carried over: {why}")),
+                None => c.warn(n, UNKNOWN),
             },
         }
     }
@@ -345,6 +372,14 @@ impl Conv {
             self.warn(n, format!("extra words `{extra}` not carried over"));
         }
         v
+    }
+
+    /// A keyword of `block` the importer does not carry: the table's reason, or unknown.
+    fn dropped(&mut self, n: &Node, block: keywords::Block, kw: &str) {
+        match keywords::dropped(block, kw) {
+            Some(why) => self.warn(n, format!("not carried over: {why}")),
+            None => self.warn(n, UNKNOWN),
+        }
     }
 
     fn no_block(&mut self, n: &Node) {
@@ -452,7 +487,7 @@ impl Conv {
                 | "smtp_alert_checker" | "email_faults" => {
                     self.warn(item, "e-mail alerts are not supported (use notify scripts); not carried over")
                 }
-                _ => self.warn(item, "not supported by vigil; not carried over"),
+                kw => self.dropped(item, keywords::Block::GlobalDefs, kw),
             }
         }
     }
@@ -477,7 +512,7 @@ impl Conv {
                     item,
                     "not carried over: vigil does not create or initialise tracked files",
                 ),
-                _ => self.warn(item, "not supported in track_file; not carried over"),
+                kw => self.dropped(item, keywords::Block::TrackFile, kw),
             }
         }
         if self.track_files.insert(name.clone(), def).is_some() {
@@ -598,7 +633,7 @@ impl Conv {
                     item,
                     "not carried over: vigil scripts start neither failed nor OK, and count rise/fall from the first run",
                 ),
-                _ => self.warn(item, "not supported in vrrp_script; not carried over"),
+                kw => self.dropped(item, keywords::Block::Script, kw),
             }
         }
         if s.command.is_none() {
@@ -608,6 +643,186 @@ impl Conv {
             );
         }
         self.scripts.push(s);
+    }
+
+    fn vrrp_track_process(&mut self, n: &Node) {
+        let Some(name) = n.args().first().cloned() else {
+            self.warn(n, "vrrp_track_process without a name; not carried over");
+            return;
+        };
+        if self.processes.iter().any(|p| p.name == name) {
+            self.warn(
+                n,
+                format!(
+                    "vrrp_track_process `{name}` defined twice; the second is not carried over"
+                ),
+            );
+            return;
+        }
+        let mut p = ProcessDef {
+            name,
+            loc: n.loc.clone(),
+            process: None,
+            args: None,
+            full_command: false,
+            quorum: None,
+            quorum_max: None,
+            weight: None,
+            delay: None,
+            fork_delay: None,
+            terminate_delay: None,
+        };
+        for item in self.block(n) {
+            match item.keyword() {
+                "process" => {
+                    self.no_block(item);
+                    match item.args().split_first() {
+                        None => self.warn(item, "needs a process name; not carried over"),
+                        Some((name, rest)) => {
+                            p.process = Some(name.clone());
+                            p.args = (!rest.is_empty()).then(|| rest.join(" "));
+                        }
+                    }
+                }
+                "param_match" => match item.args().first().map(String::as_str) {
+                    None => p.full_command = true,
+                    Some(m @ ("initial" | "partial")) => {
+                        p.full_command = true;
+                        self.warn(
+                            item,
+                            format!("`{m}` matching is not supported: vigil matches the whole command line exactly"),
+                        );
+                    }
+                    Some(other) => self.warn(
+                        item,
+                        format!("`{other}` is not a param_match type (keepalived ignores it too); the arguments are matched exactly"),
+                    ),
+                },
+                "full_command" => {
+                    self.no_block(item);
+                    p.full_command = true;
+                }
+                "weight" => {
+                    let v = self.weight(item, &item.words);
+                    self.set(&mut p.weight, v, item);
+                }
+                "quorum" => {
+                    let v = self.int_arg(item);
+                    self.set(&mut p.quorum, v, item);
+                }
+                "quorum_max" => {
+                    let v = self.int_arg(item);
+                    self.set(&mut p.quorum_max, v, item);
+                }
+                "delay" => {
+                    let v = self.secs_arg(item);
+                    self.set(&mut p.delay, v, item);
+                }
+                "fork_delay" => {
+                    let v = self.secs_arg(item);
+                    self.set(&mut p.fork_delay, v, item);
+                }
+                "terminate_delay" => {
+                    let v = self.secs_arg(item);
+                    self.set(&mut p.terminate_delay, v, item);
+                }
+                kw => self.dropped(item, keywords::Block::TrackProcess, kw),
+            }
+        }
+        if p.process.is_none() {
+            self.warn(
+                n,
+                "vrrp_track_process without `process`; the output needs a name",
+            );
+        }
+        self.processes.push(p);
+    }
+
+    fn vrrp_sync_group(&mut self, n: &Node) {
+        let Some(name) = n.args().first().cloned() else {
+            self.warn(n, "vrrp_sync_group without a name; not carried over");
+            return;
+        };
+        if self.sync_groups.iter().any(|g| g.name == name) {
+            self.warn(
+                n,
+                format!("vrrp_sync_group `{name}` defined twice; the second is not carried over"),
+            );
+            return;
+        }
+        let mut g = SyncGroupDef {
+            name,
+            loc: n.loc.clone(),
+            members: Vec::new(),
+            track_scripts: Vec::new(),
+            track_interfaces: Vec::new(),
+            track_files: Vec::new(),
+            track_processes: Vec::new(),
+            notify: Vec::new(),
+        };
+        for item in self.block(n) {
+            match item.keyword() {
+                "group" => {
+                    for m in self.block(item) {
+                        self.no_block(m);
+                        // keepalived allows several names on one line.
+                        for w in &m.words {
+                            g.members.push(w.clone());
+                        }
+                    }
+                }
+                kw @ ("track_script" | "track_interface" | "track_file" | "track_process") => {
+                    for t in self.block(item) {
+                        if t.args().first().is_some_and(|a| a == "weight") {
+                            self.warn(t, "weight not carried over: a sync group's tracking is FAULT-only in vigil (as in keepalived without sync_group_tracking_weight)");
+                        } else if !t.args().is_empty() {
+                            self.warn(t, format!("`{}` not carried over", t.args().join(" ")));
+                        }
+                        let name = t.keyword().to_string();
+                        match kw {
+                            "track_script" => g.track_scripts.push(name),
+                            "track_interface" => g.track_interfaces.push(name),
+                            "track_file" => g.track_files.push((name, t.loc.clone())),
+                            _ => g.track_processes.push(name),
+                        }
+                    }
+                }
+                kw @ ("notify_master" | "notify_backup" | "notify_fault" | "notify_stop"
+                | "notify") => {
+                    if let Some(cmd) = self.notify_arg(item) {
+                        let key = notify_key(kw);
+                        g.notify.retain(|(k, _)| *k != key);
+                        g.notify.push((key, cmd));
+                    }
+                }
+                kw => self.dropped(item, keywords::Block::SyncGroup, kw),
+            }
+        }
+        self.sync_groups.push(g);
+    }
+
+    /// The command of a notify keyword; a user/group after it is warned.
+    fn notify_arg(&mut self, item: &Node) -> Option<String> {
+        self.no_block(item);
+        let args = item.args();
+        match args.first() {
+            None => {
+                self.warn(item, "needs a command; not carried over");
+                None
+            }
+            Some(cmd) => {
+                if args.len() > 1 {
+                    self.warn(
+                        item,
+                        format!(
+                            "user/group `{}` not carried over: notify commands run as global.script_user",
+                            args[1..].join(" ")
+                        ),
+                    );
+                }
+                Some(cmd.clone())
+            }
+        }
     }
 
     fn vrrp_instance(&mut self, n: &Node) {
@@ -640,6 +855,11 @@ impl Conv {
             auth_type: None,
             auth_pass: None,
             vips: Vec::new(),
+            excluded: Vec::new(),
+            routes: Vec::new(),
+            rules: Vec::new(),
+            vmac: None,
+            vmac_xmit_base: false,
             preempt: None,
             preempt_delay: None,
             down_timer_adverts: None,
@@ -651,6 +871,7 @@ impl Conv {
             track_interfaces: Vec::new(),
             track_files: Vec::new(),
             track_bfd: Vec::new(),
+            track_processes: Vec::new(),
             notify: Vec::new(),
             garp: Garp::default(),
         };
@@ -714,7 +935,7 @@ impl Conv {
                             let v = self.one_arg(a).map(|v| (v, a.loc.clone()));
                             self.set(&mut i.auth_pass, v, a);
                         }
-                        _ => self.warn(a, "not supported in authentication; not carried over"),
+                        kw => self.dropped(a, keywords::Block::Instance, kw),
                     }
                 }
             }
@@ -752,7 +973,10 @@ impl Conv {
                         self.warn_at(
                             &p.loc,
                             "unicast_peer",
-                            format!("`{}` after {peer} not carried over (vigil checks TTL 255)", p.args().join(" ")),
+                            format!(
+                                "`{}` after {peer} not carried over (vigil checks TTL 255)",
+                                p.args().join(" ")
+                            ),
                         );
                     }
                     i.unicast_peers.push(peer);
@@ -765,6 +989,54 @@ impl Conv {
             "no_accept" => {
                 self.no_block(item);
                 i.accept = Some(false);
+            }
+            "v3_checksum_as_v2" => {
+                if self.flag(item) == Some(true) {
+                    i.old_checksum = true;
+                }
+            }
+            "virtual_ipaddress_excluded" => {
+                for a in self.block(item) {
+                    if let Some(v) = self.vip(a) {
+                        i.excluded.push(v);
+                    }
+                }
+            }
+            "use_vmac" => {
+                self.no_block(item);
+                i.vmac = Some((item.args().first().cloned(), item.loc.clone()));
+            }
+            "vmac_xmit_base" => {
+                self.no_block(item);
+                i.vmac_xmit_base = true;
+            }
+            "virtual_routes" => {
+                for r in self.block(item) {
+                    self.no_block(r);
+                    if let Some(route) = self.route(r) {
+                        i.routes.push(route);
+                    }
+                }
+            }
+            "virtual_rules" => {
+                for r in self.block(item) {
+                    self.no_block(r);
+                    let text = r.words.join(" ");
+                    match text.parse::<config::route::VirtualRule>() {
+                        Ok(rule) => i.rules.push(rule.to_string()),
+                        Err(e) => self.warn_at(
+                            &r.loc,
+                            "virtual_rules",
+                            format!("`{text}` not carried over: {e}"),
+                        ),
+                    }
+                }
+            }
+            "track_process" => {
+                for t in self.block(item) {
+                    let w = self.track_weight(t);
+                    i.track_processes.push((t.keyword().to_string(), w));
+                }
             }
             "old_unicast_checksum" => {
                 self.no_block(item);
@@ -790,11 +1062,12 @@ impl Conv {
             "track_file" => {
                 for t in self.block(item) {
                     let w = self.track_weight(t);
-                    i.track_files.push((t.keyword().to_string(), w, t.loc.clone()));
+                    i.track_files
+                        .push((t.keyword().to_string(), w, t.loc.clone()));
                 }
             }
-            kw @ ("notify_master" | "notify_backup" | "notify_fault" | "notify_stop"
-            | "notify") => {
+            kw
+            @ ("notify_master" | "notify_backup" | "notify_fault" | "notify_stop" | "notify") => {
                 self.no_block(item);
                 let key: &'static str = match kw {
                     "notify_master" => "notify_master",
@@ -817,7 +1090,10 @@ impl Conv {
                             );
                         }
                         if i.notify.iter().any(|(k, _)| *k == key) {
-                            self.warn(item, "given again; the later value is used (as keepalived does)");
+                            self.warn(
+                                item,
+                                "given again; the later value is used (as keepalived does)",
+                            );
                             i.notify.retain(|(k, _)| *k != key);
                         }
                         i.notify.push((key, cmd.clone()));
@@ -840,17 +1116,7 @@ impl Conv {
                 let v = self.int_arg(item);
                 self.set(&mut i.garp.refresh_repeat, v, item);
             }
-            "virtual_ipaddress_excluded" => self.warn(
-                item,
-                "excluded addresses are not supported; not carried over (list them in virtual_addresses, or in a second instance for another family)",
-            ),
-            "smtp_alert" => self.warn(item, "e-mail alerts are not supported (use notify scripts); not carried over"),
-            "dont_track_primary" => self.warn(item, "not carried over: vigil always tracks the instance's own interface"),
-            "use_vmac" | "vmac_xmit_base" | "use_vmac_addr" | "use_ipvlan" => {
-                self.warn(item, "virtual MAC / ipvlan interfaces are not supported; not carried over")
-            }
-            "native_ipv6" => self.warn(item, "not needed: the family comes from the virtual addresses"),
-            _ => self.warn(item, "not supported in vrrp_instance; not carried over"),
+            kw => self.dropped(item, keywords::Block::Instance, kw),
         }
     }
 
@@ -863,6 +1129,45 @@ impl Conv {
             Some("weight") => self.weight(t, args),
             Some(_) => {
                 self.warn(t, format!("`{}` not carried over", args.join(" ")));
+                None
+            }
+        }
+    }
+
+    /// One `virtual_routes` line in vigil's form: keepalived's optional `to` dropped,
+    /// `default` spelled as a prefix, `gw` as `via`; what vigil cannot do is warned.
+    fn route(&mut self, r: &Node) -> Option<String> {
+        let mut words: Vec<String> = Vec::new();
+        let mut it = r.words.iter().peekable();
+        let mut src = None;
+        while let Some(w) = it.next() {
+            match w.as_str() {
+                "to" => {}
+                "src" => src = it.next().cloned(),
+                "default" => words.push(
+                    if r.words.iter().any(|x| x.contains(':')) {
+                        "::/0"
+                    } else {
+                        "0.0.0.0/0"
+                    }
+                    .to_string(),
+                ),
+                _ => words.push(w.clone()),
+            }
+        }
+        if let Some(s) = src {
+            words.push("src".to_string());
+            words.push(s);
+        }
+        let text = words.join(" ");
+        match text.parse::<config::route::VirtualRoute>() {
+            Ok(route) => Some(route.to_string()),
+            Err(e) => {
+                self.warn_at(
+                    &r.loc,
+                    "virtual_routes",
+                    format!("`{}` not carried over: {e}", r.words.join(" ")),
+                );
                 None
             }
         }
@@ -978,12 +1283,137 @@ impl Conv {
             }
         }
 
+        let processes = std::mem::take(&mut self.processes);
+        self.process_names = processes
+            .iter()
+            .filter(|p| p.process.is_some())
+            .map(|p| p.name.clone())
+            .collect();
+        for p in processes.into_iter().filter(|p| p.process.is_some()) {
+            let _ = writeln!(out, "\n[processes.{}]", key(&p.name));
+            let name = p.process.clone().unwrap_or_default();
+            if p.full_command && !name.contains('/') && p.args.is_none() {
+                // keepalived compares argv[0]; vigil compares a name without `/` with the
+                // kernel's process name.
+                self.warn_at(
+                    &p.loc,
+                    "full_command",
+                    format!("`{name}` has no `/`: vigil matches it against the process name, not argv[0]; give the program's path to match argv[0]"),
+                );
+            }
+            let _ = writeln!(out, "name = {}", q(&name));
+            if let Some(a) = &p.args {
+                let _ = writeln!(out, "command_line = {}", q(&format!("{name} {a}")));
+            }
+            for (k, v) in [
+                ("quorum", p.quorum),
+                ("quorum_max", p.quorum_max),
+                ("weight", p.weight),
+            ] {
+                if let Some(v) = v {
+                    let _ = writeln!(out, "{k} = {v}");
+                }
+            }
+            for (k, v) in [
+                ("delay", p.delay),
+                ("fork_delay", p.fork_delay),
+                ("terminate_delay", p.terminate_delay),
+            ] {
+                if let Some(d) = v {
+                    let _ = writeln!(out, "{k} = {}", duration::to_toml(d));
+                }
+            }
+        }
+
         let instances = std::mem::take(&mut self.instances);
         for i in &instances {
             self.emit_instance(&mut out, i);
         }
         self.emit_bfd(&mut out, &instances);
+        for g in std::mem::take(&mut self.sync_groups) {
+            self.emit_sync_group(&mut out, &g, &instances);
+        }
         out
+    }
+
+    fn emit_sync_group(&mut self, out: &mut String, g: &SyncGroupDef, instances: &[Instance]) {
+        let kw = "vrrp_sync_group";
+        let mut members = Vec::new();
+        for m in &g.members {
+            if !instances.iter().any(|i| i.name == *m) {
+                self.warn_at(
+                    &g.loc,
+                    kw,
+                    format!(
+                        "`{}`: no vrrp_instance named `{m}`; left out of the group",
+                        g.name
+                    ),
+                );
+            } else if members.contains(m) {
+                self.warn_at(&g.loc, kw, format!("`{}`: `{m}` listed twice", g.name));
+            } else {
+                members.push(m.clone());
+            }
+        }
+        if members.len() < 2 {
+            self.warn_at(&g.loc, kw, format!("`{}` has fewer than two instances; not carried over (a group of one is just its instance)", g.name));
+            return;
+        }
+        let weighted = instances
+            .iter()
+            .filter(|i| members.contains(&i.name))
+            .any(|i| {
+                !i.track_scripts.is_empty()
+                    || i.track_interfaces
+                        .iter()
+                        .any(|t| t.1.is_some_and(|w| w != 0))
+                    || i.track_files.iter().any(|t| t.1.is_some_and(|w| w != 0))
+                    || !i.track_processes.is_empty()
+            });
+        if weighted {
+            self.warn_at(&g.loc, kw, format!("`{}`: its members' tracking weights are ignored, as keepalived does in a sync group: a tracked failure puts the whole group in FAULT", g.name));
+        }
+        let _ = writeln!(out, "\n[sync_groups.{}]", key(&g.name));
+        let _ = writeln!(out, "instances = {}", str_array(&members));
+        if !g.track_scripts.is_empty() {
+            let _ = writeln!(out, "track_scripts = {}", str_array(&g.track_scripts));
+        }
+        if !g.track_interfaces.is_empty() {
+            let _ = writeln!(out, "track_interfaces = {}", str_array(&g.track_interfaces));
+        }
+        let mut files = Vec::new();
+        for (name, loc) in &g.track_files {
+            match self.track_files.get(name).and_then(|d| d.path.clone()) {
+                Some(p) => files.push(p),
+                None => self.warn_at(
+                    loc,
+                    "track_file",
+                    format!("no track_file named `{name}` with a `file`; not carried over"),
+                ),
+            }
+        }
+        if !files.is_empty() {
+            let _ = writeln!(out, "track_files = {}", str_array(&files));
+        }
+        let procs: Vec<String> = g
+            .track_processes
+            .iter()
+            .filter(|n| self.process_names.contains(n))
+            .cloned()
+            .collect();
+        for n in g.track_processes.iter().filter(|n| !procs.contains(n)) {
+            self.warn_at(
+                &g.loc,
+                "track_process",
+                format!("no vrrp_track_process named `{n}`; not carried over"),
+            );
+        }
+        if !procs.is_empty() {
+            let _ = writeln!(out, "track_processes = {}", str_array(&procs));
+        }
+        for (k, v) in &g.notify {
+            let _ = writeln!(out, "{k} = {}", q(v));
+        }
     }
 
     fn emit_instance(&mut self, out: &mut String, i: &Instance) {
@@ -1017,7 +1447,12 @@ impl Conv {
 
         // keepalived's default is VRRPv2 (or global vrrp_version), vigil's is v3: always
         // write the version, and do as keepalived does for IPv6 (always v3).
-        let ipv6 = i.vips.iter().any(|(_, ip)| ip.is_some_and(|a| a.is_ipv6()));
+        // keepalived takes the family from the first address.
+        let ipv6 = i
+            .vips
+            .iter()
+            .find_map(|(_, ip)| *ip)
+            .is_some_and(|a| a.is_ipv6());
         let mut version = i
             .version
             .as_ref()
@@ -1103,8 +1538,59 @@ impl Conv {
             }
         }
 
-        let vips: Vec<String> = i.vips.iter().map(|(v, _)| v.clone()).collect();
+        // keepalived takes the family from the first address and ignores addresses of the
+        // other family with a warning; they go to excluded_addresses here.
+        let family_v6 = i
+            .vips
+            .iter()
+            .find_map(|(_, ip)| *ip)
+            .is_some_and(|a| a.is_ipv6());
+        let mut vips: Vec<String> = Vec::new();
+        let mut excluded: Vec<String> = i.excluded.iter().map(|(v, _)| v.clone()).collect();
+        for (v, ip) in &i.vips {
+            if ip.is_some_and(|a| a.is_ipv6() != family_v6) {
+                self.warn_at(
+                    &i.loc,
+                    "virtual_ipaddress",
+                    format!("{v} is not of the instance's family: keepalived ignores it; written to excluded_addresses, so vigil adds it while Master without advertising it"),
+                );
+                excluded.push(v.clone());
+            } else {
+                vips.push(v.clone());
+            }
+        }
         let _ = writeln!(out, "virtual_addresses = {}", str_array(&vips));
+        if !excluded.is_empty() {
+            let _ = writeln!(out, "excluded_addresses = {}", str_array(&excluded));
+        }
+        if !i.routes.is_empty() {
+            let _ = writeln!(out, "virtual_routes = {}", str_array(&i.routes));
+        }
+        match &i.vmac {
+            Some((_, loc)) if ipv6 => self.warn_at(
+                loc,
+                "use_vmac",
+                "not carried over: vigil's virtual MAC interfaces are for IPv4 instances only; adverts and NAs come from the interface's own MAC",
+            ),
+            Some((name, _)) => {
+                let _ = writeln!(out, "use_vmac = true");
+                if let Some(n) = name {
+                    let _ = writeln!(out, "vmac_interface = {}", q(n));
+                }
+                if i.vmac_xmit_base {
+                    let _ = writeln!(out, "vmac_xmit_base = true");
+                }
+            }
+            None if i.vmac_xmit_base => self.warn_at(
+                &i.loc,
+                "vmac_xmit_base",
+                "without use_vmac keepalived ignores it; not carried over",
+            ),
+            None => {}
+        }
+        if !i.rules.is_empty() {
+            let _ = writeln!(out, "virtual_rules = {}", str_array(&i.rules));
+        }
         if vips.is_empty() {
             self.warn_at(
                 &i.loc,
@@ -1188,10 +1674,39 @@ impl Conv {
             let _ = writeln!(out, "track_files = {}", track_array("path", &files));
         }
         bfd::emit_track_bfd(out, i);
+        let procs: Vec<(String, Option<i64>)> = i
+            .track_processes
+            .iter()
+            .filter(|(name, _)| {
+                let known = self.process_names.contains(name);
+                if !known {
+                    self.warn_at(
+                        &i.loc,
+                        "track_process",
+                        format!("no vrrp_track_process named `{name}` with a `process`; not carried over"),
+                    );
+                }
+                known
+            })
+            .cloned()
+            .collect();
+        if !procs.is_empty() {
+            let _ = writeln!(out, "track_processes = {}", track_array("process", &procs));
+        }
         for (k, v) in &i.notify {
             let _ = writeln!(out, "{k} = {}", q(v));
         }
         emit_garp(out, &i.garp);
+    }
+}
+
+fn notify_key(kw: &str) -> &'static str {
+    match kw {
+        "notify_master" => "notify_master",
+        "notify_backup" => "notify_backup",
+        "notify_fault" => "notify_fault",
+        "notify_stop" => "notify_stop",
+        _ => "notify",
     }
 }
 

@@ -1,4 +1,4 @@
-//! Unit tests of the conversion; the seed's configs are golden files in
+//! Unit tests of the conversion; the keepalived pair's configs are golden files in
 //! agent/tests/import_golden.rs.
 
 use super::*;
@@ -130,9 +130,11 @@ vrrp_sync_group G {\n group {\n A\n }\n}\n{ orphan }\nfoo bar\n";
             (2, "notification_email"),
             (5, "lvs_id"),
             (7, "virtual_server"),
-            (10, "vrrp_sync_group"),
             (15, ""),
-            (16, "foo")
+            (16, "foo"),
+            // A group whose member does not exist: named, then left out as too small.
+            (10, "vrrp_sync_group"),
+            (10, "vrrp_sync_group"),
         ]
     );
     assert_eq!(

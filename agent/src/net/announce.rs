@@ -342,13 +342,24 @@ pub async fn run_announcements(
     addrs: &[IpAddr],
     schedule: AnnounceSchedule,
 ) -> u64 {
+    run_announcements_on(&[(announcer, addrs)], schedule).await
+}
+
+/// [`run_announcements`] for addresses on several interfaces: each group goes out
+/// through its own announcer, on the same schedule.
+pub async fn run_announcements_on(
+    groups: &[(&Announcer, &[IpAddr])],
+    schedule: AnnounceSchedule,
+) -> u64 {
     let mut sent = 0;
     for at in schedule {
         tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-        for addr in addrs {
-            match announcer.send(*addr) {
-                Ok(()) => sent += 1,
-                Err(err) => tracing::warn!(%err, "announcement not sent"),
+        for (announcer, addrs) in groups {
+            for addr in *addrs {
+                match announcer.send(*addr) {
+                    Ok(()) => sent += 1,
+                    Err(err) => tracing::warn!(%err, "announcement not sent"),
+                }
             }
         }
     }

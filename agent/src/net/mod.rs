@@ -7,7 +7,9 @@
 pub mod address;
 pub mod announce;
 pub mod link;
+pub mod route;
 pub mod sysctl;
+pub mod vmac;
 
 use std::io;
 

@@ -1,5 +1,6 @@
 //! `net.ipv4.ip_nonlocal_bind` and `net.ipv6.ip_nonlocal_bind`: let services bind a VIP
-//! this node does not hold yet (DESIGN.md `nonlocal_bind`, the seed's §4).
+//! this node does not hold yet (`[global] nonlocal_bind`; a load balancer's nginx
+//! listening on the VIP on both nodes needs it).
 //!
 //! Both are per network namespace: /proc/sys/net resolves against the namespace of the
 //! thread that opens the file.

@@ -56,7 +56,8 @@ pub enum EndpointInput {
     /// A record or frame from the datapath.
     Datapath(Datapath),
     /// The XDP program's state of a VRID, read from its map just before a
-    /// [`EndpointInput::Timeout`] (for every key [`Endpoint::due`] gives).
+    /// [`EndpointInput::Timeout`] (for every key [`Endpoint::due`] gives) and before a
+    /// [`EndpointInput::PriorityChanged`] or [`EndpointInput::Reconfigure`] of it.
     KernelState {
         /// The VRID.
         key: VridKey,
@@ -118,6 +119,20 @@ pub enum EndpointInput {
         /// When its detection time ran out.
         at: Instant,
     },
+    /// A router's sync group cannot be Master here ([`Input::SyncHold`]).
+    SyncHold {
+        /// The router.
+        key: VridKey,
+        /// Why.
+        reason: String,
+    },
+    /// A router's sync group can be Master ([`Input::SyncRelease`]).
+    SyncRelease {
+        /// The router.
+        key: VridKey,
+        /// Why.
+        reason: String,
+    },
     /// A live router takes a changed configuration without restarting
     /// ([`VirtualRouter::reconfigure`]); a change it cannot take is logged and ignored
     /// (remove and add the router instead).
@@ -170,10 +185,14 @@ struct Member {
     state: VridStats,
     /// Arrival time of the newest advert handed to the router (ns).
     fed_ns: u64,
+    /// What that advert said: source, priority, interval.
+    fed_what: Option<(IpAddr, u8, Duration)>,
     /// Adverts handed to the router from the datapath (reports, not re-feeds).
     fed: u64,
     /// With BFD-assisted takeover: the peers known.
     peers: Option<PeerTable>,
+    /// The watch entry's epoch: changed to have the next advert reported.
+    epoch: u8,
 }
 
 /// Every router of the agent, and the seam to the datapath.
@@ -261,6 +280,7 @@ impl Member {
     fn entry(&self, now: Instant) -> WatchEntry {
         let mut e = self.base;
         e.priority = self.router.priority();
+        e.epoch = self.epoch;
         if self.router.state() == State::Master {
             e.flags |= validate::WATCH_REPORT_ALL;
         }
@@ -270,13 +290,16 @@ impl Member {
         e
     }
 
-    /// When the watch entry will need to change without any input: the end of a running
-    /// preempt delay, after which the datapath may drop lower priorities.
+    /// When the watch entry will need to change without any input: the last instant of
+    /// a running preempt delay (one nanosecond before its end), when the router must
+    /// hear the last lower-priority advert the delay covers and the datapath may start
+    /// dropping the ones after.
     fn entry_deadline(&self) -> Option<Instant> {
         if self.watched.flags & validate::WATCH_DROP_LOWER != 0 || !self.router.config().preempt {
             return None;
         }
-        self.router.preempt_delay_until()
+        let until = self.router.preempt_delay_until()?;
+        Some(Instant::from_nanos(until.as_nanos().saturating_sub(1)))
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -348,8 +371,10 @@ impl Endpoint {
             watched: base,
             state: VridStats::default(),
             fed_ns: 0,
+            fed_what: None,
             fed: 0,
             peers: None,
+            epoch: 0,
         };
         m.watched = m.entry(Instant::ZERO);
         self.actions
@@ -490,6 +515,8 @@ impl Endpoint {
             EndpointInput::Startup { key } => self.input(now, key, Input::Startup, &mut touched),
             EndpointInput::Shutdown { key } => self.input(now, key, Input::Shutdown, &mut touched),
             EndpointInput::PriorityChanged { key, priority } => {
+                // Adverts the datapath kept quiet were judged at the old priority.
+                self.refresh(now, key);
                 self.input(now, key, Input::PriorityChanged(priority), &mut touched)
             }
             EndpointInput::LinkDown { key } => self.input(now, key, Input::LinkDown, &mut touched),
@@ -510,7 +537,14 @@ impl Endpoint {
                     touched.insert(key);
                 }
             }
+            EndpointInput::SyncHold { key, reason } => {
+                self.input(now, key, Input::SyncHold { reason }, &mut touched)
+            }
+            EndpointInput::SyncRelease { key, reason } => {
+                self.input(now, key, Input::SyncRelease { reason }, &mut touched)
+            }
             EndpointInput::Reconfigure { key, config } => {
+                self.refresh(now, key);
                 if let Some(m) = self.members.get_mut(&key) {
                     let unicast = m.base.flags & validate::WATCH_UNICAST != 0;
                     match m.router.reconfigure(now, config) {
@@ -542,6 +576,14 @@ impl Endpoint {
     fn drain(&mut self, key: VridKey) {
         if let Some(m) = self.members.get_mut(&key) {
             while let Some(a) = m.router.poll_action() {
+                if let Action::StateChanged(t) = &a
+                    && t.to == State::Backup
+                    && matches!(t.from, State::Initialize | State::Fault)
+                {
+                    // A router that starts listening must hear the next advert, repeat
+                    // or not, to learn its master's interval (RFC 5798 §6.4.2).
+                    m.epoch = m.epoch.wrapping_add(1);
+                }
                 self.actions.push_back((key, EndpointAction::Router(a)));
             }
         }
@@ -549,7 +591,13 @@ impl Endpoint {
 
     fn update_watch(&mut self, now: Instant, key: VridKey) {
         if let Some(m) = self.members.get_mut(&key) {
-            let e = m.entry(now);
+            let mut e = m.entry(now);
+            if e.priority != m.watched.priority {
+                // A repeat may now be below (or no longer below) the local priority: the
+                // router must hear the next one (a preempt delay starts from it).
+                m.epoch = m.epoch.wrapping_add(1);
+                e.epoch = m.epoch;
+            }
             if e != m.watched {
                 m.watched = e;
                 self.actions.push_back((key, EndpointAction::Watch(e)));
@@ -576,7 +624,8 @@ impl Endpoint {
             e.addr_count,
             e.addr_digest,
         );
-        self.feed(key, e.ts_ns, address_of(e.family, &e.src), advert, true);
+        let source = address_of(e.family, &e.src);
+        self.feed_run(key, e.first_ns, e.ts_ns, source, advert, true);
         Some(key)
     }
 
@@ -600,18 +649,64 @@ impl Endpoint {
             return None;
         }
         let m = self.members.get_mut(&key)?;
-        let (flags, local) = (m.watched.flags, m.watched.priority);
+        let w = m.watched;
         let mut digest = 0;
-        let fate = suppress::track(&mut m.state, &a, verdict, ts_ns, flags, local, || {
+        let fate = suppress::track(&mut m.state, &a, verdict, ts_ns, &w, || {
             digest = validate::address_digest(bytes, &a).unwrap_or(0);
-            Some(digest)
+            suppress::Attempt {
+                digest,
+                written: true,
+            }
         });
         if fate != Some(Fate::Report) {
             return None;
         }
+        let first = m.state.first_ns;
         let advert = m.advert(a.version, a.priority, a.interval, a.addr_count, digest);
-        self.feed(key, ts_ns, address_of(a.family, &a.src), advert, true);
+        self.feed_run(
+            key,
+            first,
+            ts_ns,
+            address_of(a.family, &a.src),
+            advert,
+            true,
+        );
         Some(key)
+    }
+
+    /// Hands the router of `key` a run of identical adverts known by its first and last
+    /// arrival. The first too, if a Backup has not heard it (its report was lost): a
+    /// preempt delay starts from it. And if that delay ended before the last one
+    /// arrived, repeats arrived while it ran that nobody recorded: one is taken at its
+    /// last instant, so the timer runs late rather than early. Then the last.
+    fn feed_run(
+        &mut self,
+        key: VridKey,
+        first_ns: u64,
+        last_ns: u64,
+        source: IpAddr,
+        advert: Advertisement,
+        fresh: bool,
+    ) {
+        let backup_behind = self
+            .members
+            .get(&key)
+            .is_some_and(|m| m.router.state() == State::Backup && first_ns > m.fed_ns);
+        if backup_behind && first_ns < last_ns {
+            self.feed(key, first_ns, source, advert.clone(), false);
+            let end = self
+                .members
+                .get(&key)
+                .and_then(|m| m.router.preempt_delay_until())
+                .map(|u| u.as_nanos().saturating_sub(1));
+            if let Some(end) = end
+                && end > first_ns
+                && end < last_ns
+            {
+                self.feed(key, end, source, advert.clone(), false);
+            }
+        }
+        self.feed(key, last_ns, source, advert, fresh);
     }
 
     /// Hands an advert that arrived at `ts_ns` to the router of `key`.
@@ -636,7 +731,10 @@ impl Endpoint {
             new
         });
         m.router.handle(at, Input::Advert { source, advert });
-        m.fed_ns = m.fed_ns.max(ts_ns);
+        if ts_ns >= m.fed_ns {
+            m.fed_ns = ts_ns;
+            m.fed_what = Some((source, priority, interval));
+        }
         if fresh {
             m.fed += 1;
         }
@@ -683,7 +781,7 @@ impl Endpoint {
             );
             return;
         }
-        self.catch_up(now, key);
+        self.refresh(now, key);
         self.input(
             now,
             key,
@@ -692,16 +790,17 @@ impl Endpoint {
         );
     }
 
-    /// A due router: hand a Backup the VRID's last arrival from the datapath's state
-    /// (the master may have spoken since the last report), then the timeout.
+    /// A due router: [`Endpoint::refresh`], then the timeout.
     fn timeout(&mut self, now: Instant, key: VridKey) {
-        self.catch_up(now, key);
+        self.refresh(now, key);
         self.input(now, key, Input::Timeout, &mut BTreeSet::new());
     }
 
-    /// Hands a Backup the VRID's last arrival from the datapath's state, when newer than
-    /// what it was fed.
-    fn catch_up(&mut self, now: Instant, key: VridKey) {
+    /// Hands a Backup the VRID's last arrival from the datapath's state, if the router
+    /// has not seen it: the master may have spoken since the last report. Done before
+    /// the down timer is judged, and before any input that changes how adverts are
+    /// judged (the priority), so that the quiet adverts count as what they were.
+    fn refresh(&mut self, now: Instant, key: VridKey) {
         let Some(m) = self.members.get(&key) else {
             return;
         };
@@ -709,8 +808,17 @@ impl Endpoint {
         // Built from the state's own source, priority and interval, not from the last
         // report: a report lost to a full ring, or raced by another CPU, must not make
         // the Backup believe the wrong master.
+        let source = address_of(key.family, &s.last_src);
+        let what = (
+            source,
+            s.last_priority,
+            interval_of(s.last_version, s.last_interval),
+        );
+        // Newer than what the router heard; or as new, but another advert (two arrived
+        // at once, and the one the state kept was not the one reported).
+        let newer = s.last_ns > m.fed_ns || (s.last_ns == m.fed_ns && m.fed_what != Some(what));
         if m.router.state() == State::Backup
-            && s.last_ns > m.fed_ns
+            && newer
             && s.last_ns <= now.as_nanos()
             && s.last_version != 0
         {
@@ -721,13 +829,28 @@ impl Endpoint {
                 s.last_addr_count,
                 s.last_digest,
             );
-            self.feed(
-                key,
-                s.last_ns,
-                address_of(key.family, &s.last_src),
-                advert,
-                false,
+            self.feed_run(key, s.first_ns, s.last_ns, source, advert, false);
+        }
+        // The last advert the datapath dropped as below the local priority, which the
+        // router would have discarded too: handed in so that it knows whom it preempts.
+        let Some(m) = self.members.get(&key) else {
+            return;
+        };
+        if m.router.state() == State::Backup
+            && s.ignored_ns > m.fed_ns
+            && s.ignored_ns <= now.as_nanos()
+        {
+            let version = m.base.version;
+            let count = u8::try_from(m.router.config().virtual_addresses.len()).unwrap_or(0);
+            let advert = m.advert(
+                version,
+                s.ignored_priority,
+                s.ignored_interval,
+                count,
+                m.digest,
             );
+            let source = address_of(key.family, &s.ignored_src);
+            self.feed(key, s.ignored_ns, source, advert, false);
         }
     }
 }

@@ -37,7 +37,8 @@ pub struct InFlight {
     ifindex: u32,
     digest: u32,
     fate: Option<Fate>,
-    watched: bool,
+    watched: Option<WatchEntry>,
+    first: u64,
 }
 
 impl KernelModel {
@@ -85,9 +86,11 @@ impl KernelModel {
             0
         };
         let mut fate = None;
-        let watched = entry.is_some();
+        let mut first = ts;
+        let watched = entry;
         if let (Some(w), Some(s)) = (entry, self.stats.get_mut(&key)) {
-            fate = suppress::judge(s, &a, verdict, ts, w.flags, w.priority);
+            fate = suppress::judge(s, &a, verdict, ts, &w);
+            first = suppress::run_start(s, &a, ts, w.epoch);
         }
         Some(InFlight {
             key,
@@ -98,6 +101,7 @@ impl KernelModel {
             digest,
             fate,
             watched,
+            first,
         })
     }
 
@@ -105,22 +109,27 @@ impl KernelModel {
     /// state.
     pub fn finish(&mut self, f: InFlight) {
         let report = f.fate == Some(Fate::Report)
-            || (f.watched && !self.stats.contains_key(&f.key) && f.verdict == Verdict::Accept);
-        let written = if report {
-            if self.ring.len() < self.capacity {
+            || (f.watched.is_some()
+                && !self.stats.contains_key(&f.key)
+                && f.verdict == Verdict::Accept);
+        let attempt = report.then(|| {
+            let written = self.ring.len() < self.capacity;
+            if written {
                 let mut e = AdvertEvent::zeroed();
-                suppress::fill(&mut e, f.ts, f.ifindex, &f.advert, f.verdict, f.digest);
+                suppress::fill(
+                    &mut e, f.ts, f.first, f.ifindex, &f.advert, f.verdict, f.digest,
+                );
                 self.ring.push_back(e);
-                Some(f.digest)
             } else {
                 self.iface.entry(f.ifindex).or_default().ring_full += 1;
-                None
             }
-        } else {
-            None
-        };
-        if let Some(s) = self.stats.get_mut(&f.key) {
-            suppress::settle(s, &f.advert, f.ts, f.fate, written);
+            suppress::Attempt {
+                digest: f.digest,
+                written,
+            }
+        });
+        if let (Some(s), Some(w)) = (self.stats.get_mut(&f.key), f.watched) {
+            suppress::settle(s, &f.advert, f.ts, &w, f.fate, attempt);
         }
     }
 

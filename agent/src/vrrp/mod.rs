@@ -56,6 +56,7 @@ pub mod endpoint;
 pub mod packet;
 pub mod reason;
 pub mod router;
+pub mod sync;
 pub mod time;
 
 #[cfg(test)]

@@ -71,6 +71,9 @@ pub enum Reason {
     FaultCleared,
     /// Shutdown event (RFC 5798 §6.4.2, §6.4.3).
     Shutdown,
+    /// Its sync group moved it: out of Master because another member cannot be Master
+    /// here, or into Master once every member can.
+    SyncGroup(String),
 }
 
 impl Reason {
@@ -88,6 +91,7 @@ impl Reason {
             Reason::Fault(FaultKind::Tracked(_)) => "fault_tracked",
             Reason::FaultCleared => "fault_cleared",
             Reason::Shutdown => "shutdown",
+            Reason::SyncGroup(_) => "sync_group",
         }
     }
 }
@@ -133,6 +137,7 @@ impl fmt::Display for Reason {
             Reason::Fault(kind) => write!(f, "fault: {kind}"),
             Reason::FaultCleared => f.write_str("fault cleared"),
             Reason::Shutdown => f.write_str("shutdown"),
+            Reason::SyncGroup(why) => write!(f, "sync group: {why}"),
         }
     }
 }

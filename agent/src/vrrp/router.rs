@@ -267,6 +267,19 @@ pub enum Input {
         /// When the session's detection time ran out.
         at: Instant,
     },
+    /// Its sync group cannot be Master here: a Master steps down (with a priority-0
+    /// advert), and a Backup whose Master_Down_Timer fires stays Backup, remembering
+    /// that it would have taken over ([`VirtualRouter::wants_master`]).
+    SyncHold {
+        /// Why, for the transition's reason.
+        reason: String,
+    },
+    /// Every member of its sync group can be Master: a held Backup that would have taken
+    /// over does so now.
+    SyncRelease {
+        /// Why, for the transition's reason.
+        reason: String,
+    },
 }
 
 /// Something the daemon must do.
@@ -386,6 +399,10 @@ pub struct VirtualRouter {
     preempt_until: Option<Instant>,
     link_down: bool,
     fault: Option<String>,
+    /// Held in Backup by its sync group.
+    sync_hold: bool,
+    /// Held while its Master_Down_Timer fired (or as the owner): why it would be Master.
+    wants_master: Option<Reason>,
     actions: VecDeque<Action>,
     last_transition: Option<Transition>,
     counters: Counters,
@@ -419,6 +436,8 @@ impl VirtualRouter {
             preempt_until: None,
             link_down: false,
             fault: None,
+            sync_hold: false,
+            wants_master: None,
             actions: VecDeque::new(),
             timing: std::cell::Cell::new(None),
             last_transition: None,
@@ -479,10 +498,17 @@ impl VirtualRouter {
     /// priority 0 (RFC 5798 §6.4.2): a Backup with Preempt_Mode on and no preempt delay
     /// running. Only then may a datapath drop such adverts before they reach it.
     pub fn discards_lower_priority(&self, now: Instant) -> bool {
-        self.state == State::Backup && self.cfg.preempt && !self.delay_holds(now)
+        // Time is whole nanoseconds: the delay holds for no advert after `now` once `now`
+        // is its last instant.
+        let holds_after = !self.cfg.preempt_delay.is_zero()
+            && self
+                .preempt_until
+                .is_none_or(|until| until > now + Duration::from_nanos(1));
+        self.state == State::Backup && self.cfg.preempt && !holds_after
     }
 
-    /// When the running preempt delay ends, if one runs (Backup only).
+    /// When the running preempt delay ends, if one runs (Backup only): the first instant
+    /// at which a lower-priority advert is no longer heard.
     pub fn preempt_delay_until(&self) -> Option<Instant> {
         if self.state != State::Backup || self.cfg.preempt_delay.is_zero() {
             return None;
@@ -522,6 +548,47 @@ impl VirtualRouter {
                 self.leave_fault(now);
             }
             Input::MasterUnreachable { master, at } => self.master_unreachable(now, master, at),
+            Input::SyncHold { reason } => self.hold(now, reason),
+            Input::SyncRelease { reason } => self.release(now, reason),
+        }
+    }
+
+    /// Whether it would be Master but for its sync group: Master already, or a held
+    /// Backup whose Master_Down_Timer fired with no better master heard since.
+    pub fn wants_master(&self) -> bool {
+        self.state == State::Master || (self.state == State::Backup && self.wants_master.is_some())
+    }
+
+    /// Whether its own interface is down (as opposed to a tracked fault).
+    pub fn link_is_down(&self) -> bool {
+        self.link_down
+    }
+
+    /// Whether its sync group holds it out of Master.
+    pub fn is_held(&self) -> bool {
+        self.sync_hold
+    }
+
+    fn hold(&mut self, now: Instant, reason: String) {
+        self.sync_hold = true;
+        if self.state == State::Master {
+            // keepalived leaves Master for the group; priority 0 lets the peer's member
+            // take over after Skew_Time rather than a whole Master_Down_Interval.
+            self.transition(now, State::Backup, Reason::SyncGroup(reason));
+            self.send(PRIORITY_STOP);
+            self.actions.push_back(Action::RemoveAddresses);
+            self.master_adver_interval = self.cfg.advert_interval;
+            self.down = DownTimer::Start { anchor: now };
+            self.heard = None;
+            self.lower = None;
+            self.wants_master = None;
+        }
+    }
+
+    fn release(&mut self, now: Instant, reason: String) {
+        self.sync_hold = false;
+        if self.state == State::Backup && self.wants_master.take().is_some() {
+            self.become_master(now, Reason::SyncGroup(reason));
         }
     }
 
@@ -714,7 +781,8 @@ impl VirtualRouter {
 
     /// Leaves Initialize or Fault for Master (owner) or Backup.
     fn activate(&mut self, now: Instant, reason: Reason) {
-        if self.priority == PRIORITY_OWNER {
+        self.wants_master = None;
+        if self.priority == PRIORITY_OWNER && !self.sync_hold {
             // RFC 5798 §6.4.1: the owner goes Master at once.
             let reason = if reason == Reason::Startup {
                 Reason::Owner
@@ -734,9 +802,14 @@ impl VirtualRouter {
         self.preempt_until =
             (!self.cfg.preempt_delay.is_zero()).then(|| now + self.cfg.preempt_delay);
         self.transition(now, State::Backup, reason);
+        if self.priority == PRIORITY_OWNER {
+            // Held by its sync group: the owner takes over when the group is released.
+            self.wants_master = Some(Reason::Owner);
+        }
     }
 
     fn become_master(&mut self, now: Instant, reason: Reason) {
+        self.wants_master = None;
         self.transition(now, State::Master, reason);
         // RFC 5798 §6.4.1 / §6.4.2: send an advert, then announce the addresses (GARP or
         // unsolicited NA), then start the Adver_Timer. The advert goes first so that the
@@ -769,6 +842,7 @@ impl VirtualRouter {
     }
 
     fn enter_fault(&mut self, now: Instant, kind: FaultKind) {
+        self.wants_master = None;
         match self.state {
             State::Initialize | State::Fault => {}
             State::Backup => self.transition(now, State::Fault, Reason::Fault(kind)),
@@ -808,6 +882,9 @@ impl VirtualRouter {
                 self.send(p);
                 self.adver_at = now + self.cfg.advert_interval;
             }
+            State::Backup if p == PRIORITY_OWNER && self.sync_hold => {
+                self.wants_master = Some(Reason::Owner);
+            }
             State::Backup if p == PRIORITY_OWNER => {
                 // RFC 5798 §6.4.1's rule for the owner, applied when the owner's priority
                 // comes back to 255.
@@ -827,6 +904,11 @@ impl VirtualRouter {
         // An advert that arrived after the session went down says the Master lives (the
         // path of BFD failed, not the router).
         if self.down.anchor() > at {
+            return;
+        }
+        if self.sync_hold {
+            // As when the timer fires: its group cannot be Master here yet.
+            self.wants_master = Some(Reason::BfdDown { master });
             return;
         }
         self.become_master(now, Reason::BfdDown { master });
@@ -851,6 +933,13 @@ impl VirtualRouter {
                         master: self.heard.map(|h| h.address),
                     },
                 };
+                if self.sync_hold {
+                    // Its group cannot be Master here yet: stay Backup, say it would take
+                    // over, and look again one Master_Down_Interval on.
+                    self.wants_master = Some(reason);
+                    self.down = DownTimer::Start { anchor: now };
+                    return;
+                }
                 self.become_master(now, reason);
             }
             State::Master => {
@@ -945,14 +1034,11 @@ impl VirtualRouter {
                 anchor: now,
                 master: source,
             };
+            self.wants_master = None;
             return;
         }
         let lower = advert.priority < self.priority;
-        // keepalived's preempt_delay: while it runs, a lower-priority advert is taken as
-        // if preemption were off.
-        let delay_holds =
-            !self.cfg.preempt_delay.is_zero() && self.preempt_until.is_none_or(|until| until > now);
-        if !self.cfg.preempt || !lower || delay_holds {
+        if !self.cfg.preempt || !lower || self.delay_holds(now) {
             // RFC 5798 §6.4.2: Preempt_Mode false or priority >= ours: learn
             // Master_Adver_Interval (v3 only: RFC 3768 has no such variable), recompute
             // Master_Down_Interval, reset the Master_Down_Timer.
@@ -965,6 +1051,7 @@ impl VirtualRouter {
                 priority: advert.priority,
             });
             self.lower = None;
+            self.wants_master = None;
             if !self.cfg.preempt_delay.is_zero() {
                 if !lower {
                     self.preempt_until = None;

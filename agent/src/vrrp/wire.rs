@@ -189,8 +189,15 @@ mod tests {
         };
         assert_eq!(judge(&v4.frame(), 0), Accept);
         assert_eq!(judge(&v6.frame(), 0), Accept);
+        // Either style is accepted over IPv4, whatever the local one.
         assert_eq!(judge(&as_v2.frame(), WATCH_V3_CSUM_AS_V2), Accept);
-        assert_eq!(judge(&as_v2.frame(), 0), Checksum);
-        assert_eq!(judge(&v4.frame(), WATCH_V3_CSUM_AS_V2), Checksum);
+        assert_eq!(judge(&as_v2.frame(), 0), Accept);
+        assert_eq!(judge(&v4.frame(), WATCH_V3_CSUM_AS_V2), Accept);
+        // Not over IPv6, where keepalived has no such option.
+        let v6_as_v2 = WireAdvert {
+            sum: Sum::MessageOnly,
+            ..v6
+        };
+        assert_eq!(judge(&v6_as_v2.frame(), WATCH_V3_CSUM_AS_V2), Checksum);
     }
 }

@@ -19,7 +19,7 @@ use super::node::{Impl, specs};
 
 pub const INTERVAL_MS: u32 = 100;
 
-/// Below this send rate (packets/s) a flood is repeated (issue 4 asks for ≥ 200k/s; on
+/// Below this send rate (packets/s) a flood is repeated (the benchmark aims at ≥ 200k/s; on
 /// a shared machine one sender thread does not always get there).
 pub const MIN_RATE: f64 = 100_000.0;
 

@@ -6,7 +6,7 @@
 //! Each implementation gets its own lab (namespaces on a bridge, TEST-NET addresses),
 //! built fresh and removed at the end; the two labs run at the same time, and trials
 //! alternate between them, so that whatever else loads the machine loads both. Goals
-//! from issue 8 are evaluated but never fail the run: only errors do.
+//! are evaluated but never fail the run: only errors do.
 
 mod detection;
 mod flood;

@@ -244,6 +244,34 @@ fn without_a_preempt_delay_lower_priorities_die_in_the_kernel() {
     assert_eq!(w.became_master_at(), Some(1000 * MS + mdi));
 }
 
+/// A Backup that preempts a lower-priority Master whose adverts the kernel dropped says
+/// so, not "no master heard".
+#[test]
+fn a_backup_preempting_a_master_the_kernel_silenced_names_it_in_the_reason() {
+    for path in [Path::Raw, Path::Xdp(64)] {
+        let mut w = World::new(endpoint(150, Duration::ZERO), path);
+        w.run(
+            3_000 * MS,
+            &mut every_100ms("192.0.2.11", 100, 1050 * MS, 3_000 * MS),
+        );
+        let reason = w.actions.iter().find_map(|(_, a)| match a {
+            EndpointAction::Router(Action::StateChanged(t)) if t.to == State::Master => {
+                Some(t.reason.clone())
+            }
+            _ => None,
+        });
+        assert_eq!(
+            reason,
+            Some(crate::vrrp::Reason::PreemptLowerPriority {
+                master: ip("192.0.2.11"),
+                priority: 100,
+                ours: 150
+            }),
+            "{path:?}"
+        );
+    }
+}
+
 /// A change event lost to a full ring must not make a Backup take over from a live
 /// Master: the refeed comes from the kernel's own record of the last advert.
 #[test]

@@ -120,7 +120,7 @@ fn rfc3768_6_1_v2_skew_time_is_256_minus_priority_over_256_seconds() {
 #[test]
 fn rfc5798_6_1_master_down_interval_is_three_intervals_plus_skew_time() {
     let r = VirtualRouter::new(cfg(Version::V3, 100), ip(ME));
-    // DESIGN.md: 3.61 s at 1 s.
+    // keepalived measured: 3.61 s at 1 s.
     assert_eq!(
         r.master_down_interval(),
         Duration::from_nanos(3_609_375_000)
@@ -128,7 +128,7 @@ fn rfc5798_6_1_master_down_interval_is_three_intervals_plus_skew_time() {
     let mut c = cfg(Version::V3, 100);
     c.advert_interval = Duration::from_millis(10);
     let r = VirtualRouter::new(c, ip(ME));
-    // DESIGN.md: 36 ms at 10 ms.
+    // keepalived measured: 36 ms at 10 ms.
     assert_eq!(r.master_down_interval(), Duration::from_nanos(36_093_750));
 }
 
@@ -844,6 +844,58 @@ fn ipv6_router_elects_on_ipv6_addresses() {
     // An IPv4 sender for an IPv6 router is another family.
     r.handle(ms(2), from("192.0.2.12", a));
     assert_eq!(r.counters().discarded_family, 1);
+}
+
+#[test]
+fn sync_hold_keeps_a_backup_whose_timer_fired_and_release_makes_it_master() {
+    let mut r = started(cfg(Version::V3, 100));
+    r.handle(Instant::ZERO, Input::SyncHold { reason: "g".into() });
+    let deadline = r.poll_timeout().expect("a Backup has a deadline");
+    r.handle(deadline, Input::Timeout);
+    assert_eq!(r.state(), State::Backup);
+    assert!(r.wants_master());
+    assert!(drain(&mut r).is_empty(), "held: no advert, no addresses");
+    // The deadline moves on rather than firing again at once.
+    assert!(r.poll_timeout().expect("still Backup") > deadline);
+    r.handle(deadline, Input::SyncRelease { reason: "g".into() });
+    assert_eq!(r.state(), State::Master);
+    let actions = drain(&mut r);
+    assert!(effects(&actions).contains(&Action::AddAddresses));
+}
+
+#[test]
+fn sync_hold_makes_a_master_step_down_with_priority_zero() {
+    let (mut r, t) = master(cfg(Version::V3, 100));
+    r.handle(
+        t,
+        Input::SyncHold {
+            reason: "g: in cannot be MASTER".into(),
+        },
+    );
+    assert_eq!(r.state(), State::Backup);
+    assert!(!r.wants_master());
+    let actions = drain(&mut r);
+    assert_eq!(
+        effects(&actions),
+        vec![Action::SendAdvert { priority: 0 }, Action::RemoveAddresses]
+    );
+    assert_eq!(transitions(&actions)[0].reason.kind(), "sync_group");
+}
+
+#[test]
+fn a_better_master_heard_while_held_cancels_the_wish_to_take_over() {
+    let mut r = started(cfg(Version::V3, 100));
+    r.handle(Instant::ZERO, Input::SyncHold { reason: "g".into() });
+    let deadline = r.poll_timeout().expect("Backup");
+    r.handle(deadline, Input::Timeout);
+    assert!(r.wants_master());
+    r.handle(
+        deadline + Duration::from_millis(10),
+        from("192.0.2.12", v3(200)),
+    );
+    assert!(!r.wants_master());
+    r.handle(deadline, Input::SyncRelease { reason: "g".into() });
+    assert_eq!(r.state(), State::Backup);
 }
 
 #[test]

@@ -1,0 +1,529 @@
+//! keepalived features migrating configurations rely on, with real agents: a sync group
+//! whose two VRIDs move together when one member loses its election (and back), and
+//! process tracking that follows nginx through the kernel's process events.
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use vigil_tests::agent::{Vigil, global, has_address};
+use vigil_tests::{Lab, require_root};
+
+const OUT_VIP: &str = "192.0.2.100";
+const IN_VIP: &str = "192.0.2.101";
+/// Moves with `inside` but is not advertised (the other family, as keepalived users
+/// put it in virtual_ipaddress_excluded).
+const EXCLUDED: &str = "2001:db8:5::1";
+/// A route and a rule that move with `inside`.
+const ROUTE: &str = "198.51.100.0/24";
+
+fn sync_config(a_priority: u8, b_priority: u8, a_extra: &str) -> String {
+    format!(
+        "[instances.outside]\ninterface = \"eth0\"\nvrid = 51\npriority = {a_priority}\n\
+         advert_interval = \"100ms\"\nvirtual_addresses = [\"{OUT_VIP}/24\"]\n{a_extra}\n\
+         [instances.inside]\ninterface = \"eth0\"\nvrid = 52\npriority = {b_priority}\n\
+         advert_interval = \"100ms\"\nvirtual_addresses = [\"{IN_VIP}/24\"]\n\
+         excluded_addresses = [\"{EXCLUDED}/64\"]\n\
+         virtual_routes = [\"{ROUTE} dev eth0 table 100\"]\n\
+         virtual_rules = [\"from {IN_VIP}/32 priority 1000 table 100\"]\n\n\
+         [sync_groups.router]\ninstances = [\"outside\", \"inside\"]\n"
+    )
+}
+
+/// What the Master of the group holds: both VIPs, the excluded address, the route in
+/// table 100 and the rule that points there.
+fn holds_all(v: &Vigil) -> anyhow::Result<[bool; 5]> {
+    // An empty table does not exist yet, and `ip` says so with an error.
+    let routes = v
+        .host
+        .command("ip")
+        .args(["route", "show", "table", "100"])
+        .output()?;
+    let rules = v.host.exec(&["ip", "rule", "show"])?;
+    Ok([
+        has_address(&v.host, OUT_VIP),
+        has_address(&v.host, IN_VIP),
+        has_address(&v.host, EXCLUDED),
+        String::from_utf8_lossy(&routes.stdout).contains(ROUTE),
+        String::from_utf8_lossy(&rules.stdout).contains(&format!("from {IN_VIP} lookup 100")),
+    ])
+}
+
+/// Everything on `on`, nothing on `off`, for `hold` (polled): a split would show.
+fn held_together(on: &Vigil, off: &Vigil, hold: Duration) -> anyhow::Result<()> {
+    let end = Instant::now() + hold;
+    loop {
+        let (a, b) = (holds_all(on)?, holds_all(off)?);
+        anyhow::ensure!(
+            a == [true; 5] && b == [false; 5],
+            "not all on {} alone (VIPs, excluded, route, rule): {a:?} / {b:?}\n{}\n{}",
+            on.host.name,
+            on.status_table()?,
+            off.status_table()?
+        );
+        if Instant::now() > end {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_sync_group_moves_both_vrids_together_and_back() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("sync", &["lb01", "lb02"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    // lb01 wins both legs (200 to 100) while its uplink check passes; the check fails
+    // when the file it watches is gone, and only the outside leg tracks it.
+    let flag = dir.join("lb01-uplink");
+    std::fs::write(&flag, "")?;
+    let track = format!(
+        "track_scripts = [\"uplink\"]\n[scripts.uplink]\ncommand = \"test -f {}\"\ninterval = \"100ms\"\n",
+        flag.display()
+    );
+    let v1 = Vigil::start(
+        &lb01,
+        &dir,
+        &(global(&lb01, &dir, &bpffs, "") + &sync_config(200, 200, &track)),
+    )?;
+    let v2 = Vigil::start(
+        &lb02,
+        &dir,
+        &(global(&lb02, &dir, &bpffs, "") + &sync_config(100, 100, "")),
+    )?;
+    for name in ["outside", "inside"] {
+        v1.wait_state(name, "MASTER", Duration::from_secs(5))?;
+        v2.wait_state(name, "BACKUP", Duration::from_secs(5))?;
+    }
+    held_together(&v1, &v2, Duration::from_millis(500))?;
+    let status = v1.status()?;
+    assert_eq!(status["sync_groups"][0]["group"], "router");
+    assert_eq!(status["sync_groups"][0]["state"], "MASTER");
+    assert!(
+        v1.status_table()?.contains("router"),
+        "{}",
+        v1.status_table()?
+    );
+
+    // The outside leg fails on lb01; the inside leg, healthy and better, follows it.
+    std::fs::remove_file(&flag)?;
+    let t0 = Instant::now();
+    for name in ["outside", "inside"] {
+        v2.wait_state(name, "MASTER", Duration::from_secs(5))?;
+        v1.wait_state(name, "FAULT", Duration::from_secs(5))?;
+    }
+    eprintln!("both legs on lb02 {:?} after the file went", t0.elapsed());
+    held_together(&v2, &v1, Duration::from_secs(1))?;
+    let inside = v1.wait_instance("inside", "FAULT", Duration::from_secs(1), |i| {
+        i["state"] == "FAULT"
+    })?;
+    assert_eq!(
+        inside["sync_fault"], "sync group router: outside is FAULT",
+        "{inside}"
+    );
+    assert_eq!(v2.status()?["sync_groups"][0]["state"], "MASTER");
+    assert_eq!(v1.status()?["sync_groups"][0]["state"], "FAULT");
+
+    // Back: the check passes, the group leaves FAULT, and lb01 takes both legs again.
+    std::fs::write(&flag, "")?;
+    for name in ["outside", "inside"] {
+        v1.wait_state(name, "MASTER", Duration::from_secs(5))?;
+        v2.wait_state(name, "BACKUP", Duration::from_secs(5))?;
+    }
+    held_together(&v1, &v2, Duration::from_secs(1))?;
+    Ok(())
+}
+
+/// nginx in `host` with its own configuration (and so its own command line) in `dir`.
+fn start_nginx(lab: &Lab, host: &str, dir: &std::path::Path) -> anyhow::Result<Child> {
+    let conf = dir.join("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\npid {d}/nginx.pid;\nerror_log {d}/nginx.err;\nworker_processes 1;\n\
+             events {{}}\nhttp {{ access_log off; server {{ listen 127.0.0.1:18080; }} }}\n",
+            d = dir.display()
+        ),
+    )?;
+    let child = lab
+        .host(host)
+        .spawn(&["/usr/sbin/nginx", "-c", &conf.to_string_lossy()])?;
+    Ok(child)
+}
+
+#[test]
+fn killing_nginx_on_the_master_moves_the_vip_within_an_interval_plus_the_delay()
+-> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("proc", &["lb01", "lb02"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let mut nginx = start_nginx(&lab, "lb01", &dir)?;
+    // nginx rewrites its command line; the master's names this lab's configuration, so
+    // no other nginx on the machine can count.
+    let command_line = format!(
+        "nginx: master process /usr/sbin/nginx -c {}",
+        dir.join("nginx.conf").display()
+    );
+    let interval = Duration::from_millis(500);
+    let delay = Duration::from_millis(300);
+    let instance = |priority: u8, state: &str, extra: &str| {
+        format!(
+            "[instances.web]\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
+             initial_state = \"{state}\"\nadvert_interval = \"{}ms\"\n\
+             virtual_addresses = [\"{OUT_VIP}/24\"]\n{extra}\n",
+            interval.as_millis()
+        )
+    };
+    let processes = format!(
+        "[processes.nginx]\nname = \"nginx\"\ncommand_line = \"{command_line}\"\n\
+         terminate_delay = \"{}ms\"\n",
+        delay.as_millis()
+    );
+    let v1 = Vigil::start(
+        &lb01,
+        &dir,
+        &(global(&lb01, &dir, &bpffs, "")
+            + &processes
+            + &instance(150, "master", "track_processes = [\"nginx\"]")),
+    )?;
+    let v2 = Vigil::start(
+        &lb02,
+        &dir,
+        &(global(&lb02, &dir, &bpffs, "") + &instance(100, "backup", "")),
+    )?;
+    v1.wait_instance(
+        "web",
+        "MASTER with nginx counted",
+        Duration::from_secs(5),
+        |i| i["state"] == "MASTER" && i["tracking"]["processes"][0]["status"] == "running",
+    )?;
+    v2.wait_state("web", "BACKUP", Duration::from_secs(5))?;
+    assert!(
+        !v1.log_text().contains("no kernel process events"),
+        "the proc connector was not used:\n{}",
+        v1.log_text()
+    );
+
+    // SIGTERM: nginx's fast shutdown, master and worker gone.
+    // SAFETY: plain syscall on the pid of the child this test started.
+    unsafe { libc::kill(nginx.id() as i32, libc::SIGTERM) };
+    let t0 = Instant::now();
+    nginx.wait()?;
+    v2.wait_state("web", "MASTER", interval + delay + Duration::from_secs(2))?;
+    let took = t0.elapsed();
+    eprintln!(
+        "VIP moved {took:?} after nginx was killed (interval {interval:?} + delay {delay:?})"
+    );
+    // Fault sends priority 0, so lb02 takes over after Skew_Time, well inside an
+    // interval; 150 ms covers the status polling.
+    assert!(
+        took <= interval + delay + Duration::from_millis(150),
+        "took {took:?}"
+    );
+    assert!(took >= delay, "moved before terminate_delay: {took:?}");
+    let i = v1.wait_instance("web", "FAULT", Duration::from_secs(1), |i| {
+        i["state"] == "FAULT"
+    })?;
+    assert!(
+        i["fault"]
+            .as_str()
+            .is_some_and(|f| f.contains("process nginx")),
+        "{i}"
+    );
+    assert!(has_address(&lb02, OUT_VIP) && !has_address(&lb01, OUT_VIP));
+
+    // nginx back: lb01 leaves FAULT and preempts.
+    let mut nginx = start_nginx(&lab, "lb01", &dir)?;
+    let back = v1.wait_state("web", "MASTER", Duration::from_secs(5));
+    // SAFETY: as above.
+    unsafe { libc::kill(nginx.id() as i32, libc::SIGTERM) };
+    let _ = nginx.wait();
+    back?;
+    v2.wait_state("web", "BACKUP", Duration::from_secs(2))?;
+    Ok(())
+}
+
+/// The client's neighbour entry for `vip` (its MAC), after a ping makes one.
+fn client_mac_for(client: &vigil_tests::Host, vip: &str) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let _ = client
+            .command("ping")
+            .args(["-c", "1", "-W", "1", vip])
+            .output();
+        let out = client.exec(&["ip", "neigh", "show", vip])?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut words = text.split_whitespace();
+        if words.any(|w| w == "lladdr")
+            && let Some(mac) = words.next()
+            && (text.contains("REACHABLE") || text.contains("STALE") || text.contains("DELAY"))
+        {
+            return Ok(mac.to_string());
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no neighbour entry for {vip}: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_virtual_mac_answers_for_the_vip_on_whichever_node_is_master() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("vmac", &["lb01", "lb02", "client"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02, client) = (
+        lab.host("lb01").clone(),
+        lab.host("lb02").clone(),
+        lab.host("client").clone(),
+    );
+    let instance = |priority: u8| {
+        format!(
+            "[instances.web]\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
+             advert_interval = \"100ms\"\nvirtual_addresses = [\"{OUT_VIP}/24\"]\nuse_vmac = true\n"
+        )
+    };
+    let capture_path = dir.join("client.pcap");
+    let capture =
+        vigil_tests::capture::Capture::start(&client, "eth0", "ip proto 112", &capture_path)?;
+    let v1 = Vigil::start(
+        &lb01,
+        &dir,
+        &(global(&lb01, &dir, &bpffs, "") + &instance(150)),
+    )?;
+    let mut v2 = Vigil::start(
+        &lb02,
+        &dir,
+        &(global(&lb02, &dir, &bpffs, "") + &instance(100)),
+    )?;
+    v1.wait_state("web", "MASTER", Duration::from_secs(5))?;
+    v2.wait_state("web", "BACKUP", Duration::from_secs(5))?;
+    // The macvlan exists on both, the VIP only on the Master's, XDP still on eth0.
+    for h in [&lb01, &lb02] {
+        let link = h.exec(&["ip", "-o", "link", "show", "vrrp.51"])?;
+        assert!(
+            String::from_utf8_lossy(&link.stdout).contains("00:00:5e:00:01:33"),
+            "{}",
+            String::from_utf8_lossy(&link.stdout)
+        );
+        assert!(
+            h.xdp_program("eth0")?.is_some(),
+            "no XDP program on {}'s eth0",
+            h.name
+        );
+    }
+    let addrs = lb01.exec(&["ip", "-o", "addr", "show", "dev", "vrrp.51"])?;
+    assert!(String::from_utf8_lossy(&addrs.stdout).contains(OUT_VIP));
+
+    const VMAC: &str = "00:00:5e:00:01:33";
+    assert_eq!(client_mac_for(&client, OUT_VIP)?, VMAC);
+
+    // Failover: lb01 stops; the client's entry is still right without learning anew.
+    drop(v1);
+    v2.wait_state("web", "MASTER", Duration::from_secs(5))?;
+    assert!(has_address(&lb02, OUT_VIP));
+    let out = client.exec(&["ping", "-c", "1", "-W", "2", OUT_VIP])?;
+    assert!(out.status.success());
+    assert_eq!(client_mac_for(&client, OUT_VIP)?, VMAC);
+
+    // Adverts came from the virtual MAC (RFC 5798 §7.3), from both nodes in turn.
+    std::thread::sleep(Duration::from_millis(300));
+    let packets = capture.stop()?;
+    let sources: std::collections::BTreeSet<[u8; 6]> = packets
+        .iter()
+        .filter(|p| p.data.len() > 14)
+        .map(|p| {
+            let mut m = [0u8; 6];
+            m.copy_from_slice(&p.data[6..12]);
+            m
+        })
+        .collect();
+    assert_eq!(
+        sources.into_iter().collect::<Vec<_>>(),
+        vec![[0x00, 0x00, 0x5e, 0x00, 0x01, 0x33]],
+        "advert source MACs"
+    );
+
+    // vigil removes the interface it made.
+    v2.signal(libc::SIGTERM);
+    assert_eq!(v2.wait()?, Some(0));
+    let gone = lb02
+        .command("ip")
+        .args(["link", "show", "vrrp.51"])
+        .output()?;
+    assert!(!gone.status.success(), "vrrp.51 left behind on lb02");
+    Ok(())
+}
+
+/// FRR's daemons, killed by their PIDs when dropped, with the files they leave in
+/// /var/tmp/frr removed.
+struct Frr {
+    dir: std::path::PathBuf,
+    daemons: Vec<(&'static str, Child)>,
+}
+
+impl Drop for Frr {
+    fn drop(&mut self) {
+        for (name, c) in &mut self.daemons {
+            let _ = c.kill();
+            let _ = c.wait();
+            let _ = std::fs::remove_dir_all(format!("/var/tmp/frr/{name}.{}", c.id()));
+        }
+    }
+}
+
+/// FRR's zebra and vrrpd in `host`, configured for VRID 51 at `priority`, the way FRR
+/// wants it: its own macvlan `vrrp4-eth0-51` with the virtual MAC holding the address.
+fn start_frr(lab: &Lab, host: &vigil_tests::Host, priority: u8) -> anyhow::Result<Frr> {
+    let dir = lab.dir.join(format!("frr-{}", host.name));
+    std::fs::create_dir_all(&dir)?;
+    vigil_tests::run(
+        std::process::Command::new("chown")
+            .args(["frr:frr"])
+            .arg(&dir),
+    )?;
+    for (k, v) in [
+        ("net.ipv4.conf.all.arp_ignore", "1"),
+        ("net.ipv4.conf.all.arp_announce", "2"),
+    ] {
+        host.exec(&["sysctl", "-qw", &format!("{k}={v}")])?;
+    }
+    host.exec(&[
+        "ip",
+        "link",
+        "add",
+        "vrrp4-eth0-51",
+        "link",
+        "eth0",
+        "address",
+        "00:00:5e:00:01:33",
+        "type",
+        "macvlan",
+        "mode",
+        "bridge",
+    ])?;
+    host.exec(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{OUT_VIP}/24"),
+        "dev",
+        "vrrp4-eth0-51",
+    ])?;
+    host.exec(&["ip", "link", "set", "vrrp4-eth0-51", "up"])?;
+    std::fs::write(dir.join("zebra.conf"), "")?;
+    std::fs::write(
+        dir.join("vrrpd.conf"),
+        format!(
+            "interface eth0\n vrrp 51 version 3\n vrrp 51 priority {priority}\n \
+             vrrp 51 advertisement-interval 100\n vrrp 51 ip {OUT_VIP}\n"
+        ),
+    )?;
+    let d = dir.display().to_string();
+    let z = format!("{d}/zserv.api");
+    let mut frr = Frr {
+        dir: dir.clone(),
+        daemons: Vec::new(),
+    };
+    let zebra = host.spawn(&[
+        "/usr/lib/frr/zebra",
+        "-f",
+        &format!("{d}/zebra.conf"),
+        "-i",
+        &format!("{d}/zebra.pid"),
+        "-z",
+        &z,
+        "--vty_socket",
+        &d,
+        "-P",
+        "0",
+    ])?;
+    frr.daemons.push(("zebra", zebra));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::path::Path::new(&z).exists() {
+        anyhow::ensure!(Instant::now() < deadline, "zebra did not open {z}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let vrrpd = host.spawn(&[
+        "/usr/lib/frr/vrrpd",
+        "-f",
+        &format!("{d}/vrrpd.conf"),
+        "-i",
+        &format!("{d}/vrrpd.pid"),
+        "-z",
+        &z,
+        "--vty_socket",
+        &d,
+        "-P",
+        "0",
+    ])?;
+    frr.daemons.push(("vrrpd", vrrpd));
+    Ok(frr)
+}
+
+/// vrrpd's state for VRID 51 over IPv4 ("Master", "Backup", ...).
+fn frr_state(host: &vigil_tests::Host, dir: &std::path::Path) -> String {
+    let out = host
+        .command("vtysh")
+        .args([
+            "--vty_socket",
+            &dir.to_string_lossy(),
+            "-c",
+            "show vrrp 51 json",
+        ])
+        .output();
+    let Ok(out) = out else {
+        return String::new();
+    };
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let vr = if v.is_array() { &v[0] } else { &v };
+    vr["v4"]["status"].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn frr_vrrpd_and_vigil_share_the_virtual_mac_across_failover() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("frrvmac", &["lb01", "lb02", "client"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02, client) = (
+        lab.host("lb01").clone(),
+        lab.host("lb02").clone(),
+        lab.host("client").clone(),
+    );
+    let frr = start_frr(&lab, &lb02, 100)?;
+    let config = format!(
+        "[instances.web]\ninterface = \"eth0\"\nvrid = 51\npriority = 200\n\
+         advert_interval = \"100ms\"\nvirtual_addresses = [\"{OUT_VIP}/24\"]\nuse_vmac = true\n"
+    );
+    let v1 = Vigil::start(&lb01, &dir, &(global(&lb01, &dir, &bpffs, "") + &config))?;
+    v1.wait_state("web", "MASTER", Duration::from_secs(5))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while frr_state(&lb02, &frr.dir) != "Backup" {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "vrrpd is {:?}, not Backup, with vigil Master",
+            frr_state(&lb02, &frr.dir)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    const VMAC: &str = "00:00:5e:00:01:33";
+    assert_eq!(client_mac_for(&client, OUT_VIP)?, VMAC);
+
+    // vigil leaves (priority 0): vrrpd takes over, and the client keeps the same MAC.
+    v1.signal(libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while frr_state(&lb02, &frr.dir) != "Master" {
+        anyhow::ensure!(Instant::now() < deadline, "vrrpd did not take over");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = client.exec(&["ping", "-c", "1", "-W", "2", OUT_VIP])?;
+    assert!(out.status.success());
+    assert_eq!(client_mac_for(&client, OUT_VIP)?, VMAC);
+    Ok(())
+}
