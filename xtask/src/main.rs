@@ -47,7 +47,7 @@ enum Task {
         /// Where to write the results (default: bench/, or target/bench-quick with --quick).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Only these parts, comma-separated: startup, detection, handover, flood, scale
+        /// Only these parts, comma-separated: startup, detection, bfd, handover, flood, scale
         /// (to check a change to one of them without the whole run).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
