@@ -102,6 +102,13 @@ fn repeated_notifications_are_not_changes() {
     require_root!();
     let lab = Lab::new("lq", LabOptions { dad: false });
     let a = lab.a.clone();
+    // The kernel reports carrier and oper state a little after `link set up` (link
+    // watch runs deferred): wait for it, or that late report is a real change.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !netns::ip_in(&a, &["link", "show", "dev", IF_A]).contains("state UP") {
+        assert!(std::time::Instant::now() < deadline, "{IF_A} never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     netns::block_on_in(&lab.a, move || async move {
         let (mut monitor, _) = LinkMonitor::start().await.expect("subscribe as root");
         // An MTU change makes the kernel send RTM_NEWLINK with the same up/down state.

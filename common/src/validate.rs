@@ -181,6 +181,24 @@ pub struct Advert {
     pub auth_type: u8,
     /// Raw interval field (v3: centiseconds, 12 bits; v2: seconds).
     pub interval: u16,
+    /// 1 when the frame carries an 802.1Q / 802.1ad tag.
+    pub tagged: u8,
+}
+
+/// The watched virtual router a parsed frame on `ifindex` is credited to, or `None` for a
+/// frame carrying a VLAN tag: that one belongs to the VLAN's sub-interface (where it
+/// arrives again, untagged), never to a virtual router of the parent.
+#[inline(always)]
+pub fn watch_key(ifindex: u32, a: &Advert) -> Option<crate::VridKey> {
+    if a.tagged != 0 {
+        return None;
+    }
+    Some(crate::VridKey {
+        ifindex,
+        family: a.family,
+        vrid: a.vrid,
+        _pad: 0,
+    })
 }
 
 /// Outcome of [`parse`].
@@ -211,12 +229,15 @@ pub fn parse<F: Frame + ?Sized>(frame: &F, a: &mut Advert) -> Parsed {
 fn parse_inner<F: Frame + ?Sized>(frame: &F, a: &mut Advert) -> Option<Result<(), Verdict>> {
     let mut ethertype = frame.u16_at(12)?;
     let mut l3 = ETH_HLEN;
+    let mut tagged = 0;
     // One 802.1Q (or 802.1ad) tag.
     if ethertype == ETHERTYPE_VLAN || ethertype == ETHERTYPE_QINQ {
         ethertype = frame.u16_at(16)?;
         l3 = ETH_HLEN + 4;
+        tagged = 1;
     }
     *a = Advert::default();
+    a.tagged = tagged;
     let ip_payload_len;
     if ethertype == ETHERTYPE_IPV4 {
         // Loaded in small pieces: the eBPF stack is 512 bytes for the whole program.
@@ -561,6 +582,22 @@ mod tests {
         assert!(v.passes());
         // Unicast to a watched VRID that expects multicast is still dropped.
         assert_eq!(judge(&unicast_frame(), Some(&V3)), Verdict::Destination);
+    }
+
+    #[test]
+    fn a_tagged_frame_seen_on_the_parent_is_never_the_parents() {
+        let plain = frame();
+        let mut tagged = [0u8; 50];
+        tagged[..12].copy_from_slice(&plain[..12]);
+        tagged[12..16].copy_from_slice(&[0x81, 0x00, 0x00, 0x64]);
+        tagged[16..].copy_from_slice(&plain[12..]);
+        let mut a = Advert::default();
+        assert_eq!(parse(&plain[..], &mut a), Parsed::Vrrp);
+        assert!(watch_key(2, &a).is_some_and(|k| k.ifindex == 2 && k.vrid == 51));
+        assert_eq!(parse(&tagged[..], &mut a), Parsed::Vrrp);
+        assert_eq!(watch_key(2, &a), None);
+        // Unwatched, it passes on untouched to the sub-interface.
+        assert_eq!(check(&tagged[..], &a, None), Verdict::Foreign);
     }
 
     #[test]

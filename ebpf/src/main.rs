@@ -95,15 +95,16 @@ fn judge(ctx: &XdpContext) -> u32 {
     }
     let ts = unsafe { bpf_ktime_get_ns() };
     let ifindex = ctx.ingress_ifindex() as u32;
-    let key = VridKey {
-        ifindex,
-        family: a.family,
-        vrid: a.vrid,
+    // A tagged frame belongs to the VLAN's sub-interface, not to this one's routers.
+    let key = validate::watch_key(ifindex, a).unwrap_or(VridKey {
+        ifindex: 0,
+        family: 0,
+        vrid: 0,
         _pad: 0,
-    };
+    });
     // Pointers, not copies: stack space is scarce.
     let entry = match parsed {
-        Parsed::Vrrp => WATCH.get_ptr(&key),
+        Parsed::Vrrp if key.ifindex != 0 => WATCH.get_ptr(&key),
         _ => None,
     };
     let verdict = match parsed {

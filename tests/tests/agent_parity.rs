@@ -527,3 +527,52 @@ fn frr_vrrpd_and_vigil_share_the_virtual_mac_across_failover() -> anyhow::Result
     assert_eq!(client_mac_for(&client, OUT_VIP)?, VMAC);
     Ok(())
 }
+
+#[test]
+fn an_ipv6_virtual_mac_answers_neighbour_solicitations_across_failover() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("vmac6", &["lb01", "lb02", "client"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02, client) = (
+        lab.host("lb01").clone(),
+        lab.host("lb02").clone(),
+        lab.host("client").clone(),
+    );
+    const VIP6: &str = "2001:db8::100";
+    let instance = |priority: u8| {
+        format!(
+            "[instances.web6]\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
+             advert_interval = \"100ms\"\nvirtual_addresses = [\"{VIP6}/64\"]\nuse_vmac = true\n"
+        )
+    };
+    let v1 = Vigil::start(
+        &lb01,
+        &dir,
+        &(global(&lb01, &dir, &bpffs, "") + &instance(150)),
+    )?;
+    let mut v2 = Vigil::start(
+        &lb02,
+        &dir,
+        &(global(&lb02, &dir, &bpffs, "") + &instance(100)),
+    )?;
+    v1.wait_state("web6", "MASTER", Duration::from_secs(5))?;
+    v2.wait_state("web6", "BACKUP", Duration::from_secs(5))?;
+    const VMAC6: &str = "00:00:5e:00:02:33";
+    // The Backup's macvlan has no link-local address: it cannot speak for itself.
+    let ll = lb02.exec(&["ip", "-6", "-o", "addr", "show", "dev", "vrrp.51"])?;
+    assert!(
+        String::from_utf8_lossy(&ll.stdout).trim().is_empty(),
+        "{}",
+        String::from_utf8_lossy(&ll.stdout)
+    );
+    assert_eq!(client_mac_for(&client, VIP6)?, VMAC6);
+    drop(v1);
+    v2.wait_state("web6", "MASTER", Duration::from_secs(5))?;
+    let out = client.exec(&["ping", "-c", "1", "-W", "2", VIP6])?;
+    assert!(out.status.success());
+    assert_eq!(client_mac_for(&client, VIP6)?, VMAC6);
+    v2.signal(libc::SIGTERM);
+    assert_eq!(v2.wait()?, Some(0));
+    Ok(())
+}

@@ -188,34 +188,8 @@ pub struct Script {
     pub user: Option<String>,
 }
 
-/// Initial state of an instance.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum InitialState {
-    /// Start as master (keepalived `state MASTER`).
-    Master,
-    /// Start as backup (the default).
-    Backup,
-}
-
-/// VRRP protocol version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-pub enum Version {
-    /// RFC 3768: IPv4 only, whole-second intervals, optional simple password.
-    V2,
-    /// RFC 5798: IPv4 and IPv6, centisecond intervals (the default).
-    V3,
-}
-
-impl Version {
-    /// The number that goes in the packet.
-    pub fn number(self) -> u8 {
-        match self {
-            Version::V2 => 2,
-            Version::V3 => 3,
-        }
-    }
-}
+// The election's own vocabulary: one enum for each, whether read from a file or run.
+pub use crate::vrrp::{InitialState, Version};
 
 /// A `track_scripts` entry, with the weight resolved (override or the script's own).
 #[derive(Debug, Clone, PartialEq, Eq)]

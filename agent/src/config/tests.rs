@@ -308,6 +308,7 @@ command = "true"
 [instances.outside]
 interface = "eth0"
 vrid = 1
+use_vmac = true
 virtual_addresses = ["192.0.2.1/24"]
 excluded_addresses = ["2001:db8::1/64", "198.51.100.7/32 dev eth1"]
 track_processes = ["nginx", { process = "exact", weight = 10 }]
@@ -335,6 +336,15 @@ fn processes_sync_groups_and_excluded_addresses_parse() {
         "its own key wins"
     );
     let o = &c.instances["outside"];
+    assert_eq!(
+        o.vmac,
+        Some(Vmac {
+            interface: "vrrp.1".into(),
+            xmit_base: false
+        }),
+        "keepalived's default name"
+    );
+    assert_eq!(c.instances["inside"].vmac, None);
     assert_eq!(o.excluded_addresses.len(), 2);
     assert_eq!(o.excluded_addresses[0].family(), Family::Ipv6);
     assert_eq!(
@@ -399,6 +409,21 @@ fn parity_keys_are_checked() {
             "excluded_addresses = [\"2001:db8::1/64\", \"198.51.100.7/32 dev eth1\"]",
             "excluded_addresses = [\"198.51.100.1\"]",
             "already a virtual address of instance",
+        ),
+        (
+            "vrid = 2\n",
+            "vrid = 2\nvmac_interface = \"v2\"\n",
+            "only with use_vmac = true",
+        ),
+        (
+            "vrid = 2\n",
+            "vrid = 2\nuse_vmac = true\nvmac_interface = \"vrrp.1\"\n",
+            "already uses the virtual MAC interface vrrp.1",
+        ),
+        (
+            "vrid = 2\n",
+            "vrid = 2\nvirtual_routes = [\"198.51.100.0/24 onlink\"]\n",
+            "unknown option `onlink`",
         ),
     ];
     for (from, to, want) in cases {

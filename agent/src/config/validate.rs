@@ -679,7 +679,7 @@ fn instance(
     let excluded_addresses = excluded_addresses(e, path, &r.excluded_addresses, &interface);
     let virtual_routes = parsed_list(e, path, "virtual_routes", &r.virtual_routes);
     let virtual_rules = parsed_list(e, path, "virtual_rules", &r.virtual_rules);
-    let vmac = vmac(e, path, r, vrid, family);
+    let vmac = vmac(e, path, r, vrid);
 
     let notify_master = notify(e, &r.notify_master, &p("notify_master"));
     let notify_backup = notify(e, &r.notify_backup, &p("notify_backup"));
@@ -846,13 +846,7 @@ fn track_processes(
         .collect()
 }
 
-fn vmac(
-    e: &mut Errors<'_>,
-    path: &str,
-    r: &RawInstance,
-    vrid: u8,
-    family: Option<Family>,
-) -> Option<super::Vmac> {
+fn vmac(e: &mut Errors<'_>, path: &str, r: &RawInstance, vrid: u8) -> Option<super::Vmac> {
     let on = r.use_vmac.as_ref().is_some_and(|b| *b.get_ref());
     if !on {
         for (key, span) in [
@@ -864,15 +858,6 @@ fn vmac(
             }
         }
         return None;
-    }
-    if family == Some(Family::Ipv6)
-        && let Some(b) = &r.use_vmac
-    {
-        e.add(
-            b.span(),
-            format!("{path}.use_vmac"),
-            "virtual MAC interfaces are for IPv4 instances only",
-        );
     }
     let interface = match &r.vmac_interface {
         Some(n) => {

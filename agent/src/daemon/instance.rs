@@ -17,8 +17,8 @@ use crate::notify::Notifier;
 use crate::track::Verdict;
 use crate::vrrp::endpoint::key_of;
 use crate::vrrp::{
-    Action, Advertisement, Auth, ChecksumMode, InitialState, Instant, RouterConfig, State,
-    Transition, Version, VirtualRouter,
+    Action, Advertisement, Auth, ChecksumMode, Instant, RouterConfig, State, Transition,
+    VirtualRouter,
 };
 
 /// A virtual address with the interface it lives on.
@@ -132,21 +132,14 @@ pub fn down_params(cfg: &config::Instance) -> vigil_common::DownParams {
 
 /// The election's configuration of an instance.
 pub fn router_config(cfg: &config::Instance) -> RouterConfig {
-    let version = match cfg.version {
-        config::Version::V2 => Version::V2,
-        config::Version::V3 => Version::V3,
-    };
     let addrs = cfg.virtual_addresses.iter().map(|v| v.addr).collect();
-    let mut rc = RouterConfig::new(cfg.vrid, version, cfg.priority, addrs);
+    let mut rc = RouterConfig::new(cfg.vrid, cfg.version, cfg.priority, addrs);
     rc.advert_interval = cfg.advert_interval;
     rc.preempt = cfg.preempt;
     rc.preempt_delay = cfg.preempt_delay;
     rc.down_timer_adverts = cfg.down_timer_adverts;
     rc.accept_mode = cfg.accept;
-    rc.initial_state = match cfg.initial_state {
-        config::InitialState::Master => InitialState::Master,
-        config::InitialState::Backup => InitialState::Backup,
-    };
+    rc.initial_state = cfg.initial_state;
     rc.auth = match &cfg.auth_pass {
         Some(p) => Auth::password(p.as_bytes()).unwrap_or(Auth::None),
         None => Auth::None,
@@ -193,11 +186,19 @@ impl Instance {
         let iface = netlink.interface(&cfg.interface).await?;
         // With use_vmac the addresses, announcements and (unless vmac_xmit_base) adverts
         // go through the macvlan; receiving and the XDP program stay on `iface`.
+        let v6 = cfg
+            .virtual_addresses
+            .first()
+            .is_some_and(|v| v.addr.is_ipv6());
         let vmac = match &cfg.vmac {
             Some(v) => {
-                let mac = crate::net::vmac::ipv4_mac(cfg.vrid);
+                let mac = if v6 {
+                    crate::net::vmac::ipv6_mac(cfg.vrid)
+                } else {
+                    crate::net::vmac::ipv4_mac(cfg.vrid)
+                };
                 let vif = netlink
-                    .ensure_vmac(&v.interface, &iface, mac)
+                    .ensure_vmac(&v.interface, &iface, mac, v6)
                     .await
                     .map_err(|e| anyhow::anyhow!("instance {name}: {}: {e}", v.interface))?;
                 tracing::info!(instance = name, "virtual MAC interface {} up", vif.name);
@@ -238,10 +239,6 @@ impl Instance {
             .map(|r| (r.to_string(), crate::net::route::rule_message(r)))
             .collect();
         let vips = resolve_vips(cfg, &home, netlink).await?;
-        let v6 = cfg
-            .virtual_addresses
-            .first()
-            .is_some_and(|v| v.addr.is_ipv6());
         let vip_addrs: Vec<IpAddr> = vips.iter().map(|v| v.addr.addr).collect();
         let (primary, sender) = if v6 {
             let ll = netlink.ipv6_link_local(&iface).await?.ok_or_else(|| {

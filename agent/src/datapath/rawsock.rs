@@ -302,13 +302,8 @@ impl Judge {
             Parsed::NotVrrp => return None,
             Parsed::Broken(v) => v,
             Parsed::Vrrp => {
-                let key = VridKey {
-                    ifindex: self.ifindex,
-                    family: a.family,
-                    vrid: a.vrid,
-                    _pad: 0,
-                };
-                validate::check(frame, &a, self.watch.get(&key))
+                let entry = validate::watch_key(self.ifindex, &a).and_then(|k| self.watch.get(&k));
+                validate::check(frame, &a, entry)
             }
         };
         self.stats.count(verdict);

@@ -459,7 +459,7 @@ pub const KEYWORDS: &[Keyword] = &[
     c(
         I,
         "use_vmac",
-        "use_vmac = true (and vmac_interface = NAME); IPv4 instances only",
+        "use_vmac = true (and vmac_interface = NAME); IPv6 adverts leave from the parent interface",
     ),
     c(I, "vmac_xmit_base", "vmac_xmit_base = true"),
     d(

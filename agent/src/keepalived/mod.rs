@@ -1557,11 +1557,6 @@ impl Conv {
             let _ = writeln!(out, "virtual_routes = {}", str_array(&i.routes));
         }
         match &i.vmac {
-            Some((_, loc)) if ipv6 => self.warn_at(
-                loc,
-                "use_vmac",
-                "not carried over: vigil's virtual MAC interfaces are for IPv4 instances only; adverts and NAs come from the interface's own MAC",
-            ),
             Some((name, _)) => {
                 let _ = writeln!(out, "use_vmac = true");
                 if let Some(n) = name {

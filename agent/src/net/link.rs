@@ -509,6 +509,49 @@ mod tests {
         assert_eq!(renamed, vec![LinkEvent::Changed(state(2, "wan0", false))]);
     }
 
+    /// When the notification stream ends, the monitor subscribes again and goes on:
+    /// a link change after that is still seen. Runs in a network namespace of its own
+    /// (made for this thread, gone with it), where only `lo` exists.
+    #[test]
+    fn an_ended_stream_is_replaced_and_monitoring_goes_on() {
+        // SAFETY: plain syscalls on this thread only.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root for a network namespace");
+            return;
+        }
+        std::thread::spawn(|| {
+            // SAFETY: moves only this thread into a new, empty network namespace.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let (mut monitor, snapshot) = LinkMonitor::start().await.expect("subscribe");
+                assert!(snapshot.iter().any(|l| l.name == "lo" && !l.admin_up));
+                // The socket's stream ends, as when netlink-proto gives up on an error.
+                let (tx, rx) = futures::channel::mpsc::unbounded();
+                drop(tx);
+                monitor.messages = rx;
+                let up = std::process::Command::new("ip")
+                    .args(["link", "set", "lo", "up"])
+                    .status()
+                    .expect("ip");
+                assert!(up.success());
+                let event = tokio::time::timeout(std::time::Duration::from_secs(5), monitor.next())
+                    .await
+                    .expect("an event after the stream ended");
+                match event {
+                    Some(LinkEvent::Changed(l)) => assert!(l.name == "lo" && l.admin_up, "{l:?}"),
+                    other => panic!("unexpected {other:?}"),
+                }
+                assert_eq!(monitor.resyncs(), 1);
+            });
+        })
+        .join()
+        .expect("test thread");
+    }
+
     #[test]
     fn link_local_prefix() {
         assert!(is_link_local("fe80::1".parse().expect("literal")));

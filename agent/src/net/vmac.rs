@@ -4,8 +4,10 @@
 //!
 //! The macvlan is in private mode and answers ARP only for its own addresses
 //! (arp_ignore 1), and so does its parent, which also asks with its own address
-//! (arp_announce 2), so no host learns a virtual address with the parent's MAC. IPv6 is off on it: a Backup's macvlan must send nothing, or
-//! switches would learn the virtual MAC on the Backup's port.
+//! (arp_announce 2), so no host learns a virtual address with the parent's MAC. A
+//! Backup's macvlan must send nothing, or switches would learn the virtual MAC on the
+//! Backup's port: IPv6 is off on it for an IPv4 instance, and for an IPv6 one it gets no
+//! link-local address (adverts then leave from the parent's link-local and MAC).
 
 use std::io;
 
@@ -17,6 +19,11 @@ use super::{Interface, Netlink, netlink_io};
 /// The virtual router MAC for an IPv4 VRID (RFC 5798 §7.3).
 pub fn ipv4_mac(vrid: u8) -> [u8; 6] {
     [0x00, 0x00, 0x5e, 0x00, 0x01, vrid]
+}
+
+/// The virtual router MAC for an IPv6 VRID (RFC 5798 §7.3).
+pub fn ipv6_mac(vrid: u8) -> [u8; 6] {
+    [0x00, 0x00, 0x5e, 0x00, 0x02, vrid]
 }
 
 /// The default name of an instance's virtual MAC interface (keepalived's).
@@ -36,6 +43,7 @@ impl Netlink {
         name: &str,
         parent: &Interface,
         mac: [u8; 6],
+        ipv6: bool,
     ) -> io::Result<Interface> {
         if let Ok(existing) = self.interface(name).await {
             let state = self
@@ -68,7 +76,20 @@ impl Netlink {
         let v4 = |ifname: &str, key: &str, value: &str| {
             write_sysctl(&format!("/proc/sys/net/ipv4/conf/{ifname}/{key}"), value)
         };
-        write_sysctl(&format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1")?;
+        let v6 = |key: &str, value: &str| {
+            write_sysctl(&format!("/proc/sys/net/ipv6/conf/{name}/{key}"), value)
+        };
+        if ipv6 {
+            // No link-local address, no router solicitation, no DAD of its own: a
+            // Backup's macvlan stays silent, and a Master's speaks only for its virtual
+            // addresses (neighbour advertisements, the multicast reports they need).
+            v6("addr_gen_mode", "1")?;
+            v6("accept_ra", "0")?;
+            v6("autoconf", "0")?;
+            v6("accept_dad", "0")?;
+        } else {
+            v6("disable_ipv6", "1")?;
+        }
         // The macvlan answers ARP only for the addresses on it, and hears its peers.
         v4(name, "arp_ignore", "1")?;
         v4(name, "accept_local", "1")?;

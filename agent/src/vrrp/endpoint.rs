@@ -665,21 +665,22 @@ impl Endpoint {
     fn frame(&mut self, ifindex: u32, ts_ns: u64, bytes: &[u8]) -> Option<VridKey> {
         let mut a = Advert::default();
         let parsed = validate::parse(bytes, &mut a);
-        let key = VridKey {
-            ifindex,
-            family: a.family,
-            vrid: a.vrid,
-            _pad: 0,
-        };
+        // A tagged frame belongs to the VLAN's sub-interface, not to this one's routers.
+        let key = validate::watch_key(ifindex, &a);
         let verdict = match parsed {
             Parsed::NotVrrp => return None,
             Parsed::Broken(v) => v,
-            Parsed::Vrrp => validate::check(bytes, &a, self.members.get(&key).map(|m| &m.watched)),
+            Parsed::Vrrp => validate::check(
+                bytes,
+                &a,
+                key.and_then(|k| self.members.get(&k)).map(|m| &m.watched),
+            ),
         };
         self.iface_stats.entry(ifindex).or_default().count(verdict);
         if parsed != Parsed::Vrrp {
             return None;
         }
+        let key = key?;
         let m = self.members.get_mut(&key)?;
         let w = m.watched;
         let mut digest = 0;

@@ -73,14 +73,9 @@ impl KernelModel {
         if parsed == Parsed::NotVrrp {
             return None;
         }
-        let key = VridKey {
-            ifindex,
-            family: a.family,
-            vrid: a.vrid,
-            _pad: 0,
-        };
+        let key = validate::watch_key(ifindex, &a).unwrap_or_default();
         let entry = match parsed {
-            Parsed::Vrrp => self.watch.get(&key).copied(),
+            Parsed::Vrrp if key.ifindex != 0 => self.watch.get(&key).copied(),
             _ => None,
         };
         let verdict = match parsed {

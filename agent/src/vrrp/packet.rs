@@ -38,7 +38,7 @@ const V3_MAX_INTERVAL_CS: u16 = 0x0fff;
 const CENTISECOND: Duration = Duration::from_millis(10);
 
 /// VRRP protocol version.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum Version {
     /// VRRPv2, RFC 3768 (IPv4 only, interval in seconds, optional simple password).
     V2,

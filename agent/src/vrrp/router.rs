@@ -28,6 +28,9 @@ use crate::vrrp::time::Instant;
 
 /// Default `down_timer_adverts`: the 3 of RFC 5798 §6.1's Master_Down_Interval.
 pub const DEFAULT_DOWN_TIMER_ADVERTS: u8 = 3;
+/// Least time between two re-announcements a lower-priority master causes (keepalived's
+/// `garp_lower_prio_delay` default).
+pub const LOWER_PRIORITY_ANNOUNCE_GAP: Duration = Duration::from_secs(5);
 /// Largest `down_timer_adverts` keepalived accepts.
 pub const MAX_DOWN_TIMER_ADVERTS: u8 = 100;
 
@@ -56,7 +59,8 @@ impl fmt::Display for State {
 }
 
 /// keepalived's `state`: where an instance below priority 255 wants to be.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum InitialState {
     /// Start as Backup (the RFC).
     #[default]
@@ -387,6 +391,8 @@ pub struct VirtualRouter {
     heard: Option<Heard>,
     lower: Option<Heard>,
     preempt_until: Option<Instant>,
+    /// When a lower-priority master last made this Master announce its addresses.
+    lower_announced: Option<Instant>,
     link_down: bool,
     fault: Option<String>,
     /// Held in Backup by its sync group.
@@ -424,6 +430,7 @@ impl VirtualRouter {
             heard: None,
             lower: None,
             preempt_until: None,
+            lower_announced: None,
             link_down: false,
             fault: None,
             sync_hold: false,
@@ -1080,6 +1087,17 @@ impl VirtualRouter {
             // which wrongly thinks itself Master (a healed partition, say) hears the
             // better one now rather than at our next Adver_Timer.
             self.send(self.priority);
+            // And, as keepalived's garp_lower_prio_*, announces the addresses again: the
+            // hosts' ARP caches may follow the other one since the split brain. At most
+            // once per LOWER_PRIORITY_ANNOUNCE_GAP, however long the other one persists.
+            if advert.priority != PRIORITY_STOP
+                && self
+                    .lower_announced
+                    .is_none_or(|t| now.saturating_duration_since(t) >= LOWER_PRIORITY_ANNOUNCE_GAP)
+            {
+                self.lower_announced = Some(now);
+                self.actions.push_back(Action::Announce);
+            }
         }
     }
 }

@@ -489,7 +489,11 @@ fn rfc5798_6_4_3_master_keeps_mastership_against_equal_priority_lower_address() 
     let (mut r, at) = master(cfg(Version::V3, 100));
     r.handle(at, from("192.0.2.10", v3(100)));
     assert_eq!(r.state(), State::Master);
-    assert_eq!(drain(&mut r), vec![Action::SendAdvert { priority: 100 }]);
+    // Answered, and the addresses announced again (keepalived's garp_lower_prio).
+    assert_eq!(
+        drain(&mut r),
+        vec![Action::SendAdvert { priority: 100 }, Action::Announce]
+    );
 }
 
 #[test]
@@ -498,7 +502,10 @@ fn keepalived_master_answers_lower_priority_advert_at_once_and_keeps_mastership(
     let next = r.poll_timeout();
     r.handle(at + Duration::from_millis(10), from("192.0.2.12", v3(50)));
     assert_eq!(r.state(), State::Master);
-    assert_eq!(drain(&mut r), vec![Action::SendAdvert { priority: 100 }]);
+    assert_eq!(
+        drain(&mut r),
+        vec![Action::SendAdvert { priority: 100 }, Action::Announce]
+    );
     // The regular cadence is untouched.
     assert_eq!(r.poll_timeout(), next);
 }
@@ -965,4 +972,29 @@ fn reconfigure_refuses_another_vrid_or_version() {
     c.version = Version::V2;
     assert_eq!(r.reconfigure(ms(1), c), Err(ReconfigureError::Version));
     assert_eq!(r.config().vrid, 51);
+}
+
+#[test]
+fn keepalived_garp_lower_prio_a_master_that_hears_a_lower_priority_master_announces_again() {
+    let (mut r, at) = master(cfg(Version::V3, 150));
+    let t = at + Duration::from_millis(100);
+    r.handle(t, from("192.0.2.12", v3(100)));
+    assert_eq!(
+        drain(&mut r),
+        vec![Action::SendAdvert { priority: 150 }, Action::Announce]
+    );
+    // Not again while the gap runs, however often the other one speaks.
+    r.handle(t + Duration::from_secs(1), from("192.0.2.12", v3(100)));
+    assert_eq!(drain(&mut r), vec![Action::SendAdvert { priority: 150 }]);
+    r.handle(t + LOWER_PRIORITY_ANNOUNCE_GAP, from("192.0.2.12", v3(100)));
+    assert_eq!(
+        drain(&mut r),
+        vec![Action::SendAdvert { priority: 150 }, Action::Announce]
+    );
+    // A goodbye is no rival: answered, not announced against.
+    r.handle(
+        t + LOWER_PRIORITY_ANNOUNCE_GAP * 3,
+        from("192.0.2.12", v3(0)),
+    );
+    assert_eq!(drain(&mut r), vec![Action::SendAdvert { priority: 150 }]);
 }

@@ -1,6 +1,7 @@
 //! Sync groups in a simulated network: nodes with two VRIDs in one group, each node an
-//! [`Endpoint`] fed whole frames (the raw-socket path, judged and suppressed as the XDP
-//! program does) on a virtual clock, with random member faults, crashes, restarts and
+//! [`Endpoint`] fed whole frames on a virtual clock — through the raw-socket path (judged
+//! and suppressed by the endpoint) or through the model of the XDP program with its
+//! ring and map, alternately by seed — with random member faults, crashes, restarts and
 //! lost frames, then quiet. The invariant: once converged, a group's members are never
 //! split across nodes — at most one node has any member Master, that node has them all,
 //! and if some node is healthy, one node has them all (nothing lost).
@@ -12,6 +13,7 @@ use std::time::Duration;
 use vigil_common::VridKey;
 
 use crate::vrrp::endpoint::{Datapath, Endpoint, EndpointAction, EndpointInput, key_of};
+use crate::vrrp::kernel_model::KernelModel;
 use crate::vrrp::sync;
 use crate::vrrp::wire::WireAdvert;
 use crate::vrrp::{Action, Instant, RouterConfig, State, Version};
@@ -43,6 +45,8 @@ struct Node {
     primary: IpAddr,
     priorities: [u8; 2],
     ep: Option<Endpoint>,
+    /// The XDP program in front of the endpoint; `None`: the raw-socket path.
+    kernel: Option<KernelModel>,
     /// Faults of the node's own (tracking), per member.
     own: [Option<String>; 2],
     /// What was last handed to each router: own fault, else the group's.
@@ -65,6 +69,9 @@ impl Node {
             ep.handle(now, EndpointInput::Startup { key: self.key(i) });
         }
         self.given = [None, None];
+        if self.kernel.is_some() {
+            self.kernel = Some(KernelModel::new(64));
+        }
         self.ep = Some(ep);
     }
 
@@ -125,8 +132,12 @@ impl Sim {
     fn collect(&mut self, n: usize) {
         let mut out = Vec::new();
         let primary = self.nodes[n].primary;
-        if let Some(ep) = self.nodes[n].ep.as_mut() {
+        let node = &mut self.nodes[n];
+        if let Some(ep) = node.ep.as_mut() {
             while let Some((key, a)) = ep.poll_action() {
+                if let Some(k) = node.kernel.as_mut() {
+                    k.apply(key, &a);
+                }
                 match a {
                     EndpointAction::Router(Action::SendAdvert { priority }) => {
                         let frame = WireAdvert::v3(
@@ -193,15 +204,25 @@ impl Sim {
                 let idx = self.wire.iter().position(|w| w.0 == at).expect("present");
                 let (at, to, bytes) = self.wire.swap_remove(idx);
                 self.now = at;
-                if let Some(ep) = self.nodes[to].ep.as_mut() {
-                    ep.handle(
-                        Instant::from_nanos(at),
-                        EndpointInput::Datapath(Datapath::Frame {
-                            ifindex: IFINDEX,
-                            ts_ns: at,
-                            bytes,
-                        }),
-                    );
+                let node = &mut self.nodes[to];
+                if let Some(ep) = node.ep.as_mut() {
+                    let now = Instant::from_nanos(at);
+                    match node.kernel.as_mut() {
+                        Some(k) => {
+                            k.receive(IFINDEX, at, &bytes);
+                            for r in k.drain() {
+                                ep.handle(now, EndpointInput::Datapath(r));
+                            }
+                        }
+                        None => ep.handle(
+                            now,
+                            EndpointInput::Datapath(Datapath::Frame {
+                                ifindex: IFINDEX,
+                                ts_ns: at,
+                                bytes,
+                            }),
+                        ),
+                    }
                     self.after_input(to);
                 }
             } else {
@@ -211,8 +232,29 @@ impl Sim {
                     return Ok(());
                 }
                 self.now = self.now.max(at);
-                if let Some(ep) = self.nodes[n].ep.as_mut() {
-                    ep.handle(Instant::from_nanos(self.now), EndpointInput::Timeout);
+                let now = Instant::from_nanos(self.now);
+                let node = &mut self.nodes[n];
+                if let Some(ep) = node.ep.as_mut() {
+                    // What the daemon does on the XDP path: the ring first, then the
+                    // map's state of every due VRID, then the timer.
+                    if let Some(k) = node.kernel.as_mut() {
+                        for r in k.drain() {
+                            ep.handle(now, EndpointInput::Datapath(r));
+                        }
+                        for key in ep.due(now) {
+                            if let Some(stats) = k.stats.get(&key).copied() {
+                                ep.handle(
+                                    now,
+                                    EndpointInput::KernelState {
+                                        key,
+                                        stats,
+                                        timer_armed: None,
+                                    },
+                                );
+                            }
+                        }
+                    }
+                    ep.handle(now, EndpointInput::Timeout);
                 }
                 self.after_input(n);
             }
@@ -301,6 +343,7 @@ fn run(seed: u64) -> Result<(), String> {
             primary: IpAddr::from([192, 0, 2, 11 + n as u8]),
             priorities: p,
             ep: None,
+            kernel: (seed % 2 == 1).then(|| KernelModel::new(64)),
             own: [None, None],
             given: [None, None],
         });
