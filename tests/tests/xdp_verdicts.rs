@@ -37,6 +37,9 @@ fn cases(a: &Host, ll: std::net::Ipv6Addr, mac: [u8; 6]) -> Vec<(&'static str, V
         ("length", v3(&|x| x.ip_len_override = Some(24))),
         ("count", v3(&|x| x.count_override = Some(5))),
         ("checksum", v3(&|x| x.checksum_delta = 1)),
+        // RFC 5798 §5.2.5 / §5.2.7: no addresses, or an interval of 0.
+        ("count", v3(&|x| x.addresses.clear())),
+        ("interval", v3(&|x| x.interval = 0)),
         ("auth", v2(&|x| x.auth.1 = *b"2222\0\0\0\0")),
         ("auth", v2(&|x| x.auth.0 = 0)),
         ("fragment", v3(&|x| x.frag = 0x2000)),

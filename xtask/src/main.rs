@@ -108,8 +108,15 @@ fn test(filter: Option<String>) -> anyhow::Result<()> {
     run(cargo().args(["build", "-p", "vigil"]))?;
     let bin = root().join("target/debug/vigil");
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--exclude", "vigil-ebpf"])
-        .env("VIGIL_BIN", &bin);
+    // Every test binary runs even after a failure, so one run shows every problem.
+    cmd.args([
+        "test",
+        "--no-fail-fast",
+        "--workspace",
+        "--exclude",
+        "vigil-ebpf",
+    ])
+    .env("VIGIL_BIN", &bin);
     if let Some(f) = filter {
         cmd.arg(f);
     }

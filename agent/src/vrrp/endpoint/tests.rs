@@ -423,6 +423,24 @@ fn a_second_router_on_the_same_key_is_refused() {
     );
 }
 
+/// A tagged frame seen on the parent interface belongs to the VLAN's sub-interface: it
+/// is never credited to the parent's virtual router of the same VRID.
+#[test]
+fn an_advert_on_a_vlan_is_never_credited_to_the_parents_vrid() {
+    for path in [Path::Raw, Path::Xdp(64)] {
+        let mut w = World::new(endpoint(100, Duration::ZERO), path);
+        let mut tagged = (0..).map(|i| 1050 * MS + i * 100 * MS).map(|t| {
+            let mut a = WireAdvert::v3(ip("192.0.2.11"), 51, 200, 10, vec![vip()]);
+            a.vlan = Some(100);
+            (t, a.frame())
+        });
+        w.run(3_000 * MS, &mut tagged);
+        // It heard nobody: Master one Master_Down_Interval after startup.
+        let mdi = 300 * MS + 156 * 100 * MS / 256;
+        assert_eq!(w.became_master_at(), Some(1000 * MS + mdi), "{path:?}");
+    }
+}
+
 /// With the kernel keeping the down timer, a Backup's agent is not woken while its
 /// Master advertises (the kernel's timer re-arms itself), and takes over exactly one
 /// Master_Down_Interval after the last advert, on the kernel's silence record.
@@ -458,23 +476,5 @@ fn with_kernel_timers_a_backup_sleeps_while_the_master_lives_and_takes_over_on_t
                 "only {backup} wake-ups of the agent's own timer"
             );
         }
-    }
-}
-
-/// A tagged frame seen on the parent interface belongs to the VLAN's sub-interface: it
-/// is never credited to the parent's virtual router of the same VRID.
-#[test]
-fn an_advert_on_a_vlan_is_never_credited_to_the_parents_vrid() {
-    for path in [Path::Raw, Path::Xdp(64)] {
-        let mut w = World::new(endpoint(100, Duration::ZERO), path);
-        let mut tagged = (0..).map(|i| 1050 * MS + i * 100 * MS).map(|t| {
-            let mut a = WireAdvert::v3(ip("192.0.2.11"), 51, 200, 10, vec![vip()]);
-            a.vlan = Some(100);
-            (t, a.frame())
-        });
-        w.run(3_000 * MS, &mut tagged);
-        // It heard nobody: Master one Master_Down_Interval after startup.
-        let mdi = 300 * MS + 156 * 100 * MS / 256;
-        assert_eq!(w.became_master_at(), Some(1000 * MS + mdi), "{path:?}");
     }
 }

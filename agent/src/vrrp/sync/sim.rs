@@ -248,7 +248,8 @@ impl Sim {
                                     EndpointInput::KernelState {
                                         key,
                                         stats,
-                                        timer_armed: None,
+                                        // This model keeps no kernel timers.
+                                        timer_armed: Some(false),
                                     },
                                 );
                             }
