@@ -270,6 +270,33 @@ pub fn table(v: &serde_json::Value) -> String {
             out += &format!("  held out of MASTER: {h}\n");
         }
     }
+    let sessions: Vec<&serde_json::Value> = v["bfd"].as_array().into_iter().flatten().collect();
+    if !sessions.is_empty() {
+        out += &format!(
+            "{:<20} {:<8} {:<24} {:<9} {:>8} {:>8}  {}\n",
+            "BFD", "IFACE", "PEER", "STATE", "DETECT", "TX", "LAST DOWN"
+        );
+        let ms = |x: &serde_json::Value| x.as_f64().map_or("-".to_owned(), |m| format!("{m}ms"));
+        for b in sessions {
+            let last = match b["last_down_reason"].as_str() {
+                Some(why) => format!(
+                    "{:.1}s ago: {why}",
+                    b["last_down_seconds_ago"].as_f64().unwrap_or(0.0)
+                ),
+                None => "-".to_owned(),
+            };
+            out += &format!(
+                "{:<20} {:<8} {:<24} {:<9} {:>8} {:>8}  {}\n",
+                s(&b["name"]),
+                s(&b["interface"]),
+                s(&b["peer"]),
+                s(&b["state"]),
+                ms(&b["detection_time_ms"]),
+                ms(&b["transmit_interval_ms"]),
+                last
+            );
+        }
+    }
     out
 }
 
@@ -315,5 +342,31 @@ mod tests {
             t.contains("split brain suspected since 2026-01-01T00:00:00Z, peer 192.0.2.12"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn the_table_shows_bfd_sessions() {
+        let v = serde_json::json!({
+            "version": "0", "router_id": "lb01", "pid": 1, "datapath": "xdp",
+            "instances": [],
+            "bfd": [{"name": "to_lb02", "interface": "eth0", "peer": "192.0.2.12",
+                     "state": "Down", "detection_time_ms": null, "transmit_interval_ms": 1000.0,
+                     "last_down_reason": "control detection time expired",
+                     "last_down_seconds_ago": 2.5}],
+        });
+        let t = super::table(&v);
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("to_lb02"))
+            .unwrap_or_default();
+        for part in [
+            "eth0",
+            "192.0.2.12",
+            "Down",
+            "1000ms",
+            "2.5s ago: control detection time expired",
+        ] {
+            assert!(line.contains(part), "{part:?} missing in {t}");
+        }
     }
 }

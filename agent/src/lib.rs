@@ -3,6 +3,7 @@
 //! Data flows one way: wire → XDP (`datapath`) → ring buffer → election (`vrrp`) →
 //! actions → kernel (`net`).
 
+pub mod bfd;
 pub mod cli;
 pub mod clients;
 pub mod clock;

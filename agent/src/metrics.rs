@@ -142,6 +142,10 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
             .get_or_create(&labels(&[("keeper", k)]))
             .set(i64::from(keeps.starts_with(k)));
     }
+    let bfd_state = Family::<Labels, Gauge>::default();
+    let bfd_detect = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+    let bfd_packets = Family::<Labels, Counter>::default();
+    let bfd_downs = Family::<Labels, Counter>::default();
     let last_transition = Family::<Labels, Gauge<f64, AtomicU64>>::default();
 
     for i in status["instances"].as_array().into_iter().flatten() {
@@ -208,6 +212,39 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
             xdp.get_or_create(&labels(&[("interface", iface), ("verdict", verdict)]))
                 .inc_by(n.as_u64().unwrap_or(0));
         }
+    }
+    for b in status["bfd"].as_array().into_iter().flatten() {
+        let session = text(&b["name"]);
+        let peer = text(&b["peer"]);
+        for st in ["AdminDown", "Down", "Init", "Up"] {
+            bfd_state
+                .get_or_create(&labels(&[
+                    ("session", &session),
+                    ("peer", &peer),
+                    ("state", st),
+                ]))
+                .set(i64::from(b["state"] == st));
+        }
+        let one = labels(&[("session", &session), ("peer", &peer)]);
+        if let Some(ms) = b["detection_time_ms"].as_f64() {
+            bfd_detect.get_or_create(&one).set(ms / 1000.0);
+        }
+        for (what, key) in [
+            ("received", "received"),
+            ("sent", "sent"),
+            ("discarded", "discarded"),
+        ] {
+            bfd_packets
+                .get_or_create(&labels(&[
+                    ("session", &session),
+                    ("peer", &peer),
+                    ("packets", what),
+                ]))
+                .inc_by(b[key].as_u64().unwrap_or(0));
+        }
+        bfd_downs
+            .get_or_create(&one)
+            .inc_by(b["downs"].as_u64().unwrap_or(0));
     }
 
     registry.register(
@@ -296,6 +333,26 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
         "Silences the kernel's down timer reported (each a wake-up of the agent)",
         silences,
     );
+    registry.register(
+        "bfd_session_state",
+        "1 for the state the BFD session is in",
+        bfd_state,
+    );
+    registry.register(
+        "bfd_detection_time_seconds",
+        "Detection time in force (remote multiplier x agreed interval)",
+        bfd_detect,
+    );
+    registry.register(
+        "bfd_packets",
+        "BFD Control packets received, sent and discarded",
+        bfd_packets,
+    );
+    registry.register(
+        "bfd_session_downs",
+        "Times a BFD session left Up",
+        bfd_downs,
+    );
     let mut out = String::new();
     encode(&mut out, &registry)?;
     Ok(out)
@@ -320,6 +377,9 @@ mod tests {
             }],
             "datapath_counters": {"eth0": {"accepted": 7, "ttl": 5}},
             "down_timers": "agent (kernel_timers = false)",
+            "bfd": [{"name": "to_lb02", "peer": "192.0.2.12", "state": "Up",
+                     "detection_time_ms": 30.0, "received": 11, "sent": 12, "discarded": 1,
+                     "downs": 2}],
         });
         let out = render(&status).expect("renders");
         for line in [
@@ -334,6 +394,11 @@ mod tests {
             "vigil_script_status{instance=\"web\",script=\"check_web\",status=\"failing\"} 1",
             "vigil_down_timers{keeper=\"agent\"} 1",
             "vigil_down_timers{keeper=\"kernel\"} 0",
+            "vigil_bfd_session_state{session=\"to_lb02\",peer=\"192.0.2.12\",state=\"Up\"} 1",
+            "vigil_bfd_session_state{session=\"to_lb02\",peer=\"192.0.2.12\",state=\"Down\"} 0",
+            "vigil_bfd_detection_time_seconds{session=\"to_lb02\",peer=\"192.0.2.12\"} 0.03",
+            "vigil_bfd_packets_total{session=\"to_lb02\",peer=\"192.0.2.12\",packets=\"sent\"} 12",
+            "vigil_bfd_session_downs_total{session=\"to_lb02\",peer=\"192.0.2.12\"} 2",
             "vigil_build_info{version=\"1.2.3\"} 1",
             "vigil_datapath{mode=\"raw socket\",fallback=\"true\"} 1",
             "vigil_last_reload_success 0",

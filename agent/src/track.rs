@@ -165,6 +165,8 @@ pub struct Tracker {
     /// Interfaces by index (name, up): a renamed interface is the same interface under
     /// a new name, and the old name then names nothing (down, as a missing one is).
     links: HashMap<u32, (String, bool)>,
+    /// `[bfd.NAME]` sessions: Up or not.
+    bfd: HashMap<String, bool>,
     /// Definitions being watched, with the task that counts them.
     proc_task: Option<(BTreeMap<String, config::Process>, JoinHandle<()>)>,
     /// Count and standing of each watched process definition.
@@ -182,9 +184,15 @@ impl Tracker {
                 .iter()
                 .map(|l| (l.index, (l.name.clone(), l.is_up())))
                 .collect(),
+            bfd: HashMap::new(),
             proc_task: None,
             procs: BTreeMap::new(),
         }
+    }
+
+    /// Records a BFD session's standing; true when it changed.
+    pub fn bfd(&mut self, name: &str, up: bool) -> bool {
+        self.bfd.insert(name.to_owned(), up) != Some(up)
     }
 
     /// Starts what `config` tracks and stops what it no longer does. A script or file
@@ -397,6 +405,22 @@ impl Tracker {
                 _ => {}
             }
         }
+        for t in &cfg.track_bfd {
+            // A session not yet Up counts as down, as in keepalived.
+            let up = self.bfd.get(&t.session).copied().unwrap_or(false);
+            match weight(t.weight) {
+                0 if !up => faults.push(format!("BFD session {} down", t.session)),
+                w if w > 0 && up => {
+                    total += w;
+                    why.push(format!("BFD session {} up: +{w}", t.session));
+                }
+                w if w < 0 && !up => {
+                    total += w;
+                    why.push(format!("BFD session {} down: {w}", t.session));
+                }
+                _ => {}
+            }
+        }
         for t in &cfg.track_files {
             let value = self.files.get(&t.path).and_then(|f| f.value).unwrap_or(0);
             let w = weight(t.weight);
@@ -491,6 +515,18 @@ impl Tracker {
                 })
             })
             .collect();
+        let bfd: Vec<_> = cfg
+            .track_bfd
+            .iter()
+            .map(|t| {
+                let up = self.bfd.get(&t.session).copied().unwrap_or(false);
+                serde_json::json!({
+                    "bfd": t.session,
+                    "weight": t.weight,
+                    "status": if up { "up" } else { "down" },
+                })
+            })
+            .collect();
         let processes: Vec<_> = cfg
             .track_processes
             .iter()
@@ -508,7 +544,7 @@ impl Tracker {
                 })
             })
             .collect();
-        serde_json::json!({ "scripts": scripts, "interfaces": interfaces, "files": files, "processes": processes })
+        serde_json::json!({ "scripts": scripts, "interfaces": interfaces, "files": files, "processes": processes, "bfd": bfd })
     }
 }
 
@@ -795,6 +831,33 @@ mod tests {
         t.files.insert("/b".into(), watched(0));
         t.files.insert("/a".into(), watched(-51));
         assert!(t.evaluate(&i).fault.is_some(), "-255 < -253 means fault");
+    }
+
+    #[test]
+    fn bfd_sessions_fault_or_weigh() {
+        let c = config::parse(
+            "[bfd.a]\nneighbor = \"192.0.2.12\"\ninterface = \"eth0\"\n\
+             [bfd.b]\nneighbor = \"192.0.2.13\"\ninterface = \"eth0\"\nweight = -30\n\
+             [bfd.c]\nneighbor = \"192.0.2.14\"\ninterface = \"eth0\"\nweight = 10\n\
+             [instances.web]\ninterface = \"eth0\"\nvrid = 51\npriority = 100\n\
+             virtual_addresses = [\"192.0.2.100/24\"]\ntrack_bfd = [\"a\", \"b\", \"c\"]\n",
+            "t.toml",
+        )
+        .expect("valid test config");
+        let i = &c.instances["web"];
+        let mut t = tracker();
+        let v = t.evaluate(i);
+        assert_eq!(v.priority, 70, "sessions not yet Up count as down");
+        assert_eq!(v.fault.as_deref(), Some("BFD session a down"));
+        assert!(t.bfd("a", true));
+        assert!(!t.bfd("a", true), "no change, no re-evaluation");
+        t.bfd("b", true);
+        t.bfd("c", true);
+        let v = t.evaluate(i);
+        assert_eq!((v.priority, v.fault), (110, None));
+        t.bfd("b", false);
+        assert_eq!(t.evaluate(i).priority, 80);
+        assert_eq!(t.status(i)["bfd"][1]["status"], "down");
     }
 
     #[test]

@@ -45,7 +45,7 @@ fn cases() -> Vec<(&'static str, String, Vec<&'static str>)> {
             "t.toml:5:19: instances.vi.advert_interval: invalid type: boolean `true`, expected a number of seconds or a duration string",
         ]),
         ("track entry of the wrong shape", with("track_interfaces = [{ interface = \"eth1\", wieght = 2 }]"), vec![
-            "t.toml:5:43: instances.vi.track_interfaces[0].wieght: unknown key `wieght`, expected one of `script`, `interface`, `path`, `process`, `weight`",
+            "t.toml:5:43: instances.vi.track_interfaces[0].wieght: unknown key `wieght`, expected one of `script`, `interface`, `path`, `bfd`, `process`, `weight`",
         ]),
         // --- semantic: every one collected
         ("vrid 0", OK.replace("vrid = 51", "vrid = 0"), vec!["t.toml:3:8: instances.vi.vrid: 0 is out of range; allowed: 1..=255"]),

@@ -10,6 +10,7 @@ pub mod bpf;
 pub mod capture;
 pub mod container;
 pub mod frames;
+pub mod frr;
 pub mod invariant;
 pub mod netns;
 

@@ -47,7 +47,7 @@ enum Task {
         /// Where to write the results (default: bench/, or target/bench-quick with --quick).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Only these parts, comma-separated: startup, detection, handover, flood, scale
+        /// Only these parts, comma-separated: startup, detection, bfd, handover, flood, scale
         /// (to check a change to one of them without the whole run).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
@@ -108,8 +108,15 @@ fn test(filter: Option<String>) -> anyhow::Result<()> {
     run(cargo().args(["build", "-p", "vigil"]))?;
     let bin = root().join("target/debug/vigil");
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--exclude", "vigil-ebpf"])
-        .env("VIGIL_BIN", &bin);
+    // Every test binary runs even after a failure, so one run shows every problem.
+    cmd.args([
+        "test",
+        "--no-fail-fast",
+        "--workspace",
+        "--exclude",
+        "vigil-ebpf",
+    ])
+    .env("VIGIL_BIN", &bin);
     if let Some(f) = filter {
         cmd.arg(f);
     }

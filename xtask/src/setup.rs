@@ -35,6 +35,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("systemd-container", "systemd-nspawn"),
     // `systemd-analyze verify` resolves the unit's Documentation=man:vigil(1).
     ("man-db", "man"),
+    // FRR's bfdd (with zebra) is the BFD interop peer.
+    ("frr", "/usr/lib/frr/bfdd"),
 ];
 
 fn step(msg: &str) {

@@ -6,6 +6,7 @@
 //! as serde does; every semantic problem (ranges, formats, cross references) is collected.
 
 mod address;
+mod bfd;
 pub mod duration;
 mod error;
 mod raw;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use address::{Family, VirtualAddress, check_ifname};
+pub use bfd::{BfdSession, BfdTimers, TrackBfd};
 pub use error::{ConfigError, Diagnostic};
 
 use error::SourceText;
@@ -41,6 +43,8 @@ pub struct Config {
     pub scripts: BTreeMap<String, Script>,
     /// `[instances.NAME]`: VRRP instances, by name.
     pub instances: BTreeMap<String, Instance>,
+    /// `[bfd.NAME]`: BFD sessions that instances track, by name.
+    pub bfd: BTreeMap<String, BfdSession>,
     /// `[processes.NAME]`: tracked processes (keepalived `vrrp_track_process`), by name.
     pub processes: BTreeMap<String, Process>,
     /// `[sync_groups.NAME]`: instances that fail over together, by name.
@@ -128,6 +132,9 @@ pub struct Global {
     pub script_user: Option<String>,
     /// Defaults for the per-instance gratuitous ARP / NA settings.
     pub garp: Garp,
+    /// Default BFD timers for instances (BFD-assisted takeover); `None`: no BFD unless an
+    /// instance asks.
+    pub bfd: Option<BfdTimers>,
 }
 
 /// How to attach the XDP program.
@@ -291,6 +298,11 @@ pub struct Instance {
     pub notify: Option<String>,
     /// Gratuitous ARP / NA settings (global defaults, overridden per instance).
     pub garp: Garp,
+    /// BFD-assisted takeover with each peer: these timers (the instance's, else the
+    /// global default); `None`: the RFC's Master_Down_Interval only.
+    pub bfd: Option<BfdTimers>,
+    /// `[bfd.NAME]` sessions whose state faults or re-weights this instance.
+    pub track_bfd: Vec<TrackBfd>,
 }
 
 impl Instance {

@@ -11,6 +11,7 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 use toml::Spanned;
 
+use super::bfd::{RawBfdSession, RawBfdTimers};
 use super::duration::RawDuration;
 
 pub(crate) type S<T> = Spanned<T>;
@@ -24,6 +25,8 @@ pub(crate) struct RawConfig {
     pub scripts: BTreeMap<S<String>, S<RawScript>>,
     #[serde(default)]
     pub instances: BTreeMap<S<String>, S<RawInstance>>,
+    #[serde(default)]
+    pub bfd: BTreeMap<S<String>, S<RawBfdSession>>,
     #[serde(default)]
     pub processes: BTreeMap<S<String>, S<RawProcess>>,
     #[serde(default)]
@@ -79,6 +82,7 @@ pub(crate) struct RawGlobal {
     pub garp_master_refresh_repeat: Option<S<i64>>,
     pub garp_lower_prio_delay: Option<S<RawDuration>>,
     pub garp_lower_prio_repeat: Option<S<i64>>,
+    pub bfd: Option<S<RawBfdTimers>>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -140,6 +144,9 @@ pub(crate) struct RawInstance {
     pub garp_master_refresh_repeat: Option<S<i64>>,
     pub garp_lower_prio_delay: Option<S<RawDuration>>,
     pub garp_lower_prio_repeat: Option<S<i64>>,
+    pub bfd: Option<S<RawBfdTimers>>,
+    #[serde(default)]
+    pub track_bfd: Vec<S<RawTrack>>,
 }
 
 /// An entry of `track_scripts`, `track_interfaces`, `track_files` or `track_processes`: either just the
@@ -162,6 +169,7 @@ struct TrackTable {
     script: Option<S<String>>,
     interface: Option<S<String>>,
     path: Option<S<String>>,
+    bfd: Option<S<String>>,
     process: Option<S<String>>,
     weight: Option<S<i64>>,
 }
@@ -191,6 +199,7 @@ impl<'de> Deserialize<'de> for RawTrack {
                     ("script", t.script),
                     ("interface", t.interface),
                     ("path", t.path),
+                    ("bfd", t.bfd),
                     ("process", t.process),
                 ];
                 let mut given = named.into_iter().filter_map(|(k, v)| v.map(|v| (k, v)));

@@ -12,9 +12,10 @@ use super::raw::{
     RawConfig, RawGlobal, RawInstance, RawProcess, RawScript, RawSyncGroup, RawTrack, S,
 };
 use super::{
-    Config, DEFAULT_BPF_PIN_DIR, DEFAULT_CONTROL_SOCKET, Family, Garp, Global, InitialState,
-    Instance, Process, Script, SyncGroup, TrackFile, TrackInterface, TrackProcess, TrackScript,
-    Version, VirtualAddress, XdpMode, check_ifname, display_key,
+    BfdSession, BfdTimers, Config, DEFAULT_BPF_PIN_DIR, DEFAULT_CONTROL_SOCKET, Family, Garp,
+    Global, InitialState, Instance, Process, Script, SyncGroup, TrackBfd, TrackFile,
+    TrackInterface, TrackProcess, TrackScript, Version, VirtualAddress, XdpMode, check_ifname,
+    display_key,
 };
 
 /// Weights of scripts and interfaces, as keepalived allows.
@@ -38,6 +39,7 @@ pub(super) fn validate(src: &SourceText<'_>, mut raw: RawConfig) -> Result<Confi
         }
     }
 
+    let bfd_sessions = super::bfd::sessions(&mut e, &raw.bfd);
     let mut processes = BTreeMap::new();
     for (name, pr) in &raw.processes {
         let path = format!("processes.{}", display_key(name.get_ref()));
@@ -71,8 +73,11 @@ pub(super) fn validate(src: &SourceText<'_>, mut raw: RawConfig) -> Result<Confi
             inst.get_ref(),
             &raw.scripts,
             &scripts,
-            &processes,
             &global,
+            Tracked {
+                processes: &processes,
+                bfd: &bfd_sessions,
+            },
         ) else {
             continue;
         };
@@ -156,6 +161,7 @@ pub(super) fn validate(src: &SourceText<'_>, mut raw: RawConfig) -> Result<Confi
             global,
             scripts,
             instances,
+            bfd: bfd_sessions,
             processes,
             sync_groups,
         })
@@ -276,6 +282,10 @@ fn global(e: &mut Errors<'_>, g: &RawGlobal) -> Global {
         nonlocal_bind: g.nonlocal_bind.as_ref().is_some_and(|b| *b.get_ref()),
         script_user,
         garp,
+        bfd: g
+            .bfd
+            .as_ref()
+            .map(|t| super::bfd::timers(e, "global.bfd", t.get_ref(), BfdTimers::default())),
     }
 }
 
@@ -429,15 +439,26 @@ fn script(e: &mut Errors<'_>, path: &str, s: &RawScript) -> Option<Script> {
     })
 }
 
+/// Definitions besides scripts that instances refer to by name.
+#[derive(Clone, Copy)]
+struct Tracked<'a> {
+    processes: &'a BTreeMap<String, Process>,
+    bfd: &'a BTreeMap<String, BfdSession>,
+}
+
 fn instance(
     e: &mut Errors<'_>,
     path: &str,
     r: &RawInstance,
     raw_scripts: &BTreeMap<S<String>, S<RawScript>>,
     scripts: &BTreeMap<String, Script>,
-    processes: &BTreeMap<String, Process>,
     global: &Global,
+    tracked: Tracked<'_>,
 ) -> Option<Instance> {
+    let Tracked {
+        processes,
+        bfd: bfd_sessions,
+    } = tracked;
     let before = e.len();
     let p = |key: &str| format!("{path}.{key}");
 
@@ -751,6 +772,29 @@ fn instance(
         },
     );
 
+    let bfd = match &r.bfd {
+        Some(t) => Some(super::bfd::timers(
+            e,
+            &p("bfd"),
+            t.get_ref(),
+            global.bfd.unwrap_or_default(),
+        )),
+        None => global.bfd,
+    };
+    let track_bfd = track_list(e, path, "track_bfd", "bfd", &r.track_bfd)
+        .into_iter()
+        .filter_map(|(name, span, weight)| {
+            let Some(session) = bfd_sessions.get(&name) else {
+                e.add(span.0, span.1, format!("no BFD session `{name}` in [bfd]"));
+                return None;
+            };
+            Some(TrackBfd {
+                weight: weight.map_or(session.weight, |w| w as i32),
+                session: name,
+            })
+        })
+        .collect::<Vec<_>>();
+
     (e.len() == before).then_some(Instance {
         interface,
         vrid,
@@ -781,6 +825,8 @@ fn instance(
         notify_stop,
         notify: notify_any,
         garp,
+        bfd,
+        track_bfd,
     })
 }
 
@@ -1258,7 +1304,7 @@ fn track_list(
     out
 }
 
-fn peer_addr(
+pub(super) fn peer_addr(
     e: &mut Errors<'_>,
     a: &S<String>,
     path: &str,
@@ -1310,7 +1356,12 @@ fn user_name(e: &mut Errors<'_>, u: &S<String>, path: &str) -> String {
     v.clone()
 }
 
-fn int_in(e: &mut Errors<'_>, v: &S<i64>, path: &str, range: RangeInclusive<i64>) -> Option<i64> {
+pub(super) fn int_in(
+    e: &mut Errors<'_>,
+    v: &S<i64>,
+    path: &str,
+    range: RangeInclusive<i64>,
+) -> Option<i64> {
     let x = *v.get_ref();
     if range.contains(&x) {
         Some(x)
@@ -1328,7 +1379,7 @@ fn int_in(e: &mut Errors<'_>, v: &S<i64>, path: &str, range: RangeInclusive<i64>
     }
 }
 
-fn duration_in(
+pub(super) fn duration_in(
     e: &mut Errors<'_>,
     d: &S<RawDuration>,
     path: &str,

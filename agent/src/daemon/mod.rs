@@ -2,6 +2,7 @@
 //! control socket and signals together in one tokio task, so that everything an
 //! election sees and does happens in order.
 
+pub mod bfd;
 pub mod groups;
 pub mod instance;
 pub mod owned;
@@ -9,6 +10,7 @@ pub mod receive;
 mod reload;
 mod report;
 pub mod split;
+mod takeover;
 mod waiting;
 
 use std::collections::{BTreeMap, HashMap};
@@ -59,6 +61,7 @@ struct Agent {
     receiver: Receiver,
     owned: OwnedAddresses,
     tracker: Tracker,
+    bfd: Option<bfd::BfdService>,
     groups: groups::Groups,
     started: std::time::Instant,
     /// Where the control socket, the address record and the SIGUSR dumps live.
@@ -152,6 +155,8 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let (track_tx, mut track_rx) = mpsc::unbounded_channel();
     let mut tracker = Tracker::new(track_tx, &snapshot);
     tracker.configure(&config);
+    let (bfd_tx, mut bfd_rx) = mpsc::unbounded_channel();
+    let bfd = start_bfd(&config, bfd_tx);
 
     let mut agent = Agent {
         by_key: instances
@@ -166,6 +171,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         receiver,
         owned,
         tracker,
+        bfd,
         groups: groups::Groups::default(),
         started: std::time::Instant::now(),
         runtime_dir,
@@ -177,6 +183,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         addresses_changed: true,
         senders,
     };
+    agent.bfd_setup();
     agent.groups.configure(&agent.config);
     let now = clock::now();
     for inst in agent.instances.values_mut() {
@@ -271,6 +278,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                 control::Request::Panic => panic!("panic requested over the control socket"),
             },
             Some(event) = links.next() => agent.link(event).await,
+            Some(event) = bfd_rx.recv() => agent.bfd_event(event),
             Some(event) = track_rx.recv() => {
                 if agent.tracker.apply(event) {
                     agent.retrack();
@@ -458,6 +466,28 @@ fn apply_verdict(
     inst.tracked = v;
 }
 
+/// Starts the BFD task with the `[bfd.NAME]` sessions, when any BFD is configured.
+fn start_bfd(
+    config: &Config,
+    events: mpsc::UnboundedSender<bfd::BfdEvent>,
+) -> Option<bfd::BfdService> {
+    let wanted = !config.bfd.is_empty() || config.instances.values().any(|i| i.bfd.is_some());
+    if !wanted {
+        return None;
+    }
+    let service = bfd::BfdService::start(events);
+    for (name, s) in &config.bfd {
+        service.add(bfd::SessionSpec {
+            name: name.clone(),
+            interface: s.interface.clone(),
+            peer: s.neighbor,
+            source: s.source,
+            timers: s.timers,
+        });
+    }
+    Some(service)
+}
+
 /// Removes the addresses a vigil that did not exit cleanly left behind.
 pub(crate) async fn remove_leftovers(netlink: &Netlink, path: &Path) {
     for a in OwnedAddresses::leftovers(path) {
@@ -636,6 +666,11 @@ impl Agent {
                     interval,
                     at,
                 } => inst.rival(at, source, priority, interval, router.priority()),
+                EndpointAction::Peer { address } => {
+                    if let (Some(service), Some(timers)) = (&self.bfd, inst.cfg.bfd) {
+                        service.add(takeover::spec(&inst.iface.name, address, timers));
+                    }
+                }
                 EndpointAction::Watch(_) => {}
             }
         }

@@ -60,6 +60,7 @@ impl Agent {
                 "tracking": self.tracker.status(&w.cfg),
             }))).collect::<Vec<_>>(),
             "sync_groups": self.groups.status(&self.instances, &self.endpoint),
+            "bfd": self.bfd.as_ref().map(|b| b.status()).unwrap_or_default(),
         })
     }
 

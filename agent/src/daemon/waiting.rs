@@ -117,7 +117,9 @@ impl Agent {
         }
         self.endpoint.handle(now, EndpointInput::Startup { key });
         self.by_key.insert(inst.key, inst.name.clone());
-        self.instances.insert(inst.name.clone(), inst);
+        let name = inst.name.clone();
+        self.instances.insert(name.clone(), inst);
+        self.bfd_enable(&name);
         self.status_stale = true;
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Receive and transmit paths: XDP program, ring buffer, raw sockets.
 
+pub mod bfd;
 pub mod event;
 pub mod rawsock;
 pub mod ring;

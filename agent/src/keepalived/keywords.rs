@@ -85,7 +85,7 @@ const EMAIL: &str =
 const SNMP: &str = "SNMP and D-Bus are not supported; use `vigil status --json` or the Prometheus endpoint (global.metrics)";
 const FIFO: &str = "notify FIFOs are not supported; use a `notify` script, which gets the same INSTANCE/GROUP name state priority words";
 const FIREWALL: &str = "vigil installs no firewall rules (keepalived uses them for strict mode's no_accept); add drop rules yourself if you need them";
-const BFD: &str = "BFD is not supported: peers are watched by VRRP adverts alone";
+const BFD: &str = "a tunable of keepalived's BFD process; vigil's BFD runs inside the agent";
 const NETNS: &str = "network namespaces are chosen by how vigil is started (e.g. `ip netns exec`), not by the configuration";
 const VMAC: &str = "vigil names the virtual MAC interface itself (vrrp.VRID, or vmac_interface) and always uses the RFC 5798 MAC 00:00:5e:00:01:VRID";
 const STATIC: &str = "static addresses, routes and rules are not managed by vigil; configure them with the system's network configuration";
@@ -148,7 +148,7 @@ pub const KEYWORDS: &[Keyword] = &[
         "linkbeat_use_polling",
         "vigil watches links by netlink events only",
     ),
-    d(T, "bfd_instance", BFD),
+    c(T, "bfd_instance", "[bfd.NAME]"),
     d(T, "virtual_server", LVS),
     d(T, "virtual_server_group", LVS),
     d(T, "SSL", LVS),
@@ -571,7 +571,7 @@ pub const KEYWORDS: &[Keyword] = &[
     d(I, "higher_prio_send_advert", ADVERT_TUNE),
     d(I, "owner_ignore_adverts", ADVERT_TUNE),
     d(I, "kernel_rx_buf_size", DAEMON),
-    d(I, "track_bfd", BFD),
+    c(I, "track_bfd", "track_bfd"),
     d(I, "auth_hmac", HMAC),
     d(I, "key", HMAC),
     d(I, "active_key", HMAC),
@@ -601,7 +601,11 @@ pub const KEYWORDS: &[Keyword] = &[
     c(Y, "notify_fault", "sync_groups.NAME.notify_fault"),
     c(Y, "notify_stop", "sync_groups.NAME.notify_stop"),
     c(Y, "notify", "sync_groups.NAME.notify"),
-    d(Y, "track_bfd", BFD),
+    d(
+        Y,
+        "track_bfd",
+        "not carried over in a sync group: track the session in each member instance",
+    ),
     d(Y, "smtp_alert", EMAIL),
     d(
         Y,

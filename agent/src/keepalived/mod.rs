@@ -5,6 +5,7 @@
 //! vigil's (keepalived speaks VRRPv2 unless told otherwise, vigil VRRPv3), the output
 //! spells the keepalived behaviour out.
 
+mod bfd;
 pub mod keywords;
 mod lexer;
 
@@ -213,6 +214,8 @@ struct Instance {
     track_interfaces: Vec<(String, Option<i64>)>,
     /// Names of keepalived track_file definitions, resolved after the whole file is read.
     track_files: Vec<(String, Option<i64>, Loc)>,
+    /// keepalived `track_bfd` entries.
+    track_bfd: Vec<(String, Option<i64>)>,
     track_processes: Vec<(String, Option<i64>)>,
     notify: Vec<(&'static str, String)>,
     garp: Garp,
@@ -228,6 +231,8 @@ struct Conv {
     sync_groups: Vec<SyncGroupDef>,
     /// Names of the converted scripts, to check track_script references against.
     script_names: Vec<String>,
+    /// keepalived `bfd_instance` blocks.
+    bfds: Vec<bfd::BfdDef>,
     /// Names of the converted process definitions, likewise.
     process_names: Vec<String>,
 }
@@ -246,6 +251,7 @@ fn convert(tree: &[Node], warnings: Vec<Warning>, origin: &str) -> Import {
         processes: Vec::new(),
         sync_groups: Vec::new(),
         script_names: Vec::new(),
+        bfds: Vec::new(),
         process_names: Vec::new(),
     };
     // Pass 1: definitions other blocks depend on, wherever they are in the file.
@@ -263,6 +269,7 @@ fn convert(tree: &[Node], warnings: Vec<Warning>, origin: &str) -> Import {
             "track_file" | "vrrp_track_file" if !n.args().is_empty() => {}
             "vrrp_script" => c.vrrp_script(n),
             "vrrp_instance" => c.vrrp_instance(n),
+            "bfd_instance" => c.bfd_instance(n),
             "vrrp_sync_group" => c.vrrp_sync_group(n),
             "vrrp_track_process" => c.vrrp_track_process(n),
             "track_script" | "track_interface" | "track_file" | "virtual_ipaddress" => c.warn(
@@ -873,6 +880,7 @@ impl Conv {
             track_scripts: Vec::new(),
             track_interfaces: Vec::new(),
             track_files: Vec::new(),
+            track_bfd: Vec::new(),
             track_processes: Vec::new(),
             notify: Vec::new(),
             garp: Garp::default(),
@@ -1060,6 +1068,7 @@ impl Conv {
                     i.track_interfaces.push((t.keyword().to_string(), w));
                 }
             }
+            "track_bfd" => self.track_bfd(i, item),
             "track_file" => {
                 for t in self.block(item) {
                     let w = self.track_weight(t);
@@ -1338,6 +1347,7 @@ impl Conv {
         for i in &instances {
             self.emit_instance(&mut out, i);
         }
+        self.emit_bfd(&mut out, &instances);
         for g in std::mem::take(&mut self.sync_groups) {
             self.emit_sync_group(&mut out, &g, &instances);
         }
@@ -1676,6 +1686,7 @@ impl Conv {
         if !files.is_empty() {
             let _ = writeln!(out, "track_files = {}", track_array("path", &files));
         }
+        bfd::emit_track_bfd(out, i);
         let procs: Vec<(String, Option<i64>)> = i
             .track_processes
             .iter()

@@ -36,6 +36,7 @@ use vigil_common::suppress::{self, Fate};
 use vigil_common::validate::{self, Advert, Parsed};
 use vigil_common::{AdvertEvent, IfaceStats, Verdict, VridKey, VridStats, WatchEntry};
 
+use crate::bfd::PeerTable;
 use crate::vrrp::packet::{Advertisement, Auth, Version};
 use crate::vrrp::router::{Action, Input, ReconfigureError, RouterConfig, State, VirtualRouter};
 use crate::vrrp::time::Instant;
@@ -123,6 +124,20 @@ pub enum EndpointInput {
         /// The router.
         key: VridKey,
     },
+    /// The critical BFD session to `master` on interface `ifindex` went down at `at`
+    /// (BFD-assisted takeover). Each router there with BFD that takes `master` for its
+    /// Master and would win the election after it (its peer table knows every other peer
+    /// to rank below it) is handed [`Input::MasterUnreachable`], after the VRID's last
+    /// arrival from the datapath's state (hand [`EndpointInput::KernelState`] first for
+    /// the keys [`Endpoint::bfd_candidates`] gives). The others keep the RFC's timer.
+    MasterUnreachable {
+        /// Interface of the session.
+        ifindex: u32,
+        /// The peer the session ran to.
+        master: IpAddr,
+        /// When its detection time ran out.
+        at: Instant,
+    },
     /// A router's sync group cannot be Master here ([`Input::SyncHold`]).
     SyncHold {
         /// The router.
@@ -155,6 +170,11 @@ pub enum EndpointAction {
     Router(Action),
     /// Set the VRID's watch entry in the datapath to this.
     Watch(WatchEntry),
+    /// A router with BFD heard a peer it did not know: run a BFD session to it.
+    Peer {
+        /// The peer's primary address.
+        address: IpAddr,
+    },
     /// A Master heard (and answered) a router of lower priority that believes itself
     /// Master: a split brain, or one healing.
     Rival {
@@ -188,6 +208,8 @@ struct Member {
     fed_what: Option<(IpAddr, u8, Duration)>,
     /// Adverts handed to the router from the datapath (reports, not re-feeds).
     fed: u64,
+    /// With BFD-assisted takeover: the peers known.
+    peers: Option<PeerTable>,
     /// The watch entry's epoch: changed to have the next advert reported.
     epoch: u8,
     /// The kernel keeps the down timer for adverts from this time (ns) on.
@@ -401,6 +423,7 @@ impl Endpoint {
             kernel_armed: false,
             kernel_read: None,
             silences: 0,
+            peers: None,
             epoch: 0,
         };
         m.watched = m.entry(Instant::ZERO);
@@ -408,6 +431,39 @@ impl Endpoint {
             .push_back((key, EndpointAction::Watch(m.watched)));
         self.members.insert(key, m);
         Ok(())
+    }
+
+    /// Turns on BFD-assisted takeover for a router: its peers are `configured`
+    /// (`unicast_peers`) and whoever it hears; each new one is announced with
+    /// [`EndpointAction::Peer`], the configured ones at once.
+    pub fn enable_bfd(&mut self, key: VridKey, configured: &[IpAddr]) {
+        if let Some(m) = self.members.get_mut(&key) {
+            m.peers = Some(PeerTable::configured(configured.iter().copied()));
+            for address in configured {
+                self.actions
+                    .push_back((key, EndpointAction::Peer { address: *address }));
+            }
+        }
+    }
+
+    /// The peers a router with BFD knows.
+    pub fn bfd_peers(&self, key: &VridKey) -> Option<&PeerTable> {
+        self.members.get(key).and_then(|m| m.peers.as_ref())
+    }
+
+    /// The routers an [`EndpointInput::MasterUnreachable`] for `master` on `ifindex`
+    /// may concern: Backups with BFD whose Master it is.
+    pub fn bfd_candidates(&self, ifindex: u32, master: IpAddr) -> Vec<VridKey> {
+        self.members
+            .iter()
+            .filter(|(k, m)| {
+                k.ifindex == ifindex
+                    && m.peers.is_some()
+                    && m.router.state() == State::Backup
+                    && m.router.master() == Some(master)
+            })
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// Removes a router (after its [`EndpointInput::Shutdown`] and actions, for a clean
@@ -542,6 +598,16 @@ impl Endpoint {
             }
             EndpointInput::FaultCleared { key } => {
                 self.input(now, key, Input::FaultCleared, &mut touched)
+            }
+            EndpointInput::MasterUnreachable {
+                ifindex,
+                master,
+                at,
+            } => {
+                for key in self.bfd_candidates(ifindex, master) {
+                    self.master_unreachable(now, key, master, at);
+                    touched.insert(key);
+                }
             }
             EndpointInput::SyncHold { key, reason } => {
                 self.input(now, key, Input::SyncHold { reason }, &mut touched)
@@ -758,6 +824,11 @@ impl Endpoint {
         let sent = m.router.counters().adverts_sent;
         let (priority, interval) = (advert.priority, advert.interval);
         let at = Instant::from_nanos(ts_ns);
+        let new_peer = m.peers.as_mut().is_some_and(|t| {
+            let new = !t.addresses().any(|a| a == source);
+            t.heard(source, priority);
+            new
+        });
         m.router.handle(at, Input::Advert { source, advert });
         if ts_ns >= m.fed_ns {
             m.fed_ns = ts_ns;
@@ -777,6 +848,10 @@ impl Endpoint {
             && m.router.counters().adverts_sent > sent
             && priority != 0;
         self.drain(key);
+        if new_peer {
+            self.actions
+                .push_back((key, EndpointAction::Peer { address: source }));
+        }
         if rival {
             self.actions.push_back((
                 key,
@@ -788,6 +863,34 @@ impl Endpoint {
                 },
             ));
         }
+    }
+
+    /// BFD-assisted takeover: the Backup that would win treats its
+    /// critical session going down as the Master_Down_Timer expiring; the router checks
+    /// that no advert came after it.
+    fn master_unreachable(&mut self, now: Instant, key: VridKey, master: IpAddr, at: Instant) {
+        let Some(m) = self.members.get(&key) else {
+            return;
+        };
+        let wins = m
+            .peers
+            .as_ref()
+            .is_some_and(|t| t.would_win(m.router.primary(), m.router.priority(), master));
+        if !wins {
+            tracing::info!(
+                ifindex = key.ifindex,
+                vrid = key.vrid,
+                "BFD session to the master {master} down; another Backup may outrank us, the RFC timer decides"
+            );
+            return;
+        }
+        self.refresh(now, key);
+        self.input(
+            now,
+            key,
+            Input::MasterUnreachable { master, at },
+            &mut BTreeSet::new(),
+        );
     }
 
     /// A due router: [`Endpoint::refresh`], then the timeout.
@@ -915,6 +1018,8 @@ fn log_reconfigure(key: VridKey, e: &ReconfigureError) {
     );
 }
 
+#[cfg(test)]
+mod bfd_tests;
 #[cfg(test)]
 mod kernel_timer_tests;
 #[cfg(test)]

@@ -40,6 +40,12 @@ pub enum Reason {
         /// The master that sent priority 0.
         master: IpAddr,
     },
+    /// The critical BFD session to the master went down: its Master_Down_Timer taken as
+    /// expired without waiting for the adverts (BFD-assisted takeover).
+    BfdDown {
+        /// The master the session ran to.
+        master: IpAddr,
+    },
     /// With preemption on, a lower-priority master's adverts were discarded until the
     /// Master_Down_Timer fired (RFC 5798 §6.4.2).
     PreemptLowerPriority {
@@ -78,6 +84,7 @@ impl Reason {
             Reason::Owner => "owner",
             Reason::MasterDown { .. } => "master_down",
             Reason::PriorityZero { .. } => "priority_zero",
+            Reason::BfdDown { .. } => "bfd_down",
             Reason::PreemptLowerPriority { .. } => "preempt_lower_priority",
             Reason::Preempted { .. } => "preempted",
             Reason::Fault(FaultKind::LinkDown) => "fault_link_down",
@@ -109,6 +116,7 @@ impl fmt::Display for Reason {
                 "master down timer expired: no master heard for {adverts} advert intervals"
             ),
             Reason::PriorityZero { master } => write!(f, "priority 0 from master {master}"),
+            Reason::BfdDown { master } => write!(f, "BFD session to master {master} down"),
             Reason::PreemptLowerPriority {
                 master,
                 priority,
@@ -188,6 +196,12 @@ mod tests {
                     ours: 100,
                 },
                 "preempting lower-priority master 2001:db8::1 (priority 50, ours 100)",
+            ),
+            (
+                Reason::BfdDown {
+                    master: ip("192.0.2.11"),
+                },
+                "BFD session to master 192.0.2.11 down",
             ),
             (Reason::Owner, "address owner (priority 255)"),
             (Reason::Fault(FaultKind::LinkDown), "fault: interface down"),

@@ -263,6 +263,16 @@ pub enum Input {
     },
     /// The tracked failure is over; leaves Fault unless the link is down.
     FaultCleared,
+    /// The critical BFD session to `master` went down at `at` (BFD-assisted takeover):
+    /// a Backup that still takes `master` for the Master, and has heard nothing from it
+    /// since `at`, treats the Master_Down_Timer as expired. Otherwise ignored. Whether
+    /// this router is the Backup that would win is the caller's to judge.
+    MasterUnreachable {
+        /// The Master the session ran to.
+        master: IpAddr,
+        /// When the session's detection time ran out.
+        at: Instant,
+    },
     /// Its sync group cannot be Master here: a Master steps down (with a priority-0
     /// advert), and a Backup whose Master_Down_Timer fires stays Backup, remembering
     /// that it would have taken over ([`VirtualRouter::wants_master`]).
@@ -550,6 +560,7 @@ impl VirtualRouter {
                 self.fault = None;
                 self.leave_fault(now);
             }
+            Input::MasterUnreachable { master, at } => self.master_unreachable(now, master, at),
             Input::SyncHold { reason } => self.hold(now, reason),
             Input::SyncRelease { reason } => self.release(now, reason),
         }
@@ -899,6 +910,23 @@ impl VirtualRouter {
         }
     }
 
+    fn master_unreachable(&mut self, now: Instant, master: IpAddr, at: Instant) {
+        if self.state != State::Backup || self.heard.map(|h| h.address) != Some(master) {
+            return;
+        }
+        // An advert that arrived after the session went down says the Master lives (the
+        // path of BFD failed, not the router).
+        if self.down.anchor() > at {
+            return;
+        }
+        if self.sync_hold {
+            // As when the timer fires: its group cannot be Master here yet.
+            self.wants_master = Some(Reason::BfdDown { master });
+            return;
+        }
+        self.become_master(now, Reason::BfdDown { master });
+    }
+
     fn timeout(&mut self, now: Instant) {
         match self.state {
             State::Backup => {
@@ -1139,5 +1167,7 @@ fn same_addresses(a: &[IpAddr], b: &[IpAddr]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x)) && b.iter().all(|x| a.contains(x))
 }
 
+#[cfg(test)]
+mod bfd_tests;
 #[cfg(test)]
 mod tests;

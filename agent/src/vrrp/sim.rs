@@ -328,7 +328,7 @@ impl Sim {
                         self.nodes[i].kernel.apply(key, &action);
                     }
                 }
-                EndpointAction::Rival { .. } => {}
+                EndpointAction::Rival { .. } | EndpointAction::Peer { .. } => {}
             }
         }
     }

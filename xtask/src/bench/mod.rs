@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 /// The parts of a run, for `--only`.
-pub const PARTS: [&str; 5] = ["startup", "detection", "handover", "flood", "scale"];
+pub const PARTS: [&str; 6] = ["startup", "detection", "bfd", "handover", "flood", "scale"];
 
 /// How much to run.
 #[derive(Clone, Debug)]
@@ -101,6 +101,7 @@ pub struct Results {
     pub meta: Meta,
     pub startup: startup::Startup,
     pub detection: Vec<detection::Detection>,
+    pub detection_bfd: detection::BfdDetection,
     pub handover: detection::Handover,
     pub flood: Vec<flood::Flood>,
     pub scale: Vec<scale::Scale>,
@@ -234,6 +235,12 @@ pub fn run(
             )?);
         }
     }
+    let detection_bfd = if plan.runs("bfd") {
+        eprintln!("bench: detection with BFD, 1 s adverts");
+        detection::detection_bfd(&mut sides, plan.detection_trials)?
+    } else {
+        detection::BfdDetection::empty()
+    };
     let handover = if plan.runs("handover") {
         eprintln!("bench: graceful handover");
         detection::handover(&mut sides, 100, plan.handover_trials)?
@@ -271,6 +278,7 @@ pub fn run(
         meta,
         startup,
         detection: det,
+        detection_bfd,
         handover,
         flood,
         scale: scales,

@@ -37,6 +37,8 @@ pub struct Spec {
     pub interval_ms: u32,
     /// keepalived's `down_timer_adverts` (3 is the RFC's).
     pub down_adverts: u8,
+    /// vigil only: BFD-assisted takeover at 10 ms x 3 (keepalived has no counterpart).
+    pub bfd: bool,
 }
 
 impl Spec {
@@ -65,6 +67,7 @@ pub fn specs(
             master,
             interval_ms,
             down_adverts,
+            bfd: false,
         })
         .collect()
 }
@@ -108,6 +111,9 @@ fn vigil_config(place: &Place, specs: &[Spec]) -> String {
             dta = sp.down_adverts,
             vip = sp.vip(),
         );
+        if sp.bfd {
+            s += "bfd = { interval = \"10ms\", multiplier = 3 }\n";
+        }
     }
     s
 }

@@ -130,6 +130,38 @@ fn detection_rows(d: &Detection, rows: &mut Vec<Row>) {
     });
 }
 
+/// BFD-assisted takeover: vigil with BFD against keepalived without, both from the cut.
+fn bfd_row(d: &super::detection::BfdDetection, rows: &mut Vec<Row>) {
+    let v = of(&d.trials, Impl::Vigil);
+    let k = of(&d.trials, Impl::Keepalived);
+    let fail = |imp| d.failures.get(&imp).copied().unwrap_or(0);
+    let total = |imp| d.trials.get(&imp).map_or(0, Vec::len) + fail(imp);
+    let goal_ms = 50.0;
+    let (met, note) = match &v {
+        Some(s) if fail(Impl::Vigil) == 0 && s.p95 <= goal_ms => (true, String::new()),
+        Some(s) if fail(Impl::Vigil) == 0 => {
+            (false, format!("p95 {} over the goal", ms(s.p95 - goal_ms)))
+        }
+        _ => (false, "vigil missed takeovers".into()),
+    };
+    rows.push(Row {
+        scenario: format!(
+            "Detection with BFD 10 ms × 3 (vigil; keepalived without BFD), {} adverts: MASTER's link cut → new MASTER's first advert, median / p95",
+            iv_label(d.interval_ms)
+        ),
+        vigil: med_p95(v.as_ref(), fail(Impl::Vigil), total(Impl::Vigil)),
+        keepalived: med_p95(k.as_ref(), fail(Impl::Keepalived), total(Impl::Keepalived)),
+        rfc: ms(d.rfc_ms),
+        ratio: match (&v, &k) {
+            (Some(v), Some(k)) => ratio(v.p95, k.p95),
+            _ => "—".into(),
+        },
+        goal: format!("vigil p95 ≤ {goal_ms:.0} ms"),
+        met: Some(met),
+        note,
+    });
+}
+
 fn flood_row(f: &Flood, rows: &mut Vec<Row>) {
     let cell = |imp| match f.runs.get(&imp) {
         Some(r) => {
@@ -309,6 +341,7 @@ pub fn rows(r: &Results) -> Vec<Row> {
     for d in &r.detection {
         detection_rows(d, &mut rows);
     }
+    bfd_row(&r.detection_bfd, &mut rows);
     let h = &r.handover;
     let hf = |imp| h.failures.get(&imp).copied().unwrap_or(0);
     let ht = |imp| h.from_signal.get(&imp).map_or(0, Vec::len) + hf(imp);
@@ -696,6 +729,12 @@ pub fn json(r: &Results, rows: &[Row]) -> serde_json::Value {
             "no_takeover": by_impl(&d.failures, |v| json!(v)),
             "flaps": by_impl(&d.flaps, |v| json!(v)),
         })).collect::<Vec<_>>(),
+        "detection_bfd": {
+            "interval_ms": r.detection_bfd.interval_ms,
+            "rfc_ms": r.detection_bfd.rfc_ms,
+            "cut_to_first_advert_ms": by_impl(&r.detection_bfd.trials, |v| json!(v)),
+            "no_takeover": by_impl(&r.detection_bfd.failures, |v| json!(v)),
+        },
         "handover": {
             "interval_ms": r.handover.interval_ms,
             "skew_ms": r.handover.skew_ms,

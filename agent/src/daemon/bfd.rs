@@ -1,0 +1,511 @@
+//! The BFD sessions of the agent, driven in their own task: a reader per socket stamps
+//! each packet on arrival, a CLOCK_MONOTONIC timerfd wakes the task at the earliest
+//! session deadline, and every packet due at one tick leaves in one `sendmmsg` per socket.
+//! Session changes go out as [`BfdEvent`]s; a snapshot for `vigil status` is kept current.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::bfd::packet::{BFD_TTL, MAX_LEN};
+use crate::bfd::{Action, ControlPacket, Input, Session, SessionConfig, State, Transition};
+use crate::clock;
+use crate::config::BfdTimers;
+use crate::datapath::bfd::{BfdSockets, Family, Outgoing, Received};
+use crate::timer::MonoTimer;
+use crate::vrrp::Instant;
+
+/// One session to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionSpec {
+    /// Name for logs, status and tracking (`[bfd.NAME]`).
+    pub name: String,
+    /// Interface the peer is on.
+    pub interface: String,
+    /// The peer.
+    pub peer: IpAddr,
+    /// Our address, if pinned.
+    pub source: Option<IpAddr>,
+    /// Timers.
+    pub timers: BfdTimers,
+}
+
+/// A session changed state.
+#[derive(Clone, Debug)]
+pub struct BfdEvent {
+    /// Session name.
+    pub name: String,
+    /// Interface of the session.
+    pub interface: String,
+    /// The peer.
+    pub peer: IpAddr,
+    /// What happened, stamped with when (a detection timeout at its deadline).
+    pub transition: Transition,
+}
+
+/// What `vigil status` shows of a session.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SessionStatus {
+    /// Session name.
+    pub name: String,
+    /// Interface.
+    pub interface: String,
+    /// Peer address.
+    pub peer: IpAddr,
+    /// Local state.
+    pub state: String,
+    /// The peer's state as last heard.
+    pub remote_state: String,
+    /// Our discriminator.
+    pub local_discriminator: u32,
+    /// The peer's (0 until heard).
+    pub remote_discriminator: u32,
+    /// Detection time in force, milliseconds.
+    pub detection_time_ms: Option<f64>,
+    /// Transmit interval in force before jitter, milliseconds.
+    pub transmit_interval_ms: Option<f64>,
+    /// Why the session last left Up.
+    pub last_down_reason: Option<String>,
+    /// Seconds since it last left Up.
+    pub last_down_seconds_ago: Option<f64>,
+    /// When it last left Up (the snapshot may be older than the question).
+    #[serde(skip)]
+    pub last_down_at: Option<Instant>,
+    /// Packets accepted.
+    pub received: u64,
+    /// Packets discarded (TTL, decoding, §6.8.6).
+    pub discarded: u64,
+    /// Packets sent.
+    pub sent: u64,
+    /// Times it went from Up to Down.
+    pub downs: u64,
+}
+
+/// The running BFD task.
+pub struct BfdService {
+    status: Arc<Mutex<Vec<SessionStatus>>>,
+    commands: mpsc::UnboundedSender<Command>,
+    task: JoinHandle<()>,
+}
+
+/// A change to the set of sessions.
+enum Command {
+    Add(SessionSpec),
+    Listen {
+        interface: String,
+        family: Family,
+        timers: BfdTimers,
+    },
+}
+
+impl BfdService {
+    /// Starts the task with no session; `events` hears every state change.
+    pub fn start(events: mpsc::UnboundedSender<BfdEvent>) -> BfdService {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let status = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(drive(rx, events, status.clone()));
+        BfdService {
+            status,
+            commands,
+            task,
+        }
+    }
+
+    /// Runs a session (none is added twice for one interface and peer).
+    pub fn add(&self, spec: SessionSpec) {
+        let _ = self.commands.send(Command::Add(spec));
+    }
+
+    /// Answers peers that start a session on `interface` in `family` with a session of
+    /// these timers (the passive side of BFD-assisted takeover: a Master learns its
+    /// Backups this way, as plain VRRP never tells it who they are).
+    pub fn listen(&self, interface: &str, family: Family, timers: BfdTimers) {
+        let _ = self.commands.send(Command::Listen {
+            interface: interface.to_owned(),
+            family,
+            timers,
+        });
+    }
+
+    /// The sessions as they stand.
+    pub fn status(&self) -> Vec<SessionStatus> {
+        let mut sessions = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        let now = clock::now();
+        for s in &mut sessions {
+            s.last_down_seconds_ago = s
+                .last_down_at
+                .map(|at| now.saturating_duration_since(at).as_secs_f64());
+        }
+        sessions
+    }
+}
+
+impl Drop for BfdService {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Running {
+    session: Session,
+    spec: SessionSpec,
+    socket: (String, Family),
+    /// Packets discarded before the session saw them (TTL, decoding).
+    penalty: u64,
+}
+
+/// A packet off a socket, stamped at arrival.
+struct Arrival {
+    socket: (String, Family),
+    at: Instant,
+    from: IpAddr,
+    ttl: Option<u8>,
+    bytes: [u8; MAX_LEN],
+    len: usize,
+    /// Longer than any Control packet we read.
+    oversize: bool,
+}
+
+impl Arrival {
+    fn new(key: &(String, Family), at: Instant, r: Received, buf: &[u8]) -> Arrival {
+        let mut bytes = [0u8; MAX_LEN];
+        let len = r.len.min(MAX_LEN).min(buf.len());
+        bytes[..len].copy_from_slice(&buf[..len]);
+        Arrival {
+            socket: key.clone(),
+            at,
+            from: r.from.ip(),
+            ttl: r.ttl,
+            bytes,
+            len,
+            oversize: r.len > MAX_LEN,
+        }
+    }
+}
+
+async fn reader(key: (String, Family), s: Arc<BfdSockets>, tx: mpsc::UnboundedSender<Arrival>) {
+    let mut buf = [0u8; 512];
+    loop {
+        let Ok(mut guard) = s.readable().await else {
+            return;
+        };
+        loop {
+            match s.try_recv(&mut buf) {
+                Ok(Some(r)) => {
+                    if tx.send(Arrival::new(&key, clock::now(), r, &buf)).is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(iface = %key.0, "BFD receive: {e}");
+                    break;
+                }
+            }
+        }
+        guard.clear_ready();
+    }
+}
+
+/// Sockets per (interface, family), their reader tasks, and the listening timers.
+struct Sockets {
+    open: HashMap<(String, Family), Arc<BfdSockets>>,
+    readers: Vec<JoinHandle<()>>,
+    listen: HashMap<(String, Family), BfdTimers>,
+    arrivals: mpsc::UnboundedSender<Arrival>,
+}
+
+impl Sockets {
+    fn ensure(&mut self, key: &(String, Family), source: Option<IpAddr>) -> bool {
+        if self.open.contains_key(key) {
+            return true;
+        }
+        match BfdSockets::open(key.1, &key.0, source) {
+            Ok(s) => {
+                let s = Arc::new(s);
+                self.readers.push(tokio::spawn(reader(
+                    key.clone(),
+                    s.clone(),
+                    self.arrivals.clone(),
+                )));
+                self.open.insert(key.clone(), s);
+                true
+            }
+            Err(e) => {
+                tracing::error!(iface = %key.0, "BFD sockets ({:?}): {e}", key.1);
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Sockets {
+    fn drop(&mut self) {
+        for r in &self.readers {
+            r.abort();
+        }
+    }
+}
+
+fn new_session(sessions: &[Running], spec: SessionSpec, now: Instant) -> Running {
+    let mut discriminator = random_discriminator(sessions.len());
+    while sessions
+        .iter()
+        .any(|r| r.session.config().local_discriminator == discriminator)
+    {
+        discriminator = random_discriminator(sessions.len() + 7);
+    }
+    let mut config =
+        SessionConfig::new(discriminator, spec.timers.interval, spec.timers.multiplier);
+    config.jitter_seed = u64::from(random_discriminator(sessions.len() + 1));
+    let mut session = Session::new(config);
+    let _ = session.handle(now, Input::Start);
+    Running {
+        session,
+        socket: (spec.interface.clone(), Family::of(&spec.peer)),
+        spec,
+        penalty: 0,
+    }
+}
+
+async fn drive(
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<BfdEvent>,
+    status: Arc<Mutex<Vec<SessionStatus>>>,
+) {
+    let timer = match MonoTimer::new() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("BFD: no timerfd: {e}");
+            return;
+        }
+    };
+    let (arrivals_tx, mut arrivals) = mpsc::unbounded_channel();
+    let mut sockets = Sockets {
+        open: HashMap::new(),
+        readers: Vec::new(),
+        listen: HashMap::new(),
+        arrivals: arrivals_tx,
+    };
+    let mut sessions: Vec<Running> = Vec::new();
+    let mut outbox: BTreeMap<(String, Family), Vec<Outgoing>> = BTreeMap::new();
+    loop {
+        let deadline = sessions
+            .iter()
+            .filter_map(|r| r.session.poll_timeout())
+            .min();
+        tokio::select! {
+            // Packets first: a timeout handled before a packet already waiting would
+            // declare a live peer down.
+            biased;
+            command = commands.recv() => {
+                let Some(command) = command else { return };
+                match command {
+                    Command::Add(spec) => {
+                        let key = (spec.interface.clone(), Family::of(&spec.peer));
+                        let exists = sessions.iter().any(|r| r.socket == key && r.spec.peer == spec.peer);
+                        if !exists && sockets.ensure(&key, spec.source) {
+                            tracing::info!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD session started");
+                            let r = new_session(&sessions, spec, clock::now());
+                            sessions.push(r);
+                        }
+                    }
+                    Command::Listen { interface, family, timers } => {
+                        let key = (interface, family);
+                        if sockets.ensure(&key, None) {
+                            sockets.listen.insert(key, timers);
+                        }
+                    }
+                }
+            }
+            arrival = arrivals.recv() => {
+                let Some(a) = arrival else { return };
+                receive(&mut sessions, &sockets.listen, a);
+                // More may be queued: take them all before sending.
+                while let Ok(a) = arrivals.try_recv() {
+                    receive(&mut sessions, &sockets.listen, a);
+                }
+            }
+            _ = async {
+                match deadline {
+                    Some(d) => {
+                        if timer.sleep_until(d).await.is_err() {
+                            tokio::time::sleep_until(clock::to_tokio(d)).await;
+                        }
+                    }
+                    None => std::future::pending().await,
+                }
+            } => {
+                // Whatever reached the sockets by now counts before any deadline does:
+                // first what the readers stamped, then what they have not read yet (in
+                // arrival order, so a later packet never hides an earlier one).
+                while let Ok(a) = arrivals.try_recv() {
+                    receive(&mut sessions, &sockets.listen, a);
+                }
+                for (key, s) in &sockets.open {
+                    let mut buf = [0u8; 512];
+                    while let Ok(Some(r)) = s.try_recv(&mut buf) {
+                        let arrival = Arrival::new(key, clock::now(), r, &buf);
+                        receive(&mut sessions, &sockets.listen, arrival);
+                    }
+                }
+                let now = clock::now();
+                for r in sessions.iter_mut().filter(|r| r.session.poll_timeout().is_some_and(|t| t <= now)) {
+                    let _ = r.session.handle(now, Input::Timeout);
+                }
+            }
+        }
+        for r in &mut sessions {
+            while let Some(action) = r.session.poll_action() {
+                match action {
+                    Action::Send(packet) => {
+                        let mut bytes = [0u8; MAX_LEN];
+                        if let Some(len) = packet.encode_into(&mut bytes) {
+                            outbox.entry(r.socket.clone()).or_default().push((
+                                r.spec.peer,
+                                bytes,
+                                len,
+                            ));
+                        }
+                    }
+                    Action::StateChanged(t) => {
+                        log_transition(&r.spec, &t);
+                        let _ = events.send(BfdEvent {
+                            name: r.spec.name.clone(),
+                            interface: r.spec.interface.clone(),
+                            peer: r.spec.peer,
+                            transition: t,
+                        });
+                    }
+                }
+            }
+        }
+        for (key, batch) in &mut outbox {
+            if batch.is_empty() {
+                continue;
+            }
+            if let Some(s) = sockets.open.get(key) {
+                let (_, error) = s.send_batch(batch);
+                if let Some(e) = error {
+                    tracing::debug!(iface = %key.0, "BFD send: {e}");
+                }
+            }
+            batch.clear();
+        }
+        if let Ok(mut s) = status.lock() {
+            let now = clock::now();
+            *s = sessions.iter().map(|r| snapshot(r, now)).collect();
+        }
+    }
+}
+
+/// RFC 5881 §5 (TTL 255), the decoder's §6.8.6 checks, then the session by Your
+/// Discriminator or, while that is 0, by interface and peer address.
+fn receive(sessions: &mut Vec<Running>, listen: &HashMap<(String, Family), BfdTimers>, a: Arrival) {
+    let by_peer = |r: &&mut Running| r.socket == a.socket && r.spec.peer == a.from;
+    if a.ttl != Some(BFD_TTL) || a.oversize {
+        if let Some(r) = sessions.iter_mut().find(by_peer) {
+            r.penalty += 1;
+        }
+        return;
+    }
+    let packet = match ControlPacket::decode(&a.bytes[..a.len]) {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(r) = sessions.iter_mut().find(by_peer) {
+                r.penalty += 1;
+                tracing::debug!(session = %r.spec.name, "BFD packet dropped: {e}");
+            }
+            return;
+        }
+    };
+    let known = if packet.your_discriminator != 0 {
+        sessions.iter().position(|r| {
+            r.session.config().local_discriminator == packet.your_discriminator
+                && r.socket == a.socket
+        })
+    } else {
+        sessions
+            .iter()
+            .position(|r| r.socket == a.socket && r.spec.peer == a.from)
+    };
+    // RFC 5880 §6.8.6 has a packet for no session discarded; on a listening interface a
+    // peer starting one (Down, Your Discriminator 0) gets a session instead.
+    let known = known.or_else(|| {
+        let timers = listen.get(&a.socket)?;
+        (packet.your_discriminator == 0 && packet.state == State::Down).then(|| {
+            let spec = SessionSpec {
+                name: format!("{}/{}", a.socket.0, a.from),
+                interface: a.socket.0.clone(),
+                peer: a.from,
+                source: None,
+                timers: *timers,
+            };
+            tracing::info!(session = %spec.name, "BFD session started by the peer");
+            let r = new_session(sessions, spec, a.at);
+            sessions.push(r);
+            sessions.len() - 1
+        })
+    });
+    let target = known.and_then(|i| sessions.get_mut(i));
+    if let Some(r) = target
+        && let Err(d) = r.session.handle(a.at, Input::Packet(packet))
+    {
+        tracing::debug!(session = %r.spec.name, "BFD packet discarded: {d}");
+    }
+}
+
+fn log_transition(spec: &SessionSpec, t: &Transition) {
+    if t.from == State::Up {
+        tracing::warn!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD {t}");
+    } else {
+        tracing::info!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD {t}");
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn snapshot(r: &Running, now: Instant) -> SessionStatus {
+    let s = &r.session;
+    let c = s.counters();
+    let down = s.last_down();
+    SessionStatus {
+        name: r.spec.name.clone(),
+        interface: r.spec.interface.clone(),
+        peer: r.spec.peer,
+        state: s.state().to_string(),
+        remote_state: s.remote_state().to_string(),
+        local_discriminator: s.config().local_discriminator,
+        remote_discriminator: s.remote_discriminator(),
+        detection_time_ms: s.detection_time().map(ms),
+        transmit_interval_ms: s.transmit_interval().map(ms),
+        last_down_reason: down.map(|t| t.diag.to_string()),
+        last_down_seconds_ago: down.map(|t| now.saturating_duration_since(t.at).as_secs_f64()),
+        last_down_at: down.map(|t| t.at),
+        received: c.received,
+        discarded: c.discarded + r.penalty,
+        sent: c.sent,
+        downs: c.downs,
+    }
+}
+
+/// A non-zero discriminator, random so that a restarted agent does not reuse the last
+/// one (RFC 5880 §6.8.1 asks for uniqueness; randomness also keeps it unguessable).
+fn random_discriminator(salt: usize) -> u32 {
+    let mut bytes = [0u8; 4];
+    // SAFETY: the buffer is valid for its length.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    let value = if n == 4 {
+        u32::from_ne_bytes(bytes)
+    } else {
+        // No entropy source: the clock will do for uniqueness.
+        (clock::now().as_nanos() as u32) ^ (salt as u32).wrapping_mul(0x9e37_79b9)
+    };
+    value.max(1).wrapping_add(salt as u32).max(1)
+}

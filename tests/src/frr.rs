@@ -1,0 +1,121 @@
+//! FRR's zebra and bfdd (Debian's `frr`) as a real BFD peer inside a lab host.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::{Host, run};
+
+/// zebra + bfdd running in the foreground in one host; killed (by their own PIDs) on drop.
+pub struct Frr {
+    host: Host,
+    dir: PathBuf,
+    zebra: Option<Child>,
+    bfdd: Option<Child>,
+}
+
+impl Frr {
+    /// Starts zebra, waits for its socket, then bfdd with `bfdd_conf` (the text of
+    /// bfdd.conf); state lives in `dir/frr-<host>`, owned by the `frr` user.
+    pub fn start(host: &Host, dir: &Path, bfdd_conf: &str) -> anyhow::Result<Self> {
+        let dir = dir.join(format!("frr-{}", host.name));
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("zebra.conf"), format!("hostname {}\n", host.name))?;
+        std::fs::write(dir.join("bfdd.conf"), bfdd_conf)?;
+        run(std::process::Command::new("chown")
+            .args(["-R", "frr:frr"])
+            .arg(&dir))?;
+        let mut frr = Self {
+            host: host.clone(),
+            dir: dir.clone(),
+            zebra: None,
+            bfdd: None,
+        };
+        frr.zebra = Some(frr.daemon("zebra")?);
+        let zserv = dir.join("zserv.api");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !zserv.exists() {
+            if Instant::now() > deadline {
+                bail!("zebra made no socket in {}", dir.display());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        frr.start_bfdd()?;
+        Ok(frr)
+    }
+
+    fn daemon(&self, name: &str) -> anyhow::Result<Child> {
+        let d = self.dir.display().to_string();
+        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
+        self.host
+            .command(&format!("/usr/lib/frr/{name}"))
+            .args([
+                "-f",
+                &format!("{d}/{name}.conf"),
+                "-i",
+                &format!("{d}/{name}.pid"),
+                "-z",
+                &format!("{d}/zserv.api"),
+                "--vty_socket",
+                &d,
+                "-P",
+                "0",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {name} in {}", self.host.ns))
+    }
+
+    /// Starts bfdd (again).
+    pub fn start_bfdd(&mut self) -> anyhow::Result<()> {
+        self.bfdd = Some(self.daemon("bfdd")?);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.vtysh("show bfd peers json").is_err() {
+            if Instant::now() > deadline {
+                bail!("bfdd does not answer vtysh");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    /// Runs one vtysh command against these daemons.
+    pub fn vtysh(&self, command: &str) -> anyhow::Result<String> {
+        let d = self.dir.display().to_string();
+        let out = self
+            .host
+            .exec(&["vtysh", "--vty_socket", &d, "-c", command])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `show bfd peers json`.
+    pub fn peers(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::from_str(&self.vtysh("show bfd peers json")?)?)
+    }
+
+    /// Kills bfdd (SIGKILL: it says nothing on the wire) and reaps it.
+    pub fn kill_bfdd(&mut self) {
+        if let Some(mut c) = self.bfdd.take() {
+            let pid = c.id();
+            let _ = c.kill();
+            let _ = c.wait();
+            let _ = std::fs::remove_file(format!("/var/tmp/frr/bfdd.{pid}"));
+        }
+    }
+}
+
+impl Drop for Frr {
+    fn drop(&mut self) {
+        self.kill_bfdd();
+        if let Some(mut c) = self.zebra.take() {
+            let pid = c.id();
+            let _ = c.kill();
+            let _ = c.wait();
+            let _ = std::fs::remove_file(format!("/var/tmp/frr/zebra.{pid}"));
+        }
+    }
+}
