@@ -163,6 +163,12 @@ pub struct Garp {
     pub master_refresh: Option<Duration>,
     /// Messages per refresh burst (keepalived default 1).
     pub master_refresh_repeat: u32,
+    /// Delay before the second burst after a lower-priority advert while master; zero means
+    /// no second burst (default: `[global]`'s `garp_master_delay`).
+    pub lower_prio_delay: Duration,
+    /// Messages per burst after a lower-priority advert while master; zero means none
+    /// (default: `[global]`'s `garp_master_repeat`).
+    pub lower_prio_repeat: u32,
 }
 
 impl Default for Garp {
@@ -172,6 +178,8 @@ impl Default for Garp {
             master_repeat: 5,
             master_refresh: None,
             master_refresh_repeat: 1,
+            lower_prio_delay: Duration::from_secs(5),
+            lower_prio_repeat: 5,
         }
     }
 }

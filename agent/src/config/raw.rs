@@ -80,6 +80,8 @@ pub(crate) struct RawGlobal {
     pub garp_master_repeat: Option<S<i64>>,
     pub garp_master_refresh: Option<S<RawDuration>>,
     pub garp_master_refresh_repeat: Option<S<i64>>,
+    pub garp_lower_prio_delay: Option<S<RawDuration>>,
+    pub garp_lower_prio_repeat: Option<S<i64>>,
     pub bfd: Option<S<RawBfdTimers>>,
 }
 
@@ -140,6 +142,8 @@ pub(crate) struct RawInstance {
     pub garp_master_repeat: Option<S<i64>>,
     pub garp_master_refresh: Option<S<RawDuration>>,
     pub garp_master_refresh_repeat: Option<S<i64>>,
+    pub garp_lower_prio_delay: Option<S<RawDuration>>,
+    pub garp_lower_prio_repeat: Option<S<i64>>,
     pub bfd: Option<S<RawBfdTimers>>,
     #[serde(default)]
     pub track_bfd: Vec<S<RawTrack>>,

@@ -137,6 +137,7 @@ notify_stop = "/etc/vigil/notify.sh stop"
 notify = "/etc/vigil/notify.sh"
 garp_master_delay = 0
 garp_master_refresh = 0
+garp_lower_prio_repeat = 0
 
 [instances.v4]
 interface = "eth1"
@@ -165,7 +166,10 @@ v3_checksum_as_v2 = true
             master_delay: Duration::from_secs(10),
             master_repeat: 2,
             master_refresh: Some(Duration::from_secs(60)),
-            master_refresh_repeat: 3
+            master_refresh_repeat: 3,
+            // Unset in [global]: they follow its garp_master_* values.
+            lower_prio_delay: Duration::from_secs(10),
+            lower_prio_repeat: 2,
         }
     );
     let s = &c.scripts["chk"];
@@ -192,6 +196,9 @@ v3_checksum_as_v2 = true
     assert_eq!(i.garp.master_delay, Duration::ZERO);
     assert_eq!(i.garp.master_refresh, None);
     assert_eq!(i.garp.master_repeat, 2);
+    assert_eq!(i.garp.lower_prio_repeat, 0);
+    // The lower-priority delay inherits [global]'s, not this instance's garp_master_delay.
+    assert_eq!(i.garp.lower_prio_delay, Duration::from_secs(10));
     let v4 = &c.instances["v4"];
     assert_eq!(v4.garp, g.garp);
     assert_eq!(v4.advert_interval, Duration::from_secs(3));

@@ -263,10 +263,14 @@ fn global(e: &mut Errors<'_>, g: &RawGlobal) -> Global {
         e,
         "global",
         Garp::default(),
-        &g.garp_master_delay,
-        &g.garp_master_repeat,
-        &g.garp_master_refresh,
-        &g.garp_master_refresh_repeat,
+        GarpKeys {
+            delay: &g.garp_master_delay,
+            repeat: &g.garp_master_repeat,
+            refresh: &g.garp_master_refresh,
+            refresh_repeat: &g.garp_master_refresh_repeat,
+            lower_prio_delay: &g.garp_lower_prio_delay,
+            lower_prio_repeat: &g.garp_lower_prio_repeat,
+        },
     );
     Global {
         router_id,
@@ -285,15 +289,30 @@ fn global(e: &mut Errors<'_>, g: &RawGlobal) -> Global {
     }
 }
 
-fn garp(
-    e: &mut Errors<'_>,
-    path: &str,
-    defaults: Garp,
-    delay: &Option<S<RawDuration>>,
-    repeat: &Option<S<i64>>,
-    refresh: &Option<S<RawDuration>>,
-    refresh_repeat: &Option<S<i64>>,
-) -> Garp {
+/// The raw `garp_*` keys of one table (`[global]` or an instance).
+struct GarpKeys<'a> {
+    delay: &'a Option<S<RawDuration>>,
+    repeat: &'a Option<S<i64>>,
+    refresh: &'a Option<S<RawDuration>>,
+    refresh_repeat: &'a Option<S<i64>>,
+    lower_prio_delay: &'a Option<S<RawDuration>>,
+    lower_prio_repeat: &'a Option<S<i64>>,
+}
+
+/// The GARP settings of one table over `defaults`. In `[global]` (where `defaults` is
+/// [`Garp::default`]) the lower-priority pair falls back to the table's own
+/// `garp_master_*`, as keepalived's global defaults do; an instance inherits
+/// `[global]`'s values.
+fn garp(e: &mut Errors<'_>, path: &str, defaults: Garp, keys: GarpKeys<'_>) -> Garp {
+    let GarpKeys {
+        delay,
+        repeat,
+        refresh,
+        refresh_repeat,
+        lower_prio_delay,
+        lower_prio_repeat,
+    } = keys;
+    let global = path == "global";
     let max_delay = Duration::from_secs(1000);
     let master_delay = delay
         .as_ref()
@@ -328,11 +347,42 @@ fn garp(
         .as_ref()
         .and_then(|r| int_in(e, r, &format!("{path}.garp_master_refresh_repeat"), 1..=100))
         .map_or(defaults.master_refresh_repeat, |v| v as u32);
+    let lower_prio_delay = lower_prio_delay
+        .as_ref()
+        .and_then(|d| {
+            duration_in(
+                e,
+                d,
+                &format!("{path}.garp_lower_prio_delay"),
+                Duration::ZERO,
+                max_delay,
+                "0 (no second burst) to 1000 s",
+            )
+        })
+        .unwrap_or(if global {
+            master_delay
+        } else {
+            defaults.lower_prio_delay
+        });
+    // Zero is allowed here: no announcement on a lower-priority advert, only the advert.
+    let lower_prio_repeat = lower_prio_repeat
+        .as_ref()
+        .and_then(|r| int_in(e, r, &format!("{path}.garp_lower_prio_repeat"), 0..=100))
+        .map_or(
+            if global {
+                master_repeat
+            } else {
+                defaults.lower_prio_repeat
+            },
+            |v| v as u32,
+        );
     Garp {
         master_delay,
         master_repeat,
         master_refresh,
         master_refresh_repeat,
+        lower_prio_delay,
+        lower_prio_repeat,
     }
 }
 
@@ -712,10 +762,14 @@ fn instance(
         e,
         path,
         global.garp,
-        &r.garp_master_delay,
-        &r.garp_master_repeat,
-        &r.garp_master_refresh,
-        &r.garp_master_refresh_repeat,
+        GarpKeys {
+            delay: &r.garp_master_delay,
+            repeat: &r.garp_master_repeat,
+            refresh: &r.garp_master_refresh,
+            refresh_repeat: &r.garp_master_refresh_repeat,
+            lower_prio_delay: &r.garp_lower_prio_delay,
+            lower_prio_repeat: &r.garp_lower_prio_repeat,
+        },
     );
 
     let bfd = match &r.bfd {

@@ -87,6 +87,11 @@ pub struct Instance {
     dev_announcers: std::collections::BTreeMap<u32, Arc<Announcer>>,
     timing: AnnounceTiming,
     announce: Option<JoinHandle<u64>>,
+    /// The schedule after a lower-priority advert (`garp_lower_prio_*`).
+    lower_timing: AnnounceTiming,
+    /// Its running announcements; apart from `announce` so that they do not cut short
+    /// the master term's schedule (and its refresh).
+    reannounce: Option<JoinHandle<u64>>,
     /// Adverts sent.
     pub sent: u64,
     /// Transitions so far by (from, to, reason kind), for metrics.
@@ -157,6 +162,18 @@ pub fn announce_timing(cfg: &config::Instance) -> AnnounceTiming {
         repeat: g.master_repeat,
         refresh: g.master_refresh.unwrap_or_default(),
         refresh_repeat: g.master_refresh_repeat,
+        ..AnnounceTiming::default()
+    }
+}
+
+/// The schedule after a lower-priority advert while Master: `garp_lower_prio_repeat`
+/// rounds at once and as many `garp_lower_prio_delay` later, never a refresh.
+pub fn lower_priority_timing(cfg: &config::Instance) -> AnnounceTiming {
+    let g = &cfg.garp;
+    AnnounceTiming {
+        delay: g.lower_prio_delay,
+        repeat: g.lower_prio_repeat,
+        refresh: std::time::Duration::ZERO,
         ..AnnounceTiming::default()
     }
 }
@@ -319,6 +336,8 @@ impl Instance {
             dev_announcers,
             timing,
             announce: None,
+            lower_timing: lower_priority_timing(cfg),
+            reannounce: None,
             sent: 0,
             transition_counts: std::collections::BTreeMap::new(),
             notifier: Notifier::new(name, cfg, script_user),
@@ -363,10 +382,13 @@ impl Instance {
                     .transition_counts
                     .entry((t.from, t.to, t.reason.kind()))
                     .or_insert(0) += 1;
-                if t.to != State::Master
-                    && let Some(task) = self.announce.take()
-                {
-                    task.abort();
+                if t.to != State::Master {
+                    for task in [self.announce.take(), self.reannounce.take()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        task.abort();
+                    }
                 }
                 if t.from == State::Master {
                     self.split
@@ -388,6 +410,13 @@ impl Instance {
             Action::Announce => {
                 self.flush().await;
                 self.announce();
+            }
+            Action::Reannounce => {
+                self.flush().await;
+                if let Some(task) = self.reannounce.take() {
+                    task.abort();
+                }
+                self.reannounce = self.spawn_announcements(self.lower_timing);
             }
         }
         None
@@ -574,6 +603,15 @@ impl Instance {
         if let Some(task) = self.announce.take() {
             task.abort();
         }
+        self.announce = self.spawn_announcements(self.timing);
+    }
+
+    /// Starts announcing every address on `timing`'s schedule; `None` when there is
+    /// nothing to announce or nothing to announce with.
+    fn spawn_announcements(&self, timing: AnnounceTiming) -> Option<JoinHandle<u64>> {
+        if timing.repeat == 0 {
+            return None;
+        }
         // Announcements cover excluded addresses too: hosts must learn where they moved.
         // Each goes out on the device the address lives on.
         let mut groups: Vec<(Arc<Announcer>, Vec<IpAddr>)> = Vec::new();
@@ -591,14 +629,14 @@ impl Instance {
             }
         }
         if groups.is_empty() {
-            return;
+            return None;
         }
-        let schedule = AnnounceSchedule::new(self.timing, std::time::Instant::now());
-        self.announce = Some(tokio::spawn(async move {
+        let schedule = AnnounceSchedule::new(timing, std::time::Instant::now());
+        Some(tokio::spawn(async move {
             let refs: Vec<(&Announcer, &[IpAddr])> =
                 groups.iter().map(|(a, x)| (&**a, x.as_slice())).collect();
             run_announcements_on(&refs, schedule).await
-        }));
+        }))
     }
 
     /// The classic split-brain check, while Backup or Fault: a virtual address on the
@@ -783,7 +821,10 @@ impl Instance {
 
 impl Drop for Instance {
     fn drop(&mut self) {
-        if let Some(task) = self.announce.take() {
+        for task in [self.announce.take(), self.reannounce.take()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
     }
@@ -805,5 +846,26 @@ mod tests {
         assert_eq!((a.repeat, a.delay), (7, std::time::Duration::from_secs(10)));
         let b = announce_timing(&c.instances["b"]);
         assert_eq!((b.repeat, b.delay), (2, std::time::Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn keepalived_garp_lower_prio_settings_shape_the_reannouncement_schedule() {
+        let text = "[global]\nrouter_id = \"t\"\ngarp_master_repeat = 2\ngarp_master_delay = 10\n\
+            garp_master_refresh = 30\ngarp_lower_prio_delay = 3\n\
+            [instances.a]\ninterface = \"eth0\"\nvrid = 1\npriority = 100\n\
+            virtual_addresses = [\"192.0.2.1/24\"]\ngarp_lower_prio_repeat = 1\n\
+            [instances.b]\ninterface = \"eth0\"\nvrid = 2\npriority = 100\n\
+            virtual_addresses = [\"192.0.2.2/24\"]\ngarp_master_repeat = 9\n";
+        let c = config::parse(text, "t").expect("valid configuration");
+        let secs = std::time::Duration::from_secs;
+        let start = std::time::Instant::now();
+        let a = lower_priority_timing(&c.instances["a"]);
+        // One round now, one after [global]'s lower-priority delay, and no refresh.
+        let at: Vec<_> = AnnounceSchedule::new(a, start).map(|t| t - start).collect();
+        assert_eq!(at, vec![secs(0), secs(3)]);
+        // Unset: [global]'s garp_master_repeat (2), not this instance's own 9.
+        let b = lower_priority_timing(&c.instances["b"]);
+        let at: Vec<_> = AnnounceSchedule::new(b, start).map(|t| t - start).collect();
+        assert_eq!(at, vec![secs(0), secs(0), secs(3), secs(3)]);
     }
 }

@@ -89,7 +89,7 @@ const BFD: &str = "a tunable of keepalived's BFD process; vigil's BFD runs insid
 const NETNS: &str = "network namespaces are chosen by how vigil is started (e.g. `ip netns exec`), not by the configuration";
 const VMAC: &str = "vigil names the virtual MAC interface itself (vrrp.VRID, or vmac_interface) and always uses the RFC 5798 MAC 00:00:5e:00:01:VRID";
 const STATIC: &str = "static addresses, routes and rules are not managed by vigil; configure them with the system's network configuration";
-const GARP_TUNE: &str = "vigil announces only on becoming Master (plus garp_master_refresh); there is no separate pacing or lower-priority announcement";
+const GARP_TUNE: &str = "vigil announces on becoming Master (plus garp_master_refresh) and on a lower-priority advert (garp_lower_prio_*); there is no separate pacing";
 const ADVERT_TUNE: &str = "vigil follows RFC 5798 here: a Master answers a lower-priority advert at once, a Backup never advertises, the owner listens to no one";
 const CHECK_SRC: &str = "vigil accepts adverts from any source that passes the RFC checks (TTL 255, VRID, version, checksum); unicast peers are not matched against the source";
 const IGNORED_DEBUG: &str = "debug levels are set with RUST_LOG / --log-level on vigil";
@@ -175,6 +175,16 @@ pub const KEYWORDS: &[Keyword] = &[
     ),
     c(
         G,
+        "vrrp_garp_lower_prio_delay",
+        "global.garp_lower_prio_delay",
+    ),
+    c(
+        G,
+        "vrrp_garp_lower_prio_repeat",
+        "global.garp_lower_prio_repeat",
+    ),
+    c(
+        G,
         "vrrp_min_garp",
         "global.garp_master_repeat = 1, garp_master_delay = 0",
     ),
@@ -238,8 +248,6 @@ pub const KEYWORDS: &[Keyword] = &[
     ),
     d(G, "vrrp_garp_interval", GARP_TUNE),
     d(G, "vrrp_gna_interval", GARP_TUNE),
-    d(G, "vrrp_garp_lower_prio_delay", GARP_TUNE),
-    d(G, "vrrp_garp_lower_prio_repeat", GARP_TUNE),
     d(G, "vrrp_garp_extra_if", GARP_TUNE),
     d(G, "vrrp_vmac_garp_intvl", GARP_TUNE),
     d(G, "vrrp_lower_prio_no_advert", ADVERT_TUNE),
@@ -456,6 +464,8 @@ pub const KEYWORDS: &[Keyword] = &[
         "garp_master_refresh_repeat",
         "garp_master_refresh_repeat",
     ),
+    c(I, "garp_lower_prio_delay", "garp_lower_prio_delay"),
+    c(I, "garp_lower_prio_repeat", "garp_lower_prio_repeat"),
     c(
         I,
         "use_vmac",
@@ -545,8 +555,6 @@ pub const KEYWORDS: &[Keyword] = &[
     d(I, "notify_priority_changes", NOTIFY_EXTRA),
     d(I, "smtp_alert", EMAIL),
     d(I, "lvs_sync_daemon_interface", LVS),
-    d(I, "garp_lower_prio_delay", GARP_TUNE),
-    d(I, "garp_lower_prio_repeat", GARP_TUNE),
     d(I, "garp_extra_if", GARP_TUNE),
     d(I, "vmac_garp_intvl", GARP_TUNE),
     d(

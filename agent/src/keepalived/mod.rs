@@ -123,6 +123,8 @@ struct Garp {
     repeat: Option<i64>,
     refresh: Option<Duration>,
     refresh_repeat: Option<i64>,
+    lower_prio_delay: Option<Duration>,
+    lower_prio_repeat: Option<i64>,
 }
 
 #[derive(Default)]
@@ -466,6 +468,14 @@ impl Conv {
                 "vrrp_garp_master_refresh_repeat" => {
                     self.global.garp.refresh_repeat =
                         self.int_arg(item).or(self.global.garp.refresh_repeat)
+                }
+                "vrrp_garp_lower_prio_delay" => {
+                    self.global.garp.lower_prio_delay =
+                        self.secs_arg(item).or(self.global.garp.lower_prio_delay)
+                }
+                "vrrp_garp_lower_prio_repeat" => {
+                    self.global.garp.lower_prio_repeat =
+                        self.int_arg(item).or(self.global.garp.lower_prio_repeat)
                 }
                 "vrrp_min_garp" => {
                     if self.flag(item) == Some(true) {
@@ -1116,6 +1126,14 @@ impl Conv {
                 let v = self.int_arg(item);
                 self.set(&mut i.garp.refresh_repeat, v, item);
             }
+            "garp_lower_prio_delay" => {
+                let v = self.secs_arg(item);
+                self.set(&mut i.garp.lower_prio_delay, v, item);
+            }
+            "garp_lower_prio_repeat" => {
+                let v = self.int_arg(item);
+                self.set(&mut i.garp.lower_prio_repeat, v, item);
+            }
             kw => self.dropped(item, keywords::Block::Instance, kw),
         }
     }
@@ -1717,6 +1735,12 @@ fn emit_garp(out: &mut String, g: &Garp) {
     }
     if let Some(v) = g.refresh_repeat {
         let _ = writeln!(out, "garp_master_refresh_repeat = {v}");
+    }
+    if let Some(d) = g.lower_prio_delay {
+        let _ = writeln!(out, "garp_lower_prio_delay = {}", duration::to_toml(d));
+    }
+    if let Some(v) = g.lower_prio_repeat {
+        let _ = writeln!(out, "garp_lower_prio_repeat = {v}");
     }
 }
 

@@ -34,7 +34,10 @@
 //!                 .unwrap();
 //!             assert_eq!(bytes.len(), 12);
 //!         }
-//!         Action::AddAddresses | Action::RemoveAddresses | Action::Announce => {}
+//!         Action::AddAddresses
+//!         | Action::RemoveAddresses
+//!         | Action::Announce
+//!         | Action::Reannounce => {}
 //!     }
 //! }
 //!

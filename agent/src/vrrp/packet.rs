@@ -3,13 +3,16 @@
 //! Decoding is total: any byte string yields either an [`Advertisement`] or a
 //! [`DecodeError`] naming the rule it breaks; nothing here panics or indexes out of
 //! bounds. The checks are those of RFC 5798 §7.1 / RFC 3768 §7.1 that need only the packet
-//! and its IP header; the checks that need the virtual router's configuration (VRID
+//! and its IP header, made by the datapath's own judge (`vigil_common::validate`), so
+//! tools, fuzzing and tests exercise the rules production runs; the checks that need the virtual router's configuration (VRID
 //! configured, address owner, interval match, authentication data) belong to
 //! [`crate::vrrp::router`].
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
+
+use vigil_common::validate;
 
 /// IP protocol number of VRRP (RFC 5798 §5.1.1.4, §5.1.2.4).
 pub const IPPROTO_VRRP: u8 = 112;
@@ -256,8 +259,12 @@ pub struct ReceivedIpv4 {
 impl Advertisement {
     /// Decodes a VRRP message (the IP payload) that came from `source` to `destination`.
     ///
-    /// The family of `source` gives the address size; `destination` feeds the v3
-    /// pseudo-header checksum. Neither TTL nor hop limit is checked here: see
+    /// The rules are production's: the message is framed as the datapath sees it and
+    /// judged by [`vigil_common::validate::parse`] and [`vigil_common::validate::check`],
+    /// whose verdicts map to [`DecodeError`]s; only what the judge does not read (VRID 0,
+    /// the exact length, the address list, the authentication data) is checked here.
+    /// Receiving accepts both v3 checksum styles over IPv4 whatever `mode` says, as the
+    /// datapath does. Neither TTL nor hop limit is checked here: see
     /// [`Advertisement::decode_ipv4_packet`] and [`Advertisement::decode_ipv6_payload`].
     pub fn decode(
         msg: &[u8],
@@ -265,39 +272,57 @@ impl Advertisement {
         destination: IpAddr,
         mode: ChecksumMode,
     ) -> Result<Advertisement, DecodeError> {
+        let _ = mode;
         let header: &[u8; HEADER_LEN] = msg
             .first_chunk()
             .ok_or(DecodeError::Truncated { len: msg.len() })?;
-        let [ver_type, vrid, priority, count, b4, b5, c0, c1] = *header;
-
-        // RFC 5798 §5.2.1 / RFC 3768 §5.3.1: version in the high nibble.
-        let version = match ver_type >> 4 {
-            2 => Version::V2,
-            3 => Version::V3,
-            other => return Err(DecodeError::Version(other)),
+        let [_, vrid, _, count, b4, _, c0, c1] = *header;
+        let frame = judged_frame(msg, source, destination)?;
+        let mut a = validate::Advert::default();
+        match validate::parse(frame.as_slice(), &mut a) {
+            validate::Parsed::Vrrp => {}
+            validate::Parsed::Broken(v) => return Err(verdict_error(v, msg, source)),
+            validate::Parsed::NotVrrp => return Err(DecodeError::Truncated { len: msg.len() }),
+        }
+        // The watch entry of a router configured as the packet speaks, so that only the
+        // packet's own validity is judged; unicast allowed, since the destination is
+        // the caller's business.
+        let mut watch = validate::WatchEntry {
+            version: a.version,
+            auth_type: a.auth_type,
+            flags: validate::WATCH_UNICAST,
+            ..Default::default()
         };
-        // RFC 3768 §1: VRRPv2 is defined for IPv4 only.
-        if version == Version::V2 && source.is_ipv6() {
-            return Err(DecodeError::V2OverIpv6);
+        let addr_len = if source.is_ipv4() { 4 } else { 16 };
+        let addr_bytes = usize::from(count) * addr_len;
+        if let Some(pass) = msg.get(HEADER_LEN + addr_bytes..HEADER_LEN + addr_bytes + 8)
+            && let Ok(p) = <[u8; 8]>::try_from(pass)
+        {
+            watch.auth = p;
         }
-        // RFC 5798 §5.2.2: type 1 is the only one; others are discarded.
-        if ver_type & 0x0f != TYPE_ADVERTISEMENT {
-            return Err(DecodeError::Type(ver_type & 0x0f));
+        match validate::check(frame.as_slice(), &a, Some(&watch)) {
+            validate::Verdict::Accept => {}
+            v => {
+                return Err(match v {
+                    validate::Verdict::Checksum => DecodeError::Checksum {
+                        found: u16::from_be_bytes([c0, c1]),
+                    },
+                    v => verdict_error(v, msg, source),
+                });
+            }
         }
+        let version = if a.version == 2 {
+            Version::V2
+        } else {
+            Version::V3
+        };
         // RFC 5798 §5.2.3: VRID is 1..=255.
         if vrid == 0 {
             return Err(DecodeError::Vrid);
         }
-
-        // RFC 5798 §5.2.5 and §7.1: the packet must hold exactly `count` addresses (plus
-        // the v2 authentication data, RFC 3768 §5.3.10).
-        let addr_len = if source.is_ipv4() { 4 } else { 16 };
-        let trailer = if version == Version::V2 {
-            AUTH_DATA_LEN
-        } else {
-            0
-        };
-        let expected = HEADER_LEN + usize::from(count) * addr_len + trailer;
+        // RFC 5798 §5.2.5 and §7.1: exactly `count` addresses (plus the v2 authentication
+        // data, RFC 3768 §5.3.10); the judge only asks for at least as many bytes.
+        let expected = expected_len(version, count, addr_len);
         if msg.len() != expected {
             return Err(DecodeError::Count {
                 count,
@@ -305,29 +330,14 @@ impl Advertisement {
                 actual: msg.len(),
             });
         }
-
-        let (interval, auth_type) = match version {
-            // RFC 3768 §5.3.7: Adver Int in seconds; §5.3.6 Auth Type.
-            Version::V2 => (Duration::from_secs(u64::from(b5)), b4),
+        let interval = match version {
+            // RFC 3768 §5.3.7: Adver Int in seconds.
+            Version::V2 => Duration::from_secs(u64::from(a.interval)),
             // RFC 5798 §5.2.6–7: 4 reserved bits (ignored on receive), 12 bits of cs.
-            Version::V3 => {
-                let cs = u16::from_be_bytes([b4, b5]) & V3_MAX_INTERVAL_CS;
-                (CENTISECOND * u32::from(cs), AUTH_TYPE_NONE)
-            }
+            Version::V3 => CENTISECOND * u32::from(a.interval & V3_MAX_INTERVAL_CS),
         };
-        if interval.is_zero() {
-            return Err(DecodeError::Interval);
-        }
-
-        // RFC 5798 §7.1 / RFC 3768 §7.1: verify the checksum.
-        if !checksum_verifies(msg, version, source, destination, mode) {
-            return Err(DecodeError::Checksum {
-                found: u16::from_be_bytes([c0, c1]),
-            });
-        }
-
         let body = msg.get(HEADER_LEN..).unwrap_or_default();
-        let (addr_bytes, auth_bytes) = body.split_at(usize::from(count) * addr_len);
+        let (addr_bytes, auth_bytes) = body.split_at(addr_bytes.min(body.len()));
         let addresses = if addr_len == 4 {
             addr_bytes
                 .chunks_exact(4)
@@ -340,7 +350,11 @@ impl Advertisement {
                 .map(|o| IpAddr::V6(Ipv6Addr::from(o)))
                 .collect()
         };
-
+        let auth_type = if version == Version::V2 {
+            b4
+        } else {
+            AUTH_TYPE_NONE
+        };
         let auth = match auth_type {
             AUTH_TYPE_NONE => Auth::None,
             AUTH_TYPE_SIMPLE => {
@@ -352,11 +366,10 @@ impl Advertisement {
             // would not be IP protocol 112 anyway; the rest are undefined.
             other => return Err(DecodeError::AuthType(other)),
         };
-
         Ok(Advertisement {
             version,
             vrid,
-            priority,
+            priority: a.priority,
             interval,
             addresses,
             auth,
@@ -600,20 +613,92 @@ pub fn interval_centiseconds(interval: Duration) -> Option<u16> {
         .filter(|cs| (1..=V3_MAX_INTERVAL_CS).contains(cs))
 }
 
-fn checksum_verifies(
-    msg: &[u8],
-    version: Version,
-    source: IpAddr,
-    destination: IpAddr,
-    mode: ChecksumMode,
-) -> bool {
-    // A correct checksum makes the one's complement sum of everything covered 0xffff,
-    // whose complement is 0.
-    let rfc = sum_with_pseudo_header(msg, version, source, destination, false) == 0;
-    rfc || (mode == ChecksumMode::AsV2
-        && version == Version::V3
-        && source.is_ipv4()
-        && internet_checksum(&[msg]) == 0)
+/// Length of a message with `count` addresses of `addr_len` bytes.
+fn expected_len(version: Version, count: u8, addr_len: usize) -> usize {
+    let trailer = if version == Version::V2 {
+        AUTH_DATA_LEN
+    } else {
+        0
+    };
+    HEADER_LEN + usize::from(count) * addr_len + trailer
+}
+
+/// `msg` as the datapath receives it: an Ethernet frame with the IP header the kernel
+/// would have checked (hop limit 255, protocol 112), for the production judge.
+fn judged_frame(msg: &[u8], source: IpAddr, destination: IpAddr) -> Result<Vec<u8>, DecodeError> {
+    let too_long = DecodeError::Count {
+        count: msg.get(3).copied().unwrap_or(0),
+        expected: vigil_common::validate::MAX_VRRP_LEN,
+        actual: msg.len(),
+    };
+    let len = u16::try_from(msg.len()).map_err(|_| too_long.clone())?;
+    let mut f = vec![0u8; 12];
+    match (source, destination) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            f.extend_from_slice(&0x0800u16.to_be_bytes());
+            let total = len.checked_add(20).ok_or(too_long)?;
+            f.extend_from_slice(&[0x45, 0]);
+            f.extend_from_slice(&total.to_be_bytes());
+            f.extend_from_slice(&[0, 0, 0, 0, VRRP_TTL, IPPROTO_VRRP, 0, 0]);
+            f.extend_from_slice(&s.octets());
+            f.extend_from_slice(&d.octets());
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            f.extend_from_slice(&0x86ddu16.to_be_bytes());
+            f.extend_from_slice(&[0x60, 0, 0, 0]);
+            f.extend_from_slice(&len.to_be_bytes());
+            f.extend_from_slice(&[IPPROTO_VRRP, VRRP_TTL]);
+            f.extend_from_slice(&s.octets());
+            f.extend_from_slice(&d.octets());
+        }
+        // An IPv4 source with an IPv6 destination (or the reverse) is no IP packet.
+        _ => return Err(DecodeError::Truncated { len: msg.len() }),
+    }
+    f.extend_from_slice(msg);
+    Ok(f)
+}
+
+/// The decode error for a verdict of the production judge on `msg` from `source`.
+fn verdict_error(v: validate::Verdict, msg: &[u8], source: IpAddr) -> DecodeError {
+    use validate::Verdict as V;
+    let ver_type = msg.first().copied().unwrap_or(0);
+    let count = msg.get(3).copied().unwrap_or(0);
+    let addr_len = if source.is_ipv4() { 4 } else { 16 };
+    let count_error = || {
+        let version = if ver_type >> 4 == 2 {
+            Version::V2
+        } else {
+            Version::V3
+        };
+        DecodeError::Count {
+            count,
+            expected: expected_len(version, count, addr_len),
+            actual: msg.len(),
+        }
+    };
+    match v {
+        V::Version => DecodeError::Version(ver_type >> 4),
+        V::Family => DecodeError::V2OverIpv6,
+        V::Type => DecodeError::Type(ver_type & 0x0f),
+        V::Interval => DecodeError::Interval,
+        V::Auth => DecodeError::AuthType(msg.get(4).copied().unwrap_or(0)),
+        V::Ttl => DecodeError::Ttl(0),
+        V::Fragment => DecodeError::Fragment,
+        V::Length if msg.len() < HEADER_LEN => DecodeError::Truncated { len: msg.len() },
+        V::Checksum => DecodeError::Checksum {
+            found: msg
+                .get(6..8)
+                .map_or(0, |c| u16::from_be_bytes([c[0], c[1]])),
+        },
+        // Count, Length (odd or oversized), and verdicts a synthesized frame cannot get.
+        V::Count
+        | V::Length
+        | V::Accept
+        | V::Foreign
+        | V::Header
+        | V::Destination
+        | V::VersionMismatch => count_error(),
+    }
 }
 
 fn compute_checksum(
@@ -841,7 +926,7 @@ mod tests {
     }
 
     #[test]
-    fn v3_checksum_as_v2_round_trips_and_rfc_receiver_rejects_it() {
+    fn v3_checksum_as_v2_round_trips_and_every_receiver_takes_both_styles() {
         let rx = Advertisement::decode_ipv4_packet(V3_IPV4, ChecksumMode::PseudoHeader)
             .expect("fixture valid");
         let (s, d) = (IpAddr::from(rx.source), IpAddr::from(rx.destination));
@@ -854,8 +939,17 @@ mod tests {
             Advertisement::decode(&msg, s, d, ChecksumMode::AsV2).as_ref(),
             Ok(&rx.advert)
         );
+        // As the datapath does (and keepalived): peers in mixed modes understand each
+        // other.
+        assert_eq!(
+            Advertisement::decode(&msg, s, d, ChecksumMode::PseudoHeader).as_ref(),
+            Ok(&rx.advert)
+        );
+        // A sum right in neither style is still wrong.
+        let mut bad = msg.clone();
+        bad[6] ^= 0x01;
         assert!(matches!(
-            Advertisement::decode(&msg, s, d, ChecksumMode::PseudoHeader),
+            Advertisement::decode(&bad, s, d, ChecksumMode::AsV2),
             Err(DecodeError::Checksum { .. })
         ));
         // A receiver set to AsV2 still takes RFC checksums (keepalived auto-detects).
@@ -966,6 +1060,7 @@ mod tests {
         );
         let mut long = enc(&sample_v3());
         long.extend_from_slice(&[0, 0, 0, 0]);
+        fix_sum(&mut long);
         assert!(matches!(dec(&long), Err(DecodeError::Count { .. })));
     }
 
@@ -1182,12 +1277,13 @@ mod tests {
     }
 
     #[test]
-    fn zero_addresses_decode_for_keepalived_interop() {
-        // keepalived outside strict mode sends adverts without addresses.
+    fn rfc5798_5_2_5_zero_addresses_are_rejected() {
+        // "The minimum value is 1": the datapath's judge drops such adverts, so the
+        // codec does too.
         let mut a = sample_v3();
         a.addresses.clear();
         let m = enc(&a);
-        assert_eq!(dec(&m), Ok(a));
+        assert!(matches!(dec(&m), Err(DecodeError::Count { count: 0, .. })));
     }
 
     mod properties {
@@ -1201,7 +1297,7 @@ mod tests {
                 1u8..=255,
                 any::<u8>(),
                 1u16..=4095,
-                proptest::collection::vec(any::<[u8; 16]>(), 0..20),
+                proptest::collection::vec(any::<[u8; 16]>(), 1..20),
                 proptest::option::of(any::<[u8; 8]>()),
             )
                 .prop_map(|(v3, ipv6, vrid, priority, cs, raw, pass)| {

@@ -29,7 +29,9 @@ use crate::vrrp::time::Instant;
 /// Default `down_timer_adverts`: the 3 of RFC 5798 §6.1's Master_Down_Interval.
 pub const DEFAULT_DOWN_TIMER_ADVERTS: u8 = 3;
 /// Least time between two re-announcements a lower-priority master causes (keepalived's
-/// `garp_lower_prio_delay` default).
+/// `garp_lower_prio_delay` default). keepalived re-announces on every such advert; the gap
+/// keeps a peer that cannot hear this Master (one-way loss) from making it send a burst
+/// every advert interval.
 pub const LOWER_PRIORITY_ANNOUNCE_GAP: Duration = Duration::from_secs(5);
 /// Largest `down_timer_adverts` keepalived accepts.
 pub const MAX_DOWN_TIMER_ADVERTS: u8 = 100;
@@ -303,6 +305,10 @@ pub enum Action {
     /// Gratuitous ARP (IPv4) or unsolicited Neighbor Advertisement (IPv6) for each address
     /// (RFC 5798 §6.4.1, §6.4.2).
     Announce,
+    /// Announce the addresses again, on the lower-priority schedule (keepalived's
+    /// `garp_lower_prio_*`): this Master heard a lower-priority one, so hosts' caches may
+    /// point at the other router since a split brain.
+    Reannounce,
 }
 
 /// One state change.
@@ -1124,7 +1130,7 @@ impl VirtualRouter {
                     .is_none_or(|t| now.saturating_duration_since(t) >= LOWER_PRIORITY_ANNOUNCE_GAP)
             {
                 self.lower_announced = Some(now);
-                self.actions.push_back(Action::Announce);
+                self.actions.push_back(Action::Reannounce);
             }
         }
     }

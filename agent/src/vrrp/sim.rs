@@ -452,7 +452,7 @@ impl Sim {
             }
             Action::AddAddresses => self.nodes[i].has_addresses = true,
             Action::RemoveAddresses => self.nodes[i].has_addresses = false,
-            Action::Announce => {}
+            Action::Announce | Action::Reannounce => {}
         }
     }
 

@@ -492,7 +492,7 @@ fn rfc5798_6_4_3_master_keeps_mastership_against_equal_priority_lower_address() 
     // Answered, and the addresses announced again (keepalived's garp_lower_prio).
     assert_eq!(
         drain(&mut r),
-        vec![Action::SendAdvert { priority: 100 }, Action::Announce]
+        vec![Action::SendAdvert { priority: 100 }, Action::Reannounce]
     );
 }
 
@@ -504,7 +504,7 @@ fn keepalived_master_answers_lower_priority_advert_at_once_and_keeps_mastership(
     assert_eq!(r.state(), State::Master);
     assert_eq!(
         drain(&mut r),
-        vec![Action::SendAdvert { priority: 100 }, Action::Announce]
+        vec![Action::SendAdvert { priority: 100 }, Action::Reannounce]
     );
     // The regular cadence is untouched.
     assert_eq!(r.poll_timeout(), next);
@@ -981,7 +981,7 @@ fn keepalived_garp_lower_prio_a_master_that_hears_a_lower_priority_master_announ
     r.handle(t, from("192.0.2.12", v3(100)));
     assert_eq!(
         drain(&mut r),
-        vec![Action::SendAdvert { priority: 150 }, Action::Announce]
+        vec![Action::SendAdvert { priority: 150 }, Action::Reannounce]
     );
     // Not again while the gap runs, however often the other one speaks.
     r.handle(t + Duration::from_secs(1), from("192.0.2.12", v3(100)));
@@ -989,7 +989,7 @@ fn keepalived_garp_lower_prio_a_master_that_hears_a_lower_priority_master_announ
     r.handle(t + LOWER_PRIORITY_ANNOUNCE_GAP, from("192.0.2.12", v3(100)));
     assert_eq!(
         drain(&mut r),
-        vec![Action::SendAdvert { priority: 150 }, Action::Announce]
+        vec![Action::SendAdvert { priority: 150 }, Action::Reannounce]
     );
     // A goodbye is no rival: answered, not announced against.
     r.handle(
