@@ -19,6 +19,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use vigil_common::down;
+
 use crate::vrrp::packet::{
     Advertisement, Auth, ChecksumMode, PRIORITY_OWNER, PRIORITY_STOP, Version,
     interval_centiseconds,
@@ -688,25 +690,16 @@ impl VirtualRouter {
         {
             return (skew, mdi);
         }
-        let skew = self.compute_skew_time();
+        // One home for the arithmetic: the XDP program's down timer uses the same
+        // functions, so the kernel's deadline and the election's never differ.
+        let mai = u64::try_from(self.master_adver_interval.as_nanos()).unwrap_or(u64::MAX);
+        let version = self.cfg.version.number();
         let adverts = u32::from(self.cfg.down_timer_adverts);
-        let mdi = self
-            .master_adver_interval
-            .saturating_mul(adverts)
-            .saturating_add(skew);
+        let skew = Duration::from_nanos(down::skew_ns(version, self.priority, mai));
+        let mdi = Duration::from_nanos(down::master_down_ns(version, self.priority, mai, adverts));
         self.timing
             .set(Some((self.priority, self.master_adver_interval, skew, mdi)));
         (skew, mdi)
-    }
-
-    fn compute_skew_time(&self) -> Duration {
-        let weight = 256 - u64::from(self.priority);
-        match self.cfg.version {
-            // RFC 5798 §6.1: ((256 - Priority) * Master_Adver_Interval) / 256.
-            Version::V3 => scale(self.master_adver_interval, weight, 256),
-            // RFC 3768 §6.1: (256 - Priority) / 256 seconds.
-            Version::V2 => scale(Duration::from_secs(1), weight, 256),
-        }
     }
 
     /// Master_Down_Interval: `down_timer_adverts` × Master_Adver_Interval + Skew_Time
@@ -1154,12 +1147,6 @@ fn normalise(mut cfg: RouterConfig, primary: IpAddr) -> RouterConfig {
         cfg.preempt_delay = Duration::ZERO;
     }
     cfg
-}
-
-/// `d * num / den`, in nanoseconds, without overflow.
-fn scale(d: Duration, num: u64, den: u64) -> Duration {
-    let nanos = d.as_nanos() * u128::from(num) / u128::from(den.max(1));
-    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
 /// The same set of addresses, in any order.
