@@ -66,11 +66,29 @@ fn detection_gap(seen: &[Seen], quiet: Ipv4Addr, watcher: Ipv4Addr, after_ns: u6
         .iter()
         .find(|s| s.ts_ns > after_ns && s.src == watcher && s.state == DOWN && s.diag == 1)
         .unwrap_or_else(|| panic!("{watcher} never said Down (detection time expired)"));
-    let last = seen
+    let from_quiet: Vec<u64> = seen
         .iter()
-        .rfind(|s| s.src == quiet && s.ts_ns < down.ts_ns)
+        .filter(|s| s.src == quiet && s.ts_ns < down.ts_ns)
+        .map(|s| s.ts_ns)
+        .collect();
+    let last = *from_quiet
+        .last()
         .unwrap_or_else(|| panic!("nothing from {quiet} before {watcher}'s Down"));
-    Duration::from_nanos(down.ts_ns - last.ts_ns)
+    // The detection timer runs from the last packet that came in time. A peer that was
+    // already late (silent for a whole detection time, then a burst) does not restart
+    // a timer that has run out: measure from the packet before that silence. Without
+    // such a silence the newest packet counts, and an early Down fails the check.
+    let detect = DETECT.as_nanos() as u64;
+    let from = if down.ts_ns - last >= detect {
+        last
+    } else {
+        from_quiet
+            .windows(2)
+            .rev()
+            .find(|w| w[1] - w[0] >= detect)
+            .map_or(last, |w| w[0])
+    };
+    Duration::from_nanos(down.ts_ns - from)
 }
 
 fn realtime_ns() -> u64 {
