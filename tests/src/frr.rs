@@ -103,7 +103,8 @@ impl Frr {
             let pid = c.id();
             let _ = c.kill();
             let _ = c.wait();
-            let _ = std::fs::remove_file(format!("/var/tmp/frr/bfdd.{pid}"));
+            // A directory of crash records per daemon run.
+            let _ = std::fs::remove_dir_all(format!("/var/tmp/frr/bfdd.{pid}"));
         }
     }
 }
@@ -115,7 +116,7 @@ impl Drop for Frr {
             let pid = c.id();
             let _ = c.kill();
             let _ = c.wait();
-            let _ = std::fs::remove_file(format!("/var/tmp/frr/zebra.{pid}"));
+            let _ = std::fs::remove_dir_all(format!("/var/tmp/frr/zebra.{pid}"));
         }
     }
 }
