@@ -1034,8 +1034,15 @@ impl VirtualRouter {
             self.counters.discarded_stale += 1;
             return;
         }
-        // RFC 5798 §6.4.2: priority 0: set the Master_Down_Timer to Skew_Time.
+        // RFC 5798 §6.4.2: priority 0: set the Master_Down_Timer to Skew_Time. Skew_Time
+        // is taken from the interval this advert carries (v3), as the XDP program's down
+        // timer does: every Backup that hears the Master leave staggers by the same
+        // interval, even one that missed the Master's earlier adverts (a report lost to a
+        // full ring) and still holds an older Master's interval.
         if advert.priority == PRIORITY_STOP {
+            if self.cfg.version == Version::V3 && !advert.interval.is_zero() {
+                self.master_adver_interval = advert.interval;
+            }
             self.down = DownTimer::PriorityZero {
                 anchor: now,
                 master: source,

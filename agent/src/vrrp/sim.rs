@@ -467,12 +467,17 @@ impl Sim {
         let lower = d.priority < n.priority;
         let holds = n.delay_holds(at);
         if d.priority == 0 {
-            let prev = n.watch;
+            // Skew_Time from the interval the leaving Master's advert carries (v3).
+            let learned = match self.version {
+                Version::V3 => d.interval,
+                Version::V2 => n
+                    .watch
+                    .map_or(n.cfg.advert_interval, |w| w.master_adver_interval),
+            };
             self.nodes[j].watch = Some(Watch {
                 anchor: at,
                 priority_zero: true,
-                master_adver_interval: prev
-                    .map_or(n.cfg.advert_interval, |w| w.master_adver_interval),
+                master_adver_interval: learned,
             });
             return;
         }
@@ -1369,7 +1374,7 @@ fn run_scenario(seed: u64, verbose: bool) -> Result<(String, Stats), String> {
     match sim.failure.take() {
         None => Ok((sim.timeline_text(), sim.stats)),
         Some(what) => Err(format!(
-            "simulator seed {} broke an invariant: {what}\nreplay: VIGIL_SIM_SEED={} cargo test -p vigil --lib vrrp::sim::replay -- --nocapture\ntimeline (last {} entries):\n{}",
+            "simulator seed {} broke an invariant: {what}\nreplay: VIGIL_SIM_SEED={} cargo test -p vigil --lib vrrp::sim::tests::replay -- --nocapture\ntimeline (last {} entries):\n{}",
             sim.seed,
             sim.seed,
             sim.timeline.len(),

@@ -335,6 +335,37 @@ fn rfc5798_6_4_2_priority_zero_sets_master_down_timer_to_skew_time() {
     assert_eq!(r.counters().priority_zero_received, 1);
 }
 
+/// A Backup that heard a Master at 1 s and then only the priority-0 advert of another
+/// one at 2 s (the adverts between were lost) staggers by 2 s, as the kernel's timer and
+/// every Backup that heard the leaving Master do.
+#[test]
+fn rfc5798_6_4_2_priority_zero_skew_time_uses_the_leaving_masters_interval() {
+    let mut r = started(cfg(Version::V3, 100));
+    r.handle(ms(500), from("192.0.2.12", v3(200)));
+    let two = Duration::from_secs(2);
+    r.handle(ms(900), from("192.0.2.13", advert(Version::V3, 0, two)));
+    assert_eq!(r.master_adver_interval(), two);
+    // (256 - 100) * 2 s / 256.
+    assert_eq!(
+        r.poll_timeout(),
+        Some(ms(900) + Duration::from_nanos(1_218_750_000))
+    );
+    // RFC 3768 has no learnt interval: v2 keeps its own.
+    let mut r = started(cfg(Version::V2, 100));
+    r.handle(
+        ms(500),
+        from(
+            "192.0.2.12",
+            advert(Version::V2, 200, Duration::from_secs(1)),
+        ),
+    );
+    r.handle(
+        ms(900),
+        from("192.0.2.12", advert(Version::V2, 0, Duration::from_secs(1))),
+    );
+    assert_eq!(r.master_adver_interval(), Duration::from_secs(1));
+}
+
 #[test]
 fn rfc5798_6_4_2_preempt_backup_discards_lower_priority_advert_and_takes_over() {
     let mut r = started(cfg(Version::V3, 100));
