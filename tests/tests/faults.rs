@@ -260,13 +260,19 @@ fn idle_metrics_connections_and_the_fd_limit_cause_no_failover() -> anyhow::Resu
     // Phase 2: room for a few descriptors and not much else; once they are taken,
     // accept() and the health check's pipe() fail with EMFILE.
     let pid = p.v1.pid().expect("running");
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))?.count();
+    // The agent's descriptors at rest: the fewest seen across a few health-check runs
+    // (a run holds its pipes for a moment; counting one would leave room for it).
+    let mut fds = usize::MAX;
+    for _ in 0..12 {
+        fds = fds.min(std::fs::read_dir(format!("/proc/{pid}/fd"))?.count());
+        std::thread::sleep(Duration::from_millis(23));
+    }
     vigil_tests::run(std::process::Command::new("prlimit").args([
         "--pid",
         &pid.to_string(),
         &format!("--nofile={}:{}", fds + 4, fds + 4),
     ]))?;
-    vigil_tests::in_netns(&ns, || {
+    let conns = vigil_tests::in_netns(&ns, || {
         let mut conns = Vec::new();
         for _ in 0..200 {
             let addr = ([127, 0, 0, 1], 9650).into();
@@ -274,9 +280,15 @@ fn idle_metrics_connections_and_the_fd_limit_cause_no_failover() -> anyhow::Resu
                 conns.push(c);
             }
         }
-        std::thread::sleep(Duration::from_millis(1500));
-        Ok(())
+        Ok(conns)
     })?;
+    // Held until the health check has met the shortage (or 5 s).
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while !p.v1.log_text().contains("standing kept") && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    drop(conns);
     let from = watch.converged(Duration::from_secs(1))?;
     watch.exactly_one_from(from, HOLD, "lb01")?;
     assert_eq!((transitions(&p.v1), transitions(&p.v2)), before);
