@@ -413,13 +413,25 @@ impl Instance {
             }
             Action::Reannounce => {
                 self.flush().await;
-                if let Some(task) = self.reannounce.take() {
-                    task.abort();
-                }
-                self.reannounce = self.spawn_announcements(self.lower_timing);
+                self.restart_reannouncements();
             }
         }
         None
+    }
+
+    /// Answers for its sync group: a member that is Master heard a lower-priority
+    /// advert, so this one (Master too) advertises now and announces its addresses on
+    /// its `garp_lower_prio_*` schedule, as if it had heard it itself.
+    pub fn reannounce(&mut self, router: &VirtualRouter) {
+        self.queue_advert(router, router.priority());
+        self.restart_reannouncements();
+    }
+
+    fn restart_reannouncements(&mut self) {
+        if let Some(task) = self.reannounce.take() {
+            task.abort();
+        }
+        self.reannounce = self.spawn_announcements(self.lower_timing);
     }
 
     /// Forgets the encoded adverts (the election's configuration changed).

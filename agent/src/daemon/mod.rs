@@ -636,6 +636,7 @@ impl Agent {
 
     /// Carries out what the elections asked for, in order.
     async fn run_actions(&mut self) {
+        let mut reannounced = Vec::new();
         while let Some((key, action)) = self.endpoint.poll_action() {
             // A watch entry goes to the datapath even for an instance being removed.
             if let EndpointAction::Watch(entry) = action {
@@ -657,6 +658,9 @@ impl Agent {
                     if matches!(a, crate::vrrp::Action::StateChanged(_)) {
                         self.status_stale = true;
                     }
+                    if matches!(a, crate::vrrp::Action::Reannounce) {
+                        reannounced.push(inst.name.clone());
+                    }
                     inst.execute(a, router, &self.netlink, &mut self.owned)
                         .await;
                 }
@@ -674,7 +678,39 @@ impl Agent {
                 EndpointAction::Watch(_) => {}
             }
         }
+        self.reannounce_groups(&reannounced);
         self.send_adverts().await;
+    }
+
+    /// keepalived's rule for a sync group: when one Master member answers a
+    /// lower-priority advert and announces its addresses again, every other member that
+    /// is Master does the same (an advert at its priority, then its own
+    /// `garp_lower_prio_*` schedule), so hosts learn the group's addresses back together.
+    fn reannounce_groups(&mut self, reannounced: &[String]) {
+        let mut followers: Vec<String> = Vec::new();
+        for name in reannounced {
+            let Some(group) = self.groups.members_with(name) else {
+                continue;
+            };
+            for m in group {
+                if !reannounced.contains(&m) && !followers.contains(&m) {
+                    followers.push(m);
+                }
+            }
+        }
+        for name in followers {
+            let Some(inst) = self.instances.get_mut(&name) else {
+                continue;
+            };
+            let Some(router) = self.endpoint.router(&inst.key) else {
+                continue;
+            };
+            if router.state() != State::Master {
+                continue;
+            }
+            tracing::info!(instance = %name, "announcing again with its sync group");
+            inst.reannounce(router);
+        }
     }
 
     /// Sends the adverts every instance queued, one `sendmmsg` per shared socket.

@@ -640,7 +640,7 @@ pub const KEYWORDS: &[Keyword] = &[
     c(
         P,
         "param_match",
-        "command_line (exact; `initial` and `partial` are warned)",
+        "command_match (exact, initial, partial)",
     ),
     c(P, "weight", "weight"),
     c(P, "quorum", "quorum"),
