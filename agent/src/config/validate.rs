@@ -12,8 +12,8 @@ use super::raw::{
     RawConfig, RawGlobal, RawInstance, RawProcess, RawScript, RawSyncGroup, RawTrack, S,
 };
 use super::{
-    BfdSession, BfdTimers, CommandMatch, Config, DEFAULT_BPF_PIN_DIR, DEFAULT_CONTROL_SOCKET, Family, Garp,
-    Global, InitialState, Instance, Process, Script, SyncGroup, TrackBfd, TrackFile,
+    BfdSession, BfdTimers, CommandMatch, Config, DEFAULT_BPF_PIN_DIR, DEFAULT_CONTROL_SOCKET,
+    Family, Garp, Global, InitialState, Instance, Process, Script, SyncGroup, TrackBfd, TrackFile,
     TrackInterface, TrackProcess, TrackScript, Version, VirtualAddress, XdpMode, check_ifname,
     display_key,
 };

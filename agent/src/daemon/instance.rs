@@ -261,7 +261,17 @@ impl Instance {
             let ll = netlink.ipv6_link_local(&iface).await?.ok_or_else(|| {
                 anyhow::anyhow!("{}: no usable IPv6 link-local address", iface.name)
             })?;
-            (IpAddr::V6(ll), senders.ipv6(&iface, ll)?)
+            // With a virtual MAC, adverts carry it as their Ethernet source (RFC 5798
+            // §7.2) and the parent's link-local address as their IP source, as
+            // keepalived sends them; to unicast peers (whose MACs only the kernel
+            // resolves) and with vmac_xmit_base they leave from the parent as usual.
+            let sender = match (&cfg.vmac, &vmac) {
+                (Some(v), Some((_, mac))) if !v.xmit_base && cfg.unicast_peers.is_empty() => {
+                    senders.ipv6_framed(&iface, ll, *mac)?
+                }
+                _ => senders.ipv6(&iface, ll)?,
+            };
+            (IpAddr::V6(ll), sender)
         } else {
             let src = match cfg.unicast_src_ip {
                 Some(IpAddr::V4(a)) => a,

@@ -637,11 +637,7 @@ pub const KEYWORDS: &[Keyword] = &[
         "process",
         "name (and command_line when arguments are given)",
     ),
-    c(
-        P,
-        "param_match",
-        "command_match (exact, initial, partial)",
-    ),
+    c(P, "param_match", "command_match (exact, initial, partial)"),
     c(P, "weight", "weight"),
     c(P, "quorum", "quorum"),
     c(P, "quorum_max", "quorum_max"),
