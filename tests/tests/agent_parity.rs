@@ -756,3 +756,151 @@ fn a_lower_priority_advert_makes_the_whole_sync_group_announce_again() -> anyhow
     assert!(has_address(&lb01, OUT_VIP) && has_address(&lb01, IN_VIP));
     Ok(())
 }
+
+/// One instance holding `IN_VIP`; with `extras`, also the excluded address, the route
+/// and the rule of [`holds_all`]'s check.
+fn routed(priority: u8, extras: bool) -> String {
+    let more = if extras {
+        format!(
+            "excluded_addresses = [\"{EXCLUDED}/64\"]\n\
+             virtual_routes = [\"{ROUTE} dev eth0 table 100\"]\n\
+             virtual_rules = [\"from {IN_VIP}/32 priority 1000 table 100\"]\n"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "[instances.inside]\ninterface = \"eth0\"\nvrid = 52\npriority = {priority}\n\
+         advert_interval = \"100ms\"\nvirtual_addresses = [\"{IN_VIP}/24\"]\n{more}"
+    )
+}
+
+/// What [`routed`] with extras puts on a Master: the VIP, the excluded address, the
+/// route, the rule.
+fn holds_routed(v: &Vigil) -> anyhow::Result<[bool; 4]> {
+    let [_, vip, excluded, route, rule] = holds_all(v)?;
+    Ok([vip, excluded, route, rule])
+}
+
+/// The number of transitions `instance` made so far, from its status.
+fn transitions(v: &Vigil, instance: &str) -> anyhow::Result<u64> {
+    let i = v.instance(instance)?;
+    Ok(i["transitions"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|t| t["count"].as_u64()).sum())
+        .unwrap_or(0))
+}
+
+#[test]
+fn a_master_killed_with_routes_and_rules_leaves_none_of_them_once_it_restarts_as_backup()
+-> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("crashroute", &["lb01", "lb02"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let mut v1 = Vigil::start(
+        &lb01,
+        &dir,
+        &(global(&lb01, &dir, &bpffs, "") + &routed(200, true)),
+    )?;
+    let v2 = Vigil::start(
+        &lb02,
+        &dir,
+        &(global(&lb02, &dir, &bpffs, "") + &routed(100, true)),
+    )?;
+    v1.wait_state("inside", "MASTER", Duration::from_secs(5))?;
+    v2.wait_state("inside", "BACKUP", Duration::from_secs(5))?;
+    assert_eq!(holds_routed(&v1)?, [true; 4]);
+    assert_eq!(holds_routed(&v2)?, [false; 4]);
+
+    // The Master dies without a word: everything it added stays in lb01's kernel.
+    v1.signal(libc::SIGKILL);
+    v1.wait()?;
+    v2.wait_state("inside", "MASTER", Duration::from_secs(5))?;
+    assert_eq!(holds_routed(&v1)?, [true; 4], "the kill removed something");
+
+    // It comes back lower, as Backup: its record says what it left, and it goes.
+    let v1 = Vigil::start(
+        &lb01,
+        &dir,
+        &(global(&lb01, &dir, &bpffs, "") + &routed(50, true)),
+    )?;
+    v1.wait_state("inside", "BACKUP", Duration::from_secs(5))?;
+    // Nothing lost: everything on lb02 alone, for a while.
+    let end = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < end {
+        let (a, b) = (holds_routed(&v2)?, holds_routed(&v1)?);
+        assert!(
+            a == [true; 4] && b == [false; 4],
+            "VIP, excluded, route, rule: lb02 {a:?}, lb01 {b:?}\n{}",
+            v1.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(v1.log_text().contains("removed route"), "{}", v1.log_text());
+    Ok(())
+}
+
+#[test]
+fn a_reload_adds_and_removes_excluded_addresses_routes_and_rules_on_a_master_without_a_transition()
+-> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("reloadroute", &["lb01", "lb02"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let g1 = global(&lb01, &dir, &bpffs, "");
+    let v1 = Vigil::start(&lb01, &dir, &(g1.clone() + &routed(200, false)))?;
+    let v2 = Vigil::start(
+        &lb02,
+        &dir,
+        &(global(&lb02, &dir, &bpffs, "") + &routed(100, false)),
+    )?;
+    v1.wait_state("inside", "MASTER", Duration::from_secs(5))?;
+    v2.wait_state("inside", "BACKUP", Duration::from_secs(5))?;
+    assert_eq!(holds_routed(&v1)?, [true, false, false, false]);
+    let (t1, t2) = (transitions(&v1, "inside")?, transitions(&v2, "inside")?);
+
+    for (extras, want) in [(true, [true; 4]), (false, [true, false, false, false])] {
+        std::fs::write(&v1.config, g1.clone() + &routed(200, extras))?;
+        let reply: serde_json::Value = serde_json::from_str(&v1.request("reload")?)?;
+        assert_eq!(
+            reply["changed_in_place"],
+            serde_json::json!(["inside"]),
+            "{reply}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while holds_routed(&v1)? != want {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "after the reload lb01 holds {:?}, not {want:?}\n{}",
+                holds_routed(&v1)?,
+                v1.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        // No transition on either node: the Master stayed Master throughout.
+        assert_eq!(v1.state("inside")?, "MASTER");
+        assert_eq!(v2.state("inside")?, "BACKUP");
+        assert_eq!(transitions(&v1, "inside")?, t1, "{}", v1.log_text());
+        assert_eq!(transitions(&v2, "inside")?, t2, "{}", v2.log_text());
+        assert_eq!(holds_routed(&v2)?, [false; 4]);
+    }
+    // use_vmac is not applied in place: the instance restarts, and the reply and the
+    // log say so.
+    std::fs::write(
+        &v1.config,
+        g1.clone() + &routed(200, false) + "use_vmac = true\n",
+    )?;
+    let reply: serde_json::Value = serde_json::from_str(&v1.request("reload")?)?;
+    assert_eq!(reply["changed_in_place"], serde_json::json!([]), "{reply}");
+    assert!(
+        reply["warnings"].to_string().contains("use_vmac changed"),
+        "{reply}"
+    );
+    assert!(v1.log_text().contains("use_vmac changed"));
+    v1.wait_state("inside", "MASTER", Duration::from_secs(5))?;
+    Ok(())
+}
