@@ -469,7 +469,7 @@ pub const KEYWORDS: &[Keyword] = &[
     c(
         I,
         "use_vmac",
-        "use_vmac = true (and vmac_interface = NAME); IPv6 adverts leave from the parent interface",
+        "use_vmac = true (and vmac_interface = NAME); adverts leave from the virtual MAC, IPv6 ones from the parent's link-local address",
     ),
     c(I, "vmac_xmit_base", "vmac_xmit_base = true"),
     d(
