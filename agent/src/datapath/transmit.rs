@@ -624,3 +624,29 @@ fn set_multicast_if_v4_index(sock: &Socket, index: u32) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_mac_frames_carry_the_vrrp_group_mac_hop_limit_255_and_the_payload() {
+        let src: Ipv6Addr = "fe80::1".parse().expect("literal");
+        let mac = [0x00, 0x00, 0x5e, 0x00, 0x02, 0x33];
+        let payload = [0x31, 0x33, 0x64, 0x01, 0x00, 0x0a, 0xab, 0xcd];
+        let f = ipv6_frame(mac, src, VRRP_GROUP_V6, &payload);
+        assert_eq!(f.len(), 14 + 40 + payload.len());
+        // RFC 2464 §7: 33:33 and the group's last four bytes; then the virtual MAC.
+        assert_eq!(f[..6], [0x33, 0x33, 0, 0, 0, 0x12]);
+        assert_eq!(f[6..12], mac);
+        assert_eq!(f[12..14], [0x86, 0xdd]);
+        let ip = &f[14..54];
+        // Version 6, traffic class 0xc0, flow label 0.
+        assert_eq!(ip[..4], [0x6c, 0x00, 0, 0]);
+        assert_eq!(u16::from_be_bytes([ip[4], ip[5]]), payload.len() as u16);
+        assert_eq!((ip[6], ip[7]), (112, 255));
+        assert_eq!(ip[8..24], src.octets());
+        assert_eq!(ip[24..40], VRRP_GROUP_V6.octets());
+        assert_eq!(f[54..], payload);
+    }
+}
