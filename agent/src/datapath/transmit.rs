@@ -469,8 +469,11 @@ pub type Outgoing = (IpAddr, Arc<[u8]>);
 /// One sender per (interface, source address), shared by the instances that send from it.
 #[derive(Debug, Default)]
 pub struct SenderPool {
-    senders: HashMap<(u32, IpAddr, Option<[u8; 6]>), Weak<AdvertSender>>,
+    senders: HashMap<SenderKey, Weak<AdvertSender>>,
 }
+
+/// A sender's interface index, source address and, for a framing sender, source MAC.
+type SenderKey = (u32, IpAddr, Option<[u8; 6]>);
 
 impl SenderPool {
     /// The IPv4 sender on `iface` from `source`, opened on first use.
