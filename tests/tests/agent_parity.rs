@@ -579,8 +579,20 @@ fn frr_vrrpd_and_vigil_share_the_virtual_mac_across_failover() -> anyhow::Result
 
 #[test]
 fn an_ipv6_virtual_mac_answers_neighbour_solicitations_across_failover() -> anyhow::Result<()> {
+    ipv6_virtual_mac_failover("vmac6", "")
+}
+
+/// The same on the raw-socket path: a Backup's private macvlan with the virtual MAC
+/// takes the Master's adverts (same source MAC) away from the parent's stack, but the
+/// AF_PACKET receive socket on the parent sees them first; no node is deaf.
+#[test]
+fn an_ipv6_virtual_mac_fails_over_on_the_raw_socket_path_too() -> anyhow::Result<()> {
+    ipv6_virtual_mac_failover("vmac6raw", "xdp = \"off\"")
+}
+
+fn ipv6_virtual_mac_failover(tag: &str, global_extra: &str) -> anyhow::Result<()> {
     require_root();
-    let mut lab = Lab::new("vmac6", &["lb01", "lb02", "client"])?;
+    let mut lab = Lab::new(tag, &["lb01", "lb02", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
     let (lb01, lb02, client) = (
@@ -600,15 +612,19 @@ fn an_ipv6_virtual_mac_answers_neighbour_solicitations_across_failover() -> anyh
     let v1 = Vigil::start(
         &lb01,
         &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &instance(150)),
+        &(global(&lb01, &dir, &bpffs, global_extra) + &instance(150)),
     )?;
     let mut v2 = Vigil::start(
         &lb02,
         &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &instance(100)),
+        &(global(&lb02, &dir, &bpffs, global_extra) + &instance(100)),
     )?;
     v1.wait_state("web6", "MASTER", Duration::from_secs(5))?;
     v2.wait_state("web6", "BACKUP", Duration::from_secs(5))?;
+    // Well past Master_Down_Interval: the Backup hears the Master's adverts.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(v2.state("web6")?, "BACKUP", "{}", v2.log_text());
+    assert_eq!(v1.state("web6")?, "MASTER");
     const VMAC6: &str = "00:00:5e:00:02:33";
     // The Backup's macvlan has no link-local address: it cannot speak for itself.
     let ll = lb02.exec(&["ip", "-6", "-o", "addr", "show", "dev", "vrrp.51"])?;
