@@ -920,3 +920,78 @@ fn a_reload_adds_and_removes_excluded_addresses_routes_and_rules_on_a_master_wit
     v1.wait_state("inside", "MASTER", Duration::from_secs(5))?;
     Ok(())
 }
+
+/// A child process killed (by its handle) and reaped when dropped, whatever the test did.
+struct Reaped(Child);
+
+impl Reaped {
+    fn end(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
+#[test]
+fn a_reload_adding_process_tracking_to_a_master_applies_it_without_a_transition()
+-> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("reloadproc", &["lb01", "lb02"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    // A process with a name of its own: a copy of sleep.
+    let program = dir.join("vgtrk-reload");
+    std::fs::copy("/bin/sleep", &program)?;
+    let mut tracked = Reaped(std::process::Command::new(&program).arg("600").spawn()?);
+    let g1 = global(&lb01, &dir, &bpffs, "");
+    let v1 = Vigil::start(&lb01, &dir, &(g1.clone() + &routed(200, false)))?;
+    let v2 = Vigil::start(
+        &lb02,
+        &dir,
+        &(global(&lb02, &dir, &bpffs, "") + &routed(100, false)),
+    )?;
+    v1.wait_state("inside", "MASTER", Duration::from_secs(5))?;
+    v2.wait_state("inside", "BACKUP", Duration::from_secs(5))?;
+    let (t1, t2) = (transitions(&v1, "inside")?, transitions(&v2, "inside")?);
+
+    std::fs::write(
+        &v1.config,
+        g1.clone()
+            + &routed(200, false)
+            + "track_processes = [{ process = \"p\", weight = 10 }]\n\
+               [processes.p]\nname = \"vgtrk-reload\"\n",
+    )?;
+    let reply: serde_json::Value = serde_json::from_str(&v1.request("reload")?)?;
+    let checked = (|| {
+        assert_eq!(
+            reply["changed_in_place"],
+            serde_json::json!(["inside"]),
+            "{reply}"
+        );
+        // The running process counts: 200 + 10, on the same election.
+        v1.wait_instance("inside", "priority 210", Duration::from_secs(3), |i| {
+            i["effective_priority"] == 210
+        })?;
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(v1.state("inside")?, "MASTER");
+        assert_eq!(v2.state("inside")?, "BACKUP");
+        assert_eq!(transitions(&v1, "inside")?, t1, "{}", v1.log_text());
+        assert_eq!(transitions(&v2, "inside")?, t2, "{}", v2.log_text());
+        anyhow::Ok(())
+    })();
+    tracked.end();
+    checked?;
+    // It goes: the weight goes with it, still without a transition.
+    v1.wait_instance("inside", "priority 200", Duration::from_secs(3), |i| {
+        i["effective_priority"] == 200
+    })?;
+    assert_eq!(v1.state("inside")?, "MASTER");
+    assert_eq!(transitions(&v1, "inside")?, t1);
+    Ok(())
+}
