@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::net::Netlink;
+
 /// One address vigil added.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct OwnedAddress {
@@ -187,6 +189,78 @@ impl OwnedAddresses {
         self.rules.clear();
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// Removes the addresses, routes and rules a vigil that did not exit cleanly left
+/// behind: rules first, then routes, then addresses (the reverse of adding them).
+pub(crate) async fn remove_leftovers(netlink: &Netlink, path: &Path) {
+    let left = OwnedAddresses::leftovers(path);
+    for r in &left.rules {
+        let msg = match r.rule.parse::<crate::config::route::VirtualRule>() {
+            Ok(rule) => crate::net::route::rule_message(&rule),
+            Err(e) => {
+                tracing::error!("leftover rule {}: {e}", r.rule);
+                continue;
+            }
+        };
+        match netlink.remove_rule(msg).await {
+            Ok(true) => tracing::warn!(
+                "removed rule {}: left by a vigil that did not exit cleanly",
+                r.rule
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::error!("removing leftover rule {}: {e}", r.rule),
+        }
+    }
+    for r in &left.routes {
+        let oif = match &r.interface {
+            Some(name) => match netlink.interface(name).await {
+                Ok(i) => Some(i.index),
+                // Gone with its interface: the kernel removed the route too.
+                Err(_) => continue,
+            },
+            None => None,
+        };
+        let msg = r
+            .route
+            .parse::<crate::config::route::VirtualRoute>()
+            .map_err(|e| e.to_string())
+            .and_then(|route| {
+                crate::net::route::route_message(&route, oif).map_err(|e| e.to_string())
+            });
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!("leftover route {}: {e}", r.route);
+                continue;
+            }
+        };
+        match netlink.remove_route(msg).await {
+            Ok(true) => tracing::warn!(
+                "removed route {}: left by a vigil that did not exit cleanly",
+                r.route
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::error!("removing leftover route {}: {e}", r.route),
+        }
+    }
+    for a in left.addresses {
+        let Ok(iface) = netlink.interface(&a.interface).await else {
+            continue;
+        };
+        let vip = crate::net::VirtualAddress::new(a.addr, a.prefix_len);
+        match netlink.remove_address(&iface, &vip).await {
+            Ok(true) => tracing::warn!(
+                "removed {}/{} from {}: left by a vigil that did not exit cleanly",
+                a.addr,
+                a.prefix_len,
+                a.interface
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::error!("removing leftover {}: {e}", a.addr),
+        }
+    }
+    let _ = std::fs::remove_file(path);
 }
 
 #[cfg(test)]
