@@ -236,7 +236,7 @@ fn a_silence_lost_to_a_full_ring_is_written_again() {
             ..Default::default()
         },
     );
-    let mut apply = |ep: &mut Endpoint, kernel: &mut KernelModel| {
+    let apply = |ep: &mut Endpoint, kernel: &mut KernelModel| {
         while let Some((k, a)) = ep.poll_action() {
             kernel.apply(k, &a);
         }
