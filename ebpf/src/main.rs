@@ -20,6 +20,8 @@
 #![no_std]
 #![no_main]
 
+mod csum;
+mod digest;
 mod rare;
 mod timer;
 
@@ -72,6 +74,11 @@ impl Frame for Xdp<'_> {
         }
         // SAFETY: [p, p + N) lies inside the frame, checked just above.
         Some(unsafe { core::ptr::read_unaligned(p as *const [u8; N]) })
+    }
+
+    #[inline(always)]
+    fn word_sum(&self, off: usize, len: usize) -> Option<u16> {
+        csum::word_sum(self.0.ctx, off, len)
     }
 }
 
@@ -142,7 +149,7 @@ fn judge(ctx: &XdpContext) -> u32 {
     // One place writes records, so the address loop is in the program once.
     let attempt = if report {
         let digest = if verdict.passes() {
-            validate::address_digest(&frame, a).unwrap_or(0)
+            digest::address_digest(a).unwrap_or(0)
         } else {
             0
         };
