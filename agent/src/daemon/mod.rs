@@ -664,6 +664,11 @@ impl Agent {
                 continue;
             };
             match action {
+                // A Master's every tick: only the precomputed bytes are queued, without
+                // the general (async) action path.
+                EndpointAction::Router(crate::vrrp::Action::SendAdvert { priority }) => {
+                    inst.queue_advert(router, priority)
+                }
                 EndpointAction::Router(a) => {
                     if matches!(a, crate::vrrp::Action::StateChanged(_)) {
                         self.status_stale = true;

@@ -580,8 +580,7 @@ impl Endpoint {
             }
             EndpointInput::Timeout => {
                 for key in self.due(now) {
-                    self.timeout(now, key);
-                    touched.insert(key);
+                    self.timeout(now, key, &mut touched);
                 }
             }
             EndpointInput::Startup { key } => self.input(now, key, Input::Startup, &mut touched),
@@ -894,10 +893,11 @@ impl Endpoint {
     }
 
     /// A due router: [`Endpoint::refresh`], then the timeout.
-    fn timeout(&mut self, now: Instant, key: VridKey) {
+    fn timeout(&mut self, now: Instant, key: VridKey, touched: &mut BTreeSet<VridKey>) {
         let Some(m) = self.members.get_mut(&key) else {
             return;
         };
+        touched.insert(key);
         let read = m.kernel_read.take();
         if m.kernel_armed && m.router.state() == State::Backup && read.is_none() {
             // Due for another reason (the end of a preempt delay); the down deadline is
@@ -905,7 +905,7 @@ impl Endpoint {
             return;
         }
         self.refresh(now, key);
-        self.input(now, key, Input::Timeout, &mut BTreeSet::new());
+        self.input(now, key, Input::Timeout, touched);
         // The Master is alive and the kernel's timer runs from its adverts (it had gone
         // idle while this router was Master or in Fault, and an advert re-armed it):
         // the deadline is the kernel's again.
@@ -926,6 +926,11 @@ impl Endpoint {
         let Some(m) = self.members.get(&key) else {
             return;
         };
+        // Only a Backup is handed arrivals: a Master (every tick of its advert timer
+        // comes here) needs no copy of the state.
+        if m.router.state() != State::Backup {
+            return;
+        }
         let s = m.state;
         // Built from the state's own source, priority and interval, not from the last
         // report: a report lost to a full ring, or raced by another CPU, must not make
