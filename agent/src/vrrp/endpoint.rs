@@ -979,11 +979,6 @@ impl Endpoint {
         let Some(m) = self.members.get_mut(&key) else {
             return;
         };
-        // Only a Backup is handed arrivals: a Master (every tick of its advert timer
-        // comes here) needs no copy of the state.
-        if m.router.state() != State::Backup {
-            return;
-        }
         let s = m.state;
         // Built from the state's own source, priority and interval, not from the last
         // report: a report lost to a full ring, or raced by another CPU, must not make
