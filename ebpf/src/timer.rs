@@ -74,6 +74,16 @@ pub fn arrival(key: &VridKey, ts: u64, report: bool, version: u8, local: u8) {
     if KERNEL_TIMERS.load() == 0 {
         return;
     }
+    // The steady state of a Backup: the timer runs, armed at this local priority, and
+    // this advert is a quiet repeat. Nothing to do, decided with one lookup (this runs
+    // for every advert); the same test is made below for a timer found otherwise.
+    if !report
+        && let Some(t) = DOWN_TIMERS.get_ptr(key)
+        // SAFETY: a map value pointer, valid for this program run.
+        && unsafe { (*t).state == ARMED && (*t).priority == u32::from(local) }
+    {
+        return;
+    }
     let Some(params) = DOWN_PARAMS.get_ptr(key) else {
         return;
     };

@@ -512,7 +512,7 @@ impl Instance {
 
     /// Queues the advert at `priority` for each destination, encoding it only when the
     /// priority or the interval differs from the last one encoded.
-    fn queue_advert(&mut self, router: &VirtualRouter, priority: u8) {
+    pub(super) fn queue_advert(&mut self, router: &VirtualRouter, priority: u8) {
         let at = (priority, router.config().advert_interval);
         if self.adverts.as_ref().is_none_or(|(k, _)| *k != at) {
             let advert = router.advertisement(priority);

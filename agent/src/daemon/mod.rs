@@ -6,6 +6,7 @@ pub mod bfd;
 pub mod groups;
 pub mod instance;
 pub mod owned;
+mod phases;
 pub mod receive;
 mod reload;
 mod report;
@@ -88,7 +89,9 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(path: &Path) -> Result<(), RunError> {
+    let mut phases = phases::Phases::start();
     let config = config::load(path)?;
+    phases.done("config parsed");
     raise_fd_limit();
     let netlink = Netlink::connect().map_err(anyhow::Error::from)?;
     if config.global.nonlocal_bind {
@@ -113,6 +116,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     remove_leftovers(&netlink, &owned_path).await;
     let owned = OwnedAddresses::new(owned_path);
     crate::panic::arm(&runtime_dir, &config.global.router_id);
+    phases.done("netlink connected, leftover addresses removed");
 
     let mut instances = BTreeMap::new();
     let mut endpoint = Endpoint::new();
@@ -141,18 +145,22 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             }
         }
     }
+    phases.done("instances created");
     let (ifaces, watch) = datapath_plan(&instances, &endpoint);
     let mut receiver = Receiver::start(&config.global, &ifaces, &watch)?;
     for inst in instances.values() {
         publish_down_params(&mut receiver, &mut endpoint, inst);
     }
+    phases.done("datapath loaded and attached");
     let (ctl_tx, mut ctl_rx) = mpsc::channel(16);
     let control = control::serve(&config.global.control_socket, ctl_tx.clone())?;
     let metrics = match config.global.metrics {
         Some(addr) => Some(crate::metrics::serve(addr, ctl_tx).await?),
         None => None,
     };
+    phases.done("control socket and metrics listening");
     let (mut links, snapshot) = LinkMonitor::start().await.map_err(anyhow::Error::from)?;
+    phases.done("link monitor started (netlink link dump)");
     let (track_tx, mut track_rx) = mpsc::unbounded_channel();
     let mut tracker = Tracker::new(track_tx, &snapshot);
     tracker.configure(&config);
@@ -209,7 +217,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         &mut agent.instances,
         now,
     );
+    phases.done("tracking evaluated, elections started");
     agent.run_actions().await;
+    phases.done("first actions run");
 
     let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
     let mut int = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
@@ -231,6 +241,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     });
     let timer = crate::timer::MonoTimer::new().map_err(anyhow::Error::from)?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    phases.done("READY sent");
     agent.notify_status();
     tracing::info!(
         instances = agent.instances.len(),
@@ -634,6 +645,11 @@ impl Agent {
                 continue;
             };
             match action {
+                // A Master's every tick: only the precomputed bytes are queued, without
+                // the general (async) action path.
+                EndpointAction::Router(crate::vrrp::Action::SendAdvert { priority }) => {
+                    inst.queue_advert(router, priority)
+                }
                 EndpointAction::Router(a) => {
                     if matches!(a, crate::vrrp::Action::StateChanged(_)) {
                         self.status_stale = true;

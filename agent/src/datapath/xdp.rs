@@ -166,7 +166,12 @@ impl XdpProgram {
             attached: BTreeMap::new(),
         };
         if let Some(dir) = pin_dir {
+            let started = std::time::Instant::now();
             this.pin(dir)?;
+            tracing::debug!(
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "XDP maps pinned"
+            );
         }
         Ok(this)
     }
@@ -233,8 +238,14 @@ impl XdpProgram {
         };
         let mut last = None;
         for &m in modes {
+            let started = std::time::Instant::now();
             match self.try_attach(iface, index, m) {
                 Ok(()) => {
+                    tracing::debug!(
+                        iface,
+                        ms = started.elapsed().as_secs_f64() * 1e3,
+                        "XDP program attached"
+                    );
                     if m == XdpMode::Skb && mode == AttachMode::Auto {
                         tracing::warn!(
                             iface,
@@ -434,9 +445,14 @@ impl XdpProgram {
 /// Loads the object with or without kernel timers and runs the verifier on its program.
 fn load_object(kernel_timers: bool) -> Result<Ebpf, XdpError> {
     let flag = u8::from(kernel_timers);
+    let started = std::time::Instant::now();
     let mut ebpf = EbpfLoader::new()
         .override_global(GLOBAL_KERNEL_TIMERS, &flag, true)
         .load(OBJECT)?;
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "XDP object parsed, BTF loaded, maps created"
+    );
     let program: &mut Xdp = ebpf
         .program_mut(PROGRAM_NAME)
         .ok_or(XdpError::Missing("program vigil_xdp"))?
@@ -445,10 +461,23 @@ fn load_object(kernel_timers: bool) -> Result<Ebpf, XdpError> {
             iface: "-".into(),
             source,
         })?;
+    let started = std::time::Instant::now();
     program.load().map_err(|source| XdpError::Program {
         iface: "-".into(),
         source,
     })?;
+    // The verifier runs inside the load: the larger part of start-up. Its instruction
+    // count is deterministic (the time is not) and says what a program change costs.
+    let verified = program
+        .info()
+        .ok()
+        .and_then(|i| i.verified_instruction_count());
+    tracing::debug!(
+        kernel_timers,
+        verified_insns = verified,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "XDP program loaded and verified"
+    );
     Ok(ebpf)
 }
 

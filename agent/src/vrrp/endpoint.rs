@@ -617,8 +617,7 @@ impl Endpoint {
             }
             EndpointInput::Timeout => {
                 for key in self.due(now) {
-                    self.timeout(now, key);
-                    touched.insert(key);
+                    self.timeout(now, key, &mut touched);
                 }
             }
             EndpointInput::Startup { key } => self.input(now, key, Input::Startup, &mut touched),
@@ -944,10 +943,11 @@ impl Endpoint {
     }
 
     /// A due router: [`Endpoint::refresh`], then the timeout.
-    fn timeout(&mut self, now: Instant, key: VridKey) {
+    fn timeout(&mut self, now: Instant, key: VridKey, touched: &mut BTreeSet<VridKey>) {
         let Some(m) = self.members.get_mut(&key) else {
             return;
         };
+        touched.insert(key);
         let read = m.kernel_read.take();
         if m.kernel_armed && m.router.state() == State::Backup && read.is_none() {
             // Due for another reason (the end of a preempt delay); the down deadline is
@@ -955,7 +955,7 @@ impl Endpoint {
             return;
         }
         self.refresh(now, key);
-        self.input(now, key, Input::Timeout, &mut BTreeSet::new());
+        self.input(now, key, Input::Timeout, touched);
         // The Master is alive and the kernel's timer runs from its adverts (it had gone
         // idle while this router was Master or in Fault, and an advert re-armed it):
         // the deadline is the kernel's again.
