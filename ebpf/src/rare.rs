@@ -69,3 +69,16 @@ pub fn timer_failed(vrid: u8, rc: i64) {
         );
     }
 }
+
+/// A BFD session's detection timer could not be armed; the agent keeps its detection
+/// time itself.
+#[inline(never)]
+pub fn bfd_timer_failed(discriminator: u32) {
+    if may_speak(TIMER_FAILED) {
+        aya_log_ebpf::error!(
+            &(),
+            "BFD detection timer of session {} could not be armed",
+            discriminator
+        );
+    }
+}
