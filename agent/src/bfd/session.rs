@@ -423,7 +423,10 @@ impl Session {
     }
 
     fn timeout(&mut self, now: Instant) {
-        if let Some(deadline) = self.detect_deadline.filter(|d| *d <= now) {
+        // With the datapath keeping the detection time, only its report counts: the
+        // packets it kept to itself never moved this deadline.
+        let judged = !self.external_detection || self.detection_woken;
+        if let Some(deadline) = self.detect_deadline.filter(|d| judged && *d <= now) {
             self.detect_deadline = None;
             // §6.8.1: RemoteDiscr goes back to 0 when the detection time passes.
             self.remote_discr = 0;

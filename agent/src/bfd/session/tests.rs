@@ -473,6 +473,9 @@ fn external_detection_waits_for_the_datapath_and_still_judges() {
         without.is_none_or(|t| t != up_at + 30 * MS),
         "the detection deadline is left out: {own:?} vs {without:?}"
     );
+    // Transmit timeouts past the deadline do not judge the detection time.
+    s.handle(up_at + 35 * MS, Input::Timeout).unwrap();
+    assert_eq!(s.state(), State::Up);
     // Steady packets the kernel kept: the newest came 25 ms later.
     s.handle(up_at + 40 * MS, Input::Heard { last_rx: up_at + 25 * MS })
         .unwrap();
