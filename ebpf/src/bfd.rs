@@ -10,8 +10,9 @@
 //!
 //! Each session with a detection time has a `bpf_timer` (map `bfd_timers`, never written
 //! by the agent: a userspace write would cancel it). It is armed at the first recorded
-//! packet for `arrival + detection time` and re-armed by every reported one; in the
-//! steady state the packet path only stores `last_ns`. When it fires, it re-arms itself
+//! packet for `arrival + detection time` and re-armed by every reported one, and by the
+//! first packet after the agent published another detection time; in the steady state
+//! the packet path only stores `last_ns`. When it fires, it re-arms itself
 //! for `last_ns + detection time` while packets come, or writes one `EVENT_BFD_DOWN`
 //! record and goes idle.
 
@@ -47,6 +48,9 @@ pub struct BfdTimer {
     timer: bpf_timer,
     state: u32,
     _pad: u32,
+    /// The detection time it was armed with: a new one (the agent agreed on other
+    /// intervals) re-arms it at the next packet rather than at the old expiry.
+    detect_ns: u64,
 }
 
 #[btf_map(name = "bfd_params")]
@@ -186,7 +190,7 @@ fn arrival(disc: u32, ts: u64, detect_ns: u64, report: bool) {
     };
     // SAFETY: a map value pointer, valid for this run.
     let t = unsafe { &mut *t };
-    if t.state == ARMED && !report {
+    if t.state == ARMED && !report && t.detect_ns == detect_ns {
         return;
     }
     if t.state == FRESH {
@@ -211,6 +215,7 @@ fn arrival(disc: u32, ts: u64, detect_ns: u64, report: bool) {
         }
         t.state = IDLE;
     }
+    t.detect_ns = detect_ns;
     start(disc, t, ts + detect_ns);
 }
 
@@ -224,6 +229,7 @@ fn slot(disc: u32) -> Option<*mut BfdTimer> {
         timer: bpf_timer { __opaque: [0; 2] },
         state: FRESH,
         _pad: 0,
+        detect_ns: 0,
     };
     // Another CPU may have created it meanwhile: NOEXIST keeps its timer.
     let _ = BFD_TIMERS.insert(disc, &fresh, BPF_NOEXIST as u64);
@@ -259,6 +265,7 @@ unsafe extern "C" fn fired(_map: *mut c_void, key: *mut u32, t: *mut BfdTimer) -
         return 0;
     }
     let deadline = s.last_ns + p.detect_ns;
+    t.detect_ns = p.detect_ns;
     // SAFETY: plain helper.
     let now = unsafe { bpf_ktime_get_ns() };
     if now < deadline {
