@@ -140,19 +140,84 @@ impl BfdVerdict {
     ];
 }
 
-/// BFD counters of one interface: one per [`BfdVerdict`], then kernel detection
-/// timeouts, then ring-full losses.
+/// BFD counters of one interface, named for `bpftool map dump`: one per [`BfdVerdict`]
+/// in its order, then kernel detection timeouts, then ring-full losses.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BfdIfaceStats {
-    /// Counters by index.
-    pub counts: [u64; BFD_VERDICTS + 2],
+    /// Packets of known sessions recorded and consumed without waking the agent.
+    pub recorded: u64,
+    /// Packets of known sessions recorded, consumed and reported to the agent.
+    pub reported: u64,
+    /// Valid packets passed to the stack (no session named, or authentication).
+    pub passed: u64,
+    /// Dropped: TTL / hop limit not 255.
+    pub ttl: u64,
+    /// Dropped: version not 1.
+    pub version: u64,
+    /// Dropped: bad Length field.
+    pub length: u64,
+    /// Dropped: Detect Mult 0.
+    pub detect_mult: u64,
+    /// Dropped: multipoint bit set.
+    pub multipoint: u64,
+    /// Dropped: My Discriminator 0.
+    pub my_discriminator: u64,
+    /// Dropped: Your Discriminator 0 outside Down / AdminDown.
+    pub your_discriminator: u64,
+    /// Dropped: a session's discriminator from the wrong interface, family or peer.
+    pub mismatch: u64,
+    /// Detection timeouts the kernel's timers reported.
+    pub down: u64,
+    /// Records the full ring buffer refused.
+    pub ring_full: u64,
 }
 
+/// Number of counters in [`BfdIfaceStats`].
+pub const BFD_COUNTERS: usize = BFD_VERDICTS + 2;
+
+const _: () = assert!(core::mem::size_of::<BfdIfaceStats>() == BFD_COUNTERS * 8);
+
 impl BfdIfaceStats {
+    /// The counters in index order.
+    pub fn all(&self) -> [u64; BFD_COUNTERS] {
+        [
+            self.recorded,
+            self.reported,
+            self.passed,
+            self.ttl,
+            self.version,
+            self.length,
+            self.detect_mult,
+            self.multipoint,
+            self.my_discriminator,
+            self.your_discriminator,
+            self.mismatch,
+            self.down,
+            self.ring_full,
+        ]
+    }
+
     /// The counter of a verdict.
     pub fn get(&self, v: BfdVerdict) -> u64 {
-        self.counts[v as usize]
+        self.all()[v as usize]
+    }
+
+    /// Adds `other` counter by counter (summing per-CPU copies).
+    pub fn add(&mut self, other: &BfdIfaceStats) {
+        self.recorded += other.recorded;
+        self.reported += other.reported;
+        self.passed += other.passed;
+        self.ttl += other.ttl;
+        self.version += other.version;
+        self.length += other.length;
+        self.detect_mult += other.detect_mult;
+        self.multipoint += other.multipoint;
+        self.my_discriminator += other.my_discriminator;
+        self.your_discriminator += other.your_discriminator;
+        self.mismatch += other.mismatch;
+        self.down += other.down;
+        self.ring_full += other.ring_full;
     }
 }
 

@@ -27,7 +27,7 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use vigil_common::bfd::{
-    self, BFD_COUNT_DOWN, BFD_COUNT_RING_FULL, BFD_VERDICTS, BfdFrame, BfdIfaceStats, BfdParams,
+    self, BFD_COUNT_DOWN, BFD_COUNT_RING_FULL, BFD_COUNTERS, BfdFrame, BfdIfaceStats, BfdParams,
     BfdRecord, BfdState, BfdVerdict, EVENT_BFD_DOWN, EVENT_BFD_PACKET, EVENT_BFD_TIMER_ERROR,
     MAX_BFD_SESSIONS,
 };
@@ -63,8 +63,7 @@ static BFD_STATE: HashMap<u32, BfdState, { MAX_BFD_SESSIONS as usize }> = HashMa
 static BFD_TIMERS: HashMap<u32, BfdTimer, { MAX_BFD_SESSIONS as usize }> = HashMap::new();
 
 #[btf_map(name = "bfd_iface")]
-static BFD_IFACE: PerCpuHashMap<u32, BfdIfaceStats, { MAX_IFACES as usize }> =
-    PerCpuHashMap::new();
+static BFD_IFACE: PerCpuHashMap<u32, BfdIfaceStats, { MAX_IFACES as usize }> = PerCpuHashMap::new();
 
 /// Per-CPU room for the parsed packet, off the 512-byte stack.
 #[btf_map(name = "bfd_scratch")]
@@ -145,12 +144,13 @@ fn count(ifindex: u32, index: usize) {
     let Some(stats) = BFD_IFACE.get_ptr_mut(ifindex) else {
         return;
     };
-    if index >= BFD_VERDICTS + 2 {
+    if index >= BFD_COUNTERS {
         return;
     }
-    // SAFETY: a per-CPU map value; only this CPU writes this copy; index is in bounds.
+    // SAFETY: BfdIfaceStats is repr(C) of BFD_COUNTERS u64 counters (asserted in
+    // common), index is below that, and the map is per CPU: nothing else writes this copy.
     unsafe {
-        (*stats).counts[index] += 1;
+        *(stats as *mut u64).add(index) += 1;
     }
 }
 
@@ -303,15 +303,7 @@ fn emit_state(event: u8, disc: u32, p: &BfdParams, s: &BfdState, deadline: u64) 
     // SAFETY: a reserved, writable BfdRecord-sized slot, filled in place.
     unsafe {
         (*slot.as_mut_ptr()).fill(
-            event,
-            s.last_ns,
-            p.ifindex,
-            disc,
-            p.family,
-            &p.peer,
-            &s.header,
-            s.received,
-            deadline,
+            event, s.last_ns, p.ifindex, disc, p.family, &p.peer, &s.header, s.received, deadline,
         );
     }
     slot.submit(0);

@@ -103,6 +103,20 @@ pub struct SessionStatus {
     pub detection: &'static str,
     /// Packets of this session the XDP program recorded, as of its last report.
     pub kernel_received: u64,
+    /// The kernel's last detection timeout, CLOCK_MONOTONIC ns: the last packet's
+    /// arrival, the expiry the timer fired at, and when the agent heard of it.
+    pub kernel_down: Option<KernelDown>,
+}
+
+/// A detection timeout reported by the XDP program.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct KernelDown {
+    /// Arrival of the session's last packet.
+    pub last_packet_ns: u64,
+    /// The expiry the timer fired at (last packet + detection time).
+    pub deadline_ns: u64,
+    /// When the agent read the record.
+    pub heard_ns: u64,
 }
 
 /// The running BFD task.
@@ -210,6 +224,8 @@ struct KernelSide {
     timer_failed: bool,
     /// Packets recorded by the kernel, as of its last record.
     received: u64,
+    /// The kernel's last detection timeout.
+    last_down: Option<KernelDown>,
 }
 
 /// A packet off a socket, stamped at arrival.
@@ -556,7 +572,11 @@ fn socket_frame(a: &Arrival, ttl: u8) -> Option<BfdFrame> {
         return None;
     }
     Some(BfdFrame {
-        family: if a.from.is_ipv4() { FAMILY_V4 } else { FAMILY_V6 },
+        family: if a.from.is_ipv4() {
+            FAMILY_V4
+        } else {
+            FAMILY_V6
+        },
         ttl,
         _pad: [0; 2],
         payload_len: a.len as u32,
@@ -594,6 +614,11 @@ fn kernel_record(sessions: &mut [Running], kernel_timers: bool, rec: &BfdRecord)
             }
         }
         EVENT_BFD_DOWN => {
+            r.kernel.last_down = Some(KernelDown {
+                last_packet_ns: rec.ts_ns,
+                deadline_ns: rec.deadline_ns,
+                heard_ns: clock::now().as_nanos(),
+            });
             tracing::debug!(
                 session = %r.spec.name,
                 last_ns = rec.ts_ns,
@@ -721,6 +746,7 @@ fn snapshot(r: &Running, now: Instant) -> SessionStatus {
             "agent"
         },
         kernel_received: r.kernel.received,
+        kernel_down: r.kernel.last_down,
     }
 }
 

@@ -363,14 +363,16 @@ impl Drop for Receiver {
 
 /// An interface's BFD counters by name: what the program recorded and kept, reported,
 /// passed to the stack, dropped by rule, and its detection timeouts.
-fn bfd_counters(b: &vigil_common::bfd::BfdIfaceStats) -> serde_json::Map<String, serde_json::Value> {
-    use vigil_common::bfd::{BFD_COUNT_DOWN, BFD_COUNT_RING_FULL, BfdVerdict};
+fn bfd_counters(
+    b: &vigil_common::bfd::BfdIfaceStats,
+) -> serde_json::Map<String, serde_json::Value> {
+    use vigil_common::bfd::BfdVerdict;
     let mut m = serde_json::Map::new();
     for v in BfdVerdict::ALL {
         m.insert(v.name().to_owned(), b.get(v).into());
     }
-    m.insert("down".to_owned(), b.counts[BFD_COUNT_DOWN].into());
-    m.insert("ring_full".to_owned(), b.counts[BFD_COUNT_RING_FULL].into());
+    m.insert("down".to_owned(), b.down.into());
+    m.insert("ring_full".to_owned(), b.ring_full.into());
     m
 }
 

@@ -360,9 +360,7 @@ impl XdpProgram {
         let per_cpu = stats.get(&ifindex, 0).ok()?;
         let mut total = BfdIfaceStats::default();
         for v in per_cpu.iter() {
-            for (t, c) in total.counts.iter_mut().zip(v.counts) {
-                *t += c;
-            }
+            total.add(v);
         }
         Some(total)
     }

@@ -148,7 +148,11 @@ fn every_stateless_rule() {
     f.header[1] |= 0x04;
     f.header[3] = 24;
     f.payload_len = 30;
-    assert_eq!(check(&f), Err(BfdVerdict::Length), "26 is the minimum with A");
+    assert_eq!(
+        check(&f),
+        Err(BfdVerdict::Length),
+        "26 is the minimum with A"
+    );
     f.header[3] = 26;
     assert_eq!(check(&f), Ok(false), "authentication is the agent's");
 
@@ -285,4 +289,27 @@ fn record_layout_matches_advert_event() {
         assert_eq!(*v as usize, i);
     }
     assert!(BfdVerdict::Passed.passes() && !BfdVerdict::Recorded.passes());
+}
+
+#[test]
+fn interface_counters_follow_verdict_order() {
+    let mut c = BfdIfaceStats::default();
+    for (i, v) in BfdVerdict::ALL.iter().enumerate() {
+        let mut one = BfdIfaceStats::default();
+        // SAFETY: repr(C) of BFD_COUNTERS u64 fields, as the program writes it.
+        unsafe { *(&mut one as *mut BfdIfaceStats as *mut u64).add(i) = 1 };
+        assert_eq!(one.get(*v), 1, "{v:?} at index {i}");
+        assert_eq!(one.all().iter().sum::<u64>(), 1);
+        c.add(&one);
+    }
+    let mut down = BfdIfaceStats::default();
+    // SAFETY: as above.
+    unsafe { *(&mut down as *mut BfdIfaceStats as *mut u64).add(BFD_COUNT_DOWN) = 1 };
+    assert_eq!(down.down, 1);
+    let mut full = BfdIfaceStats::default();
+    // SAFETY: as above.
+    unsafe { *(&mut full as *mut BfdIfaceStats as *mut u64).add(BFD_COUNT_RING_FULL) = 1 };
+    assert_eq!(full.ring_full, 1);
+    c.add(&down);
+    assert_eq!(c.all().iter().sum::<u64>(), BFD_VERDICTS as u64 + 1);
 }

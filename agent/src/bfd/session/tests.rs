@@ -477,19 +477,31 @@ fn external_detection_waits_for_the_datapath_and_still_judges() {
     s.handle(up_at + 35 * MS, Input::Timeout).unwrap();
     assert_eq!(s.state(), State::Up);
     // Steady packets the kernel kept: the newest came 25 ms later.
-    s.handle(up_at + 40 * MS, Input::Heard { last_rx: up_at + 25 * MS })
-        .unwrap();
+    s.handle(
+        up_at + 40 * MS,
+        Input::Heard {
+            last_rx: up_at + 25 * MS,
+        },
+    )
+    .unwrap();
     assert_eq!(s.last_received(), Some(up_at + 25 * MS));
     // An older arrival moves nothing.
-    s.handle(up_at + 40 * MS, Input::Heard { last_rx: up_at + 5 * MS })
-        .unwrap();
+    s.handle(
+        up_at + 40 * MS,
+        Input::Heard {
+            last_rx: up_at + 5 * MS,
+        },
+    )
+    .unwrap();
     assert_eq!(s.last_received(), Some(up_at + 25 * MS));
 
     // A kernel report whose deadline the session does not share (its detection time
     // runs from a newer packet) does not bring it down, but arms its own deadline.
     s.handle(
         up_at + 50 * MS,
-        Input::DetectionExpired { last_rx: up_at + 25 * MS },
+        Input::DetectionExpired {
+            last_rx: up_at + 25 * MS,
+        },
     )
     .unwrap();
     assert_eq!(s.state(), State::Up);
@@ -498,7 +510,9 @@ fn external_detection_waits_for_the_datapath_and_still_judges() {
     // The real one: silent for the detection time since the newest packet.
     s.handle(
         up_at + 60 * MS,
-        Input::DetectionExpired { last_rx: up_at + 30 * MS },
+        Input::DetectionExpired {
+            last_rx: up_at + 30 * MS,
+        },
     )
     .unwrap();
     assert_eq!(s.state(), State::Down);
@@ -512,8 +526,13 @@ fn external_detection_waits_for_the_datapath_and_still_judges() {
 fn heard_moves_the_agents_own_deadline() {
     let (mut s, up_at) = up_against_script();
     while s.poll_action().is_some() {}
-    s.handle(up_at + 20 * MS, Input::Heard { last_rx: up_at + 20 * MS })
-        .unwrap();
+    s.handle(
+        up_at + 20 * MS,
+        Input::Heard {
+            last_rx: up_at + 20 * MS,
+        },
+    )
+    .unwrap();
     s.handle(up_at + 35 * MS, Input::Timeout).unwrap();
     assert_eq!(s.state(), State::Up, "the deadline moved to 50 ms");
     s.handle(up_at + 50 * MS, Input::Timeout).unwrap();
