@@ -134,7 +134,8 @@ fn the_kernel_receives_stays_quiet_while_steady_and_reports_the_peers_silence() 
     assert_eq!(reported, 0, "no ring event while steady: {c0:?} -> {c1:?}");
     assert_eq!(a1, a0, "the agent's session handled packets while steady");
     let per_session = s1["received"].as_u64().unwrap_or(0) - s0["received"].as_u64().unwrap_or(0);
-    assert_eq!(per_session, recorded, "{s0} -> {s1}");
+    // The two maps are read a moment apart: a packet may fall between the reads.
+    assert!(per_session.abs_diff(recorded) <= 1, "{recorded} vs {s0} -> {s1}");
     assert_eq!(s1["reported"], s0["reported"]);
     assert_eq!(counter(&c1, "down"), 0);
     assert!(
