@@ -475,7 +475,7 @@ pub fn must_report(s: &BfdState, f: &BfdFrame, epoch: u8) -> bool {
     // 8–11 is Your Discriminator, which found this session and so cannot differ.
     let mut i = 0;
     while i < BFD_HEADER_LEN {
-        if (i < 8 || i >= 12) && s.header[i] != f.header[i] {
+        if !(8..12).contains(&i) && s.header[i] != f.header[i] {
             return true;
         }
         i += 1;

@@ -135,7 +135,10 @@ fn the_kernel_receives_stays_quiet_while_steady_and_reports_the_peers_silence() 
     assert_eq!(a1, a0, "the agent's session handled packets while steady");
     let per_session = s1["received"].as_u64().unwrap_or(0) - s0["received"].as_u64().unwrap_or(0);
     // The two maps are read a moment apart: a packet may fall between the reads.
-    assert!(per_session.abs_diff(recorded) <= 1, "{recorded} vs {s0} -> {s1}");
+    assert!(
+        per_session.abs_diff(recorded) <= 1,
+        "{recorded} vs {s0} -> {s1}"
+    );
     assert_eq!(s1["reported"], s0["reported"]);
     assert_eq!(counter(&c1, "down"), 0);
     assert!(
@@ -192,6 +195,68 @@ fn the_kernel_receives_stays_quiet_while_steady_and_reports_the_peers_silence() 
         let s = vigil.status().ok()?["bfd"][0].clone();
         (s["state"] == "Up").then_some(())
     });
+    drop(frr);
+    drop(vigil);
+    Ok(())
+}
+
+/// Without XDP the same session runs on the agent's socket and timer, and the peer's
+/// silence is still detected (by the agent).
+#[test]
+fn without_xdp_the_socket_and_the_agents_timer_do_it() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("xbfdoff", &["lb01", "frr"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, frr_host) = (lab.host("lb01").clone(), lab.host("frr").clone());
+    let config = global(&lb01, &dir, &bpffs, "xdp = \"off\"")
+        + &format!(
+            "[bfd.to_frr]\nneighbor = \"{}\"\ninterface = \"eth0\"\n\
+             interval = \"{INTERVAL_MS}ms\"\nmultiplier = 3\n\n\
+             [instances.web]\ninterface = \"eth0\"\nvrid = 51\npriority = 150\n\
+             advert_interval = 1\nvirtual_addresses = [\"192.0.2.100/24\"]\n",
+            frr_host.ipv4
+        );
+    let vigil = Vigil::start(&lb01, &dir, &config)?;
+    let mut frr = Frr::start(
+        &frr_host,
+        &dir,
+        &format!(
+            "bfd\n peer {} interface eth0\n  receive-interval {INTERVAL_MS}\n  \
+             transmit-interval {INTERVAL_MS}\n  detect-multiplier 3\n !\n!\n",
+            lb01.ipv4
+        ),
+    )?;
+    wait("session Up on the socket", Duration::from_secs(15), || {
+        let s = vigil.status().ok()?["bfd"][0].clone();
+        (s["state"] == "Up" && s["detection_time_ms"] == (DETECT_NS / 1_000_000) as f64)
+            .then_some(())
+    });
+    // Steady: every packet reaches the agent's session.
+    let s0 = vigil.status()?["bfd"][0].clone();
+    std::thread::sleep(Duration::from_secs(1));
+    let s1 = vigil.status()?["bfd"][0].clone();
+    assert_eq!(
+        (&s1["receive"], &s1["detection"]),
+        (&"socket".into(), &"agent".into()),
+        "{s1}"
+    );
+    let handled = s1["received"].as_u64().unwrap_or(0) - s0["received"].as_u64().unwrap_or(0);
+    assert!(
+        handled >= 10,
+        "the agent's session handled {handled} packets in 1 s"
+    );
+
+    frr.kill_bfdd();
+    let s = wait("session Down", Duration::from_secs(3), || {
+        let s = vigil.status().ok()?["bfd"][0].clone();
+        (s["state"] == "Down").then_some(s)
+    });
+    assert_eq!(
+        s["last_down_reason"], "control detection time expired",
+        "{s}"
+    );
+    assert!(s["kernel_down"].is_null(), "{s}");
     drop(frr);
     drop(vigil);
     Ok(())
