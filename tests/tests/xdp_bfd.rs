@@ -1,7 +1,8 @@
-//! BFD's receive side in the XDP program, against FRR's bfdd: the session comes Up with the
-//! kernel receiving, a steady session wakes the agent for nothing (the program records
-//! every packet and reports none), and when the peer stops, the kernel's timer reports
-//! "down" one detection time after the last packet, by the kernel's own timestamps.
+//! BFD's receive side in the XDP program, against FRR's bfdd over IPv4 and IPv6: the
+//! session comes Up with the kernel receiving, a steady session wakes the agent for nothing
+//! (the program records every packet and reports none), and when the peer stops, the
+//! kernel's timer reports "down" one detection time after the last packet, by the kernel's
+//! own timestamps. With `xdp = "off"` the same session runs on the agent's socket.
 //!
 //! 50 ms x 3, as in interop_bfd: a loaded test machine can starve a daemon for tens of
 //! milliseconds.
@@ -66,12 +67,27 @@ fn session_state(host: &Host, pin: &Path, discriminator: u64) -> anyhow::Result<
 #[test]
 fn the_kernel_receives_stays_quiet_while_steady_and_reports_the_peers_silence() -> anyhow::Result<()>
 {
+    kernel_session("xbfd", false)
+}
+
+#[test]
+fn the_same_over_ipv6() -> anyhow::Result<()> {
+    kernel_session("xbfd6", true)
+}
+
+/// The session of the two tests above, over IPv4 or IPv6.
+fn kernel_session(tag: &str, v6: bool) -> anyhow::Result<()> {
     require_root();
-    let mut lab = Lab::new("xbfd", &["lb01", "frr"])?;
+    let mut lab = Lab::new(tag, &["lb01", "frr"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
     let (lb01, frr_host) = (lab.host("lb01").clone(), lab.host("frr").clone());
     let pin = bpffs.join("lb01");
+    let (vigil_ip, frr_ip) = if v6 {
+        (lb01.ipv6.to_string(), frr_host.ipv6.to_string())
+    } else {
+        (lb01.ipv4.to_string(), frr_host.ipv4.to_string())
+    };
 
     // The instance puts the XDP program on eth0; the session rides along.
     let config = global(&lb01, &dir, &bpffs, "")
@@ -80,7 +96,7 @@ fn the_kernel_receives_stays_quiet_while_steady_and_reports_the_peers_silence() 
              interval = \"{INTERVAL_MS}ms\"\nmultiplier = 3\n\n\
              [instances.web]\ninterface = \"eth0\"\nvrid = 51\npriority = 150\n\
              advert_interval = 1\nvirtual_addresses = [\"192.0.2.100/24\"]\n",
-            frr_host.ipv4
+            frr_ip
         );
     let vigil = Vigil::start(&lb01, &dir, &config)?;
     let mut frr = Frr::start(
@@ -89,7 +105,7 @@ fn the_kernel_receives_stays_quiet_while_steady_and_reports_the_peers_silence() 
         &format!(
             "bfd\n peer {} interface eth0\n  receive-interval {INTERVAL_MS}\n  \
              transmit-interval {INTERVAL_MS}\n  detect-multiplier 3\n !\n!\n",
-            lb01.ipv4
+            vigil_ip
         ),
     )?;
 
@@ -111,6 +127,11 @@ fn the_kernel_receives_stays_quiet_while_steady_and_reports_the_peers_silence() 
         .find(|e| e["key"].as_u64() == Some(discriminator))
         .expect("the session's parameters are published");
     assert_eq!(published["value"]["detect_ns"], DETECT_NS, "{published}");
+    assert_eq!(
+        published["value"]["family"],
+        if v6 { 6 } else { 4 },
+        "{published}"
+    );
 
     // Steady: the kernel records every packet and reports none; the agent's session
     // handles none.
@@ -128,7 +149,7 @@ fn the_kernel_receives_stays_quiet_while_steady_and_reports_the_peers_silence() 
     );
     let recorded = counter(&c1, "recorded") - counter(&c0, "recorded");
     let reported = counter(&c1, "reported") - counter(&c0, "reported");
-    eprintln!("steady 2 s: {recorded} packets recorded in the kernel, {reported} reported");
+    eprintln!("{tag}: steady 2 s: {recorded} packets recorded in the kernel, {reported} reported");
     // 2 s at 50 ms less up to 25 % jitter is 40 to 53 packets; a starved bfdd sends fewer.
     assert!(recorded >= 20, "recorded {recorded}: {c1:?}");
     assert_eq!(reported, 0, "no ring event while steady: {c0:?} -> {c1:?}");
@@ -164,7 +185,7 @@ fn the_kernel_receives_stays_quiet_while_steady_and_reports_the_peers_silence() 
     let deadline = down["deadline_ns"].as_u64().expect("a deadline");
     let heard = down["heard_ns"].as_u64().expect("heard");
     eprintln!(
-        "peer killed at {killed}; last packet {} ms before; kernel down after {:.3} ms of \
+        "{tag}: peer killed at {killed}; last packet {} ms before; kernel down after {:.3} ms of \
          silence; agent heard {:.3} ms after the deadline",
         killed.saturating_sub(last) as f64 / 1e6,
         (deadline - last) as f64 / 1e6,
