@@ -214,6 +214,8 @@ struct Running {
 struct KernelSide {
     /// Interface index of the session's interface (0: unknown).
     ifindex: u32,
+    /// When `ifindex` was last looked up.
+    resolved_at: Option<Instant>,
     /// The parameters last published.
     published: Option<BfdParams>,
     /// Bumped at each state change, so that the peer's next packet is reported.
@@ -337,10 +339,7 @@ fn new_session(sessions: &[Running], spec: SessionSpec, now: Instant) -> Running
     Running {
         session,
         socket: (spec.interface.clone(), Family::of(&spec.peer)),
-        kernel: KernelSide {
-            ifindex: crate::datapath::xdp::ifindex(&spec.interface).unwrap_or(0),
-            ..KernelSide::default()
-        },
+        kernel: KernelSide::default(),
         spec,
         penalty: 0,
     }
@@ -475,8 +474,9 @@ async fn drive(
             }
         }
         if let Some(m) = &mut maps {
+            let now = clock::now();
             for r in &mut sessions {
-                publish(m, r);
+                publish(m, r, now);
             }
         }
         for (key, batch) in &mut outbox {
@@ -667,7 +667,17 @@ fn refresh(r: &mut Running, maps: &BfdMaps, now: Instant) {
 
 /// Publishes a session's parameters when they changed: the detection time in force
 /// (when the kernel keeps it), and the epoch after a state change.
-fn publish(maps: &mut BfdMaps, r: &mut Running) {
+fn publish(maps: &mut BfdMaps, r: &mut Running, now: Instant) {
+    // An interface that appears later, or comes back with another index, is looked up
+    // again while the session is not Up (at most once a second).
+    let stale = r
+        .kernel
+        .resolved_at
+        .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));
+    if r.session.state() != State::Up && stale {
+        r.kernel.ifindex = crate::datapath::xdp::ifindex(&r.spec.interface).unwrap_or(0);
+        r.kernel.resolved_at = Some(now);
+    }
     if r.kernel.ifindex == 0 {
         return;
     }
