@@ -262,9 +262,7 @@ impl Session {
 
     /// When to come back with [`Input::Timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let detect = self
-            .detect_deadline
-            .filter(|_| !self.external_detection || self.detection_woken);
+        let detect = self.detect_deadline.filter(|_| self.own_detection());
         [self.next_tx, detect, self.admin_down_until]
             .into_iter()
             .flatten()
@@ -339,6 +337,13 @@ impl Session {
     /// Whether the datapath keeps the detection time.
     pub fn external_detection(&self) -> bool {
         self.external_detection
+    }
+
+    /// Whether the session's own detection deadline counts now: always without external
+    /// detection, and with it after the datapath reported an expiry the session did not
+    /// share, until the next packet.
+    pub fn own_detection(&self) -> bool {
+        !self.external_detection || self.detection_woken
     }
 
     fn heard(&mut self, last_rx: Instant) {
@@ -425,7 +430,7 @@ impl Session {
     fn timeout(&mut self, now: Instant) {
         // With the datapath keeping the detection time, only its report counts: the
         // packets it kept to itself never moved this deadline.
-        let judged = !self.external_detection || self.detection_woken;
+        let judged = self.own_detection();
         if let Some(deadline) = self.detect_deadline.filter(|d| judged && *d <= now) {
             self.detect_deadline = None;
             // §6.8.1: RemoteDiscr goes back to 0 when the detection time passes.

@@ -639,10 +639,11 @@ fn kernel_record(sessions: &mut [Running], kernel_timers: bool, rec: &BfdRecord)
     }
 }
 
-/// Before the agent's own detection deadline counts (no kernel timer): the packets the
-/// program kept to itself, through the newest arrival it recorded.
+/// Before the agent's own detection deadline counts (no kernel timer, or a kernel expiry
+/// the session did not share): the packets the program kept to itself, through the
+/// newest arrival it recorded.
 fn refresh(r: &mut Running, maps: &BfdMaps, now: Instant) {
-    if !r.kernel.via_kernel || r.session.external_detection() {
+    if !r.kernel.via_kernel || !r.session.own_detection() {
         return;
     }
     let due = r

@@ -467,7 +467,9 @@ fn external_detection_waits_for_the_datapath_and_still_judges() {
     while s.poll_action().is_some() {}
     assert_eq!(s.detection_time(), Some(30 * MS));
     let own = s.poll_timeout().expect("a deadline");
+    assert!(s.own_detection());
     s.set_external_detection(true);
+    assert!(!s.own_detection());
     let without = s.poll_timeout();
     assert!(
         without.is_none_or(|t| t != up_at + 30 * MS),
@@ -506,6 +508,10 @@ fn external_detection_waits_for_the_datapath_and_still_judges() {
     .unwrap();
     assert_eq!(s.state(), State::Up);
     assert!(s.poll_timeout().is_some_and(|t| t <= up_at + 55 * MS));
+    assert!(
+        s.own_detection(),
+        "until the next packet, the session's deadline counts"
+    );
 
     // The real one: silent for the detection time since the newest packet.
     s.handle(
