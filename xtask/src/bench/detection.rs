@@ -392,6 +392,12 @@ pub fn detection_bfd(
             // The BFD session comes Up within about two seconds of the Backup hearing
             // the Master (slow start at 1 s, then the Poll to 10 ms).
             std::thread::sleep(Duration::from_secs(3));
+            // What the Backup's session looked like just before the cut, for a trial
+            // that fell back to the RFC timer.
+            let before = (side.imp == Impl::Vigil)
+                .then(|| pair.backup.status().ok())
+                .flatten()
+                .map(|st| st["bfd"].clone());
             let cut = realtime_ns();
             side.lab.set_link("lb01", false)?;
             let within = master_down(interval, 3) * 2;
@@ -404,7 +410,12 @@ pub fn detection_bfd(
                 (true, Some(f)) => {
                     let v = ms(f - cut);
                     out.trials.entry(side.imp).or_default().push(v);
-                    format!("{v:.2} ms after the cut")
+                    match &before {
+                        Some(b) if v > 1000.0 => {
+                            format!("{v:.2} ms after the cut; the Backup's BFD before it: {b}")
+                        }
+                        _ => format!("{v:.2} ms after the cut"),
+                    }
                 }
                 _ => {
                     *out.failures.entry(side.imp).or_default() += 1;
