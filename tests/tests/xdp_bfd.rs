@@ -2,7 +2,8 @@
 //! session comes Up with the kernel receiving, a steady session wakes the agent for nothing
 //! (the program records every packet and reports none), and when the peer stops, the
 //! kernel's timer reports "down" one detection time after the last packet, by the kernel's
-//! own timestamps. With `xdp = "off"` the same session runs on the agent's socket.
+//! own timestamps. Without kernel timers the agent keeps the detection time from the
+//! kernel's records; with `xdp = "off"` the same session runs on the agent's socket.
 //!
 //! 50 ms x 3, as in interop_bfd: a loaded test machine can starve a daemon for tens of
 //! milliseconds.
@@ -67,16 +68,24 @@ fn session_state(host: &Host, pin: &Path, discriminator: u64) -> anyhow::Result<
 #[test]
 fn the_kernel_receives_stays_quiet_while_steady_and_reports_the_peers_silence() -> anyhow::Result<()>
 {
-    kernel_session("xbfd", false)
+    kernel_session("xbfd", false, true)
 }
 
 #[test]
 fn the_same_over_ipv6() -> anyhow::Result<()> {
-    kernel_session("xbfd6", true)
+    kernel_session("xbfd6", true, true)
 }
 
-/// The session of the two tests above, over IPv4 or IPv6.
-fn kernel_session(tag: &str, v6: bool) -> anyhow::Result<()> {
+/// Where the kernel keeps no timers (`kernel_timers = false`, as on a kernel that refuses
+/// bpf_timer), the program still records and consumes; the agent keeps the detection
+/// time, reading the newest arrival from `bfd_state` when its deadline comes.
+#[test]
+fn without_kernel_timers_the_agent_keeps_the_detection_time() -> anyhow::Result<()> {
+    kernel_session("xbfdnt", false, false)
+}
+
+/// The session of the tests above, over IPv4 or IPv6, with or without kernel timers.
+fn kernel_session(tag: &str, v6: bool, timers: bool) -> anyhow::Result<()> {
     require_root();
     let mut lab = Lab::new(tag, &["lb01", "frr"])?;
     let bpffs = lab.bpffs()?;
@@ -90,7 +99,8 @@ fn kernel_session(tag: &str, v6: bool) -> anyhow::Result<()> {
     };
 
     // The instance puts the XDP program on eth0; the session rides along.
-    let config = global(&lb01, &dir, &bpffs, "")
+    let extra = if timers { "" } else { "kernel_timers = false" };
+    let config = global(&lb01, &dir, &bpffs, extra)
         + &format!(
             "[bfd.to_frr]\nneighbor = \"{}\"\ninterface = \"eth0\"\n\
              interval = \"{INTERVAL_MS}ms\"\nmultiplier = 3\n\n\
@@ -116,8 +126,8 @@ fn kernel_session(tag: &str, v6: bool) -> anyhow::Result<()> {
         (s["state"] == "Up"
             && s["detection_time_ms"] == (DETECT_NS / 1_000_000) as f64
             && s["receive"] == "xdp"
-            && s["detection"] == "kernel")
-            .then_some(s)
+            && s["detection"] == if timers { "kernel" } else { "agent" })
+        .then_some(s)
     });
     let discriminator = session["local_discriminator"]
         .as_u64()
@@ -126,7 +136,11 @@ fn kernel_session(tag: &str, v6: bool) -> anyhow::Result<()> {
         .into_iter()
         .find(|e| e["key"].as_u64() == Some(discriminator))
         .expect("the session's parameters are published");
-    assert_eq!(published["value"]["detect_ns"], DETECT_NS, "{published}");
+    let published_detect = if timers { DETECT_NS } else { 0 };
+    assert_eq!(
+        published["value"]["detect_ns"], published_detect,
+        "{published}"
+    );
     assert_eq!(
         published["value"]["family"],
         if v6 { 6 } else { 4 },
@@ -178,6 +192,12 @@ fn kernel_session(tag: &str, v6: bool) -> anyhow::Result<()> {
         s["last_down_reason"], "control detection time expired",
         "{s}"
     );
+    if !timers {
+        // The agent's own timer judged, from the kernel's newest arrival.
+        assert!(s["kernel_down"].is_null(), "{s}");
+        assert_eq!(counter(&iface_counters(&lb01, &pin)?, "down"), 0);
+        return Ok(());
+    }
     let down = &s["kernel_down"];
     let last = down["last_packet_ns"]
         .as_u64()
