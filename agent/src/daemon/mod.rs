@@ -35,6 +35,7 @@ use crate::vrrp::State;
 use crate::vrrp::endpoint::{Datapath, Endpoint, EndpointAction, EndpointInput};
 use instance::{Instance, router_config};
 use owned::OwnedAddresses;
+pub(crate) use owned::remove_leftovers;
 use receive::Receiver;
 use reload::{LoadedConfig, start_reload};
 use waiting::Waiting;
@@ -494,27 +495,6 @@ fn start_bfd(
     Some(service)
 }
 
-/// Removes the addresses a vigil that did not exit cleanly left behind.
-pub(crate) async fn remove_leftovers(netlink: &Netlink, path: &Path) {
-    for a in OwnedAddresses::leftovers(path) {
-        let Ok(iface) = netlink.interface(&a.interface).await else {
-            continue;
-        };
-        let vip = crate::net::VirtualAddress::new(a.addr, a.prefix_len);
-        match netlink.remove_address(&iface, &vip).await {
-            Ok(true) => tracing::warn!(
-                "removed {}/{} from {}: left by a vigil that did not exit cleanly",
-                a.addr,
-                a.prefix_len,
-                a.interface
-            ),
-            Ok(false) => {}
-            Err(e) => tracing::error!("removing leftover {}: {e}", a.addr),
-        }
-    }
-    let _ = std::fs::remove_file(path);
-}
-
 impl Agent {
     fn dispatch(&mut self, records: Vec<Datapath>) {
         let now = clock::now();
@@ -651,6 +631,7 @@ impl Agent {
 
     /// Carries out what the elections asked for, in order.
     async fn run_actions(&mut self) {
+        let mut reannounced = Vec::new();
         while let Some((key, action)) = self.endpoint.poll_action() {
             // A watch entry goes to the datapath even for an instance being removed.
             if let EndpointAction::Watch(entry) = action {
@@ -672,6 +653,9 @@ impl Agent {
                     if matches!(a, crate::vrrp::Action::StateChanged(_)) {
                         self.status_stale = true;
                     }
+                    if matches!(a, crate::vrrp::Action::Reannounce) {
+                        reannounced.push(inst.name.clone());
+                    }
                     inst.execute(a, router, &self.netlink, &mut self.owned)
                         .await;
                 }
@@ -689,7 +673,39 @@ impl Agent {
                 EndpointAction::Watch(_) => {}
             }
         }
+        self.reannounce_groups(&reannounced);
         self.send_adverts().await;
+    }
+
+    /// keepalived's rule for a sync group: when one Master member answers a
+    /// lower-priority advert and announces its addresses again, every other member that
+    /// is Master does the same (an advert at its priority, then its own
+    /// `garp_lower_prio_*` schedule), so hosts learn the group's addresses back together.
+    fn reannounce_groups(&mut self, reannounced: &[String]) {
+        let mut followers: Vec<String> = Vec::new();
+        for name in reannounced {
+            let Some(group) = self.groups.members_with(name) else {
+                continue;
+            };
+            for m in group {
+                if !reannounced.contains(&m) && !followers.contains(&m) {
+                    followers.push(m);
+                }
+            }
+        }
+        for name in followers {
+            let Some(inst) = self.instances.get_mut(&name) else {
+                continue;
+            };
+            let Some(router) = self.endpoint.router(&inst.key) else {
+                continue;
+            };
+            if router.state() != State::Master {
+                continue;
+            }
+            tracing::info!(instance = %name, "announcing again with its sync group");
+            inst.reannounce(router);
+        }
     }
 
     /// Sends the adverts every instance queued, one `sendmmsg` per shared socket.
