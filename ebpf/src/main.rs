@@ -14,12 +14,17 @@
 //! they are only wired to the maps: the state lives in `vrid_stats`, reports go to the
 //! `events` ring buffer, and a report the full ring refused is marked in the state.
 //!
+//! Single-hop BFD Control packets (UDP 3784) are the other thing it reads: `bfd.rs`
+//! records them per session, wakes the agent only on change, and keeps each session's
+//! detection time in a `bpf_timer`.
+//!
 //! Where the kernel allows it, a Backup's Master_Down_Timer lives here too (`timer.rs`):
 //! a `bpf_timer` per VRID, armed from the arrivals the state records, that wakes the
 //! agent only when the Master has gone silent.
 #![no_std]
 #![no_main]
 
+mod bfd;
 mod csum;
 mod digest;
 mod rare;
@@ -97,7 +102,7 @@ fn judge(ctx: &XdpContext) -> u32 {
     let a = unsafe { &mut *a };
     let parsed = verdict::parse(ctx);
     if parsed == verdict::NOT_VRRP {
-        return xdp_action::XDP_PASS;
+        return bfd::judge(ctx);
     }
     let ts = unsafe { bpf_ktime_get_ns() };
     let ifindex = ctx.ingress_ifindex() as u32;

@@ -98,3 +98,16 @@ extern "C" fn vigil_log_timer_failed(vrid: u32, rc: i64) -> i32 {
     }
     0
 }
+
+/// A BFD session's detection timer could not be armed; the agent keeps its detection
+/// time itself.
+#[inline(never)]
+pub fn bfd_timer_failed(discriminator: u32) {
+    if may_speak(TIMER_FAILED) {
+        aya_log_ebpf::error!(
+            &(),
+            "BFD detection timer of session {} could not be armed",
+            discriminator
+        );
+    }
+}

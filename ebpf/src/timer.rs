@@ -57,7 +57,7 @@ pub struct DownTimer {
 /// kernel refuses timers (or they are turned off); the verifier then prunes every timer
 /// call as dead code, so the same object loads where `bpf_timer` does not exist.
 #[unsafe(no_mangle)]
-static KERNEL_TIMERS: Global<u8> = Global::new(1);
+pub(crate) static KERNEL_TIMERS: Global<u8> = Global::new(1);
 
 #[btf_map(name = "down_timers")]
 static DOWN_TIMERS: HashMap<VridKey, DownTimer, { MAX_WATCHED as usize }> = HashMap::new();

@@ -2,6 +2,14 @@
 //! each packet on arrival, a CLOCK_MONOTONIC timerfd wakes the task at the earliest
 //! session deadline, and every packet due at one tick leaves in one `sendmmsg` per socket.
 //! Session changes go out as [`BfdEvent`]s; a snapshot for `vigil status` is kept current.
+//!
+//! With the XDP program, the kernel receives: each session's parameters (local
+//! discriminator, interface, peer, agreed detection time) are published in its maps, the
+//! program consumes the session's packets and hands over only the first and the changed
+//! ones, and its detection timer's expiry, as ring-buffer records the agent forwards here
+//! ([`BfdService::record`]). The session state machine still decides everything. The
+//! sockets stay: they send, and receive what the program leaves to the stack (a peer
+//! that does not know our discriminator yet, interfaces without XDP).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -11,13 +19,19 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::bfd::packet::{BFD_TTL, MAX_LEN};
+use crate::bfd::packet::MAX_LEN;
 use crate::bfd::{Action, ControlPacket, Input, Session, SessionConfig, State, Transition};
 use crate::clock;
 use crate::config::BfdTimers;
 use crate::datapath::bfd::{BfdSockets, Family, Outgoing, Received};
+use crate::datapath::xdp::BfdMaps;
 use crate::timer::MonoTimer;
 use crate::vrrp::Instant;
+use vigil_common::bfd::{
+    BFD_HEADER_LEN, BfdFrame, BfdParams, BfdRecord, EVENT_BFD_DOWN, EVENT_BFD_PACKET,
+    EVENT_BFD_TIMER_ERROR,
+};
+use vigil_common::event::{FAMILY_V4, FAMILY_V6};
 
 /// One session to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +97,26 @@ pub struct SessionStatus {
     pub sent: u64,
     /// Times it went from Up to Down.
     pub downs: u64,
+    /// Where the last packet came from: "xdp" (recorded by the XDP program) or "socket".
+    pub receive: &'static str,
+    /// Who keeps the detection time: "kernel" (a bpf_timer) or "agent".
+    pub detection: &'static str,
+    /// Packets of this session the XDP program recorded, as of its last report.
+    pub kernel_received: u64,
+    /// The kernel's last detection timeout, CLOCK_MONOTONIC ns: the last packet's
+    /// arrival, the expiry the timer fired at, and when the agent heard of it.
+    pub kernel_down: Option<KernelDown>,
+}
+
+/// A detection timeout reported by the XDP program.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct KernelDown {
+    /// Arrival of the session's last packet.
+    pub last_packet_ns: u64,
+    /// The expiry the timer fired at (last packet + detection time).
+    pub deadline_ns: u64,
+    /// When the agent read the record.
+    pub heard_ns: u64,
 }
 
 /// The running BFD task.
@@ -100,6 +134,10 @@ enum Command {
         family: Family,
         timers: BfdTimers,
     },
+    /// The XDP program's session maps: the kernel receives from now on.
+    Kernel(BfdMaps),
+    /// A record of the XDP program about a session.
+    Record(BfdRecord),
 }
 
 impl BfdService {
@@ -131,6 +169,17 @@ impl BfdService {
         });
     }
 
+    /// Hands the XDP program's session maps to the task: the kernel receives and keeps
+    /// the detection times from now on.
+    pub fn kernel(&self, maps: BfdMaps) {
+        let _ = self.commands.send(Command::Kernel(maps));
+    }
+
+    /// A BFD record from the XDP program's ring buffer.
+    pub fn record(&self, record: BfdRecord) {
+        let _ = self.commands.send(Command::Record(record));
+    }
+
     /// The sessions as they stand.
     pub fn status(&self) -> Vec<SessionStatus> {
         let mut sessions = self.status.lock().map(|s| s.clone()).unwrap_or_default();
@@ -156,6 +205,29 @@ struct Running {
     socket: (String, Family),
     /// Packets discarded before the session saw them (TTL, decoding).
     penalty: u64,
+    /// What the kernel knows of the session.
+    kernel: KernelSide,
+}
+
+/// A session's side in the XDP program.
+#[derive(Default)]
+struct KernelSide {
+    /// Interface index of the session's interface (0: unknown).
+    ifindex: u32,
+    /// When `ifindex` was last looked up.
+    resolved_at: Option<Instant>,
+    /// The parameters last published.
+    published: Option<BfdParams>,
+    /// Bumped at each state change, so that the peer's next packet is reported.
+    epoch: u8,
+    /// The last packet came through the XDP program.
+    via_kernel: bool,
+    /// The kernel could not arm this session's timer: the agent keeps the detection time.
+    timer_failed: bool,
+    /// Packets recorded by the kernel, as of its last record.
+    received: u64,
+    /// The kernel's last detection timeout.
+    last_down: Option<KernelDown>,
 }
 
 /// A packet off a socket, stamped at arrival.
@@ -267,6 +339,7 @@ fn new_session(sessions: &[Running], spec: SessionSpec, now: Instant) -> Running
     Running {
         session,
         socket: (spec.interface.clone(), Family::of(&spec.peer)),
+        kernel: KernelSide::default(),
         spec,
         penalty: 0,
     }
@@ -292,6 +365,7 @@ async fn drive(
         arrivals: arrivals_tx,
     };
     let mut sessions: Vec<Running> = Vec::new();
+    let mut maps: Option<BfdMaps> = None;
     let mut outbox: BTreeMap<(String, Family), Vec<Outgoing>> = BTreeMap::new();
     loop {
         let deadline = sessions
@@ -319,6 +393,17 @@ async fn drive(
                         if sockets.ensure(&key, None) {
                             sockets.listen.insert(key, timers);
                         }
+                    }
+                    Command::Kernel(m) => {
+                        tracing::info!(
+                            detection = if m.kernel_timers { "kernel" } else { "agent" },
+                            "BFD: the XDP program receives"
+                        );
+                        maps = Some(m);
+                    }
+                    Command::Record(record) => {
+                        let timers = maps.as_ref().is_some_and(|m| m.kernel_timers);
+                        kernel_record(&mut sessions, timers, &record);
                     }
                 }
             }
@@ -355,6 +440,9 @@ async fn drive(
                 }
                 let now = clock::now();
                 for r in sessions.iter_mut().filter(|r| r.session.poll_timeout().is_some_and(|t| t <= now)) {
+                    if let Some(m) = &maps {
+                        refresh(r, m, now);
+                    }
                     let _ = r.session.handle(now, Input::Timeout);
                 }
             }
@@ -374,6 +462,7 @@ async fn drive(
                     }
                     Action::StateChanged(t) => {
                         log_transition(&r.spec, &t);
+                        r.kernel.epoch = r.kernel.epoch.wrapping_add(1);
                         let _ = events.send(BfdEvent {
                             name: r.spec.name.clone(),
                             interface: r.spec.interface.clone(),
@@ -382,6 +471,12 @@ async fn drive(
                         });
                     }
                 }
+            }
+        }
+        if let Some(m) = &mut maps {
+            let now = clock::now();
+            for r in &mut sessions {
+                publish(m, r, now);
             }
         }
         for (key, batch) in &mut outbox {
@@ -407,9 +502,16 @@ async fn drive(
 /// Discriminator or, while that is 0, by interface and peer address.
 fn receive(sessions: &mut Vec<Running>, listen: &HashMap<(String, Family), BfdTimers>, a: Arrival) {
     let by_peer = |r: &&mut Running| r.socket == a.socket && r.spec.peer == a.from;
-    if a.ttl != Some(BFD_TTL) || a.oversize {
+    // The XDP program's checks (RFC 5881 §5, RFC 5880 §6.8.6), the same code.
+    let verdict = a
+        .ttl
+        .filter(|_| !a.oversize)
+        .and_then(|ttl| socket_frame(&a, ttl))
+        .map(|f| vigil_common::bfd::check(&f));
+    if !matches!(verdict, Some(Ok(_))) {
         if let Some(r) = sessions.iter_mut().find(by_peer) {
             r.penalty += 1;
+            tracing::debug!(session = %r.spec.name, "BFD packet dropped: {verdict:?}");
         }
         return;
     }
@@ -452,10 +554,166 @@ fn receive(sessions: &mut Vec<Running>, listen: &HashMap<(String, Family), BfdTi
         })
     });
     let target = known.and_then(|i| sessions.get_mut(i));
-    if let Some(r) = target
-        && let Err(d) = r.session.handle(a.at, Input::Packet(packet))
+    if let Some(r) = target {
+        // Through the socket, so not through the kernel's timer either.
+        r.kernel.via_kernel = false;
+        r.session.set_external_detection(false);
+        if let Err(d) = r.session.handle(a.at, Input::Packet(packet)) {
+            tracing::debug!(session = %r.spec.name, "BFD packet discarded: {d}");
+        }
+    }
+}
+
+/// A datagram off the socket in the form the shared checks take; `None` when it is too
+/// short to be judged (the decoder then says why).
+fn socket_frame(a: &Arrival, ttl: u8) -> Option<BfdFrame> {
+    let header: [u8; BFD_HEADER_LEN] = a.bytes.get(..BFD_HEADER_LEN)?.try_into().ok()?;
+    if a.len < BFD_HEADER_LEN {
+        return None;
+    }
+    Some(BfdFrame {
+        family: if a.from.is_ipv4() {
+            FAMILY_V4
+        } else {
+            FAMILY_V6
+        },
+        ttl,
+        _pad: [0; 2],
+        payload_len: a.len as u32,
+        src: [0; 16],
+        header,
+    })
+}
+
+/// A record of the XDP program: a packet it wants the session to see, or its detection
+/// timer's expiry. `kernel_timers`: the program keeps detection times.
+fn kernel_record(sessions: &mut [Running], kernel_timers: bool, rec: &BfdRecord) {
+    let Some(r) = sessions
+        .iter_mut()
+        .find(|r| r.session.config().local_discriminator == rec.local_discriminator)
+    else {
+        return;
+    };
+    let last_rx = Instant::from_nanos(rec.ts_ns);
+    r.kernel.received = rec.received;
+    match rec.event {
+        EVENT_BFD_PACKET => {
+            let packet = match ControlPacket::decode(&rec.header) {
+                Ok(p) => p,
+                Err(e) => {
+                    r.penalty += 1;
+                    tracing::debug!(session = %r.spec.name, "BFD packet dropped: {e}");
+                    return;
+                }
+            };
+            r.kernel.via_kernel = true;
+            r.session
+                .set_external_detection(kernel_timers && !r.kernel.timer_failed);
+            if let Err(d) = r.session.handle(last_rx, Input::Packet(packet)) {
+                tracing::debug!(session = %r.spec.name, "BFD packet discarded: {d}");
+            }
+        }
+        EVENT_BFD_DOWN => {
+            r.kernel.last_down = Some(KernelDown {
+                last_packet_ns: rec.ts_ns,
+                deadline_ns: rec.deadline_ns,
+                heard_ns: clock::now().as_nanos(),
+            });
+            tracing::debug!(
+                session = %r.spec.name,
+                last_ns = rec.ts_ns,
+                deadline_ns = rec.deadline_ns,
+                "BFD detection time expired in the kernel"
+            );
+            let _ = r
+                .session
+                .handle(clock::now(), Input::DetectionExpired { last_rx });
+        }
+        EVENT_BFD_TIMER_ERROR => {
+            tracing::warn!(session = %r.spec.name, "BFD: the kernel could not arm the detection timer; the agent keeps it");
+            r.kernel.timer_failed = true;
+            r.session.set_external_detection(false);
+            let _ = r.session.handle(clock::now(), Input::Heard { last_rx });
+        }
+        _ => {}
+    }
+}
+
+/// Before the agent's own detection deadline counts (no kernel timer, or a kernel expiry
+/// the session did not share): the packets the program kept to itself, through the
+/// newest arrival it recorded.
+fn refresh(r: &mut Running, maps: &BfdMaps, now: Instant) {
+    if !r.kernel.via_kernel || !r.session.own_detection() {
+        return;
+    }
+    let due = r
+        .session
+        .last_received()
+        .zip(r.session.detection_time())
+        .is_some_and(|(last, detect)| last + detect <= now);
+    if !due {
+        return;
+    }
+    if let Some(state) = maps.state(r.session.config().local_discriminator)
+        && state.last_ns != 0
     {
-        tracing::debug!(session = %r.spec.name, "BFD packet discarded: {d}");
+        let _ = r.session.handle(
+            now,
+            Input::Heard {
+                last_rx: Instant::from_nanos(state.last_ns),
+            },
+        );
+    }
+}
+
+/// Publishes a session's parameters when they changed: the detection time in force
+/// (when the kernel keeps it), and the epoch after a state change.
+fn publish(maps: &mut BfdMaps, r: &mut Running, now: Instant) {
+    // An interface that appears later, or comes back with another index, is looked up
+    // again while the session is not Up (at most once a second).
+    let stale = r
+        .kernel
+        .resolved_at
+        .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));
+    if r.session.state() != State::Up && stale {
+        r.kernel.ifindex = crate::datapath::xdp::ifindex(&r.spec.interface).unwrap_or(0);
+        r.kernel.resolved_at = Some(now);
+    }
+    if r.kernel.ifindex == 0 {
+        return;
+    }
+    let detect_ns = if maps.kernel_timers && !r.kernel.timer_failed {
+        r.session
+            .detection_time()
+            .map_or(0, |d| d.as_nanos() as u64)
+    } else {
+        0
+    };
+    let mut peer = [0u8; 16];
+    let family = match r.spec.peer {
+        IpAddr::V4(a) => {
+            peer[..4].copy_from_slice(&a.octets());
+            FAMILY_V4
+        }
+        IpAddr::V6(a) => {
+            peer = a.octets();
+            FAMILY_V6
+        }
+    };
+    let wanted = BfdParams {
+        ifindex: r.kernel.ifindex,
+        family,
+        epoch: r.kernel.epoch,
+        _pad: [0; 2],
+        peer,
+        detect_ns,
+    };
+    if r.kernel.published == Some(wanted) {
+        return;
+    }
+    match maps.publish(r.session.config().local_discriminator, wanted) {
+        Ok(()) => r.kernel.published = Some(wanted),
+        Err(e) => tracing::warn!(session = %r.spec.name, "BFD: the kernel does not receive: {e}"),
     }
 }
 
@@ -492,6 +750,14 @@ fn snapshot(r: &Running, now: Instant) -> SessionStatus {
         discarded: c.discarded + r.penalty,
         sent: c.sent,
         downs: c.downs,
+        receive: if r.kernel.via_kernel { "xdp" } else { "socket" },
+        detection: if r.kernel.via_kernel && s.external_detection() {
+            "kernel"
+        } else {
+            "agent"
+        },
+        kernel_received: r.kernel.received,
+        kernel_down: r.kernel.last_down,
     }
 }
 

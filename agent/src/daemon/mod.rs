@@ -23,6 +23,7 @@ use futures::StreamExt;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use vigil_common::VridKey;
+use vigil_common::bfd::BfdRecord;
 
 use crate::clock;
 use crate::config::{self, Config};
@@ -166,6 +167,11 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     tracker.configure(&config);
     let (bfd_tx, mut bfd_rx) = mpsc::unbounded_channel();
     let bfd = start_bfd(&config, bfd_tx);
+    if let Some(service) = &bfd
+        && let Some(maps) = receiver.take_bfd_maps()
+    {
+        service.kernel(maps);
+    }
 
     let mut agent = Agent {
         by_key: instances
@@ -504,6 +510,15 @@ impl Agent {
     fn dispatch(&mut self, records: Vec<Datapath>) {
         let now = clock::now();
         for r in records {
+            // BFD shares the ring: its records go to the BFD task.
+            if let Datapath::Event(e) = &r
+                && BfdRecord::is_bfd(e.event)
+            {
+                if let Some(service) = &self.bfd {
+                    service.record(BfdRecord::from_advert(e));
+                }
+                continue;
+            }
             self.endpoint.handle(now, EndpointInput::Datapath(r));
         }
     }
