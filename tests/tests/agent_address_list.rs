@@ -4,10 +4,11 @@
 //! the Backup would drop every advert of a live Master and take over. A Backup with the
 //! same three addresses stays Backup; one whose list differs takes over.
 //!
-//! The Backups keep their down timers in the agent (`kernel_timers = false`): there every
+//! Both ways the down timer is kept: in the agent (`kernel_timers = false`), where every
 //! expiry hands the election the kernel's last advert, digest included, so a wrong
-//! digest shows as a takeover. (The kernel timer counts any valid advert as the
-//! Master's; it never fires while one arrives.)
+//! digest shows as a takeover; and in the kernel, whose timer counts any valid advert as
+//! the Master's — the agent must keep the deadline of a Backup whose election discards
+//! them.
 
 use std::time::Duration;
 
@@ -26,6 +27,14 @@ fn instance(priority: u8, last: u8) -> String {
 fn a_v2_backup_hears_a_master_whose_list_matches_and_not_one_whose_list_differs()
 -> anyhow::Result<()> {
     require_root();
+    for timers in ["kernel_timers = false", "kernel_timers = true"] {
+        eprintln!("{timers}");
+        lists(timers)?;
+    }
+    Ok(())
+}
+
+fn lists(timers: &str) -> anyhow::Result<()> {
     let mut lab = Lab::new("addrlist", &["lb01", "lb02", "lb03"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
@@ -38,7 +47,7 @@ fn a_v2_backup_hears_a_master_whose_list_matches_and_not_one_whose_list_differs(
             &hosts[i],
             &dir,
             &bpffs,
-            "xdp = \"auto\"\nkernel_timers = false",
+            &format!("xdp = \"auto\"\n{timers}"),
         ) + &instance(priority, last)
     };
     let m = Vigil::start(&hosts[0], &dir, &conf(0, 150, 9))?;

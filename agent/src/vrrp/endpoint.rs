@@ -876,9 +876,12 @@ impl Endpoint {
             m.fed += 1;
             m.armed_ns = m.armed_ns.max(ts_ns);
             // Every advert the kernel reports (re)starts its down timer, when it had the
-            // parameters by the time the advert arrived.
+            // parameters by the time the advert arrived. The kernel counts any valid
+            // advert as the Master's: one the router discarded (a v2 address list that
+            // differs, RFC 3768 §7.1) leaves the deadline with the agent.
             m.kernel_armed = m.router.state() == State::Backup
-                && m.kernel_since.is_some_and(|since| ts_ns >= since);
+                && m.kernel_since.is_some_and(|since| ts_ns >= since)
+                && m.router.down_timer_anchor() == at;
         }
         // A Master that stays Master and answers at once has heard a worse master (a
         // priority-0 advert is answered too, but is a goodbye, not a rival).
@@ -960,11 +963,14 @@ impl Endpoint {
         // idle while this router was Master or in Fault, and an advert re-armed it):
         // the deadline is the kernel's again.
         // Not when the router's deadline is the earlier one (a timer started afresh, as
-        // on leaving Fault, runs from now, not from the last advert).
+        // on leaving Fault, runs from now, not from the last advert), nor before an
+        // advert has re-armed the kernel's timer since the last change of priority or
+        // configuration (until then its expiry is the old one).
         if let Some(m) = self.members.get_mut(&key)
             && m.router.state() == State::Backup
             && m.kernel_since.is_some()
             && read == Some(true)
+            && m.state.last_ns >= m.changed_ns
             && m.kernel_deadline() <= m.router.poll_timeout()
         {
             m.kernel_armed = true;
