@@ -341,7 +341,9 @@ pub fn start_pair(
         dir,
         &(global(backup, dir, bpffs, "") + backup_instance),
     )?;
-    m.wait_state("web", "MASTER", Duration::from_secs(3))?;
+    // Below priority 255 even `initial_state = "master"` waits one Master_Down_Interval
+    // (3.61 s at 1 s adverts) from its start.
+    m.wait_state("web", "MASTER", Duration::from_secs(6))?;
     b.wait_state("web", "BACKUP", Duration::from_secs(3))?;
     Ok((m, b))
 }
