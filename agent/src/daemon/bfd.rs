@@ -2,6 +2,11 @@
 //! each packet on arrival, a CLOCK_MONOTONIC timerfd wakes the task at the earliest
 //! session deadline, and every packet due at one tick leaves in one `sendmmsg` per socket.
 //! Session changes go out as [`BfdEvent`]s; a snapshot for `vigil status` is kept current.
+//! Which sessions exist, and the caps on them, follow [`wants`]; a history of what
+//! happened to them is kept for `vigil trace --bfd` ([`log`]).
+
+pub mod log;
+pub mod wants;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -18,6 +23,10 @@ use crate::config::BfdTimers;
 use crate::datapath::bfd::{BfdSockets, Family, Outgoing, Received};
 use crate::timer::MonoTimer;
 use crate::vrrp::Instant;
+use wants::{Limits, Listening, View, Wants};
+
+/// How often sessions nobody wants are looked for.
+const SWEEP: Duration = Duration::from_secs(1);
 
 /// One session to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +54,9 @@ pub struct BfdEvent {
     pub peer: IpAddr,
     /// What happened, stamped with when (a detection timeout at its deadline).
     pub transition: Transition,
+    /// The peer said it took the session down (AdminDown): per RFC 5882 §3.2 not a
+    /// failure of the path, so no takeover.
+    pub remote_admin_down: bool,
 }
 
 /// What `vigil status` shows of a session.
@@ -56,6 +68,9 @@ pub struct SessionStatus {
     pub interface: String,
     /// Peer address.
     pub peer: IpAddr,
+    /// Why it runs: `configured` (`[bfd.NAME]`), `learned` (an instance's peer) or
+    /// `peer` (the peer started it).
+    pub origin: &'static str,
     /// Local state.
     pub state: String,
     /// The peer's state as last heard.
@@ -83,30 +98,60 @@ pub struct SessionStatus {
     pub sent: u64,
     /// Times it went from Up to Down.
     pub downs: u64,
+    /// Times it came Up.
+    pub ups: u64,
+    /// A Poll Sequence (new timers) waits for its Final.
+    pub polling: bool,
+    /// Being taken down (AdminDown sent, freed after a detection time).
+    pub removing: bool,
+}
+
+/// What `vigil status` shows of the BFD task.
+#[derive(Debug, Default)]
+struct Snapshot {
+    sessions: Vec<SessionStatus>,
+    /// Sessions refused at the caps, per interface.
+    refused: BTreeMap<String, u64>,
+    history: log::History,
 }
 
 /// The running BFD task.
 pub struct BfdService {
-    status: Arc<Mutex<Vec<SessionStatus>>>,
+    status: Arc<Mutex<Snapshot>>,
     commands: mpsc::UnboundedSender<Command>,
     task: JoinHandle<()>,
 }
 
-/// A change to the set of sessions.
+/// A change to what is wanted.
 enum Command {
-    Add(SessionSpec),
-    Listen {
+    /// The `[bfd.NAME]` sessions, all of them.
+    Named(Vec<SessionSpec>),
+    /// An instance (`owner`) wants a session to `peer` on `interface`.
+    Learn {
+        owner: String,
         interface: String,
-        family: Family,
+        peer: IpAddr,
         timers: BfdTimers,
     },
+    /// It no longer does.
+    Forget {
+        owner: String,
+        interface: String,
+        peer: IpAddr,
+    },
+    /// An instance stopped or lost `bfd`: it wants no session.
+    ForgetOwner(String),
+    /// Where peers may start sessions, all of it.
+    Listen(BTreeMap<(String, Family), Listening>),
+    /// The caps.
+    Limits(Limits),
 }
 
 impl BfdService {
     /// Starts the task with no session; `events` hears every state change.
     pub fn start(events: mpsc::UnboundedSender<BfdEvent>) -> BfdService {
         let (commands, rx) = mpsc::unbounded_channel();
-        let status = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(Mutex::new(Snapshot::default()));
         let task = tokio::spawn(drive(rx, events, status.clone()));
         BfdService {
             status,
@@ -115,25 +160,54 @@ impl BfdService {
         }
     }
 
-    /// Runs a session (none is added twice for one interface and peer).
-    pub fn add(&self, spec: SessionSpec) {
-        let _ = self.commands.send(Command::Add(spec));
+    /// The configured (`[bfd.NAME]`) sessions: new ones start, changed ones take their
+    /// new timers in place, removed ones go unless something else wants them.
+    pub fn set_named(&self, specs: Vec<SessionSpec>) {
+        let _ = self.commands.send(Command::Named(specs));
     }
 
-    /// Answers peers that start a session on `interface` in `family` with a session of
-    /// these timers (the passive side of BFD-assisted takeover: a Master learns its
-    /// Backups this way, as plain VRRP never tells it who they are).
-    pub fn listen(&self, interface: &str, family: Family, timers: BfdTimers) {
-        let _ = self.commands.send(Command::Listen {
+    /// Instance `owner` wants a session to `peer` on `interface` with `timers`.
+    pub fn learn(&self, owner: &str, interface: &str, peer: IpAddr, timers: BfdTimers) {
+        let _ = self.commands.send(Command::Learn {
+            owner: owner.to_owned(),
             interface: interface.to_owned(),
-            family,
+            peer,
             timers,
         });
     }
 
+    /// Instance `owner` no longer wants its session to `peer` on `interface`.
+    pub fn forget(&self, owner: &str, interface: &str, peer: IpAddr) {
+        let _ = self.commands.send(Command::Forget {
+            owner: owner.to_owned(),
+            interface: interface.to_owned(),
+            peer,
+        });
+    }
+
+    /// Instance `owner` wants no session any more.
+    pub fn forget_owner(&self, owner: &str) {
+        let _ = self.commands.send(Command::ForgetOwner(owner.to_owned()));
+    }
+
+    /// Where peers may start a session (the passive side of BFD-assisted takeover: a
+    /// Master learns its Backups this way, as plain VRRP never tells it who they are).
+    pub fn set_listening(&self, listening: BTreeMap<(String, Family), Listening>) {
+        let _ = self.commands.send(Command::Listen(listening));
+    }
+
+    /// The session caps.
+    pub fn set_limits(&self, limits: Limits) {
+        let _ = self.commands.send(Command::Limits(limits));
+    }
+
     /// The sessions as they stand.
     pub fn status(&self) -> Vec<SessionStatus> {
-        let mut sessions = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut sessions = self
+            .status
+            .lock()
+            .map(|s| s.sessions.clone())
+            .unwrap_or_default();
         let now = clock::now();
         for s in &mut sessions {
             s.last_down_seconds_ago = s
@@ -141,6 +215,22 @@ impl BfdService {
                 .map(|at| now.saturating_duration_since(at).as_secs_f64());
         }
         sessions
+    }
+
+    /// Sessions refused at the caps so far, per interface.
+    pub fn refused(&self) -> BTreeMap<String, u64> {
+        self.status
+            .lock()
+            .map(|s| s.refused.clone())
+            .unwrap_or_default()
+    }
+
+    /// What happened to sessions after history entry `seq`, and the newest entry's number.
+    pub fn history_since(&self, seq: u64) -> (Vec<log::Entry>, u64) {
+        self.status
+            .lock()
+            .map(|s| s.history.since(seq))
+            .unwrap_or_default()
     }
 }
 
@@ -156,6 +246,41 @@ struct Running {
     socket: (String, Family),
     /// Packets discarded before the session saw them (TTL, decoding).
     penalty: u64,
+    /// When it last left Up (or started); `None` while Up.
+    idle_since: Option<Instant>,
+    /// Being taken down: AdminDown sent, freed once it went silent.
+    removing: bool,
+    /// Times it came Up.
+    ups: u64,
+}
+
+impl Running {
+    fn view(&self) -> View {
+        View {
+            name: self.spec.name.clone(),
+            interface: self.spec.interface.clone(),
+            peer: self.spec.peer,
+            state: self.session.state(),
+            idle_since: self.idle_since,
+            removing: self.removing,
+            timers: self.spec.timers,
+        }
+    }
+
+    fn entry(&self, event: String) -> log::Entry {
+        log::Entry {
+            seq: 0,
+            time: log::wall_clock(),
+            session: self.spec.name.clone(),
+            interface: self.spec.interface.clone(),
+            peer: self.spec.peer,
+            event,
+            state: self.session.state().to_string(),
+            detection_time_ms: self.session.detection_time().map(ms),
+            local_discriminator: self.session.config().local_discriminator,
+            remote_discriminator: self.session.remote_discriminator(),
+        }
+    }
 }
 
 /// A packet off a socket, stamped at arrival.
@@ -211,11 +336,9 @@ async fn reader(key: (String, Family), s: Arc<BfdSockets>, tx: mpsc::UnboundedSe
     }
 }
 
-/// Sockets per (interface, family), their reader tasks, and the listening timers.
+/// Sockets per (interface, family) and their reader tasks.
 struct Sockets {
-    open: HashMap<(String, Family), Arc<BfdSockets>>,
-    readers: Vec<JoinHandle<()>>,
-    listen: HashMap<(String, Family), BfdTimers>,
+    open: HashMap<(String, Family), (Arc<BfdSockets>, JoinHandle<()>)>,
     arrivals: mpsc::UnboundedSender<Arrival>,
 }
 
@@ -227,12 +350,8 @@ impl Sockets {
         match BfdSockets::open(key.1, &key.0, source) {
             Ok(s) => {
                 let s = Arc::new(s);
-                self.readers.push(tokio::spawn(reader(
-                    key.clone(),
-                    s.clone(),
-                    self.arrivals.clone(),
-                )));
-                self.open.insert(key.clone(), s);
+                let reader = tokio::spawn(reader(key.clone(), s.clone(), self.arrivals.clone()));
+                self.open.insert(key.clone(), (s, reader));
                 true
             }
             Err(e) => {
@@ -241,12 +360,30 @@ impl Sockets {
             }
         }
     }
+
+    /// Closes the sockets no session, want or listener needs.
+    fn close_unused(&mut self, sessions: &[Running], wants: &Wants) {
+        self.open.retain(|key, (_, reader)| {
+            let used = sessions.iter().any(|r| r.socket == *key)
+                || wants.listening.contains_key(key)
+                || wants
+                    .named
+                    .keys()
+                    .chain(wants.learned.keys())
+                    .any(|(i, p)| *i == key.0 && Family::of(p) == key.1);
+            if !used {
+                reader.abort();
+                tracing::debug!(iface = %key.0, "BFD sockets ({:?}) closed", key.1);
+            }
+            used
+        });
+    }
 }
 
 impl Drop for Sockets {
     fn drop(&mut self) {
-        for r in &self.readers {
-            r.abort();
+        for (_, reader) in self.open.values() {
+            reader.abort();
         }
     }
 }
@@ -269,13 +406,187 @@ fn new_session(sessions: &[Running], spec: SessionSpec, now: Instant) -> Running
         socket: (spec.interface.clone(), Family::of(&spec.peer)),
         spec,
         penalty: 0,
+        idle_since: Some(now),
+        removing: false,
+        ups: 0,
     }
+}
+
+/// Refusals at the caps, logged once per episode.
+#[derive(Default)]
+struct Refusals {
+    counts: BTreeMap<String, u64>,
+    /// Interfaces whose cap was hit and not yet relieved (logged already).
+    full: std::collections::BTreeSet<String>,
+    /// Learned sessions already counted as refused (counted once while they wait).
+    waiting: std::collections::BTreeSet<(String, IpAddr)>,
+}
+
+impl Refusals {
+    fn refuse(&mut self, interface: &str, peer: IpAddr, limits: Limits, who: &str) {
+        *self.counts.entry(interface.to_owned()).or_default() += 1;
+        if self.full.insert(interface.to_owned()) {
+            tracing::warn!(
+                iface = %interface,
+                %peer,
+                "BFD session cap reached ({} per interface, {} in all): {who} refused; \
+                 further refusals are counted, not logged",
+                limits.per_interface,
+                limits.total
+            );
+        }
+    }
+
+    /// Re-arms the log for interfaces below the cap again.
+    fn relieve(&mut self, sessions: &[Running], limits: Limits) {
+        let total = sessions.len();
+        self.full.retain(|iface| {
+            total >= limits.total
+                || sessions
+                    .iter()
+                    .filter(|r| r.spec.interface == *iface)
+                    .count()
+                    >= limits.per_interface
+        });
+    }
+}
+
+/// The task's state besides the sessions.
+struct Task {
+    wants: Wants,
+    refusals: Refusals,
+    /// History entries not yet handed to the snapshot.
+    history: Vec<log::Entry>,
+}
+
+impl Task {
+    /// Brings the sessions in line with what is wanted ([`Wants::plan`]).
+    fn reconcile(&mut self, sessions: &mut Vec<Running>, sockets: &mut Sockets, now: Instant) {
+        let views: Vec<View> = sessions.iter().map(Running::view).collect();
+        let plan = self.wants.plan(&views, now);
+        for (i, why) in &plan.take_down {
+            let r = &mut sessions[*i];
+            tracing::info!(session = %r.spec.name, peer = %r.spec.peer, iface = %r.spec.interface, "BFD session let go: {why}");
+            // RFC 5880 §6.8.16: the peer hears AdminDown, diagnostic 7, for a
+            // detection time; then the session is freed.
+            let _ = r.session.handle(now, Input::AdminDown);
+            r.removing = true;
+            let e = r.entry(format!("let go: {why}"));
+            self.history.push(e);
+        }
+        for (i, spec) in plan.restart {
+            let r = &mut sessions[i];
+            tracing::info!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD session wanted again");
+            r.removing = false;
+            let _ = r.session.handle(now, Input::Start);
+            retime(r, spec, now, &mut self.history);
+        }
+        for (i, spec) in plan.retime {
+            retime(&mut sessions[i], spec, now, &mut self.history);
+        }
+        for (interface, peer) in plan.refused {
+            if self.refusals.waiting.insert((interface.clone(), peer)) {
+                self.refusals
+                    .refuse(&interface, peer, self.wants.limits, "a learned peer");
+                self.history.push(log::Entry {
+                    seq: 0,
+                    time: log::wall_clock(),
+                    session: format!("{interface}/{peer}"),
+                    interface,
+                    peer,
+                    event: "refused: session cap reached".into(),
+                    state: "none".into(),
+                    detection_time_ms: None,
+                    local_discriminator: 0,
+                    remote_discriminator: 0,
+                });
+            }
+        }
+        let mut evict = plan.evict;
+        evict.sort_unstable();
+        for i in evict.into_iter().rev() {
+            let r = sessions.remove(i);
+            tracing::info!(session = %r.spec.name, peer = %r.spec.peer, "BFD session dropped to make room for a learned peer");
+            self.history
+                .push(r.entry("dropped to make room for a learned peer".into()));
+        }
+        for spec in plan.start {
+            let key = (spec.interface.clone(), Family::of(&spec.peer));
+            if sockets.ensure(&key, spec.source) {
+                self.refusals
+                    .waiting
+                    .remove(&(spec.interface.clone(), spec.peer));
+                tracing::info!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD session started");
+                let r = new_session(sessions, spec, now);
+                self.history.push(r.entry("started".into()));
+                sessions.push(r);
+            }
+        }
+        // Taken down and silent: freed.
+        sessions.retain(|r| {
+            let done = r.removing && r.session.poll_timeout().is_none();
+            if done {
+                tracing::debug!(session = %r.spec.name, "BFD session freed");
+            }
+            !done
+        });
+        let wants = &self.wants;
+        self.refusals
+            .waiting
+            .retain(|(i, p)| wants.wanted(i, *p).is_some());
+        self.refusals.relieve(sessions, wants.limits);
+        sockets.close_unused(sessions, wants);
+    }
+
+    fn origin(&self, r: &Running) -> &'static str {
+        let key = (r.spec.interface.clone(), r.spec.peer);
+        if self.wants.named.contains_key(&key) {
+            "configured"
+        } else if self.wants.learned.contains_key(&key) {
+            "learned"
+        } else {
+            "peer"
+        }
+    }
+}
+
+/// New timers (a Poll Sequence when Up, RFC 5880 §6.8.3) or a new name.
+fn retime(r: &mut Running, spec: SessionSpec, now: Instant, history: &mut Vec<log::Entry>) {
+    if spec.timers != r.spec.timers {
+        tracing::info!(
+            session = %spec.name,
+            peer = %spec.peer,
+            "BFD session timers {:?} x {} -> {:?} x {}",
+            r.spec.timers.interval,
+            r.spec.timers.multiplier,
+            spec.timers.interval,
+            spec.timers.multiplier
+        );
+        let _ = r.session.handle(
+            now,
+            Input::Reconfigure {
+                desired_min_tx: spec.timers.interval,
+                required_min_rx: spec.timers.interval,
+                detect_mult: spec.timers.multiplier,
+            },
+        );
+        let event = format!(
+            "timers {:?} x {} -> {:?} x {}",
+            r.spec.timers.interval,
+            r.spec.timers.multiplier,
+            spec.timers.interval,
+            spec.timers.multiplier
+        );
+        r.spec.timers = spec.timers;
+        history.push(r.entry(event));
+    }
+    r.spec.name = spec.name;
 }
 
 async fn drive(
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<BfdEvent>,
-    status: Arc<Mutex<Vec<SessionStatus>>>,
+    status: Arc<Mutex<Snapshot>>,
 ) {
     let timer = match MonoTimer::new() {
         Ok(t) => t,
@@ -287,12 +598,17 @@ async fn drive(
     let (arrivals_tx, mut arrivals) = mpsc::unbounded_channel();
     let mut sockets = Sockets {
         open: HashMap::new(),
-        readers: Vec::new(),
-        listen: HashMap::new(),
         arrivals: arrivals_tx,
+    };
+    let mut task = Task {
+        wants: Wants::default(),
+        refusals: Refusals::default(),
+        history: Vec::new(),
     };
     let mut sessions: Vec<Running> = Vec::new();
     let mut outbox: BTreeMap<(String, Family), Vec<Outgoing>> = BTreeMap::new();
+    let mut sweep = tokio::time::interval(SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let deadline = sessions
             .iter()
@@ -304,30 +620,15 @@ async fn drive(
             biased;
             command = commands.recv() => {
                 let Some(command) = command else { return };
-                match command {
-                    Command::Add(spec) => {
-                        let key = (spec.interface.clone(), Family::of(&spec.peer));
-                        let exists = sessions.iter().any(|r| r.socket == key && r.spec.peer == spec.peer);
-                        if !exists && sockets.ensure(&key, spec.source) {
-                            tracing::info!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD session started");
-                            let r = new_session(&sessions, spec, clock::now());
-                            sessions.push(r);
-                        }
-                    }
-                    Command::Listen { interface, family, timers } => {
-                        let key = (interface, family);
-                        if sockets.ensure(&key, None) {
-                            sockets.listen.insert(key, timers);
-                        }
-                    }
-                }
+                task.command(command);
+                task.reconcile(&mut sessions, &mut sockets, clock::now());
             }
             arrival = arrivals.recv() => {
                 let Some(a) = arrival else { return };
-                receive(&mut sessions, &sockets.listen, a);
+                receive(&mut sessions, &mut task, a);
                 // More may be queued: take them all before sending.
                 while let Ok(a) = arrivals.try_recv() {
-                    receive(&mut sessions, &sockets.listen, a);
+                    receive(&mut sessions, &mut task, a);
                 }
             }
             _ = async {
@@ -344,13 +645,14 @@ async fn drive(
                 // first what the readers stamped, then what they have not read yet (in
                 // arrival order, so a later packet never hides an earlier one).
                 while let Ok(a) = arrivals.try_recv() {
-                    receive(&mut sessions, &sockets.listen, a);
+                    receive(&mut sessions, &mut task, a);
                 }
-                for (key, s) in &sockets.open {
+                let open: Vec<_> = sockets.open.iter().map(|(k, (s, _))| (k.clone(), s.clone())).collect();
+                for (key, s) in open {
                     let mut buf = [0u8; 512];
                     while let Ok(Some(r)) = s.try_recv(&mut buf) {
-                        let arrival = Arrival::new(key, clock::now(), r, &buf);
-                        receive(&mut sessions, &sockets.listen, arrival);
+                        let arrival = Arrival::new(&key, clock::now(), r, &buf);
+                        receive(&mut sessions, &mut task, arrival);
                     }
                 }
                 let now = clock::now();
@@ -358,6 +660,7 @@ async fn drive(
                     let _ = r.session.handle(now, Input::Timeout);
                 }
             }
+            _ = sweep.tick() => task.reconcile(&mut sessions, &mut sockets, clock::now()),
         }
         for r in &mut sessions {
             while let Some(action) = r.session.poll_action() {
@@ -374,11 +677,20 @@ async fn drive(
                     }
                     Action::StateChanged(t) => {
                         log_transition(&r.spec, &t);
+                        if t.to == State::Up {
+                            r.ups += 1;
+                            r.idle_since = None;
+                        } else if t.from == State::Up || r.idle_since.is_none() {
+                            r.idle_since = Some(t.at);
+                        }
+                        let e = r.entry(t.to_string());
+                        task.history.push(e);
                         let _ = events.send(BfdEvent {
                             name: r.spec.name.clone(),
                             interface: r.spec.interface.clone(),
                             peer: r.spec.peer,
                             transition: t,
+                            remote_admin_down: r.session.remote_state() == State::AdminDown,
                         });
                     }
                 }
@@ -388,7 +700,7 @@ async fn drive(
             if batch.is_empty() {
                 continue;
             }
-            if let Some(s) = sockets.open.get(key) {
+            if let Some((s, _)) = sockets.open.get(key) {
                 let (_, error) = s.send_batch(batch);
                 if let Some(e) = error {
                     tracing::debug!(iface = %key.0, "BFD send: {e}");
@@ -398,14 +710,72 @@ async fn drive(
         }
         if let Ok(mut s) = status.lock() {
             let now = clock::now();
-            *s = sessions.iter().map(|r| snapshot(r, now)).collect();
+            s.sessions = sessions
+                .iter()
+                .map(|r| snapshot(r, task.origin(r), now))
+                .collect();
+            s.refused.clone_from(&task.refusals.counts);
+            for e in task.history.drain(..) {
+                s.history.push(e);
+            }
+        }
+    }
+}
+
+impl Task {
+    fn command(&mut self, command: Command) {
+        let w = &mut self.wants;
+        match command {
+            Command::Named(specs) => {
+                w.named = specs
+                    .into_iter()
+                    .map(|s| ((s.interface.clone(), s.peer), s))
+                    .collect();
+            }
+            Command::Learn {
+                owner,
+                interface,
+                peer,
+                timers,
+            } => {
+                let key = (interface, peer);
+                // A bound on what junk adverts can make the task remember.
+                let on_iface = w.learned.keys().filter(|(i, _)| *i == key.0).count();
+                if !w.learned.contains_key(&key) && on_iface >= 4 * w.limits.per_interface {
+                    self.refusals
+                        .refuse(&key.0, peer, w.limits, "a learned peer");
+                    return;
+                }
+                w.learned.entry(key).or_default().insert(owner, timers);
+            }
+            Command::Forget {
+                owner,
+                interface,
+                peer,
+            } => {
+                let key = (interface, peer);
+                if let Some(owners) = w.learned.get_mut(&key) {
+                    owners.remove(&owner);
+                    if owners.is_empty() {
+                        w.learned.remove(&key);
+                    }
+                }
+            }
+            Command::ForgetOwner(owner) => {
+                w.learned.retain(|_, owners| {
+                    owners.remove(&owner);
+                    !owners.is_empty()
+                });
+            }
+            Command::Listen(listening) => w.listening = listening,
+            Command::Limits(limits) => w.limits = limits,
         }
     }
 }
 
 /// RFC 5881 §5 (TTL 255), the decoder's §6.8.6 checks, then the session by Your
 /// Discriminator or, while that is 0, by interface and peer address.
-fn receive(sessions: &mut Vec<Running>, listen: &HashMap<(String, Family), BfdTimers>, a: Arrival) {
+fn receive(sessions: &mut Vec<Running>, task: &mut Task, a: Arrival) {
     let by_peer = |r: &&mut Running| r.socket == a.socket && r.spec.peer == a.from;
     if a.ttl != Some(BFD_TTL) || a.oversize {
         if let Some(r) = sessions.iter_mut().find(by_peer) {
@@ -434,22 +804,35 @@ fn receive(sessions: &mut Vec<Running>, listen: &HashMap<(String, Family), BfdTi
             .position(|r| r.socket == a.socket && r.spec.peer == a.from)
     };
     // RFC 5880 §6.8.6 has a packet for no session discarded; on a listening interface a
-    // peer starting one (Down, Your Discriminator 0) gets a session instead.
+    // peer starting one (Down, Your Discriminator 0) gets a session instead, room
+    // permitting.
     let known = known.or_else(|| {
-        let timers = listen.get(&a.socket)?;
-        (packet.your_discriminator == 0 && packet.state == State::Down).then(|| {
-            let spec = SessionSpec {
-                name: format!("{}/{}", a.socket.0, a.from),
-                interface: a.socket.0.clone(),
-                peer: a.from,
-                source: None,
-                timers: *timers,
-            };
-            tracing::info!(session = %spec.name, "BFD session started by the peer");
-            let r = new_session(sessions, spec, a.at);
-            sessions.push(r);
-            sessions.len() - 1
-        })
+        if packet.your_discriminator != 0 || packet.state != State::Down {
+            return None;
+        }
+        let timers = task.wants.admits(&a.socket.0, a.from)?.timers;
+        let views: Vec<View> = sessions.iter().map(Running::view).collect();
+        if !task.wants.room(&views, &a.socket.0) {
+            task.refusals.refuse(
+                &a.socket.0,
+                a.from,
+                task.wants.limits,
+                "a session a peer started",
+            );
+            return None;
+        }
+        let spec = SessionSpec {
+            name: format!("{}/{}", a.socket.0, a.from),
+            interface: a.socket.0.clone(),
+            peer: a.from,
+            source: None,
+            timers,
+        };
+        tracing::info!(session = %spec.name, "BFD session started by the peer");
+        let r = new_session(sessions, spec, a.at);
+        task.history.push(r.entry("started by the peer".into()));
+        sessions.push(r);
+        Some(sessions.len() - 1)
     });
     let target = known.and_then(|i| sessions.get_mut(i));
     if let Some(r) = target
@@ -459,19 +842,7 @@ fn receive(sessions: &mut Vec<Running>, listen: &HashMap<(String, Family), BfdTi
     }
 }
 
-fn log_transition(spec: &SessionSpec, t: &Transition) {
-    if t.from == State::Up {
-        tracing::warn!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD {t}");
-    } else {
-        tracing::info!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD {t}");
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn snapshot(r: &Running, now: Instant) -> SessionStatus {
+fn snapshot(r: &Running, origin: &'static str, now: Instant) -> SessionStatus {
     let s = &r.session;
     let c = s.counters();
     let down = s.last_down();
@@ -479,6 +850,7 @@ fn snapshot(r: &Running, now: Instant) -> SessionStatus {
         name: r.spec.name.clone(),
         interface: r.spec.interface.clone(),
         peer: r.spec.peer,
+        origin,
         state: s.state().to_string(),
         remote_state: s.remote_state().to_string(),
         local_discriminator: s.config().local_discriminator,
@@ -492,7 +864,22 @@ fn snapshot(r: &Running, now: Instant) -> SessionStatus {
         discarded: c.discarded + r.penalty,
         sent: c.sent,
         downs: c.downs,
+        ups: r.ups,
+        polling: s.polling(),
+        removing: r.removing,
     }
+}
+
+fn log_transition(spec: &SessionSpec, t: &Transition) {
+    if t.from == State::Up {
+        tracing::warn!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD {t}");
+    } else {
+        tracing::info!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD {t}");
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// A non-zero discriminator, random so that a restarted agent does not reuse the last
