@@ -339,6 +339,8 @@ async fn reader(key: (String, Family), s: Arc<BfdSockets>, tx: mpsc::UnboundedSe
 /// Sockets per (interface, family) and their reader tasks.
 struct Sockets {
     open: HashMap<(String, Family), (Arc<BfdSockets>, JoinHandle<()>)>,
+    /// Sockets that failed to open, logged once until they open.
+    failed: std::collections::HashSet<(String, Family)>,
     arrivals: mpsc::UnboundedSender<Arrival>,
 }
 
@@ -352,10 +354,13 @@ impl Sockets {
                 let s = Arc::new(s);
                 let reader = tokio::spawn(reader(key.clone(), s.clone(), self.arrivals.clone()));
                 self.open.insert(key.clone(), (s, reader));
+                self.failed.remove(key);
                 true
             }
             Err(e) => {
-                tracing::error!(iface = %key.0, "BFD sockets ({:?}): {e}", key.1);
+                if self.failed.insert(key.clone()) {
+                    tracing::error!(iface = %key.0, "BFD sockets ({:?}): {e}; tried again every second", key.1);
+                }
                 false
             }
         }
@@ -535,6 +540,10 @@ impl Task {
             .waiting
             .retain(|(i, p)| wants.wanted(i, *p).is_some());
         self.refusals.relieve(sessions, wants.limits);
+        // Listening needs the sockets open before any peer speaks.
+        for key in wants.listening.keys() {
+            sockets.ensure(key, None);
+        }
         sockets.close_unused(sessions, wants);
     }
 
@@ -598,6 +607,7 @@ async fn drive(
     let (arrivals_tx, mut arrivals) = mpsc::unbounded_channel();
     let mut sockets = Sockets {
         open: HashMap::new(),
+        failed: std::collections::HashSet::new(),
         arrivals: arrivals_tx,
     };
     let mut task = Task {
