@@ -1,0 +1,313 @@
+//! BFD under noise: a pair with 1 s adverts — vigil with BFD 10 ms × 3 between lb01 and
+//! lb02, keepalived plain (it has no BFD-assisted takeover) — through the four junk
+//! floods of the flood part, then with 1 % of packets lost on both agents' links (tc
+//! netem on eth0 inside each namespace; BFD is most of what they send). Measured: false
+//! takeovers (runs of BACKUP adverts on the capture) and, for vigil, BFD sessions that
+//! left Up. Both labs run each step at the same time, so each ratio compares like with
+//! like.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use vigil_tests::{netns, run};
+
+use super::flood::{self, KINDS};
+use super::lab::{BACKUP, BACKUP_PRIORITY, MASTER_PRIORITY, Sides, master_down, settle_time, steady};
+use super::measure::{Tail, realtime_ns};
+use super::node::{Impl, Node, specs};
+
+/// Advert interval of the pair.
+pub const INTERVAL_MS: u32 = 1000;
+/// Packet loss on each agent's link, percent.
+pub const LOSS_PERCENT: f64 = 1.0;
+
+/// One step (a flood, or the loss) for one implementation.
+#[derive(Clone, Debug)]
+pub struct NoiseRun {
+    /// Junk packets sent (floods), 0 for the loss.
+    pub sent: u64,
+    pub seconds: f64,
+    /// Takeovers by the BACKUP during the step and one Master_Down_Interval after.
+    pub takeovers: usize,
+    /// vigil: times a BFD session on either node left Up during the step.
+    pub session_downs: Option<u64>,
+    /// vigil: BFD packets the BACKUP received during the step.
+    pub bfd_received: Option<u64>,
+}
+
+/// One step for both implementations.
+#[derive(Clone, Debug)]
+pub struct NoiseStep {
+    pub key: &'static str,
+    pub label: String,
+    pub runs: BTreeMap<Impl, NoiseRun>,
+}
+
+/// All steps.
+#[derive(Clone, Debug, Default)]
+pub struct BfdNoise {
+    pub steps: Vec<NoiseStep>,
+}
+
+struct Pair {
+    master: Node,
+    backup: Node,
+    tail: Tail,
+}
+
+/// (session downs, packets received) summed over a vigil node's BFD sessions.
+fn bfd_counts(n: &Node) -> Option<(u64, u64)> {
+    if n.imp != Impl::Vigil {
+        return None;
+    }
+    let s = n.status().ok()?;
+    let sessions = s["bfd"].as_array()?;
+    let sum = |k: &str| sessions.iter().filter_map(|x| x[k].as_u64()).sum::<u64>();
+    Some((sum("downs"), sum("received")))
+}
+
+fn bfd_up(n: &Node) -> bool {
+    n.imp != Impl::Vigil
+        || n.status().is_ok_and(|s| {
+            s["bfd"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x["state"] == "Up"))
+        })
+}
+
+/// Runs of BACKUP adverts separated by more than two intervals.
+fn takeovers(tail: &mut Tail, from: u64, to: u64) -> anyhow::Result<usize> {
+    tail.poll()?;
+    let gap = 2 * u64::from(INTERVAL_MS) * 1_000_000;
+    let mut runs = 0;
+    let mut last: Option<u64> = None;
+    for a in tail
+        .adverts
+        .iter()
+        .filter(|a| a.src == BACKUP && a.ts >= from && a.ts <= to)
+    {
+        if last.is_none_or(|l| a.ts.saturating_sub(l) > gap) {
+            runs += 1;
+        }
+        last = Some(a.ts);
+    }
+    Ok(runs)
+}
+
+fn settle(sides: &Sides, pairs: &mut [Pair]) -> anyhow::Result<()> {
+    let interval = Duration::from_millis(u64::from(INTERVAL_MS));
+    for (side, pair) in sides.0.iter().zip(pairs.iter_mut()) {
+        if !pair
+            .tail
+            .wait_for(settle_time(interval, 3), |a| steady(a, interval))?
+        {
+            bail!("{}: the pair did not settle", side.imp.name());
+        }
+        // The Backup's session comes Up within about two seconds of hearing the Master.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !(bfd_up(&pair.master) && bfd_up(&pair.backup)) {
+            if std::time::Instant::now() > deadline {
+                bail!("{}: BFD sessions not Up", side.imp.name());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `step` on every side at once, then waits one Master_Down_Interval for late
+/// takeovers and counts them.
+fn measure(
+    sides: &Sides,
+    pairs: &mut [Pair],
+    key: &'static str,
+    label: String,
+    step: impl Fn(usize) -> anyhow::Result<u64> + Sync,
+) -> anyhow::Result<NoiseStep> {
+    let interval = Duration::from_millis(u64::from(INTERVAL_MS));
+    settle(sides, pairs)?;
+    let before: Vec<_> = pairs
+        .iter()
+        .map(|p| (bfd_counts(&p.master), bfd_counts(&p.backup)))
+        .collect();
+    let t0 = realtime_ns();
+    let started = std::time::Instant::now();
+    let sent: Vec<anyhow::Result<u64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..sides.0.len())
+            .map(|i| {
+                let step = &step;
+                s.spawn(move || step(i))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("step thread panicked")))
+            })
+            .collect()
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    std::thread::sleep(master_down(interval, 3) + interval / 4);
+    let t1 = realtime_ns();
+    let mut runs = BTreeMap::new();
+    for (i, side) in sides.0.iter().enumerate() {
+        let sent = sent
+            .get(i)
+            .map_or(Ok(0), |r| r.as_ref().map(|n| *n).map_err(|e| anyhow::anyhow!("{e:#}")))?;
+        let pair = &mut pairs[i];
+        let after = (bfd_counts(&pair.master), bfd_counts(&pair.backup));
+        let (downs, received) = match (before[i], after) {
+            ((Some(m0), Some(b0)), (Some(m1), Some(b1))) => (
+                Some(m1.0.saturating_sub(m0.0) + b1.0.saturating_sub(b0.0)),
+                Some(b1.1.saturating_sub(b0.1)),
+            ),
+            _ => (None, None),
+        };
+        let r = NoiseRun {
+            sent,
+            seconds,
+            takeovers: takeovers(&mut pair.tail, t0, t1)?,
+            session_downs: downs,
+            bfd_received: received,
+        };
+        eprintln!(
+            "bench: BFD under noise, {label}, {}: {} takeovers{}",
+            side.imp.name(),
+            r.takeovers,
+            r.session_downs
+                .map_or(String::new(), |d| format!(", {d} BFD session downs"))
+        );
+        runs.insert(side.imp, r);
+    }
+    Ok(NoiseStep { key, label, runs })
+}
+
+/// 1 % loss on eth0 of `host` for as long as this lives.
+struct Loss {
+    ns: String,
+}
+
+impl Loss {
+    fn on(ns: &str) -> anyhow::Result<Self> {
+        run(std::process::Command::new("ip").args([
+            "netns",
+            "exec",
+            ns,
+            "tc",
+            "qdisc",
+            "replace",
+            "dev",
+            "eth0",
+            "root",
+            "netem",
+            "loss",
+            &format!("{LOSS_PERCENT}%"),
+        ]))
+        .context("tc netem loss (is iproute2's tc installed?)")?;
+        Ok(Self { ns: ns.to_owned() })
+    }
+}
+
+impl Drop for Loss {
+    fn drop(&mut self) {
+        let _ = run(std::process::Command::new("ip").args([
+            "netns", "exec", &self.ns, "tc", "qdisc", "del", "dev", "eth0", "root",
+        ]));
+    }
+}
+
+/// The four floods for `flood_seconds` each, then `loss_seconds` of 1 % loss.
+pub fn bfd_noise(
+    sides: &mut Sides,
+    flood_seconds: f64,
+    loss_seconds: f64,
+) -> anyhow::Result<BfdNoise> {
+    let mut pairs = Vec::new();
+    let mut macs = Vec::new();
+    for side in sides.0.iter_mut() {
+        let tail = side.capture("bfd-noise")?;
+        let with_bfd = |mut s: Vec<super::node::Spec>| {
+            for sp in &mut s {
+                sp.bfd = true;
+            }
+            s
+        };
+        let master = side.start(
+            "lb01",
+            &with_bfd(specs(1, MASTER_PRIORITY, true, INTERVAL_MS, 3)),
+        )?;
+        let backup = side.start(
+            "lb02",
+            &with_bfd(specs(1, BACKUP_PRIORITY, false, INTERVAL_MS, 3)),
+        )?;
+        let lb02 = side.host("lb02");
+        let mac = lb02.mac("eth0")?;
+        let mac_s = mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        run(std::process::Command::new("bridge").args([
+            "-n",
+            side.lab.switch(),
+            "fdb",
+            "replace",
+            &mac_s,
+            "dev",
+            &lb02.port,
+            "master",
+            "static",
+        ]))
+        .context("pinning the BACKUP's MAC on the bridge")?;
+        macs.push(mac);
+        pairs.push(Pair {
+            master,
+            backup,
+            tail,
+        });
+    }
+    let duration = Duration::from_secs_f64(flood_seconds);
+    let mut out = BfdNoise::default();
+    for (key, label) in KINDS {
+        let junk: Vec<(String, Vec<Vec<u8>>)> = sides
+            .0
+            .iter()
+            .zip(&macs)
+            .map(|(side, mac)| {
+                let gen_host = side.host("gen");
+                let frames = flood::frames(key, &gen_host, gen_host.mac("eth0")?, *mac);
+                Ok((gen_host.ns.clone(), frames))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let step = measure(sides, &mut pairs, key, format!("flood {label}"), |i| {
+            let (ns, frames) = &junk[i];
+            netns::flood(ns, "eth0", frames, duration)
+        })?;
+        out.steps.push(step);
+    }
+    let hosts: Vec<(String, String)> = sides
+        .0
+        .iter()
+        .map(|s| (s.host("lb01").ns, s.host("lb02").ns))
+        .collect();
+    let loss_for = Duration::from_secs_f64(loss_seconds);
+    let step = measure(
+        sides,
+        &mut pairs,
+        "loss",
+        format!("{LOSS_PERCENT} % packet loss"),
+        |i| {
+            let (a, b) = &hosts[i];
+            let _on = (Loss::on(a)?, Loss::on(b)?);
+            std::thread::sleep(loss_for);
+            Ok(0)
+        },
+    )?;
+    out.steps.push(step);
+    for p in &mut pairs {
+        p.tail.stop()?;
+    }
+    Ok(out)
+}
