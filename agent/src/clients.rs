@@ -4,11 +4,14 @@
 //! to the metrics port, say) then cost a bounded number of file descriptors, and the
 //! descriptors health checks and notify scripts need are never used up by them.
 
+use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
 
 /// Clients served at once by one listener; more are closed as soon as accepted.
 pub const MAX_CLIENTS: usize = 16;
@@ -63,4 +66,60 @@ impl Admission {
 pub async fn after_accept_error(what: &str, e: &io::Error) {
     tracing::debug!("{what}: accept: {e}");
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+/// A listening socket whose clients [`serve`] answers.
+pub trait Listener: Send + 'static {
+    /// One client's connection.
+    type Stream: Send + 'static;
+    /// The next client.
+    fn next(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Stream = TcpStream;
+    async fn next(&self) -> io::Result<TcpStream> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
+
+impl Listener for UnixListener {
+    type Stream = UnixStream;
+    async fn next(&self) -> io::Result<UnixStream> {
+        self.accept().await.map(|(s, _)| s)
+    }
+}
+
+/// Answers each client of `listener` on a task of its own, within [`MAX_CLIENTS`] and
+/// [`CLIENT_TIMEOUT`]; `what` names the listener in logs.
+pub fn serve<L, F, Fut>(what: &'static str, listener: L, answer: F) -> JoinHandle<()>
+where
+    L: Listener,
+    F: Fn(L::Stream) -> Fut + Send + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let mut admission = Admission::new(what);
+    tokio::spawn(async move {
+        loop {
+            let stream = match listener.next().await {
+                Ok(stream) => stream,
+                Err(e) => {
+                    after_accept_error(what, &e).await;
+                    continue;
+                }
+            };
+            let Some(permit) = admission.admit() else {
+                continue;
+            };
+            let served = tokio::time::timeout(CLIENT_TIMEOUT, answer(stream));
+            tokio::spawn(async move {
+                let _permit = permit;
+                match served.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!("{what} client: {e}"),
+                    Err(_) => tracing::debug!("{what} client: too slow, closed"),
+                }
+            });
+        }
+    })
 }

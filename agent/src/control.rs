@@ -54,32 +54,11 @@ pub fn serve(
     let listener = UnixListener::bind(path)
         .map_err(|e| anyhow::anyhow!("binding control socket {}: {e}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    let mut admission = crate::clients::Admission::new("control socket");
-    Ok(tokio::spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    crate::clients::after_accept_error("control socket", &e).await;
-                    continue;
-                }
-            };
-            let Some(permit) = admission.admit() else {
-                continue;
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let served =
-                    tokio::time::timeout(crate::clients::CLIENT_TIMEOUT, answer(stream, tx));
-                match served.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::debug!("control client: {e}"),
-                    Err(_) => tracing::debug!("control client: too slow, closed"),
-                }
-            });
-        }
-    }))
+    Ok(crate::clients::serve(
+        "control socket",
+        listener,
+        move |stream| answer(stream, tx.clone()),
+    ))
 }
 
 async fn answer(stream: UnixStream, tx: mpsc::Sender<Request>) -> anyhow::Result<()> {

@@ -31,32 +31,11 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("metrics endpoint {addr}: {e}"))?;
     tracing::info!(%addr, "metrics endpoint listening");
-    let mut admission = crate::clients::Admission::new("metrics endpoint");
-    Ok(tokio::spawn(async move {
-        loop {
-            let stream = match listener.accept().await {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    crate::clients::after_accept_error("metrics endpoint", &e).await;
-                    continue;
-                }
-            };
-            let Some(permit) = admission.admit() else {
-                continue;
-            };
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let served =
-                    tokio::time::timeout(crate::clients::CLIENT_TIMEOUT, answer(stream, tx));
-                match served.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::debug!("metrics client: {e}"),
-                    Err(_) => tracing::debug!("metrics client: too slow, closed"),
-                }
-            });
-        }
-    }))
+    Ok(crate::clients::serve(
+        "metrics endpoint",
+        listener,
+        move |stream| answer(stream, tx.clone()),
+    ))
 }
 
 /// The media type of what [`render`] writes: prometheus-client encodes OpenMetrics text.
