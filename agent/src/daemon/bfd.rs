@@ -821,8 +821,11 @@ fn receive(sessions: &mut Vec<Running>, task: &mut Task, a: Arrival) {
             return None;
         }
         let timers = task.wants.admits(&a.socket.0, a.from)?.timers;
-        let views: Vec<View> = sessions.iter().map(Running::view).collect();
-        if !task.wants.room(&views, &a.socket.0) {
+        let on_interface = sessions
+            .iter()
+            .filter(|r| r.spec.interface == a.socket.0)
+            .count();
+        if !task.wants.room_for(sessions.len(), on_interface) {
             task.refusals.refuse(
                 &a.socket.0,
                 a.from,

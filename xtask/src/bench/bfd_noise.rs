@@ -1,10 +1,11 @@
 //! BFD under noise: a pair with 1 s adverts — vigil with BFD 10 ms × 3 between lb01 and
 //! lb02, keepalived plain (it has no BFD-assisted takeover) — through the four junk
-//! floods of the flood part, then with 1 % of packets lost on both agents' links (tc
-//! netem on eth0 inside each namespace; BFD is most of what they send). Measured: false
-//! takeovers (runs of BACKUP adverts on the capture) and, for vigil, BFD sessions that
-//! left Up. Both labs run each step at the same time, so each ratio compares like with
-//! like.
+//! floods of the flood part, then with 1 % of the packets each node sends dropped (an
+//! iptables `statistic` rule in each namespace; BFD is most of what vigil's nodes send).
+//! Measured: false takeovers (runs of BACKUP adverts on the capture) and, for vigil, BFD
+//! sessions that left Up. The floods run one lab after the other (a flood takes a core;
+//! two at once would measure the machine), the loss on both at once; the Master_Down_Interval
+//! waited for late takeovers is shared.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,7 +14,9 @@ use anyhow::{Context, bail};
 use vigil_tests::{netns, run};
 
 use super::flood::{self, KINDS};
-use super::lab::{BACKUP, BACKUP_PRIORITY, MASTER_PRIORITY, Sides, master_down, settle_time, steady};
+use super::lab::{
+    BACKUP, BACKUP_PRIORITY, MASTER_PRIORITY, Sides, master_down, settle_time, steady,
+};
 use super::measure::{Tail, realtime_ns};
 use super::node::{Impl, Node, specs};
 
@@ -116,13 +119,21 @@ fn settle(sides: &Sides, pairs: &mut [Pair]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `step` on every side at once, then waits one Master_Down_Interval for late
+/// How a step runs: its key, label, and either together on every side or one side after
+/// the other in the order of turn `turn` (alternating, as the other parts do).
+struct How {
+    key: &'static str,
+    label: String,
+    together: bool,
+    turn: usize,
+}
+
+/// Runs `step` on every side as `how` says, then waits one Master_Down_Interval for late
 /// takeovers and counts them.
 fn measure(
     sides: &Sides,
     pairs: &mut [Pair],
-    key: &'static str,
-    label: String,
+    how: How,
     step: impl Fn(usize) -> anyhow::Result<u64> + Sync,
 ) -> anyhow::Result<NoiseStep> {
     let interval = Duration::from_millis(u64::from(INTERVAL_MS));
@@ -131,31 +142,48 @@ fn measure(
         .iter()
         .map(|p| (bfd_counts(&p.master), bfd_counts(&p.backup)))
         .collect();
-    let t0 = realtime_ns();
-    let started = std::time::Instant::now();
-    let sent: Vec<anyhow::Result<u64>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..sides.0.len())
-            .map(|i| {
-                let step = &step;
-                s.spawn(move || step(i))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("step thread panicked")))
-            })
-            .collect()
-    });
-    let seconds = started.elapsed().as_secs_f64();
+    let timed = |i: usize| {
+        let t0 = realtime_ns();
+        let started = std::time::Instant::now();
+        let sent = step(i);
+        (t0, started.elapsed().as_secs_f64(), sent)
+    };
+    let How {
+        key,
+        label,
+        together,
+        turn,
+    } = how;
+    let done: Vec<(u64, f64, anyhow::Result<u64>)> = if together {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..sides.0.len())
+                .map(|i| {
+                    let timed = &timed;
+                    s.spawn(move || timed(i))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| (0, 0.0, Err(anyhow::anyhow!("step thread panicked"))))
+                })
+                .collect()
+        })
+    } else {
+        sides.order(turn).into_iter().map(&timed).collect()
+    };
     std::thread::sleep(master_down(interval, 3) + interval / 4);
     let t1 = realtime_ns();
+    let order = if together {
+        (0..sides.0.len()).collect()
+    } else {
+        sides.order(turn)
+    };
     let mut runs = BTreeMap::new();
-    for (i, side) in sides.0.iter().enumerate() {
-        let sent = sent
-            .get(i)
-            .map_or(Ok(0), |r| r.as_ref().map(|n| *n).map_err(|e| anyhow::anyhow!("{e:#}")))?;
+    for (i, (t0, seconds, sent)) in order.into_iter().zip(done) {
+        let side = &sides.0[i];
+        let sent = sent.map_err(|e| anyhow::anyhow!("{}: {e:#}", side.imp.name()))?;
         let pair = &mut pairs[i];
         let after = (bfd_counts(&pair.master), bfd_counts(&pair.backup));
         let (downs, received) = match (before[i], after) {
@@ -184,37 +212,45 @@ fn measure(
     Ok(NoiseStep { key, label, runs })
 }
 
-/// 1 % loss on eth0 of `host` for as long as this lives.
+/// The iptables rule that drops [`LOSS_PERCENT`] of what a namespace sends.
+fn loss_rule(op: &str) -> Vec<String> {
+    [
+        "iptables-legacy",
+        op,
+        "OUTPUT",
+        "-m",
+        "statistic",
+        "--mode",
+        "random",
+        "--probability",
+        &(LOSS_PERCENT / 100.0).to_string(),
+        "-j",
+        "DROP",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Loss on what namespace `ns` sends, for as long as this lives.
 struct Loss {
     ns: String,
 }
 
 impl Loss {
     fn on(ns: &str) -> anyhow::Result<Self> {
-        run(std::process::Command::new("ip").args([
-            "netns",
-            "exec",
-            ns,
-            "tc",
-            "qdisc",
-            "replace",
-            "dev",
-            "eth0",
-            "root",
-            "netem",
-            "loss",
-            &format!("{LOSS_PERCENT}%"),
-        ]))
-        .context("tc netem loss (is iproute2's tc installed?)")?;
+        run(std::process::Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(loss_rule("-A")))
+        .context("iptables statistic rule (`cargo xtask setup` installs iptables)")?;
         Ok(Self { ns: ns.to_owned() })
     }
 }
 
 impl Drop for Loss {
     fn drop(&mut self) {
-        let _ = run(std::process::Command::new("ip").args([
-            "netns", "exec", &self.ns, "tc", "qdisc", "del", "dev", "eth0", "root",
-        ]));
+        let _ = run(std::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .args(loss_rule("-D")));
     }
 }
 
@@ -270,7 +306,7 @@ pub fn bfd_noise(
     }
     let duration = Duration::from_secs_f64(flood_seconds);
     let mut out = BfdNoise::default();
-    for (key, label) in KINDS {
+    for (turn, (key, label)) in KINDS.into_iter().enumerate() {
         let junk: Vec<(String, Vec<Vec<u8>>)> = sides
             .0
             .iter()
@@ -281,10 +317,20 @@ pub fn bfd_noise(
                 Ok((gen_host.ns.clone(), frames))
             })
             .collect::<anyhow::Result<_>>()?;
-        let step = measure(sides, &mut pairs, key, format!("flood {label}"), |i| {
-            let (ns, frames) = &junk[i];
-            netns::flood(ns, "eth0", frames, duration)
-        })?;
+        let step = measure(
+            sides,
+            &mut pairs,
+            How {
+                key,
+                label: format!("flood {label}"),
+                together: false,
+                turn,
+            },
+            |i| {
+                let (ns, frames) = &junk[i];
+                netns::flood(ns, "eth0", frames, duration)
+            },
+        )?;
         out.steps.push(step);
     }
     let hosts: Vec<(String, String)> = sides
@@ -296,8 +342,12 @@ pub fn bfd_noise(
     let step = measure(
         sides,
         &mut pairs,
-        "loss",
-        format!("{LOSS_PERCENT} % packet loss"),
+        How {
+            key: "loss",
+            label: format!("{LOSS_PERCENT} % of sent packets lost"),
+            together: true,
+            turn: 0,
+        },
         |i| {
             let (a, b) = &hosts[i];
             let _on = (Loss::on(a)?, Loss::on(b)?);

@@ -154,9 +154,16 @@ impl Wants {
 
     /// Whether one more session that is not configured fits beside `sessions`.
     pub fn room(&self, sessions: &[View], interface: &str) -> bool {
-        sessions.len() < self.limits.total
-            && sessions.iter().filter(|s| s.interface == interface).count()
-                < self.limits.per_interface
+        self.room_for(
+            sessions.len(),
+            sessions.iter().filter(|s| s.interface == interface).count(),
+        )
+    }
+
+    /// Whether one more session that is not configured fits beside `total` sessions,
+    /// `on_interface` of them on its interface.
+    pub fn room_for(&self, total: usize, on_interface: usize) -> bool {
+        total < self.limits.total && on_interface < self.limits.per_interface
     }
 
     /// The plan that brings `sessions` in line with what is wanted at `now`.
