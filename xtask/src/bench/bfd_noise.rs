@@ -37,6 +37,9 @@ pub struct NoiseRun {
     pub session_downs: Option<u64>,
     /// vigil: BFD packets the BACKUP received during the step.
     pub bfd_received: Option<u64>,
+    /// vigil: why sessions that went down did, as each node's status says
+    /// (`node: reason`).
+    pub down_reasons: Vec<String>,
 }
 
 /// One step for both implementations.
@@ -57,6 +60,18 @@ struct Pair {
     master: Node,
     backup: Node,
     tail: Tail,
+}
+
+/// `node: last down reason` of each session of a vigil node.
+fn down_reasons(n: &Node) -> Vec<String> {
+    n.status()
+        .ok()
+        .and_then(|s| s["bfd"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|x| x["last_down_reason"].as_str().map(str::to_owned))
+        .map(|r| format!("{}: {r}", n.host.name))
+        .collect()
 }
 
 /// (session downs, packets received) summed over a vigil node's BFD sessions.
@@ -193,19 +208,33 @@ fn measure(
             ),
             _ => (None, None),
         };
+        let down_reasons = if downs.is_some_and(|d| d > 0) {
+            let mut r = down_reasons(&pair.master);
+            r.extend(down_reasons(&pair.backup));
+            r
+        } else {
+            Vec::new()
+        };
         let r = NoiseRun {
             sent,
             seconds,
             takeovers: takeovers(&mut pair.tail, t0, t1)?,
             session_downs: downs,
             bfd_received: received,
+            down_reasons,
         };
         eprintln!(
-            "bench: BFD under noise, {label}, {}: {} takeovers{}",
+            "bench: BFD under noise, {label}, {}: {:.0} packets/s, {} takeovers{}{}",
             side.imp.name(),
+            r.sent as f64 / r.seconds.max(1e-9),
             r.takeovers,
             r.session_downs
-                .map_or(String::new(), |d| format!(", {d} BFD session downs"))
+                .map_or(String::new(), |d| format!(", {d} BFD session downs")),
+            if r.down_reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", r.down_reasons.join("; "))
+            }
         );
         runs.insert(side.imp, r);
     }
@@ -306,6 +335,17 @@ pub fn bfd_noise(
     }
     let duration = Duration::from_secs_f64(flood_seconds);
     let mut out = BfdNoise::default();
+    // The same wait with nothing sent: what the machine alone does to the sessions.
+    let quiet = How {
+        key: "quiet",
+        label: "no flood (baseline)".into(),
+        together: true,
+        turn: 0,
+    };
+    out.steps.push(measure(sides, &mut pairs, quiet, |_| {
+        std::thread::sleep(duration);
+        Ok(0)
+    })?);
     for (turn, (key, label)) in KINDS.into_iter().enumerate() {
         let junk: Vec<(String, Vec<Vec<u8>>)> = sides
             .0

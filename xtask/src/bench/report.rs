@@ -174,8 +174,15 @@ fn bfd_noise_rows(n: &super::bfd_noise::BfdNoise, rows: &mut Vec<Row>) {
                 if let Some(d) = r.session_downs {
                     let _ = write!(c, ", {d} BFD session down{}", if d == 1 { "" } else { "s" });
                 }
-                if let Some(rx) = r.bfd_received {
-                    let _ = write!(c, " ({rx} BFD packets received by the BACKUP)");
+                if r.sent > 0 {
+                    let _ = write!(
+                        c,
+                        " at {:.0}k junk packets/s",
+                        r.sent as f64 / r.seconds / 1e3
+                    );
+                }
+                if !r.down_reasons.is_empty() {
+                    let _ = write!(c, " (last down: {})", r.down_reasons.join("; "));
                 }
                 c
             }
@@ -805,6 +812,7 @@ pub fn json(r: &Results, rows: &[Row]) -> serde_json::Value {
                 "false_takeovers": x.takeovers,
                 "bfd_session_downs": x.session_downs,
                 "bfd_received_by_backup": x.bfd_received,
+                "bfd_last_down_reasons": x.down_reasons,
             })),
         })).collect::<Vec<_>>(),
         "handover": {
