@@ -172,11 +172,10 @@ impl Wants {
         for (i, s) in sessions.iter().enumerate() {
             match self.keep(s, now) {
                 Some(spec) if s.removing => plan.restart.push((i, spec)),
-                Some(spec) => {
-                    if spec.timers != s.timers || spec.name != s.name {
-                        plan.retime.push((i, spec));
-                    }
+                Some(spec) if spec.timers != s.timers || spec.name != s.name => {
+                    plan.retime.push((i, spec));
                 }
+                Some(_) => {}
                 None if !s.removing => {
                     let why = if self.admits(&s.interface, s.peer).is_some() {
                         "down longer than the linger time and wanted by no instance"
