@@ -283,9 +283,11 @@ impl Drop for Loss {
     }
 }
 
-/// The four floods for `flood_seconds` each, then `loss_seconds` of 1 % loss.
+/// A quiet baseline, the floods of `kinds` (keys of [`KINDS`]; all when empty) for
+/// `flood_seconds` each, then `loss_seconds` of 1 % loss.
 pub fn bfd_noise(
     sides: &mut Sides,
+    kinds: &[&str],
     flood_seconds: f64,
     loss_seconds: f64,
 ) -> anyhow::Result<BfdNoise> {
@@ -346,7 +348,10 @@ pub fn bfd_noise(
         std::thread::sleep(duration);
         Ok(0)
     })?);
-    for (turn, (key, label)) in KINDS.into_iter().enumerate() {
+    let chosen = KINDS
+        .into_iter()
+        .filter(|(k, _)| kinds.is_empty() || kinds.contains(k));
+    for (turn, (key, label)) in chosen.enumerate() {
         let junk: Vec<(String, Vec<Vec<u8>>)> = sides
             .0
             .iter()
