@@ -318,3 +318,74 @@ fn junk_from_many_addresses_meets_the_session_caps_and_the_pair_stays_up() -> an
     assert!(has_address(&lb01, VIP) && !has_address(&lb02, VIP));
     Ok(())
 }
+
+/// Drops what `host` sends to UDP port 3784 while it lives.
+struct MuteBfd(Host);
+
+impl MuteBfd {
+    fn rule(&self, op: &str) -> anyhow::Result<()> {
+        self.0
+            .exec(&[
+                "iptables-legacy",
+                op,
+                "OUTPUT",
+                "-p",
+                "udp",
+                "--dport",
+                "3784",
+                "-j",
+                "DROP",
+            ])
+            .map(drop)
+    }
+}
+
+impl Drop for MuteBfd {
+    fn drop(&mut self) {
+        let _ = self.rule("-D");
+    }
+}
+
+#[test]
+fn a_master_that_says_it_lost_the_backup_is_alive_and_keeps_its_role() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("bfdsig", &["lb01", "lb02"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let (v1, v2) = start_pair(
+        (&lb01, &lb02),
+        &dir,
+        &bpffs,
+        (
+            &instance(150, "master", &timers(50)),
+            &instance(100, "backup", &timers(50)),
+        ),
+    )?;
+    wait_up(&v1, lb02.ipv4, 150.0, Duration::from_secs(10));
+    wait_up(&v2, lb01.ipv4, 150.0, Duration::from_secs(10));
+    let before = (transitions(&v1), transitions(&v2));
+    // lb02's BFD packets no longer reach lb01: lb01's detection time runs out and it
+    // tells lb02 so (Down, diagnostic 1). lb02 hears lb01 all along.
+    let mute = MuteBfd(lb02.clone());
+    mute.rule("-A")?;
+    wait(
+        "lb02 hears lb01 say the session is down",
+        Duration::from_secs(5),
+        || {
+            session_to(&v2, lb01.ipv4)
+                .filter(|s| s["last_down_reason"] == "neighbor signaled session down")
+                .map(drop)
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(v2.state("web")?, "BACKUP", "{}", v2.log_text());
+    assert_eq!(v1.state("web")?, "MASTER");
+    assert_eq!((transitions(&v1), transitions(&v2)), before);
+    assert!(has_address(&lb01, VIP) && !has_address(&lb02, VIP));
+    drop(mute);
+    // Healed: Up again, still no transition.
+    wait_up(&v2, lb01.ipv4, 150.0, Duration::from_secs(10));
+    assert_eq!((transitions(&v1), transitions(&v2)), before);
+    Ok(())
+}

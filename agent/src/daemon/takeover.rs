@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::bfd::State as BfdState;
+use crate::bfd::{Diagnostic, State as BfdState};
 use crate::config::{BfdTimers, Config};
 use crate::datapath::bfd::Family;
 use crate::vrrp::endpoint::EndpointInput;
@@ -165,6 +165,13 @@ impl Agent {
         // by the peer (AdminDown), says nothing about the path: no takeover.
         if event.transition.to == BfdState::AdminDown || event.remote_admin_down {
             tracing::info!(peer = %event.peer, iface = %event.interface, "BFD session taken down administratively; not a failure");
+            return;
+        }
+        // Only silence means the Master may be gone. A peer that says the session is
+        // down (it stopped hearing us) has just spoken: it lives, and taking over would
+        // make two Masters.
+        if event.transition.diag != Diagnostic::ControlDetectionTimeExpired {
+            tracing::info!(peer = %event.peer, iface = %event.interface, "BFD session down ({}) but the peer is heard; not a takeover", event.transition.diag);
             return;
         }
         let Some(ifindex) = self
