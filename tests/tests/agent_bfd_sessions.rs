@@ -3,7 +3,8 @@
 //! transition; a session let go says AdminDown (diagnostic 7) and the peer does not take
 //! over for it; a former Master's session is let go and freed; junk from many source
 //! addresses cannot make an agent open more sessions than its caps, and the real sessions
-//! stay Up through it. Checked on the wire and in status.
+//! stay Up through it; `vigil trace --bfd` shows a session fall and be let go. Checked on
+//! the wire and in status.
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -210,6 +211,22 @@ fn a_former_masters_session_is_let_go_and_freed_then_learned_again() -> anyhow::
         ),
     )?;
     wait_up(&v2, lb01.ipv4, 150.0, Duration::from_secs(10));
+    // `vigil trace --bfd` follows it all from lb02's side.
+    let bin = vigil_tests::vigil_bin();
+    let socket = v2.socket.to_string_lossy().into_owned();
+    let trace = lb02.spawn(&[
+        &bin.to_string_lossy(),
+        "trace",
+        "-i",
+        "eth0",
+        "--bfd",
+        "--json",
+        "--socket",
+        &socket,
+        "--duration",
+        "25s",
+    ])?;
+    std::thread::sleep(Duration::from_millis(300));
     lab.set_link("lb01", false)?;
     v2.wait_state("web", "MASTER", Duration::from_secs(5))?;
     // Silent for Master_Down_Interval + detection (3.76 s): let go; down as long again:
@@ -231,6 +248,28 @@ fn a_former_masters_session_is_let_go_and_freed_then_learned_again() -> anyhow::
         .collect();
     assert!(events.iter().any(|e| e.starts_with("let go")), "{events:?}");
     assert!(v2.log_text().contains("BFD session let go"));
+    // The trace printed the session as it stood, then the fall, the letting go and the
+    // rest, with the peer, state and detection time.
+    // SAFETY: plain syscall on our child's pid.
+    unsafe { libc::kill(trace.id() as i32, libc::SIGTERM) };
+    let out = trace.wait_with_output()?;
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let first = &lines.first().expect("trace printed something")["session"];
+    assert_eq!(first["peer"], lb01.ipv4.to_string(), "{lines:?}");
+    assert_eq!(first["state"], "Up", "{lines:?}");
+    assert_eq!(first["detection_time_ms"], 150.0, "{lines:?}");
+    let events: Vec<&str> = lines.iter().filter_map(|l| l["event"].as_str()).collect();
+    let fell = events
+        .iter()
+        .position(|e| *e == "Up -> Down: control detection time expired");
+    let let_go = events.iter().position(|e| e.starts_with("let go"));
+    assert!(
+        fell.is_some() && let_go.is_some() && fell < let_go,
+        "{events:?}"
+    );
 
     // lb01 back: it preempts, lb02 hears it as Master again and runs a new session.
     lab.set_link("lb01", true)?;
