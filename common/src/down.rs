@@ -31,6 +31,11 @@ pub struct DownParams {
     pub interval_ns: u64,
 }
 
+/// How soon the timer tries again when its silence event found the ring buffer full: the
+/// agent is behind and will drain it, and an event lost for good would leave the Backup
+/// deaf (no userspace timer runs while the kernel keeps the deadline).
+pub const RETRY_NS: u64 = 1_000_000;
+
 /// The advert interval field in ns: v3 centiseconds, v2 seconds.
 #[inline(always)]
 pub const fn interval_ns(version: u8, raw: u16) -> u64 {

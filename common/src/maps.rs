@@ -87,9 +87,12 @@ pub struct VridStats {
     pub ignored_interval: u16,
     /// Reserved, zero.
     pub _pad4: u32,
+    /// Arrival time of the last advert whose report was lost: the agent cannot know
+    /// what it said, only when.
+    pub lost_ns: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<VridStats>() == 120);
+const _: () = assert!(core::mem::size_of::<VridStats>() == 128);
 
 /// Verdict counters of one interface, one field per [`crate::Verdict`] in its order.
 #[repr(C)]

@@ -171,6 +171,7 @@ pub fn settle(
             // the agent heard of that one, not of this; count it lost.
             if !same_run(s, a) {
                 s.lost += 1;
+                s.lost_ns = ts;
                 s.unreported = 1;
             }
             commit(s, a, ts, w.epoch, None);
@@ -183,6 +184,7 @@ pub fn settle(
                 s.unreported = 0;
             } else {
                 s.lost += 1;
+                s.lost_ns = ts;
                 s.unreported = 1;
             }
         }

@@ -25,7 +25,7 @@ use aya_ebpf::{
 };
 use vigil_common::{
     DownParams, VridKey,
-    down::{deadline_ns, interval_ns},
+    down::{RETRY_NS, deadline_ns, interval_ns},
     event::{EVENT_SILENCE, EVENT_TIMER_ERROR},
     maps::MAX_WATCHED,
     validate::{VERDICTS, WATCH_REPORT_ALL},
@@ -49,7 +49,8 @@ const ARMED: u32 = 2;
 pub struct DownTimer {
     timer: bpf_timer,
     state: u32,
-    _pad: u32,
+    /// The local priority its expiry was computed for: Skew_Time depends on it.
+    priority: u32,
 }
 
 /// 1: the kernel keeps the down timers. The agent loads the program with 0 when the
@@ -83,7 +84,9 @@ pub fn arrival(key: &VridKey, ts: u64, report: bool, version: u8, local: u8) {
     // SAFETY: map value pointers, valid for this program run; a racing CPU can at worst
     // start the same timer twice, which only moves its expiry to the newer deadline.
     let (t, p) = unsafe { (&mut *t, &*params) };
-    if t.state == ARMED && !report {
+    // A quiet advert leaves an armed timer alone, unless the local priority changed
+    // since it was armed: the expiry moves with Skew_Time.
+    if t.state == ARMED && !report && t.priority == u32::from(local) {
         return;
     }
     // The agent believes the timer runs after a report, or while it was armed: a
@@ -135,7 +138,7 @@ pub fn arrival(key: &VridKey, ts: u64, report: bool, version: u8, local: u8) {
         ts,
         s.last_priority,
     );
-    start(key, t, deadline, tell);
+    start(key, t, deadline, local, tell);
 }
 
 /// The timer element of `key`, created idle on first use.
@@ -147,7 +150,7 @@ fn slot(key: &VridKey) -> Option<*mut DownTimer> {
     let fresh = DownTimer {
         timer: bpf_timer { __opaque: [0; 2] },
         state: FRESH,
-        _pad: 0,
+        priority: 0,
     };
     // Another CPU may have created it meanwhile: NOEXIST keeps its timer.
     let _ = DOWN_TIMERS.insert(key, &fresh, BPF_NOEXIST as u64);
@@ -175,11 +178,12 @@ fn deadline_of(
 /// Arms the timer for the absolute `deadline`; a failure is logged and, with `tell`,
 /// reported to the agent, which then keeps this deadline itself.
 #[inline(always)]
-fn start(key: &VridKey, t: &mut DownTimer, deadline: u64, tell: bool) {
+fn start(key: &VridKey, t: &mut DownTimer, deadline: u64, local: u8, tell: bool) {
     // SAFETY: an initialised timer in its map.
     let rc = unsafe { bpf_timer_start(&mut t.timer, deadline, BPF_F_TIMER_ABS as u64) };
     if rc == 0 {
         t.state = ARMED;
+        t.priority = u32::from(local);
         return;
     }
     t.state = IDLE;
@@ -224,25 +228,29 @@ unsafe extern "C" fn fired(_map: *mut c_void, key: *mut VridKey, t: *mut DownTim
     // SAFETY: plain helper.
     let now = unsafe { bpf_ktime_get_ns() };
     if now < deadline {
-        start(key, t, deadline, true);
+        start(key, t, deadline, w.priority, true);
         return 0;
     }
     // RFC 5798 §6.4.2: the Master_Down_Timer fired. The agent's election decides.
     t.state = IDLE;
-    event(key, EVENT_SILENCE, deadline);
+    if !event(key, EVENT_SILENCE, deadline) {
+        // The ring is full: try again shortly rather than lose the one wake-up.
+        start(key, t, now + RETRY_NS, w.priority, true);
+    }
     0
 }
 
-/// Writes a down-timer event for `key` with the last advert's fields.
+/// Writes a down-timer event for `key` with the last advert's fields; false when the ring
+/// buffer had no room.
 #[inline(always)]
-fn event(key: &VridKey, kind: u8, deadline: u64) {
+fn event(key: &VridKey, kind: u8, deadline: u64) -> bool {
     let Some(stats) = crate::VRID_STATS.get_ptr(key) else {
-        return;
+        return true;
     };
     let Some(mut slot) = crate::EVENTS.reserve(0) else {
         crate::count(key.ifindex, VERDICTS);
         crate::rare::ring_full(key.vrid);
-        return;
+        return false;
     };
     let e = slot.as_mut_ptr();
     // SAFETY: `e` is a reserved, writable event slot; `stats` a map value pointer.
@@ -269,4 +277,5 @@ fn event(key: &VridKey, kind: u8, deadline: u64) {
         (*e).deadline_ns = deadline;
     }
     slot.submit(0);
+    true
 }

@@ -212,6 +212,13 @@ struct Member {
     fed_ns: u64,
     /// What that advert said: source, priority, interval.
     fed_what: Option<(IpAddr, u8, Duration)>,
+    /// Arrival time of the newest advert handed to the router that also (re)started the
+    /// kernel's down timer: reported, or read from the VRID's last arrival. A
+    /// lower-priority advert the datapath dropped does neither, so it never makes the
+    /// kernel's silence event look stale.
+    armed_ns: u64,
+    /// The datapath's last lost report the router was told of (arrival time, ns).
+    lost_ns: u64,
     /// Adverts handed to the router from the datapath (reports, not re-feeds).
     fed: u64,
     /// With BFD-assisted takeover: the peers known.
@@ -226,6 +233,10 @@ struct Member {
     /// The kernel's timer is armed for this Backup: the endpoint asks for no wake-up
     /// for its down deadline.
     kernel_armed: bool,
+    /// When the local priority or the configuration last changed (ns): the kernel's
+    /// expiry was computed before it, so the agent keeps the deadline until it next
+    /// finds the kernel's timer armed, and a silence event is judged no earlier.
+    changed_ns: u64,
     /// Whether the kernel's timer was armed when the caller last read the state before
     /// a timeout (`None`: not read this round).
     kernel_read: Option<bool>,
@@ -349,6 +360,29 @@ impl Member {
         Some(Instant::from_nanos(until.as_nanos().saturating_sub(1)))
     }
 
+    /// When the kernel's timer expires for the VRID's last arrival, by the program's own
+    /// arithmetic; `None` before any arrival.
+    fn kernel_deadline(&self) -> Option<Instant> {
+        let s = &self.state;
+        if s.last_version == 0 {
+            return None;
+        }
+        let cfg = self.router.config();
+        let interval = match cfg.version {
+            // RFC 3768 §7.1: a v2 Backup keeps its own interval.
+            Version::V2 => u64::try_from(cfg.advert_interval.as_nanos()).unwrap_or(u64::MAX),
+            Version::V3 => suppress::interval_ns(s.last_version, s.last_interval),
+        };
+        Some(Instant::from_nanos(vigil_common::down::deadline_ns(
+            self.base.version,
+            self.router.priority(),
+            interval,
+            u32::from(cfg.down_timer_adverts),
+            s.last_ns,
+            s.last_priority,
+        )))
+    }
+
     /// The router's deadline, unless the kernel keeps it.
     fn router_deadline(&self) -> Option<Instant> {
         if self.kernel_armed && self.router.state() == State::Backup {
@@ -426,10 +460,13 @@ impl Endpoint {
             watched: base,
             state: VridStats::default(),
             fed_ns: 0,
+            armed_ns: 0,
+            lost_ns: 0,
             fed_what: None,
             fed: 0,
             kernel_since: None,
             kernel_armed: false,
+            changed_ns: 0,
             kernel_read: None,
             silences: 0,
             peers: None,
@@ -633,6 +670,7 @@ impl Endpoint {
             EndpointInput::PriorityChanged { key, priority } => {
                 // Adverts the datapath kept quiet were judged at the old priority.
                 self.refresh(now, key);
+                self.take_deadline_back(now, key);
                 self.input(now, key, Input::PriorityChanged(priority), &mut touched)
             }
             EndpointInput::LinkDown { key } => self.input(now, key, Input::LinkDown, &mut touched),
@@ -661,6 +699,7 @@ impl Endpoint {
             }
             EndpointInput::Reconfigure { key, config } => {
                 self.refresh(now, key);
+                self.take_deadline_back(now, key);
                 if let Some(m) = self.members.get_mut(&key) {
                     let unicast = m.base.flags & validate::WATCH_UNICAST != 0;
                     match m.router.reconfigure(now, config) {
@@ -880,6 +919,7 @@ impl Endpoint {
         }
         if fresh {
             m.fed += 1;
+            m.armed_ns = m.armed_ns.max(ts_ns);
             // Every advert the kernel reports (re)starts its down timer, when it had the
             // parameters by the time the advert arrived.
             m.kernel_armed = m.router.state() == State::Backup
@@ -937,6 +977,16 @@ impl Endpoint {
         );
     }
 
+    /// Skew_Time (and with a reload, the interval) changed: the kernel's timer runs to an
+    /// expiry computed before, until the next advert re-arms it. The agent's own timer
+    /// keeps the deadline meanwhile.
+    fn take_deadline_back(&mut self, now: Instant, key: VridKey) {
+        if let Some(m) = self.members.get_mut(&key) {
+            m.kernel_armed = false;
+            m.changed_ns = now.as_nanos();
+        }
+    }
+
     /// A due router: [`Endpoint::refresh`], then the timeout.
     fn timeout(&mut self, now: Instant, key: VridKey) {
         let Some(m) = self.members.get_mut(&key) else {
@@ -953,10 +1003,13 @@ impl Endpoint {
         // The Master is alive and the kernel's timer runs from its adverts (it had gone
         // idle while this router was Master or in Fault, and an advert re-armed it):
         // the deadline is the kernel's again.
+        // Not when the router's deadline is the earlier one (a timer started afresh, as
+        // on leaving Fault, runs from now, not from the last advert).
         if let Some(m) = self.members.get_mut(&key)
             && m.router.state() == State::Backup
             && m.kernel_since.is_some()
             && read == Some(true)
+            && m.kernel_deadline() <= m.router.poll_timeout()
         {
             m.kernel_armed = true;
         }
@@ -967,7 +1020,7 @@ impl Endpoint {
     /// the down timer is judged, and before any input that changes how adverts are
     /// judged (the priority), so that the quiet adverts count as what they were.
     fn refresh(&mut self, now: Instant, key: VridKey) {
-        let Some(m) = self.members.get(&key) else {
+        let Some(m) = self.members.get_mut(&key) else {
             return;
         };
         let s = m.state;
@@ -983,6 +1036,17 @@ impl Endpoint {
         // Newer than what the router heard; or as new, but another advert (two arrived
         // at once, and the one the state kept was not the one reported).
         let newer = s.last_ns > m.fed_ns || (s.last_ns == m.fed_ns && m.fed_what != Some(what));
+        // A report lost to a full ring (or raced by another CPU) since the router last
+        // heard from the datapath: it may have said something the preempt delay
+        // depends on.
+        if newer && s.lost_ns > m.lost_ns && s.lost_ns <= now.as_nanos() {
+            m.lost_ns = s.lost_ns;
+            m.router.report_lost(
+                Instant::from_nanos(s.lost_ns),
+                Instant::from_nanos(s.first_ns),
+                m.fed_ns >= s.first_ns,
+            );
+        }
         if m.router.state() == State::Backup
             && newer
             && s.last_ns <= now.as_nanos()
@@ -996,6 +1060,11 @@ impl Endpoint {
                 s.last_digest,
             );
             self.feed_run(key, s.first_ns, s.last_ns, source, advert, false);
+        }
+        if let Some(m) = self.members.get_mut(&key)
+            && s.last_ns <= now.as_nanos()
+        {
+            m.armed_ns = m.armed_ns.max(s.last_ns);
         }
         // The last advert the datapath dropped as below the local priority, which the
         // router would have discarded too: handed in so that it knows whom it preempts.
@@ -1033,11 +1102,13 @@ impl Endpoint {
             _pad: 0,
         };
         let m = self.members.get_mut(&key)?;
-        if m.kernel_armed && e.ts_ns < m.fed_ns {
+        if m.kernel_armed && e.ts_ns < m.armed_ns {
             return None;
         }
         m.silences += 1;
         m.kernel_armed = false;
+        // Never before a change the router has already seen.
+        let at = Instant::from_nanos(e.deadline_ns.max(m.changed_ns));
         if m.router.state() == State::Backup && e.ts_ns > m.fed_ns && e.version != 0 {
             let advert = m.advert(
                 e.version,
@@ -1048,7 +1119,6 @@ impl Endpoint {
             );
             self.feed(key, e.ts_ns, address_of(e.family, &e.src), advert, false);
         }
-        let at = Instant::from_nanos(e.deadline_ns);
         self.input(at, key, Input::Timeout, &mut BTreeSet::new());
         Some(key)
     }

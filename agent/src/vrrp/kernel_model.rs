@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use vigil_common::down::{deadline_ns, interval_ns};
+use vigil_common::down::{RETRY_NS, deadline_ns, interval_ns};
 use vigil_common::event::EVENT_SILENCE;
 use vigil_common::suppress::{self, Fate};
 use vigil_common::validate::{self, Advert, Parsed};
@@ -32,6 +32,8 @@ pub struct KernelModel {
     pub down: BTreeMap<VridKey, DownParams>,
     /// Armed down timers and their absolute expiry (ns).
     pub timers: BTreeMap<VridKey, u64>,
+    /// The local priority each timer's expiry was computed for.
+    armed_for: BTreeMap<VridKey, u8>,
 }
 
 /// One frame judged up to the point where the program writes its report: what a CPU
@@ -166,11 +168,16 @@ impl KernelModel {
     }
 
     fn arm(&mut self, key: VridKey, reported: bool) {
-        if self.timers.contains_key(&key) && !reported {
+        let local = self.watch.get(&key).map(|w| w.priority);
+        if self.timers.contains_key(&key) && !reported && self.armed_for.get(&key) == local.as_ref()
+        {
             return;
         }
         if let Some(d) = self.deadline(&key) {
             self.timers.insert(key, d);
+            if let Some(p) = local {
+                self.armed_for.insert(key, p);
+            }
         }
     }
 
@@ -202,13 +209,18 @@ impl KernelModel {
             }
             if now < d {
                 self.timers.insert(key, d);
+                if let Some(w) = self.watch.get(&key) {
+                    self.armed_for.insert(key, w.priority);
+                }
                 continue;
             }
             let Some(s) = self.stats.get(&key) else {
                 continue;
             };
             if self.ring.len() >= self.capacity {
+                // As the program: try again shortly.
                 self.iface.entry(key.ifindex).or_default().ring_full += 1;
+                self.timers.insert(key, now + RETRY_NS);
                 continue;
             }
             let mut e = AdvertEvent::zeroed();

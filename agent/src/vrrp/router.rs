@@ -531,6 +531,30 @@ impl VirtualRouter {
         self.preempt_until
     }
 
+    /// Reports were lost: the last at `lost`; the run of like adverts the router now
+    /// hears began at `run`, and `run_heard` says whether the router got its first.
+    /// An advert the router never heard between the start of its preempt delay and the
+    /// run may have been one not below its priority, which ends the delay, and the run's
+    /// first would then have started it anew: restart it from `run` (it may end later
+    /// than it would have, never earlier).
+    pub fn report_lost(&mut self, lost: Instant, run: Instant, run_heard: bool) {
+        if self.state != State::Backup {
+            return;
+        }
+        let Some(until) = self.preempt_until else {
+            return;
+        };
+        let start = Instant::from_nanos(
+            until
+                .as_nanos()
+                .saturating_sub(u64::try_from(self.cfg.preempt_delay.as_nanos()).unwrap_or(0)),
+        );
+        let unheard_before_run = !run_heard || (start <= lost && lost < run);
+        if unheard_before_run && start <= run {
+            self.preempt_until = Some(until.max(run + self.cfg.preempt_delay));
+        }
+    }
+
     /// keepalived's preempt_delay: while it runs (it starts at startup, fault recovery or
     /// the first lower-priority advert), a lower-priority advert is taken as if
     /// preemption were off.

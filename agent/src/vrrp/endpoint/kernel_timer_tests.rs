@@ -206,3 +206,63 @@ fn an_armed_timer_read_at_the_agents_timeout_hands_the_deadline_to_the_kernel() 
         Some(Instant::from_nanos(last) + Duration::from_nanos(MDI))
     );
 }
+
+/// The kernel's silence event found the ring full: the program tries again a moment
+/// later instead of losing the one wake-up (the agent runs no timer of its own while the
+/// kernel keeps the deadline), and the Backup takes over once the ring has room.
+#[test]
+fn a_silence_lost_to_a_full_ring_is_written_again() {
+    use crate::vrrp::kernel_model::KernelModel;
+    use crate::vrrp::wire::WireAdvert;
+    let vip: IpAddr = "192.0.2.100".parse().expect("literal");
+    let mut ep = Endpoint::new();
+    let cfg = RouterConfig::new(51, Version::V3, 100, vec![vip]);
+    ep.add(key(), cfg, "192.0.2.12".parse().expect("literal"), false)
+        .expect("a free key");
+    let start = Instant::from_nanos(1000 * MS);
+    ep.handle(start, EndpointInput::Startup { key: key() });
+    ep.handle(
+        start,
+        EndpointInput::KernelTimer {
+            key: key(),
+            since_ns: 0,
+        },
+    );
+    let mut kernel = KernelModel::new(1);
+    kernel.down.insert(
+        key(),
+        vigil_common::DownParams {
+            adverts: 3,
+            ..Default::default()
+        },
+    );
+    let apply = |ep: &mut Endpoint, kernel: &mut KernelModel| {
+        while let Some((k, a)) = ep.poll_action() {
+            kernel.apply(k, &a);
+        }
+    };
+    apply(&mut ep, &mut kernel);
+    let master: IpAddr = "192.0.2.11".parse().expect("literal");
+    let frame = WireAdvert::v3(master, 51, 150, 100, vec![vip]).frame();
+    let t = 1100 * MS;
+    kernel.receive(2, t, &frame);
+    for r in kernel.drain() {
+        ep.handle(Instant::from_nanos(t), EndpointInput::Datapath(r));
+    }
+    apply(&mut ep, &mut kernel);
+    assert_eq!(ep.poll_timeout(), None, "the kernel keeps the deadline");
+    // The agent falls behind: the ring is full when the timer fires.
+    kernel.capacity = 0;
+    let due = kernel.next_timer().expect("armed by the reported advert");
+    assert_eq!(due, t + MDI);
+    kernel.fire(due);
+    assert!(kernel.drain().is_empty());
+    let retry = kernel.next_timer().expect("the timer tries again");
+    assert_eq!(retry, due + vigil_common::down::RETRY_NS);
+    kernel.capacity = 1;
+    kernel.fire(retry);
+    for r in kernel.drain() {
+        ep.handle(Instant::from_nanos(retry), EndpointInput::Datapath(r));
+    }
+    assert_eq!(took_over_at(&mut ep), Some(Instant::from_nanos(t + MDI)));
+}

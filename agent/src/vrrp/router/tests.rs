@@ -424,6 +424,33 @@ fn keepalived_preempt_delay_holds_back_takeover_from_lower_priority_master() {
     assert_eq!(r.state(), State::Master);
 }
 
+/// The reports of a better master's adverts were lost (a full ring): the delay that
+/// startup began may have ended, and the lower run started it anew. It restarts from the
+/// run, never ends earlier; a loss before the delay began changes nothing.
+#[test]
+fn keepalived_preempt_delay_restarts_from_a_run_after_lost_reports() {
+    let mut c = cfg(Version::V3, 100);
+    c.preempt_delay = Duration::from_secs(2);
+    let mut r = started(c.clone());
+    assert_eq!(r.preempt_delay_until(), Some(ms(2000)));
+    // Lost at 0.5 s; the run of lower adverts began at 1.5 s and was heard.
+    r.report_lost(ms(500), ms(1500), true);
+    assert_eq!(r.preempt_delay_until(), Some(ms(3500)));
+    // The run's own first advert lost: whatever came before it is unknown too.
+    let mut r = started(c.clone());
+    r.report_lost(ms(1200), ms(1200), false);
+    assert_eq!(r.preempt_delay_until(), Some(ms(3200)));
+    // A loss within a run the router heard from its start: nothing unheard before it.
+    let mut r = started(c.clone());
+    r.report_lost(ms(1500), ms(1200), true);
+    assert_eq!(r.preempt_delay_until(), Some(ms(2000)));
+    // A loss before the delay began (while in Fault, say) cannot have ended it.
+    let mut r = VirtualRouter::new(c, ip(ME));
+    r.handle(ms(1000), Input::Startup);
+    r.report_lost(ms(500), ms(1500), true);
+    assert_eq!(r.preempt_delay_until(), Some(ms(3000)));
+}
+
 #[test]
 fn keepalived_preempt_delay_starts_at_first_lower_priority_advert_after_a_better_master() {
     let mut c = cfg(Version::V3, 100);
