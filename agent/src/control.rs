@@ -264,8 +264,8 @@ pub fn table(v: &serde_json::Value) -> String {
     let sessions: Vec<&serde_json::Value> = v["bfd"].as_array().into_iter().flatten().collect();
     if !sessions.is_empty() {
         out += &format!(
-            "{:<20} {:<8} {:<24} {:<9} {:>8} {:>8}  {}\n",
-            "BFD", "IFACE", "PEER", "STATE", "DETECT", "TX", "LAST DOWN"
+            "{:<20} {:<8} {:<24} {:<9} {:>8} {:>8} {:<13}  {}\n",
+            "BFD", "IFACE", "PEER", "STATE", "DETECT", "TX", "RX/DETECTION", "LAST DOWN"
         );
         let ms = |x: &serde_json::Value| x.as_f64().map_or("-".to_owned(), |m| format!("{m}ms"));
         for b in sessions {
@@ -277,13 +277,14 @@ pub fn table(v: &serde_json::Value) -> String {
                 None => "-".to_owned(),
             };
             out += &format!(
-                "{:<20} {:<8} {:<24} {:<9} {:>8} {:>8}  {}\n",
+                "{:<20} {:<8} {:<24} {:<9} {:>8} {:>8} {:<13}  {}\n",
                 s(&b["name"]),
                 s(&b["interface"]),
                 s(&b["peer"]),
                 s(&b["state"]),
                 ms(&b["detection_time_ms"]),
                 ms(&b["transmit_interval_ms"]),
+                format!("{}/{}", s(&b["receive"]), s(&b["detection"])),
                 last
             );
         }

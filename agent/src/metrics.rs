@@ -128,6 +128,7 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
     let bfd_ups = Family::<Labels, Counter>::default();
     let bfd_refused = Family::<Labels, Counter>::default();
     let bfd_sessions = Family::<Labels, Gauge>::default();
+    let bfd_xdp = Family::<Labels, Counter>::default();
     let last_transition = Family::<Labels, Gauge<f64, AtomicU64>>::default();
 
     for i in status["instances"].as_array().into_iter().flatten() {
@@ -191,6 +192,14 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
         .flatten()
     {
         for (verdict, n) in counters.as_object().into_iter().flatten() {
+            if verdict == "bfd" {
+                for (what, n) in n.as_object().into_iter().flatten() {
+                    bfd_xdp
+                        .get_or_create(&labels(&[("interface", iface), ("verdict", what)]))
+                        .inc_by(n.as_u64().unwrap_or(0));
+                }
+                continue;
+            }
             xdp.get_or_create(&labels(&[("interface", iface), ("verdict", verdict)]))
                 .inc_by(n.as_u64().unwrap_or(0));
         }
@@ -360,6 +369,13 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
         "BFD sessions not started because a session cap was reached",
         bfd_refused,
     );
+    registry.register(
+        "bfd_datapath_packets",
+        "BFD packets the XDP program judged, by verdict (recorded: kept in the kernel; \
+         reported: handed to the agent; passed; drop reasons), detection timeouts (down) and \
+         ring-full losses",
+        bfd_xdp,
+    );
     let mut out = String::new();
     encode(&mut out, &registry)?;
     Ok(out)
@@ -382,7 +398,8 @@ mod tests {
                 "transitions": [{"from": "BACKUP", "to": "MASTER", "reason": "master_down", "count": 2}],
                 "last_transition": {"unix_time": 1700000100.25},
             }],
-            "datapath_counters": {"eth0": {"accepted": 7, "ttl": 5}},
+            "datapath_counters": {"eth0": {"accepted": 7, "ttl": 5,
+                                           "bfd": {"recorded": 40, "reported": 2}}},
             "down_timers": "agent (kernel_timers = false)",
             "bfd": [{"name": "to_lb02", "peer": "192.0.2.12", "state": "Up",
                      "detection_time_ms": 30.0, "received": 11, "sent": 12, "discarded": 1,
@@ -390,6 +407,7 @@ mod tests {
             "bfd_refused": {"eth0": 7},
         });
         let out = render(&status).expect("renders");
+        assert!(!out.contains("verdict=\"bfd\""), "{out}");
         for line in [
             "vigil_instance_state{instance=\"web\",state=\"MASTER\"} 1",
             "vigil_instance_state{instance=\"web\",state=\"BACKUP\"} 0",
@@ -397,6 +415,8 @@ mod tests {
             "vigil_adverts_sent_total{instance=\"web\"} 42",
             "vigil_transitions_total{instance=\"web\",from=\"BACKUP\",to=\"MASTER\",reason=\"master_down\"} 2",
             "vigil_datapath_frames_total{interface=\"eth0\",verdict=\"ttl\"} 5",
+            "vigil_bfd_datapath_packets_total{interface=\"eth0\",verdict=\"recorded\"} 40",
+            "vigil_bfd_datapath_packets_total{interface=\"eth0\",verdict=\"reported\"} 2",
             "vigil_split_brain_events_total{instance=\"web\"} 4",
             "vigil_script_runs_total{instance=\"web\",script=\"check_web\"} 9",
             "vigil_script_status{instance=\"web\",script=\"check_web\",status=\"failing\"} 1",

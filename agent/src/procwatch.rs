@@ -48,7 +48,24 @@ pub fn matches(d: &config::Process, p: &ProcInfo) -> bool {
         let want = truncate(&d.name, 15);
         p.comm == want
     };
-    name_ok && d.command_line.as_ref().is_none_or(|c| p.cmdline == *c)
+    name_ok
+        && d.command_line
+            .as_ref()
+            .is_none_or(|c| command_matches(d.command_match, c, &p.cmdline))
+}
+
+/// keepalived's `param_match`, on words: the whole line, its first words, or a run of
+/// words anywhere in it.
+fn command_matches(how: config::CommandMatch, want: &str, cmdline: &str) -> bool {
+    let want: Vec<&str> = want.split(' ').filter(|w| !w.is_empty()).collect();
+    let have: Vec<&str> = cmdline.split(' ').filter(|w| !w.is_empty()).collect();
+    match how {
+        config::CommandMatch::Exact => have == want,
+        config::CommandMatch::Initial => have.starts_with(&want),
+        config::CommandMatch::Partial => {
+            want.is_empty() || have.windows(want.len()).any(|run| run == want.as_slice())
+        }
+    }
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -579,6 +596,7 @@ mod tests {
         config::Process {
             name: name.to_string(),
             command_line: None,
+            command_match: config::CommandMatch::Exact,
             quorum: 1,
             quorum_max: None,
             weight: 0,
@@ -618,6 +636,45 @@ mod tests {
         d.command_line = Some("sleep 100".into());
         assert!(matches(&d, &info("sleep", "sleep 100")));
         assert!(!matches(&d, &info("sleep", "sleep 1000")));
+        assert!(!matches(&d, &info("sleep", "sleep 100 200")));
+    }
+
+    #[test]
+    fn initial_matches_the_first_words_and_partial_a_run_of_words_anywhere() {
+        let mut d = def("haproxy");
+        d.command_line = Some("haproxy -f /etc/haproxy.cfg".into());
+        d.command_match = config::CommandMatch::Initial;
+        let full = info("haproxy", "haproxy -f /etc/haproxy.cfg -p /run/haproxy.pid");
+        assert!(matches(&d, &full));
+        assert!(matches(&d, &info("haproxy", "haproxy -f /etc/haproxy.cfg")));
+        // A word is a word: `-f /etc/haproxy.cfg.bak` is not `-f /etc/haproxy.cfg`.
+        assert!(!matches(
+            &d,
+            &info("haproxy", "haproxy -f /etc/haproxy.cfg.bak")
+        ));
+        assert!(!matches(
+            &d,
+            &info("haproxy", "haproxy -p /run/haproxy.pid -f /etc/haproxy.cfg")
+        ));
+        d.command_line = Some("-f /etc/haproxy.cfg".into());
+        assert!(!matches(&d, &full), "initial compares from argv[0]");
+        d.command_match = config::CommandMatch::Partial;
+        assert!(matches(&d, &full));
+        assert!(matches(
+            &d,
+            &info("haproxy", "haproxy -p /run/haproxy.pid -f /etc/haproxy.cfg")
+        ));
+        // In order and next to each other.
+        assert!(!matches(
+            &d,
+            &info("haproxy", "haproxy /etc/haproxy.cfg -f")
+        ));
+        assert!(!matches(
+            &d,
+            &info("haproxy", "haproxy -f -p /etc/haproxy.cfg")
+        ));
+        d.command_match = config::CommandMatch::Exact;
+        assert!(!matches(&d, &full));
     }
 
     #[test]

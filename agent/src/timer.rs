@@ -65,6 +65,9 @@ impl MonoTimer {
             // SAFETY: reading 8 bytes into an 8-byte buffer from our own fd.
             let n = unsafe { libc::read(fd, expirations.as_mut_ptr().cast(), expirations.len()) };
             if n == 8 {
+                // Read, the timerfd stays unreadable until it expires again: saying so
+                // spares the next wait a read that would only find EAGAIN.
+                guard.clear_ready();
                 return Ok(());
             }
             let err = io::Error::last_os_error();

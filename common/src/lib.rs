@@ -5,6 +5,7 @@
 //! `aya::Pod` so the agent can use them as map keys and values.
 #![no_std]
 
+pub mod bfd;
 pub mod down;
 pub mod event;
 pub mod frame;

@@ -446,18 +446,8 @@ fn checksum<F: Frame + ?Sized>(frame: &F, a: &Advert) -> Option<(u32, u32)> {
         i += 1;
     }
     pseudo += a.vrrp_len as u32 + IPPROTO_VRRP as u32;
-    let mut sum: u32 = 0;
-    let len = a.vrrp_len & (MAX_VRRP_LEN * 2 - 1);
-    let mut i = 0;
-    while i < MAX_VRRP_LEN / 2 {
-        let off = 2 * i;
-        if off + 1 >= len {
-            break;
-        }
-        sum += frame.u16_at(a.vrrp_off + off)? as u32;
-        i += 1;
-    }
-    Some((sum, pseudo))
+    let sum = frame.word_sum(a.vrrp_off, a.vrrp_len)?;
+    Some((sum as u32, pseudo))
 }
 
 /// Folds a sum of at most about 1100 words to 16 bits and complements it: zero means the

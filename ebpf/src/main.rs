@@ -14,14 +14,22 @@
 //! they are only wired to the maps: the state lives in `vrid_stats`, reports go to the
 //! `events` ring buffer, and a report the full ring refused is marked in the state.
 //!
+//! Single-hop BFD Control packets (UDP 3784) are the other thing it reads: `bfd.rs`
+//! records them per session, wakes the agent only on change, and keeps each session's
+//! detection time in a `bpf_timer`.
+//!
 //! Where the kernel allows it, a Backup's Master_Down_Timer lives here too (`timer.rs`):
 //! a `bpf_timer` per VRID, armed from the arrivals the state records, that wakes the
 //! agent only when the Master has gone silent.
 #![no_std]
 #![no_main]
 
+mod bfd;
+mod csum;
+mod digest;
 mod rare;
 mod timer;
+mod verdict;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -33,8 +41,7 @@ use aya_ebpf::{
 use vigil_common::{
     AdvertEvent, Frame, IfaceStats, Settings, Verdict, VridKey, VridStats, WatchEntry,
     maps::{MAX_IFACES, MAX_WATCHED},
-    suppress,
-    validate::{self, Parsed},
+    suppress, validate,
 };
 
 #[btf_map(name = "watch")]
@@ -51,13 +58,13 @@ static EVENTS: RingBuf<AdvertEvent, { vigil_common::RING_BYTES as usize }> = Rin
 
 /// Per-CPU room for the parsed advert, which does not fit on the 512-byte eBPF stack.
 #[btf_map(name = "scratch")]
-static SCRATCH: PerCpuArray<validate::Advert, 1> = PerCpuArray::new();
+pub(crate) static SCRATCH: PerCpuArray<validate::Advert, 1> = PerCpuArray::new();
 
 #[btf_map(name = "settings")]
 static SETTINGS: Array<Settings, 1> = Array::new();
 
 /// Bounds-checked view of the XDP frame for the shared validation code.
-struct Xdp<'a>(&'a XdpContext);
+pub(crate) struct Xdp<'a>(pub(crate) &'a XdpContext);
 
 impl Frame for Xdp<'_> {
     #[inline(always)]
@@ -72,6 +79,11 @@ impl Frame for Xdp<'_> {
         }
         // SAFETY: [p, p + N) lies inside the frame, checked just above.
         Some(unsafe { core::ptr::read_unaligned(p as *const [u8; N]) })
+    }
+
+    #[inline(always)]
+    fn word_sum(&self, off: usize, len: usize) -> Option<u16> {
+        csum::word_sum(self.0.ctx, off, len)
     }
 }
 
@@ -88,10 +100,9 @@ fn judge(ctx: &XdpContext) -> u32 {
     // SAFETY: entry 0 of a per-CPU array always exists and only this CPU's program run
     // touches it until it returns.
     let a = unsafe { &mut *a };
-    let frame = Xdp(ctx);
-    let parsed = validate::parse(&frame, a);
-    if parsed == Parsed::NotVrrp {
-        return xdp_action::XDP_PASS;
+    let parsed = verdict::parse(ctx);
+    if parsed == verdict::NOT_VRRP {
+        return bfd::judge(ctx);
     }
     let ts = unsafe { bpf_ktime_get_ns() };
     let ifindex = ctx.ingress_ifindex() as u32;
@@ -104,13 +115,12 @@ fn judge(ctx: &XdpContext) -> u32 {
     });
     // Pointers, not copies: stack space is scarce.
     let entry = match parsed {
-        Parsed::Vrrp if key.ifindex != 0 => WATCH.get_ptr(&key),
+        verdict::PARSED if key.ifindex != 0 => WATCH.get_ptr(&key),
         _ => None,
     };
     let verdict = match parsed {
-        Parsed::Broken(v) => v,
-        // SAFETY: a map value pointer, valid for this program run.
-        _ => validate::check(&frame, a, entry.map(|w| unsafe { &*w })),
+        verdict::PARSED => verdict::check(ctx, entry),
+        code => Verdict::from_code(code as u8).unwrap_or(Verdict::Length),
     };
     count(ifindex, verdict as usize);
 
@@ -142,7 +152,7 @@ fn judge(ctx: &XdpContext) -> u32 {
     // One place writes records, so the address loop is in the program once.
     let attempt = if report {
         let digest = if verdict.passes() {
-            validate::address_digest(&frame, a).unwrap_or(0)
+            digest::address_digest(a).unwrap_or(0)
         } else {
             0
         };
@@ -183,6 +193,13 @@ fn count(ifindex: u32, index: usize) {
     if index > validate::VERDICTS {
         return;
     }
+    // The compiler knows a verdict's range and drops the check above; the verifier,
+    // handed the verdict by a global function, does not. VERDICTS + 1 counters are a
+    // power of two, so a mask shows it the same bound; the volatile read keeps the
+    // compiler from dropping the mask too.
+    const _: () = assert!((validate::VERDICTS + 1).is_power_of_two());
+    // SAFETY: a read of a local.
+    let index = unsafe { core::ptr::read_volatile(&index) } & validate::VERDICTS;
     // SAFETY: IfaceStats is repr(C) of VERDICTS + 1 u64 counters (asserted in common),
     // index <= VERDICTS, and the map is per CPU, so nothing else writes this copy.
     unsafe {

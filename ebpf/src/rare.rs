@@ -1,6 +1,12 @@
 //! Rare events, told to the agent's log through aya-log: a full ring buffer, a full map, a
 //! timer that would not start. Never per packet: each kind speaks at most once a second
 //! per CPU, however often it happens (the counters in the maps count every one).
+//!
+//! Each reporter is a global (exported) function: the verifier checks a global function
+//! once, on its own, from the types of its arguments, where a static one is checked
+//! again for every state a call reaches it in. aya-log's record writing is long, and
+//! reached from many paths of the packet code and the timer callback; verified per call
+//! it was most of the program's verification.
 
 use aya_ebpf::{btf_maps::PerCpuArray, helpers::bpf_ktime_get_ns, macros::btf_map};
 
@@ -33,8 +39,29 @@ fn may_speak(kind: u32) -> bool {
 }
 
 /// The ring buffer to the agent is full: the agent falls behind and an event was lost.
-#[inline(never)]
+#[inline(always)]
 pub fn ring_full(vrid: u8) {
+    vigil_log_ring_full(u32::from(vrid));
+}
+
+/// A map the program fills itself has no room for another VRID.
+#[inline(always)]
+pub fn map_full(vrid: u8) {
+    vigil_log_map_full(u32::from(vrid));
+}
+
+/// `bpf_timer_init`, `bpf_timer_set_callback` or `bpf_timer_start` refused; the agent
+/// keeps this VRID's deadline itself.
+#[inline(always)]
+pub fn timer_failed(vrid: u8, rc: i64) {
+    vigil_log_timer_failed(u32::from(vrid), rc);
+}
+
+// Global functions must return a scalar; the value means nothing.
+
+#[unsafe(no_mangle)]
+#[inline(never)]
+extern "C" fn vigil_log_ring_full(vrid: u32) -> i32 {
     if may_speak(RING_FULL) {
         aya_log_ebpf::warn!(
             &(),
@@ -42,11 +69,12 @@ pub fn ring_full(vrid: u8) {
             vrid
         );
     }
+    0
 }
 
-/// A map the program fills itself has no room for another VRID.
+#[unsafe(no_mangle)]
 #[inline(never)]
-pub fn map_full(vrid: u8) {
+extern "C" fn vigil_log_map_full(vrid: u32) -> i32 {
     if may_speak(MAP_FULL) {
         aya_log_ebpf::error!(
             &(),
@@ -54,18 +82,32 @@ pub fn map_full(vrid: u8) {
             vrid
         );
     }
+    0
 }
 
-/// `bpf_timer_init`, `bpf_timer_set_callback` or `bpf_timer_start` refused; the agent
-/// keeps this VRID's deadline itself.
+#[unsafe(no_mangle)]
 #[inline(never)]
-pub fn timer_failed(vrid: u8, rc: i64) {
+extern "C" fn vigil_log_timer_failed(vrid: u32, rc: i64) -> i32 {
     if may_speak(TIMER_FAILED) {
         aya_log_ebpf::error!(
             &(),
             "down timer of VRID {} could not be armed: error {}",
             vrid,
             rc
+        );
+    }
+    0
+}
+
+/// A BFD session's detection timer could not be armed; the agent keeps its detection
+/// time itself.
+#[inline(never)]
+pub fn bfd_timer_failed(discriminator: u32) {
+    if may_speak(TIMER_FAILED) {
+        aya_log_ebpf::error!(
+            &(),
+            "BFD detection timer of session {} could not be armed",
+            discriminator
         );
     }
 }

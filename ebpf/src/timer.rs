@@ -57,7 +57,7 @@ pub struct DownTimer {
 /// kernel refuses timers (or they are turned off); the verifier then prunes every timer
 /// call as dead code, so the same object loads where `bpf_timer` does not exist.
 #[unsafe(no_mangle)]
-static KERNEL_TIMERS: Global<u8> = Global::new(1);
+pub(crate) static KERNEL_TIMERS: Global<u8> = Global::new(1);
 
 #[btf_map(name = "down_timers")]
 static DOWN_TIMERS: HashMap<VridKey, DownTimer, { MAX_WATCHED as usize }> = HashMap::new();
@@ -72,6 +72,16 @@ static DOWN_PARAMS: HashMap<VridKey, DownParams, { MAX_WATCHED as usize }> = Has
 #[inline(never)]
 pub fn arrival(key: &VridKey, ts: u64, report: bool, version: u8, local: u8) {
     if KERNEL_TIMERS.load() == 0 {
+        return;
+    }
+    // The steady state of a Backup: the timer runs, armed at this local priority, and
+    // this advert is a quiet repeat. Nothing to do, decided with one lookup (this runs
+    // for every advert); the same test is made below for a timer found otherwise.
+    if !report
+        && let Some(t) = DOWN_TIMERS.get_ptr(key)
+        // SAFETY: a map value pointer, valid for this program run.
+        && unsafe { (*t).state == ARMED && (*t).priority == u32::from(local) }
+    {
         return;
     }
     let Some(params) = DOWN_PARAMS.get_ptr(key) else {

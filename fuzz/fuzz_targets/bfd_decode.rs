@@ -1,6 +1,7 @@
 //! Feeds arbitrary bytes to the BFD decoders: none may panic, whatever decodes must
 //! survive an encode/decode round trip unchanged, and a session must take any decoded
-//! packet without panicking.
+//! packet without panicking. The same bytes as an Ethernet frame go through the XDP
+//! program's checks, which may never accept what the agent's decoder refuses.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -26,11 +27,36 @@ fn check(bytes: &[u8]) {
     if let Some(deadline) = session.poll_timeout() {
         let _ = session.handle(deadline, Input::Timeout);
     }
+    // The kernel's reports: newer arrivals, then its detection timeout.
+    session.set_external_detection(true);
+    let later = Instant::from_nanos(1_005_000_000);
+    let _ = session.handle(later, Input::Heard { last_rx: later });
+    let _ = session.handle(later, Input::DetectionExpired { last_rx: now });
+}
+
+/// The bytes as a frame, judged as the XDP program judges it.
+fn kernel(bytes: &[u8]) {
+    let mut f = vigil_common::bfd::BfdFrame::default();
+    if !vigil_common::bfd::parse(bytes, &mut f) {
+        return;
+    }
+    if let Ok(true) = vigil_common::bfd::check(&f) {
+        // Accepted for the kernel with a Length of exactly the mandatory section: the
+        // agent's decoder must take the same header.
+        if f.length() == 24 {
+            assert!(ControlPacket::decode(&f.header).is_ok(), "{f:?}");
+        }
+        let mut s = vigil_common::bfd::BfdState::default();
+        let _ = vigil_common::bfd::must_report(&s, &f, 0);
+        vigil_common::bfd::record(&mut s, &f, 1, 0, false, false);
+        assert!(!vigil_common::bfd::must_report(&s, &f, 0) || f.poll() || f.final_());
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
     // The bytes as a UDP payload, and as a whole IP packet.
     check(data);
+    kernel(data);
     if let Ok(datagram) = Datagram::parse(data) {
         let _ = datagram.check_single_hop();
         check(datagram.payload);

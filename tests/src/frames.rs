@@ -40,6 +40,9 @@ pub struct Advert {
     pub ip_len_override: Option<u16>,
     /// IPv4 header length in words (5 is right).
     pub ihl: u8,
+    /// Bytes after the addresses (and v2 authentication), inside the VRRP length and the
+    /// checksum: RFC 5798 §7.1 only needs the message to hold what the header announces.
+    pub trailer: Vec<u8>,
 }
 
 impl Advert {
@@ -63,6 +66,7 @@ impl Advert {
             frag: 0,
             ip_len_override: None,
             ihl: 5,
+            trailer: Vec::new(),
         }
     }
 
@@ -115,6 +119,7 @@ impl Advert {
         if self.version == 2 {
             m.extend_from_slice(&self.auth.1);
         }
+        m.extend_from_slice(&self.trailer);
         let mut sum: u32 = 0;
         if self.version == 3 {
             let (s, d) = (octets(self.src), octets(self.dst()));

@@ -97,6 +97,13 @@ impl VipWatch {
         holder: &str,
     ) -> anyhow::Result<usize> {
         std::thread::sleep(hold);
+        let count = || self.samples().iter().filter(|(at, _)| *at >= from).count();
+        // A busy machine samples slowly: hold on (up to ten times as long) until there
+        // are enough samples to judge.
+        let until = Instant::now() + hold * 9;
+        while count() < 10 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let checked: Vec<Sample> = self
             .samples()
             .into_iter()

@@ -119,7 +119,9 @@ fn frr_bfdd_session_comes_up_and_each_side_detects_the_others_stop() -> anyhow::
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
     let (lb01, frr_host) = (lab.host("lb01").clone(), lab.host("frr").clone());
-    let capture = Capture::start(&lb01, "eth0", "udp port 3784", &dir.join("bfd.pcap"))?;
+    // On the peer's side: vigil's XDP program consumes the peer's packets before a
+    // capture on lb01 could see them.
+    let capture = Capture::start(&frr_host, "eth0", "udp port 3784", &dir.join("bfd.pcap"))?;
 
     let config = global(&lb01, &dir, &bpffs, "")
         + "[bfd.to_frr]\nneighbor = \"192.0.2.12\"\ninterface = \"eth0\"\n\
@@ -287,7 +289,8 @@ fn keepalived_bfd_instance_comes_up_and_each_side_detects_the_others_stop() -> a
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
     let (lb01, ka_host) = (lab.host("lb01").clone(), lab.host("ka").clone());
-    let capture = Capture::start(&lb01, "eth0", "udp port 3784", &dir.join("bfd.pcap"))?;
+    // On the peer's side, as in the FRR test.
+    let capture = Capture::start(&ka_host, "eth0", "udp port 3784", &dir.join("bfd.pcap"))?;
 
     let config = global(&lb01, &dir, &bpffs, "")
         + "[bfd.to_ka]\nneighbor = \"192.0.2.12\"\ninterface = \"eth0\"\n\

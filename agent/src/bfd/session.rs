@@ -57,6 +57,19 @@ pub enum Input {
     Timeout,
     /// Hold the session down (§6.8.16), telling the remote so.
     AdminDown,
+    /// The datapath kept packets to itself that repeated the last one handed in: the
+    /// newest arrived at `last_rx`. Only the detection time moves.
+    Heard {
+        /// Arrival of the newest such packet.
+        last_rx: Instant,
+    },
+    /// The datapath's detection timer ran out with no packet after `last_rx` (which may
+    /// be newer than the last packet handed in). The session still judges: it goes
+    /// Down only if its own detection time has passed since then.
+    DetectionExpired {
+        /// Arrival of the newest packet the datapath saw.
+        last_rx: Instant,
+    },
     /// New timer parameters; a Poll Sequence announces them when Up (§6.8.3).
     Reconfigure {
         /// New bfd.DesiredMinTxInterval once Up.
@@ -153,6 +166,11 @@ pub struct Session {
     active_rx: Duration,
     polling: bool,
     poll_again: bool,
+    /// The datapath keeps the detection time (see [`Session::set_external_detection`]).
+    external_detection: bool,
+    /// The datapath said the detection time ran out; until the next packet the session
+    /// keeps its own deadline again.
+    detection_woken: bool,
     last_rx: Option<Instant>,
     detect_deadline: Option<Instant>,
     next_tx: Option<Instant>,
@@ -185,6 +203,8 @@ impl Session {
             active_rx: config.required_min_rx,
             polling: false,
             poll_again: false,
+            external_detection: false,
+            detection_woken: false,
             last_rx: None,
             detect_deadline: None,
             next_tx: None,
@@ -220,6 +240,12 @@ impl Session {
             }
             Input::Timeout => self.timeout(now),
             Input::AdminDown => self.admin_down(now),
+            Input::Heard { last_rx } => self.heard(last_rx),
+            Input::DetectionExpired { last_rx } => {
+                self.heard(last_rx);
+                self.detection_woken = true;
+                self.timeout(now);
+            }
             Input::Reconfigure {
                 desired_min_tx,
                 required_min_rx,
@@ -236,7 +262,8 @@ impl Session {
 
     /// When to come back with [`Input::Timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.next_tx, self.detect_deadline, self.admin_down_until]
+        let detect = self.detect_deadline.filter(|_| self.own_detection());
+        [self.next_tx, detect, self.admin_down_until]
             .into_iter()
             .flatten()
             .min()
@@ -300,6 +327,33 @@ impl Session {
         self.polling
     }
 
+    /// With `on`, the detection time is the datapath's to keep (a kernel timer that
+    /// reports [`Input::DetectionExpired`]): [`Session::poll_timeout`] leaves it out, as
+    /// packets the datapath keeps to itself would not move it here.
+    pub fn set_external_detection(&mut self, on: bool) {
+        self.external_detection = on;
+    }
+
+    /// Whether the datapath keeps the detection time.
+    pub fn external_detection(&self) -> bool {
+        self.external_detection
+    }
+
+    /// Whether the session's own detection deadline counts now: always without external
+    /// detection, and with it after the datapath reported an expiry the session did not
+    /// share, until the next packet.
+    pub fn own_detection(&self) -> bool {
+        !self.external_detection || self.detection_woken
+    }
+
+    fn heard(&mut self, last_rx: Instant) {
+        if self.last_rx.is_some_and(|l| last_rx > l) {
+            self.last_rx = Some(last_rx);
+            self.arm_detection();
+            self.detection_woken = false;
+        }
+    }
+
     /// §6.8.6, the session half.
     fn receive(&mut self, now: Instant, packet: &ControlPacket) -> Result<(), Discard> {
         if packet.auth.is_some() {
@@ -323,6 +377,7 @@ impl Session {
             return Ok(());
         }
 
+        self.detection_woken = false;
         self.remote_discr = packet.my_discriminator;
         self.remote_state = packet.state;
         self.remote_demand = packet.demand;
@@ -373,7 +428,10 @@ impl Session {
     }
 
     fn timeout(&mut self, now: Instant) {
-        if let Some(deadline) = self.detect_deadline.filter(|d| *d <= now) {
+        // With the datapath keeping the detection time, only its report counts: the
+        // packets it kept to itself never moved this deadline.
+        let judged = self.own_detection();
+        if let Some(deadline) = self.detect_deadline.filter(|d| judged && *d <= now) {
             self.detect_deadline = None;
             // §6.8.1: RemoteDiscr goes back to 0 when the detection time passes.
             self.remote_discr = 0;

@@ -63,6 +63,8 @@ pub struct Process {
     /// When set, only processes whose whole command line (arguments joined by single
     /// spaces) equals this count.
     pub command_line: Option<String>,
+    /// How `command_line` is compared with a process's command line.
+    pub command_match: CommandMatch,
     /// Fewest matching processes that count as running (default 1).
     pub quorum: u32,
     /// Most matching processes that count as running (default: no limit).
@@ -73,6 +75,20 @@ pub struct Process {
     pub fork_delay: Duration,
     /// After the count leaves the quorum, wait this long before counting it as failed.
     pub terminate_delay: Duration,
+}
+
+/// How a process's command line is compared with `command_line` (keepalived's
+/// `param_match`); words are the arguments as the command line joins them, by spaces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum CommandMatch {
+    /// The whole command line equals `command_line`.
+    #[default]
+    Exact,
+    /// The command line begins with the words of `command_line`.
+    Initial,
+    /// The words of `command_line` appear in the command line, in order and next to
+    /// each other.
+    Partial,
 }
 
 /// `use_vmac`: the instance's addresses live on a macvlan with the virtual router MAC.

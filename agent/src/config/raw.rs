@@ -38,6 +38,7 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawProcess {
     pub name: S<String>,
     pub command_line: Option<S<String>>,
+    pub command_match: Option<S<String>>,
     pub quorum: Option<S<i64>>,
     pub quorum_max: Option<S<i64>>,
     pub weight: Option<S<i64>>,

@@ -342,6 +342,14 @@ fn processes_sync_groups_and_excluded_addresses_parse() {
         Duration::from_secs(3),
         "its own key wins"
     );
+    assert_eq!(c.processes["exact"].command_match, CommandMatch::Exact);
+    let partial = PARITY.replacen(
+        "quorum_max = 1\n",
+        "quorum_max = 1\ncommand_match = \"partial\"\n",
+        1,
+    );
+    let c2 = parse(&partial, "p.toml").unwrap();
+    assert_eq!(c2.processes["exact"].command_match, CommandMatch::Partial);
     let o = &c.instances["outside"];
     assert_eq!(
         o.vmac,
@@ -431,6 +439,16 @@ fn parity_keys_are_checked() {
             "vrid = 2\n",
             "vrid = 2\nvirtual_routes = [\"198.51.100.0/24 onlink\"]\n",
             "unknown option `onlink`",
+        ),
+        (
+            "quorum = 2\n",
+            "quorum = 2\ncommand_match = \"partial\"\n",
+            "only with command_line",
+        ),
+        (
+            "quorum_max = 1\n",
+            "quorum_max = 1\ncommand_match = \"prefix\"\n",
+            "`prefix`: expected exact, initial or partial",
         ),
     ];
     for (from, to, want) in cases {

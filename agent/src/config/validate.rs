@@ -12,8 +12,8 @@ use super::raw::{
     RawConfig, RawGlobal, RawInstance, RawProcess, RawScript, RawSyncGroup, RawTrack, S,
 };
 use super::{
-    BfdSession, BfdTimers, Config, DEFAULT_BPF_PIN_DIR, DEFAULT_CONTROL_SOCKET, Family, Garp,
-    Global, InitialState, Instance, Process, Script, SyncGroup, TrackBfd, TrackFile,
+    BfdSession, BfdTimers, CommandMatch, Config, DEFAULT_BPF_PIN_DIR, DEFAULT_CONTROL_SOCKET,
+    Family, Garp, Global, InitialState, Instance, Process, Script, SyncGroup, TrackBfd, TrackFile,
     TrackInterface, TrackProcess, TrackScript, Version, VirtualAddress, XdpMode, check_ifname,
     display_key,
 };
@@ -877,6 +877,31 @@ fn process(e: &mut Errors<'_>, path: &str, r: &RawProcess) -> Option<Process> {
         }
         c.get_ref().clone()
     });
+    let command_match = match &r.command_match {
+        None => CommandMatch::Exact,
+        Some(m) => {
+            if command_line.is_none() {
+                e.add(
+                    m.span(),
+                    p("command_match"),
+                    "only with command_line (it says how command_line is compared)",
+                );
+            }
+            match m.get_ref().as_str() {
+                "exact" => CommandMatch::Exact,
+                "initial" => CommandMatch::Initial,
+                "partial" => CommandMatch::Partial,
+                other => {
+                    e.add(
+                        m.span(),
+                        p("command_match"),
+                        format!("`{other}`: expected exact, initial or partial"),
+                    );
+                    CommandMatch::Exact
+                }
+            }
+        }
+    };
     let quorum = r
         .quorum
         .as_ref()
@@ -919,6 +944,7 @@ fn process(e: &mut Errors<'_>, path: &str, r: &RawProcess) -> Option<Process> {
     (e.len() == before).then_some(Process {
         name,
         command_line,
+        command_match,
         quorum,
         quorum_max,
         weight,

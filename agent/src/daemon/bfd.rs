@@ -4,6 +4,14 @@
 //! Session changes go out as [`BfdEvent`]s; a snapshot for `vigil status` is kept current.
 //! Which sessions exist, and the caps on them, follow [`wants`]; a history of what
 //! happened to them is kept for `vigil trace --bfd` ([`log`]).
+//!
+//! With the XDP program, the kernel receives: each session's parameters (local
+//! discriminator, interface, peer, agreed detection time) are published in its maps, the
+//! program consumes the session's packets and hands over only the first and the changed
+//! ones, and its detection timer's expiry, as ring-buffer records the agent forwards here
+//! ([`BfdService::record`]). The session state machine still decides everything. The
+//! sockets stay: they send, and receive what the program leaves to the stack (a peer
+//! that does not know our discriminator yet, interfaces without XDP).
 
 pub mod log;
 pub mod wants;
@@ -16,17 +24,23 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::bfd::packet::{BFD_TTL, MAX_LEN};
+use crate::bfd::packet::MAX_LEN;
 use crate::bfd::{Action, ControlPacket, Input, Session, SessionConfig, State, Transition};
 use crate::clock;
 use crate::config::BfdTimers;
 use crate::datapath::bfd::{BfdSockets, Family, Outgoing, Received};
+use crate::datapath::xdp::BfdMaps;
 use crate::timer::MonoTimer;
 use crate::vrrp::Instant;
 use wants::{Limits, Listening, View, Wants};
 
 /// How often sessions nobody wants are looked for.
 const SWEEP: Duration = Duration::from_secs(1);
+use vigil_common::bfd::{
+    BFD_HEADER_LEN, BfdFrame, BfdParams, BfdRecord, EVENT_BFD_DOWN, EVENT_BFD_PACKET,
+    EVENT_BFD_TIMER_ERROR,
+};
+use vigil_common::event::{FAMILY_V4, FAMILY_V6};
 
 /// One session to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,6 +118,15 @@ pub struct SessionStatus {
     pub polling: bool,
     /// Being taken down (AdminDown sent, freed after a detection time).
     pub removing: bool,
+    /// Where the last packet came from: "xdp" (recorded by the XDP program) or "socket".
+    pub receive: &'static str,
+    /// Who keeps the detection time: "kernel" (a bpf_timer) or "agent".
+    pub detection: &'static str,
+    /// Packets of this session the XDP program recorded, as of its last report.
+    pub kernel_received: u64,
+    /// The kernel's last detection timeout, CLOCK_MONOTONIC ns: the last packet's
+    /// arrival, the expiry the timer fired at, and when the agent heard of it.
+    pub kernel_down: Option<KernelDown>,
 }
 
 /// What `vigil status` shows of the BFD task.
@@ -113,6 +136,17 @@ struct Snapshot {
     /// Sessions refused at the caps, per interface.
     refused: BTreeMap<String, u64>,
     history: log::History,
+}
+
+/// A detection timeout reported by the XDP program.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct KernelDown {
+    /// Arrival of the session's last packet.
+    pub last_packet_ns: u64,
+    /// The expiry the timer fired at (last packet + detection time).
+    pub deadline_ns: u64,
+    /// When the agent read the record.
+    pub heard_ns: u64,
 }
 
 /// The running BFD task.
@@ -144,6 +178,10 @@ enum Command {
     Listen(BTreeMap<(String, Family), Listening>),
     /// The caps.
     Limits(Limits),
+    /// The XDP program's session maps: the kernel receives from now on.
+    Kernel(BfdMaps),
+    /// A record of the XDP program about a session.
+    Record(BfdRecord),
 }
 
 impl BfdService {
@@ -214,6 +252,17 @@ impl BfdService {
         let _ = self.commands.send(Command::Limits(limits));
     }
 
+    /// Hands the XDP program's session maps to the task: the kernel receives and keeps
+    /// the detection times from now on.
+    pub fn kernel(&self, maps: BfdMaps) {
+        let _ = self.commands.send(Command::Kernel(maps));
+    }
+
+    /// A BFD record from the XDP program's ring buffer.
+    pub fn record(&self, record: BfdRecord) {
+        let _ = self.commands.send(Command::Record(record));
+    }
+
     /// The sessions as they stand.
     pub fn status(&self) -> Vec<SessionStatus> {
         let mut sessions = self
@@ -281,6 +330,8 @@ struct Running {
     removing: bool,
     /// Times it came Up.
     ups: u64,
+    /// What the kernel knows of the session.
+    kernel: KernelSide,
 }
 
 impl Running {
@@ -310,6 +361,27 @@ impl Running {
             remote_discriminator: self.session.remote_discriminator(),
         }
     }
+}
+
+/// A session's side in the XDP program.
+#[derive(Default)]
+struct KernelSide {
+    /// Interface index of the session's interface (0: unknown).
+    ifindex: u32,
+    /// When `ifindex` was last looked up.
+    resolved_at: Option<Instant>,
+    /// The parameters last published.
+    published: Option<BfdParams>,
+    /// Bumped at each state change, so that the peer's next packet is reported.
+    epoch: u8,
+    /// The last packet came through the XDP program.
+    via_kernel: bool,
+    /// The kernel could not arm this session's timer: the agent keeps the detection time.
+    timer_failed: bool,
+    /// Packets recorded by the kernel, as of its last record.
+    received: u64,
+    /// The kernel's last detection timeout.
+    last_down: Option<KernelDown>,
 }
 
 /// A packet off a socket, stamped at arrival.
@@ -438,6 +510,7 @@ fn new_session(sessions: &[Running], spec: SessionSpec, now: Instant) -> Running
     Running {
         session,
         socket: (spec.interface.clone(), Family::of(&spec.peer)),
+        kernel: KernelSide::default(),
         spec,
         penalty: 0,
         idle_since: Some(now),
@@ -645,6 +718,7 @@ async fn drive(
         history: Vec::new(),
     };
     let mut sessions: Vec<Running> = Vec::new();
+    let mut maps: Option<BfdMaps> = None;
     let mut outbox: BTreeMap<(String, Family), Vec<Outgoing>> = BTreeMap::new();
     let mut sweep = tokio::time::interval(SWEEP);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -659,8 +733,25 @@ async fn drive(
             biased;
             command = commands.recv() => {
                 let Some(command) = command else { return };
-                task.command(command);
-                task.reconcile(&mut sessions, &mut sockets, clock::now());
+                match command {
+                    Command::Kernel(m) => {
+                        tracing::info!(
+                            detection = if m.kernel_timers { "kernel" } else { "agent" },
+                            "BFD: the XDP program receives"
+                        );
+                        maps = Some(m);
+                    }
+                    Command::Record(record) => {
+                        let timers = maps.as_ref().is_some_and(|m| m.kernel_timers);
+                        kernel_record(&mut sessions, timers, &record);
+                    }
+                    other => {
+                        task.command(other);
+                        let before = discriminators(&sessions);
+                        task.reconcile(&mut sessions, &mut sockets, clock::now());
+                        withdraw_gone(maps.as_mut(), &before, &sessions);
+                    }
+                }
             }
             arrival = arrivals.recv() => {
                 let Some(a) = arrival else { return };
@@ -696,10 +787,17 @@ async fn drive(
                 }
                 let now = clock::now();
                 for r in sessions.iter_mut().filter(|r| r.session.poll_timeout().is_some_and(|t| t <= now)) {
+                    if let Some(m) = &maps {
+                        refresh(r, m, now);
+                    }
                     let _ = r.session.handle(now, Input::Timeout);
                 }
             }
-            _ = sweep.tick() => task.reconcile(&mut sessions, &mut sockets, clock::now()),
+            _ = sweep.tick() => {
+                let before = discriminators(&sessions);
+                task.reconcile(&mut sessions, &mut sockets, clock::now());
+                withdraw_gone(maps.as_mut(), &before, &sessions);
+            }
         }
         for r in &mut sessions {
             while let Some(action) = r.session.poll_action() {
@@ -724,6 +822,7 @@ async fn drive(
                         }
                         let e = r.entry(t.to_string());
                         task.history.push(e);
+                        r.kernel.epoch = r.kernel.epoch.wrapping_add(1);
                         let _ = events.send(BfdEvent {
                             name: r.spec.name.clone(),
                             interface: r.spec.interface.clone(),
@@ -733,6 +832,12 @@ async fn drive(
                         });
                     }
                 }
+            }
+        }
+        if let Some(m) = &mut maps {
+            let now = clock::now();
+            for r in &mut sessions {
+                publish(m, r, now);
             }
         }
         for (key, batch) in &mut outbox {
@@ -808,7 +913,28 @@ impl Task {
             }
             Command::Listen(listening) => w.listening = listening,
             Command::Limits(limits) => w.limits = limits,
+            // The kernel's maps and records go to the drive loop, which owns them.
+            Command::Kernel(_) | Command::Record(_) => {}
         }
+    }
+}
+
+/// The local discriminators of the sessions.
+fn discriminators(sessions: &[Running]) -> Vec<u32> {
+    sessions
+        .iter()
+        .map(|r| r.session.config().local_discriminator)
+        .collect()
+}
+
+/// Takes the sessions freed since `before` out of the XDP program's maps.
+fn withdraw_gone(maps: Option<&mut BfdMaps>, before: &[u32], sessions: &[Running]) {
+    let Some(maps) = maps else {
+        return;
+    };
+    let now = discriminators(sessions);
+    for d in before.iter().filter(|d| !now.contains(d)) {
+        maps.withdraw(*d);
     }
 }
 
@@ -816,9 +942,16 @@ impl Task {
 /// Discriminator or, while that is 0, by interface and peer address.
 fn receive(sessions: &mut Vec<Running>, task: &mut Task, a: Arrival) {
     let by_peer = |r: &&mut Running| r.socket == a.socket && r.spec.peer == a.from;
-    if a.ttl != Some(BFD_TTL) || a.oversize {
+    // The XDP program's checks (RFC 5881 §5, RFC 5880 §6.8.6), the same code.
+    let verdict = a
+        .ttl
+        .filter(|_| !a.oversize)
+        .and_then(|ttl| socket_frame(&a, ttl))
+        .map(|f| vigil_common::bfd::check(&f));
+    if !matches!(verdict, Some(Ok(_))) {
         if let Some(r) = sessions.iter_mut().find(by_peer) {
             r.penalty += 1;
+            tracing::debug!(session = %r.spec.name, "BFD packet dropped: {verdict:?}");
         }
         return;
     }
@@ -877,10 +1010,166 @@ fn receive(sessions: &mut Vec<Running>, task: &mut Task, a: Arrival) {
         Some(sessions.len() - 1)
     });
     let target = known.and_then(|i| sessions.get_mut(i));
-    if let Some(r) = target
-        && let Err(d) = r.session.handle(a.at, Input::Packet(packet))
+    if let Some(r) = target {
+        // Through the socket, so not through the kernel's timer either.
+        r.kernel.via_kernel = false;
+        r.session.set_external_detection(false);
+        if let Err(d) = r.session.handle(a.at, Input::Packet(packet)) {
+            tracing::debug!(session = %r.spec.name, "BFD packet discarded: {d}");
+        }
+    }
+}
+
+/// A datagram off the socket in the form the shared checks take; `None` when it is too
+/// short to be judged (the decoder then says why).
+fn socket_frame(a: &Arrival, ttl: u8) -> Option<BfdFrame> {
+    let header: [u8; BFD_HEADER_LEN] = a.bytes.get(..BFD_HEADER_LEN)?.try_into().ok()?;
+    if a.len < BFD_HEADER_LEN {
+        return None;
+    }
+    Some(BfdFrame {
+        family: if a.from.is_ipv4() {
+            FAMILY_V4
+        } else {
+            FAMILY_V6
+        },
+        ttl,
+        _pad: [0; 2],
+        payload_len: a.len as u32,
+        src: [0; 16],
+        header,
+    })
+}
+
+/// A record of the XDP program: a packet it wants the session to see, or its detection
+/// timer's expiry. `kernel_timers`: the program keeps detection times.
+fn kernel_record(sessions: &mut [Running], kernel_timers: bool, rec: &BfdRecord) {
+    let Some(r) = sessions
+        .iter_mut()
+        .find(|r| r.session.config().local_discriminator == rec.local_discriminator)
+    else {
+        return;
+    };
+    let last_rx = Instant::from_nanos(rec.ts_ns);
+    r.kernel.received = rec.received;
+    match rec.event {
+        EVENT_BFD_PACKET => {
+            let packet = match ControlPacket::decode(&rec.header) {
+                Ok(p) => p,
+                Err(e) => {
+                    r.penalty += 1;
+                    tracing::debug!(session = %r.spec.name, "BFD packet dropped: {e}");
+                    return;
+                }
+            };
+            r.kernel.via_kernel = true;
+            r.session
+                .set_external_detection(kernel_timers && !r.kernel.timer_failed);
+            if let Err(d) = r.session.handle(last_rx, Input::Packet(packet)) {
+                tracing::debug!(session = %r.spec.name, "BFD packet discarded: {d}");
+            }
+        }
+        EVENT_BFD_DOWN => {
+            r.kernel.last_down = Some(KernelDown {
+                last_packet_ns: rec.ts_ns,
+                deadline_ns: rec.deadline_ns,
+                heard_ns: clock::now().as_nanos(),
+            });
+            tracing::debug!(
+                session = %r.spec.name,
+                last_ns = rec.ts_ns,
+                deadline_ns = rec.deadline_ns,
+                "BFD detection time expired in the kernel"
+            );
+            let _ = r
+                .session
+                .handle(clock::now(), Input::DetectionExpired { last_rx });
+        }
+        EVENT_BFD_TIMER_ERROR => {
+            tracing::warn!(session = %r.spec.name, "BFD: the kernel could not arm the detection timer; the agent keeps it");
+            r.kernel.timer_failed = true;
+            r.session.set_external_detection(false);
+            let _ = r.session.handle(clock::now(), Input::Heard { last_rx });
+        }
+        _ => {}
+    }
+}
+
+/// Before the agent's own detection deadline counts (no kernel timer, or a kernel expiry
+/// the session did not share): the packets the program kept to itself, through the
+/// newest arrival it recorded.
+fn refresh(r: &mut Running, maps: &BfdMaps, now: Instant) {
+    if !r.kernel.via_kernel || !r.session.own_detection() {
+        return;
+    }
+    let due = r
+        .session
+        .last_received()
+        .zip(r.session.detection_time())
+        .is_some_and(|(last, detect)| last + detect <= now);
+    if !due {
+        return;
+    }
+    if let Some(state) = maps.state(r.session.config().local_discriminator)
+        && state.last_ns != 0
     {
-        tracing::debug!(session = %r.spec.name, "BFD packet discarded: {d}");
+        let _ = r.session.handle(
+            now,
+            Input::Heard {
+                last_rx: Instant::from_nanos(state.last_ns),
+            },
+        );
+    }
+}
+
+/// Publishes a session's parameters when they changed: the detection time in force
+/// (when the kernel keeps it), and the epoch after a state change.
+fn publish(maps: &mut BfdMaps, r: &mut Running, now: Instant) {
+    // An interface that appears later, or comes back with another index, is looked up
+    // again while the session is not Up (at most once a second).
+    let stale = r
+        .kernel
+        .resolved_at
+        .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(1));
+    if r.session.state() != State::Up && stale {
+        r.kernel.ifindex = crate::datapath::xdp::ifindex(&r.spec.interface).unwrap_or(0);
+        r.kernel.resolved_at = Some(now);
+    }
+    if r.kernel.ifindex == 0 {
+        return;
+    }
+    let detect_ns = if maps.kernel_timers && !r.kernel.timer_failed {
+        r.session
+            .detection_time()
+            .map_or(0, |d| d.as_nanos() as u64)
+    } else {
+        0
+    };
+    let mut peer = [0u8; 16];
+    let family = match r.spec.peer {
+        IpAddr::V4(a) => {
+            peer[..4].copy_from_slice(&a.octets());
+            FAMILY_V4
+        }
+        IpAddr::V6(a) => {
+            peer = a.octets();
+            FAMILY_V6
+        }
+    };
+    let wanted = BfdParams {
+        ifindex: r.kernel.ifindex,
+        family,
+        epoch: r.kernel.epoch,
+        _pad: [0; 2],
+        peer,
+        detect_ns,
+    };
+    if r.kernel.published == Some(wanted) {
+        return;
+    }
+    match maps.publish(r.session.config().local_discriminator, wanted) {
+        Ok(()) => r.kernel.published = Some(wanted),
+        Err(e) => tracing::warn!(session = %r.spec.name, "BFD: the kernel does not receive: {e}"),
     }
 }
 
@@ -909,6 +1198,14 @@ fn snapshot(r: &Running, origin: &'static str, now: Instant) -> SessionStatus {
         ups: r.ups,
         polling: s.polling(),
         removing: r.removing,
+        receive: if r.kernel.via_kernel { "xdp" } else { "socket" },
+        detection: if r.kernel.via_kernel && s.external_detection() {
+            "kernel"
+        } else {
+            "agent"
+        },
+        kernel_received: r.kernel.received,
+        kernel_down: r.kernel.last_down,
     }
 }
 

@@ -104,6 +104,22 @@ impl Groups {
             .map(|(n, _)| n.as_str())
     }
 
+    /// The other members of the group `instance` is in, if it is in one.
+    pub fn members_with(&self, instance: &str) -> Option<Vec<String>> {
+        let g = self
+            .groups
+            .values()
+            .find(|g| g.cfg.instances.iter().any(|i| i == instance))?;
+        Some(
+            g.cfg
+                .instances
+                .iter()
+                .filter(|i| *i != instance)
+                .cloned()
+                .collect(),
+        )
+    }
+
     /// Status of every group, for `vigil status`.
     pub fn status(
         &self,

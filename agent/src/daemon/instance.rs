@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use vigil_common::VridKey;
 
-use super::owned::{OwnedAddress, OwnedAddresses};
+use super::owned::{OwnedAddress, OwnedAddresses, OwnedRoute, OwnedRule};
 use super::split::SplitBrain;
 use crate::config;
 use crate::datapath::transmit::{AdvertSender, Outgoing, SenderPool, TransmitError};
@@ -61,6 +61,74 @@ async fn resolve_vips(
     Ok(vips)
 }
 
+/// The excluded addresses (`excluded_addresses`) with the interfaces they go on: their
+/// own `dev`, else `home` (the virtual MAC interface, if any, else the instance's).
+async fn resolve_excluded(
+    cfg: &config::Instance,
+    home: &Interface,
+    netlink: &Netlink,
+) -> anyhow::Result<Vec<Vip>> {
+    let mut excluded = Vec::new();
+    for v in &cfg.excluded_addresses {
+        let on = match &v.dev {
+            Some(dev) if *dev != cfg.interface => netlink.interface(dev).await?,
+            _ => home.clone(),
+        };
+        let mut addr = VirtualAddress::new(v.addr, v.prefix_len);
+        if let Some(l) = &v.label {
+            addr = addr.with_label(l.clone());
+        }
+        excluded.push(Vip { iface: on, addr });
+    }
+    Ok(excluded)
+}
+
+/// A route of `virtual_routes` as recorded and as the kernel takes it.
+type Route = (OwnedRoute, netlink_packet_route::route::RouteMessage);
+/// A rule of `virtual_rules` as recorded and as the kernel takes it.
+type Rule = (OwnedRule, netlink_packet_route::rule::RuleMessage);
+
+/// The instance's routes, resolved: a unicast route without a gateway or a `dev` leaves
+/// through the instance's interface.
+async fn resolve_routes(
+    name: &str,
+    cfg: &config::Instance,
+    iface: &Interface,
+    netlink: &Netlink,
+) -> anyhow::Result<Vec<Route>> {
+    let mut routes = Vec::new();
+    for r in &cfg.virtual_routes {
+        let oif = match &r.dev {
+            Some(dev) => Some(netlink.interface(dev).await?),
+            None if r.via.is_none() && r.kind == config::route::RouteKind::Unicast => {
+                Some(iface.clone())
+            }
+            None => None,
+        };
+        let msg = crate::net::route::route_message(r, oif.as_ref().map(|i| i.index))
+            .map_err(|e| anyhow::anyhow!("instance {name}: route {r}: {e}"))?;
+        let owned = OwnedRoute {
+            route: r.to_string(),
+            interface: oif.map(|i| i.name),
+        };
+        routes.push((owned, msg));
+    }
+    Ok(routes)
+}
+
+/// The instance's policy rules.
+fn resolve_rules(cfg: &config::Instance) -> Vec<Rule> {
+    cfg.virtual_rules
+        .iter()
+        .map(|r| {
+            let owned = OwnedRule {
+                rule: r.to_string(),
+            };
+            (owned, crate::net::route::rule_message(r))
+        })
+        .collect()
+}
+
 /// An instance at run time: everything but its election, which the endpoint owns.
 pub struct Instance {
     /// Name in the config.
@@ -107,9 +175,9 @@ pub struct Instance {
     /// Addresses added while Master but not advertised (`excluded_addresses`).
     excluded: Vec<Vip>,
     /// Routes and rules added while Master (`virtual_routes`, `virtual_rules`), as
-    /// kernel messages with their text for logs.
-    routes: Vec<(String, netlink_packet_route::route::RouteMessage)>,
-    rules: Vec<(String, netlink_packet_route::rule::RuleMessage)>,
+    /// kernel messages with what the crash record keeps of them.
+    routes: Vec<Route>,
+    rules: Vec<Rule>,
     /// The virtual MAC interface vigil made for it, removed by [`Instance::close`].
     vmac: Option<crate::net::Interface>,
     /// Split-brain watch (while Master).
@@ -224,44 +292,26 @@ impl Instance {
             None => None,
         };
         let home = vmac.as_ref().map_or(&iface, |(v, _)| v).clone();
-        let mut excluded = Vec::new();
-        for v in &cfg.excluded_addresses {
-            let on = match &v.dev {
-                Some(dev) if *dev != cfg.interface => netlink.interface(dev).await?,
-                _ => home.clone(),
-            };
-            let mut addr = VirtualAddress::new(v.addr, v.prefix_len);
-            if let Some(l) = &v.label {
-                addr = addr.with_label(l.clone());
-            }
-            excluded.push(Vip { iface: on, addr });
-        }
-        let mut routes = Vec::new();
-        for r in &cfg.virtual_routes {
-            // A unicast route without a gateway leaves through the instance's interface.
-            let oif = match &r.dev {
-                Some(dev) => Some(netlink.interface(dev).await?.index),
-                None if r.via.is_none() && r.kind == config::route::RouteKind::Unicast => {
-                    Some(iface.index)
-                }
-                None => None,
-            };
-            let msg = crate::net::route::route_message(r, oif)
-                .map_err(|e| anyhow::anyhow!("instance {name}: route {r}: {e}"))?;
-            routes.push((r.to_string(), msg));
-        }
-        let rules = cfg
-            .virtual_rules
-            .iter()
-            .map(|r| (r.to_string(), crate::net::route::rule_message(r)))
-            .collect();
+        let excluded = resolve_excluded(cfg, &home, netlink).await?;
+        let routes = resolve_routes(name, cfg, &iface, netlink).await?;
+        let rules = resolve_rules(cfg);
         let vips = resolve_vips(cfg, &home, netlink).await?;
         let vip_addrs: Vec<IpAddr> = vips.iter().map(|v| v.addr.addr).collect();
         let (primary, sender) = if v6 {
             let ll = netlink.ipv6_link_local(&iface).await?.ok_or_else(|| {
                 anyhow::anyhow!("{}: no usable IPv6 link-local address", iface.name)
             })?;
-            (IpAddr::V6(ll), senders.ipv6(&iface, ll)?)
+            // With a virtual MAC, adverts carry it as their Ethernet source (RFC 5798
+            // §7.2) and the parent's link-local address as their IP source, as
+            // keepalived sends them; to unicast peers (whose MACs only the kernel
+            // resolves) and with vmac_xmit_base they leave from the parent as usual.
+            let sender = match (&cfg.vmac, &vmac) {
+                (Some(v), Some((_, mac))) if !v.xmit_base && cfg.unicast_peers.is_empty() => {
+                    senders.ipv6_framed(&iface, ll, *mac)?
+                }
+                _ => senders.ipv6(&iface, ll)?,
+            };
+            (IpAddr::V6(ll), sender)
         } else {
             let src = match cfg.unicast_src_ip {
                 Some(IpAddr::V4(a)) => a,
@@ -413,13 +463,25 @@ impl Instance {
             }
             Action::Reannounce => {
                 self.flush().await;
-                if let Some(task) = self.reannounce.take() {
-                    task.abort();
-                }
-                self.reannounce = self.spawn_announcements(self.lower_timing);
+                self.restart_reannouncements();
             }
         }
         None
+    }
+
+    /// Answers for its sync group: a member that is Master heard a lower-priority
+    /// advert, so this one (Master too) advertises now and announces its addresses on
+    /// its `garp_lower_prio_*` schedule, as if it had heard it itself.
+    pub fn reannounce(&mut self, router: &VirtualRouter) {
+        self.queue_advert(router, router.priority());
+        self.restart_reannouncements();
+    }
+
+    fn restart_reannouncements(&mut self) {
+        if let Some(task) = self.reannounce.take() {
+            task.abort();
+        }
+        self.reannounce = self.spawn_announcements(self.lower_timing);
     }
 
     /// Forgets the encoded adverts (the election's configuration changed).
@@ -450,7 +512,7 @@ impl Instance {
 
     /// Queues the advert at `priority` for each destination, encoding it only when the
     /// priority or the interval differs from the last one encoded.
-    fn queue_advert(&mut self, router: &VirtualRouter, priority: u8) {
+    pub(super) fn queue_advert(&mut self, router: &VirtualRouter, priority: u8) {
         let at = (priority, router.config().advert_interval);
         if self.adverts.as_ref().is_none_or(|(k, _)| *k != at) {
             let advert = router.advertisement(priority);
@@ -549,6 +611,103 @@ impl Instance {
         Ok(())
     }
 
+    /// Takes new excluded addresses, routes and rules on reload; a Master (`holding`)
+    /// removes those dropped from the configuration (rules, routes, then addresses),
+    /// adds the new ones (addresses, routes, then rules) and announces new addresses;
+    /// the others stay where they are. No transition either way.
+    pub async fn reroute(
+        &mut self,
+        cfg: &config::Instance,
+        holding: bool,
+        netlink: &Netlink,
+        owned: &mut OwnedAddresses,
+    ) -> anyhow::Result<()> {
+        let home = self.vmac.clone().unwrap_or_else(|| self.iface.clone());
+        let excluded = resolve_excluded(cfg, &home, netlink).await?;
+        let routes = resolve_routes(&self.name, cfg, &self.iface, netlink).await?;
+        let rules = resolve_rules(cfg);
+        let same = |a: &Vip, b: &Vip| a.iface.index == b.iface.index && a.addr == b.addr;
+        let gone_excluded: Vec<Vip> = self
+            .excluded
+            .iter()
+            .filter(|o| !excluded.iter().any(|n| same(o, n)))
+            .cloned()
+            .collect();
+        let new_excluded: Vec<Vip> = excluded
+            .iter()
+            .filter(|n| !self.excluded.iter().any(|o| same(o, n)))
+            .cloned()
+            .collect();
+        let gone_routes: Vec<Route> = self
+            .routes
+            .iter()
+            .filter(|o| !routes.iter().any(|n| n.0 == o.0))
+            .cloned()
+            .collect();
+        let new_routes: Vec<Route> = routes
+            .iter()
+            .filter(|n| !self.routes.iter().any(|o| o.0 == n.0))
+            .cloned()
+            .collect();
+        let gone_rules: Vec<Rule> = self
+            .rules
+            .iter()
+            .filter(|o| !rules.iter().any(|n| n.0 == o.0))
+            .cloned()
+            .collect();
+        let new_rules: Vec<Rule> = rules
+            .iter()
+            .filter(|n| !self.rules.iter().any(|o| o.0 == n.0))
+            .cloned()
+            .collect();
+        self.excluded = excluded;
+        self.routes = routes;
+        self.rules = rules;
+        if !holding {
+            return Ok(());
+        }
+        self.remove_rules(&gone_rules, netlink, owned).await;
+        self.remove_routes(&gone_routes, netlink, owned).await;
+        for vip in &gone_excluded {
+            let o = vip.owned();
+            if !owned.contains(&o) {
+                continue;
+            }
+            match netlink.remove_address(&vip.iface, &vip.addr).await {
+                Ok(_) => owned.remove(&o),
+                Err(e) => tracing::error!(instance = %self.name, "removing {}: {e}", vip.addr),
+            }
+        }
+        for vip in &new_excluded {
+            match netlink.add_address(&vip.iface, &vip.addr).await {
+                Ok(true) => owned.insert(vip.owned()),
+                Ok(false) => tracing::warn!(
+                    instance = %self.name,
+                    "{} is already on {} and was not added by vigil; it will be left alone",
+                    vip.addr,
+                    vip.iface.name
+                ),
+                Err(e) => tracing::error!(instance = %self.name, "adding {}: {e}", vip.addr),
+            }
+        }
+        self.add_routes(&new_routes, netlink, owned).await;
+        self.add_rules(&new_rules, netlink, owned).await;
+        if !new_excluded.is_empty() {
+            self.announce();
+        }
+        tracing::info!(
+            instance = %self.name,
+            excluded_added = new_excluded.len(),
+            excluded_removed = gone_excluded.len(),
+            routes_added = new_routes.len(),
+            routes_removed = gone_routes.len(),
+            rules_added = new_rules.len(),
+            rules_removed = gone_rules.len(),
+            "reload: excluded addresses, routes and rules applied in place"
+        );
+        Ok(())
+    }
+
     async fn add_addresses(&mut self, netlink: &Netlink, owned: &mut OwnedAddresses) {
         for vip in self.vips.iter().chain(&self.excluded) {
             match netlink.add_address(&vip.iface, &vip.addr).await {
@@ -564,29 +723,58 @@ impl Instance {
             }
         }
         // Routes after the addresses they may use as source or gateway; rules last.
-        for (text, msg) in &self.routes {
-            if let Err(e) = netlink.add_route(msg.clone()).await {
-                tracing::error!(instance = %self.name, "adding route {text}: {e}");
+        self.add_routes(&self.routes, netlink, owned).await;
+        self.add_rules(&self.rules, netlink, owned).await;
+    }
+
+    /// Adds `routes`, recording those vigil added (one already there is not vigil's
+    /// unless the record says so).
+    async fn add_routes(&self, routes: &[Route], netlink: &Netlink, owned: &mut OwnedAddresses) {
+        for (o, msg) in routes {
+            match netlink.add_route(msg.clone()).await {
+                Ok(true) => owned.insert_route(o.clone()),
+                Ok(false) => {}
+                Err(e) => tracing::error!(instance = %self.name, "adding route {}: {e}", o.route),
             }
         }
-        for (text, msg) in &self.rules {
-            if let Err(e) = netlink.add_rule(msg.clone()).await {
-                tracing::error!(instance = %self.name, "adding rule {text}: {e}");
+    }
+
+    /// Adds `rules`, recording those vigil added.
+    async fn add_rules(&self, rules: &[Rule], netlink: &Netlink, owned: &mut OwnedAddresses) {
+        for (o, msg) in rules {
+            match netlink.add_rule(msg.clone()).await {
+                Ok(true) => owned.insert_rule(o.clone()),
+                Ok(false) => {}
+                Err(e) => tracing::error!(instance = %self.name, "adding rule {}: {e}", o.rule),
+            }
+        }
+    }
+
+    /// Removes `routes` and forgets them.
+    async fn remove_routes(&self, routes: &[Route], netlink: &Netlink, owned: &mut OwnedAddresses) {
+        for (o, msg) in routes {
+            match netlink.remove_route(msg.clone()).await {
+                Ok(_) => owned.remove_route(o),
+                Err(e) => {
+                    tracing::error!(instance = %self.name, "removing route {}: {e}", o.route)
+                }
+            }
+        }
+    }
+
+    /// Removes `rules` and forgets them.
+    async fn remove_rules(&self, rules: &[Rule], netlink: &Netlink, owned: &mut OwnedAddresses) {
+        for (o, msg) in rules {
+            match netlink.remove_rule(msg.clone()).await {
+                Ok(_) => owned.remove_rule(o),
+                Err(e) => tracing::error!(instance = %self.name, "removing rule {}: {e}", o.rule),
             }
         }
     }
 
     async fn remove_addresses(&mut self, netlink: &Netlink, owned: &mut OwnedAddresses) {
-        for (text, msg) in &self.rules {
-            if let Err(e) = netlink.remove_rule(msg.clone()).await {
-                tracing::error!(instance = %self.name, "removing rule {text}: {e}");
-            }
-        }
-        for (text, msg) in &self.routes {
-            if let Err(e) = netlink.remove_route(msg.clone()).await {
-                tracing::error!(instance = %self.name, "removing route {text}: {e}");
-            }
-        }
+        self.remove_rules(&self.rules, netlink, owned).await;
+        self.remove_routes(&self.routes, netlink, owned).await;
         for vip in self.vips.iter().chain(&self.excluded) {
             let o = vip.owned();
             if !owned.contains(&o) {
@@ -800,8 +988,8 @@ impl Instance {
             "primary": router.primary().to_string(),
             "virtual_addresses": self.vips.iter().map(|v| v.addr.to_string()).collect::<Vec<_>>(),
             "excluded_addresses": self.excluded.iter().map(|v| v.addr.to_string()).collect::<Vec<_>>(),
-            "virtual_routes": self.routes.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
-            "virtual_rules": self.rules.iter().map(|r| r.0.clone()).collect::<Vec<_>>(),
+            "virtual_routes": self.routes.iter().map(|r| r.0.route.clone()).collect::<Vec<_>>(),
+            "virtual_rules": self.rules.iter().map(|r| r.0.rule.clone()).collect::<Vec<_>>(),
             "vmac_interface": self.vmac.as_ref().map(|v| v.name.clone()),
             "sync_fault": self.sync_fault,
             "last_transition": last,

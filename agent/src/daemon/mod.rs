@@ -6,6 +6,7 @@ pub mod bfd;
 pub mod groups;
 pub mod instance;
 pub mod owned;
+mod phases;
 pub mod receive;
 mod reload;
 mod report;
@@ -22,6 +23,7 @@ use futures::StreamExt;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use vigil_common::VridKey;
+use vigil_common::bfd::BfdRecord;
 
 use crate::clock;
 use crate::config::{self, Config};
@@ -34,6 +36,7 @@ use crate::vrrp::State;
 use crate::vrrp::endpoint::{Datapath, Endpoint, EndpointAction, EndpointInput};
 use instance::{Instance, router_config};
 use owned::OwnedAddresses;
+pub(crate) use owned::remove_leftovers;
 use receive::Receiver;
 use reload::{LoadedConfig, start_reload};
 use waiting::Waiting;
@@ -90,7 +93,9 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(path: &Path) -> Result<(), RunError> {
+    let mut phases = phases::Phases::start();
     let config = config::load(path)?;
+    phases.done("config parsed");
     raise_fd_limit();
     let netlink = Netlink::connect().map_err(anyhow::Error::from)?;
     if config.global.nonlocal_bind {
@@ -115,6 +120,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     remove_leftovers(&netlink, &owned_path).await;
     let owned = OwnedAddresses::new(owned_path);
     crate::panic::arm(&runtime_dir, &config.global.router_id);
+    phases.done("netlink connected, leftover addresses removed");
 
     let mut instances = BTreeMap::new();
     let mut endpoint = Endpoint::new();
@@ -143,18 +149,22 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             }
         }
     }
+    phases.done("instances created");
     let (ifaces, watch) = datapath_plan(&instances, &endpoint);
     let mut receiver = Receiver::start(&config.global, &ifaces, &watch)?;
     for inst in instances.values() {
         publish_down_params(&mut receiver, &mut endpoint, inst);
     }
+    phases.done("datapath loaded and attached");
     let (ctl_tx, mut ctl_rx) = mpsc::channel(16);
     let control = control::serve(&config.global.control_socket, ctl_tx.clone())?;
     let metrics = match config.global.metrics {
         Some(addr) => Some(crate::metrics::serve(addr, ctl_tx).await?),
         None => None,
     };
+    phases.done("control socket and metrics listening");
     let (mut links, snapshot) = LinkMonitor::start().await.map_err(anyhow::Error::from)?;
+    phases.done("link monitor started (netlink link dump)");
     let (track_tx, mut track_rx) = mpsc::unbounded_channel();
     let mut tracker = Tracker::new(track_tx, &snapshot);
     tracker.configure(&config);
@@ -213,7 +223,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         &mut agent.instances,
         now,
     );
+    phases.done("tracking evaluated, elections started");
     agent.run_actions().await;
+    phases.done("first actions run");
 
     let mut term = signal(SignalKind::terminate()).map_err(anyhow::Error::from)?;
     let mut int = signal(SignalKind::interrupt()).map_err(anyhow::Error::from)?;
@@ -237,6 +249,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     bfd_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let timer = crate::timer::MonoTimer::new().map_err(anyhow::Error::from)?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    phases.done("READY sent");
     agent.notify_status();
     tracing::info!(
         instances = agent.instances.len(),
@@ -486,31 +499,19 @@ fn apply_verdict(
     inst.tracked = v;
 }
 
-/// Removes the addresses a vigil that did not exit cleanly left behind.
-pub(crate) async fn remove_leftovers(netlink: &Netlink, path: &Path) {
-    for a in OwnedAddresses::leftovers(path) {
-        let Ok(iface) = netlink.interface(&a.interface).await else {
-            continue;
-        };
-        let vip = crate::net::VirtualAddress::new(a.addr, a.prefix_len);
-        match netlink.remove_address(&iface, &vip).await {
-            Ok(true) => tracing::warn!(
-                "removed {}/{} from {}: left by a vigil that did not exit cleanly",
-                a.addr,
-                a.prefix_len,
-                a.interface
-            ),
-            Ok(false) => {}
-            Err(e) => tracing::error!("removing leftover {}: {e}", a.addr),
-        }
-    }
-    let _ = std::fs::remove_file(path);
-}
-
 impl Agent {
     fn dispatch(&mut self, records: Vec<Datapath>) {
         let now = clock::now();
         for r in records {
+            // BFD shares the ring: its records go to the BFD task.
+            if let Datapath::Event(e) = &r
+                && BfdRecord::is_bfd(e.event)
+            {
+                if let Some(service) = &self.bfd {
+                    service.record(BfdRecord::from_advert(e));
+                }
+                continue;
+            }
             self.endpoint.handle(now, EndpointInput::Datapath(r));
         }
     }
@@ -634,6 +635,7 @@ impl Agent {
 
     /// Carries out what the elections asked for, in order.
     async fn run_actions(&mut self) {
+        let mut reannounced = Vec::new();
         while let Some((key, action)) = self.endpoint.poll_action() {
             // A watch entry goes to the datapath even for an instance being removed.
             if let EndpointAction::Watch(entry) = action {
@@ -651,9 +653,17 @@ impl Agent {
                 continue;
             };
             match action {
+                // A Master's every tick: only the precomputed bytes are queued, without
+                // the general (async) action path.
+                EndpointAction::Router(crate::vrrp::Action::SendAdvert { priority }) => {
+                    inst.queue_advert(router, priority)
+                }
                 EndpointAction::Router(a) => {
                     if matches!(a, crate::vrrp::Action::StateChanged(_)) {
                         self.status_stale = true;
+                    }
+                    if matches!(a, crate::vrrp::Action::Reannounce) {
+                        reannounced.push(inst.name.clone());
                     }
                     inst.execute(a, router, &self.netlink, &mut self.owned)
                         .await;
@@ -678,7 +688,39 @@ impl Agent {
                 EndpointAction::Watch(_) => {}
             }
         }
+        self.reannounce_groups(&reannounced);
         self.send_adverts().await;
+    }
+
+    /// keepalived's rule for a sync group: when one Master member answers a
+    /// lower-priority advert and announces its addresses again, every other member that
+    /// is Master does the same (an advert at its priority, then its own
+    /// `garp_lower_prio_*` schedule), so hosts learn the group's addresses back together.
+    fn reannounce_groups(&mut self, reannounced: &[String]) {
+        let mut followers: Vec<String> = Vec::new();
+        for name in reannounced {
+            let Some(group) = self.groups.members_with(name) else {
+                continue;
+            };
+            for m in group {
+                if !reannounced.contains(&m) && !followers.contains(&m) {
+                    followers.push(m);
+                }
+            }
+        }
+        for name in followers {
+            let Some(inst) = self.instances.get_mut(&name) else {
+                continue;
+            };
+            let Some(router) = self.endpoint.router(&inst.key) else {
+                continue;
+            };
+            if router.state() != State::Master {
+                continue;
+            }
+            tracing::info!(instance = %name, "announcing again with its sync group");
+            inst.reannounce(router);
+        }
     }
 
     /// Sends the adverts every instance queued, one `sendmmsg` per shared socket.

@@ -322,10 +322,21 @@ impl Receiver {
                     }
                 }
                 m.insert("ring_full".to_owned(), stats.ring_full.into());
+                if let Some(b) = program.bfd_iface_stats(index) {
+                    m.insert("bfd".to_owned(), bfd_counters(&b).into());
+                }
                 out.insert(name.to_owned(), m.into());
             }
         }
         out
+    }
+
+    /// The BFD session maps, for the BFD task (XDP only, once).
+    pub fn take_bfd_maps(&mut self) -> Option<xdp::BfdMaps> {
+        match self {
+            Self::Xdp { program, .. } => program.take_bfd_maps(),
+            Self::Raw { .. } => None,
+        }
     }
 
     /// Whether adverts arrive deduplicated (XDP) and timers need the map's help.
@@ -348,6 +359,21 @@ impl Drop for Receiver {
             Self::Xdp { .. } => {}
         }
     }
+}
+
+/// An interface's BFD counters by name: what the program recorded and kept, reported,
+/// passed to the stack, dropped by rule, and its detection timeouts.
+fn bfd_counters(
+    b: &vigil_common::bfd::BfdIfaceStats,
+) -> serde_json::Map<String, serde_json::Value> {
+    use vigil_common::bfd::BfdVerdict;
+    let mut m = serde_json::Map::new();
+    for v in BfdVerdict::ALL {
+        m.insert(v.name().to_owned(), b.get(v).into());
+    }
+    m.insert("down".to_owned(), b.down.into());
+    m.insert("ring_full".to_owned(), b.ring_full.into());
+    m
 }
 
 /// Hands the program's log records (rare events only) to the agent's log as they come.

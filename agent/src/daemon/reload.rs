@@ -108,6 +108,15 @@ impl Agent {
                 continue;
             }
             if !changes_in_place(&inst.cfg, cfg) {
+                if inst.cfg.vmac != cfg.vmac {
+                    // The virtual MAC interface holds the addresses and sends the adverts:
+                    // making or removing it means a new instance.
+                    let text = format!(
+                        "instance {name}: use_vmac changed; the instance restarts (a Master                          leaves with a priority-0 advert and starts again as Backup)"
+                    );
+                    tracing::warn!("reload: {text}");
+                    warnings.push(text);
+                }
                 stop.push(name);
                 continue;
             }
@@ -126,6 +135,17 @@ impl Agent {
                     .await
             {
                 tracing::warn!(instance = %name, "reload: new addresses: {e:#}; restarting it");
+                stop.push(name);
+                continue;
+            }
+            if (inst.cfg.excluded_addresses != cfg.excluded_addresses
+                || inst.cfg.virtual_routes != cfg.virtual_routes
+                || inst.cfg.virtual_rules != cfg.virtual_rules)
+                && let Err(e) = inst
+                    .reroute(cfg, holding, &self.netlink, &mut self.owned)
+                    .await
+            {
+                tracing::warn!(instance = %name, "reload: new excluded addresses, routes or rules: {e:#}; restarting it");
                 stop.push(name);
                 continue;
             }
@@ -247,9 +267,10 @@ impl Agent {
 /// Whether the differences between `old` and `new` are all ones the running router
 /// and its instance take without restarting: priority, advert interval, preemption,
 /// `down_timer_adverts`, authentication, the checksum style, the virtual addresses (in
-/// the same family), tracking, notify scripts and the initial state (used only at
-/// start). The interface, VRID, version, unicast setup, accept mode and GARP timing make
-/// another router.
+/// the same family), the excluded addresses, virtual routes and rules (a Master adds
+/// and removes the difference), tracking (processes included), notify scripts and the
+/// initial state (used only at start). The interface, VRID, version, unicast setup,
+/// accept mode, GARP timing and `use_vmac` make another router.
 fn changes_in_place(old: &config::Instance, new: &config::Instance) -> bool {
     if old.family() != new.family() {
         return false;
@@ -267,6 +288,10 @@ fn changes_in_place(old: &config::Instance, new: &config::Instance) -> bool {
     same.track_scripts.clone_from(&old.track_scripts);
     same.track_interfaces.clone_from(&old.track_interfaces);
     same.track_files.clone_from(&old.track_files);
+    same.track_processes.clone_from(&old.track_processes);
+    same.excluded_addresses.clone_from(&old.excluded_addresses);
+    same.virtual_routes.clone_from(&old.virtual_routes);
+    same.virtual_rules.clone_from(&old.virtual_rules);
     same.notify_master.clone_from(&old.notify_master);
     same.notify_backup.clone_from(&old.notify_backup);
     same.notify_fault.clone_from(&old.notify_fault);

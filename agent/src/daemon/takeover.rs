@@ -124,7 +124,12 @@ impl Agent {
     /// the first time.
     pub(super) fn bfd_configure(&mut self, config: &Config) {
         if self.bfd.is_none() && wanted(config) {
-            self.bfd = Some(BfdService::start(self.bfd_events.clone()));
+            let service = BfdService::start(self.bfd_events.clone());
+            // With the XDP program, the kernel receives the sessions' packets.
+            if let Some(maps) = self.receiver.take_bfd_maps() {
+                service.kernel(maps);
+            }
+            self.bfd = Some(service);
         }
         let Some(service) = &self.bfd else {
             return;

@@ -11,6 +11,14 @@
 //! and [`AdvertSender::send_to`] waits for room only in the rare case the send queue is
 //! full.
 //!
+//! With a virtual MAC (`use_vmac`), IPv6 adverts are built whole — Ethernet header with
+//! the virtual router MAC 00:00:5e:00:02:VRID as source (RFC 5798 §7.2), IPv6 header
+//! from the parent's link-local address — and sent on an AF_PACKET socket
+//! ([`AdvertSender::ipv6_framed`]): the macvlan has no link-local address of its own, so
+//! that a Backup's macvlan stays silent, and the kernel would otherwise pick the
+//! parent's MAC. (IPv4 adverts leave through the macvlan itself, which has the virtual
+//! MAC.)
+//!
 //! Instances on one interface with one source address share a sender ([`SenderPool`]),
 //! so the adverts of many instances due in the same tick leave in one `sendmmsg` call
 //! ([`AdvertSender::send_batch`]) instead of one system call each.
@@ -89,6 +97,9 @@ pub struct AdvertSender {
     socket: AsyncFd<Socket>,
     iface: Interface,
     source: IpAddr,
+    /// Source MAC of the frames this sender builds itself (AF_PACKET); `None`: the
+    /// kernel builds them (a raw IP socket).
+    frame_mac: Option<[u8; 6]>,
 }
 
 impl AdvertSender {
@@ -141,6 +152,36 @@ impl AdvertSender {
         s.finish(IpAddr::V6(link_local))
     }
 
+    /// An IPv6 sender on `iface` whose adverts come from `link_local` and, on the wire,
+    /// from the MAC `mac` (a virtual router MAC): it builds the Ethernet and IPv6 headers
+    /// itself (RFC 5798 §5.1.2: hop limit 255; traffic class as the raw socket's) and
+    /// sends multicast only. Must be called inside a tokio runtime.
+    pub fn ipv6_framed(
+        iface: &Interface,
+        link_local: Ipv6Addr,
+        mac: [u8; 6],
+    ) -> Result<Self, TransmitError> {
+        // Protocol 0: the socket receives nothing, it only sends.
+        let socket =
+            Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(0))).map_err(|source| {
+                TransmitError::Open {
+                    interface: iface.name.clone(),
+                    source,
+                }
+            })?;
+        let s = Setup { iface, socket };
+        s.step("O_NONBLOCK", |sock| sock.set_nonblocking(true))?;
+        s.step("bind", |sock| bind_packet(sock, iface.index))?;
+        let mut sender = s.finish(IpAddr::V6(link_local))?;
+        sender.frame_mac = Some(mac);
+        Ok(sender)
+    }
+
+    /// The MAC the frames leave from when this sender builds them itself.
+    pub fn frame_mac(&self) -> Option<[u8; 6]> {
+        self.frame_mac
+    }
+
     /// The source address of every advert this sender sends.
     pub fn source(&self) -> IpAddr {
         self.source
@@ -185,14 +226,18 @@ impl AdvertSender {
     /// Sends `payload` to `dest`, waiting only if the socket's send queue is full.
     pub async fn send_to(&self, dest: IpAddr, payload: &[u8]) -> Result<(), TransmitError> {
         let addr = self.sockaddr(dest)?;
+        let datagram = self.datagram(dest, payload)?;
         loop {
             let mut guard = self
                 .socket
                 .writable()
                 .await
                 .map_err(|source| self.send_error(dest, source))?;
-            match guard.try_io(|s| s.get_ref().send_to(payload, &addr)) {
-                Ok(result) => return self.check_sent(dest, payload, result),
+            match guard.try_io(|s| match &addr {
+                Some(a) => s.get_ref().send_to(&datagram, a),
+                None => s.get_ref().send(&datagram),
+            }) {
+                Ok(result) => return self.check_sent(dest, &datagram, result),
                 Err(_would_block) => continue,
             }
         }
@@ -202,8 +247,37 @@ impl AdvertSender {
     /// (`WouldBlock`).
     pub fn try_send_to(&self, dest: IpAddr, payload: &[u8]) -> Result<(), TransmitError> {
         let addr = self.sockaddr(dest)?;
-        let result = self.socket.get_ref().send_to(payload, &addr);
-        self.check_sent(dest, payload, result)
+        let datagram = self.datagram(dest, payload)?;
+        let result = match &addr {
+            Some(a) => self.socket.get_ref().send_to(&datagram, a),
+            None => self.socket.get_ref().send(&datagram),
+        };
+        self.check_sent(dest, &datagram, result)
+    }
+
+    /// What goes to the socket for `payload` to `dest`: the payload itself, or, when
+    /// this sender builds frames, the whole Ethernet frame around it.
+    fn datagram<'p>(
+        &self,
+        dest: IpAddr,
+        payload: &'p [u8],
+    ) -> Result<std::borrow::Cow<'p, [u8]>, TransmitError> {
+        let (Some(mac), IpAddr::V6(src), IpAddr::V6(dst)) = (self.frame_mac, self.source, dest)
+        else {
+            return Ok(std::borrow::Cow::Borrowed(payload));
+        };
+        if !dst.is_multicast() {
+            // A unicast peer needs its MAC, which only the kernel's neighbour table
+            // knows; instances with unicast peers are not given a framing sender.
+            return Err(self.send_error(
+                dest,
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "virtual-MAC adverts go to the multicast group only",
+                ),
+            ));
+        }
+        Ok(std::borrow::Cow::Owned(ipv6_frame(mac, src, dst, payload)))
     }
 
     /// Sends every `(destination, payload)` with as few `sendmmsg` calls as the kernel
@@ -211,15 +285,19 @@ impl AdvertSender {
     /// Returns how many went out before the first failure, and that failure.
     pub async fn send_batch(&self, messages: &[Outgoing]) -> (usize, Option<TransmitError>) {
         let mut addrs = Vec::with_capacity(messages.len());
-        for (dest, _) in messages {
-            match self.sockaddr(*dest) {
-                Ok(a) => addrs.push(a),
-                Err(e) => return (0, Some(e)),
+        let mut datagrams = Vec::with_capacity(messages.len());
+        for (dest, payload) in messages {
+            match (self.sockaddr(*dest), self.datagram(*dest, payload)) {
+                (Ok(a), Ok(d)) => {
+                    addrs.push(a);
+                    datagrams.push(d);
+                }
+                (Err(e), _) | (_, Err(e)) => return (0, Some(e)),
             }
         }
         let mut done = 0;
         while done < messages.len() {
-            match self.sendmmsg(&messages[done..], &addrs[done..]) {
+            match self.sendmmsg(&datagrams[done..], &addrs[done..]) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     match self.socket.writable().await {
@@ -234,12 +312,16 @@ impl AdvertSender {
     }
 
     /// One `sendmmsg` call; the number of datagrams the kernel took.
-    fn sendmmsg(&self, messages: &[Outgoing], addrs: &[SockAddr]) -> io::Result<usize> {
+    fn sendmmsg(
+        &self,
+        datagrams: &[std::borrow::Cow<'_, [u8]>],
+        addrs: &[Option<SockAddr>],
+    ) -> io::Result<usize> {
         // At most UIO_MAXIOV datagrams per call; the caller loops for the rest.
-        let n = messages.len().min(1024);
-        let mut iov: Vec<libc::iovec> = messages[..n]
+        let n = datagrams.len().min(1024);
+        let mut iov: Vec<libc::iovec> = datagrams[..n]
             .iter()
-            .map(|(_, p)| libc::iovec {
+            .map(|p| libc::iovec {
                 iov_base: p.as_ptr() as *mut libc::c_void,
                 iov_len: p.len(),
             })
@@ -250,8 +332,11 @@ impl AdvertSender {
             .map(|(v, a)| {
                 // SAFETY: an all-zero msghdr is valid (no control data, no flags).
                 let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-                h.msg_name = a.as_ptr() as *mut libc::c_void;
-                h.msg_namelen = a.len();
+                // No name: a bound AF_PACKET socket sends on the interface it is bound to.
+                if let Some(a) = a {
+                    h.msg_name = a.as_ptr() as *mut libc::c_void;
+                    h.msg_namelen = a.len();
+                }
                 h.msg_iov = v;
                 h.msg_iovlen = 1;
                 libc::mmsghdr {
@@ -261,7 +346,7 @@ impl AdvertSender {
             })
             .collect();
         // SAFETY: `headers` holds `n` valid mmsghdr whose names and buffers (`addrs`,
-        // `iov`, the payloads) outlive the call; the socket is ours and non-blocking.
+        // `iov`, the datagrams) outlive the call; the socket is ours and non-blocking.
         let rc = unsafe {
             libc::sendmmsg(
                 self.socket.get_ref().as_raw_fd(),
@@ -300,7 +385,19 @@ impl AdvertSender {
         }
     }
 
-    fn sockaddr(&self, dest: IpAddr) -> Result<SockAddr, TransmitError> {
+    /// The socket address `dest` is sent to; `None` for a framing sender, which is bound
+    /// to its interface and carries the destination in the frame.
+    fn sockaddr(&self, dest: IpAddr) -> Result<Option<SockAddr>, TransmitError> {
+        if self.frame_mac.is_some() {
+            return match (self.source, dest) {
+                (IpAddr::V6(_), IpAddr::V6(_)) => Ok(None),
+                _ => Err(TransmitError::WrongFamily {
+                    interface: self.iface.name.clone(),
+                    family: self.family(),
+                    dest,
+                }),
+            };
+        }
         let addr = match (self.source, dest) {
             (IpAddr::V4(_), IpAddr::V4(d)) => SocketAddr::V4(SocketAddrV4::new(d, 0)),
             (IpAddr::V6(_), IpAddr::V6(d)) => {
@@ -317,7 +414,52 @@ impl AdvertSender {
                 });
             }
         };
-        Ok(SockAddr::from(addr))
+        Ok(Some(SockAddr::from(addr)))
+    }
+}
+
+/// An Ethernet frame carrying `payload` as VRRP over IPv6 from `src` to the multicast
+/// `dst`, from the MAC `mac` (RFC 5798 §5.1.2: hop limit 255, next header 112;
+/// RFC 2464 §7: the multicast MAC 33:33 + the group's last four bytes).
+pub fn ipv6_frame(mac: [u8; 6], src: Ipv6Addr, dst: Ipv6Addr, payload: &[u8]) -> Vec<u8> {
+    let d = dst.octets();
+    let mut f = Vec::with_capacity(14 + 40 + payload.len());
+    f.extend_from_slice(&[0x33, 0x33, d[12], d[13], d[14], d[15]]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&[0x86, 0xdd]);
+    // Version 6, traffic class VRRP_TOS, flow label 0.
+    let tclass = VRRP_TOS as u8;
+    f.extend_from_slice(&[0x60 | (tclass >> 4), tclass << 4, 0, 0]);
+    let len = u16::try_from(payload.len()).unwrap_or(u16::MAX);
+    f.extend_from_slice(&len.to_be_bytes());
+    f.extend_from_slice(&[IPPROTO_VRRP as u8, VRRP_TTL as u8]);
+    f.extend_from_slice(&src.octets());
+    f.extend_from_slice(&d);
+    f.extend_from_slice(payload);
+    f
+}
+
+/// Binds an AF_PACKET socket to interface `index` (struct sockaddr_ll): socket2 has no
+/// constructor for link-layer addresses.
+fn bind_packet(sock: &Socket, index: u32) -> io::Result<()> {
+    // SAFETY: an all-zero sockaddr_ll is valid; the fields set below make it a bind to
+    // one interface for every protocol (0: send only).
+    let mut ll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    ll.sll_family = libc::AF_PACKET as u16;
+    ll.sll_ifindex =
+        i32::try_from(index).map_err(|_| io::Error::from_raw_os_error(libc::ENODEV))?;
+    // SAFETY: `ll` is a valid sockaddr_ll that outlives the call; the length matches it.
+    let rc = unsafe {
+        libc::bind(
+            sock.as_raw_fd(),
+            std::ptr::from_ref(&ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }
 
@@ -327,8 +469,11 @@ pub type Outgoing = (IpAddr, Arc<[u8]>);
 /// One sender per (interface, source address), shared by the instances that send from it.
 #[derive(Debug, Default)]
 pub struct SenderPool {
-    senders: HashMap<(u32, IpAddr), Weak<AdvertSender>>,
+    senders: HashMap<SenderKey, Weak<AdvertSender>>,
 }
+
+/// A sender's interface index, source address and, for a framing sender, source MAC.
+type SenderKey = (u32, IpAddr, Option<[u8; 6]>);
 
 impl SenderPool {
     /// The IPv4 sender on `iface` from `source`, opened on first use.
@@ -337,7 +482,7 @@ impl SenderPool {
         iface: &Interface,
         source: Ipv4Addr,
     ) -> Result<Arc<AdvertSender>, TransmitError> {
-        self.get(iface, IpAddr::V4(source), || {
+        self.get(iface, IpAddr::V4(source), None, || {
             AdvertSender::ipv4(iface, source)
         })
     }
@@ -348,8 +493,21 @@ impl SenderPool {
         iface: &Interface,
         link_local: Ipv6Addr,
     ) -> Result<Arc<AdvertSender>, TransmitError> {
-        self.get(iface, IpAddr::V6(link_local), || {
+        self.get(iface, IpAddr::V6(link_local), None, || {
             AdvertSender::ipv6(iface, link_local)
+        })
+    }
+
+    /// The IPv6 sender on `iface` from `link_local` whose frames come from `mac`,
+    /// opened on first use.
+    pub fn ipv6_framed(
+        &mut self,
+        iface: &Interface,
+        link_local: Ipv6Addr,
+        mac: [u8; 6],
+    ) -> Result<Arc<AdvertSender>, TransmitError> {
+        self.get(iface, IpAddr::V6(link_local), Some(mac), || {
+            AdvertSender::ipv6_framed(iface, link_local, mac)
         })
     }
 
@@ -357,11 +515,12 @@ impl SenderPool {
         &mut self,
         iface: &Interface,
         source: IpAddr,
+        mac: Option<[u8; 6]>,
         open: impl FnOnce() -> Result<AdvertSender, TransmitError>,
     ) -> Result<Arc<AdvertSender>, TransmitError> {
         // Interfaces can be renamed or recreated under the same index: the name is
         // part of what the socket is bound to.
-        let key = (iface.index, source);
+        let key = (iface.index, source, mac);
         if let Some(s) = self.senders.get(&key).and_then(Weak::upgrade)
             && s.iface.name == iface.name
         {
@@ -438,6 +597,7 @@ impl<'a> Setup<'a> {
             socket,
             iface,
             source,
+            frame_mac: None,
         })
     }
 }
@@ -465,5 +625,31 @@ fn set_multicast_if_v4_index(sock: &Socket, index: u32) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn virtual_mac_frames_carry_the_vrrp_group_mac_hop_limit_255_and_the_payload() {
+        let src: Ipv6Addr = "fe80::1".parse().expect("literal");
+        let mac = [0x00, 0x00, 0x5e, 0x00, 0x02, 0x33];
+        let payload = [0x31, 0x33, 0x64, 0x01, 0x00, 0x0a, 0xab, 0xcd];
+        let f = ipv6_frame(mac, src, VRRP_GROUP_V6, &payload);
+        assert_eq!(f.len(), 14 + 40 + payload.len());
+        // RFC 2464 §7: 33:33 and the group's last four bytes; then the virtual MAC.
+        assert_eq!(f[..6], [0x33, 0x33, 0, 0, 0, 0x12]);
+        assert_eq!(f[6..12], mac);
+        assert_eq!(f[12..14], [0x86, 0xdd]);
+        let ip = &f[14..54];
+        // Version 6, traffic class 0xc0, flow label 0.
+        assert_eq!(ip[..4], [0x6c, 0x00, 0, 0]);
+        assert_eq!(u16::from_be_bytes([ip[4], ip[5]]), payload.len() as u16);
+        assert_eq!((ip[6], ip[7]), (112, 255));
+        assert_eq!(ip[8..24], src.octets());
+        assert_eq!(ip[24..40], VRRP_GROUP_V6.octets());
+        assert_eq!(f[54..], payload);
     }
 }

@@ -10,6 +10,9 @@ use std::process::Command;
 use aya::maps::{HashMap, MapData, PerCpuHashMap, RingBuf};
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
+use vigil_common::bfd::{
+    BfdIfaceStats, BfdParams, BfdState, MAP_BFD_IFACE, MAP_BFD_PARAMS, MAP_BFD_STATE,
+};
 use vigil_common::down::{GLOBAL_KERNEL_TIMERS, MAP_DOWN_PARAMS, MAP_DOWN_TIMERS};
 use vigil_common::maps::{MAP_EVENTS, MAP_IFACE_STATS, MAP_SETTINGS, MAP_VRID_STATS, MAP_WATCH};
 use vigil_common::{DownParams, IfaceStats, Settings, VridKey, VridStats, WatchEntry};
@@ -22,12 +25,15 @@ pub const PROGRAM_NAME: &str = "vigil_xdp";
 
 /// Names of the maps that are pinned. Not the timers: a pin would keep them (and the
 /// program their callback belongs to) alive after the agent.
-const PINNED: [&str; 5] = [
+const PINNED: [&str; 8] = [
     MAP_WATCH,
     MAP_VRID_STATS,
     MAP_IFACE_STATS,
     MAP_SETTINGS,
     MAP_DOWN_PARAMS,
+    MAP_BFD_PARAMS,
+    MAP_BFD_STATE,
+    MAP_BFD_IFACE,
 ];
 
 /// The program's state word of an armed down timer.
@@ -166,7 +172,12 @@ impl XdpProgram {
             attached: BTreeMap::new(),
         };
         if let Some(dir) = pin_dir {
+            let started = std::time::Instant::now();
             this.pin(dir)?;
+            tracing::debug!(
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "XDP maps pinned"
+            );
         }
         Ok(this)
     }
@@ -233,8 +244,14 @@ impl XdpProgram {
         };
         let mut last = None;
         for &m in modes {
+            let started = std::time::Instant::now();
             match self.try_attach(iface, index, m) {
                 Ok(()) => {
+                    tracing::debug!(
+                        iface,
+                        ms = started.elapsed().as_secs_f64() * 1e3,
+                        "XDP program attached"
+                    );
                     if m == XdpMode::Skb && mode == AttachMode::Auto {
                         tracing::warn!(
                             iface,
@@ -283,6 +300,7 @@ impl XdpProgram {
     }
 
     fn init_iface(&mut self, index: u32) -> Result<(), XdpError> {
+        self.init_bfd_iface(index)?;
         let mut stats: PerCpuHashMap<&mut MapData, u32, IfaceStats> =
             PerCpuHashMap::try_from(self.map_mut(MAP_IFACE_STATS)?).map_err(|source| {
                 XdpError::Map {
@@ -316,6 +334,57 @@ impl XdpProgram {
                 map: MAP_IFACE_STATS,
                 source,
             })
+    }
+
+    /// Zeroed BFD counters for an interface: the program only adds to an entry.
+    fn init_bfd_iface(&mut self, index: u32) -> Result<(), XdpError> {
+        let map_err = |source| XdpError::Map {
+            map: MAP_BFD_IFACE,
+            source,
+        };
+        let mut stats: PerCpuHashMap<&mut MapData, u32, BfdIfaceStats> =
+            PerCpuHashMap::try_from(self.map_mut(MAP_BFD_IFACE)?).map_err(map_err)?;
+        if stats.get(&index, 0).is_ok() {
+            return Ok(());
+        }
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| {
+            map_err(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                call: "nr_cpus",
+                io_error: e,
+            }))
+        })?;
+        let zero = aya::maps::PerCpuValues::try_from(vec![BfdIfaceStats::default(); cpus])
+            .map_err(|e| {
+                map_err(aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                    call: "per-cpu values",
+                    io_error: e,
+                }))
+            })?;
+        stats.insert(index, zero, 0).map_err(map_err)
+    }
+
+    /// BFD counters of an interface, summed over CPUs.
+    pub fn bfd_iface_stats(&self, ifindex: u32) -> Option<BfdIfaceStats> {
+        let map = self.ebpf.map(MAP_BFD_IFACE)?;
+        let stats: PerCpuHashMap<&MapData, u32, BfdIfaceStats> =
+            PerCpuHashMap::try_from(map).ok()?;
+        let per_cpu = stats.get(&ifindex, 0).ok()?;
+        let mut total = BfdIfaceStats::default();
+        for v in per_cpu.iter() {
+            total.add(v);
+        }
+        Some(total)
+    }
+
+    /// Hands the BFD session maps to their owner, the BFD task (once).
+    pub fn take_bfd_maps(&mut self) -> Option<BfdMaps> {
+        let params = self.ebpf.take_map(MAP_BFD_PARAMS)?;
+        let state = self.ebpf.take_map(MAP_BFD_STATE)?;
+        Some(BfdMaps {
+            params: HashMap::try_from(params).ok()?,
+            state: HashMap::try_from(state).ok()?,
+            kernel_timers: self.timers == DownTimers::Kernel,
+        })
     }
 
     fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, XdpError> {
@@ -431,12 +500,59 @@ impl XdpProgram {
     }
 }
 
+/// The maps of the kernel's BFD sessions, owned by the BFD task: it publishes each
+/// session's parameters and reads what the program recorded.
+pub struct BfdMaps {
+    params: HashMap<MapData, u32, BfdParams>,
+    state: HashMap<MapData, u32, BfdState>,
+    /// The program keeps detection times in `bpf_timer`s.
+    pub kernel_timers: bool,
+}
+
+impl BfdMaps {
+    /// Publishes a session's parameters under its local discriminator, creating its
+    /// (zeroed) state first: the program only records into an entry that exists.
+    pub fn publish(&mut self, discriminator: u32, params: BfdParams) -> Result<(), XdpError> {
+        if self.state.get(&discriminator, 0).is_err() {
+            self.state
+                .insert(discriminator, BfdState::default(), 0)
+                .map_err(|source| XdpError::Map {
+                    map: MAP_BFD_STATE,
+                    source,
+                })?;
+        }
+        self.params
+            .insert(discriminator, params, 0)
+            .map_err(|source| XdpError::Map {
+                map: MAP_BFD_PARAMS,
+                source,
+            })
+    }
+
+    /// Removes a session that was let go: the program no longer records its packets,
+    /// and deleting its state entry cancels its timer.
+    pub fn withdraw(&mut self, discriminator: u32) {
+        let _ = self.params.remove(&discriminator);
+        let _ = self.state.remove(&discriminator);
+    }
+
+    /// What the program recorded for a session.
+    pub fn state(&self, discriminator: u32) -> Option<BfdState> {
+        self.state.get(&discriminator, 0).ok()
+    }
+}
+
 /// Loads the object with or without kernel timers and runs the verifier on its program.
 fn load_object(kernel_timers: bool) -> Result<Ebpf, XdpError> {
     let flag = u8::from(kernel_timers);
+    let started = std::time::Instant::now();
     let mut ebpf = EbpfLoader::new()
         .override_global(GLOBAL_KERNEL_TIMERS, &flag, true)
         .load(OBJECT)?;
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "XDP object parsed, BTF loaded, maps created"
+    );
     let program: &mut Xdp = ebpf
         .program_mut(PROGRAM_NAME)
         .ok_or(XdpError::Missing("program vigil_xdp"))?
@@ -445,10 +561,23 @@ fn load_object(kernel_timers: bool) -> Result<Ebpf, XdpError> {
             iface: "-".into(),
             source,
         })?;
+    let started = std::time::Instant::now();
     program.load().map_err(|source| XdpError::Program {
         iface: "-".into(),
         source,
     })?;
+    // The verifier runs inside the load: the larger part of start-up. Its instruction
+    // count is deterministic (the time is not) and says what a program change costs.
+    let verified = program
+        .info()
+        .ok()
+        .and_then(|i| i.verified_instruction_count());
+    tracing::debug!(
+        kernel_timers,
+        verified_insns = verified,
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "XDP program loaded and verified"
+    );
     Ok(ebpf)
 }
 

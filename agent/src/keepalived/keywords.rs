@@ -469,7 +469,7 @@ pub const KEYWORDS: &[Keyword] = &[
     c(
         I,
         "use_vmac",
-        "use_vmac = true (and vmac_interface = NAME); IPv6 adverts leave from the parent interface",
+        "use_vmac = true (and vmac_interface = NAME); adverts leave from the virtual MAC, IPv6 ones from the parent's link-local address",
     ),
     c(I, "vmac_xmit_base", "vmac_xmit_base = true"),
     d(
@@ -637,11 +637,7 @@ pub const KEYWORDS: &[Keyword] = &[
         "process",
         "name (and command_line when arguments are given)",
     ),
-    c(
-        P,
-        "param_match",
-        "command_line (exact; `initial` and `partial` are warned)",
-    ),
+    c(P, "param_match", "command_match (exact, initial, partial)"),
     c(P, "weight", "weight"),
     c(P, "quorum", "quorum"),
     c(P, "quorum_max", "quorum_max"),

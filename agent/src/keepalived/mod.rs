@@ -164,6 +164,8 @@ struct ProcessDef {
     loc: Loc,
     process: Option<String>,
     args: Option<String>,
+    /// `param_match initial` / `partial` (None: exact).
+    param_match: Option<&'static str>,
     full_command: bool,
     quorum: Option<i64>,
     quorum_max: Option<i64>,
@@ -674,6 +676,7 @@ impl Conv {
             loc: n.loc.clone(),
             process: None,
             args: None,
+            param_match: None,
             full_command: false,
             quorum: None,
             quorum_max: None,
@@ -696,13 +699,9 @@ impl Conv {
                 }
                 "param_match" => match item.args().first().map(String::as_str) {
                     None => p.full_command = true,
-                    Some(m @ ("initial" | "partial")) => {
-                        p.full_command = true;
-                        self.warn(
-                            item,
-                            format!("`{m}` matching is not supported: vigil matches the whole command line exactly"),
-                        );
-                    }
+                    Some("exact") => p.param_match = None,
+                    Some("initial") => p.param_match = Some("initial"),
+                    Some("partial") => p.param_match = Some("partial"),
                     Some(other) => self.warn(
                         item,
                         format!("`{other}` is not a param_match type (keepalived ignores it too); the arguments are matched exactly"),
@@ -1320,8 +1319,26 @@ impl Conv {
                 );
             }
             let _ = writeln!(out, "name = {}", q(&name));
-            if let Some(a) = &p.args {
-                let _ = writeln!(out, "command_line = {}", q(&format!("{name} {a}")));
+            match (&p.args, p.param_match) {
+                // keepalived compares the arguments only (the name is matched apart): a
+                // run of them anywhere is a run of words in the command line.
+                (Some(a), Some("partial")) => {
+                    let _ = writeln!(out, "command_line = {}", q(a));
+                    let _ = writeln!(out, "command_match = \"partial\"");
+                }
+                (Some(a), Some(m)) => {
+                    let _ = writeln!(out, "command_line = {}", q(&format!("{name} {a}")));
+                    let _ = writeln!(out, "command_match = {}", q(m));
+                }
+                (Some(a), None) => {
+                    let _ = writeln!(out, "command_line = {}", q(&format!("{name} {a}")));
+                }
+                (None, Some(m)) => self.warn_at(
+                    &p.loc,
+                    "param_match",
+                    format!("`{m}` with no arguments after the process name: nothing to match, any `{name}` counts"),
+                ),
+                (None, None) => {}
             }
             for (k, v) in [
                 ("quorum", p.quorum),

@@ -172,3 +172,32 @@ fn names_that_need_quoting() {
     assert!(i.toml.contains("[instances.\"VI 1\"]"), "{}", i.toml);
     assert!(i.check.is_none(), "{:?}", i.check);
 }
+
+#[test]
+fn param_match_initial_and_partial_keep_keepalived_matching() {
+    let i = import(&format!(
+        "vrrp_track_process init {{\n process haproxy -f /etc/haproxy.cfg\n param_match initial\n}}\n\
+         vrrp_track_process part {{\n process haproxy -f /etc/haproxy.cfg\n param_match partial\n}}\n\
+         {BASE} track_process {{\n  init\n  part\n }}\n}}\n"
+    ));
+    assert!(i.check.is_none(), "{:?}\n{}", i.check, i.toml);
+    assert!(
+        !i.warnings.iter().any(|w| w.keyword == "param_match"),
+        "{:?}",
+        i.warnings
+    );
+    let c = config::parse(&i.toml, "out").unwrap();
+    let p = |comm: &str, cmdline: &str| crate::procwatch::ProcInfo {
+        comm: comm.into(),
+        cmdline: cmdline.into(),
+    };
+    // keepalived: initial compares the first arguments, partial finds them anywhere.
+    let later = p("haproxy", "haproxy -f /etc/haproxy.cfg -D -p /run/h.pid");
+    let earlier = p("haproxy", "haproxy -D -f /etc/haproxy.cfg");
+    let other = p("haproxy", "haproxy -f /etc/other.cfg");
+    let m = |name: &str, info: &crate::procwatch::ProcInfo| {
+        crate::procwatch::matches(&c.processes[name], info)
+    };
+    assert!(m("init", &later) && !m("init", &earlier) && !m("init", &other));
+    assert!(m("part", &later) && m("part", &earlier) && !m("part", &other));
+}

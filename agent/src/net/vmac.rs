@@ -7,7 +7,8 @@
 //! (arp_announce 2), so no host learns a virtual address with the parent's MAC. A
 //! Backup's macvlan must send nothing, or switches would learn the virtual MAC on the
 //! Backup's port: IPv6 is off on it for an IPv4 instance, and for an IPv6 one it gets no
-//! link-local address (adverts then leave from the parent's link-local and MAC).
+//! link-local address: its Master's adverts are framed by vigil with the virtual MAC
+//! and the parent's link-local address (see `datapath::transmit`).
 
 use std::io;
 

@@ -661,8 +661,7 @@ impl Endpoint {
             }
             EndpointInput::Timeout => {
                 for key in self.due(now) {
-                    self.timeout(now, key);
-                    touched.insert(key);
+                    self.timeout(now, key, &mut touched);
                 }
             }
             EndpointInput::Startup { key } => self.input(now, key, Input::Startup, &mut touched),
@@ -921,9 +920,12 @@ impl Endpoint {
             m.fed += 1;
             m.armed_ns = m.armed_ns.max(ts_ns);
             // Every advert the kernel reports (re)starts its down timer, when it had the
-            // parameters by the time the advert arrived.
+            // parameters by the time the advert arrived. The kernel counts any valid
+            // advert as the Master's: one the router discarded (a v2 address list that
+            // differs, RFC 3768 §7.1) leaves the deadline with the agent.
             m.kernel_armed = m.router.state() == State::Backup
-                && m.kernel_since.is_some_and(|since| ts_ns >= since);
+                && m.kernel_since.is_some_and(|since| ts_ns >= since)
+                && m.router.down_timer_anchor() == at;
         }
         // A Master that stays Master and answers at once has heard a worse master (a
         // priority-0 advert is answered too, but is a goodbye, not a rival).
@@ -988,10 +990,11 @@ impl Endpoint {
     }
 
     /// A due router: [`Endpoint::refresh`], then the timeout.
-    fn timeout(&mut self, now: Instant, key: VridKey) {
+    fn timeout(&mut self, now: Instant, key: VridKey, touched: &mut BTreeSet<VridKey>) {
         let Some(m) = self.members.get_mut(&key) else {
             return;
         };
+        touched.insert(key);
         let read = m.kernel_read.take();
         if m.kernel_armed && m.router.state() == State::Backup && read.is_none() {
             // Due for another reason (the end of a preempt delay); the down deadline is
@@ -999,16 +1002,19 @@ impl Endpoint {
             return;
         }
         self.refresh(now, key);
-        self.input(now, key, Input::Timeout, &mut BTreeSet::new());
+        self.input(now, key, Input::Timeout, touched);
         // The Master is alive and the kernel's timer runs from its adverts (it had gone
         // idle while this router was Master or in Fault, and an advert re-armed it):
         // the deadline is the kernel's again.
         // Not when the router's deadline is the earlier one (a timer started afresh, as
-        // on leaving Fault, runs from now, not from the last advert).
+        // on leaving Fault, runs from now, not from the last advert), nor before an
+        // advert has re-armed the kernel's timer since the last change of priority or
+        // configuration (until then its expiry is the old one).
         if let Some(m) = self.members.get_mut(&key)
             && m.router.state() == State::Backup
             && m.kernel_since.is_some()
             && read == Some(true)
+            && m.state.last_ns >= m.changed_ns
             && m.kernel_deadline() <= m.router.poll_timeout()
         {
             m.kernel_armed = true;

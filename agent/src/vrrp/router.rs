@@ -522,6 +522,12 @@ impl VirtualRouter {
         self.state == State::Backup && self.cfg.preempt && !holds_after
     }
 
+    /// What the Master_Down_Timer runs from: the advert it last heard as its Master's (or
+    /// the start of the wait, with none).
+    pub fn down_timer_anchor(&self) -> Instant {
+        self.down.anchor()
+    }
+
     /// When the running preempt delay ends, if one runs (Backup only): the first instant
     /// at which a lower-priority advert is no longer heard.
     pub fn preempt_delay_until(&self) -> Option<Instant> {

@@ -115,7 +115,12 @@ pub(super) fn xdp_stats(host: &Host) -> Option<(u64, u64)> {
         .exec(&["bpftool", "-j", "prog", "show", "id", &id.to_string()])
         .ok()?;
     let prog: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    Some((prog["run_time_ns"].as_u64()?, prog["run_cnt"].as_u64()?))
+    // bpftool leaves both out while they are zero (statistics just turned on).
+    prog["id"].as_u64()?;
+    Some((
+        prog["run_time_ns"].as_u64().unwrap_or(0),
+        prog["run_cnt"].as_u64().unwrap_or(0),
+    ))
 }
 
 /// Runs of BACKUP adverts separated by more than two intervals: each is one takeover.

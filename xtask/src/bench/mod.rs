@@ -252,7 +252,7 @@ pub fn run(
     }
     let detection_bfd = if plan.runs("bfd") {
         eprintln!("bench: detection with BFD, 1 s adverts");
-        detection::detection_bfd(&mut sides, plan.detection_trials)?
+        detection::detection_bfd(&mut sides, plan.detection_trials, plan.scale_window)?
     } else {
         detection::BfdDetection::empty()
     };

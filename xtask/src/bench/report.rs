@@ -228,6 +228,36 @@ fn bfd_noise_rows(n: &super::bfd_noise::BfdNoise, rows: &mut Vec<Row>) {
     }
 }
 
+/// What one steady BFD session costs: the agent and the XDP program apart.
+fn bfd_cpu_row(d: &super::detection::BfdDetection, rows: &mut Vec<Row>) {
+    let Some(c) = &d.cpu else {
+        return;
+    };
+    let mut vigil = format!("agent {:.3} % of a core", c.agent_pct);
+    match (c.xdp_pct, c.xdp_ns_per_run, c.xdp_runs_per_s) {
+        (Some(x), Some(ns), Some(runs)) => {
+            let _ = write!(
+                vigil,
+                "; XDP program {x:.4} % ({runs:.0} runs/s, {ns:.0} ns/run)"
+            );
+        }
+        _ => vigil.push_str("; XDP program not measured (no BPF statistics)"),
+    }
+    rows.push(Row {
+        scenario: format!(
+            "CPU per BFD session at 10 ms × 3 (vigil Backup, steady, {:.0} s; keepalived runs no BFD here)",
+            c.window_s
+        ),
+        vigil,
+        keepalived: "—".into(),
+        rfc: "—".into(),
+        ratio: "—".into(),
+        goal: "—".into(),
+        met: None,
+        note: String::new(),
+    });
+}
+
 fn flood_row(f: &Flood, rows: &mut Vec<Row>) {
     let cell = |imp| match f.runs.get(&imp) {
         Some(r) => {
@@ -408,6 +438,7 @@ pub fn rows(r: &Results) -> Vec<Row> {
         detection_rows(d, &mut rows);
     }
     bfd_row(&r.detection_bfd, &mut rows);
+    bfd_cpu_row(&r.detection_bfd, &mut rows);
     bfd_noise_rows(&r.bfd_noise, &mut rows);
     let h = &r.handover;
     let hf = |imp| h.failures.get(&imp).copied().unwrap_or(0);
@@ -801,6 +832,13 @@ pub fn json(r: &Results, rows: &[Row]) -> serde_json::Value {
             "rfc_ms": r.detection_bfd.rfc_ms,
             "cut_to_first_advert_ms": by_impl(&r.detection_bfd.trials, |v| json!(v)),
             "no_takeover": by_impl(&r.detection_bfd.failures, |v| json!(v)),
+            "cpu_per_session": r.detection_bfd.cpu.as_ref().map(|c| json!({
+                "window_s": c.window_s,
+                "agent_pct": c.agent_pct,
+                "xdp_pct": c.xdp_pct,
+                "xdp_runs_per_s": c.xdp_runs_per_s,
+                "xdp_ns_per_run": c.xdp_ns_per_run,
+            })),
         },
         "bfd_noise": r.bfd_noise.steps.iter().map(|s| json!({
             "step": s.key,

@@ -458,3 +458,89 @@ fn frr_handshake_brings_a_session_up() {
     assert_eq!(s.state(), State::Down);
     assert_eq!(s.diagnostic(), Diagnostic::NeighborSignaledSessionDown);
 }
+
+/// With the kernel keeping the detection time, the session sets no deadline of its own;
+/// the kernel's expiry report still goes through the session's judgement.
+#[test]
+fn external_detection_waits_for_the_datapath_and_still_judges() {
+    let (mut s, up_at) = up_against_script();
+    while s.poll_action().is_some() {}
+    assert_eq!(s.detection_time(), Some(30 * MS));
+    let own = s.poll_timeout().expect("a deadline");
+    assert!(s.own_detection());
+    s.set_external_detection(true);
+    assert!(!s.own_detection());
+    let without = s.poll_timeout();
+    assert!(
+        without.is_none_or(|t| t != up_at + 30 * MS),
+        "the detection deadline is left out: {own:?} vs {without:?}"
+    );
+    // Transmit timeouts past the deadline do not judge the detection time.
+    s.handle(up_at + 35 * MS, Input::Timeout).unwrap();
+    assert_eq!(s.state(), State::Up);
+    // Steady packets the kernel kept: the newest came 25 ms later.
+    s.handle(
+        up_at + 40 * MS,
+        Input::Heard {
+            last_rx: up_at + 25 * MS,
+        },
+    )
+    .unwrap();
+    assert_eq!(s.last_received(), Some(up_at + 25 * MS));
+    // An older arrival moves nothing.
+    s.handle(
+        up_at + 40 * MS,
+        Input::Heard {
+            last_rx: up_at + 5 * MS,
+        },
+    )
+    .unwrap();
+    assert_eq!(s.last_received(), Some(up_at + 25 * MS));
+
+    // A kernel report whose deadline the session does not share (its detection time
+    // runs from a newer packet) does not bring it down, but arms its own deadline.
+    s.handle(
+        up_at + 50 * MS,
+        Input::DetectionExpired {
+            last_rx: up_at + 25 * MS,
+        },
+    )
+    .unwrap();
+    assert_eq!(s.state(), State::Up);
+    assert!(s.poll_timeout().is_some_and(|t| t <= up_at + 55 * MS));
+    assert!(
+        s.own_detection(),
+        "until the next packet, the session's deadline counts"
+    );
+
+    // The real one: silent for the detection time since the newest packet.
+    s.handle(
+        up_at + 60 * MS,
+        Input::DetectionExpired {
+            last_rx: up_at + 30 * MS,
+        },
+    )
+    .unwrap();
+    assert_eq!(s.state(), State::Down);
+    let down = s.last_down().expect("went down");
+    assert_eq!(down.diag, Diagnostic::ControlDetectionTimeExpired);
+    assert_eq!(down.at, up_at + 60 * MS);
+}
+
+/// Without external detection, `Heard` moves the session's own deadline.
+#[test]
+fn heard_moves_the_agents_own_deadline() {
+    let (mut s, up_at) = up_against_script();
+    while s.poll_action().is_some() {}
+    s.handle(
+        up_at + 20 * MS,
+        Input::Heard {
+            last_rx: up_at + 20 * MS,
+        },
+    )
+    .unwrap();
+    s.handle(up_at + 35 * MS, Input::Timeout).unwrap();
+    assert_eq!(s.state(), State::Up, "the deadline moved to 50 ms");
+    s.handle(up_at + 50 * MS, Input::Timeout).unwrap();
+    assert_eq!(s.state(), State::Down);
+}
