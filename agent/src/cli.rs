@@ -50,7 +50,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Live view of the VRRP adverts the XDP program sees on an interface.
+    /// Live view of the VRRP adverts the XDP program sees on an interface, or with
+    /// --bfd of the running agent's BFD sessions there.
     Trace {
         /// Interface to watch.
         #[arg(short, long)]
@@ -58,6 +59,14 @@ pub enum Command {
         /// Also show packets the program drops, with the reason.
         #[arg(long)]
         all: bool,
+        /// Show the running agent's BFD sessions on the interface instead (the sessions,
+        /// then every state change, start, re-timing and removal), read from its
+        /// control socket; nothing is attached.
+        #[arg(long)]
+        bfd: bool,
+        /// Control socket of the agent (with --bfd).
+        #[arg(long, default_value = "/run/vigil/vigil.sock")]
+        socket: PathBuf,
         /// One JSON object per line.
         #[arg(long)]
         json: bool,

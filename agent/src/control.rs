@@ -17,6 +17,9 @@ pub enum Request {
     /// Re-read the configuration file; the answer says whether it was applied and what
     /// changed.
     Reload(oneshot::Sender<serde_json::Value>),
+    /// What happened to BFD sessions after history entry `seq` (`vigil trace --bfd`),
+    /// with the sessions as they stand.
+    BfdHistory(u64, oneshot::Sender<serde_json::Value>),
     /// Panic on purpose (fault-injection tests only: honoured when the agent was started
     /// with `VIGIL_TEST_FAULTS=1`).
     Panic,
@@ -76,6 +79,15 @@ async fn answer(stream: UnixStream, tx: mpsc::Sender<Request>) -> anyhow::Result
             tx.send(Request::Reload(otx)).await?;
             orx.await?
         }
+        line if line.starts_with("bfd-history") => {
+            let seq = line
+                .strip_prefix("bfd-history")
+                .and_then(|n| n.trim().parse().ok())
+                .unwrap_or(0);
+            let (otx, orx) = oneshot::channel();
+            tx.send(Request::BfdHistory(seq, otx)).await?;
+            orx.await?
+        }
         "panic" if faults_enabled() => {
             tx.send(Request::Panic).await?;
             serde_json::json!({ "panic": "requested" })
@@ -90,7 +102,7 @@ async fn answer(stream: UnixStream, tx: mpsc::Sender<Request>) -> anyhow::Result
 }
 
 /// Sends one request line to the agent at `path` and returns its JSON answer.
-async fn ask(path: &Path, request: &str) -> anyhow::Result<serde_json::Value> {
+pub(crate) async fn ask(path: &Path, request: &str) -> anyhow::Result<serde_json::Value> {
     let stream = UnixStream::connect(path).await.map_err(|e| {
         anyhow::anyhow!(
             "cannot reach vigil at {}: {e} (is `vigil run` running?)",

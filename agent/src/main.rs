@@ -76,6 +76,21 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Trace {
             interface,
+            bfd: true,
+            socket,
+            json,
+            count,
+            duration,
+            ..
+        } => block_on(vigil::trace::bfd::run(vigil::trace::bfd::Options {
+            interface,
+            socket,
+            json,
+            count,
+            duration,
+        })),
+        Command::Trace {
+            interface,
             all,
             json,
             mode,
@@ -83,6 +98,7 @@ fn main() -> ExitCode {
             watch,
             count,
             duration,
+            ..
         } => {
             use vigil::datapath::xdp::AttachMode;
             let mode = match mode.as_str() {

@@ -125,6 +125,9 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
     let bfd_detect = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     let bfd_packets = Family::<Labels, Counter>::default();
     let bfd_downs = Family::<Labels, Counter>::default();
+    let bfd_ups = Family::<Labels, Counter>::default();
+    let bfd_refused = Family::<Labels, Counter>::default();
+    let bfd_sessions = Family::<Labels, Gauge>::default();
     let bfd_xdp = Family::<Labels, Counter>::default();
     let last_transition = Family::<Labels, Gauge<f64, AtomicU64>>::default();
 
@@ -233,6 +236,20 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
         bfd_downs
             .get_or_create(&one)
             .inc_by(b["downs"].as_u64().unwrap_or(0));
+        bfd_ups
+            .get_or_create(&one)
+            .inc_by(b["ups"].as_u64().unwrap_or(0));
+        bfd_sessions
+            .get_or_create(&labels(&[
+                ("interface", &text(&b["interface"])),
+                ("origin", &text(&b["origin"])),
+            ]))
+            .inc();
+    }
+    for (iface, n) in status["bfd_refused"].as_object().into_iter().flatten() {
+        bfd_refused
+            .get_or_create(&labels(&[("interface", iface)]))
+            .inc_by(n.as_u64().unwrap_or(0));
     }
 
     registry.register(
@@ -341,6 +358,17 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
         "Times a BFD session left Up",
         bfd_downs,
     );
+    registry.register("bfd_session_ups", "Times a BFD session came Up", bfd_ups);
+    registry.register(
+        "bfd_sessions",
+        "BFD sessions running, per interface and origin (configured, learned, peer)",
+        bfd_sessions,
+    );
+    registry.register(
+        "bfd_sessions_refused",
+        "BFD sessions not started because a session cap was reached",
+        bfd_refused,
+    );
     registry.register(
         "bfd_datapath_packets",
         "BFD packets the XDP program judged, by verdict (recorded: kept in the kernel; \
@@ -375,7 +403,8 @@ mod tests {
             "down_timers": "agent (kernel_timers = false)",
             "bfd": [{"name": "to_lb02", "peer": "192.0.2.12", "state": "Up",
                      "detection_time_ms": 30.0, "received": 11, "sent": 12, "discarded": 1,
-                     "downs": 2}],
+                     "downs": 2, "ups": 3, "interface": "eth0", "origin": "learned"}],
+            "bfd_refused": {"eth0": 7},
         });
         let out = render(&status).expect("renders");
         assert!(!out.contains("verdict=\"bfd\""), "{out}");
@@ -398,6 +427,9 @@ mod tests {
             "vigil_bfd_detection_time_seconds{session=\"to_lb02\",peer=\"192.0.2.12\"} 0.03",
             "vigil_bfd_packets_total{session=\"to_lb02\",peer=\"192.0.2.12\",packets=\"sent\"} 12",
             "vigil_bfd_session_downs_total{session=\"to_lb02\",peer=\"192.0.2.12\"} 2",
+            "vigil_bfd_session_ups_total{session=\"to_lb02\",peer=\"192.0.2.12\"} 3",
+            "vigil_bfd_sessions{interface=\"eth0\",origin=\"learned\"} 1",
+            "vigil_bfd_sessions_refused_total{interface=\"eth0\"} 7",
             "vigil_build_info{version=\"1.2.3\"} 1",
             "vigil_datapath{mode=\"raw socket\",fallback=\"true\"} 1",
             "vigil_last_reload_success 0",

@@ -1,4 +1,7 @@
-//! `vigil trace`: a live view of the VRRP frames the XDP program sees on an interface.
+//! `vigil trace`: a live view of the VRRP frames the XDP program sees on an interface;
+//! with `--bfd`, of the running agent's BFD sessions ([`bfd`]).
+
+pub mod bfd;
 
 use std::time::Duration;
 

@@ -6,6 +6,7 @@
 //! TEST-NET only: 192.0.2.0/24 and 2001:db8::/64.
 
 pub mod agent;
+pub mod bfd;
 pub mod bpf;
 pub mod capture;
 pub mod container;

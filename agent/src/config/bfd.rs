@@ -20,6 +20,11 @@ pub const MAX_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_INTERVAL: Duration = Duration::from_millis(300);
 /// Default detect multiplier.
 pub const DEFAULT_MULTIPLIER: u8 = 3;
+/// Default `bfd_max_sessions`: far more than the routers of any real segment, few
+/// enough that junk cannot make the agent keep thousands of timers and packets.
+pub const DEFAULT_MAX_SESSIONS: usize = 256;
+/// Default `bfd_max_sessions_per_interface`: a VRRP segment has a handful of routers.
+pub const DEFAULT_MAX_SESSIONS_PER_INTERFACE: usize = 16;
 
 /// Timers of a BFD session: the interval asked for in both directions, and the number of
 /// missed packets that takes the session down.

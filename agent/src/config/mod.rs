@@ -22,7 +22,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use address::{Family, VirtualAddress, check_ifname};
-pub use bfd::{BfdSession, BfdTimers, TrackBfd};
+pub use bfd::{
+    BfdSession, BfdTimers, DEFAULT_MAX_SESSIONS, DEFAULT_MAX_SESSIONS_PER_INTERFACE, TrackBfd,
+};
 pub use error::{ConfigError, Diagnostic};
 
 use error::SourceText;
@@ -151,6 +153,11 @@ pub struct Global {
     /// Default BFD timers for instances (BFD-assisted takeover); `None`: no BFD unless an
     /// instance asks.
     pub bfd: Option<BfdTimers>,
+    /// Most BFD sessions learned from adverts or started by peers, all interfaces
+    /// together; `[bfd.NAME]` sessions always run but count.
+    pub bfd_max_sessions: usize,
+    /// Most such sessions on one interface.
+    pub bfd_max_sessions_per_interface: usize,
 }
 
 /// How to attach the XDP program.

@@ -84,6 +84,8 @@ pub(crate) struct RawGlobal {
     pub garp_lower_prio_delay: Option<S<RawDuration>>,
     pub garp_lower_prio_repeat: Option<S<i64>>,
     pub bfd: Option<S<RawBfdTimers>>,
+    pub bfd_max_sessions: Option<S<i64>>,
+    pub bfd_max_sessions_per_interface: Option<S<i64>>,
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -286,6 +286,18 @@ fn global(e: &mut Errors<'_>, g: &RawGlobal) -> Global {
             .bfd
             .as_ref()
             .map(|t| super::bfd::timers(e, "global.bfd", t.get_ref(), BfdTimers::default())),
+        bfd_max_sessions: g
+            .bfd_max_sessions
+            .as_ref()
+            .and_then(|v| int_in(e, v, "global.bfd_max_sessions", 1..=65_536))
+            .map_or(super::bfd::DEFAULT_MAX_SESSIONS, |v| v as usize),
+        bfd_max_sessions_per_interface: g
+            .bfd_max_sessions_per_interface
+            .as_ref()
+            .and_then(|v| int_in(e, v, "global.bfd_max_sessions_per_interface", 1..=65_536))
+            .map_or(super::bfd::DEFAULT_MAX_SESSIONS_PER_INTERFACE, |v| {
+                v as usize
+            }),
     }
 }
 

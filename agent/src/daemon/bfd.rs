@@ -2,6 +2,8 @@
 //! each packet on arrival, a CLOCK_MONOTONIC timerfd wakes the task at the earliest
 //! session deadline, and every packet due at one tick leaves in one `sendmmsg` per socket.
 //! Session changes go out as [`BfdEvent`]s; a snapshot for `vigil status` is kept current.
+//! Which sessions exist, and the caps on them, follow [`wants`]; a history of what
+//! happened to them is kept for `vigil trace --bfd` ([`log`]).
 //!
 //! With the XDP program, the kernel receives: each session's parameters (local
 //! discriminator, interface, peer, agreed detection time) are published in its maps, the
@@ -10,6 +12,9 @@
 //! ([`BfdService::record`]). The session state machine still decides everything. The
 //! sockets stay: they send, and receive what the program leaves to the stack (a peer
 //! that does not know our discriminator yet, interfaces without XDP).
+
+pub mod log;
+pub mod wants;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -27,6 +32,10 @@ use crate::datapath::bfd::{BfdSockets, Family, Outgoing, Received};
 use crate::datapath::xdp::BfdMaps;
 use crate::timer::MonoTimer;
 use crate::vrrp::Instant;
+use wants::{Limits, Listening, View, Wants};
+
+/// How often sessions nobody wants are looked for.
+const SWEEP: Duration = Duration::from_secs(1);
 use vigil_common::bfd::{
     BFD_HEADER_LEN, BfdFrame, BfdParams, BfdRecord, EVENT_BFD_DOWN, EVENT_BFD_PACKET,
     EVENT_BFD_TIMER_ERROR,
@@ -59,6 +68,9 @@ pub struct BfdEvent {
     pub peer: IpAddr,
     /// What happened, stamped with when (a detection timeout at its deadline).
     pub transition: Transition,
+    /// The peer said it took the session down (AdminDown): per RFC 5882 §3.2 not a
+    /// failure of the path, so no takeover.
+    pub remote_admin_down: bool,
 }
 
 /// What `vigil status` shows of a session.
@@ -70,6 +82,9 @@ pub struct SessionStatus {
     pub interface: String,
     /// Peer address.
     pub peer: IpAddr,
+    /// Why it runs: `configured` (`[bfd.NAME]`), `learned` (an instance's peer) or
+    /// `peer` (the peer started it).
+    pub origin: &'static str,
     /// Local state.
     pub state: String,
     /// The peer's state as last heard.
@@ -97,6 +112,12 @@ pub struct SessionStatus {
     pub sent: u64,
     /// Times it went from Up to Down.
     pub downs: u64,
+    /// Times it came Up.
+    pub ups: u64,
+    /// A Poll Sequence (new timers) waits for its Final.
+    pub polling: bool,
+    /// Being taken down (AdminDown sent, freed after a detection time).
+    pub removing: bool,
     /// Where the last packet came from: "xdp" (recorded by the XDP program) or "socket".
     pub receive: &'static str,
     /// Who keeps the detection time: "kernel" (a bpf_timer) or "agent".
@@ -106,6 +127,15 @@ pub struct SessionStatus {
     /// The kernel's last detection timeout, CLOCK_MONOTONIC ns: the last packet's
     /// arrival, the expiry the timer fired at, and when the agent heard of it.
     pub kernel_down: Option<KernelDown>,
+}
+
+/// What `vigil status` shows of the BFD task.
+#[derive(Debug, Default)]
+struct Snapshot {
+    sessions: Vec<SessionStatus>,
+    /// Sessions refused at the caps, per interface.
+    refused: BTreeMap<String, u64>,
+    history: log::History,
 }
 
 /// A detection timeout reported by the XDP program.
@@ -121,19 +151,33 @@ pub struct KernelDown {
 
 /// The running BFD task.
 pub struct BfdService {
-    status: Arc<Mutex<Vec<SessionStatus>>>,
+    status: Arc<Mutex<Snapshot>>,
     commands: mpsc::UnboundedSender<Command>,
-    task: JoinHandle<()>,
 }
 
-/// A change to the set of sessions.
+/// A change to what is wanted.
 enum Command {
-    Add(SessionSpec),
-    Listen {
+    /// The `[bfd.NAME]` sessions, all of them.
+    Named(Vec<SessionSpec>),
+    /// An instance (`owner`) wants a session to `peer` on `interface`.
+    Learn {
+        owner: String,
         interface: String,
-        family: Family,
+        peer: IpAddr,
         timers: BfdTimers,
     },
+    /// It no longer does.
+    Forget {
+        owner: String,
+        interface: String,
+        peer: IpAddr,
+    },
+    /// An instance stopped or lost `bfd`: it wants no session.
+    ForgetOwner(String),
+    /// Where peers may start sessions, all of it.
+    Listen(BTreeMap<(String, Family), Listening>),
+    /// The caps.
+    Limits(Limits),
     /// The XDP program's session maps: the kernel receives from now on.
     Kernel(BfdMaps),
     /// A record of the XDP program about a session.
@@ -141,32 +185,71 @@ enum Command {
 }
 
 impl BfdService {
-    /// Starts the task with no session; `events` hears every state change.
+    /// Starts the task with no session; `events` hears every state change. The task
+    /// runs on a thread of its own, at real-time priority when the agent may ask for
+    /// it: at 10 ms x 3 a peer declares the session down after 30 ms without a packet,
+    /// and a busy host must not make the agent that late.
     pub fn start(events: mpsc::UnboundedSender<BfdEvent>) -> BfdService {
         let (commands, rx) = mpsc::unbounded_channel();
-        let status = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(drive(rx, events, status.clone()));
-        BfdService {
-            status,
-            commands,
-            task,
+        let status = Arc::new(Mutex::new(Snapshot::default()));
+        let shared = status.clone();
+        let spawned = std::thread::Builder::new()
+            .name("vigil-bfd".into())
+            .spawn(move || {
+                realtime();
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(drive(rx, events, shared)),
+                    Err(e) => tracing::error!("BFD: no runtime: {e}"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("BFD: no thread: {e}");
         }
+        BfdService { status, commands }
     }
 
-    /// Runs a session (none is added twice for one interface and peer).
-    pub fn add(&self, spec: SessionSpec) {
-        let _ = self.commands.send(Command::Add(spec));
+    /// The configured (`[bfd.NAME]`) sessions: new ones start, changed ones take their
+    /// new timers in place, removed ones go unless something else wants them.
+    pub fn set_named(&self, specs: Vec<SessionSpec>) {
+        let _ = self.commands.send(Command::Named(specs));
     }
 
-    /// Answers peers that start a session on `interface` in `family` with a session of
-    /// these timers (the passive side of BFD-assisted takeover: a Master learns its
-    /// Backups this way, as plain VRRP never tells it who they are).
-    pub fn listen(&self, interface: &str, family: Family, timers: BfdTimers) {
-        let _ = self.commands.send(Command::Listen {
+    /// Instance `owner` wants a session to `peer` on `interface` with `timers`.
+    pub fn learn(&self, owner: &str, interface: &str, peer: IpAddr, timers: BfdTimers) {
+        let _ = self.commands.send(Command::Learn {
+            owner: owner.to_owned(),
             interface: interface.to_owned(),
-            family,
+            peer,
             timers,
         });
+    }
+
+    /// Instance `owner` no longer wants its session to `peer` on `interface`.
+    pub fn forget(&self, owner: &str, interface: &str, peer: IpAddr) {
+        let _ = self.commands.send(Command::Forget {
+            owner: owner.to_owned(),
+            interface: interface.to_owned(),
+            peer,
+        });
+    }
+
+    /// Instance `owner` wants no session any more.
+    pub fn forget_owner(&self, owner: &str) {
+        let _ = self.commands.send(Command::ForgetOwner(owner.to_owned()));
+    }
+
+    /// Where peers may start a session (the passive side of BFD-assisted takeover: a
+    /// Master learns its Backups this way, as plain VRRP never tells it who they are).
+    pub fn set_listening(&self, listening: BTreeMap<(String, Family), Listening>) {
+        let _ = self.commands.send(Command::Listen(listening));
+    }
+
+    /// The session caps.
+    pub fn set_limits(&self, limits: Limits) {
+        let _ = self.commands.send(Command::Limits(limits));
     }
 
     /// Hands the XDP program's session maps to the task: the kernel receives and keeps
@@ -182,7 +265,11 @@ impl BfdService {
 
     /// The sessions as they stand.
     pub fn status(&self) -> Vec<SessionStatus> {
-        let mut sessions = self.status.lock().map(|s| s.clone()).unwrap_or_default();
+        let mut sessions = self
+            .status
+            .lock()
+            .map(|s| s.sessions.clone())
+            .unwrap_or_default();
         let now = clock::now();
         for s in &mut sessions {
             s.last_down_seconds_ago = s
@@ -191,11 +278,43 @@ impl BfdService {
         }
         sessions
     }
+
+    /// Sessions refused at the caps so far, per interface.
+    pub fn refused(&self) -> BTreeMap<String, u64> {
+        self.status
+            .lock()
+            .map(|s| s.refused.clone())
+            .unwrap_or_default()
+    }
+
+    /// What happened to sessions after history entry `seq`, and the newest entry's number.
+    pub fn history_since(&self, seq: u64) -> (Vec<log::Entry>, u64) {
+        self.status
+            .lock()
+            .map(|s| s.history.since(seq))
+            .unwrap_or_default()
+    }
 }
 
-impl Drop for BfdService {
-    fn drop(&mut self) {
-        self.task.abort();
+/// SCHED_FIFO priority of the BFD thread: above every normal task, below the kernel's
+/// own real-time threads.
+const RT_PRIORITY: i32 = 10;
+
+/// Puts the calling thread in SCHED_FIFO at [`RT_PRIORITY`], if allowed (CAP_SYS_NICE);
+/// otherwise it stays a normal thread.
+fn realtime() {
+    let param = libc::sched_param {
+        sched_priority: RT_PRIORITY,
+    };
+    // SAFETY: plain syscall on the calling thread with a valid parameter.
+    let ret = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if ret == 0 {
+        tracing::debug!("BFD thread at SCHED_FIFO priority {RT_PRIORITY}");
+    } else {
+        tracing::info!(
+            "BFD thread at normal priority (SCHED_FIFO refused: {})",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -205,8 +324,43 @@ struct Running {
     socket: (String, Family),
     /// Packets discarded before the session saw them (TTL, decoding).
     penalty: u64,
+    /// When it last left Up (or started); `None` while Up.
+    idle_since: Option<Instant>,
+    /// Being taken down: AdminDown sent, freed once it went silent.
+    removing: bool,
+    /// Times it came Up.
+    ups: u64,
     /// What the kernel knows of the session.
     kernel: KernelSide,
+}
+
+impl Running {
+    fn view(&self) -> View {
+        View {
+            name: self.spec.name.clone(),
+            interface: self.spec.interface.clone(),
+            peer: self.spec.peer,
+            state: self.session.state(),
+            idle_since: self.idle_since,
+            removing: self.removing,
+            timers: self.spec.timers,
+        }
+    }
+
+    fn entry(&self, event: String) -> log::Entry {
+        log::Entry {
+            seq: 0,
+            time: log::wall_clock(),
+            session: self.spec.name.clone(),
+            interface: self.spec.interface.clone(),
+            peer: self.spec.peer,
+            event,
+            state: self.session.state().to_string(),
+            detection_time_ms: self.session.detection_time().map(ms),
+            local_discriminator: self.session.config().local_discriminator,
+            remote_discriminator: self.session.remote_discriminator(),
+        }
+    }
 }
 
 /// A session's side in the XDP program.
@@ -283,11 +437,11 @@ async fn reader(key: (String, Family), s: Arc<BfdSockets>, tx: mpsc::UnboundedSe
     }
 }
 
-/// Sockets per (interface, family), their reader tasks, and the listening timers.
+/// Sockets per (interface, family) and their reader tasks.
 struct Sockets {
-    open: HashMap<(String, Family), Arc<BfdSockets>>,
-    readers: Vec<JoinHandle<()>>,
-    listen: HashMap<(String, Family), BfdTimers>,
+    open: HashMap<(String, Family), (Arc<BfdSockets>, JoinHandle<()>)>,
+    /// Sockets that failed to open, logged once until they open.
+    failed: std::collections::HashSet<(String, Family)>,
     arrivals: mpsc::UnboundedSender<Arrival>,
 }
 
@@ -299,26 +453,43 @@ impl Sockets {
         match BfdSockets::open(key.1, &key.0, source) {
             Ok(s) => {
                 let s = Arc::new(s);
-                self.readers.push(tokio::spawn(reader(
-                    key.clone(),
-                    s.clone(),
-                    self.arrivals.clone(),
-                )));
-                self.open.insert(key.clone(), s);
+                let reader = tokio::spawn(reader(key.clone(), s.clone(), self.arrivals.clone()));
+                self.open.insert(key.clone(), (s, reader));
+                self.failed.remove(key);
                 true
             }
             Err(e) => {
-                tracing::error!(iface = %key.0, "BFD sockets ({:?}): {e}", key.1);
+                if self.failed.insert(key.clone()) {
+                    tracing::error!(iface = %key.0, "BFD sockets ({:?}): {e}; tried again every second", key.1);
+                }
                 false
             }
         }
+    }
+
+    /// Closes the sockets no session, want or listener needs.
+    fn close_unused(&mut self, sessions: &[Running], wants: &Wants) {
+        self.open.retain(|key, (_, reader)| {
+            let used = sessions.iter().any(|r| r.socket == *key)
+                || wants.listening.contains_key(key)
+                || wants
+                    .named
+                    .keys()
+                    .chain(wants.learned.keys())
+                    .any(|(i, p)| *i == key.0 && Family::of(p) == key.1);
+            if !used {
+                reader.abort();
+                tracing::debug!(iface = %key.0, "BFD sockets ({:?}) closed", key.1);
+            }
+            used
+        });
     }
 }
 
 impl Drop for Sockets {
     fn drop(&mut self) {
-        for r in &self.readers {
-            r.abort();
+        for (_, reader) in self.open.values() {
+            reader.abort();
         }
     }
 }
@@ -342,13 +513,191 @@ fn new_session(sessions: &[Running], spec: SessionSpec, now: Instant) -> Running
         kernel: KernelSide::default(),
         spec,
         penalty: 0,
+        idle_since: Some(now),
+        removing: false,
+        ups: 0,
     }
+}
+
+/// Refusals at the caps, logged once per episode.
+#[derive(Default)]
+struct Refusals {
+    counts: BTreeMap<String, u64>,
+    /// Interfaces whose cap was hit and not yet relieved (logged already).
+    full: std::collections::BTreeSet<String>,
+    /// Learned sessions already counted as refused (counted once while they wait).
+    waiting: std::collections::BTreeSet<(String, IpAddr)>,
+}
+
+impl Refusals {
+    fn refuse(&mut self, interface: &str, peer: IpAddr, limits: Limits, who: &str) {
+        *self.counts.entry(interface.to_owned()).or_default() += 1;
+        if self.full.insert(interface.to_owned()) {
+            tracing::warn!(
+                iface = %interface,
+                %peer,
+                "BFD session cap reached ({} per interface, {} in all): {who} refused; \
+                 further refusals are counted, not logged",
+                limits.per_interface,
+                limits.total
+            );
+        }
+    }
+
+    /// Re-arms the log for interfaces below the cap again.
+    fn relieve(&mut self, sessions: &[Running], limits: Limits) {
+        let total = sessions.len();
+        self.full.retain(|iface| {
+            total >= limits.total
+                || sessions
+                    .iter()
+                    .filter(|r| r.spec.interface == *iface)
+                    .count()
+                    >= limits.per_interface
+        });
+    }
+}
+
+/// The task's state besides the sessions.
+struct Task {
+    wants: Wants,
+    refusals: Refusals,
+    /// History entries not yet handed to the snapshot.
+    history: Vec<log::Entry>,
+}
+
+impl Task {
+    /// Brings the sessions in line with what is wanted ([`Wants::plan`]).
+    fn reconcile(&mut self, sessions: &mut Vec<Running>, sockets: &mut Sockets, now: Instant) {
+        let views: Vec<View> = sessions.iter().map(Running::view).collect();
+        let plan = self.wants.plan(&views, now);
+        for (i, why) in &plan.take_down {
+            let r = &mut sessions[*i];
+            tracing::info!(session = %r.spec.name, peer = %r.spec.peer, iface = %r.spec.interface, "BFD session let go: {why}");
+            // RFC 5880 §6.8.16: the peer hears AdminDown, diagnostic 7, for a
+            // detection time; then the session is freed.
+            let _ = r.session.handle(now, Input::AdminDown);
+            r.removing = true;
+            let e = r.entry(format!("let go: {why}"));
+            self.history.push(e);
+        }
+        for (i, spec) in plan.restart {
+            let r = &mut sessions[i];
+            tracing::info!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD session wanted again");
+            r.removing = false;
+            let _ = r.session.handle(now, Input::Start);
+            retime(r, spec, now, &mut self.history);
+        }
+        for (i, spec) in plan.retime {
+            retime(&mut sessions[i], spec, now, &mut self.history);
+        }
+        for (interface, peer) in plan.refused {
+            if self.refusals.waiting.insert((interface.clone(), peer)) {
+                self.refusals
+                    .refuse(&interface, peer, self.wants.limits, "a learned peer");
+                self.history.push(log::Entry {
+                    seq: 0,
+                    time: log::wall_clock(),
+                    session: format!("{interface}/{peer}"),
+                    interface,
+                    peer,
+                    event: "refused: session cap reached".into(),
+                    state: "none".into(),
+                    detection_time_ms: None,
+                    local_discriminator: 0,
+                    remote_discriminator: 0,
+                });
+            }
+        }
+        let mut evict = plan.evict;
+        evict.sort_unstable();
+        for i in evict.into_iter().rev() {
+            let r = sessions.remove(i);
+            tracing::info!(session = %r.spec.name, peer = %r.spec.peer, "BFD session dropped to make room for a learned peer");
+            self.history
+                .push(r.entry("dropped to make room for a learned peer".into()));
+        }
+        for spec in plan.start {
+            let key = (spec.interface.clone(), Family::of(&spec.peer));
+            if sockets.ensure(&key, spec.source) {
+                self.refusals
+                    .waiting
+                    .remove(&(spec.interface.clone(), spec.peer));
+                tracing::info!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD session started");
+                let r = new_session(sessions, spec, now);
+                self.history.push(r.entry("started".into()));
+                sessions.push(r);
+            }
+        }
+        // Taken down and silent: freed.
+        sessions.retain(|r| {
+            let done = r.removing && r.session.poll_timeout().is_none();
+            if done {
+                tracing::debug!(session = %r.spec.name, "BFD session freed");
+            }
+            !done
+        });
+        let wants = &self.wants;
+        self.refusals
+            .waiting
+            .retain(|(i, p)| wants.wanted(i, *p).is_some());
+        self.refusals.relieve(sessions, wants.limits);
+        // Listening needs the sockets open before any peer speaks.
+        for key in wants.listening.keys() {
+            sockets.ensure(key, None);
+        }
+        sockets.close_unused(sessions, wants);
+    }
+
+    fn origin(&self, r: &Running) -> &'static str {
+        let key = (r.spec.interface.clone(), r.spec.peer);
+        if self.wants.named.contains_key(&key) {
+            "configured"
+        } else if self.wants.learned.contains_key(&key) {
+            "learned"
+        } else {
+            "peer"
+        }
+    }
+}
+
+/// New timers (a Poll Sequence when Up, RFC 5880 §6.8.3) or a new name.
+fn retime(r: &mut Running, spec: SessionSpec, now: Instant, history: &mut Vec<log::Entry>) {
+    if spec.timers != r.spec.timers {
+        tracing::info!(
+            session = %spec.name,
+            peer = %spec.peer,
+            "BFD session timers {:?} x {} -> {:?} x {}",
+            r.spec.timers.interval,
+            r.spec.timers.multiplier,
+            spec.timers.interval,
+            spec.timers.multiplier
+        );
+        let _ = r.session.handle(
+            now,
+            Input::Reconfigure {
+                desired_min_tx: spec.timers.interval,
+                required_min_rx: spec.timers.interval,
+                detect_mult: spec.timers.multiplier,
+            },
+        );
+        let event = format!(
+            "timers {:?} x {} -> {:?} x {}",
+            r.spec.timers.interval,
+            r.spec.timers.multiplier,
+            spec.timers.interval,
+            spec.timers.multiplier
+        );
+        r.spec.timers = spec.timers;
+        history.push(r.entry(event));
+    }
+    r.spec.name = spec.name;
 }
 
 async fn drive(
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<BfdEvent>,
-    status: Arc<Mutex<Vec<SessionStatus>>>,
+    status: Arc<Mutex<Snapshot>>,
 ) {
     let timer = match MonoTimer::new() {
         Ok(t) => t,
@@ -360,13 +709,19 @@ async fn drive(
     let (arrivals_tx, mut arrivals) = mpsc::unbounded_channel();
     let mut sockets = Sockets {
         open: HashMap::new(),
-        readers: Vec::new(),
-        listen: HashMap::new(),
+        failed: std::collections::HashSet::new(),
         arrivals: arrivals_tx,
+    };
+    let mut task = Task {
+        wants: Wants::default(),
+        refusals: Refusals::default(),
+        history: Vec::new(),
     };
     let mut sessions: Vec<Running> = Vec::new();
     let mut maps: Option<BfdMaps> = None;
     let mut outbox: BTreeMap<(String, Family), Vec<Outgoing>> = BTreeMap::new();
+    let mut sweep = tokio::time::interval(SWEEP);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let deadline = sessions
             .iter()
@@ -379,21 +734,6 @@ async fn drive(
             command = commands.recv() => {
                 let Some(command) = command else { return };
                 match command {
-                    Command::Add(spec) => {
-                        let key = (spec.interface.clone(), Family::of(&spec.peer));
-                        let exists = sessions.iter().any(|r| r.socket == key && r.spec.peer == spec.peer);
-                        if !exists && sockets.ensure(&key, spec.source) {
-                            tracing::info!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD session started");
-                            let r = new_session(&sessions, spec, clock::now());
-                            sessions.push(r);
-                        }
-                    }
-                    Command::Listen { interface, family, timers } => {
-                        let key = (interface, family);
-                        if sockets.ensure(&key, None) {
-                            sockets.listen.insert(key, timers);
-                        }
-                    }
                     Command::Kernel(m) => {
                         tracing::info!(
                             detection = if m.kernel_timers { "kernel" } else { "agent" },
@@ -405,14 +745,20 @@ async fn drive(
                         let timers = maps.as_ref().is_some_and(|m| m.kernel_timers);
                         kernel_record(&mut sessions, timers, &record);
                     }
+                    other => {
+                        task.command(other);
+                        let before = discriminators(&sessions);
+                        task.reconcile(&mut sessions, &mut sockets, clock::now());
+                        withdraw_gone(maps.as_mut(), &before, &sessions);
+                    }
                 }
             }
             arrival = arrivals.recv() => {
                 let Some(a) = arrival else { return };
-                receive(&mut sessions, &sockets.listen, a);
+                receive(&mut sessions, &mut task, a);
                 // More may be queued: take them all before sending.
                 while let Ok(a) = arrivals.try_recv() {
-                    receive(&mut sessions, &sockets.listen, a);
+                    receive(&mut sessions, &mut task, a);
                 }
             }
             _ = async {
@@ -429,13 +775,14 @@ async fn drive(
                 // first what the readers stamped, then what they have not read yet (in
                 // arrival order, so a later packet never hides an earlier one).
                 while let Ok(a) = arrivals.try_recv() {
-                    receive(&mut sessions, &sockets.listen, a);
+                    receive(&mut sessions, &mut task, a);
                 }
-                for (key, s) in &sockets.open {
+                let open: Vec<_> = sockets.open.iter().map(|(k, (s, _))| (k.clone(), s.clone())).collect();
+                for (key, s) in open {
                     let mut buf = [0u8; 512];
                     while let Ok(Some(r)) = s.try_recv(&mut buf) {
-                        let arrival = Arrival::new(key, clock::now(), r, &buf);
-                        receive(&mut sessions, &sockets.listen, arrival);
+                        let arrival = Arrival::new(&key, clock::now(), r, &buf);
+                        receive(&mut sessions, &mut task, arrival);
                     }
                 }
                 let now = clock::now();
@@ -445,6 +792,11 @@ async fn drive(
                     }
                     let _ = r.session.handle(now, Input::Timeout);
                 }
+            }
+            _ = sweep.tick() => {
+                let before = discriminators(&sessions);
+                task.reconcile(&mut sessions, &mut sockets, clock::now());
+                withdraw_gone(maps.as_mut(), &before, &sessions);
             }
         }
         for r in &mut sessions {
@@ -462,12 +814,21 @@ async fn drive(
                     }
                     Action::StateChanged(t) => {
                         log_transition(&r.spec, &t);
+                        if t.to == State::Up {
+                            r.ups += 1;
+                            r.idle_since = None;
+                        } else if t.from == State::Up || r.idle_since.is_none() {
+                            r.idle_since = Some(t.at);
+                        }
+                        let e = r.entry(t.to_string());
+                        task.history.push(e);
                         r.kernel.epoch = r.kernel.epoch.wrapping_add(1);
                         let _ = events.send(BfdEvent {
                             name: r.spec.name.clone(),
                             interface: r.spec.interface.clone(),
                             peer: r.spec.peer,
                             transition: t,
+                            remote_admin_down: r.session.remote_state() == State::AdminDown,
                         });
                     }
                 }
@@ -483,7 +844,7 @@ async fn drive(
             if batch.is_empty() {
                 continue;
             }
-            if let Some(s) = sockets.open.get(key) {
+            if let Some((s, _)) = sockets.open.get(key) {
                 let (_, error) = s.send_batch(batch);
                 if let Some(e) = error {
                     tracing::debug!(iface = %key.0, "BFD send: {e}");
@@ -493,14 +854,93 @@ async fn drive(
         }
         if let Ok(mut s) = status.lock() {
             let now = clock::now();
-            *s = sessions.iter().map(|r| snapshot(r, now)).collect();
+            s.sessions = sessions
+                .iter()
+                .map(|r| snapshot(r, task.origin(r), now))
+                .collect();
+            s.refused.clone_from(&task.refusals.counts);
+            for e in task.history.drain(..) {
+                s.history.push(e);
+            }
         }
+    }
+}
+
+impl Task {
+    fn command(&mut self, command: Command) {
+        let w = &mut self.wants;
+        match command {
+            Command::Named(specs) => {
+                w.named = specs
+                    .into_iter()
+                    .map(|s| ((s.interface.clone(), s.peer), s))
+                    .collect();
+            }
+            Command::Learn {
+                owner,
+                interface,
+                peer,
+                timers,
+            } => {
+                let key = (interface, peer);
+                // A bound on what junk adverts can make the task remember.
+                let on_iface = w.learned.keys().filter(|(i, _)| *i == key.0).count();
+                if !w.learned.contains_key(&key) && on_iface >= 4 * w.limits.per_interface {
+                    self.refusals
+                        .refuse(&key.0, peer, w.limits, "a learned peer");
+                    return;
+                }
+                w.learned.entry(key).or_default().insert(owner, timers);
+            }
+            Command::Forget {
+                owner,
+                interface,
+                peer,
+            } => {
+                let key = (interface, peer);
+                if let Some(owners) = w.learned.get_mut(&key) {
+                    owners.remove(&owner);
+                    if owners.is_empty() {
+                        w.learned.remove(&key);
+                    }
+                }
+            }
+            Command::ForgetOwner(owner) => {
+                w.learned.retain(|_, owners| {
+                    owners.remove(&owner);
+                    !owners.is_empty()
+                });
+            }
+            Command::Listen(listening) => w.listening = listening,
+            Command::Limits(limits) => w.limits = limits,
+            // The kernel's maps and records go to the drive loop, which owns them.
+            Command::Kernel(_) | Command::Record(_) => {}
+        }
+    }
+}
+
+/// The local discriminators of the sessions.
+fn discriminators(sessions: &[Running]) -> Vec<u32> {
+    sessions
+        .iter()
+        .map(|r| r.session.config().local_discriminator)
+        .collect()
+}
+
+/// Takes the sessions freed since `before` out of the XDP program's maps.
+fn withdraw_gone(maps: Option<&mut BfdMaps>, before: &[u32], sessions: &[Running]) {
+    let Some(maps) = maps else {
+        return;
+    };
+    let now = discriminators(sessions);
+    for d in before.iter().filter(|d| !now.contains(d)) {
+        maps.withdraw(*d);
     }
 }
 
 /// RFC 5881 §5 (TTL 255), the decoder's §6.8.6 checks, then the session by Your
 /// Discriminator or, while that is 0, by interface and peer address.
-fn receive(sessions: &mut Vec<Running>, listen: &HashMap<(String, Family), BfdTimers>, a: Arrival) {
+fn receive(sessions: &mut Vec<Running>, task: &mut Task, a: Arrival) {
     let by_peer = |r: &&mut Running| r.socket == a.socket && r.spec.peer == a.from;
     // The XDP program's checks (RFC 5881 §5, RFC 5880 §6.8.6), the same code.
     let verdict = a
@@ -536,22 +976,38 @@ fn receive(sessions: &mut Vec<Running>, listen: &HashMap<(String, Family), BfdTi
             .position(|r| r.socket == a.socket && r.spec.peer == a.from)
     };
     // RFC 5880 §6.8.6 has a packet for no session discarded; on a listening interface a
-    // peer starting one (Down, Your Discriminator 0) gets a session instead.
+    // peer starting one (Down, Your Discriminator 0) gets a session instead, room
+    // permitting.
     let known = known.or_else(|| {
-        let timers = listen.get(&a.socket)?;
-        (packet.your_discriminator == 0 && packet.state == State::Down).then(|| {
-            let spec = SessionSpec {
-                name: format!("{}/{}", a.socket.0, a.from),
-                interface: a.socket.0.clone(),
-                peer: a.from,
-                source: None,
-                timers: *timers,
-            };
-            tracing::info!(session = %spec.name, "BFD session started by the peer");
-            let r = new_session(sessions, spec, a.at);
-            sessions.push(r);
-            sessions.len() - 1
-        })
+        if packet.your_discriminator != 0 || packet.state != State::Down {
+            return None;
+        }
+        let timers = task.wants.admits(&a.socket.0, a.from)?.timers;
+        let on_interface = sessions
+            .iter()
+            .filter(|r| r.spec.interface == a.socket.0)
+            .count();
+        if !task.wants.room_for(sessions.len(), on_interface) {
+            task.refusals.refuse(
+                &a.socket.0,
+                a.from,
+                task.wants.limits,
+                "a session a peer started",
+            );
+            return None;
+        }
+        let spec = SessionSpec {
+            name: format!("{}/{}", a.socket.0, a.from),
+            interface: a.socket.0.clone(),
+            peer: a.from,
+            source: None,
+            timers,
+        };
+        tracing::info!(session = %spec.name, "BFD session started by the peer");
+        let r = new_session(sessions, spec, a.at);
+        task.history.push(r.entry("started by the peer".into()));
+        sessions.push(r);
+        Some(sessions.len() - 1)
     });
     let target = known.and_then(|i| sessions.get_mut(i));
     if let Some(r) = target {
@@ -717,19 +1173,7 @@ fn publish(maps: &mut BfdMaps, r: &mut Running, now: Instant) {
     }
 }
 
-fn log_transition(spec: &SessionSpec, t: &Transition) {
-    if t.from == State::Up {
-        tracing::warn!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD {t}");
-    } else {
-        tracing::info!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD {t}");
-    }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn snapshot(r: &Running, now: Instant) -> SessionStatus {
+fn snapshot(r: &Running, origin: &'static str, now: Instant) -> SessionStatus {
     let s = &r.session;
     let c = s.counters();
     let down = s.last_down();
@@ -737,6 +1181,7 @@ fn snapshot(r: &Running, now: Instant) -> SessionStatus {
         name: r.spec.name.clone(),
         interface: r.spec.interface.clone(),
         peer: r.spec.peer,
+        origin,
         state: s.state().to_string(),
         remote_state: s.remote_state().to_string(),
         local_discriminator: s.config().local_discriminator,
@@ -750,6 +1195,9 @@ fn snapshot(r: &Running, now: Instant) -> SessionStatus {
         discarded: c.discarded + r.penalty,
         sent: c.sent,
         downs: c.downs,
+        ups: r.ups,
+        polling: s.polling(),
+        removing: r.removing,
         receive: if r.kernel.via_kernel { "xdp" } else { "socket" },
         detection: if r.kernel.via_kernel && s.external_detection() {
             "kernel"
@@ -759,6 +1207,18 @@ fn snapshot(r: &Running, now: Instant) -> SessionStatus {
         kernel_received: r.kernel.received,
         kernel_down: r.kernel.last_down,
     }
+}
+
+fn log_transition(spec: &SessionSpec, t: &Transition) {
+    if t.from == State::Up {
+        tracing::warn!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD {t}");
+    } else {
+        tracing::info!(session = %spec.name, peer = %spec.peer, iface = %spec.interface, "BFD {t}");
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
 }
 
 /// A non-zero discriminator, random so that a restarted agent does not reuse the last

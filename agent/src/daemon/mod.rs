@@ -65,6 +65,9 @@ struct Agent {
     owned: OwnedAddresses,
     tracker: Tracker,
     bfd: Option<bfd::BfdService>,
+    /// Where the BFD task (started at once, or by the first reload that asks for BFD)
+    /// reports session changes.
+    bfd_events: mpsc::UnboundedSender<bfd::BfdEvent>,
     groups: groups::Groups,
     started: std::time::Instant,
     /// Where the control socket, the address record and the SIGUSR dumps live.
@@ -165,13 +168,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let (track_tx, mut track_rx) = mpsc::unbounded_channel();
     let mut tracker = Tracker::new(track_tx, &snapshot);
     tracker.configure(&config);
-    let (bfd_tx, mut bfd_rx) = mpsc::unbounded_channel();
-    let bfd = start_bfd(&config, bfd_tx);
-    if let Some(service) = &bfd
-        && let Some(maps) = receiver.take_bfd_maps()
-    {
-        service.kernel(maps);
-    }
+    let (bfd_events, mut bfd_rx) = mpsc::unbounded_channel();
 
     let mut agent = Agent {
         by_key: instances
@@ -186,7 +183,8 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         receiver,
         owned,
         tracker,
-        bfd,
+        bfd: None,
+        bfd_events,
         groups: groups::Groups::default(),
         started: std::time::Instant::now(),
         runtime_dir,
@@ -198,6 +196,8 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         addresses_changed: true,
         senders,
     };
+    let config = agent.config.clone();
+    agent.bfd_configure(&config);
     agent.bfd_setup();
     agent.groups.configure(&agent.config);
     let now = clock::now();
@@ -245,6 +245,8 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     } else {
         Duration::from_secs(3600)
     });
+    let mut bfd_tick = tokio::time::interval(Duration::from_secs(1));
+    bfd_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let timer = crate::timer::MonoTimer::new().map_err(anyhow::Error::from)?;
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     phases.done("READY sent");
@@ -293,10 +295,23 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                     reload_gen += 1;
                     start_reload(&agent.path, &reload_tx, reload_gen, Some(reply));
                 }
+                control::Request::BfdHistory(seq, reply) => {
+                    let (entries, newest) = agent
+                        .bfd
+                        .as_ref()
+                        .map(|b| b.history_since(seq))
+                        .unwrap_or_default();
+                    let _ = reply.send(serde_json::json!({
+                        "entries": entries,
+                        "newest": newest,
+                        "sessions": agent.bfd.as_ref().map(|b| b.status()).unwrap_or_default(),
+                    }));
+                }
                 control::Request::Panic => panic!("panic requested over the control socket"),
             },
             Some(event) = links.next() => agent.link(event).await,
             Some(event) = bfd_rx.recv() => agent.bfd_event(event),
+            _ = bfd_tick.tick(), if agent.bfd.is_some() => agent.bfd_sweep(),
             Some(event) = track_rx.recv() => {
                 if agent.tracker.apply(event) {
                     agent.retrack();
@@ -484,28 +499,6 @@ fn apply_verdict(
     inst.tracked = v;
 }
 
-/// Starts the BFD task with the `[bfd.NAME]` sessions, when any BFD is configured.
-fn start_bfd(
-    config: &Config,
-    events: mpsc::UnboundedSender<bfd::BfdEvent>,
-) -> Option<bfd::BfdService> {
-    let wanted = !config.bfd.is_empty() || config.instances.values().any(|i| i.bfd.is_some());
-    if !wanted {
-        return None;
-    }
-    let service = bfd::BfdService::start(events);
-    for (name, s) in &config.bfd {
-        service.add(bfd::SessionSpec {
-            name: name.clone(),
-            interface: s.interface.clone(),
-            peer: s.neighbor,
-            source: s.source,
-            timers: s.timers,
-        });
-    }
-    Some(service)
-}
-
 impl Agent {
     fn dispatch(&mut self, records: Vec<Datapath>) {
         let now = clock::now();
@@ -683,7 +676,13 @@ impl Agent {
                 } => inst.rival(at, source, priority, interval, router.priority()),
                 EndpointAction::Peer { address } => {
                     if let (Some(service), Some(timers)) = (&self.bfd, inst.cfg.bfd) {
-                        service.add(takeover::spec(&inst.iface.name, address, timers));
+                        service.learn(&inst.name, &inst.iface.name, address, timers);
+                    }
+                }
+                EndpointAction::PeerGone { address } => {
+                    if let Some(service) = &self.bfd {
+                        tracing::info!(instance = %inst.name, peer = %address, "BFD peer silent; its session is let go");
+                        service.forget(&inst.name, &inst.iface.name, address);
                     }
                 }
                 EndpointAction::Watch(_) => {}

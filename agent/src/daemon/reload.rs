@@ -85,7 +85,9 @@ impl Agent {
         // Scripts and files first: unchanged ones keep their task and standing, so the
         // verdicts of unchanged instances stay as they are.
         self.tracker.configure(&new);
-        if new.global != self.config.global {
+        // The BFD task first (started now if BFD is new), so instances find it.
+        self.bfd_configure(&new);
+        if without_bfd(&new.global) != without_bfd(&self.config.global) {
             tracing::warn!("reload: [global] changes take effect at the next restart");
             warnings.push("[global] changes take effect at the next restart".to_owned());
         }
@@ -152,6 +154,7 @@ impl Agent {
                 let _ = inst.notifier.close();
                 inst.notifier = crate::notify::Notifier::new(&name, cfg, user);
             }
+            let bfd_change = (inst.cfg.bfd != cfg.bfd).then_some((inst.cfg.bfd, cfg.bfd));
             inst.cfg = cfg.clone();
             inst.reconfigured();
             super::publish_down_params(&mut self.receiver, &mut self.endpoint, inst);
@@ -164,6 +167,14 @@ impl Agent {
                     config: router_config(cfg),
                 },
             );
+            // BFD follows in place too: sessions take new timers with a Poll Sequence
+            // (RFC 5880 §6.8.3) and stay Up; the election does not restart.
+            match bfd_change {
+                Some((None, Some(_))) => self.bfd_enable(&name),
+                Some((Some(_), None)) => self.bfd_disable(&name),
+                Some((Some(_), Some(timers))) => self.bfd_retime(&name, timers),
+                _ => {}
+            }
             tracing::info!(instance = %name, "reload: changed in place");
             in_place.push(name);
         }
@@ -175,6 +186,7 @@ impl Agent {
         }
         self.run_actions().await;
         for name in &stop {
+            self.bfd_disable(name);
             if let Some(mut inst) = self.instances.remove(name) {
                 inst.close(&self.netlink).await;
                 self.by_key.remove(&inst.key);
@@ -225,6 +237,7 @@ impl Agent {
         // nothing and make itself Master.
         self.refresh_datapath(added > 0 || !stop.is_empty());
         let kept = self.instances.len() - added;
+        self.bfd_listening();
         self.config = new;
         self.groups.configure(&self.config);
         self.retrack();
@@ -284,7 +297,18 @@ fn changes_in_place(old: &config::Instance, new: &config::Instance) -> bool {
     same.notify_fault.clone_from(&old.notify_fault);
     same.notify_stop.clone_from(&old.notify_stop);
     same.notify.clone_from(&old.notify);
+    same.bfd = old.bfd;
+    same.track_bfd.clone_from(&old.track_bfd);
     same == *old
+}
+
+/// `[global]` without the BFD keys, which reloads apply in place.
+fn without_bfd(g: &config::Global) -> config::Global {
+    let mut g = g.clone();
+    g.bfd = None;
+    g.bfd_max_sessions = 0;
+    g.bfd_max_sessions_per_interface = 0;
+    g
 }
 
 /// The notify scripts of an instance, to tell whether its queue needs rebuilding.

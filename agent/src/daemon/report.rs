@@ -61,6 +61,11 @@ impl Agent {
             }))).collect::<Vec<_>>(),
             "sync_groups": self.groups.status(&self.instances, &self.endpoint),
             "bfd": self.bfd.as_ref().map(|b| b.status()).unwrap_or_default(),
+            "bfd_refused": self.bfd.as_ref().map(|b| b.refused()).unwrap_or_default(),
+            "bfd_limits": {
+                "max_sessions": self.config.global.bfd_max_sessions,
+                "max_sessions_per_interface": self.config.global.bfd_max_sessions_per_interface,
+            },
         })
     }
 

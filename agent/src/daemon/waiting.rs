@@ -34,6 +34,7 @@ impl Agent {
         // What the elections asked for on the link going down (FAULT, notify_fault).
         self.run_actions().await;
         for n in gone {
+            self.bfd_disable(&n);
             let Some(mut inst) = self.instances.remove(&n) else {
                 continue;
             };
@@ -53,6 +54,7 @@ impl Agent {
                 },
             );
         }
+        self.bfd_listening();
     }
 
     /// Tries to start every waiting instance; starts those that can, attaching the

@@ -529,6 +529,13 @@ impl BfdMaps {
             })
     }
 
+    /// Removes a session that was let go: the program no longer records its packets,
+    /// and deleting its state entry cancels its timer.
+    pub fn withdraw(&mut self, discriminator: u32) {
+        let _ = self.params.remove(&discriminator);
+        let _ = self.state.remove(&discriminator);
+    }
+
     /// What the program recorded for a session.
     pub fn state(&self, discriminator: u32) -> Option<BfdState> {
         self.state.get(&discriminator, 0).ok()

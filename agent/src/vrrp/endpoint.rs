@@ -175,6 +175,12 @@ pub enum EndpointAction {
         /// The peer's primary address.
         address: IpAddr,
     },
+    /// A peer learned from adverts went silent and is not the Master followed: this
+    /// router no longer wants a BFD session to it ([`Endpoint::expire_bfd_peers`]).
+    PeerGone {
+        /// The peer's primary address.
+        address: IpAddr,
+    },
     /// A Master heard (and answered) a router of lower priority that believes itself
     /// Master: a split brain, or one healing.
     Rival {
@@ -217,6 +223,9 @@ struct Member {
     fed: u64,
     /// With BFD-assisted takeover: the peers known.
     peers: Option<PeerTable>,
+    /// With BFD-assisted takeover: the session's detection time, added to
+    /// Master_Down_Interval before a silent learned peer is let go.
+    bfd_detection: Duration,
     /// The watch entry's epoch: changed to have the next advert reported.
     epoch: u8,
     /// The kernel keeps the down timer for adverts from this time (ns) on.
@@ -461,6 +470,7 @@ impl Endpoint {
             kernel_read: None,
             silences: 0,
             peers: None,
+            bfd_detection: Duration::ZERO,
             epoch: 0,
         };
         m.watched = m.entry(Instant::ZERO);
@@ -472,13 +482,47 @@ impl Endpoint {
 
     /// Turns on BFD-assisted takeover for a router: its peers are `configured`
     /// (`unicast_peers`) and whoever it hears; each new one is announced with
-    /// [`EndpointAction::Peer`], the configured ones at once.
-    pub fn enable_bfd(&mut self, key: VridKey, configured: &[IpAddr]) {
+    /// [`EndpointAction::Peer`], the configured ones at once. `detection` is the BFD
+    /// detection time, part of how long a learned peer may stay silent.
+    pub fn enable_bfd(&mut self, key: VridKey, configured: &[IpAddr], detection: Duration) {
         if let Some(m) = self.members.get_mut(&key) {
             m.peers = Some(PeerTable::configured(configured.iter().copied()));
+            m.bfd_detection = detection;
             for address in configured {
                 self.actions
                     .push_back((key, EndpointAction::Peer { address: *address }));
+            }
+        }
+    }
+
+    /// Turns BFD-assisted takeover off for a router; the caller lets its sessions go.
+    pub fn disable_bfd(&mut self, key: &VridKey) {
+        if let Some(m) = self.members.get_mut(key) {
+            m.peers = None;
+        }
+    }
+
+    /// Sets the BFD detection time of a router with BFD (timers changed on reload).
+    pub fn set_bfd_detection(&mut self, key: &VridKey, detection: Duration) {
+        if let Some(m) = self.members.get_mut(key) {
+            m.bfd_detection = detection;
+        }
+    }
+
+    /// Lets go of learned peers silent for longer than Master_Down_Interval plus the
+    /// BFD detection time, except each router's Master (whose steady adverts the
+    /// datapath keeps to itself): one [`EndpointAction::PeerGone`] each. Call it about
+    /// once a second.
+    pub fn expire_bfd_peers(&mut self, now: Instant) {
+        for (key, m) in &mut self.members {
+            let limit = m.router.master_down_interval() + m.bfd_detection;
+            let master = m.router.master();
+            let Some(table) = m.peers.as_mut() else {
+                continue;
+            };
+            for address in table.expire(now, limit, master) {
+                self.actions
+                    .push_back((*key, EndpointAction::PeerGone { address }));
             }
         }
     }
@@ -862,11 +906,11 @@ impl Endpoint {
         let sent = m.router.counters().adverts_sent;
         let (priority, interval) = (advert.priority, advert.interval);
         let at = Instant::from_nanos(ts_ns);
-        let new_peer = m.peers.as_mut().is_some_and(|t| {
-            let new = !t.addresses().any(|a| a == source);
-            t.heard(source, priority);
-            new
-        });
+        let at_heard = Instant::from_nanos(ts_ns);
+        let new_peer = m
+            .peers
+            .as_mut()
+            .is_some_and(|t| t.heard(source, priority, at_heard));
         m.router.handle(at, Input::Advert { source, advert });
         if ts_ns >= m.fed_ns {
             m.fed_ns = ts_ns;

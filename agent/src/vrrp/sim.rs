@@ -330,7 +330,9 @@ impl Sim {
                         self.nodes[i].kernel.apply(key, &action);
                     }
                 }
-                EndpointAction::Rival { .. } | EndpointAction::Peer { .. } => {}
+                EndpointAction::Rival { .. }
+                | EndpointAction::Peer { .. }
+                | EndpointAction::PeerGone { .. } => {}
             }
         }
     }

@@ -63,7 +63,7 @@ pub struct Flood {
 }
 
 /// The junk frames of `kind`, from `gen` to the BACKUP's MAC.
-fn frames(kind: &str, gen_host: &Host, gen_mac: [u8; 6], to: [u8; 6]) -> Vec<Vec<u8>> {
+pub(super) fn frames(kind: &str, gen_host: &Host, gen_mac: [u8; 6], to: [u8; 6]) -> Vec<Vec<u8>> {
     let mut a = Advert::v3(gen_host.ipv4, 1, 200);
     a.src_mac = gen_mac;
     a.interval = (INTERVAL_MS / 10) as u16;

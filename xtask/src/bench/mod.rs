@@ -8,6 +8,7 @@
 //! alternate between them, so that whatever else loads the machine loads both. Goals
 //! are evaluated but never fail the run: only errors do.
 
+mod bfd_noise;
 mod detection;
 mod flood;
 mod lab;
@@ -39,6 +40,12 @@ pub struct Plan {
     pub startup_trials: usize,
     /// Seconds of each flood.
     pub flood_seconds: f64,
+    /// Seconds of each junk flood at a pair running BFD.
+    pub bfd_flood_seconds: f64,
+    /// The junk kinds flooded at a pair running BFD (all when empty).
+    pub bfd_flood_kinds: Vec<&'static str>,
+    /// Seconds of 1 % loss at a pair running BFD.
+    pub bfd_loss_seconds: f64,
     pub scale_rounds: usize,
     pub scale_settle: Duration,
     pub scale_window: Duration,
@@ -54,6 +61,10 @@ impl Plan {
                 handover_trials: 3,
                 startup_trials: 3,
                 flood_seconds: 2.0,
+                bfd_flood_seconds: 1.0,
+                // The cheapest and the dearest junk for the XDP program: CI time.
+                bfd_flood_kinds: vec!["ttl", "low_priority"],
+                bfd_loss_seconds: 2.0,
                 scale_rounds: 1,
                 scale_settle: Duration::from_secs(1),
                 scale_window: Duration::from_secs(3),
@@ -66,6 +77,9 @@ impl Plan {
                 handover_trials: 10,
                 startup_trials: 10,
                 flood_seconds: 10.0,
+                bfd_flood_seconds: 10.0,
+                bfd_flood_kinds: Vec::new(),
+                bfd_loss_seconds: 30.0,
                 scale_rounds: 3,
                 scale_settle: Duration::from_secs(2),
                 scale_window: Duration::from_secs(10),
@@ -102,6 +116,7 @@ pub struct Results {
     pub startup: startup::Startup,
     pub detection: Vec<detection::Detection>,
     pub detection_bfd: detection::BfdDetection,
+    pub bfd_noise: bfd_noise::BfdNoise,
     pub handover: detection::Handover,
     pub flood: Vec<flood::Flood>,
     pub scale: Vec<scale::Scale>,
@@ -241,6 +256,23 @@ pub fn run(
     } else {
         detection::BfdDetection::empty()
     };
+    let bfd_noise = if plan.runs("bfd") {
+        eprintln!("bench: BFD under junk floods and packet loss, 1 s adverts");
+        let started = Instant::now();
+        let noise = bfd_noise::bfd_noise(
+            &mut sides,
+            &plan.bfd_flood_kinds,
+            plan.bfd_flood_seconds,
+            plan.bfd_loss_seconds,
+        )?;
+        eprintln!(
+            "bench: BFD under noise took {:.0} s",
+            started.elapsed().as_secs_f64()
+        );
+        noise
+    } else {
+        bfd_noise::BfdNoise::default()
+    };
     let handover = if plan.runs("handover") {
         eprintln!("bench: graceful handover");
         detection::handover(&mut sides, 100, plan.handover_trials)?
@@ -279,6 +311,7 @@ pub fn run(
         startup,
         detection: det,
         detection_bfd,
+        bfd_noise,
         handover,
         flood,
         scale: scales,

@@ -162,6 +162,72 @@ fn bfd_row(d: &super::detection::BfdDetection, rows: &mut Vec<Row>) {
     });
 }
 
+fn bfd_noise_rows(n: &super::bfd_noise::BfdNoise, rows: &mut Vec<Row>) {
+    for step in &n.steps {
+        let cell = |imp| match step.runs.get(&imp) {
+            Some(r) => {
+                let mut c = format!(
+                    "{} takeover{}",
+                    r.takeovers,
+                    if r.takeovers == 1 { "" } else { "s" }
+                );
+                if let Some(d) = r.session_downs {
+                    let _ = write!(c, ", {d} BFD session down{}", if d == 1 { "" } else { "s" });
+                }
+                if r.sent > 0 {
+                    let _ = write!(
+                        c,
+                        " at {:.0}k junk packets/s",
+                        r.sent as f64 / r.seconds / 1e3
+                    );
+                }
+                if !r.down_reasons.is_empty() {
+                    let _ = write!(c, " (last down: {})", r.down_reasons.join("; "));
+                }
+                c
+            }
+            None => "—".into(),
+        };
+        let v = step.runs.get(&Impl::Vigil);
+        let k = step.runs.get(&Impl::Keepalived);
+        let (met, note) = match v {
+            Some(r) => {
+                let mut why = Vec::new();
+                if r.takeovers > 0 {
+                    why.push(format!("{} false takeovers", r.takeovers));
+                }
+                match r.session_downs {
+                    Some(0) => {}
+                    Some(d) => why.push(format!("{d} BFD session downs")),
+                    None => why.push("BFD sessions not read".into()),
+                }
+                (why.is_empty(), why.join(", "))
+            }
+            None => (false, "not measured".into()),
+        };
+        rows.push(Row {
+            scenario: format!(
+                "BFD 10 ms × 3 (vigil; keepalived plain VRRP), {} adverts, {}: false takeovers, BFD session downs",
+                iv_label(super::bfd_noise::INTERVAL_MS),
+                step.label
+            ),
+            vigil: cell(Impl::Vigil),
+            keepalived: cell(Impl::Keepalived),
+            rfc: "—".into(),
+            ratio: match (v, k) {
+                (Some(v), Some(k)) if k.takeovers > 0 => format!(
+                    "takeovers {}",
+                    ratio(v.takeovers as f64, k.takeovers as f64)
+                ),
+                _ => "—".into(),
+            },
+            goal: "0 takeovers, session never down".into(),
+            met: Some(met),
+            note,
+        });
+    }
+}
+
 /// What one steady BFD session costs: the agent and the XDP program apart.
 fn bfd_cpu_row(d: &super::detection::BfdDetection, rows: &mut Vec<Row>) {
     let Some(c) = &d.cpu else {
@@ -373,6 +439,7 @@ pub fn rows(r: &Results) -> Vec<Row> {
     }
     bfd_row(&r.detection_bfd, &mut rows);
     bfd_cpu_row(&r.detection_bfd, &mut rows);
+    bfd_noise_rows(&r.bfd_noise, &mut rows);
     let h = &r.handover;
     let hf = |imp| h.failures.get(&imp).copied().unwrap_or(0);
     let ht = |imp| h.from_signal.get(&imp).map_or(0, Vec::len) + hf(imp);
@@ -773,6 +840,19 @@ pub fn json(r: &Results, rows: &[Row]) -> serde_json::Value {
                 "xdp_ns_per_run": c.xdp_ns_per_run,
             })),
         },
+        "bfd_noise": r.bfd_noise.steps.iter().map(|s| json!({
+            "step": s.key,
+            "label": s.label,
+            "interval_ms": super::bfd_noise::INTERVAL_MS,
+            "runs": by_impl(&s.runs, |x| json!({
+                "packets_sent": x.sent,
+                "seconds": x.seconds,
+                "false_takeovers": x.takeovers,
+                "bfd_session_downs": x.session_downs,
+                "bfd_received_by_backup": x.bfd_received,
+                "bfd_last_down_reasons": x.down_reasons,
+            })),
+        })).collect::<Vec<_>>(),
         "handover": {
             "interval_ms": r.handover.interval_ms,
             "skew_ms": r.handover.skew_ms,

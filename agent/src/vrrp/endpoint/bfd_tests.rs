@@ -34,7 +34,7 @@ fn backup(peers: &[IpAddr]) -> (Endpoint, Vec<EndpointAction>) {
         false,
     )
     .expect("a free key");
-    ep.enable_bfd(key(), peers);
+    ep.enable_bfd(key(), peers, Duration::from_millis(30));
     ep.handle(at(0), EndpointInput::Startup { key: key() });
     let frame = WireAdvert::v3(ip("192.0.2.11"), 51, 150, 100, vec![vip]).frame();
     ep.handle(
@@ -129,4 +129,39 @@ fn an_advert_the_datapath_kept_after_the_session_fell_keeps_the_master() {
     );
     unreachable(&mut ep, 1045, 1030);
     assert_eq!(ep.router(&key()).expect("router").state(), State::Backup);
+}
+
+fn gone(ep: &mut Endpoint) -> Vec<IpAddr> {
+    std::iter::from_fn(|| ep.poll_action())
+        .filter_map(|(_, a)| match a {
+            EndpointAction::PeerGone { address } => Some(address),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_master_followed_is_never_let_go_a_silent_former_one_is() {
+    let (mut ep, _) = backup(&[ip("192.0.2.11")]);
+    // Following 192.0.2.11, whose steady adverts the datapath keeps to itself.
+    ep.expire_bfd_peers(at(60_000));
+    assert!(gone(&mut ep).is_empty());
+
+    // Learned only from adverts this time: after the takeover it is a former Master.
+    let (mut ep, _) = backup(&[]);
+    unreachable(&mut ep, 1035, 1030);
+    assert_eq!(ep.router(&key()).expect("router").state(), State::Master);
+    // Master_Down_Interval (3 x 1 s + Skew_Time 609.375 ms) + detection 30 ms after
+    // its last advert at 1000 ms: still wanted just before, let go just after.
+    ep.expire_bfd_peers(at(1000 + 3609 + 30));
+    assert!(gone(&mut ep).is_empty());
+    ep.expire_bfd_peers(at(1000 + 3610 + 30));
+    assert_eq!(gone(&mut ep), [ip("192.0.2.11")]);
+    ep.expire_bfd_peers(at(9000));
+    assert!(gone(&mut ep).is_empty(), "announced once");
+    // Its rank is kept: a higher-priority peer forgotten is still a peer.
+    assert!(
+        ep.bfd_peers(&key())
+            .is_some_and(|t| t.addresses().count() == 1)
+    );
 }

@@ -1,0 +1,408 @@
+//! BFD under noise: a pair with 1 s adverts — vigil with BFD 10 ms × 3 between lb01 and
+//! lb02, keepalived plain (it has no BFD-assisted takeover) — through the four junk
+//! floods of the flood part, then with 1 % of the packets each node sends dropped (an
+//! iptables `statistic` rule in each namespace; BFD is most of what vigil's nodes send).
+//! Measured: false takeovers (runs of BACKUP adverts on the capture) and, for vigil, BFD
+//! sessions that left Up. The floods run one lab after the other (a flood takes a core;
+//! two at once would measure the machine), the loss on both at once; the Master_Down_Interval
+//! waited for late takeovers is shared.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use vigil_tests::{netns, run};
+
+use super::flood::{self, KINDS};
+use super::lab::{
+    BACKUP, BACKUP_PRIORITY, MASTER_PRIORITY, Sides, master_down, settle_time, steady,
+};
+use super::measure::{Tail, realtime_ns};
+use super::node::{Impl, Node, specs};
+
+/// Advert interval of the pair.
+pub const INTERVAL_MS: u32 = 1000;
+/// Packet loss on each agent's link, percent.
+pub const LOSS_PERCENT: f64 = 1.0;
+
+/// One step (a flood, or the loss) for one implementation.
+#[derive(Clone, Debug)]
+pub struct NoiseRun {
+    /// Junk packets sent (floods), 0 for the loss.
+    pub sent: u64,
+    pub seconds: f64,
+    /// Takeovers by the BACKUP during the step and one Master_Down_Interval after.
+    pub takeovers: usize,
+    /// vigil: times a BFD session on either node left Up during the step.
+    pub session_downs: Option<u64>,
+    /// vigil: BFD packets the BACKUP received during the step.
+    pub bfd_received: Option<u64>,
+    /// vigil: why sessions that went down did, as each node's status says
+    /// (`node: reason`).
+    pub down_reasons: Vec<String>,
+}
+
+/// One step for both implementations.
+#[derive(Clone, Debug)]
+pub struct NoiseStep {
+    pub key: &'static str,
+    pub label: String,
+    pub runs: BTreeMap<Impl, NoiseRun>,
+}
+
+/// All steps.
+#[derive(Clone, Debug, Default)]
+pub struct BfdNoise {
+    pub steps: Vec<NoiseStep>,
+}
+
+struct Pair {
+    master: Node,
+    backup: Node,
+    tail: Tail,
+}
+
+/// `node: last down reason` of each session of a vigil node.
+fn down_reasons(n: &Node) -> Vec<String> {
+    n.status()
+        .ok()
+        .and_then(|s| s["bfd"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|x| x["last_down_reason"].as_str().map(str::to_owned))
+        .map(|r| format!("{}: {r}", n.host.name))
+        .collect()
+}
+
+/// (session downs, packets received) summed over a vigil node's BFD sessions.
+fn bfd_counts(n: &Node) -> Option<(u64, u64)> {
+    if n.imp != Impl::Vigil {
+        return None;
+    }
+    let s = n.status().ok()?;
+    let sessions = s["bfd"].as_array()?;
+    let sum = |k: &str| sessions.iter().filter_map(|x| x[k].as_u64()).sum::<u64>();
+    Some((sum("downs"), sum("received")))
+}
+
+fn bfd_up(n: &Node) -> bool {
+    n.imp != Impl::Vigil
+        || n.status().is_ok_and(|s| {
+            s["bfd"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x["state"] == "Up"))
+        })
+}
+
+/// Runs of BACKUP adverts separated by more than two intervals.
+fn takeovers(tail: &mut Tail, from: u64, to: u64) -> anyhow::Result<usize> {
+    tail.poll()?;
+    let gap = 2 * u64::from(INTERVAL_MS) * 1_000_000;
+    let mut runs = 0;
+    let mut last: Option<u64> = None;
+    for a in tail
+        .adverts
+        .iter()
+        .filter(|a| a.src == BACKUP && a.ts >= from && a.ts <= to)
+    {
+        if last.is_none_or(|l| a.ts.saturating_sub(l) > gap) {
+            runs += 1;
+        }
+        last = Some(a.ts);
+    }
+    Ok(runs)
+}
+
+fn settle(sides: &Sides, pairs: &mut [Pair]) -> anyhow::Result<()> {
+    let interval = Duration::from_millis(u64::from(INTERVAL_MS));
+    for (side, pair) in sides.0.iter().zip(pairs.iter_mut()) {
+        if !pair
+            .tail
+            .wait_for(settle_time(interval, 3), |a| steady(a, interval))?
+        {
+            bail!("{}: the pair did not settle", side.imp.name());
+        }
+        // The Backup's session comes Up within about two seconds of hearing the Master.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !(bfd_up(&pair.master) && bfd_up(&pair.backup)) {
+            if std::time::Instant::now() > deadline {
+                bail!("{}: BFD sessions not Up", side.imp.name());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+/// How a step runs: its key, label, and either together on every side or one side after
+/// the other in the order of turn `turn` (alternating, as the other parts do).
+struct How {
+    key: &'static str,
+    label: String,
+    together: bool,
+    turn: usize,
+}
+
+/// Runs `step` on every side as `how` says, then waits one Master_Down_Interval for late
+/// takeovers and counts them.
+fn measure(
+    sides: &Sides,
+    pairs: &mut [Pair],
+    how: How,
+    step: impl Fn(usize) -> anyhow::Result<u64> + Sync,
+) -> anyhow::Result<NoiseStep> {
+    let interval = Duration::from_millis(u64::from(INTERVAL_MS));
+    settle(sides, pairs)?;
+    let before: Vec<_> = pairs
+        .iter()
+        .map(|p| (bfd_counts(&p.master), bfd_counts(&p.backup)))
+        .collect();
+    let timed = |i: usize| {
+        let t0 = realtime_ns();
+        let started = std::time::Instant::now();
+        let sent = step(i);
+        (t0, started.elapsed().as_secs_f64(), sent)
+    };
+    let How {
+        key,
+        label,
+        together,
+        turn,
+    } = how;
+    let done: Vec<(u64, f64, anyhow::Result<u64>)> = if together {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..sides.0.len())
+                .map(|i| {
+                    let timed = &timed;
+                    s.spawn(move || timed(i))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| (0, 0.0, Err(anyhow::anyhow!("step thread panicked"))))
+                })
+                .collect()
+        })
+    } else {
+        sides.order(turn).into_iter().map(&timed).collect()
+    };
+    std::thread::sleep(master_down(interval, 3) + interval / 4);
+    let t1 = realtime_ns();
+    let order = if together {
+        (0..sides.0.len()).collect()
+    } else {
+        sides.order(turn)
+    };
+    let mut runs = BTreeMap::new();
+    for (i, (t0, seconds, sent)) in order.into_iter().zip(done) {
+        let side = &sides.0[i];
+        let sent = sent.map_err(|e| anyhow::anyhow!("{}: {e:#}", side.imp.name()))?;
+        let pair = &mut pairs[i];
+        let after = (bfd_counts(&pair.master), bfd_counts(&pair.backup));
+        let (downs, received) = match (before[i], after) {
+            ((Some(m0), Some(b0)), (Some(m1), Some(b1))) => (
+                Some(m1.0.saturating_sub(m0.0) + b1.0.saturating_sub(b0.0)),
+                Some(b1.1.saturating_sub(b0.1)),
+            ),
+            _ => (None, None),
+        };
+        let down_reasons = if downs.is_some_and(|d| d > 0) {
+            let mut r = down_reasons(&pair.master);
+            r.extend(down_reasons(&pair.backup));
+            r
+        } else {
+            Vec::new()
+        };
+        let r = NoiseRun {
+            sent,
+            seconds,
+            takeovers: takeovers(&mut pair.tail, t0, t1)?,
+            session_downs: downs,
+            bfd_received: received,
+            down_reasons,
+        };
+        eprintln!(
+            "bench: BFD under noise, {label}, {}: {:.0} packets/s, {} takeovers{}{}",
+            side.imp.name(),
+            r.sent as f64 / r.seconds.max(1e-9),
+            r.takeovers,
+            r.session_downs
+                .map_or(String::new(), |d| format!(", {d} BFD session downs")),
+            if r.down_reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", r.down_reasons.join("; "))
+            }
+        );
+        runs.insert(side.imp, r);
+    }
+    Ok(NoiseStep { key, label, runs })
+}
+
+/// The iptables rule that drops [`LOSS_PERCENT`] of what a namespace sends.
+fn loss_rule(op: &str) -> Vec<String> {
+    [
+        "iptables-legacy",
+        op,
+        "OUTPUT",
+        "-m",
+        "statistic",
+        "--mode",
+        "random",
+        "--probability",
+        &(LOSS_PERCENT / 100.0).to_string(),
+        "-j",
+        "DROP",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Loss on what namespace `ns` sends, for as long as this lives.
+struct Loss {
+    ns: String,
+}
+
+impl Loss {
+    fn on(ns: &str) -> anyhow::Result<Self> {
+        run(std::process::Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(loss_rule("-A")))
+        .context("iptables statistic rule (`cargo xtask setup` installs iptables)")?;
+        Ok(Self { ns: ns.to_owned() })
+    }
+}
+
+impl Drop for Loss {
+    fn drop(&mut self) {
+        let _ = run(std::process::Command::new("ip")
+            .args(["netns", "exec", &self.ns])
+            .args(loss_rule("-D")));
+    }
+}
+
+/// A quiet baseline, the floods of `kinds` (keys of [`KINDS`]; all when empty) for
+/// `flood_seconds` each, then `loss_seconds` of 1 % loss.
+pub fn bfd_noise(
+    sides: &mut Sides,
+    kinds: &[&str],
+    flood_seconds: f64,
+    loss_seconds: f64,
+) -> anyhow::Result<BfdNoise> {
+    let mut pairs = Vec::new();
+    let mut macs = Vec::new();
+    for side in sides.0.iter_mut() {
+        let tail = side.capture("bfd-noise")?;
+        let with_bfd = |mut s: Vec<super::node::Spec>| {
+            for sp in &mut s {
+                sp.bfd = true;
+            }
+            s
+        };
+        let master = side.start(
+            "lb01",
+            &with_bfd(specs(1, MASTER_PRIORITY, true, INTERVAL_MS, 3)),
+        )?;
+        let backup = side.start(
+            "lb02",
+            &with_bfd(specs(1, BACKUP_PRIORITY, false, INTERVAL_MS, 3)),
+        )?;
+        let lb02 = side.host("lb02");
+        let mac = lb02.mac("eth0")?;
+        let mac_s = mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        run(std::process::Command::new("bridge").args([
+            "-n",
+            side.lab.switch(),
+            "fdb",
+            "replace",
+            &mac_s,
+            "dev",
+            &lb02.port,
+            "master",
+            "static",
+        ]))
+        .context("pinning the BACKUP's MAC on the bridge")?;
+        macs.push(mac);
+        pairs.push(Pair {
+            master,
+            backup,
+            tail,
+        });
+    }
+    let duration = Duration::from_secs_f64(flood_seconds);
+    let mut out = BfdNoise::default();
+    // The same wait with nothing sent: what the machine alone does to the sessions.
+    let quiet = How {
+        key: "quiet",
+        label: "no flood (baseline)".into(),
+        together: true,
+        turn: 0,
+    };
+    out.steps.push(measure(sides, &mut pairs, quiet, |_| {
+        std::thread::sleep(duration);
+        Ok(0)
+    })?);
+    let chosen = KINDS
+        .into_iter()
+        .filter(|(k, _)| kinds.is_empty() || kinds.contains(k));
+    for (turn, (key, label)) in chosen.enumerate() {
+        let junk: Vec<(String, Vec<Vec<u8>>)> = sides
+            .0
+            .iter()
+            .zip(&macs)
+            .map(|(side, mac)| {
+                let gen_host = side.host("gen");
+                let frames = flood::frames(key, &gen_host, gen_host.mac("eth0")?, *mac);
+                Ok((gen_host.ns.clone(), frames))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let step = measure(
+            sides,
+            &mut pairs,
+            How {
+                key,
+                label: format!("flood {label}"),
+                together: false,
+                turn,
+            },
+            |i| {
+                let (ns, frames) = &junk[i];
+                netns::flood(ns, "eth0", frames, duration)
+            },
+        )?;
+        out.steps.push(step);
+    }
+    let hosts: Vec<(String, String)> = sides
+        .0
+        .iter()
+        .map(|s| (s.host("lb01").ns, s.host("lb02").ns))
+        .collect();
+    let loss_for = Duration::from_secs_f64(loss_seconds);
+    let step = measure(
+        sides,
+        &mut pairs,
+        How {
+            key: "loss",
+            label: format!("{LOSS_PERCENT} % of sent packets lost"),
+            together: true,
+            turn: 0,
+        },
+        |i| {
+            let (a, b) = &hosts[i];
+            let _on = (Loss::on(a)?, Loss::on(b)?);
+            std::thread::sleep(loss_for);
+            Ok(0)
+        },
+    )?;
+    out.steps.push(step);
+    for p in &mut pairs {
+        p.tail.stop()?;
+    }
+    Ok(out)
+}
