@@ -382,6 +382,10 @@ struct KernelSide {
     received: u64,
     /// The kernel's last detection timeout.
     last_down: Option<KernelDown>,
+    /// When another detection time was published (CLOCK_MONOTONIC ns; 0: none pending).
+    /// The kernel's timer runs to an expiry computed with the old one until its next
+    /// packet, so the agent keeps the deadline until the kernel has recorded one since.
+    detect_changed_ns: u64,
 }
 
 /// A packet off a socket, stamped at arrival.
@@ -1063,8 +1067,12 @@ fn kernel_record(sessions: &mut [Running], kernel_timers: bool, rec: &BfdRecord)
                 }
             };
             r.kernel.via_kernel = true;
-            r.session
-                .set_external_detection(kernel_timers && !r.kernel.timer_failed);
+            if r.kernel.detect_changed_ns != 0 && rec.ts_ns >= r.kernel.detect_changed_ns {
+                r.kernel.detect_changed_ns = 0;
+            }
+            r.session.set_external_detection(
+                kernel_timers && !r.kernel.timer_failed && r.kernel.detect_changed_ns == 0,
+            );
             if let Err(d) = r.session.handle(last_rx, Input::Packet(packet)) {
                 tracing::debug!(session = %r.spec.name, "BFD packet discarded: {d}");
             }
@@ -1119,6 +1127,14 @@ fn refresh(r: &mut Running, maps: &BfdMaps, now: Instant) {
                 last_rx: Instant::from_nanos(state.last_ns),
             },
         );
+        // A packet since the new detection time was published re-armed the kernel's
+        // timer with it: the deadline is the kernel's again.
+        if r.kernel.detect_changed_ns != 0 && state.last_ns >= r.kernel.detect_changed_ns {
+            r.kernel.detect_changed_ns = 0;
+            if maps.kernel_timers && !r.kernel.timer_failed {
+                r.session.set_external_detection(true);
+            }
+        }
     }
 }
 
@@ -1167,8 +1183,18 @@ fn publish(maps: &mut BfdMaps, r: &mut Running, now: Instant) {
     if r.kernel.published == Some(wanted) {
         return;
     }
+    let changed = r
+        .kernel
+        .published
+        .is_some_and(|p| p.detect_ns != 0 && p.detect_ns != detect_ns);
     match maps.publish(r.session.config().local_discriminator, wanted) {
-        Ok(()) => r.kernel.published = Some(wanted),
+        Ok(()) => {
+            r.kernel.published = Some(wanted);
+            if changed && detect_ns != 0 {
+                r.kernel.detect_changed_ns = now.as_nanos().max(1);
+                r.session.set_external_detection(false);
+            }
+        }
         Err(e) => tracing::warn!(session = %r.spec.name, "BFD: the kernel does not receive: {e}"),
     }
 }
