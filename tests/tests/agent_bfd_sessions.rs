@@ -107,6 +107,39 @@ fn poll_then_final(seen: &[bfd::Seen], from: Ipv4Addr, to: Ipv4Addr, interval_us
     seen[poll..].iter().any(|p| p.src == to && p.final_)
 }
 
+/// What both hosts send, each captured where it leaves: the XDP program drops a
+/// session's packets on arrival once recorded, so a host's capture misses what its peer
+/// sends.
+struct Both {
+    hosts: [(std::net::Ipv4Addr, Capture); 2],
+}
+
+impl Both {
+    fn start(
+        a: &vigil_tests::Host,
+        b: &vigil_tests::Host,
+        dir: &std::path::Path,
+        name: &str,
+    ) -> anyhow::Result<Self> {
+        let start = |h: &vigil_tests::Host| {
+            let file = dir.join(format!("{name}-{}.pcap", h.ipv4));
+            Capture::start(h, "eth0", "udp port 3784", &file).map(|c| (h.ipv4, c))
+        };
+        Ok(Self {
+            hosts: [start(a)?, start(b)?],
+        })
+    }
+
+    fn stop(self) -> anyhow::Result<Vec<bfd::Seen>> {
+        let mut seen = Vec::new();
+        for (ip, c) in self.hosts {
+            seen.extend(bfd::packets(&c.stop()?).into_iter().filter(|p| p.src == ip));
+        }
+        seen.sort_by_key(|p| p.ts_ns);
+        Ok(seen)
+    }
+}
+
 #[test]
 fn new_timers_on_reload_poll_with_the_session_up_and_a_session_let_go_is_not_a_failure()
 -> anyhow::Result<()> {
@@ -129,7 +162,7 @@ fn new_timers_on_reload_poll_with_the_session_up_and_a_session_let_go_is_not_a_f
     let before = (transitions(&v1), transitions(&v2));
 
     // 50 ms -> 20 ms on both, one after the other, while Up.
-    let capture = Capture::start(&lb02, "eth0", "udp port 3784", &dir.join("poll.pcap"))?;
+    let capture = Both::start(&lb01, &lb02, &dir, "poll")?;
     for v in [&v2, &v1] {
         rewrite(v, "\"50ms\"", "\"20ms\"")?;
         let answer = reload(v)?;
@@ -142,7 +175,7 @@ fn new_timers_on_reload_poll_with_the_session_up_and_a_session_let_go_is_not_a_f
     wait_up(&v1, lb02.ipv4, 60.0, Duration::from_secs(5));
     wait_up(&v2, lb01.ipv4, 60.0, Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(300));
-    let seen = bfd::packets(&capture.stop()?);
+    let seen = capture.stop()?;
     assert!(
         poll_then_final(&seen, lb02.ipv4, lb01.ipv4, 20_000),
         "no Poll from lb02 answered by lb01: {seen:?}"
@@ -169,14 +202,14 @@ fn new_timers_on_reload_poll_with_the_session_up_and_a_session_let_go_is_not_a_f
 
     // The Master loses `bfd`: it lets its session go with AdminDown, and the Backup,
     // whose critical session that was, does not take it for the Master's loss.
-    let capture = Capture::start(&lb02, "eth0", "udp port 3784", &dir.join("admin.pcap"))?;
+    let capture = Both::start(&lb01, &lb02, &dir, "admin")?;
     rewrite(&v1, &timers(20), "")?;
     reload(&v1)?;
     wait("lb01 frees its session", Duration::from_secs(5), || {
         sessions(&v1).is_empty().then_some(())
     });
     std::thread::sleep(Duration::from_secs(2));
-    let seen = bfd::packets(&capture.stop()?);
+    let seen = capture.stop()?;
     assert!(
         seen.iter()
             .any(|p| p.src == lb01.ipv4 && p.state == ADMIN_DOWN && p.diag == DIAG_ADMIN_DOWN),
@@ -318,7 +351,8 @@ fn junk_from_many_addresses_meets_the_session_caps_and_the_pair_stays_up() -> an
         &dir,
         &(global(&lb02) + &instance(100, "backup", &timers(50))),
     )?;
-    v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
+    // Below 255 even `initial_state = "master"` waits one Master_Down_Interval.
+    v1.wait_state("web", "MASTER", Duration::from_secs(6))?;
     v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;
     wait_up(&v1, lb02.ipv4, 150.0, Duration::from_secs(10));
     wait_up(&v2, lb01.ipv4, 150.0, Duration::from_secs(10));
