@@ -40,36 +40,17 @@ impl Vip {
     }
 }
 
-/// The configured virtual addresses with the interfaces they go on.
-async fn resolve_vips(
-    cfg: &config::Instance,
-    iface: &Interface,
-    netlink: &Netlink,
-) -> anyhow::Result<Vec<Vip>> {
-    let mut vips = Vec::new();
-    for v in &cfg.virtual_addresses {
-        let on = match &v.dev {
-            Some(dev) if *dev != cfg.interface => netlink.interface(dev).await?,
-            _ => iface.clone(),
-        };
-        let mut addr = VirtualAddress::new(v.addr, v.prefix_len);
-        if let Some(l) = &v.label {
-            addr = addr.with_label(l.clone());
-        }
-        vips.push(Vip { iface: on, addr });
-    }
-    Ok(vips)
-}
-
-/// The excluded addresses (`excluded_addresses`) with the interfaces they go on: their
-/// own `dev`, else `home` (the virtual MAC interface, if any, else the instance's).
-async fn resolve_excluded(
+/// Addresses with the interfaces they go on: their own `dev`, else `home` (the virtual
+/// MAC interface, if any, else the instance's). For `virtual_addresses` and
+/// `excluded_addresses` alike.
+async fn resolve(
+    list: &[config::VirtualAddress],
     cfg: &config::Instance,
     home: &Interface,
     netlink: &Netlink,
 ) -> anyhow::Result<Vec<Vip>> {
-    let mut excluded = Vec::new();
-    for v in &cfg.excluded_addresses {
+    let mut vips = Vec::new();
+    for v in list {
         let on = match &v.dev {
             Some(dev) if *dev != cfg.interface => netlink.interface(dev).await?,
             _ => home.clone(),
@@ -78,9 +59,9 @@ async fn resolve_excluded(
         if let Some(l) = &v.label {
             addr = addr.with_label(l.clone());
         }
-        excluded.push(Vip { iface: on, addr });
+        vips.push(Vip { iface: on, addr });
     }
-    Ok(excluded)
+    Ok(vips)
 }
 
 /// A route of `virtual_routes` as recorded and as the kernel takes it.
@@ -292,10 +273,10 @@ impl Instance {
             None => None,
         };
         let home = vmac.as_ref().map_or(&iface, |(v, _)| v).clone();
-        let excluded = resolve_excluded(cfg, &home, netlink).await?;
+        let excluded = resolve(&cfg.excluded_addresses, cfg, &home, netlink).await?;
         let routes = resolve_routes(name, cfg, &iface, netlink).await?;
         let rules = resolve_rules(cfg);
-        let vips = resolve_vips(cfg, &home, netlink).await?;
+        let vips = resolve(&cfg.virtual_addresses, cfg, &home, netlink).await?;
         let vip_addrs: Vec<IpAddr> = vips.iter().map(|v| v.addr.addr).collect();
         let (primary, sender) = if v6 {
             let ll = netlink.ipv6_link_local(&iface).await?.ok_or_else(|| {
@@ -581,7 +562,13 @@ impl Instance {
         netlink: &Netlink,
         owned: &mut OwnedAddresses,
     ) -> anyhow::Result<()> {
-        let new = resolve_vips(cfg, self.vmac.as_ref().unwrap_or(&self.iface), netlink).await?;
+        let new = resolve(
+            &cfg.virtual_addresses,
+            cfg,
+            self.vmac.as_ref().unwrap_or(&self.iface),
+            netlink,
+        )
+        .await?;
         let same = |a: &Vip, b: &Vip| a.iface.index == b.iface.index && a.addr == b.addr;
         let gone: Vec<Vip> = self
             .vips
@@ -623,7 +610,7 @@ impl Instance {
         owned: &mut OwnedAddresses,
     ) -> anyhow::Result<()> {
         let home = self.vmac.clone().unwrap_or_else(|| self.iface.clone());
-        let excluded = resolve_excluded(cfg, &home, netlink).await?;
+        let excluded = resolve(&cfg.excluded_addresses, cfg, &home, netlink).await?;
         let routes = resolve_routes(&self.name, cfg, &self.iface, netlink).await?;
         let rules = resolve_rules(cfg);
         let same = |a: &Vip, b: &Vip| a.iface.index == b.iface.index && a.addr == b.addr;
