@@ -309,25 +309,7 @@ pub fn bfd_noise(
             "lb02",
             &with_bfd(specs(1, BACKUP_PRIORITY, false, INTERVAL_MS, 3)),
         )?;
-        let lb02 = side.host("lb02");
-        let mac = lb02.mac("eth0")?;
-        let mac_s = mac
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        run(std::process::Command::new("bridge").args([
-            "-n",
-            side.lab.switch(),
-            "fdb",
-            "replace",
-            &mac_s,
-            "dev",
-            &lb02.port,
-            "master",
-            "static",
-        ]))
-        .context("pinning the BACKUP's MAC on the bridge")?;
+        let mac = flood::pin_backup_mac(side)?;
         macs.push(mac);
         pairs.push(Pair {
             master,

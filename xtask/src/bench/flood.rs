@@ -12,7 +12,7 @@ use vigil_tests::frames::Advert;
 use vigil_tests::{Host, netns, run};
 
 use super::lab::{
-    BACKUP, BACKUP_PRIORITY, MASTER_PRIORITY, Sides, master_down, settle_time, steady,
+    BACKUP, BACKUP_PRIORITY, MASTER_PRIORITY, Side, Sides, master_down, settle_time, steady,
 };
 use super::measure::{CpuMeter, realtime_ns};
 use super::node::{Impl, specs};
@@ -137,6 +137,31 @@ fn takeovers(ts: &[u64], interval: Duration) -> usize {
     runs
 }
 
+/// Pins the BACKUP's (lb02's) MAC to its bridge port: junk to it never floods other
+/// ports, whether or not the bridge has learned the address (a BACKUP sends nothing).
+pub fn pin_backup_mac(side: &Side) -> anyhow::Result<[u8; 6]> {
+    let lb02 = side.host("lb02");
+    let mac = lb02.mac("eth0")?;
+    let mac_s = mac
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    run(std::process::Command::new("bridge").args([
+        "-n",
+        side.lab.switch(),
+        "fdb",
+        "replace",
+        &mac_s,
+        "dev",
+        &lb02.port,
+        "master",
+        "static",
+    ]))
+    .context("pinning the BACKUP's MAC on the bridge")?;
+    Ok(mac)
+}
+
 pub fn flood(sides: &mut Sides, seconds: f64) -> anyhow::Result<Vec<Flood>> {
     let interval = Duration::from_millis(u64::from(INTERVAL_MS));
     let duration = Duration::from_secs_f64(seconds);
@@ -145,27 +170,7 @@ pub fn flood(sides: &mut Sides, seconds: f64) -> anyhow::Result<Vec<Flood>> {
         let tail = side.capture("flood")?;
         let master = side.start("lb01", &specs(1, MASTER_PRIORITY, true, INTERVAL_MS, 3))?;
         let backup = side.start("lb02", &specs(1, BACKUP_PRIORITY, false, INTERVAL_MS, 3))?;
-        // Pin the BACKUP's MAC to its bridge port: junk to it never floods other ports,
-        // whether or not the bridge has learned the address (a BACKUP sends nothing).
-        let lb02 = side.host("lb02");
-        let mac = lb02.mac("eth0")?;
-        let mac_s = mac
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        run(std::process::Command::new("bridge").args([
-            "-n",
-            side.lab.switch(),
-            "fdb",
-            "replace",
-            &mac_s,
-            "dev",
-            &lb02.port,
-            "master",
-            "static",
-        ]))
-        .context("pinning the BACKUP's MAC on the bridge")?;
+        let mac = pin_backup_mac(side)?;
         pairs.push((master, backup, tail, mac));
     }
     let _stats = BpfStats::on();
