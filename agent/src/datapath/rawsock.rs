@@ -107,20 +107,7 @@ pub fn packet_socket(ifindex: u32, filter: &[libc::sock_filter]) -> io::Result<O
             (&addr as *const libc::sockaddr_ll).cast(),
             std::mem::size_of::<libc::sockaddr_ll>() as u32,
         ))?;
-        for mac in [[0x01, 0x00, 0x5e, 0, 0, 0x12], [0x33, 0x33, 0, 0, 0, 0x12]] {
-            let mut mreq: libc::packet_mreq = std::mem::zeroed();
-            mreq.mr_ifindex = ifindex as i32;
-            mreq.mr_type = libc::PACKET_MR_MULTICAST as u16;
-            mreq.mr_alen = 6;
-            mreq.mr_address[..6].copy_from_slice(&mac);
-            check(libc::setsockopt(
-                raw,
-                libc::SOL_PACKET,
-                libc::PACKET_ADD_MEMBERSHIP,
-                (&mreq as *const libc::packet_mreq).cast(),
-                std::mem::size_of::<libc::packet_mreq>() as u32,
-            ))?;
-        }
+        subscribe(&fd, ifindex)?;
         let on: libc::c_int = 1;
         check(libc::setsockopt(
             raw,
@@ -133,10 +120,47 @@ pub fn packet_socket(ifindex: u32, filter: &[libc::sock_filter]) -> io::Result<O
     }
 }
 
+/// Subscribes `ifindex` to the VRRP multicast MACs (01:00:5e:00:00:12, 33:33:00:00:00:12)
+/// for as long as `fd`, an AF_PACKET socket, stays open.
+fn subscribe(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
+    for mac in [[0x01, 0x00, 0x5e, 0, 0, 0x12], [0x33, 0x33, 0, 0, 0, 0x12]] {
+        // SAFETY: an all-zero packet_mreq is valid; the call reads the local for its
+        // given size.
+        unsafe {
+            let mut mreq: libc::packet_mreq = std::mem::zeroed();
+            mreq.mr_ifindex = ifindex as i32;
+            mreq.mr_type = libc::PACKET_MR_MULTICAST as u16;
+            mreq.mr_alen = 6;
+            mreq.mr_address[..6].copy_from_slice(&mac);
+            check(libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_ADD_MEMBERSHIP,
+                (&mreq as *const libc::packet_mreq).cast(),
+                std::mem::size_of::<libc::packet_mreq>() as u32,
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 /// A socket that receives nothing but keeps the VRRP multicast MACs subscribed on the
-/// interface while the XDP path is in use.
+/// interface while the XDP path is in use. Opened for protocol 0, it is no tap: the
+/// kernel hands it no packet, where an ETH_P_ALL socket, even one whose filter drops
+/// everything, is handed a clone of every frame the interface sends or receives (each
+/// of a Master's adverts among them).
 pub fn multicast_membership(ifindex: u32) -> io::Result<OwnedFd> {
-    packet_socket(ifindex, &[op(0x06, 0, 0, 0)])
+    // SAFETY: a plain syscall; the fd is owned at once.
+    let fd = unsafe {
+        let raw = check(libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        ))?;
+        OwnedFd::from_raw_fd(raw)
+    };
+    subscribe(&fd, ifindex)?;
+    Ok(fd)
 }
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {

@@ -242,6 +242,11 @@ struct Member {
     kernel_read: Option<bool>,
     /// Silences the kernel reported.
     silences: u64,
+    /// The deadline this member is filed under in [`Endpoint::schedule`].
+    scheduled: Option<Instant>,
+    /// A Master that [`Endpoint::refresh`] has brought up to `state`: refreshing it
+    /// again changes nothing until `state` is written or an advert is fed.
+    caught_up: bool,
 }
 
 /// Whether the kernel keeps a VRID's down timer, for status and metrics.
@@ -257,6 +262,12 @@ pub struct KernelTimer {
 #[derive(Clone, Debug, Default)]
 pub struct Endpoint {
     members: BTreeMap<VridKey, Member>,
+    /// Every member's deadline, earliest first: the next wake-up and the routers due
+    /// are read off its front instead of asking every router each time (a Master's
+    /// every advert is one).
+    schedule: BTreeSet<(Instant, VridKey)>,
+    /// Keys an input touched (kept to reuse its allocation).
+    touched: Vec<VridKey>,
     actions: VecDeque<(VridKey, EndpointAction)>,
     /// The raw path's verdict counters per interface (the XDP program keeps its own).
     iface_stats: BTreeMap<u32, IfaceStats>,
@@ -469,6 +480,8 @@ impl Endpoint {
             changed_ns: 0,
             kernel_read: None,
             silences: 0,
+            scheduled: None,
+            caught_up: false,
             peers: None,
             bfd_detection: Duration::ZERO,
             epoch: 0,
@@ -477,7 +490,33 @@ impl Endpoint {
         self.actions
             .push_back((key, EndpointAction::Watch(m.watched)));
         self.members.insert(key, m);
+        self.reschedule(key);
         Ok(())
+    }
+
+    /// Files `key` under its member's current deadline: call after anything that may
+    /// have changed it.
+    fn reschedule(&mut self, key: VridKey) {
+        if let Some(m) = self.members.get_mut(&key) {
+            file(&mut self.schedule, key, m);
+        }
+    }
+
+    /// The schedule agrees with every member's deadline (checked in debug builds, where
+    /// the simulator runs).
+    fn check_schedule(&self) {
+        if cfg!(debug_assertions) {
+            for (key, m) in &self.members {
+                debug_assert_eq!(m.scheduled, m.deadline(), "deadline of {key:?} not filed");
+            }
+            debug_assert_eq!(
+                self.schedule.len(),
+                self.members
+                    .values()
+                    .filter(|m| m.scheduled.is_some())
+                    .count()
+            );
+        }
     }
 
     /// Turns on BFD-assisted takeover for a router: its peers are `configured`
@@ -493,6 +532,7 @@ impl Endpoint {
                     .push_back((key, EndpointAction::Peer { address: *address }));
             }
         }
+        self.reschedule(key);
     }
 
     /// Turns BFD-assisted takeover off for a router; the caller lets its sessions go.
@@ -500,6 +540,7 @@ impl Endpoint {
         if let Some(m) = self.members.get_mut(key) {
             m.peers = None;
         }
+        self.reschedule(*key);
     }
 
     /// Sets the BFD detection time of a router with BFD (timers changed on reload).
@@ -507,6 +548,7 @@ impl Endpoint {
         if let Some(m) = self.members.get_mut(key) {
             m.bfd_detection = detection;
         }
+        self.reschedule(*key);
     }
 
     /// Lets go of learned peers silent for longer than Master_Down_Interval plus the
@@ -550,7 +592,11 @@ impl Endpoint {
     /// Removes a router (after its [`EndpointInput::Shutdown`] and actions, for a clean
     /// stop); actions still queued for it stay queued.
     pub fn remove(&mut self, key: &VridKey) -> Option<VirtualRouter> {
-        self.members.remove(key).map(|m| m.router)
+        let m = self.members.remove(key)?;
+        if let Some(at) = m.scheduled {
+            self.schedule.remove(&(at, *key));
+        }
+        Some(m.router)
     }
 
     /// The router of `key`, to read.
@@ -602,11 +648,22 @@ impl Endpoint {
     /// Keys whose deadline has come at `now`: the caller reads their kernel state and
     /// hands it in before [`EndpointInput::Timeout`].
     pub fn due(&self, now: Instant) -> Vec<VridKey> {
-        self.members
-            .iter()
-            .filter(|(_, m)| m.deadline().is_some_and(|d| d <= now))
-            .map(|(k, _)| *k)
-            .collect()
+        let mut keys = Vec::new();
+        self.due_into(now, &mut keys);
+        keys
+    }
+
+    /// [`Endpoint::due`] into `keys` (cleared first), in key order.
+    pub fn due_into(&self, now: Instant, keys: &mut Vec<VridKey>) {
+        self.check_schedule();
+        keys.clear();
+        keys.extend(
+            self.schedule
+                .iter()
+                .take_while(|(at, _)| *at <= now)
+                .map(|(_, k)| *k),
+        );
+        keys.sort_unstable();
     }
 
     /// Whether [`Endpoint::poll_action`] has something.
@@ -621,16 +678,18 @@ impl Endpoint {
 
     /// When to come back with [`EndpointInput::Timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.members.values().filter_map(Member::deadline).min()
+        self.check_schedule();
+        self.schedule.first().map(|(at, _)| *at)
     }
 
     /// Feeds one input that happened at `now`.
     pub fn handle(&mut self, now: Instant, input: EndpointInput) {
-        let mut touched = BTreeSet::new();
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.clear();
         match input {
             EndpointInput::Datapath(Datapath::Event(e)) => {
                 if let Some(key) = self.event(&e) {
-                    touched.insert(key);
+                    touched.push(key);
                 }
             }
             EndpointInput::Datapath(Datapath::Frame {
@@ -639,7 +698,7 @@ impl Endpoint {
                 bytes,
             }) => {
                 if let Some(key) = self.frame(ifindex, ts_ns, &bytes) {
-                    touched.insert(key);
+                    touched.push(key);
                 }
             }
             EndpointInput::KernelState {
@@ -649,6 +708,7 @@ impl Endpoint {
             } => {
                 if let Some(m) = self.members.get_mut(&key) {
                     m.state = stats;
+                    m.caught_up = false;
                     if timer_armed.is_some() {
                         m.kernel_read = timer_armed;
                     }
@@ -660,8 +720,12 @@ impl Endpoint {
                 }
             }
             EndpointInput::Timeout => {
-                for key in self.due(now) {
-                    self.timeout(now, key, &mut touched);
+                let mut due = Vec::new();
+                self.due_into(now, &mut due);
+                for key in due {
+                    if !self.master_tick(now, key, &mut touched) {
+                        self.timeout(now, key, &mut touched);
+                    }
                 }
             }
             EndpointInput::Startup { key } => self.input(now, key, Input::Startup, &mut touched),
@@ -687,7 +751,7 @@ impl Endpoint {
             } => {
                 for key in self.bfd_candidates(ifindex, master) {
                     self.master_unreachable(now, key, master, at);
-                    touched.insert(key);
+                    touched.push(key);
                 }
             }
             EndpointInput::SyncHold { key, reason } => {
@@ -709,37 +773,32 @@ impl Endpoint {
                         Err(e) => log_reconfigure(key, &e),
                     }
                     self.drain(key);
-                    touched.insert(key);
+                    touched.push(key);
                 }
             }
         }
-        for key in touched {
+        // In key order, once each, as a set would give them.
+        touched.sort_unstable();
+        touched.dedup();
+        for &key in &touched {
             self.update_watch(now, key);
+            self.reschedule(key);
         }
+        self.touched = touched;
     }
 
-    fn input(&mut self, now: Instant, key: VridKey, input: Input, touched: &mut BTreeSet<VridKey>) {
+    fn input(&mut self, now: Instant, key: VridKey, input: Input, touched: &mut Vec<VridKey>) {
         if let Some(m) = self.members.get_mut(&key) {
             m.router.handle(now, input);
             self.drain(key);
-            touched.insert(key);
+            touched.push(key);
         }
     }
 
     /// Moves a router's actions to the endpoint's queue.
     fn drain(&mut self, key: VridKey) {
         if let Some(m) = self.members.get_mut(&key) {
-            while let Some(a) = m.router.poll_action() {
-                if let Action::StateChanged(t) = &a
-                    && t.to == State::Backup
-                    && matches!(t.from, State::Initialize | State::Fault)
-                {
-                    // A router that starts listening must hear the next advert, repeat
-                    // or not, to learn its master's interval (RFC 5798 §6.4.2).
-                    m.epoch = m.epoch.wrapping_add(1);
-                }
-                self.actions.push_back((key, EndpointAction::Router(a)));
-            }
+            drain_member(key, m, &mut self.actions);
         }
     }
 
@@ -832,6 +891,7 @@ impl Endpoint {
         let m = self.members.get_mut(&key)?;
         let w = m.watched;
         let mut digest = 0;
+        m.caught_up = false;
         let fate = suppress::track(&mut m.state, &a, verdict, ts_ns, &w, || {
             digest = validate::address_digest(bytes, &a).unwrap_or(0);
             suppress::Attempt {
@@ -902,6 +962,7 @@ impl Endpoint {
         let Some(m) = self.members.get_mut(&key) else {
             return;
         };
+        m.caught_up = false;
         let was_master = m.router.state() == State::Master;
         let sent = m.router.counters().adverts_sent;
         let (priority, interval) = (advert.priority, advert.interval);
@@ -975,7 +1036,7 @@ impl Endpoint {
             now,
             key,
             Input::MasterUnreachable { master, at },
-            &mut BTreeSet::new(),
+            &mut Vec::new(),
         );
     }
 
@@ -989,12 +1050,38 @@ impl Endpoint {
         }
     }
 
+    /// A Master's Adver_Timer in the steady state, in one visit to its member: what
+    /// [`Endpoint::timeout`] and the watch update after it do, where the refresh has
+    /// nothing to hand in ([`Member::caught_up`]). A watch entry that would change after
+    /// all is left to the caller's update (the key goes to `touched`). `false`: not such
+    /// a Master; nothing was done.
+    fn master_tick(&mut self, now: Instant, key: VridKey, touched: &mut Vec<VridKey>) -> bool {
+        let Some(m) = self.members.get_mut(&key) else {
+            return false;
+        };
+        if !(m.caught_up && m.router.state() == State::Master) {
+            return false;
+        }
+        m.kernel_read = None;
+        m.router.handle(now, Input::Timeout);
+        drain_member(key, m, &mut self.actions);
+        if m.router.state() != State::Backup {
+            m.kernel_armed = false;
+        }
+        if m.entry(now) == m.watched {
+            file(&mut self.schedule, key, m);
+        } else {
+            touched.push(key);
+        }
+        true
+    }
+
     /// A due router: [`Endpoint::refresh`], then the timeout.
-    fn timeout(&mut self, now: Instant, key: VridKey, touched: &mut BTreeSet<VridKey>) {
+    fn timeout(&mut self, now: Instant, key: VridKey, touched: &mut Vec<VridKey>) {
         let Some(m) = self.members.get_mut(&key) else {
             return;
         };
-        touched.insert(key);
+        touched.push(key);
         let read = m.kernel_read.take();
         if m.kernel_armed && m.router.state() == State::Backup && read.is_none() {
             // Due for another reason (the end of a preempt delay); the down deadline is
@@ -1029,7 +1116,15 @@ impl Endpoint {
         let Some(m) = self.members.get_mut(&key) else {
             return;
         };
+        let master = m.router.state() == State::Master;
+        if master && m.caught_up {
+            return;
+        }
         let s = m.state;
+        // A Master is handed nothing here: once the state's times have passed, a second
+        // look at the same state, with no advert fed in between, finds what the first
+        // found and changes nothing.
+        m.caught_up = master && s.lost_ns <= now.as_nanos() && s.last_ns <= now.as_nanos();
         // Built from the state's own source, priority and interval, not from the last
         // report: a report lost to a full ring, or raced by another CPU, must not make
         // the Backup believe the wrong master.
@@ -1125,8 +1220,38 @@ impl Endpoint {
             );
             self.feed(key, e.ts_ns, address_of(e.family, &e.src), advert, false);
         }
-        self.input(at, key, Input::Timeout, &mut BTreeSet::new());
+        self.input(at, key, Input::Timeout, &mut Vec::new());
         Some(key)
+    }
+}
+
+/// Files member `m` of `key` in `schedule` under its current deadline.
+fn file(schedule: &mut BTreeSet<(Instant, VridKey)>, key: VridKey, m: &mut Member) {
+    let next = m.deadline();
+    if next == m.scheduled {
+        return;
+    }
+    if let Some(old) = m.scheduled {
+        schedule.remove(&(old, key));
+    }
+    if let Some(at) = next {
+        schedule.insert((at, key));
+    }
+    m.scheduled = next;
+}
+
+/// Moves the actions of member `m` of `key` to `actions`.
+fn drain_member(key: VridKey, m: &mut Member, actions: &mut VecDeque<(VridKey, EndpointAction)>) {
+    while let Some(a) = m.router.poll_action() {
+        if let Action::StateChanged(t) = &a
+            && t.to == State::Backup
+            && matches!(t.from, State::Initialize | State::Fault)
+        {
+            // A router that starts listening must hear the next advert, repeat or not,
+            // to learn its master's interval (RFC 5798 §6.4.2).
+            m.epoch = m.epoch.wrapping_add(1);
+        }
+        actions.push_back((key, EndpointAction::Router(a)));
     }
 }
 
