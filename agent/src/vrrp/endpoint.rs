@@ -27,7 +27,7 @@
 //! [`Endpoint::poll_action`] hands out what to do, tagged with the VRID key, and
 //! [`Endpoint::poll_timeout`] says when to come back with [`EndpointInput::Timeout`].
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -262,10 +262,12 @@ pub struct KernelTimer {
 #[derive(Clone, Debug, Default)]
 pub struct Endpoint {
     members: BTreeMap<VridKey, Member>,
-    /// Every member's deadline, earliest first: the next wake-up and the routers due
-    /// are read off its front instead of asking every router each time (a Master's
-    /// every advert is one).
-    schedule: BTreeSet<(Instant, VridKey)>,
+    /// Every member's deadline, earliest first, with the keys due then: the next
+    /// wake-up and the routers due are read off its front instead of asking every
+    /// router each time (a Master's every advert is one). Masters with one interval
+    /// share their deadlines, so a round of their adverts takes one entry off and puts
+    /// one on.
+    schedule: BTreeMap<Instant, Vec<VridKey>>,
     /// Keys an input touched (kept to reuse its allocation).
     touched: Vec<VridKey>,
     actions: VecDeque<(VridKey, EndpointAction)>,
@@ -508,14 +510,22 @@ impl Endpoint {
         if cfg!(debug_assertions) {
             for (key, m) in &self.members {
                 debug_assert_eq!(m.scheduled, m.deadline(), "deadline of {key:?} not filed");
+                if let Some(at) = m.scheduled {
+                    debug_assert!(
+                        self.schedule
+                            .get(&at)
+                            .is_some_and(|keys| keys.contains(key))
+                    );
+                }
             }
             debug_assert_eq!(
-                self.schedule.len(),
+                self.schedule.values().map(Vec::len).sum::<usize>(),
                 self.members
                     .values()
                     .filter(|m| m.scheduled.is_some())
                     .count()
             );
+            debug_assert!(self.schedule.values().all(|keys| !keys.is_empty()));
         }
     }
 
@@ -593,9 +603,7 @@ impl Endpoint {
     /// stop); actions still queued for it stay queued.
     pub fn remove(&mut self, key: &VridKey) -> Option<VirtualRouter> {
         let m = self.members.remove(key)?;
-        if let Some(at) = m.scheduled {
-            self.schedule.remove(&(at, *key));
-        }
+        unfile(&mut self.schedule, *key, m.scheduled);
         Some(m.router)
     }
 
@@ -657,12 +665,24 @@ impl Endpoint {
     pub fn due_into(&self, now: Instant, keys: &mut Vec<VridKey>) {
         self.check_schedule();
         keys.clear();
-        keys.extend(
-            self.schedule
-                .iter()
-                .take_while(|(at, _)| *at <= now)
-                .map(|(_, k)| *k),
-        );
+        for (_, due) in self.schedule.range(..=now) {
+            keys.extend_from_slice(due);
+        }
+        keys.sort_unstable();
+    }
+
+    /// [`Endpoint::due_into`], taking the keys off the schedule: each must be filed
+    /// again (every one handed to [`Endpoint::master_tick`], and after it declines to
+    /// [`Endpoint::timeout`], is).
+    fn take_due(&mut self, now: Instant, keys: &mut Vec<VridKey>) {
+        self.check_schedule();
+        keys.clear();
+        while let Some(entry) = self.schedule.first_entry() {
+            if *entry.key() > now {
+                break;
+            }
+            keys.extend_from_slice(&entry.remove());
+        }
         keys.sort_unstable();
     }
 
@@ -679,7 +699,7 @@ impl Endpoint {
     /// When to come back with [`EndpointInput::Timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.check_schedule();
-        self.schedule.first().map(|(at, _)| *at)
+        self.schedule.first_key_value().map(|(at, _)| *at)
     }
 
     /// Feeds one input that happened at `now`.
@@ -721,7 +741,7 @@ impl Endpoint {
             }
             EndpointInput::Timeout => {
                 let mut due = Vec::new();
-                self.due_into(now, &mut due);
+                self.take_due(now, &mut due);
                 for key in due {
                     if !self.master_tick(now, key, &mut touched) {
                         self.timeout(now, key, &mut touched);
@@ -1059,6 +1079,8 @@ impl Endpoint {
         let Some(m) = self.members.get_mut(&key) else {
             return false;
         };
+        // Its entry was taken off the schedule with the others due.
+        m.scheduled = None;
         if !(m.caught_up && m.router.state() == State::Master) {
             return false;
         }
@@ -1226,18 +1248,31 @@ impl Endpoint {
 }
 
 /// Files member `m` of `key` in `schedule` under its current deadline.
-fn file(schedule: &mut BTreeSet<(Instant, VridKey)>, key: VridKey, m: &mut Member) {
+fn file(schedule: &mut BTreeMap<Instant, Vec<VridKey>>, key: VridKey, m: &mut Member) {
     let next = m.deadline();
     if next == m.scheduled {
         return;
     }
-    if let Some(old) = m.scheduled {
-        schedule.remove(&(old, key));
-    }
+    unfile(schedule, key, m.scheduled);
     if let Some(at) = next {
-        schedule.insert((at, key));
+        schedule.entry(at).or_default().push(key);
     }
     m.scheduled = next;
+}
+
+/// Takes `key` out of `schedule`, where it is filed under `at`.
+fn unfile(schedule: &mut BTreeMap<Instant, Vec<VridKey>>, key: VridKey, at: Option<Instant>) {
+    let Some(at) = at else {
+        return;
+    };
+    if let Some(keys) = schedule.get_mut(&at) {
+        if let Some(i) = keys.iter().position(|k| *k == key) {
+            keys.swap_remove(i);
+        }
+        if keys.is_empty() {
+            schedule.remove(&at);
+        }
+    }
 }
 
 /// Moves the actions of member `m` of `key` to `actions`.
