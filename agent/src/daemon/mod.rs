@@ -541,23 +541,17 @@ impl Agent {
     /// map for the endpoint to hand in its newest arrival.
     fn timers(&mut self) {
         let now = clock::now();
-        let due = self.endpoint.due(now);
-        if due.is_empty() {
+        if self.endpoint.poll_timeout().is_none_or(|d| d > now) {
             return;
         }
         if self.receiver.is_xdp() {
             let ready = self.receiver.ready();
             self.dispatch(ready);
-            for key in due {
-                // Only a Backup's down timer needs the kernel's view; a Master's advert
-                // timer does not (two map reads per advert would be a Master's main cost).
-                let backup = self
-                    .endpoint
-                    .router(&key)
-                    .is_some_and(|r| r.state() == State::Backup);
-                if !backup {
-                    continue;
-                }
+            // Only a Backup's down timer needs the kernel's view; a Master's advert
+            // timer does not (two map reads per advert would be a Master's main cost).
+            let mut backups = Vec::new();
+            self.endpoint.due_backups_into(now, &mut backups);
+            for key in backups {
                 if let Some(stats) = self.receiver.vrid_stats(&key) {
                     let timer_armed = Some(self.receiver.down_timer_armed(&key));
                     self.endpoint.handle(

@@ -40,6 +40,7 @@ use crate::bfd::PeerTable;
 use crate::vrrp::packet::{Advertisement, Auth, Version};
 use crate::vrrp::router::{Action, Input, ReconfigureError, RouterConfig, State, VirtualRouter};
 use crate::vrrp::time::Instant;
+use schedule::{Filed, Schedule};
 
 /// Something the datapath produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -242,8 +243,8 @@ struct Member {
     kernel_read: Option<bool>,
     /// Silences the kernel reported.
     silences: u64,
-    /// The deadline this member is filed under in [`Endpoint::schedule`].
-    scheduled: Option<Instant>,
+    /// Where this member is filed in [`Endpoint::schedule`].
+    scheduled: Option<Filed>,
     /// A Master that [`Endpoint::refresh`] has brought up to `state`: refreshing it
     /// again changes nothing until `state` is written or an advert is fed.
     caught_up: bool,
@@ -262,14 +263,12 @@ pub struct KernelTimer {
 #[derive(Clone, Debug, Default)]
 pub struct Endpoint {
     members: BTreeMap<VridKey, Member>,
-    /// Every member's deadline, earliest first, with the keys due then: the next
-    /// wake-up and the routers due are read off its front instead of asking every
-    /// router each time (a Master's every advert is one). Masters with one interval
-    /// share their deadlines, so a round of their adverts takes one entry off and puts
-    /// one on.
-    schedule: BTreeMap<Instant, Vec<VridKey>>,
+    /// Every member's deadline, earliest first.
+    schedule: Schedule,
     /// Keys an input touched (kept to reuse its allocation).
     touched: Vec<VridKey>,
+    /// Keys due in a timeout (kept to reuse its allocation).
+    due: Vec<VridKey>,
     actions: VecDeque<(VridKey, EndpointAction)>,
     /// The raw path's verdict counters per interface (the XDP program keeps its own).
     iface_stats: BTreeMap<u32, IfaceStats>,
@@ -404,6 +403,12 @@ impl Member {
         self.router.poll_timeout()
     }
 
+    /// Where it belongs in the schedule: its deadline, and whether it is a Backup's.
+    fn filed(&self) -> Option<Filed> {
+        let backup = self.router.state() == State::Backup;
+        self.deadline().map(|at| (at, backup))
+    }
+
     fn deadline(&self) -> Option<Instant> {
         match (self.router_deadline(), self.entry_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -509,23 +514,15 @@ impl Endpoint {
     fn check_schedule(&self) {
         if cfg!(debug_assertions) {
             for (key, m) in &self.members {
-                debug_assert_eq!(m.scheduled, m.deadline(), "deadline of {key:?} not filed");
+                debug_assert_eq!(m.scheduled, m.filed(), "deadline of {key:?} not filed");
                 if let Some(at) = m.scheduled {
-                    debug_assert!(
-                        self.schedule
-                            .get(&at)
-                            .is_some_and(|keys| keys.contains(key))
-                    );
+                    debug_assert!(self.schedule.holds(key, at), "{key:?} not at {at:?}");
                 }
             }
-            debug_assert_eq!(
-                self.schedule.values().map(Vec::len).sum::<usize>(),
-                self.members
-                    .values()
-                    .filter(|m| m.scheduled.is_some())
-                    .count()
-            );
-            debug_assert!(self.schedule.values().all(|keys| !keys.is_empty()));
+            let (filed, empty) = self.schedule.census();
+            let members = self.members.values().filter(|m| m.scheduled.is_some());
+            debug_assert_eq!(filed, members.count());
+            debug_assert!(!empty, "an empty bucket");
         }
     }
 
@@ -603,7 +600,7 @@ impl Endpoint {
     /// stop); actions still queued for it stay queued.
     pub fn remove(&mut self, key: &VridKey) -> Option<VirtualRouter> {
         let m = self.members.remove(key)?;
-        unfile(&mut self.schedule, *key, m.scheduled);
+        self.schedule.unfile(*key, m.scheduled);
         Some(m.router)
     }
 
@@ -664,11 +661,15 @@ impl Endpoint {
     /// [`Endpoint::due`] into `keys` (cleared first), in key order.
     pub fn due_into(&self, now: Instant, keys: &mut Vec<VridKey>) {
         self.check_schedule();
-        keys.clear();
-        for (_, due) in self.schedule.range(..=now) {
-            keys.extend_from_slice(due);
-        }
-        keys.sort_unstable();
+        self.schedule.due(now, false, keys);
+    }
+
+    /// The keys of [`Endpoint::due`] whose routers are Backups, into `keys` (cleared
+    /// first), in key order: those whose kernel state the caller reads (a Master's
+    /// advert timer needs none).
+    pub fn due_backups_into(&self, now: Instant, keys: &mut Vec<VridKey>) {
+        self.check_schedule();
+        self.schedule.due(now, true, keys);
     }
 
     /// [`Endpoint::due_into`], taking the keys off the schedule: each must be filed
@@ -676,14 +677,7 @@ impl Endpoint {
     /// [`Endpoint::timeout`], is).
     fn take_due(&mut self, now: Instant, keys: &mut Vec<VridKey>) {
         self.check_schedule();
-        keys.clear();
-        while let Some(entry) = self.schedule.first_entry() {
-            if *entry.key() > now {
-                break;
-            }
-            keys.extend_from_slice(&entry.remove());
-        }
-        keys.sort_unstable();
+        self.schedule.take_due(now, keys);
     }
 
     /// Whether [`Endpoint::poll_action`] has something.
@@ -699,7 +693,7 @@ impl Endpoint {
     /// When to come back with [`EndpointInput::Timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.check_schedule();
-        self.schedule.first_key_value().map(|(at, _)| *at)
+        self.schedule.first()
     }
 
     /// Feeds one input that happened at `now`.
@@ -740,13 +734,14 @@ impl Endpoint {
                 }
             }
             EndpointInput::Timeout => {
-                let mut due = Vec::new();
+                let mut due = std::mem::take(&mut self.due);
                 self.take_due(now, &mut due);
-                for key in due {
+                for &key in &due {
                     if !self.master_tick(now, key, &mut touched) {
                         self.timeout(now, key, &mut touched);
                     }
                 }
+                self.due = due;
             }
             EndpointInput::Startup { key } => self.input(now, key, Input::Startup, &mut touched),
             EndpointInput::Shutdown { key } => self.input(now, key, Input::Shutdown, &mut touched),
@@ -1248,31 +1243,10 @@ impl Endpoint {
 }
 
 /// Files member `m` of `key` in `schedule` under its current deadline.
-fn file(schedule: &mut BTreeMap<Instant, Vec<VridKey>>, key: VridKey, m: &mut Member) {
-    let next = m.deadline();
-    if next == m.scheduled {
-        return;
-    }
-    unfile(schedule, key, m.scheduled);
-    if let Some(at) = next {
-        schedule.entry(at).or_default().push(key);
-    }
+fn file(schedule: &mut Schedule, key: VridKey, m: &mut Member) {
+    let next = m.filed();
+    schedule.refile(key, m.scheduled, next);
     m.scheduled = next;
-}
-
-/// Takes `key` out of `schedule`, where it is filed under `at`.
-fn unfile(schedule: &mut BTreeMap<Instant, Vec<VridKey>>, key: VridKey, at: Option<Instant>) {
-    let Some(at) = at else {
-        return;
-    };
-    if let Some(keys) = schedule.get_mut(&at) {
-        if let Some(i) = keys.iter().position(|k| *k == key) {
-            keys.swap_remove(i);
-        }
-        if keys.is_empty() {
-            schedule.remove(&at);
-        }
-    }
 }
 
 /// Moves the actions of member `m` of `key` to `actions`.
@@ -1297,6 +1271,8 @@ fn log_reconfigure(key: VridKey, e: &ReconfigureError) {
         "configuration not applied to the running router: {e}"
     );
 }
+
+mod schedule;
 
 #[cfg(test)]
 mod bfd_tests;
