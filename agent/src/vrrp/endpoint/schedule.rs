@@ -103,3 +103,67 @@ impl Schedule {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(vrid: u8) -> VridKey {
+        VridKey {
+            ifindex: 2,
+            family: 2,
+            vrid,
+            _pad: 0,
+        }
+    }
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_nanos(ms * 1_000_000)
+    }
+
+    #[test]
+    fn due_keys_come_off_in_key_order_and_refile_under_their_next_deadline() {
+        let mut s = Schedule::default();
+        for vrid in [5, 1, 3] {
+            s.refile(key(vrid), None, Some((at(10), false)));
+        }
+        s.refile(key(2), None, Some((at(12), true)));
+        s.refile(key(4), None, Some((at(30), true)));
+        assert_eq!(s.first(), Some(at(10)));
+
+        let mut due = Vec::new();
+        s.due(at(12), true, &mut due);
+        assert_eq!(due, vec![key(2)], "only the Backup's");
+        s.due(at(12), false, &mut due);
+        assert_eq!(due, vec![key(1), key(2), key(3), key(5)]);
+
+        s.take_due(at(12), &mut due);
+        assert_eq!(due, vec![key(1), key(2), key(3), key(5)]);
+        assert_eq!(s.first(), Some(at(30)));
+        assert_eq!(s.census(), (1, false));
+        for &k in &due {
+            s.refile(k, None, Some((at(20), false)));
+        }
+        assert_eq!(s.first(), Some(at(20)));
+        assert_eq!(s.census(), (5, false));
+        // The emptied buckets were reused for the new deadline.
+        assert_eq!(s.spare.len(), 1);
+    }
+
+    #[test]
+    fn a_key_moves_between_buckets_and_an_empty_bucket_goes() {
+        let mut s = Schedule::default();
+        s.refile(key(1), None, Some((at(10), true)));
+        s.refile(key(2), None, Some((at(10), true)));
+        s.refile(key(1), Some((at(10), true)), Some((at(10), false)));
+        assert!(s.holds(&key(1), (at(10), false)));
+        assert!(!s.holds(&key(1), (at(10), true)));
+        s.refile(key(2), Some((at(10), true)), Some((at(40), true)));
+        s.unfile(key(1), Some((at(10), false)));
+        assert_eq!(s.first(), Some(at(40)));
+        assert_eq!(s.census(), (1, false));
+        s.refile(key(2), Some((at(40), true)), None);
+        assert_eq!(s.first(), None);
+        assert_eq!(s.census(), (0, false));
+    }
+}
