@@ -13,6 +13,7 @@ mod report;
 pub mod split;
 mod takeover;
 mod waiting;
+mod wake;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -84,6 +85,8 @@ struct Agent {
     addresses_changed: bool,
     /// Advert sockets, one per interface and source address.
     senders: SenderPool,
+    /// Backups woken for their down deadline in this round, by what and when.
+    wakes: HashMap<VridKey, wake::Wake>,
 }
 
 /// How often the split-brain watch expires quiet peers and the classic check looks for
@@ -195,6 +198,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         // The first round looks at what was there before vigil started.
         addresses_changed: true,
         senders,
+        wakes: HashMap::new(),
     };
     let config = agent.config.clone();
     agent.bfd_configure(&config);
@@ -512,6 +516,24 @@ impl Agent {
                 }
                 continue;
             }
+            if let Datapath::Event(e) = &r
+                && e.event == vigil_common::event::EVENT_SILENCE
+            {
+                let key = VridKey {
+                    ifindex: e.ifindex,
+                    family: e.family,
+                    vrid: e.vrid,
+                    _pad: 0,
+                };
+                self.wakes.insert(
+                    key,
+                    wake::Wake {
+                        deadline: crate::vrrp::Instant::from_nanos(e.deadline_ns),
+                        kernel: Some(crate::vrrp::Instant::from_nanos(e.first_ns)),
+                        woke: now,
+                    },
+                );
+            }
             self.endpoint.handle(now, EndpointInput::Datapath(r));
         }
     }
@@ -524,6 +546,22 @@ impl Agent {
         let due = self.endpoint.due(now);
         if due.is_empty() {
             return;
+        }
+        for key in &due {
+            let router = self.endpoint.router(key);
+            if let Some(deadline) = router
+                .filter(|r| r.state() == State::Backup && !self.endpoint.kernel_timer(key).armed)
+                .and_then(|r| r.poll_timeout())
+            {
+                self.wakes.insert(
+                    *key,
+                    wake::Wake {
+                        deadline,
+                        kernel: None,
+                        woke: now,
+                    },
+                );
+            }
         }
         if self.receiver.is_xdp() {
             let ready = self.receiver.ready();
@@ -659,8 +697,11 @@ impl Agent {
                     inst.queue_advert(router, priority)
                 }
                 EndpointAction::Router(a) => {
-                    if matches!(a, crate::vrrp::Action::StateChanged(_)) {
+                    if let crate::vrrp::Action::StateChanged(t) = &a {
                         self.status_stale = true;
+                        if t.to == State::Master {
+                            inst.wake = self.wakes.remove(&key);
+                        }
                     }
                     if matches!(a, crate::vrrp::Action::Reannounce) {
                         reannounced.push(inst.name.clone());
@@ -690,6 +731,7 @@ impl Agent {
         }
         self.reannounce_groups(&reannounced);
         self.send_adverts().await;
+        self.wakes.clear();
     }
 
     /// keepalived's rule for a sync group: when one Master member answers a
