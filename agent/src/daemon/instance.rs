@@ -551,6 +551,9 @@ impl Instance {
         if self.outbox.is_empty() {
             return;
         }
+        if let Some(w) = &mut self.wake {
+            w.sending = Some(crate::clock::now());
+        }
         let (sent, error) = self.sender.send_batch(&self.outbox).await;
         self.sent_from_outbox(sent, error.as_ref());
     }

@@ -252,6 +252,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut bfd_tick = tokio::time::interval(Duration::from_secs(1));
     bfd_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let timer = crate::timer::MonoTimer::new().map_err(anyhow::Error::from)?;
+    // This thread reads the kernel's silence events and sends the takeover's first
+    // advert: a busy host must not keep it waiting for a time slice.
+    let scheduling = crate::sched::realtime("election loop", agent.config.global.realtime_priority);
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     phases.done("READY sent");
     agent.notify_status();
@@ -259,6 +262,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         instances = agent.instances.len(),
         datapath = %agent.receiver.describe(),
         down_timers = %agent.receiver.down_timers().describe(),
+        %scheduling,
         "vigil running"
     );
     let mut fatal = None;
@@ -531,6 +535,7 @@ impl Agent {
                         deadline: crate::vrrp::Instant::from_nanos(e.deadline_ns),
                         kernel: Some(crate::vrrp::Instant::from_nanos(e.first_ns)),
                         woke: now,
+                        sending: None,
                     },
                 );
             }
@@ -559,6 +564,7 @@ impl Agent {
                         deadline,
                         kernel: None,
                         woke: now,
+                        sending: None,
                     },
                 );
             }

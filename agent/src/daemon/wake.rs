@@ -16,6 +16,8 @@ pub struct Wake {
     pub kernel: Option<Instant>,
     /// When the agent's loop woke and read it.
     pub woke: Instant,
+    /// When the election's work was done and the advert went to the socket.
+    pub sending: Option<Instant>,
 }
 
 /// Microseconds from `from` to `to`, negative when `to` is earlier.
@@ -24,18 +26,21 @@ fn micros(from: Instant, to: Instant) -> f64 {
 }
 
 impl Wake {
-    /// The stages after the deadline, µs: kernel event (if any), agent awake, advert sent.
-    pub fn stages(&self, sent: Instant) -> (Option<f64>, f64, f64) {
+    /// The stages after the deadline, µs: kernel event (if any), agent awake, advert
+    /// handed to the socket (if known), advert sent.
+    pub fn stages(&self, sent: Instant) -> (Option<f64>, f64, Option<f64>, f64) {
         (
             self.kernel.map(|k| micros(self.deadline, k)),
             micros(self.deadline, self.woke),
+            self.sending.map(|s| micros(self.deadline, s)),
             micros(self.deadline, sent),
         )
     }
 
     /// Logs the stages of the takeover whose first advert left at `sent`.
     pub fn log(&self, instance: &str, sent: Instant) {
-        let (kernel_us, woke_us, sent_us) = self.stages(sent);
+        let (kernel_us, woke_us, sending_us, sent_us) = self.stages(sent);
+        let tenth = |us: f64| (us * 10.0).round() / 10.0;
         tracing::debug!(
             instance,
             timer = if self.kernel.is_some() {
@@ -43,9 +48,10 @@ impl Wake {
             } else {
                 "agent"
             },
-            kernel_us = kernel_us.map_or(-1.0, |k| (k * 10.0).round() / 10.0),
-            woke_us = (woke_us * 10.0).round() / 10.0,
-            sent_us = (sent_us * 10.0).round() / 10.0,
+            kernel_us = kernel_us.map_or(-1.0, tenth),
+            woke_us = tenth(woke_us),
+            sending_us = sending_us.map_or(-1.0, tenth),
+            sent_us = tenth(sent_us),
             "first advert as Master, after the down deadline"
         );
     }
@@ -61,14 +67,16 @@ mod tests {
             deadline: Instant::from_nanos(1_000_000),
             kernel: Some(Instant::from_nanos(1_012_000)),
             woke: Instant::from_nanos(1_040_000),
+            sending: Some(Instant::from_nanos(1_090_000)),
         };
         assert_eq!(
             w.stages(Instant::from_nanos(1_100_500)),
-            (Some(12.0), 40.0, 100.5)
+            (Some(12.0), 40.0, Some(90.0), 100.5)
         );
         let early = Wake {
             kernel: None,
             woke: Instant::from_nanos(999_000),
+            sending: None,
             ..w
         };
         assert_eq!(early.stages(Instant::from_nanos(999_500)).1, -1.0);

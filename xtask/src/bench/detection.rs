@@ -249,10 +249,11 @@ fn takeover_stages(backup: &Node) -> Option<String> {
             .map(|v| v.trim_matches('"').to_owned())
     };
     Some(format!(
-        "{} timer, event +{} µs, awake +{} µs, sent +{} µs",
+        "{} timer, event +{} µs, awake +{} µs, to the socket +{} µs, sent +{} µs",
         field("timer")?,
         field("kernel_us")?,
         field("woke_us")?,
+        field("sending_us")?,
         field("sent_us")?
     ))
 }
