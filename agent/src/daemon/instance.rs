@@ -547,7 +547,7 @@ impl Instance {
     }
 
     /// Sends this instance's queued adverts now.
-    async fn flush(&mut self) {
+    pub(super) async fn flush(&mut self) {
         if self.outbox.is_empty() {
             return;
         }

@@ -703,10 +703,24 @@ impl Agent {
                     inst.queue_advert(router, priority)
                 }
                 EndpointAction::Router(a) => {
+                    let mut router = router;
                     if let crate::vrrp::Action::StateChanged(t) = &a {
                         self.status_stale = true;
                         if t.to == State::Master {
                             inst.wake = self.wakes.remove(&key);
+                            // RFC 5798 §6.4.1 / §6.4.2: the takeover's advert is sent, then
+                            // the router is Master. It leaves before the transition's log
+                            // line and notify scripts: a slow log (a busy journal) must
+                            // not delay a takeover.
+                            if let Some(priority) = self.endpoint.next_advert(&key) {
+                                self.endpoint.poll_action();
+                                let Some(r) = self.endpoint.router(&key) else {
+                                    continue;
+                                };
+                                inst.queue_advert(r, priority);
+                                inst.flush().await;
+                                router = r;
+                            }
                         }
                     }
                     if matches!(a, crate::vrrp::Action::Reannounce) {
