@@ -87,6 +87,8 @@ struct Agent {
     senders: SenderPool,
     /// Backups woken for their down deadline in this round, by what and when.
     wakes: HashMap<VridKey, wake::Wake>,
+    /// The election loop's scheduling class, as the kernel granted it.
+    scheduling: String,
 }
 
 /// How often the split-brain watch expires quiet peers and the classic check looks for
@@ -199,6 +201,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         addresses_changed: true,
         senders,
         wakes: HashMap::new(),
+        scheduling: String::new(),
     };
     let config = agent.config.clone();
     agent.bfd_configure(&config);
@@ -255,6 +258,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     // This thread reads the kernel's silence events and sends the takeover's first
     // advert: a busy host must not keep it waiting for a time slice.
     let scheduling = crate::sched::realtime("election loop", agent.config.global.realtime_priority);
+    agent.scheduling = scheduling.to_string();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     phases.done("READY sent");
     agent.notify_status();
