@@ -11,8 +11,7 @@ use vigil_tests::{Lab, require_root};
 
 /// Passes only in the normal class: field 41 of /proc/PID/stat is the policy (0 is
 /// SCHED_OTHER). `sh` has no space in its name, so the fields split cleanly.
-const NORMAL_CLASS: &str =
-    "#!/bin/sh\n[ \"$(cut -d' ' -f41 /proc/$$/stat)\" = 0 ] || { echo 'inherited a real-time class'; exit 1; }\n";
+const NORMAL_CLASS: &str = "#!/bin/sh\n[ \"$(cut -d' ' -f41 /proc/$$/stat)\" = 0 ] || { echo 'inherited a real-time class'; exit 1; }\n";
 
 fn config(vrid: u8, script: &std::path::Path) -> String {
     format!(

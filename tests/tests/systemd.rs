@@ -3,8 +3,8 @@
 //! pings, a watchdog kill whose restart removes the dead agent's VIP, a reload with a
 //! broken file that fails before any SIGHUP, a reload of a new priority that keeps
 //! MASTER without a priority-0 advert, SIGUSR1/SIGUSR2 dumps, a health check that runs
-//! as `nobody` inside the sandbox, journald priorities, `systemd-analyze verify` and
-//! `security`, and a stop that removes the VIP.
+//! as `nobody` inside the sandbox, the election loop at SCHED_FIFO, journald priorities,
+//! `systemd-analyze verify` and `security`, and a stop that removes the VIP.
 //!
 //! One container, one boot, every check in sequence: booting is the expensive part.
 
@@ -173,6 +173,9 @@ fn checks(c: &Container) -> anyhow::Result<()> {
     let script = &s["instances"][0]["tracking"]["scripts"][0];
     assert_eq!(script["status"], "ok", "{s}");
     assert_eq!(s["schema_version"], 1);
+    // The unit lets the election loop have SCHED_FIFO at the default realtime_priority
+    // without CAP_SYS_NICE (LimitRTPRIO=10, RestrictRealtime=no).
+    assert_eq!(s["scheduling"], "SCHED_FIFO priority 10", "{}", journal(c));
 
     // Watchdog pings every second (half of WatchdogSec).
     let ping1: u64 = show(c, "WatchdogTimestampMonotonic")?.parse()?;
