@@ -191,15 +191,17 @@ impl Adverts {
     }
 
     /// Sends what `key` queued now (its addresses are about to move: RFC 5798 §6.4.1 and
-    /// §6.4.3 want the advert out first).
-    pub async fn flush(&mut self, key: &VridKey) {
+    /// §6.4.3 want the advert out first; a takeover's first advert goes before its log
+    /// line). Returns how many datagrams went out.
+    pub async fn flush(&mut self, key: &VridKey) -> usize {
         let Some(&i) = self.index.get(key) else {
-            return;
+            return 0;
         };
-        if let Some(at) = self.queued.iter().position(|&q| q == i) {
-            self.queued.remove(at);
-            self.send_slots(&[i]).await;
-        }
+        let Some(at) = self.queued.iter().position(|&q| q == i) else {
+            return 0;
+        };
+        self.queued.remove(at);
+        self.send_slots(&[i]).await
     }
 
     /// Sends every advert queued this round: one `sendmmsg` per shared socket.
@@ -227,14 +229,15 @@ impl Adverts {
         self.queued = pending;
     }
 
-    /// Sends the queued adverts of `group`, slots that share one socket.
-    async fn send_slots(&mut self, group: &[usize]) {
+    /// Sends the queued adverts of `group`, slots that share one socket; returns how
+    /// many datagrams went out.
+    async fn send_slots(&mut self, group: &[usize]) -> usize {
         let Some(sender) = group
             .first()
             .and_then(|&i| self.slots[i].as_ref())
             .map(|s| s.sender.clone())
         else {
-            return;
+            return 0;
         };
         let mut messages: Vec<&Prepared> = Vec::new();
         for &i in group {
@@ -249,8 +252,9 @@ impl Adverts {
                 }
             }
         }
-        let (mut sent, error) = sender.send_prepared(&messages).await;
+        let (total, error) = sender.send_prepared(&messages).await;
         drop(messages);
+        let mut sent = total;
         // The first `sent` went out, in batch order.
         for &i in group {
             let Some(slot) = self.slots[i].as_mut() else {
@@ -267,6 +271,7 @@ impl Adverts {
                 tracing::warn!(instance = %slot.name, vrid = slot.key.vrid, "advert not sent: {e}");
             }
         }
+        total
     }
 }
 

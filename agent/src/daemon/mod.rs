@@ -14,6 +14,7 @@ mod report;
 pub mod split;
 mod takeover;
 mod waiting;
+mod wake;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -91,6 +92,10 @@ struct Agent {
     eventful: bool,
     /// [`Agent::needs_housekeeping`], as of the last round that could change it.
     housekeeping_wanted: bool,
+    /// Backups woken for their down deadline in this round, by what and when.
+    wakes: HashMap<VridKey, wake::Wake>,
+    /// The election loop's scheduling class, as the kernel granted it.
+    scheduling: String,
 }
 
 /// How often the split-brain watch expires quiet peers and the classic check looks for
@@ -205,6 +210,8 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         adverts: Adverts::default(),
         eventful: true,
         housekeeping_wanted: true,
+        wakes: HashMap::new(),
+        scheduling: String::new(),
     };
     let config = agent.config.clone();
     agent.bfd_configure(&config);
@@ -258,6 +265,10 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut bfd_tick = tokio::time::interval(Duration::from_secs(1));
     bfd_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let timer = crate::timer::MonoTimer::new().map_err(anyhow::Error::from)?;
+    // This thread reads the kernel's silence events and sends the takeover's first
+    // advert: a busy host must not keep it waiting for a time slice.
+    let scheduling = crate::sched::realtime("election loop", agent.config.global.realtime_priority);
+    agent.scheduling = scheduling.to_string();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     phases.done("READY sent");
     agent.notify_status();
@@ -265,6 +276,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         instances = agent.instances.len(),
         datapath = %agent.receiver.describe(),
         down_timers = %agent.receiver.down_timers().describe(),
+        %scheduling,
         "vigil running"
     );
     let mut fatal = None;
@@ -532,6 +544,25 @@ impl Agent {
                 }
                 continue;
             }
+            if let Datapath::Event(e) = &r
+                && e.event == vigil_common::event::EVENT_SILENCE
+            {
+                let key = VridKey {
+                    ifindex: e.ifindex,
+                    family: e.family,
+                    vrid: e.vrid,
+                    _pad: 0,
+                };
+                self.wakes.insert(
+                    key,
+                    wake::Wake {
+                        deadline: crate::vrrp::Instant::from_nanos(e.deadline_ns),
+                        kernel: Some(crate::vrrp::Instant::from_nanos(e.first_ns)),
+                        woke: now,
+                        sending: None,
+                    },
+                );
+            }
             self.endpoint.handle(now, EndpointInput::Datapath(r));
         }
     }
@@ -544,12 +575,31 @@ impl Agent {
         if self.endpoint.poll_timeout().is_none_or(|d| d > now) {
             return;
         }
+        // Only a Backup's down timer needs the kernel's view and a record of the wake;
+        // a Master's advert timer does not (two map reads per advert would be a Master's
+        // main cost).
+        let mut backups = Vec::new();
+        self.endpoint.due_backups_into(now, &mut backups);
+        for key in &backups {
+            let router = self.endpoint.router(key);
+            if let Some(deadline) = router
+                .filter(|r| r.state() == State::Backup && !self.endpoint.kernel_timer(key).armed)
+                .and_then(|r| r.poll_timeout())
+            {
+                self.wakes.insert(
+                    *key,
+                    wake::Wake {
+                        deadline,
+                        kernel: None,
+                        woke: now,
+                        sending: None,
+                    },
+                );
+            }
+        }
         if self.receiver.is_xdp() {
             let ready = self.receiver.ready();
             self.dispatch(ready);
-            // Only a Backup's down timer needs the kernel's view; a Master's advert
-            // timer does not (two map reads per advert would be a Master's main cost).
-            let mut backups = Vec::new();
             self.endpoint.due_backups_into(now, &mut backups);
             for key in backups {
                 if let Some(stats) = self.receiver.vrid_stats(&key) {
@@ -677,8 +727,32 @@ impl Agent {
             };
             match action {
                 EndpointAction::Router(a) => {
-                    if matches!(a, crate::vrrp::Action::StateChanged(_)) {
+                    let mut router = router;
+                    if let crate::vrrp::Action::StateChanged(t) = &a {
                         self.status_stale = true;
+                        if t.to == State::Master {
+                            let mut wake = self.wakes.remove(&key);
+                            // RFC 5798 §6.4.1 / §6.4.2: the takeover's advert is sent, then
+                            // the router is Master. It leaves before the transition's log
+                            // line and notify scripts: a slow log (a busy journal) must
+                            // not delay a takeover.
+                            if let Some(priority) = self.endpoint.next_advert(&key) {
+                                self.endpoint.poll_action();
+                                let Some(r) = self.endpoint.router(&key) else {
+                                    continue;
+                                };
+                                inst.queue_advert(r, priority, &mut self.adverts).await;
+                                if let Some(w) = &mut wake {
+                                    w.sending = Some(clock::now());
+                                }
+                                if self.adverts.flush(&key).await > 0
+                                    && let Some(w) = wake
+                                {
+                                    w.log(&inst.name, clock::now());
+                                }
+                                router = r;
+                            }
+                        }
                     }
                     if matches!(a, crate::vrrp::Action::Reannounce) {
                         reannounced.push(inst.name.clone());
@@ -708,6 +782,7 @@ impl Agent {
         }
         self.reannounce_groups(&reannounced).await;
         self.adverts.send().await;
+        self.wakes.clear();
     }
 
     /// keepalived's rule for a sync group: when one Master member answers a
