@@ -128,6 +128,8 @@ impl Adverts {
             None => self.insert(key, &spec),
         };
         if let Some(slot) = self.slots[i].as_mut() {
+            // A reload in place may have changed the peers.
+            slot.dests = destinations(&spec);
             slot.encoded = Some((priority, encode(slot, router, priority)));
         }
         self.queue(&key, priority);
@@ -138,11 +140,7 @@ impl Adverts {
             key,
             name: spec.name.to_owned(),
             sender: spec.sender.clone(),
-            dests: if spec.unicast_peers.is_empty() {
-                vec![spec.sender.multicast_group()]
-            } else {
-                spec.unicast_peers.to_vec()
-            },
+            dests: destinations(spec),
             encoded: None,
             queued: 0,
             sent: 0,
@@ -272,6 +270,15 @@ impl Adverts {
             }
         }
         total
+    }
+}
+
+/// The multicast group, or each unicast peer.
+fn destinations(spec: &SlotSpec<'_>) -> Vec<IpAddr> {
+    if spec.unicast_peers.is_empty() {
+        vec![spec.sender.multicast_group()]
+    } else {
+        spec.unicast_peers.to_vec()
     }
 }
 
