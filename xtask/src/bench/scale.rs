@@ -50,8 +50,8 @@ pub struct Scale {
 
 /// A bare sender standing in for the MASTER: the adverts the MASTER sends (VRIDs
 /// 1..=`instances` at MASTER_PRIORITY, each with its virtual address, right checksums)
-/// from `host` through a raw IP socket (protocol 112, TTL 255, TOS 0xc0, 224.0.0.18 out
-/// of eth0), as a MASTER with nothing else to do sends them: every advert interval, all
+/// from `host` through a raw IP socket (protocol 112, TTL 255, TOS 0xc0, no multicast
+/// loop, 224.0.0.18 out of eth0), as a MASTER with nothing else to do sends them: every advert interval, all
 /// of them in one `sendmmsg`. It runs while the implementation's BACKUP listens, as the
 /// MASTER did: on veth and a bridge a sender pays the kernel's transmit path and the
 /// delivery to every other port (the BACKUP's XDP program or socket included) in its
@@ -99,13 +99,19 @@ fn floor(
             let set = |opt, value: *const libc::c_void, len: usize| {
                 libc::setsockopt(fd, libc::IPPROTO_IP, opt, value, len as libc::socklen_t) == 0
             };
-            let (ttl, tos) = (int(255), int(0xc0));
+            // The agent's own socket options: no copy looped back to the sender.
+            let (ttl, tos, no_loop) = (int(255), int(0xc0), int(0));
             let size = std::mem::size_of::<libc::c_int>();
             let ok = set(
                 libc::IP_MULTICAST_TTL,
                 (&ttl as *const libc::c_int).cast(),
                 size,
             ) && set(libc::IP_TOS, (&tos as *const libc::c_int).cast(), size)
+                && set(
+                    libc::IP_MULTICAST_LOOP,
+                    (&no_loop as *const libc::c_int).cast(),
+                    size,
+                )
                 && set(
                     libc::IP_MULTICAST_IF,
                     (&mreq as *const libc::ip_mreqn).cast(),
