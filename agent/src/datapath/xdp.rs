@@ -610,7 +610,18 @@ impl BfdMaps {
 fn load_object(kernel_timers: bool) -> Result<Ebpf, XdpError> {
     let flag = u8::from(kernel_timers);
     let started = std::time::Instant::now();
-    let mut ebpf = EbpfLoader::new()
+    // aya's loader parses the kernel's BTF when it is made, and its load first probes the
+    // kernel's features (a few dozen bpf() calls): the probes run beside the parse.
+    let probes = std::thread::spawn(|| {
+        aya::features();
+    });
+    let mut loader = EbpfLoader::new();
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "kernel BTF parsed"
+    );
+    let _ = probes.join();
+    let mut ebpf = loader
         .override_global(GLOBAL_KERNEL_TIMERS, &flag, true)
         .load(OBJECT)?;
     tracing::debug!(
