@@ -168,8 +168,10 @@ fn judge(ctx: &XdpContext) -> u32 {
         let w = unsafe { &*w };
         let fate = suppress::judge(unsafe { &mut *stats }, a, verdict, ts, w);
         report |= fate == Some(suppress::Fate::Report);
-        // SAFETY: as above.
-        first = suppress::run_start(unsafe { &*stats }, a, ts, w.epoch);
+        if report {
+            // SAFETY: as above.
+            first = suppress::run_start(unsafe { &*stats }, a, ts, w.epoch);
+        }
         tracked = Some((stats, w, fate));
     }
     // One place writes records, so the address loop is in the program once.
