@@ -483,7 +483,10 @@ mod tests {
         settle(&mut s, &a, 2 * SEC, &w, fate, None);
         assert_eq!(s, expected);
         // The run still began where it began; only the arrival moved.
-        assert_eq!((s.first_ns, s.last_ns, s.last_digest), (SEC / 2, 2 * SEC, 7));
+        assert_eq!(
+            (s.first_ns, s.last_ns, s.last_digest),
+            (SEC / 2, 2 * SEC, 7)
+        );
     }
 
     #[test]

@@ -81,8 +81,14 @@ extern "C" fn vigil_log_timer_failed(vrid: u32, rc: i64) -> i32 {
 
 /// A BFD session's detection timer could not be armed; the agent keeps its detection
 /// time itself.
-#[inline(never)]
+#[inline(always)]
 pub fn bfd_timer_failed(discriminator: u32) {
+    vigil_log_bfd_timer_failed(discriminator);
+}
+
+#[unsafe(no_mangle)]
+#[inline(never)]
+extern "C" fn vigil_log_bfd_timer_failed(discriminator: u32) -> i32 {
     if may_speak(TIMER_FAILED) {
         aya_log_ebpf::error!(
             &(),
@@ -90,4 +96,5 @@ pub fn bfd_timer_failed(discriminator: u32) {
             discriminator
         );
     }
+    0
 }
