@@ -188,8 +188,9 @@ pub struct Advert {
     pub tagged: u8,
 }
 
-const _: () =
-    assert!(core::mem::size_of::<Advert>() % 8 == 0 && core::mem::align_of::<Advert>() == 8);
+const _: () = assert!(
+    core::mem::size_of::<Advert>().is_multiple_of(8) && core::mem::align_of::<Advert>() == 8
+);
 
 impl Advert {
     /// Sets every field to zero, a word at a time. The XDP program's copy lives in a map;
