@@ -748,3 +748,22 @@ fn remove_stale(iface: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Slots;
+
+    #[test]
+    fn a_key_keeps_its_slot_and_a_freed_slot_comes_back_last() {
+        let mut s = Slots::new(3);
+        assert_eq!((s.take('a'), s.take('b')), (Some(0), Some(1)));
+        assert_eq!(s.take('a'), Some(0), "asked again, the same slot");
+        assert_eq!(s.free(&'a'), Some(0));
+        assert_eq!(s.get(&'a'), None);
+        // Slot 0 is free again, but 2 has not been handed out since.
+        assert_eq!(s.take('c'), Some(2));
+        assert_eq!(s.take('d'), Some(0));
+        assert_eq!(s.take('e'), None, "all three taken");
+        assert_eq!(s.free(&'z'), None);
+    }
+}
