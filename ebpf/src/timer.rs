@@ -285,12 +285,14 @@ extern "C" fn vigil_down_event(
         crate::rare::ring_full(key.vrid);
         return 0;
     };
+    // SAFETY: plain helper.
+    let written = unsafe { bpf_ktime_get_ns() };
     let e = slot.as_mut_ptr();
     // SAFETY: `e` is a reserved, writable event slot; `stats` a map value pointer.
     unsafe {
         let s = &*stats;
         (*e).ts_ns = s.last_ns;
-        (*e).first_ns = s.last_ns;
+        (*e).first_ns = written;
         (*e).ifindex = key.ifindex;
         (*e).verdict = 0;
         (*e).family = key.family;
