@@ -81,10 +81,13 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 pub fn packet_socket(ifindex: u32, filter: &[libc::sock_filter]) -> io::Result<OwnedFd> {
     // SAFETY: plain syscalls with valid pointers to local values; the fd is owned at once.
     unsafe {
+        // Protocol 0 until the bind: a socket opened with ETH_P_ALL is hooked on every
+        // interface at once, and binding it to one then unhooks it, which waits for an
+        // RCU grace period (milliseconds of start-up).
         let raw = check(libc::socket(
             libc::AF_PACKET,
             libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            i32::from(ETH_P_ALL.to_be()),
+            0,
         ))?;
         let fd = OwnedFd::from_raw_fd(raw);
         let prog = libc::sock_fprog {
@@ -107,7 +110,7 @@ pub fn packet_socket(ifindex: u32, filter: &[libc::sock_filter]) -> io::Result<O
             (&addr as *const libc::sockaddr_ll).cast(),
             std::mem::size_of::<libc::sockaddr_ll>() as u32,
         ))?;
-        subscribe(&fd, ifindex)?;
+        join_vrrp_groups(&fd, ifindex)?;
         let on: libc::c_int = 1;
         check(libc::setsockopt(
             raw,
@@ -120,12 +123,11 @@ pub fn packet_socket(ifindex: u32, filter: &[libc::sock_filter]) -> io::Result<O
     }
 }
 
-/// Subscribes `ifindex` to the VRRP multicast MACs (01:00:5e:00:00:12, 33:33:00:00:00:12)
-/// for as long as `fd`, an AF_PACKET socket, stays open.
-fn subscribe(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
+/// Subscribes the packet socket `fd` to the VRRP multicast MACs (IPv4 and IPv6) on
+/// `ifindex`, for as long as it is open.
+fn join_vrrp_groups(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
     for mac in [[0x01, 0x00, 0x5e, 0, 0, 0x12], [0x33, 0x33, 0, 0, 0, 0x12]] {
-        // SAFETY: an all-zero packet_mreq is valid; the call reads the local for its
-        // given size.
+        // SAFETY: a plain syscall with a pointer to a local value of the size given.
         unsafe {
             let mut mreq: libc::packet_mreq = std::mem::zeroed();
             mreq.mr_ifindex = ifindex as i32;
@@ -145,21 +147,18 @@ fn subscribe(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
 }
 
 /// A socket that receives nothing but keeps the VRRP multicast MACs subscribed on the
-/// interface while the XDP path is in use. Opened for protocol 0, it is no tap: the
-/// kernel hands it no packet, where an ETH_P_ALL socket, even one whose filter drops
-/// everything, is handed a clone of every frame the interface sends or receives (each
-/// of a Master's adverts among them).
+/// interface while the XDP path is in use. Protocol 0 and never bound: the kernel hooks
+/// it nowhere, so no frame is ever queued to it.
 pub fn multicast_membership(ifindex: u32) -> io::Result<OwnedFd> {
     // SAFETY: a plain syscall; the fd is owned at once.
     let fd = unsafe {
-        let raw = check(libc::socket(
+        OwnedFd::from_raw_fd(check(libc::socket(
             libc::AF_PACKET,
             libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
             0,
-        ))?;
-        OwnedFd::from_raw_fd(raw)
+        ))?)
     };
-    subscribe(&fd, ifindex)?;
+    join_vrrp_groups(&fd, ifindex)?;
     Ok(fd)
 }
 
