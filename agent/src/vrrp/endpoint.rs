@@ -29,7 +29,6 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::ops::Bound;
 use std::time::Duration;
 
 use vigil_common::event::{EVENT_ADVERT, EVENT_SILENCE, EVENT_TIMER_ERROR, FAMILY_V4, FAMILY_V6};
@@ -674,7 +673,7 @@ impl Endpoint {
     }
 
     /// [`Endpoint::due_into`], taking the keys off the schedule: each must be filed
-    /// again (every one handed to [`master_tick`], and after it declines to
+    /// again (every one handed to [`Endpoint::master_tick`], and after it declines to
     /// [`Endpoint::timeout`], is).
     fn take_due(&mut self, now: Instant, keys: &mut Vec<VridKey>) {
         self.check_schedule();
@@ -747,36 +746,8 @@ impl Endpoint {
             EndpointInput::Timeout => {
                 let mut due = std::mem::take(&mut self.due);
                 self.take_due(now, &mut due);
-                // The due keys and the members are both in key order: one walk over the
-                // members finds each, without a look-up per key. A key declined goes to
-                // the full timeout at once, in order as before; the walk resumes after it.
-                let mut i = 0;
-                while i < due.len() {
-                    let mut declined = None;
-                    let mut walk = self
-                        .members
-                        .range_mut((Bound::Included(due[i]), Bound::Unbounded))
-                        .peekable();
-                    while let Some(&key) = due.get(i) {
-                        while walk.next_if(|(k, _)| **k < key).is_some() {}
-                        i += 1;
-                        let Some((_, m)) = walk.next_if(|(k, _)| **k == key) else {
-                            continue;
-                        };
-                        if !master_tick(
-                            now,
-                            key,
-                            m,
-                            &mut self.schedule,
-                            &mut self.actions,
-                            &mut touched,
-                        ) {
-                            declined = Some(key);
-                            break;
-                        }
-                    }
-                    drop(walk);
-                    if let Some(key) = declined {
+                for &key in &due {
+                    if !self.master_tick(now, key, &mut touched) {
                         self.timeout(now, key, &mut touched);
                     }
                 }
@@ -1104,6 +1075,34 @@ impl Endpoint {
         }
     }
 
+    /// A Master's Adver_Timer in the steady state, in one visit to its member: what
+    /// [`Endpoint::timeout`] and the watch update after it do, where the refresh has
+    /// nothing to hand in ([`Member::caught_up`]). A watch entry that would change after
+    /// all is left to the caller's update (the key goes to `touched`). `false`: not such
+    /// a Master; nothing was done.
+    fn master_tick(&mut self, now: Instant, key: VridKey, touched: &mut Vec<VridKey>) -> bool {
+        let Some(m) = self.members.get_mut(&key) else {
+            return false;
+        };
+        // Its entry was taken off the schedule with the others due.
+        m.scheduled = None;
+        if !(m.caught_up && m.router.state() == State::Master) {
+            return false;
+        }
+        m.kernel_read = None;
+        m.router.handle(now, Input::Timeout);
+        drain_member(key, m, &mut self.actions);
+        if m.router.state() != State::Backup {
+            m.kernel_armed = false;
+        }
+        if m.entry(now) == m.watched {
+            file(&mut self.schedule, key, m);
+        } else {
+            touched.push(key);
+        }
+        true
+    }
+
     /// A due router: [`Endpoint::refresh`], then the timeout.
     fn timeout(&mut self, now: Instant, key: VridKey, touched: &mut Vec<VridKey>) {
         let Some(m) = self.members.get_mut(&key) else {
@@ -1258,38 +1257,6 @@ fn file(schedule: &mut Schedule, key: VridKey, m: &mut Member) {
     let next = m.filed();
     schedule.refile(key, m.scheduled, next);
     m.scheduled = next;
-}
-
-/// A Master's Adver_Timer in the steady state, in one visit to its member `m` of `key`:
-/// what [`Endpoint::timeout`] and the watch update after it do, where the refresh has
-/// nothing to hand in ([`Member::caught_up`]). A watch entry that would change after all
-/// is left to the caller's update (the key goes to `touched`). `false`: not such a
-/// Master; nothing was done but taking its (already unfiled) deadline off.
-fn master_tick(
-    now: Instant,
-    key: VridKey,
-    m: &mut Member,
-    schedule: &mut Schedule,
-    actions: &mut VecDeque<(VridKey, EndpointAction)>,
-    touched: &mut Vec<VridKey>,
-) -> bool {
-    // Its entry was taken off the schedule with the others due.
-    m.scheduled = None;
-    if !(m.caught_up && m.router.state() == State::Master) {
-        return false;
-    }
-    m.kernel_read = None;
-    m.router.handle(now, Input::Timeout);
-    drain_member(key, m, actions);
-    if m.router.state() != State::Backup {
-        m.kernel_armed = false;
-    }
-    if m.entry(now) == m.watched {
-        file(schedule, key, m);
-    } else {
-        touched.push(key);
-    }
-    true
 }
 
 /// Moves the actions of member `m` of `key` to `actions`.
