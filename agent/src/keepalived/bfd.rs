@@ -23,17 +23,10 @@ pub(super) struct BfdDef {
 
 impl Conv {
     pub(super) fn bfd_instance(&mut self, n: &Node) {
-        let Some(name) = n.args().first().cloned() else {
-            self.warn(n, "bfd_instance without a name; not carried over");
+        let Some(name) = self.section_name(n, |c, name| c.bfds.iter().any(|b| b.name == name))
+        else {
             return;
         };
-        if self.bfds.iter().any(|b| b.name == name) {
-            self.warn(
-                n,
-                format!("bfd_instance `{name}` defined twice; the second is not carried over"),
-            );
-            return;
-        }
         let mut b = BfdDef {
             name,
             loc: n.loc.clone(),

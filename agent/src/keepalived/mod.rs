@@ -314,6 +314,30 @@ impl Conv {
         self.warn_at(&n.loc, &kw, message);
     }
 
+    /// The name of a named section (`vrrp_instance NAME { … }`), or `None`, warned, when it
+    /// has none or an earlier section of its kind took the name (keepalived keeps the first).
+    fn section_name(&mut self, n: &Node, taken: impl Fn(&Self, &str) -> bool) -> Option<String> {
+        let kind = n.keyword().to_string();
+        let Some(name) = n.args().first().cloned() else {
+            self.warn(n, format!("{kind} without a name; not carried over"));
+            return None;
+        };
+        if n.args().len() > 1 {
+            self.warn(
+                n,
+                format!("extra words `{}` not carried over", n.args()[1..].join(" ")),
+            );
+        }
+        if taken(self, &name) {
+            self.warn(
+                n,
+                format!("{kind} `{name}` defined twice; the second is not carried over"),
+            );
+            return None;
+        }
+        Some(name)
+    }
+
     /// The single argument of `keyword VALUE`; extra words and a missing value are warned.
     fn one_arg(&mut self, n: &Node) -> Option<String> {
         let args = n.args();
@@ -565,23 +589,10 @@ impl Conv {
     }
 
     fn vrrp_script(&mut self, n: &Node) {
-        let Some(name) = n.args().first().cloned() else {
-            self.warn(n, "vrrp_script without a name; not carried over");
+        let Some(name) = self.section_name(n, |c, name| c.scripts.iter().any(|s| s.name == name))
+        else {
             return;
         };
-        if n.args().len() > 1 {
-            self.warn(
-                n,
-                format!("extra words `{}` not carried over", n.args()[1..].join(" ")),
-            );
-        }
-        if self.scripts.iter().any(|s| s.name == name) {
-            self.warn(
-                n,
-                format!("vrrp_script `{name}` defined twice; the second is not carried over"),
-            );
-            return;
-        }
         let mut s = Script {
             name,
             loc: n.loc.clone(),
@@ -658,19 +669,10 @@ impl Conv {
     }
 
     fn vrrp_track_process(&mut self, n: &Node) {
-        let Some(name) = n.args().first().cloned() else {
-            self.warn(n, "vrrp_track_process without a name; not carried over");
+        let Some(name) = self.section_name(n, |c, name| c.processes.iter().any(|p| p.name == name))
+        else {
             return;
         };
-        if self.processes.iter().any(|p| p.name == name) {
-            self.warn(
-                n,
-                format!(
-                    "vrrp_track_process `{name}` defined twice; the second is not carried over"
-                ),
-            );
-            return;
-        }
         let mut p = ProcessDef {
             name,
             loc: n.loc.clone(),
@@ -748,17 +750,11 @@ impl Conv {
     }
 
     fn vrrp_sync_group(&mut self, n: &Node) {
-        let Some(name) = n.args().first().cloned() else {
-            self.warn(n, "vrrp_sync_group without a name; not carried over");
+        let Some(name) =
+            self.section_name(n, |c, name| c.sync_groups.iter().any(|g| g.name == name))
+        else {
             return;
         };
-        if self.sync_groups.iter().any(|g| g.name == name) {
-            self.warn(
-                n,
-                format!("vrrp_sync_group `{name}` defined twice; the second is not carried over"),
-            );
-            return;
-        }
         let mut g = SyncGroupDef {
             name,
             loc: n.loc.clone(),
@@ -835,23 +831,10 @@ impl Conv {
     }
 
     fn vrrp_instance(&mut self, n: &Node) {
-        let Some(name) = n.args().first().cloned() else {
-            self.warn(n, "vrrp_instance without a name; not carried over");
+        let Some(name) = self.section_name(n, |c, name| c.instances.iter().any(|i| i.name == name))
+        else {
             return;
         };
-        if n.args().len() > 1 {
-            self.warn(
-                n,
-                format!("extra words `{}` not carried over", n.args()[1..].join(" ")),
-            );
-        }
-        if self.instances.iter().any(|i| i.name == name) {
-            self.warn(
-                n,
-                format!("vrrp_instance `{name}` defined twice; the second is not carried over"),
-            );
-            return;
-        }
         let mut i = Instance {
             name,
             loc: n.loc.clone(),

@@ -201,3 +201,50 @@ fn param_match_initial_and_partial_keep_keepalived_matching() {
     assert!(m("init", &later) && !m("init", &earlier) && !m("init", &other));
     assert!(m("part", &later) && m("part", &earlier) && !m("part", &other));
 }
+
+#[test]
+fn every_named_section_warns_a_missing_name_extra_words_and_a_second_definition() {
+    let inst = |vrid: u8| {
+        format!(
+            "vrrp_instance VI_1 {{\n interface eth0\n virtual_router_id {vrid}\n \
+             virtual_ipaddress {{\n  192.0.2.{vrid}/24\n }}\n}}\n"
+        )
+    };
+    let i = import(&format!(
+        "vrrp_script chk {{\n script \"/bin/true\"\n}}\n\
+         vrrp_script chk {{\n script \"/bin/false\"\n}}\n\
+         vrrp_sync_group G extra {{\n group {{\n  VI_1\n }}\n}}\n\
+         vrrp_sync_group G {{\n group {{\n  VI_1\n }}\n}}\n\
+         bfd_instance {{\n neighbor_ip 192.0.2.9\n}}\n{}{}",
+        inst(51),
+        inst(52)
+    ));
+    assert!(
+        warned(&i, "vrrp_script", "`chk` defined twice"),
+        "{:?}",
+        i.warnings
+    );
+    assert!(
+        warned(&i, "vrrp_sync_group", "extra words `extra`"),
+        "{:?}",
+        i.warnings
+    );
+    assert!(
+        warned(&i, "vrrp_sync_group", "`G` defined twice"),
+        "{:?}",
+        i.warnings
+    );
+    assert!(
+        warned(&i, "bfd_instance", "without a name"),
+        "{:?}",
+        i.warnings
+    );
+    assert!(
+        warned(&i, "vrrp_instance", "`VI_1` defined twice"),
+        "{:?}",
+        i.warnings
+    );
+    // The first definition wins, as in keepalived: VRID 51 is carried, 52 is not.
+    assert!(i.toml.contains("vrid = 51"), "{}", i.toml);
+    assert!(!i.toml.contains("vrid = 52"), "{}", i.toml);
+}
