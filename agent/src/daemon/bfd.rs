@@ -158,7 +158,8 @@ struct Snapshot {
 pub struct KernelDown {
     /// Arrival of the session's last packet.
     pub last_packet_ns: u64,
-    /// The expiry the timer fired at (last packet + detection time).
+    /// Last packet + detection time (a timer that fired late listened one more detection
+    /// time before it reported).
     pub deadline_ns: u64,
     /// When the agent read the record.
     pub heard_ns: u64,
