@@ -19,6 +19,7 @@ pub mod net;
 pub mod notify;
 pub mod panic;
 pub mod procwatch;
+pub mod sched;
 pub mod timer;
 pub mod trace;
 pub mod track;

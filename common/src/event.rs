@@ -57,9 +57,11 @@ pub struct AdvertEvent {
     pub src: [u8; 16],
     /// Destination address of the IP header.
     pub dst: [u8; 16],
-    /// Arrival time of the first advert of the run this one belongs to (see
-    /// `crate::suppress`): earlier than `ts_ns` when the reports of the run's first
-    /// adverts were lost.
+    /// Adverts: arrival time of the first advert of the run this one belongs to (see
+    /// `crate::suppress`), earlier than `ts_ns` when the reports of the run's first
+    /// adverts were lost. Down-timer events: when the kernel wrote the event
+    /// (CLOCK_MONOTONIC ns), so the agent can tell how late its timer fired and how long
+    /// the event took to wake it.
     pub first_ns: u64,
     /// Down-timer events: the Master_Down_Timer expiry, CLOCK_MONOTONIC ns (0 for adverts).
     pub deadline_ns: u64,

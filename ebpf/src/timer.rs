@@ -262,12 +262,14 @@ fn event(key: &VridKey, kind: u8, deadline: u64) -> bool {
         crate::rare::ring_full(key.vrid);
         return false;
     };
+    // SAFETY: plain helper.
+    let written = unsafe { bpf_ktime_get_ns() };
     let e = slot.as_mut_ptr();
     // SAFETY: `e` is a reserved, writable event slot; `stats` a map value pointer.
     unsafe {
         let s = &*stats;
         (*e).ts_ns = s.last_ns;
-        (*e).first_ns = s.last_ns;
+        (*e).first_ns = written;
         (*e).ifindex = key.ifindex;
         (*e).verdict = 0;
         (*e).family = key.family;

@@ -3,8 +3,8 @@
 //! pings, a watchdog kill whose restart removes the dead agent's VIP, a reload with a
 //! broken file that fails before any SIGHUP, a reload of a new priority that keeps
 //! MASTER without a priority-0 advert, SIGUSR1/SIGUSR2 dumps, a health check that runs
-//! as `nobody` inside the sandbox, journald priorities, `systemd-analyze verify` and
-//! `security`, and a stop that removes the VIP.
+//! as `nobody` inside the sandbox, the election loop at SCHED_FIFO, journald priorities,
+//! `systemd-analyze verify` and `security`, and a stop that removes the VIP.
 //!
 //! One container, one boot, every check in sequence: booting is the expensive part.
 
@@ -166,6 +166,7 @@ fn checks(c: &Container) -> anyhow::Result<()> {
         .and_then(|t| t.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .with_context(|| format!("no exposure level in {security:?}"))?;
+    eprintln!("systemd-analyze security: {}", security.trim());
     assert!(exposure <= 3.5, "systemd-analyze security: {security}");
 
     // The health check ran as nobody inside the sandbox and passed.
@@ -173,6 +174,31 @@ fn checks(c: &Container) -> anyhow::Result<()> {
     let script = &s["instances"][0]["tracking"]["scripts"][0];
     assert_eq!(script["status"], "ok", "{s}");
     assert_eq!(s["schema_version"], 1);
+    // The unit lets the election loop have SCHED_FIFO at the default realtime_priority
+    // without CAP_SYS_NICE: LimitRTPRIO=10, RestrictRealtime=no.
+    assert_eq!(show(c, "LimitRTPRIO")?, "10");
+    assert_eq!(show(c, "RestrictRealtime")?, "no");
+    // systemd raises the service's RLIMIT_RTPRIO above its own hard limit only with
+    // CAP_SYS_RESOURCE (else it keeps the closest value, silently); a container
+    // without it, as in some CI sandboxes, gives the agent 0, and the agent must then
+    // run at normal priority and say why.
+    let effective = c.sh_ok("sed -n 's/^CapEff:[[:space:]]*//p' /proc/1/status")?;
+    let sys_resource = u64::from_str_radix(effective.trim(), 16)? & (1 << 24) != 0;
+    if sys_resource {
+        assert_eq!(s["scheduling"], "SCHED_FIFO priority 10", "{}", journal(c));
+    } else {
+        eprintln!("systemd has no CAP_SYS_RESOURCE here: LimitRTPRIO cannot take effect");
+        let refused = s["scheduling"].as_str().unwrap_or_default();
+        assert!(
+            refused.starts_with("normal priority (SCHED_FIFO refused: "),
+            "{s}"
+        );
+        assert!(
+            journal(c).contains("election loop at normal priority (SCHED_FIFO refused"),
+            "{}",
+            journal(c)
+        );
+    }
 
     // Watchdog pings every second (half of WatchdogSec).
     let ping1: u64 = show(c, "WatchdogTimestampMonotonic")?.parse()?;

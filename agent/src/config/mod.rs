@@ -128,6 +128,10 @@ pub struct SyncGroup {
     pub notify: Option<String>,
 }
 
+/// Default `realtime_priority`: above every normal task, below the kernel's own
+/// real-time threads (which run at 50 and above).
+pub const DEFAULT_REALTIME_PRIORITY: u8 = 10;
+
 /// `[global]`: settings for the whole agent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Global {
@@ -142,6 +146,9 @@ pub struct Global {
     /// Let the XDP program keep each Backup's Master_Down_Timer as a kernel timer
     /// (`bpf_timer`) when the kernel allows it; `false` keeps every timer in the agent.
     pub kernel_timers: bool,
+    /// SCHED_FIFO priority of the election loop and the BFD thread (1–99), asked for at
+    /// start when the agent may have it; 0 keeps them at normal priority.
+    pub realtime_priority: u8,
     /// Prometheus endpoint, if any.
     pub metrics: Option<SocketAddr>,
     /// Set net.ipv4.ip_nonlocal_bind (and the IPv6 twin) at start.

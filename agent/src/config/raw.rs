@@ -74,6 +74,7 @@ pub(crate) struct RawGlobal {
     pub bpf_pin_dir: Option<S<String>>,
     pub xdp: Option<S<String>>,
     pub kernel_timers: Option<S<bool>>,
+    pub realtime_priority: Option<S<i64>>,
     pub metrics: Option<S<String>>,
     pub nonlocal_bind: Option<S<bool>>,
     pub script_user: Option<S<String>>,

@@ -68,6 +68,7 @@ fn defaults() {
     assert_eq!(g.metrics, None);
     assert!(!g.nonlocal_bind);
     assert!(g.kernel_timers);
+    assert_eq!(g.realtime_priority, 10);
     assert_eq!(g.script_user, None);
     let i = &c.instances["a"];
     assert_eq!(i.priority, 100);
@@ -99,6 +100,7 @@ xdp = "skb"
 metrics = "127.0.0.1:9650"
 nonlocal_bind = true
 kernel_timers = false
+realtime_priority = 0
 script_user = "vigil"
 garp_master_delay = 10
 garp_master_repeat = 2
@@ -159,6 +161,7 @@ v3_checksum_as_v2 = true
     assert_eq!(g.metrics, Some("127.0.0.1:9650".parse().unwrap()));
     assert!(g.nonlocal_bind);
     assert!(!g.kernel_timers);
+    assert_eq!(g.realtime_priority, 0);
     assert_eq!(g.script_user.as_deref(), Some("vigil"));
     assert_eq!(
         g.garp,
@@ -204,6 +207,20 @@ v3_checksum_as_v2 = true
     assert_eq!(v4.advert_interval, Duration::from_secs(3));
     assert!(c.instances["v4v3"].v3_checksum_as_v2);
     assert!(i.summary("v6").contains("(owner)"));
+}
+
+#[test]
+fn realtime_priority_is_a_fifo_priority() {
+    let text = "[global]\nrealtime_priority = 100\n";
+    let err = parse(text, "x.toml").unwrap_err();
+    let lines: Vec<String> = err.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(
+        lines[0].starts_with("x.toml:2:21: global.realtime_priority: 100 is out of range"),
+        "{err}"
+    );
+    let c = parse("[global]\nrealtime_priority = 99\n", "x.toml").unwrap();
+    assert_eq!(c.global.realtime_priority, 99);
 }
 
 #[test]

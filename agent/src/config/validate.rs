@@ -278,6 +278,11 @@ fn global(e: &mut Errors<'_>, g: &RawGlobal) -> Global {
         bpf_pin_dir,
         xdp,
         kernel_timers: g.kernel_timers.as_ref().is_none_or(|b| *b.get_ref()),
+        realtime_priority: g
+            .realtime_priority
+            .as_ref()
+            .and_then(|v| int_in(e, v, "global.realtime_priority", 0..=99))
+            .map_or(super::DEFAULT_REALTIME_PRIORITY, |v| v as u8),
         metrics,
         nonlocal_bind: g.nonlocal_bind.as_ref().is_some_and(|b| *b.get_ref()),
         script_user,

@@ -203,16 +203,16 @@ enum Command {
 impl BfdService {
     /// Starts the task with no session; `events` hears every state change. The task
     /// runs on a thread of its own, at real-time priority when the agent may ask for
-    /// it: at 10 ms x 3 a peer declares the session down after 30 ms without a packet,
-    /// and a busy host must not make the agent that late.
-    pub fn start(events: mpsc::UnboundedSender<BfdEvent>) -> BfdService {
+    /// it (`realtime_priority`): at 10 ms x 3 a peer declares the session down after
+    /// 30 ms without a packet, and a busy host must not make the agent that late.
+    pub fn start(events: mpsc::UnboundedSender<BfdEvent>, priority: u8) -> BfdService {
         let (commands, rx) = mpsc::unbounded_channel();
         let status = Arc::new(Mutex::new(Snapshot::default()));
         let shared = status.clone();
         let spawned = std::thread::Builder::new()
             .name("vigil-bfd".into())
             .spawn(move || {
-                realtime();
+                crate::sched::realtime("BFD thread", priority);
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -309,28 +309,6 @@ impl BfdService {
             .lock()
             .map(|s| s.history.since(seq))
             .unwrap_or_default()
-    }
-}
-
-/// SCHED_FIFO priority of the BFD thread: above every normal task, below the kernel's
-/// own real-time threads.
-const RT_PRIORITY: i32 = 10;
-
-/// Puts the calling thread in SCHED_FIFO at [`RT_PRIORITY`], if allowed (CAP_SYS_NICE);
-/// otherwise it stays a normal thread.
-fn realtime() {
-    let param = libc::sched_param {
-        sched_priority: RT_PRIORITY,
-    };
-    // SAFETY: plain syscall on the calling thread with a valid parameter.
-    let ret = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-    if ret == 0 {
-        tracing::debug!("BFD thread at SCHED_FIFO priority {RT_PRIORITY}");
-    } else {
-        tracing::info!(
-            "BFD thread at normal priority (SCHED_FIFO refused: {})",
-            std::io::Error::last_os_error()
-        );
     }
 }
 

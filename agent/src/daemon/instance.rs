@@ -168,6 +168,8 @@ pub struct Instance {
     pub foreign_while_backup: Vec<IpAddr>,
     /// Virtual addresses vigil had added and removed again, found while Backup.
     pub removed_while_backup: u64,
+    /// What woke this Backup for the takeover whose first advert is not sent yet.
+    pub wake: Option<super::wake::Wake>,
 }
 
 /// The kernel down timer's parameters for an instance.
@@ -382,6 +384,7 @@ impl Instance {
             split: SplitBrain::default(),
             foreign_while_backup: Vec::new(),
             removed_while_backup: 0,
+            wake: None,
         })
     }
 
@@ -532,6 +535,11 @@ impl Instance {
     /// Counts adverts of the outbox as sent: `sent` of them went out, then `error`.
     pub fn sent_from_outbox(&mut self, sent: usize, error: Option<&TransmitError>) {
         self.sent += sent as u64;
+        if let Some(w) = self.wake.take()
+            && sent > 0
+        {
+            w.log(&self.name, crate::clock::now());
+        }
         if let Some(e) = error {
             tracing::warn!(instance = %self.name, "advert not sent: {e}");
         }
@@ -539,9 +547,12 @@ impl Instance {
     }
 
     /// Sends this instance's queued adverts now.
-    async fn flush(&mut self) {
+    pub(super) async fn flush(&mut self) {
         if self.outbox.is_empty() {
             return;
+        }
+        if let Some(w) = &mut self.wake {
+            w.sending = Some(crate::clock::now());
         }
         let (sent, error) = self.sender.send_batch(&self.outbox).await;
         self.sent_from_outbox(sent, error.as_ref());

@@ -13,6 +13,7 @@ mod report;
 pub mod split;
 mod takeover;
 mod waiting;
+mod wake;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -84,6 +85,10 @@ struct Agent {
     addresses_changed: bool,
     /// Advert sockets, one per interface and source address.
     senders: SenderPool,
+    /// Backups woken for their down deadline in this round, by what and when.
+    wakes: HashMap<VridKey, wake::Wake>,
+    /// The election loop's scheduling class, as the kernel granted it.
+    scheduling: String,
 }
 
 /// How often the split-brain watch expires quiet peers and the classic check looks for
@@ -195,6 +200,8 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         // The first round looks at what was there before vigil started.
         addresses_changed: true,
         senders,
+        wakes: HashMap::new(),
+        scheduling: String::new(),
     };
     let config = agent.config.clone();
     agent.bfd_configure(&config);
@@ -248,6 +255,10 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut bfd_tick = tokio::time::interval(Duration::from_secs(1));
     bfd_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let timer = crate::timer::MonoTimer::new().map_err(anyhow::Error::from)?;
+    // This thread reads the kernel's silence events and sends the takeover's first
+    // advert: a busy host must not keep it waiting for a time slice.
+    let scheduling = crate::sched::realtime("election loop", agent.config.global.realtime_priority);
+    agent.scheduling = scheduling.to_string();
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
     phases.done("READY sent");
     agent.notify_status();
@@ -255,6 +266,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         instances = agent.instances.len(),
         datapath = %agent.receiver.describe(),
         down_timers = %agent.receiver.down_timers().describe(),
+        %scheduling,
         "vigil running"
     );
     let mut fatal = None;
@@ -512,6 +524,25 @@ impl Agent {
                 }
                 continue;
             }
+            if let Datapath::Event(e) = &r
+                && e.event == vigil_common::event::EVENT_SILENCE
+            {
+                let key = VridKey {
+                    ifindex: e.ifindex,
+                    family: e.family,
+                    vrid: e.vrid,
+                    _pad: 0,
+                };
+                self.wakes.insert(
+                    key,
+                    wake::Wake {
+                        deadline: crate::vrrp::Instant::from_nanos(e.deadline_ns),
+                        kernel: Some(crate::vrrp::Instant::from_nanos(e.first_ns)),
+                        woke: now,
+                        sending: None,
+                    },
+                );
+            }
             self.endpoint.handle(now, EndpointInput::Datapath(r));
         }
     }
@@ -524,6 +555,23 @@ impl Agent {
         let due = self.endpoint.due(now);
         if due.is_empty() {
             return;
+        }
+        for key in &due {
+            let router = self.endpoint.router(key);
+            if let Some(deadline) = router
+                .filter(|r| r.state() == State::Backup && !self.endpoint.kernel_timer(key).armed)
+                .and_then(|r| r.poll_timeout())
+            {
+                self.wakes.insert(
+                    *key,
+                    wake::Wake {
+                        deadline,
+                        kernel: None,
+                        woke: now,
+                        sending: None,
+                    },
+                );
+            }
         }
         if self.receiver.is_xdp() {
             let ready = self.receiver.ready();
@@ -659,8 +707,25 @@ impl Agent {
                     inst.queue_advert(router, priority)
                 }
                 EndpointAction::Router(a) => {
-                    if matches!(a, crate::vrrp::Action::StateChanged(_)) {
+                    let mut router = router;
+                    if let crate::vrrp::Action::StateChanged(t) = &a {
                         self.status_stale = true;
+                        if t.to == State::Master {
+                            inst.wake = self.wakes.remove(&key);
+                            // RFC 5798 §6.4.1 / §6.4.2: the takeover's advert is sent, then
+                            // the router is Master. It leaves before the transition's log
+                            // line and notify scripts: a slow log (a busy journal) must
+                            // not delay a takeover.
+                            if let Some(priority) = self.endpoint.next_advert(&key) {
+                                self.endpoint.poll_action();
+                                let Some(r) = self.endpoint.router(&key) else {
+                                    continue;
+                                };
+                                inst.queue_advert(r, priority);
+                                inst.flush().await;
+                                router = r;
+                            }
+                        }
                     }
                     if matches!(a, crate::vrrp::Action::Reannounce) {
                         reannounced.push(inst.name.clone());
@@ -690,6 +755,7 @@ impl Agent {
         }
         self.reannounce_groups(&reannounced);
         self.send_adverts().await;
+        self.wakes.clear();
     }
 
     /// keepalived's rule for a sync group: when one Master member answers a

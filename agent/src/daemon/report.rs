@@ -19,6 +19,7 @@ impl Agent {
             "uptime_seconds": self.started.elapsed().as_secs(),
             "datapath": self.receiver.describe(),
             "down_timers": self.receiver.down_timers().describe(),
+            "scheduling": self.scheduling,
             "datapath_fallback": self.receiver.fallback(),
             "last_reload": self.last_reload.map(|(success, at)| serde_json::json!({
                 "success": success,

@@ -125,7 +125,10 @@ impl Agent {
     /// the first time.
     pub(super) fn bfd_configure(&mut self, config: &Config) {
         if self.bfd.is_none() && wanted(config) {
-            let service = BfdService::start(self.bfd_events.clone());
+            let service = BfdService::start(
+                self.bfd_events.clone(),
+                self.config.global.realtime_priority,
+            );
             // With the XDP program, the kernel receives the sessions' packets.
             if let Some(maps) = self.receiver.take_bfd_maps() {
                 service.kernel(maps);

@@ -167,6 +167,11 @@ pub const KEYWORDS: &[Keyword] = &[
     ),
     c(G, "vrrp_garp_master_delay", "global.garp_master_delay"),
     c(G, "vrrp_garp_master_repeat", "global.garp_master_repeat"),
+    c(
+        G,
+        "vrrp_rt_priority",
+        "global.realtime_priority (keepalived: the VRRP process at SCHED_RR; vigil: the election loop and BFD thread at SCHED_FIFO)",
+    ),
     c(G, "vrrp_garp_master_refresh", "global.garp_master_refresh"),
     c(
         G,
@@ -273,7 +278,6 @@ pub const KEYWORDS: &[Keyword] = &[
     d(G, "vmac_addr_prefix", VMAC),
     d(G, "vrrp_priority", DAEMON),
     d(G, "vrrp_no_swap", DAEMON),
-    d(G, "vrrp_rt_priority", DAEMON),
     d(G, "vrrp_cpu_affinity", DAEMON),
     d(G, "vrrp_rlimit_rtime", DAEMON),
     d(G, "vrrp_rlimit_rttime", DAEMON),

@@ -138,6 +138,8 @@ struct Global {
     down_timer_adverts: Option<i64>,
     /// keepalived `vrrp_strict`: instances default to no_accept.
     strict: bool,
+    /// keepalived `vrrp_rt_priority`: vigil's `realtime_priority`.
+    rt_priority: Option<i64>,
 }
 
 struct Script {
@@ -481,6 +483,18 @@ impl Conv {
                     let mut slot = self.global.down_timer_adverts.take();
                     self.set(&mut slot, v, item);
                     self.global.down_timer_adverts = slot;
+                }
+                "vrrp_rt_priority" => {
+                    let v = match self.int_arg(item) {
+                        Some(p) if !(1..=99).contains(&p) => {
+                            self.warn(item, format!("{p} is not a priority of 1 to 99; not carried over"));
+                            None
+                        }
+                        v => v,
+                    };
+                    let mut slot = self.global.rt_priority.take();
+                    self.set(&mut slot, v, item);
+                    self.global.rt_priority = slot;
                 }
                 "vrrp_garp_master_delay" => {
                     self.global.garp.delay = self.secs_arg(item).or(self.global.garp.delay)
@@ -1238,6 +1252,11 @@ impl Conv {
         }
         if let Some(u) = &g.script_user {
             let _ = writeln!(global, "script_user = {}", q(u));
+        }
+        if let Some(p) = g.rt_priority {
+            // keepalived's VRRP process at SCHED_RR; vigil's election loop and BFD thread
+            // at SCHED_FIFO, the same priority.
+            let _ = writeln!(global, "realtime_priority = {p}");
         }
         emit_garp(&mut global, &g.garp);
         if !global.is_empty() {

@@ -31,6 +31,22 @@ fn global_vrrp_version_is_the_default() {
 }
 
 #[test]
+fn vrrp_rt_priority_is_the_realtime_priority() {
+    let i = import(&format!(
+        "global_defs {{\n vrrp_rt_priority 30\n}}\n{BASE}}}\n"
+    ));
+    assert!(i.toml.contains("realtime_priority = 30\n"), "{}", i.toml);
+    assert!(i.check.is_none(), "{:?}", i.check);
+    let c = config::parse(&i.toml, "out").unwrap();
+    assert_eq!(c.global.realtime_priority, 30);
+    let i = import(&format!(
+        "global_defs {{\n vrrp_rt_priority 100\n}}\n{BASE}}}\n"
+    ));
+    assert!(!i.toml.contains("realtime_priority"), "{}", i.toml);
+    assert!(warned(&i, "vrrp_rt_priority", "1 to 99"));
+}
+
+#[test]
 fn ipv6_forces_v3() {
     let i = import(
         "vrrp_instance A {\n interface eth0\n virtual_router_id 9\n version 2\n virtual_ipaddress {\n  2001:db8::9/64\n }\n}\n",

@@ -614,6 +614,16 @@ impl Endpoint {
         !self.actions.is_empty()
     }
 
+    /// The priority of the advert that is the next thing to do, if it is one for `key`.
+    pub fn next_advert(&self, key: &VridKey) -> Option<u8> {
+        match self.actions.front() {
+            Some((k, EndpointAction::Router(Action::SendAdvert { priority }))) if k == key => {
+                Some(*priority)
+            }
+            _ => None,
+        }
+    }
+
     /// The next thing to do, with the VRID it is for, in order.
     pub fn poll_action(&mut self) -> Option<(VridKey, EndpointAction)> {
         self.actions.pop_front()

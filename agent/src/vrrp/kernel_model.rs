@@ -225,7 +225,8 @@ impl KernelModel {
             }
             let mut e = AdvertEvent::zeroed();
             e.ts_ns = s.last_ns;
-            e.first_ns = s.last_ns;
+            // The model's timer runs exactly on time: it writes at `now`.
+            e.first_ns = now;
             e.ifindex = key.ifindex;
             e.family = key.family;
             e.ttl = 255;

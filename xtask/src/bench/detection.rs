@@ -232,6 +232,32 @@ fn detect_once(
     Ok(Cut::Took(ms(first - last)))
 }
 
+/// The BACKUP's own account of its last takeover, from its debug log line: when the
+/// kernel's timer wrote its event, when the agent woke, when the advert left (µs after
+/// the down deadline), and which timer kept the deadline.
+fn takeover_stages(backup: &Node) -> Option<String> {
+    let log = backup.log_text();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("first advert as Master, after the down deadline"))?;
+    let field = |name: &str| {
+        let at = line.find(&format!("{name}="))? + name.len() + 1;
+        line[at..]
+            .split_whitespace()
+            .next()
+            .map(|v| v.trim_matches('"').to_owned())
+    };
+    Some(format!(
+        "{} timer, event +{} µs, awake +{} µs, to the socket +{} µs, sent +{} µs",
+        field("timer")?,
+        field("kernel_us")?,
+        field("woke_us")?,
+        field("sending_us")?,
+        field("sent_us")?
+    ))
+}
+
 /// Processes that spin on the CPU for as long as this lives.
 struct BusyLoops(Vec<std::process::Child>);
 
@@ -293,7 +319,12 @@ pub fn detection(
                 let what = match r {
                     Cut::Took(v) => {
                         out.trials.entry(side.imp).or_default().push(v);
-                        format!("{v:.2} ms (RFC {:.2})", out.rfc_ms)
+                        let stages = match side.imp {
+                            Impl::Vigil => takeover_stages(&pairs[i].backup)
+                                .map_or(String::new(), |s| format!("; after the deadline: {s}")),
+                            Impl::Keepalived => String::new(),
+                        };
+                        format!("{v:.2} ms (RFC {:.2}){stages}", out.rfc_ms)
                     }
                     Cut::Missed => {
                         *out.failures.entry(side.imp).or_default() += 1;

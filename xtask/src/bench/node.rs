@@ -185,7 +185,9 @@ impl Node {
                 let mut c = self.host.command(&self.vigil.to_string_lossy());
                 c.args(["run", "-c"])
                     .arg(&self.config_path)
-                    .env("VIGIL_LOG", "info");
+                    // The takeover's stages (kernel timer, wake-up, send) at debug level:
+                    // the detection part reports them beside each trial.
+                    .env("VIGIL_LOG", "info,vigil::daemon::wake=debug");
                 c
             }
             Impl::Keepalived => {

@@ -117,6 +117,36 @@ fn a_silence_takes_over_at_the_kernels_deadline_and_the_router_decides() {
 }
 
 #[test]
+fn the_takeovers_advert_is_next_after_the_transition() {
+    let mut ep = backup(Some(0));
+    let t = 1100 * MS;
+    feed(&mut ep, record(EVENT_ADVERT, t, 0));
+    while ep.poll_action().is_some() {}
+    feed(&mut ep, record(EVENT_SILENCE, t, t + MDI));
+    // Nothing stands before the transition to Master; the advert is right behind it,
+    // so the daemon can send it before it logs the transition.
+    assert_eq!(ep.next_advert(&key()), None);
+    match ep.poll_action() {
+        Some((k, EndpointAction::Router(Action::StateChanged(tr)))) => {
+            assert_eq!(k, key());
+            assert_eq!(tr.to, State::Master);
+        }
+        other => panic!("expected the transition first, got {other:?}"),
+    }
+    assert_eq!(ep.next_advert(&key()), Some(100));
+    let other = key_of(2, "192.0.2.12".parse().expect("literal"), 52);
+    assert_eq!(ep.next_advert(&other), None);
+    assert!(matches!(
+        ep.poll_action(),
+        Some((
+            _,
+            EndpointAction::Router(Action::SendAdvert { priority: 100 })
+        ))
+    ));
+    assert_eq!(ep.next_advert(&key()), None);
+}
+
+#[test]
 fn a_silence_the_router_finds_early_hands_the_deadline_back() {
     let mut ep = backup(Some(0));
     let t = 1100 * MS;

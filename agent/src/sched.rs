@@ -1,0 +1,108 @@
+//! Real-time scheduling for the agent's threads whose wake-ups are deadlines: the
+//! election loop (it reads the kernel's silence events and sends the takeover's first
+//! advert) and the BFD thread.
+//!
+//! Under the normal scheduler a thread that wakes on a CPU running busy tasks waits for
+//! the running one's time slice, milliseconds on a loaded host; a Master_Down_Interval
+//! of 16 ms (10 ms adverts, `down_timer_adverts = 1`) has no room for that. SCHED_FIFO
+//! runs the woken thread at once. The agent sleeps between deadlines, so the class costs
+//! other tasks nothing in the steady state.
+//!
+//! It is asked for, never required: without CAP_SYS_NICE (or with systemd's
+//! `RestrictRealtime=yes`) the thread stays normal and the log says so once.
+//! `SCHED_RESET_ON_FORK` keeps the class to the thread itself: scripts and helper
+//! threads it starts run at normal priority.
+
+/// What became of a request for real-time scheduling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The thread runs at SCHED_FIFO with this priority.
+    Realtime(i32),
+    /// `realtime_priority = 0`: the thread runs at normal priority by choice.
+    Off,
+    /// The kernel refused (the error); the thread runs at normal priority.
+    Refused(String),
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Realtime(p) => write!(f, "SCHED_FIFO priority {p}"),
+            Self::Off => write!(f, "normal priority (realtime_priority = 0)"),
+            Self::Refused(why) => write!(f, "normal priority (SCHED_FIFO refused: {why})"),
+        }
+    }
+}
+
+/// Puts the calling thread in SCHED_FIFO at `priority` (1–99; 0 asks for nothing), and
+/// logs what became of it for `thread`.
+pub fn realtime(thread: &str, priority: u8) -> Outcome {
+    let outcome = set_fifo(priority);
+    match &outcome {
+        Outcome::Refused(_) => tracing::info!("{thread} at {outcome}"),
+        _ => tracing::debug!("{thread} at {outcome}"),
+    }
+    outcome
+}
+
+fn set_fifo(priority: u8) -> Outcome {
+    if priority == 0 {
+        return Outcome::Off;
+    }
+    let param = libc::sched_param {
+        sched_priority: i32::from(priority),
+    };
+    // SAFETY: plain syscall on the calling thread (0) with a valid parameter.
+    let ret = unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_FIFO | libc::SCHED_RESET_ON_FORK, &param)
+    };
+    if ret == 0 {
+        Outcome::Realtime(i32::from(priority))
+    } else {
+        Outcome::Refused(std::io::Error::last_os_error().to_string())
+    }
+}
+
+/// The calling thread's scheduling policy, without the reset-on-fork flag.
+pub fn policy() -> i32 {
+    // SAFETY: plain syscall on the calling thread.
+    unsafe { libc::sched_getscheduler(0) & !libc::SCHED_RESET_ON_FORK }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on a thread of its own, so the test runner's thread keeps its class.
+    fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::spawn(f).join().expect("test thread")
+    }
+
+    #[test]
+    fn zero_asks_for_nothing() {
+        let (outcome, policy) = on_thread(|| (realtime("test", 0), policy()));
+        assert_eq!(outcome, Outcome::Off);
+        assert_eq!(policy, libc::SCHED_OTHER);
+    }
+
+    #[test]
+    fn fifo_when_allowed_and_not_inherited() {
+        let (outcome, mine, child) = on_thread(|| {
+            let outcome = realtime("test", 10);
+            let mine = policy();
+            let child = std::thread::spawn(policy).join().expect("child thread");
+            (outcome, mine, child)
+        });
+        match outcome {
+            Outcome::Realtime(p) => {
+                assert_eq!(p, 10);
+                assert_eq!(mine, libc::SCHED_FIFO);
+            }
+            // Without CAP_SYS_NICE (or under RLIMIT_RTPRIO 0) the thread stays normal.
+            Outcome::Refused(_) => assert_eq!(mine, libc::SCHED_OTHER),
+            Outcome::Off => panic!("priority 10 is a request"),
+        }
+        // Threads (and processes) started from it run at normal priority.
+        assert_eq!(child, libc::SCHED_OTHER);
+    }
+}
