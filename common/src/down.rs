@@ -7,10 +7,12 @@
 //! ([`crate::event::EVENT_SILENCE`]). The agent's election still decides; the kernel only
 //! wakes it.
 
-/// Name of the per-VRID map of down-timer parameters, written by the agent.
+/// Name of the array of down-timer parameters, by VRID slot (`VridStats::slot`), written
+/// by the agent; `adverts` 0 means no kernel timer for that VRID.
 pub const MAP_DOWN_PARAMS: &str = "down_params";
-/// Name of the per-VRID map holding the kernel timers (never written by the agent: any
-/// update of an element from userspace cancels its timer).
+/// Name of the array holding the kernel timers, by VRID slot. The agent writes an element
+/// only to cancel its timer (any update of an element from userspace does), when it stops
+/// watching the VRID.
 pub const MAP_DOWN_TIMERS: &str = "down_timers";
 
 /// Name of the program's global switch: 1 when the kernel keeps the down timers.

@@ -3,12 +3,17 @@
 
 use crate::validate::VERDICTS;
 
-/// Name of the map of watched virtual routers, written by the agent.
+/// Name of the array of watched virtual routers' configuration, by slot (see
+/// [`VridStats::slot`]), written by the agent.
 pub const MAP_WATCH: &str = "watch";
-/// Name of the per-VRID state and counters map, written by the program.
+/// Name of the per-VRID state and counters map, keyed by [`VridKey`]: the one hash lookup
+/// a frame costs. Created by the agent (with the slot), then written by the program.
 pub const MAP_VRID_STATS: &str = "vrid_stats";
-/// Name of the per-interface verdict counters map.
+/// Name of the per-interface verdict counters map: a per-CPU array by interface slot.
 pub const MAP_IFACE_STATS: &str = "iface_stats";
+/// Name of the map from interface index to interface slot (the index into
+/// `iface_stats`), written by the agent when it attaches.
+pub const MAP_IFACES: &str = "ifaces";
 /// Name of the ring buffer of advert events.
 pub const MAP_EVENTS: &str = "events";
 /// Name of the single-entry settings array.
@@ -16,7 +21,7 @@ pub const MAP_SETTINGS: &str = "settings";
 
 /// Most virtual routers one agent can watch.
 pub const MAX_WATCHED: u32 = 1024;
-/// Most interfaces one agent can count for.
+/// Most interfaces one agent can count for (interface slots).
 pub const MAX_IFACES: u32 = 64;
 
 /// Key of a watched virtual router: (interface, family, VRID).
@@ -36,6 +41,11 @@ pub struct VridKey {
 /// What the datapath knows of a watched virtual router: the last valid advert and
 /// counters. Written by the XDP program (or the raw-socket path's twin of it) through
 /// `crate::suppress`; the agent re-reads it when a down timer fires.
+///
+/// Its entry is what makes a VRID watched: the program finds it with the frame's
+/// (interface, family, VRID), and everything else about the VRID (configuration,
+/// timer, down-timer parameters, interface counters) by the slots it holds, in arrays
+/// whose lookups cost no hashing.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct VridStats {
@@ -71,7 +81,12 @@ pub struct VridStats {
     /// The watch entry's `epoch` when the last advert was recorded.
     pub last_epoch: u8,
     /// Reserved, zero.
-    pub _pad: [u8; 5],
+    pub _pad: u8,
+    /// This VRID's slot: its index in the arrays `watch`, `down_params` and
+    /// `down_timers`. Set by the agent when it creates the entry, never by the program.
+    pub slot: u16,
+    /// Its interface's slot: the index in `iface_stats`. Set by the agent with `slot`.
+    pub iface: u16,
     /// Arrival time of the first advert of the current run: the same source, priority,
     /// interval, version and address count as the last one, under the same watch epoch.
     pub first_ns: u64,
@@ -195,7 +210,7 @@ pub struct Settings {
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY (all five): repr(C), integers and byte arrays only, no implicit padding.
+    // SAFETY (all six): repr(C), integers and byte arrays only, no implicit padding.
     unsafe impl aya::Pod for super::VridKey {}
     unsafe impl aya::Pod for super::VridStats {}
     unsafe impl aya::Pod for super::IfaceStats {}

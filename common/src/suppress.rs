@@ -167,6 +167,13 @@ pub fn settle(
             s.ignored_interval = a.interval;
         }
         Some(Fate::Quiet) => {
+            // The steady state: a repeat of the run the state holds, under the same
+            // epoch. `commit` would rewrite every field with what it holds already;
+            // only the arrival time moves.
+            if s.last_ns != 0 && s.last_epoch == w.epoch && same_run(s, a) {
+                s.last_ns = ts;
+                return;
+            }
             // Another CPU recorded another advert since this one was judged a repeat:
             // the agent heard of that one, not of this; count it lost.
             if !same_run(s, a) {
@@ -461,6 +468,25 @@ mod tests {
         assert_eq!((s.lost, s.unreported, s.last_src[3]), (1, 1, 1));
         // So a's next advert is reported.
         assert_eq!(decide(&s, &a, SEC + 2, &w), Fate::Report);
+    }
+
+    #[test]
+    fn a_quiet_repeat_records_what_commit_would() {
+        let a = advert(1, 100);
+        let w = watch(0, 50);
+        let mut s = seen(&a, SEC);
+        s.first_ns = SEC / 2;
+        let fate = judge(&mut s, &a, Verdict::Accept, 2 * SEC, &w);
+        assert_eq!(fate, Some(Fate::Quiet));
+        let mut expected = s;
+        commit(&mut expected, &a, 2 * SEC, w.epoch, None);
+        settle(&mut s, &a, 2 * SEC, &w, fate, None);
+        assert_eq!(s, expected);
+        // The run still began where it began; only the arrival moved.
+        assert_eq!(
+            (s.first_ns, s.last_ns, s.last_digest),
+            (SEC / 2, 2 * SEC, 7)
+        );
     }
 
     #[test]

@@ -152,17 +152,20 @@ pub const WATCH_REPORT_ALL: u8 = 4;
 pub const WATCH_DROP_LOWER: u8 = 8;
 
 /// The fields of a VRRP frame the election and the counters need.
+///
+/// The addresses come first, at 8-byte aligned offsets: the XDP program then clears and
+/// copies them as words, where at odd offsets the compiler calls a byte-by-byte loop.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Advert {
-    /// `event::FAMILY_V4` or `event::FAMILY_V6`.
-    pub family: u8,
-    /// IPv4 TTL or IPv6 hop limit.
-    pub ttl: u8,
     /// Source address (IPv4 in the first 4 bytes).
     pub src: [u8; 16],
     /// Destination address (IPv4 in the first 4 bytes).
     pub dst: [u8; 16],
+    /// `event::FAMILY_V4` or `event::FAMILY_V6`.
+    pub family: u8,
+    /// IPv4 TTL or IPv6 hop limit.
+    pub ttl: u8,
     /// Offset of the VRRP header in the frame.
     pub vrrp_off: usize,
     /// Length of the VRRP message (IP payload).
@@ -183,6 +186,28 @@ pub struct Advert {
     pub interval: u16,
     /// 1 when the frame carries an 802.1Q / 802.1ad tag.
     pub tagged: u8,
+}
+
+const _: () = assert!(
+    core::mem::size_of::<Advert>().is_multiple_of(8) && core::mem::align_of::<Advert>() == 8
+);
+
+impl Advert {
+    /// Sets every field to zero, a word at a time. The XDP program's copy lives in a map;
+    /// the compiler would clear it with a call to a byte-by-byte loop.
+    #[inline(always)]
+    pub fn clear(&mut self) {
+        let words = (self as *mut Self).cast::<u64>();
+        let mut i = 0;
+        while i < core::mem::size_of::<Self>() / 8 {
+            // SAFETY: `self` is 8-aligned and a whole number of words long (asserted
+            // above), so word `i` lies inside it; every field is an integer or a byte
+            // array, for which all-zero is a valid value. Volatile, so the compiler
+            // cannot merge the stores back into a `memset` call.
+            unsafe { core::ptr::write_volatile(words.add(i), 0) };
+            i += 1;
+        }
+    }
 }
 
 /// The watched virtual router a parsed frame on `ifindex` is credited to, or `None` for a
@@ -236,7 +261,7 @@ fn parse_inner<F: Frame + ?Sized>(frame: &F, a: &mut Advert) -> Option<Result<()
         l3 = ETH_HLEN + 4;
         tagged = 1;
     }
-    *a = Advert::default();
+    a.clear();
     a.tagged = tagged;
     let ip_payload_len;
     if ethertype == ETHERTYPE_IPV4 {
@@ -273,8 +298,17 @@ fn parse_inner<F: Frame + ?Sized>(frame: &F, a: &mut Advert) -> Option<Result<()
         }
         a.family = FAMILY_V6;
         a.ttl = h[7];
-        a.src = frame.load(l3 + 8)?;
-        a.dst = frame.load(l3 + 24)?;
+        // In 8-byte halves: a 16-byte load is a call to a byte-by-byte copy on eBPF.
+        let halves: [[u8; 8]; 4] = [
+            frame.load(l3 + 8)?,
+            frame.load(l3 + 16)?,
+            frame.load(l3 + 24)?,
+            frame.load(l3 + 32)?,
+        ];
+        a.src[..8].copy_from_slice(&halves[0]);
+        a.src[8..].copy_from_slice(&halves[1]);
+        a.dst[..8].copy_from_slice(&halves[2]);
+        a.dst[8..].copy_from_slice(&halves[3]);
         a.vrrp_off = l3 + IPV6_HLEN;
         ip_payload_len = u16::from_be_bytes([h[4], h[5]]) as usize;
     } else {

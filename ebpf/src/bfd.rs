@@ -296,15 +296,24 @@ unsafe extern "C" fn fired(_map: *mut c_void, key: *mut u32, t: *mut BfdTimer) -
 }
 
 /// Tells the agent the timer of `disc` could not be armed: it keeps the detection time.
-#[inline(never)]
+#[inline(always)]
 fn timer_error(disc: u32, deadline: u64) {
+    vigil_bfd_timer_error(disc, deadline);
+}
+
+// A global function: the verifier checks it once, from its argument types, instead of
+// again for every state each of its callers reaches it in.
+#[unsafe(no_mangle)]
+#[inline(never)]
+extern "C" fn vigil_bfd_timer_error(disc: u32, deadline: u64) -> i32 {
     crate::rare::bfd_timer_failed(disc);
     let (Some(p), Some(s)) = (BFD_PARAMS.get_ptr(disc), BFD_STATE.get_ptr(disc)) else {
-        return;
+        return 0;
     };
     // SAFETY: map value pointers, valid for this run.
     let (p, s) = unsafe { (&*p, &*s) };
     emit_state(EVENT_BFD_TIMER_ERROR, disc, p, s, deadline);
+    0
 }
 
 #[inline(always)]

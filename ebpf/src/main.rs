@@ -14,6 +14,15 @@
 //! they are only wired to the maps: the state lives in `vrid_stats`, reports go to the
 //! `events` ring buffer, and a report the full ring refused is marked in the state.
 //!
+//! # One hash lookup per advert
+//!
+//! The frame's (interface, family, VRID) finds its `vrid_stats` entry in a hash map;
+//! that entry names the VRID's slot and its interface's slot, and everything else —
+//! configuration (`watch`), down timer (`down_timers`) and its parameters
+//! (`down_params`), verdict counters (`iface_stats`, per CPU) — sits in arrays at those
+//! slots, whose lookups the kernel turns into an address computation. A frame no
+//! watched VRID claims finds its interface's slot in `ifaces`.
+//!
 //! Single-hop BFD Control packets (UDP 3784) are the other thing it reads: `bfd.rs`
 //! records them per session, wakes the agent only on change, and keeps each session's
 //! detection time in a `bpf_timer`.
@@ -33,7 +42,7 @@ mod verdict;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    btf_maps::{Array, HashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    btf_maps::{Array, HashMap, PerCpuArray, RingBuf},
     helpers::bpf_ktime_get_ns,
     macros::{btf_map, xdp},
     programs::XdpContext,
@@ -44,17 +53,26 @@ use vigil_common::{
     suppress, validate,
 };
 
-#[btf_map(name = "watch")]
-static WATCH: HashMap<VridKey, WatchEntry, { MAX_WATCHED as usize }> = HashMap::new();
-
+/// What makes a VRID watched, and its state: the one hash lookup of a frame.
 #[btf_map(name = "vrid_stats")]
-static VRID_STATS: HashMap<VridKey, VridStats, { MAX_WATCHED as usize }> = HashMap::new();
+pub(crate) static VRID_STATS: HashMap<VridKey, VridStats, { MAX_WATCHED as usize }> =
+    HashMap::new();
 
+/// The watched VRIDs' configuration, by the slot their `vrid_stats` entry names.
+#[btf_map(name = "watch")]
+pub(crate) static WATCH: Array<WatchEntry, { MAX_WATCHED as usize }> = Array::new();
+
+/// Verdict counters by interface slot.
 #[btf_map(name = "iface_stats")]
-static IFACE_STATS: PerCpuHashMap<u32, IfaceStats, { MAX_IFACES as usize }> = PerCpuHashMap::new();
+static IFACE_STATS: PerCpuArray<IfaceStats, { MAX_IFACES as usize }> = PerCpuArray::new();
+
+/// Interface index to interface slot, for frames no watched VRID claims.
+#[btf_map(name = "ifaces")]
+static IFACES: HashMap<u32, u32, { MAX_IFACES as usize }> = HashMap::new();
 
 #[btf_map(name = "events")]
-static EVENTS: RingBuf<AdvertEvent, { vigil_common::RING_BYTES as usize }> = RingBuf::new();
+pub(crate) static EVENTS: RingBuf<AdvertEvent, { vigil_common::RING_BYTES as usize }> =
+    RingBuf::new();
 
 /// Per-CPU room for the parsed advert, which does not fit on the 512-byte eBPF stack.
 #[btf_map(name = "scratch")]
@@ -113,16 +131,28 @@ fn judge(ctx: &XdpContext) -> u32 {
         vrid: 0,
         _pad: 0,
     });
-    // Pointers, not copies: stack space is scarce.
-    let entry = match parsed {
-        verdict::PARSED if key.ifindex != 0 => WATCH.get_ptr(&key),
+    // Pointers, not copies: stack space is scarce. The state entry is the only hash
+    // lookup; the configuration is in an array at the slot it names.
+    let stats = match parsed {
+        verdict::PARSED if key.ifindex != 0 => VRID_STATS.get_ptr_mut(&key),
         _ => None,
+    };
+    // SAFETY: a map value pointer, valid for this program run; `slot` and `iface` are
+    // written by the agent before the entry exists and never change.
+    let (entry, iface) = match stats {
+        Some(s) => unsafe {
+            (
+                WATCH.get_ptr(u32::from((*s).slot)),
+                Some(u32::from((*s).iface)),
+            )
+        },
+        None => (None, None),
     };
     let verdict = match parsed {
         verdict::PARSED => verdict::check(ctx, entry),
         code => Verdict::from_code(code as u8).unwrap_or(Verdict::Length),
     };
-    count(ifindex, verdict as usize);
+    count(iface_slot(ifindex, iface), verdict as usize);
 
     let (trace_all, trace_valid) = match SETTINGS.get(0) {
         Some(s) => (s.trace_all != 0, s.trace_valid != 0),
@@ -131,23 +161,18 @@ fn judge(ctx: &XdpContext) -> u32 {
     let mut report = trace_all || (trace_valid && verdict.passes());
     let mut tracked = None;
     let mut first = ts;
-    if let Some(w) = entry {
-        // SAFETY: as above.
+    if let (Some(w), Some(stats)) = (entry, stats) {
+        // SAFETY: map value pointers, valid for this program run; racing writers on
+        // other CPUs can only make the state approximate, and the agent re-reads it
+        // (see `suppress`).
         let w = unsafe { &*w };
-        // Created by the agent together with the `watch` entry.
-        match VRID_STATS.get_ptr_mut(&key) {
-            Some(stats) => {
-                // SAFETY: a map value pointer, valid for this program run; racing writers
-                // on other CPUs can only make the state approximate, and the agent
-                // re-reads it (see `suppress`).
-                let fate = suppress::judge(unsafe { &mut *stats }, a, verdict, ts, w);
-                report |= fate == Some(suppress::Fate::Report);
-                // SAFETY: as above.
-                first = suppress::run_start(unsafe { &*stats }, a, ts, w.epoch);
-                tracked = Some((stats, w, fate));
-            }
-            None => report |= verdict == Verdict::Accept,
+        let fate = suppress::judge(unsafe { &mut *stats }, a, verdict, ts, w);
+        report |= fate == Some(suppress::Fate::Report);
+        if report {
+            // SAFETY: as above.
+            first = suppress::run_start(unsafe { &*stats }, a, ts, w.epoch);
         }
+        tracked = Some((stats, w, fate));
     }
     // One place writes records, so the address loop is in the program once.
     let attempt = if report {
@@ -156,7 +181,7 @@ fn judge(ctx: &XdpContext) -> u32 {
         } else {
             0
         };
-        let written = emit(ts, first, ifindex, a, verdict, digest);
+        let written = emit(ts, first, ifindex, iface, a, verdict, digest);
         Some(suppress::Attempt { digest, written })
     } else {
         None
@@ -172,7 +197,7 @@ fn judge(ctx: &XdpContext) -> u32 {
             _ => None,
         };
         if let Some(reported) = arrived {
-            timer::arrival(&key, ts, reported, w.version, w.priority);
+            timer::arrival(&key, stats, w, ts, reported);
         }
     }
     if verdict.passes() {
@@ -182,12 +207,25 @@ fn judge(ctx: &XdpContext) -> u32 {
     }
 }
 
-/// Adds one to the interface's counter of `index` (a verdict, or `VERDICTS` for ring-full).
+/// The counters' slot of a frame's interface: `watched`, the one its VRID's state names,
+/// else looked up (`MAX_IFACES`, out of range, for an interface the agent did not attach).
 #[inline(always)]
-fn count(ifindex: u32, index: usize) {
-    // The agent creates the entry when it attaches: a zeroed 120-byte value would not
-    // fit on the eBPF stack beside everything else.
-    let Some(stats) = IFACE_STATS.get_ptr_mut(ifindex) else {
+pub(crate) fn iface_slot(ifindex: u32, watched: Option<u32>) -> u32 {
+    match watched {
+        Some(s) => s,
+        None => match IFACES.get_ptr(&ifindex) {
+            // SAFETY: a map value pointer, valid for this program run.
+            Some(s) => unsafe { *s },
+            None => MAX_IFACES,
+        },
+    }
+}
+
+/// Adds one to the counter of `index` (a verdict, or `VERDICTS` for ring-full) of the
+/// interface in slot `slot`.
+#[inline(always)]
+pub(crate) fn count(slot: u32, index: usize) {
+    let Some(stats) = IFACE_STATS.get_ptr_mut(slot) else {
         return;
     };
     if index > validate::VERDICTS {
@@ -213,12 +251,13 @@ fn emit(
     ts: u64,
     first: u64,
     ifindex: u32,
+    iface: Option<u32>,
     a: &validate::Advert,
     verdict: Verdict,
     digest: u32,
 ) -> bool {
     let Some(mut slot) = EVENTS.reserve(0) else {
-        count(ifindex, validate::VERDICTS);
+        count(iface_slot(ifindex, iface), validate::VERDICTS);
         rare::ring_full(a.vrid);
         return false;
     };

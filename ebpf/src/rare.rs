@@ -1,5 +1,5 @@
-//! Rare events, told to the agent's log through aya-log: a full ring buffer, a full map, a
-//! timer that would not start. Never per packet: each kind speaks at most once a second
+//! Rare events, told to the agent's log through aya-log: a full ring buffer, a timer that
+//! would not start. Never per packet: each kind speaks at most once a second
 //! per CPU, however often it happens (the counters in the maps count every one).
 //!
 //! Each reporter is a global (exported) function: the verifier checks a global function
@@ -12,9 +12,8 @@ use aya_ebpf::{btf_maps::PerCpuArray, helpers::bpf_ktime_get_ns, macros::btf_map
 
 /// Kinds of rare event, indexing `LOG_GATE`.
 const RING_FULL: u32 = 0;
-const MAP_FULL: u32 = 1;
-const TIMER_FAILED: u32 = 2;
-const KINDS: usize = 3;
+const TIMER_FAILED: u32 = 1;
+const KINDS: usize = 2;
 /// Quietest gap between two lines of one kind on one CPU.
 const GAP_NS: u64 = 1_000_000_000;
 
@@ -44,12 +43,6 @@ pub fn ring_full(vrid: u8) {
     vigil_log_ring_full(u32::from(vrid));
 }
 
-/// A map the program fills itself has no room for another VRID.
-#[inline(always)]
-pub fn map_full(vrid: u8) {
-    vigil_log_map_full(u32::from(vrid));
-}
-
 /// `bpf_timer_init`, `bpf_timer_set_callback` or `bpf_timer_start` refused; the agent
 /// keeps this VRID's deadline itself.
 #[inline(always)]
@@ -74,19 +67,6 @@ extern "C" fn vigil_log_ring_full(vrid: u32) -> i32 {
 
 #[unsafe(no_mangle)]
 #[inline(never)]
-extern "C" fn vigil_log_map_full(vrid: u32) -> i32 {
-    if may_speak(MAP_FULL) {
-        aya_log_ebpf::error!(
-            &(),
-            "down_timers map full: VRID {} has no kernel timer",
-            vrid
-        );
-    }
-    0
-}
-
-#[unsafe(no_mangle)]
-#[inline(never)]
 extern "C" fn vigil_log_timer_failed(vrid: u32, rc: i64) -> i32 {
     if may_speak(TIMER_FAILED) {
         aya_log_ebpf::error!(
@@ -101,8 +81,14 @@ extern "C" fn vigil_log_timer_failed(vrid: u32, rc: i64) -> i32 {
 
 /// A BFD session's detection timer could not be armed; the agent keeps its detection
 /// time itself.
-#[inline(never)]
+#[inline(always)]
 pub fn bfd_timer_failed(discriminator: u32) {
+    vigil_log_bfd_timer_failed(discriminator);
+}
+
+#[unsafe(no_mangle)]
+#[inline(never)]
+extern "C" fn vigil_log_bfd_timer_failed(discriminator: u32) -> i32 {
     if may_speak(TIMER_FAILED) {
         aya_log_ebpf::error!(
             &(),
@@ -110,4 +96,5 @@ pub fn bfd_timer_failed(discriminator: u32) {
             discriminator
         );
     }
+    0
 }

@@ -9,22 +9,23 @@
 //! writes one ring event "silent since T, deadline D" and goes idle. The agent's election
 //! decides what the silence means; the kernel only wakes it.
 //!
-//! The timers live in their own map that userspace never writes (an update of an element
-//! from userspace cancels its timer); the agent's parameters live in `down_params`. A VRID
-//! without parameters gets no kernel timer, and the agent keeps the deadline itself.
+//! The timers live in their own array, at the VRID's slot, that userspace writes only to
+//! cancel a timer (an update of an element from userspace cancels its timer); the agent's
+//! parameters live in `down_params` at the same slot. A VRID without parameters
+//! (`adverts` 0) gets no kernel timer, and the agent keeps the deadline itself.
 
 use core::ffi::c_void;
 use core::ptr::addr_of;
 
 use aya_ebpf::{
     Global,
-    bindings::{BPF_F_TIMER_ABS, BPF_NOEXIST, bpf_timer},
-    btf_maps::HashMap,
+    bindings::{BPF_F_TIMER_ABS, bpf_timer},
+    btf_maps::Array,
     helpers::{bpf_ktime_get_ns, bpf_timer_init, bpf_timer_set_callback, bpf_timer_start},
     macros::btf_map,
 };
 use vigil_common::{
-    DownParams, VridKey,
+    DownParams, VridKey, VridStats, WatchEntry,
     down::{RETRY_NS, deadline_ns, interval_ns},
     event::{EVENT_SILENCE, EVENT_TIMER_ERROR},
     maps::MAX_WATCHED,
@@ -51,6 +52,8 @@ pub struct DownTimer {
     state: u32,
     /// The local priority its expiry was computed for: Skew_Time depends on it.
     priority: u32,
+    /// The VRID it was initialised for: the callback finds its state by it.
+    key: VridKey,
 }
 
 /// 1: the kernel keeps the down timers. The agent loads the program with 0 when the
@@ -60,43 +63,42 @@ pub struct DownTimer {
 pub(crate) static KERNEL_TIMERS: Global<u8> = Global::new(1);
 
 #[btf_map(name = "down_timers")]
-static DOWN_TIMERS: HashMap<VridKey, DownTimer, { MAX_WATCHED as usize }> = HashMap::new();
+static DOWN_TIMERS: Array<DownTimer, { MAX_WATCHED as usize }> = Array::new();
 
 #[btf_map(name = "down_params")]
-static DOWN_PARAMS: HashMap<VridKey, DownParams, { MAX_WATCHED as usize }> = HashMap::new();
+static DOWN_PARAMS: Array<DownParams, { MAX_WATCHED as usize }> = Array::new();
 
-/// An accepted advert counted as the Master's arrival at `ts` (after `vrid_stats` holds
-/// it). `report`: the agent is told of this advert, so the timer must run from it.
+/// An accepted advert counted as the Master's arrival at `ts` (after `stats`, the
+/// VRID's state entry, holds it), under the VRID's watch entry `w`. `report`: the agent
+/// is told of this advert, so the timer must run from it.
 // Not inlined: the verifier then checks it once per call instead of along every path
 // of the packet code that reaches it.
 #[inline(never)]
-pub fn arrival(key: &VridKey, ts: u64, report: bool, version: u8, local: u8) {
+pub fn arrival(key: &VridKey, stats: *mut VridStats, w: &WatchEntry, ts: u64, report: bool) {
     if KERNEL_TIMERS.load() == 0 {
         return;
     }
+    let (version, local) = (w.version, w.priority);
+    // SAFETY: a map value pointer, valid for this program run; `slot` is the agent's.
+    let slot = u32::from(unsafe { (*stats).slot });
+    let Some(t) = DOWN_TIMERS.get_ptr_mut(slot) else {
+        return;
+    };
+    // SAFETY: a map value pointer, valid for this program run; a racing CPU can at worst
+    // start the same timer twice, which only moves its expiry to the newer deadline.
+    let t = unsafe { &mut *t };
     // The steady state of a Backup: the timer runs, armed at this local priority, and
-    // this advert is a quiet repeat. Nothing to do, decided with one lookup (this runs
-    // for every advert); the same test is made below for a timer found otherwise.
-    if !report
-        && let Some(t) = DOWN_TIMERS.get_ptr(key)
-        // SAFETY: a map value pointer, valid for this program run.
-        && unsafe { (*t).state == ARMED && (*t).priority == u32::from(local) }
-    {
+    // this advert is a quiet repeat. Nothing to do (this runs for every advert).
+    if t.state == ARMED && !report && t.priority == u32::from(local) {
         return;
     }
-    let Some(params) = DOWN_PARAMS.get_ptr(key) else {
+    let Some(params) = DOWN_PARAMS.get_ptr(slot) else {
         return;
     };
-    let Some(t) = slot(key) else {
-        crate::rare::map_full(key.vrid);
-        return;
-    };
-    // SAFETY: map value pointers, valid for this program run; a racing CPU can at worst
-    // start the same timer twice, which only moves its expiry to the newer deadline.
-    let (t, p) = unsafe { (&mut *t, &*params) };
-    // A quiet advert leaves an armed timer alone, unless the local priority changed
-    // since it was armed: the expiry moves with Skew_Time.
-    if t.state == ARMED && !report && t.priority == u32::from(local) {
+    // SAFETY: as above.
+    let p = unsafe { &*params };
+    if p.adverts == 0 {
+        // The agent keeps this VRID's deadline.
         return;
     }
     // The agent believes the timer runs after a report, or while it was armed: a
@@ -104,8 +106,9 @@ pub fn arrival(key: &VridKey, ts: u64, report: bool, version: u8, local: u8) {
     // otherwise flood the ring once per advert).
     let tell = report || t.state == ARMED;
     if t.state == FRESH {
-        // SAFETY: `t.timer` lives in a BTF hash map of timers; the map pointer is the
-        // map's own.
+        t.key = *key;
+        // SAFETY: `t.timer` lives in a BTF array of timers; the map pointer is the map's
+        // own.
         let rc = unsafe {
             bpf_timer_init(
                 &mut t.timer,
@@ -117,7 +120,7 @@ pub fn arrival(key: &VridKey, ts: u64, report: bool, version: u8, local: u8) {
         if rc != 0 && rc != EBUSY {
             crate::rare::timer_failed(key.vrid, rc);
             if tell {
-                event(key, EVENT_TIMER_ERROR, ts);
+                event(key, stats, EVENT_TIMER_ERROR, ts);
             }
             return;
         }
@@ -128,15 +131,12 @@ pub fn arrival(key: &VridKey, ts: u64, report: bool, version: u8, local: u8) {
         if rc != 0 {
             crate::rare::timer_failed(key.vrid, rc);
             if tell {
-                event(key, EVENT_TIMER_ERROR, ts);
+                event(key, stats, EVENT_TIMER_ERROR, ts);
             }
             return;
         }
         t.state = IDLE;
     }
-    let Some(stats) = crate::VRID_STATS.get_ptr(key) else {
-        return;
-    };
     // SAFETY: as above.
     let s = unsafe { &*stats };
     let deadline = deadline_of(
@@ -148,23 +148,7 @@ pub fn arrival(key: &VridKey, ts: u64, report: bool, version: u8, local: u8) {
         ts,
         s.last_priority,
     );
-    start(key, t, deadline, local, tell);
-}
-
-/// The timer element of `key`, created idle on first use.
-#[inline(always)]
-fn slot(key: &VridKey) -> Option<*mut DownTimer> {
-    if let Some(t) = DOWN_TIMERS.get_ptr_mut(key) {
-        return Some(t);
-    }
-    let fresh = DownTimer {
-        timer: bpf_timer { __opaque: [0; 2] },
-        state: FRESH,
-        priority: 0,
-    };
-    // Another CPU may have created it meanwhile: NOEXIST keeps its timer.
-    let _ = DOWN_TIMERS.insert(key, &fresh, BPF_NOEXIST as u64);
-    DOWN_TIMERS.get_ptr_mut(key)
+    start(key, stats, t, deadline, local, tell);
 }
 
 #[inline(always)]
@@ -188,7 +172,14 @@ fn deadline_of(
 /// Arms the timer for the absolute `deadline`; a failure is logged and, with `tell`,
 /// reported to the agent, which then keeps this deadline itself.
 #[inline(always)]
-fn start(key: &VridKey, t: &mut DownTimer, deadline: u64, local: u8, tell: bool) {
+fn start(
+    key: &VridKey,
+    stats: *const VridStats,
+    t: &mut DownTimer,
+    deadline: u64,
+    local: u8,
+    tell: bool,
+) {
     // SAFETY: an initialised timer in its map.
     let rc = unsafe { bpf_timer_start(&mut t.timer, deadline, BPF_F_TIMER_ABS as u64) };
     if rc == 0 {
@@ -199,33 +190,44 @@ fn start(key: &VridKey, t: &mut DownTimer, deadline: u64, local: u8, tell: bool)
     t.state = IDLE;
     crate::rare::timer_failed(key.vrid, rc);
     if tell {
-        event(key, EVENT_TIMER_ERROR, deadline);
+        event(key, stats, EVENT_TIMER_ERROR, deadline);
     }
 }
 
 /// The timer callback: re-arm for the remainder while adverts arrive, else report silence.
 #[inline(never)]
-unsafe extern "C" fn fired(_map: *mut c_void, key: *mut VridKey, t: *mut DownTimer) -> i32 {
-    // SAFETY: the kernel passes the element's key and value, valid during the callback.
-    let (key, t) = unsafe { (&*key, &mut *t) };
-    let (Some(w), Some(p)) = (crate::WATCH.get_ptr(key), DOWN_PARAMS.get_ptr(key)) else {
-        // No longer watched, or the agent took the deadline back.
+unsafe extern "C" fn fired(_map: *mut c_void, slot: *mut u32, t: *mut DownTimer) -> i32 {
+    // SAFETY: the kernel passes the element's index and value, valid during the callback.
+    let (slot, t) = unsafe { (*slot, &mut *t) };
+    let key = t.key;
+    let Some(stats) = crate::VRID_STATS.get_ptr(&key) else {
+        // No longer watched.
         t.state = IDLE;
         return 0;
     };
     // SAFETY: map value pointers, valid during the callback.
+    let s = unsafe { &*stats };
+    if u32::from(s.slot) != slot {
+        // The slot was given to another VRID since; this timer belongs to nobody.
+        t.state = IDLE;
+        return 0;
+    }
+    let (Some(w), Some(p)) = (crate::WATCH.get_ptr(slot), DOWN_PARAMS.get_ptr(slot)) else {
+        t.state = IDLE;
+        return 0;
+    };
+    // SAFETY: as above.
     let (w, p) = unsafe { (&*w, &*p) };
+    if p.adverts == 0 {
+        // The agent took the deadline back.
+        t.state = IDLE;
+        return 0;
+    }
     if w.flags & WATCH_REPORT_ALL != 0 {
         // Master: it hears every advert, and its own advert timer is the agent's.
         t.state = IDLE;
         return 0;
     }
-    let Some(stats) = crate::VRID_STATS.get_ptr(key) else {
-        t.state = IDLE;
-        return 0;
-    };
-    // SAFETY: as above.
-    let s = unsafe { &*stats };
     let deadline = deadline_of(
         w.version,
         w.priority,
@@ -238,14 +240,14 @@ unsafe extern "C" fn fired(_map: *mut c_void, key: *mut VridKey, t: *mut DownTim
     // SAFETY: plain helper.
     let now = unsafe { bpf_ktime_get_ns() };
     if now < deadline {
-        start(key, t, deadline, w.priority, true);
+        start(&key, stats, t, deadline, w.priority, true);
         return 0;
     }
     // RFC 5798 §6.4.2: the Master_Down_Timer fired. The agent's election decides.
     t.state = IDLE;
-    if !event(key, EVENT_SILENCE, deadline) {
+    if !event(&key, stats, EVENT_SILENCE, deadline) {
         // The ring is full: try again shortly rather than lose the one wake-up.
-        start(key, t, now + RETRY_NS, w.priority, true);
+        start(&key, stats, t, now + RETRY_NS, w.priority, true);
     }
     0
 }
@@ -253,14 +255,35 @@ unsafe extern "C" fn fired(_map: *mut c_void, key: *mut VridKey, t: *mut DownTim
 /// Writes a down-timer event for `key` with the last advert's fields; false when the ring
 /// buffer had no room.
 #[inline(always)]
-fn event(key: &VridKey, kind: u8, deadline: u64) -> bool {
-    let Some(stats) = crate::VRID_STATS.get_ptr(key) else {
-        return true;
+fn event(key: &VridKey, stats: *const VridStats, kind: u8, deadline: u64) -> bool {
+    vigil_down_event(key, stats, u32::from(kind), deadline) != 0
+}
+
+// A global function: the verifier checks it once, from its argument types, instead of at
+// each of its four callers. Returns 1 when the record was written.
+#[unsafe(no_mangle)]
+#[inline(never)]
+extern "C" fn vigil_down_event(
+    key: *const VridKey,
+    stats: *const VridStats,
+    kind: u32,
+    deadline: u64,
+) -> i32 {
+    // SAFETY: the callers pass a key and a state entry valid for this run; the verifier
+    // knows them only as possibly null.
+    let Some(key) = (unsafe { key.as_ref() }) else {
+        return 1;
     };
+    if stats.is_null() {
+        return 1;
+    }
+    let kind = kind as u8;
     let Some(mut slot) = crate::EVENTS.reserve(0) else {
-        crate::count(key.ifindex, VERDICTS);
+        // SAFETY: a map value pointer, valid for this program run or callback.
+        let iface = u32::from(unsafe { (*stats).iface });
+        crate::count(iface, VERDICTS);
         crate::rare::ring_full(key.vrid);
-        return false;
+        return 0;
     };
     // SAFETY: plain helper.
     let written = unsafe { bpf_ktime_get_ns() };
@@ -289,5 +312,5 @@ fn event(key: &VridKey, kind: u8, deadline: u64) -> bool {
         (*e).deadline_ns = deadline;
     }
     slot.submit(0);
-    true
+    1
 }

@@ -101,6 +101,8 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut phases = phases::Phases::start();
     let config = config::load(path)?;
     phases.done("config parsed");
+    // The XDP program loads (kernel BTF parse, verifier) while the rest starts up.
+    let preload = receive::Preload::start(&config.global);
     raise_fd_limit();
     let netlink = Netlink::connect().map_err(anyhow::Error::from)?;
     if config.global.nonlocal_bind {
@@ -156,7 +158,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     }
     phases.done("instances created");
     let (ifaces, watch) = datapath_plan(&instances, &endpoint);
-    let mut receiver = Receiver::start(&config.global, &ifaces, &watch)?;
+    let mut receiver = Receiver::start(&config.global, &ifaces, &watch, preload)?;
     for inst in instances.values() {
         publish_down_params(&mut receiver, &mut endpoint, inst);
     }

@@ -48,16 +48,49 @@ pub enum Receiver {
     },
 }
 
+/// The XDP program being loaded on a thread of its own, started before the agent's other
+/// start-up work: the kernel's BTF parse and the verifier are most of the time to READY,
+/// and need nothing the rest of start-up makes.
+pub struct Preload(std::thread::JoinHandle<Result<xdp::XdpProgram, xdp::XdpError>>);
+
+impl Preload {
+    /// Starts loading the program `global` asks for; `None` when it asks for no XDP.
+    pub fn start(global: &Global) -> Option<Self> {
+        if global.xdp == XdpMode::Off {
+            return None;
+        }
+        let pin = global.bpf_pin_dir.join(&global.router_id);
+        let kernel_timers = global.kernel_timers;
+        let spawned = std::thread::Builder::new()
+            .name("xdp-load".into())
+            .spawn(move || xdp::XdpProgram::load(Some(&pin), kernel_timers));
+        match spawned {
+            Ok(handle) => Some(Self(handle)),
+            // Loaded in line then, when the datapath starts.
+            Err(_) => None,
+        }
+    }
+
+    fn wait(self) -> anyhow::Result<xdp::XdpProgram> {
+        match self.0.join() {
+            Ok(loaded) => Ok(loaded?),
+            Err(_) => Err(anyhow::anyhow!("the XDP loading thread panicked")),
+        }
+    }
+}
+
 /// What an XDP datapath says before any instance's interface exists.
 const NO_INTERFACE_YET: &str = "xdp (no interface yet)";
 
 impl Receiver {
-    /// Starts the datapath the config asks for on `ifaces`, watching `watch`.
+    /// Starts the datapath the config asks for on `ifaces`, watching `watch`, with the
+    /// program `preload` began loading, if any.
     /// `xdp = "auto"` falls back to raw sockets when XDP cannot be had, and says why.
     pub fn start(
         global: &Global,
         ifaces: &BTreeMap<u32, String>,
         watch: &[(VridKey, WatchEntry)],
+        preload: Option<Preload>,
     ) -> anyhow::Result<Self> {
         let mode = match global.xdp {
             XdpMode::Off => return Self::raw(ifaces, None),
@@ -65,7 +98,7 @@ impl Receiver {
             XdpMode::Driver => xdp::AttachMode::Driver,
             XdpMode::Skb => xdp::AttachMode::Skb,
         };
-        match Self::xdp(global, mode, ifaces, watch) {
+        match Self::xdp(global, mode, ifaces, watch, preload) {
             Ok(r) => Ok(r),
             Err(e) if global.xdp == XdpMode::Auto => {
                 let why = format!("{e:#}");
@@ -127,9 +160,13 @@ impl Receiver {
         mode: xdp::AttachMode,
         ifaces: &BTreeMap<u32, String>,
         watch: &[(VridKey, WatchEntry)],
+        preload: Option<Preload>,
     ) -> anyhow::Result<Self> {
         let pin = global.bpf_pin_dir.join(&global.router_id);
-        let mut program = xdp::XdpProgram::load(Some(&pin), global.kernel_timers)?;
+        let mut program = match preload {
+            Some(p) => p.wait()?,
+            None => xdp::XdpProgram::load(Some(&pin), global.kernel_timers)?,
+        };
         // SAFETY: the logger owns its ring buffer's fd and keeps it open while it lives,
         // which is as long as the AsyncFd that owns it.
         let logger = program
@@ -143,6 +180,7 @@ impl Receiver {
             });
         let mut describe = Vec::new();
         let mut membership = Vec::new();
+        let started = std::time::Instant::now();
         for (index, name) in ifaces {
             let used = program.attach(name, mode)?;
             describe.push(format!("{name}: xdp {}", mode_name(used)));
@@ -151,6 +189,10 @@ impl Receiver {
         for (key, entry) in watch {
             program.watch(*key, *entry)?;
         }
+        tracing::debug!(
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "XDP attached, multicast joined, VRIDs watched"
+        );
         let ring = program.take_events()?;
         // SAFETY: the RingBuf owns its map fd and keeps it open while it lives, which is
         // as long as the AsyncFd that owns it.

@@ -143,7 +143,7 @@ impl Agent {
             }
         } else if changed {
             let (ifaces, watch) = datapath_plan(&self.instances, &self.endpoint);
-            match Receiver::start(&self.config.global, &ifaces, &watch) {
+            match Receiver::start(&self.config.global, &ifaces, &watch, None) {
                 Ok(r) => self.receiver = r,
                 Err(e) => tracing::error!("raw receive path: {e:#}"),
             }

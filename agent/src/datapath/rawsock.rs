@@ -81,10 +81,13 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 pub fn packet_socket(ifindex: u32, filter: &[libc::sock_filter]) -> io::Result<OwnedFd> {
     // SAFETY: plain syscalls with valid pointers to local values; the fd is owned at once.
     unsafe {
+        // Protocol 0 until the bind: a socket opened with ETH_P_ALL is hooked on every
+        // interface at once, and binding it to one then unhooks it, which waits for an
+        // RCU grace period (milliseconds of start-up).
         let raw = check(libc::socket(
             libc::AF_PACKET,
             libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            i32::from(ETH_P_ALL.to_be()),
+            0,
         ))?;
         let fd = OwnedFd::from_raw_fd(raw);
         let prog = libc::sock_fprog {
@@ -107,20 +110,7 @@ pub fn packet_socket(ifindex: u32, filter: &[libc::sock_filter]) -> io::Result<O
             (&addr as *const libc::sockaddr_ll).cast(),
             std::mem::size_of::<libc::sockaddr_ll>() as u32,
         ))?;
-        for mac in [[0x01, 0x00, 0x5e, 0, 0, 0x12], [0x33, 0x33, 0, 0, 0, 0x12]] {
-            let mut mreq: libc::packet_mreq = std::mem::zeroed();
-            mreq.mr_ifindex = ifindex as i32;
-            mreq.mr_type = libc::PACKET_MR_MULTICAST as u16;
-            mreq.mr_alen = 6;
-            mreq.mr_address[..6].copy_from_slice(&mac);
-            check(libc::setsockopt(
-                raw,
-                libc::SOL_PACKET,
-                libc::PACKET_ADD_MEMBERSHIP,
-                (&mreq as *const libc::packet_mreq).cast(),
-                std::mem::size_of::<libc::packet_mreq>() as u32,
-            ))?;
-        }
+        join_vrrp_groups(&fd, ifindex)?;
         let on: libc::c_int = 1;
         check(libc::setsockopt(
             raw,
@@ -133,10 +123,43 @@ pub fn packet_socket(ifindex: u32, filter: &[libc::sock_filter]) -> io::Result<O
     }
 }
 
+/// Subscribes the packet socket `fd` to the VRRP multicast MACs (IPv4 and IPv6) on
+/// `ifindex`, for as long as it is open.
+fn join_vrrp_groups(fd: &OwnedFd, ifindex: u32) -> io::Result<()> {
+    for mac in [[0x01, 0x00, 0x5e, 0, 0, 0x12], [0x33, 0x33, 0, 0, 0, 0x12]] {
+        // SAFETY: a plain syscall with a pointer to a local value of the size given.
+        unsafe {
+            let mut mreq: libc::packet_mreq = std::mem::zeroed();
+            mreq.mr_ifindex = ifindex as i32;
+            mreq.mr_type = libc::PACKET_MR_MULTICAST as u16;
+            mreq.mr_alen = 6;
+            mreq.mr_address[..6].copy_from_slice(&mac);
+            check(libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_PACKET,
+                libc::PACKET_ADD_MEMBERSHIP,
+                (&mreq as *const libc::packet_mreq).cast(),
+                std::mem::size_of::<libc::packet_mreq>() as u32,
+            ))?;
+        }
+    }
+    Ok(())
+}
+
 /// A socket that receives nothing but keeps the VRRP multicast MACs subscribed on the
-/// interface while the XDP path is in use.
+/// interface while the XDP path is in use. Protocol 0 and never bound: the kernel hooks
+/// it nowhere, so no frame is ever queued to it.
 pub fn multicast_membership(ifindex: u32) -> io::Result<OwnedFd> {
-    packet_socket(ifindex, &[op(0x06, 0, 0, 0)])
+    // SAFETY: a plain syscall; the fd is owned at once.
+    let fd = unsafe {
+        OwnedFd::from_raw_fd(check(libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        ))?)
+    };
+    join_vrrp_groups(&fd, ifindex)?;
+    Ok(fd)
 }
 
 fn clock_ns(clock: libc::clockid_t) -> u64 {

@@ -7,14 +7,17 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use aya::maps::{HashMap, MapData, PerCpuHashMap, RingBuf};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use vigil_common::bfd::{
     BfdIfaceStats, BfdParams, BfdState, MAP_BFD_IFACE, MAP_BFD_PARAMS, MAP_BFD_STATE,
 };
 use vigil_common::down::{GLOBAL_KERNEL_TIMERS, MAP_DOWN_PARAMS, MAP_DOWN_TIMERS};
-use vigil_common::maps::{MAP_EVENTS, MAP_IFACE_STATS, MAP_SETTINGS, MAP_VRID_STATS, MAP_WATCH};
+use vigil_common::maps::{
+    MAP_EVENTS, MAP_IFACE_STATS, MAP_IFACES, MAP_SETTINGS, MAP_VRID_STATS, MAP_WATCH, MAX_IFACES,
+    MAX_WATCHED,
+};
 use vigil_common::{DownParams, IfaceStats, Settings, VridKey, VridStats, WatchEntry};
 
 /// The XDP object built by agent/build.rs (empty when built with AYA_BUILD_SKIP=1).
@@ -25,10 +28,11 @@ pub const PROGRAM_NAME: &str = "vigil_xdp";
 
 /// Names of the maps that are pinned. Not the timers: a pin would keep them (and the
 /// program their callback belongs to) alive after the agent.
-const PINNED: [&str; 8] = [
+const PINNED: [&str; 9] = [
     MAP_WATCH,
     MAP_VRID_STATS,
     MAP_IFACE_STATS,
+    MAP_IFACES,
     MAP_SETTINGS,
     MAP_DOWN_PARAMS,
     MAP_BFD_PARAMS,
@@ -38,6 +42,10 @@ const PINNED: [&str; 8] = [
 
 /// The program's state word of an armed down timer.
 const DOWN_TIMER_ARMED: u32 = 2;
+
+/// A `down_timers` element as the agent sees it: `struct bpf_timer` (16 opaque bytes),
+/// the program's state word, the priority it was armed for, the VRID (ebpf/src/timer.rs).
+type DownTimerValue = [u32; 8];
 
 /// Who keeps a Backup's Master_Down_Timer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,6 +98,9 @@ pub enum XdpError {
         #[source]
         source: ProgramError,
     },
+    /// Every slot of a map indexed by slot is taken.
+    #[error("XDP map {0} is full")]
+    Full(&'static str),
     /// A map operation failed.
     #[error("XDP map {map}: {source}")]
     Map {
@@ -128,6 +139,54 @@ pub struct XdpProgram {
     timers: DownTimers,
     pin_dir: Option<PathBuf>,
     attached: BTreeMap<u32, (String, XdpMode)>,
+    /// Each watched VRID's slot in the arrays `watch`, `down_params` and `down_timers`.
+    slots: Slots<VridKey>,
+    /// Each interface's slot in `iface_stats`, as published in `ifaces`.
+    iface_slots: Slots<u32>,
+}
+
+/// Small numbers handed out to keys, the indexes of the program's arrays. A freed number
+/// is handed out again only after every other one: a program run that looked the old
+/// owner up just before it left finds nothing of a new owner there.
+struct Slots<K> {
+    of: BTreeMap<K, u32>,
+    used: Vec<bool>,
+    next: u32,
+}
+
+impl<K: Ord + Copy> Slots<K> {
+    fn new(capacity: u32) -> Self {
+        Self {
+            of: BTreeMap::new(),
+            used: vec![false; capacity as usize],
+            next: 0,
+        }
+    }
+
+    fn get(&self, key: &K) -> Option<u32> {
+        self.of.get(key).copied()
+    }
+
+    /// The key's slot, taking a free one when it has none yet (`None`: all taken).
+    fn take(&mut self, key: K) -> Option<u32> {
+        if let Some(s) = self.get(&key) {
+            return Some(s);
+        }
+        let n = self.used.len() as u32;
+        let slot = (0..n)
+            .map(|i| (self.next + i) % n)
+            .find(|&i| !self.used[i as usize])?;
+        self.used[slot as usize] = true;
+        self.next = (slot + 1) % n;
+        self.of.insert(key, slot);
+        Some(slot)
+    }
+
+    fn free(&mut self, key: &K) -> Option<u32> {
+        let slot = self.of.remove(key)?;
+        self.used[slot as usize] = false;
+        Some(slot)
+    }
 }
 
 /// Interface index for a name.
@@ -170,6 +229,8 @@ impl XdpProgram {
             timers,
             pin_dir: None,
             attached: BTreeMap::new(),
+            slots: Slots::new(MAX_WATCHED),
+            iface_slots: Slots::new(MAX_IFACES),
         };
         if let Some(dir) = pin_dir {
             let started = std::time::Instant::now();
@@ -202,13 +263,45 @@ impl XdpProgram {
     /// Publishes a VRID's down-timer parameters (kernel timers only): from the next
     /// advert on, the kernel keeps its Master_Down_Timer.
     pub fn set_down_params(&mut self, key: VridKey, params: DownParams) -> Result<(), XdpError> {
+        let slot = self.slot(key)?;
+        self.set_at(MAP_DOWN_PARAMS, slot, params)
+    }
+
+    /// The VRID's slot, taken now if it has none.
+    fn slot(&mut self, key: VridKey) -> Result<u32, XdpError> {
+        self.slots.take(key).ok_or(XdpError::Full(MAP_WATCH))
+    }
+
+    /// The interface's counters slot, taken and published in `ifaces` if it has none.
+    fn iface_slot(&mut self, ifindex: u32) -> Result<u32, XdpError> {
+        if let Some(s) = self.iface_slots.get(&ifindex) {
+            return Ok(s);
+        }
+        let slot = self
+            .iface_slots
+            .take(ifindex)
+            .ok_or(XdpError::Full(MAP_IFACE_STATS))?;
         let map_err = |source| XdpError::Map {
-            map: MAP_DOWN_PARAMS,
+            map: MAP_IFACES,
             source,
         };
-        let mut map: HashMap<&mut MapData, VridKey, DownParams> =
-            HashMap::try_from(self.map_mut(MAP_DOWN_PARAMS)?).map_err(map_err)?;
-        map.insert(key, params, 0).map_err(map_err)
+        let mut ifaces: HashMap<&mut MapData, u32, u32> =
+            HashMap::try_from(self.map_mut(MAP_IFACES)?).map_err(map_err)?;
+        ifaces.insert(ifindex, slot, 0).map_err(map_err)?;
+        Ok(slot)
+    }
+
+    /// Writes `value` at `index` of the array `name`.
+    fn set_at<V: aya::Pod>(
+        &mut self,
+        name: &'static str,
+        index: u32,
+        value: V,
+    ) -> Result<(), XdpError> {
+        let map_err = |source| XdpError::Map { map: name, source };
+        let mut array: Array<&mut MapData, V> =
+            Array::try_from(self.map_mut(name)?).map_err(map_err)?;
+        array.set(index, value, 0).map_err(map_err)
     }
 
     fn pin(&mut self, dir: &Path) -> Result<(), XdpError> {
@@ -301,39 +394,9 @@ impl XdpProgram {
 
     fn init_iface(&mut self, index: u32) -> Result<(), XdpError> {
         self.init_bfd_iface(index)?;
-        let mut stats: PerCpuHashMap<&mut MapData, u32, IfaceStats> =
-            PerCpuHashMap::try_from(self.map_mut(MAP_IFACE_STATS)?).map_err(|source| {
-                XdpError::Map {
-                    map: MAP_IFACE_STATS,
-                    source,
-                }
-            })?;
-        if stats.get(&index, 0).is_ok() {
-            return Ok(());
-        }
-        let cpus = aya::util::nr_cpus().map_err(|(_, e)| XdpError::Map {
-            map: MAP_IFACE_STATS,
-            source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                call: "nr_cpus",
-                io_error: e,
-            }),
-        })?;
-        let zero =
-            aya::maps::PerCpuValues::try_from(vec![IfaceStats::default(); cpus]).map_err(|e| {
-                XdpError::Map {
-                    map: MAP_IFACE_STATS,
-                    source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                        call: "per-cpu values",
-                        io_error: e,
-                    }),
-                }
-            })?;
-        stats
-            .insert(index, zero, 0)
-            .map_err(|source| XdpError::Map {
-                map: MAP_IFACE_STATS,
-                source,
-            })
+        // The counters start at zero with the map, and a slot is never given to another
+        // interface.
+        self.iface_slot(index).map(|_| ())
     }
 
     /// Zeroed BFD counters for an interface: the program only adds to an entry.
@@ -391,49 +454,51 @@ impl XdpProgram {
         self.ebpf.map_mut(name).ok_or(XdpError::Missing(name))
     }
 
-    /// Starts watching (interface, family, VRID) with its configuration.
+    /// Starts watching (interface, family, VRID) with its configuration, or changes it.
     pub fn watch(&mut self, key: VridKey, entry: WatchEntry) -> Result<(), XdpError> {
-        let map_err = |map| move |source| XdpError::Map { map, source };
-        let mut stats: HashMap<&mut MapData, VridKey, VridStats> =
-            HashMap::try_from(self.map_mut(MAP_VRID_STATS)?).map_err(map_err(MAP_VRID_STATS))?;
-        if stats.get(&key, 0).is_err() {
-            stats
-                .insert(key, VridStats::default(), 0)
-                .map_err(map_err(MAP_VRID_STATS))?;
+        let slot = self.slot(key)?;
+        // The configuration first: the program takes the VRID for watched from the
+        // moment its state entry exists.
+        self.set_at(MAP_WATCH, slot, entry)?;
+        let map_err = |source| XdpError::Map {
+            map: MAP_VRID_STATS,
+            source,
+        };
+        if self.vrid_stats(&key).is_some() {
+            return Ok(());
         }
-        let mut watch: HashMap<&mut MapData, VridKey, WatchEntry> =
-            HashMap::try_from(self.map_mut(MAP_WATCH)?).map_err(map_err(MAP_WATCH))?;
-        watch.insert(key, entry, 0).map_err(map_err(MAP_WATCH))
+        let iface = self.iface_slot(key.ifindex)?;
+        let fresh = VridStats {
+            slot: slot as u16,
+            iface: iface as u16,
+            ..VridStats::default()
+        };
+        let mut stats: HashMap<&mut MapData, VridKey, VridStats> =
+            HashMap::try_from(self.map_mut(MAP_VRID_STATS)?).map_err(map_err)?;
+        stats.insert(key, fresh, 0).map_err(map_err)
     }
 
     /// Stops watching a virtual router.
     pub fn unwatch(&mut self, key: VridKey) -> Result<(), XdpError> {
-        let map_err = |map| move |source| XdpError::Map { map, source };
-        // Parameters first, so a firing timer finds none and goes quiet; deleting the
-        // timer element cancels its timer.
-        for name in [MAP_DOWN_PARAMS, MAP_DOWN_TIMERS, MAP_WATCH, MAP_VRID_STATS] {
-            let map = self.map_mut(name)?;
-            let removed = match name {
-                MAP_WATCH => HashMap::<_, VridKey, WatchEntry>::try_from(map)
-                    .map_err(map_err(name))?
-                    .remove(&key),
-                MAP_VRID_STATS => HashMap::<_, VridKey, VridStats>::try_from(map)
-                    .map_err(map_err(name))?
-                    .remove(&key),
-                MAP_DOWN_PARAMS => HashMap::<_, VridKey, DownParams>::try_from(map)
-                    .map_err(map_err(name))?
-                    .remove(&key),
-                // The timer value is opaque here; only its size matters for a delete.
-                _ => HashMap::<_, VridKey, [u32; 6]>::try_from(map)
-                    .map_err(map_err(name))?
-                    .remove(&key),
-            };
-            match removed {
-                Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
-                Err(source) => return Err(XdpError::Map { map: name, source }),
-            }
+        let map_err = |source| XdpError::Map {
+            map: MAP_VRID_STATS,
+            source,
+        };
+        // The state entry first: from then on the program takes the VRID for foreign,
+        // and a firing timer finds no state and goes quiet.
+        let mut stats: HashMap<&mut MapData, VridKey, VridStats> =
+            HashMap::try_from(self.map_mut(MAP_VRID_STATS)?).map_err(map_err)?;
+        match stats.remove(&key) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+            Err(source) => return Err(map_err(source)),
         }
-        Ok(())
+        let Some(slot) = self.slots.free(&key) else {
+            return Ok(());
+        };
+        // Writing the timer's element from here cancels its timer.
+        self.set_at(MAP_DOWN_PARAMS, slot, DownParams::default())?;
+        self.set_at(MAP_DOWN_TIMERS, slot, DownTimerValue::default())?;
+        self.set_at(MAP_WATCH, slot, WatchEntry::default())
     }
 
     /// Sets the program's global switches.
@@ -473,22 +538,21 @@ impl XdpProgram {
     /// Whether the kernel's down timer of a VRID is armed (reading an element, unlike
     /// writing it, leaves its timer alone).
     pub fn down_timer_armed(&self, key: &VridKey) -> bool {
-        let Some(map) = self.ebpf.map(MAP_DOWN_TIMERS) else {
+        let (Some(slot), Some(map)) = (self.slots.get(key), self.ebpf.map(MAP_DOWN_TIMERS)) else {
             return false;
         };
-        let Ok(timers) = HashMap::<&MapData, VridKey, [u32; 6]>::try_from(map) else {
+        let Ok(timers) = Array::<&MapData, DownTimerValue>::try_from(map) else {
             return false;
         };
-        // The value is `struct bpf_timer` (16 opaque bytes), then the program's state
-        // word: 2 = armed (ebpf/src/timer.rs).
-        timers.get(key, 0).is_ok_and(|v| v[4] == DOWN_TIMER_ARMED)
+        timers.get(&slot, 0).is_ok_and(|v| v[4] == DOWN_TIMER_ARMED)
     }
 
     /// Verdict counters of an interface, summed over CPUs.
     pub fn iface_stats(&self, ifindex: u32) -> Option<IfaceStats> {
+        let slot = self.iface_slots.get(&ifindex)?;
         let map = self.ebpf.map(MAP_IFACE_STATS)?;
-        let stats: PerCpuHashMap<&MapData, u32, IfaceStats> = PerCpuHashMap::try_from(map).ok()?;
-        let per_cpu = stats.get(&ifindex, 0).ok()?;
+        let stats: PerCpuArray<&MapData, IfaceStats> = PerCpuArray::try_from(map).ok()?;
+        let per_cpu = stats.get(&slot, 0).ok()?;
         Some(sum(per_cpu.iter()))
     }
 
@@ -546,7 +610,18 @@ impl BfdMaps {
 fn load_object(kernel_timers: bool) -> Result<Ebpf, XdpError> {
     let flag = u8::from(kernel_timers);
     let started = std::time::Instant::now();
-    let mut ebpf = EbpfLoader::new()
+    // aya's loader parses the kernel's BTF when it is made, and its load first probes the
+    // kernel's features (a few dozen bpf() calls): the probes run beside the parse.
+    let probes = std::thread::spawn(|| {
+        aya::features();
+    });
+    let mut loader = EbpfLoader::new();
+    tracing::debug!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        "kernel BTF parsed"
+    );
+    let _ = probes.join();
+    let mut ebpf = loader
         .override_global(GLOBAL_KERNEL_TIMERS, &flag, true)
         .load(OBJECT)?;
     tracing::debug!(
@@ -672,4 +747,23 @@ fn remove_stale(iface: &str) -> bool {
         .args(["link", "set", "dev", iface, "xdp", "off"])
         .status()
         .is_ok_and(|s| s.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slots;
+
+    #[test]
+    fn a_key_keeps_its_slot_and_a_freed_slot_comes_back_last() {
+        let mut s = Slots::new(3);
+        assert_eq!((s.take('a'), s.take('b')), (Some(0), Some(1)));
+        assert_eq!(s.take('a'), Some(0), "asked again, the same slot");
+        assert_eq!(s.free(&'a'), Some(0));
+        assert_eq!(s.get(&'a'), None);
+        // Slot 0 is free again, but 2 has not been handed out since.
+        assert_eq!(s.take('c'), Some(2));
+        assert_eq!(s.take('d'), Some(0));
+        assert_eq!(s.take('e'), None, "all three taken");
+        assert_eq!(s.free(&'z'), None);
+    }
 }

@@ -76,8 +76,12 @@ impl KernelModel {
             return None;
         }
         let key = validate::watch_key(ifindex, &a).unwrap_or_default();
+        // As the program: the state entry makes a VRID watched, and names its
+        // configuration.
         let entry = match parsed {
-            Parsed::Vrrp if key.ifindex != 0 => self.watch.get(&key).copied(),
+            Parsed::Vrrp if key.ifindex != 0 && self.stats.contains_key(&key) => {
+                self.watch.get(&key).copied()
+            }
             _ => None,
         };
         let verdict = match parsed {
@@ -113,10 +117,7 @@ impl KernelModel {
     /// Second half: write the report if there is one and room for it, then settle the
     /// state.
     pub fn finish(&mut self, f: InFlight) {
-        let report = f.fate == Some(Fate::Report)
-            || (f.watched.is_some()
-                && !self.stats.contains_key(&f.key)
-                && f.verdict == Verdict::Accept);
+        let report = f.fate == Some(Fate::Report);
         let attempt = report.then(|| {
             let written = self.ring.len() < self.capacity;
             if written {

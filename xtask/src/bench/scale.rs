@@ -31,6 +31,8 @@ pub struct ScaleRun {
     /// vigil: CPU % of its XDP program on the BACKUP (packet path; timer callbacks are
     /// not in the kernel's per-program statistics).
     pub backup_xdp_cpu: Option<f64>,
+    /// vigil: mean run time of its XDP program on the BACKUP, ns per frame.
+    pub backup_xdp_ns: Option<f64>,
     /// Every instance was in its expected state before and after the window.
     pub settled: bool,
 }
@@ -229,6 +231,12 @@ pub fn scale(
                     }
                     _ => None,
                 },
+                backup_xdp_ns: match (xdp0, xdp1) {
+                    (Some((t0, n0)), Some((t1, n1))) if n1 > n0 => {
+                        Some(t1.saturating_sub(t0) as f64 / (n1 - n0) as f64)
+                    }
+                    _ => None,
+                },
                 master_rss_kib: rss_sum(&master.pids())?,
                 backup_rss_kib: rss_sum(&backup.pids())?,
                 settled: ok_before && settled(&master, &backup, n),
@@ -243,8 +251,11 @@ pub fn scale(
                 run.backup_cpu,
                 run.backup_rss_kib,
                 run.backup_wakeups,
-                run.backup_xdp_cpu
-                    .map_or(String::new(), |x| format!(", XDP program {x:.2} %")),
+                match (run.backup_xdp_cpu, run.backup_xdp_ns) {
+                    (Some(x), Some(ns)) => format!(", XDP program {x:.2} % ({ns:.0} ns a frame)"),
+                    (Some(x), None) => format!(", XDP program {x:.2} %"),
+                    _ => String::new(),
+                },
                 if run.settled { "" } else { " (NOT SETTLED)" }
             );
             out.runs.entry(side.imp).or_default().push(run);
