@@ -334,6 +334,9 @@ pub struct Stalls {
     pub longest_all_ms: f64,
     /// Stalls of every CPU at once of 20 ms or more.
     pub all_over_20ms: usize,
+    /// Stalls of one CPU of 20 ms or more (a node's BFD thread, or the softirq carrying
+    /// its packets, may be on that CPU).
+    pub one_over_20ms: usize,
 }
 
 impl StallMeter {
@@ -383,6 +386,11 @@ impl StallMeter {
             longest_one_ms: one as f64 / 1e6,
             longest_all_ms: longest(&all) as f64 / 1e6,
             all_over_20ms: all.iter().filter(|(a, b)| b - a >= 20_000_000).count(),
+            one_over_20ms: per_cpu
+                .iter()
+                .flatten()
+                .filter(|(a, b)| b - a >= 20_000_000)
+                .count(),
         }
     }
 }
