@@ -7,19 +7,17 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use vigil_common::VridKey;
 
+use super::adverts::{Adverts, SlotSpec};
 use super::owned::{OwnedAddress, OwnedAddresses, OwnedRoute, OwnedRule};
 use super::split::SplitBrain;
 use crate::config;
-use crate::datapath::transmit::{AdvertSender, Outgoing, SenderPool, TransmitError};
+use crate::datapath::transmit::{AdvertSender, SenderPool};
 use crate::net::announce::{AnnounceSchedule, AnnounceTiming, Announcer, run_announcements_on};
 use crate::net::{Interface, Netlink, VirtualAddress};
 use crate::notify::Notifier;
 use crate::track::Verdict;
 use crate::vrrp::endpoint::key_of;
-use crate::vrrp::{
-    Action, Advertisement, Auth, ChecksumMode, Instant, RouterConfig, State, Transition,
-    VirtualRouter,
-};
+use crate::vrrp::{Action, Auth, Instant, RouterConfig, State, Transition, VirtualRouter};
 
 /// A virtual address with the interface it lives on.
 #[derive(Clone, Debug)]
@@ -122,14 +120,9 @@ pub struct Instance {
     pub key: VridKey,
     /// The address its adverts go out from.
     pub primary: IpAddr,
+    /// The socket its adverts leave through (shared with the instances on the same
+    /// interface and source address); its adverts themselves are in [`Adverts`].
     sender: Arc<AdvertSender>,
-    /// Encoded adverts per destination, with the (priority, interval) they were encoded
-    /// at: the bytes change only when those do (or on a reconfiguration, which clears
-    /// them), so a Master's steady state encodes nothing.
-    adverts: Option<((u8, std::time::Duration), Vec<Outgoing>)>,
-    /// Adverts due, not yet sent: the daemon sends those of every instance sharing a
-    /// socket with one `sendmmsg`.
-    pub outbox: Vec<Outgoing>,
     vips: Vec<Vip>,
     announcer: Option<Arc<Announcer>>,
     /// Announcers of the interfaces addresses with their own `dev` live on.
@@ -141,8 +134,6 @@ pub struct Instance {
     /// Its running announcements; apart from `announce` so that they do not cut short
     /// the master term's schedule (and its refresh).
     reannounce: Option<JoinHandle<u64>>,
-    /// Adverts sent.
-    pub sent: u64,
     /// Transitions so far by (from, to, reason kind), for metrics.
     pub transition_counts: std::collections::BTreeMap<(State, State, &'static str), u64>,
     /// Its notify scripts' queue.
@@ -168,8 +159,6 @@ pub struct Instance {
     pub foreign_while_backup: Vec<IpAddr>,
     /// Virtual addresses vigil had added and removed again, found while Backup.
     pub removed_while_backup: u64,
-    /// What woke this Backup for the takeover whose first advert is not sent yet.
-    pub wake: Option<super::wake::Wake>,
 }
 
 /// The kernel down timer's parameters for an instance.
@@ -362,8 +351,6 @@ impl Instance {
             primary,
             iface,
             sender,
-            adverts: None,
-            outbox: Vec::new(),
             vips,
             announcer,
             dev_announcers,
@@ -371,7 +358,6 @@ impl Instance {
             announce: None,
             lower_timing: lower_priority_timing(cfg),
             reannounce: None,
-            sent: 0,
             transition_counts: std::collections::BTreeMap::new(),
             notifier: Notifier::new(name, cfg, script_user),
             tracked: Verdict::untracked(cfg),
@@ -384,7 +370,6 @@ impl Instance {
             split: SplitBrain::default(),
             foreign_while_backup: Vec::new(),
             removed_while_backup: 0,
-            wake: None,
         })
     }
 
@@ -401,6 +386,7 @@ impl Instance {
         router: &VirtualRouter,
         netlink: &Netlink,
         owned: &mut OwnedAddresses,
+        adverts: &mut Adverts,
     ) -> Option<Transition> {
         match action {
             Action::StateChanged(t) => {
@@ -431,22 +417,22 @@ impl Instance {
                 self.notifier.state(t.to, router.priority());
                 return Some(t);
             }
-            Action::SendAdvert { priority } => self.queue_advert(router, priority),
+            Action::SendAdvert { priority } => self.queue_advert(router, priority, adverts).await,
             // RFC 5798 §6.4.1 and §6.4.3: the advert goes out before addresses move.
             Action::AddAddresses => {
-                self.flush().await;
+                adverts.flush(&self.key).await;
                 self.add_addresses(netlink, owned).await;
             }
             Action::RemoveAddresses => {
-                self.flush().await;
+                adverts.flush(&self.key).await;
                 self.remove_addresses(netlink, owned).await;
             }
             Action::Announce => {
-                self.flush().await;
+                adverts.flush(&self.key).await;
                 self.announce();
             }
             Action::Reannounce => {
-                self.flush().await;
+                adverts.flush(&self.key).await;
                 self.restart_reannouncements();
             }
         }
@@ -456,8 +442,8 @@ impl Instance {
     /// Answers for its sync group: a member that is Master heard a lower-priority
     /// advert, so this one (Master too) advertises now and announces its addresses on
     /// its `garp_lower_prio_*` schedule, as if it had heard it itself.
-    pub fn reannounce(&mut self, router: &VirtualRouter) {
-        self.queue_advert(router, router.priority());
+    pub async fn reannounce(&mut self, router: &VirtualRouter, adverts: &mut Adverts) {
+        self.queue_advert(router, router.priority(), adverts).await;
         self.restart_reannouncements();
     }
 
@@ -466,11 +452,6 @@ impl Instance {
             task.abort();
         }
         self.reannounce = self.spawn_announcements(self.lower_timing);
-    }
-
-    /// Forgets the encoded adverts (the election's configuration changed).
-    pub fn reconfigured(&mut self) {
-        self.adverts = None;
     }
 
     /// A Master of priority `ours` heard a lower-priority router that believes itself
@@ -494,68 +475,22 @@ impl Instance {
         );
     }
 
-    /// Queues the advert at `priority` for each destination, encoding it only when the
-    /// priority or the interval differs from the last one encoded.
-    pub(super) fn queue_advert(&mut self, router: &VirtualRouter, priority: u8) {
-        let at = (priority, router.config().advert_interval);
-        if self.adverts.as_ref().is_none_or(|(k, _)| *k != at) {
-            let advert = router.advertisement(priority);
-            let encoded = self.encode_adverts(&advert, router.config().checksum_mode());
-            self.adverts = Some((at, encoded));
-        }
-        if let Some((_, encoded)) = &self.adverts {
-            self.outbox.extend(encoded.iter().cloned());
-        }
-    }
-
-    fn encode_adverts(&self, advert: &Advertisement, mode: ChecksumMode) -> Vec<Outgoing> {
-        let source = self.sender.source();
-        let dests: Vec<IpAddr> = if self.cfg.unicast_peers.is_empty() {
-            vec![self.sender.multicast_group()]
-        } else {
-            self.cfg.unicast_peers.clone()
+    /// Queues its advert at `priority` (to the multicast group, or to each unicast
+    /// peer), encoding it only when the priority differs from the last one encoded.
+    pub(super) async fn queue_advert(
+        &self,
+        router: &VirtualRouter,
+        priority: u8,
+        adverts: &mut Adverts,
+    ) {
+        let spec = SlotSpec {
+            name: &self.name,
+            sender: &self.sender,
+            unicast_peers: &self.cfg.unicast_peers,
         };
-        let mut out = Vec::with_capacity(dests.len());
-        for dest in dests {
-            // The v3 checksum covers the destination, so each peer gets its own copy.
-            match advert.encode(source, dest, mode) {
-                Ok(bytes) => out.push((dest, Arc::from(bytes))),
-                Err(e) => tracing::error!(instance = %self.name, "cannot encode advert: {e}"),
-            }
-        }
-        out
-    }
-
-    /// The socket this instance's adverts leave through (shared with the instances on
-    /// the same interface and source address).
-    pub fn sender(&self) -> &Arc<AdvertSender> {
-        &self.sender
-    }
-
-    /// Counts adverts of the outbox as sent: `sent` of them went out, then `error`.
-    pub fn sent_from_outbox(&mut self, sent: usize, error: Option<&TransmitError>) {
-        self.sent += sent as u64;
-        if let Some(w) = self.wake.take()
-            && sent > 0
-        {
-            w.log(&self.name, crate::clock::now());
-        }
-        if let Some(e) = error {
-            tracing::warn!(instance = %self.name, "advert not sent: {e}");
-        }
-        self.outbox.clear();
-    }
-
-    /// Sends this instance's queued adverts now.
-    pub(super) async fn flush(&mut self) {
-        if self.outbox.is_empty() {
-            return;
-        }
-        if let Some(w) = &mut self.wake {
-            w.sending = Some(crate::clock::now());
-        }
-        let (sent, error) = self.sender.send_batch(&self.outbox).await;
-        self.sent_from_outbox(sent, error.as_ref());
+        adverts
+            .queue_encoding(self.key, priority, spec, router)
+            .await;
     }
 
     /// Whether vigil's record says one of this instance's addresses is on the node.
@@ -961,7 +896,13 @@ impl Instance {
 
     /// One status object for `vigil status`, with its election `router` and `received`,
     /// the adverts the datapath accepted for it.
-    pub fn status(&self, now: Instant, router: &VirtualRouter, received: u64) -> serde_json::Value {
+    pub fn status(
+        &self,
+        now: Instant,
+        router: &VirtualRouter,
+        received: u64,
+        sent: u64,
+    ) -> serde_json::Value {
         let last = router.last_transition().map(|t| {
             serde_json::json!({
                 "from": t.from.to_string(),
@@ -992,7 +933,7 @@ impl Instance {
             "sync_fault": self.sync_fault,
             "last_transition": last,
             "adverts_rx": received,
-            "adverts_tx": self.sent,
+            "adverts_tx": sent,
             "transitions": self.transition_counts.iter().map(|((from, to, reason), n)| serde_json::json!({
                 "from": from.to_string(), "to": to.to_string(), "reason": reason, "count": n,
             })).collect::<Vec<_>>(),

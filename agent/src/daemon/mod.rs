@@ -2,6 +2,7 @@
 //! control socket and signals together in one tokio task, so that everything an
 //! election sees and does happens in order.
 
+mod adverts;
 pub mod bfd;
 pub mod groups;
 pub mod instance;
@@ -17,7 +18,6 @@ mod wake;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -29,12 +29,13 @@ use vigil_common::bfd::BfdRecord;
 use crate::clock;
 use crate::config::{self, Config};
 use crate::control;
-use crate::datapath::transmit::{AdvertSender, SenderPool};
+use crate::datapath::transmit::SenderPool;
 use crate::net::{LinkMonitor, Netlink, link::LinkEvent, sysctl};
 use crate::notify::NOTIFY_TIMEOUT;
 use crate::track::{Tracker, Verdict};
 use crate::vrrp::State;
 use crate::vrrp::endpoint::{Datapath, Endpoint, EndpointAction, EndpointInput};
+use adverts::Adverts;
 use instance::{Instance, router_config};
 use owned::OwnedAddresses;
 pub(crate) use owned::remove_leftovers;
@@ -85,6 +86,12 @@ struct Agent {
     addresses_changed: bool,
     /// Advert sockets, one per interface and source address.
     senders: SenderPool,
+    /// Every instance's encoded adverts and those queued this round.
+    adverts: Adverts,
+    /// Whether the last round of actions held anything but adverts.
+    eventful: bool,
+    /// [`Agent::needs_housekeeping`], as of the last round that could change it.
+    housekeeping_wanted: bool,
     /// Backups woken for their down deadline in this round, by what and when.
     wakes: HashMap<VridKey, wake::Wake>,
     /// The election loop's scheduling class, as the kernel granted it.
@@ -202,6 +209,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         // The first round looks at what was there before vigil started.
         addresses_changed: true,
         senders,
+        adverts: Adverts::default(),
+        eventful: true,
+        housekeeping_wanted: true,
         wakes: HashMap::new(),
         scheduling: String::new(),
     };
@@ -272,8 +282,15 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         "vigil running"
     );
     let mut fatal = None;
+    let mut ticked = false;
 
     loop {
+        // A round of nothing but a Master's adverts cannot change what housekeeping
+        // looks at; only other rounds pay for asking every instance.
+        if agent.eventful || !ticked {
+            agent.housekeeping_wanted = agent.needs_housekeeping();
+        }
+        ticked = false;
         let deadline = agent.endpoint.poll_timeout();
         let sleep = async {
             match deadline {
@@ -300,7 +317,10 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                     }
                 }
             }
-            _ = sleep => agent.timers(),
+            _ = sleep => {
+                agent.timers();
+                ticked = true;
+            }
             Some(request) = ctl_rx.recv() => match request {
                 control::Request::Status(reply) => {
                     let _ = reply.send(agent.status());
@@ -331,7 +351,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                     agent.retrack();
                 }
             }
-            _ = housekeeping.tick(), if agent.needs_housekeeping() => agent.housekeeping().await,
+            _ = housekeeping.tick(), if agent.housekeeping_wanted => agent.housekeeping().await,
             _ = hup.recv() => {
                 reload_gen += 1;
                 start_reload(&agent.path, &reload_tx, reload_gen, None);
@@ -554,11 +574,15 @@ impl Agent {
     /// map for the endpoint to hand in its newest arrival.
     fn timers(&mut self) {
         let now = clock::now();
-        let due = self.endpoint.due(now);
-        if due.is_empty() {
+        if self.endpoint.poll_timeout().is_none_or(|d| d > now) {
             return;
         }
-        for key in &due {
+        // Only a Backup's down timer needs the kernel's view and a record of the wake;
+        // a Master's advert timer does not (two map reads per advert would be a Master's
+        // main cost).
+        let mut backups = Vec::new();
+        self.endpoint.due_backups_into(now, &mut backups);
+        for key in &backups {
             let router = self.endpoint.router(key);
             if let Some(deadline) = router
                 .filter(|r| r.state() == State::Backup && !self.endpoint.kernel_timer(key).armed)
@@ -578,16 +602,8 @@ impl Agent {
         if self.receiver.is_xdp() {
             let ready = self.receiver.ready();
             self.dispatch(ready);
-            for key in due {
-                // Only a Backup's down timer needs the kernel's view; a Master's advert
-                // timer does not (two map reads per advert would be a Master's main cost).
-                let backup = self
-                    .endpoint
-                    .router(&key)
-                    .is_some_and(|r| r.state() == State::Backup);
-                if !backup {
-                    continue;
-                }
+            self.endpoint.due_backups_into(now, &mut backups);
+            for key in backups {
                 if let Some(stats) = self.receiver.vrid_stats(&key) {
                     let timer_armed = Some(self.receiver.down_timer_armed(&key));
                     self.endpoint.handle(
@@ -686,7 +702,16 @@ impl Agent {
     /// Carries out what the elections asked for, in order.
     async fn run_actions(&mut self) {
         let mut reannounced = Vec::new();
+        self.eventful = false;
         while let Some((key, action)) = self.endpoint.poll_action() {
+            // A Master's every tick: its advert's bytes are ready; nothing else is
+            // looked up.
+            if let EndpointAction::Router(crate::vrrp::Action::SendAdvert { priority }) = action
+                && self.adverts.queue(&key, priority)
+            {
+                continue;
+            }
+            self.eventful = true;
             // A watch entry goes to the datapath even for an instance being removed.
             if let EndpointAction::Watch(entry) = action {
                 self.receiver.watch(key, entry);
@@ -703,17 +728,12 @@ impl Agent {
                 continue;
             };
             match action {
-                // A Master's every tick: only the precomputed bytes are queued, without
-                // the general (async) action path.
-                EndpointAction::Router(crate::vrrp::Action::SendAdvert { priority }) => {
-                    inst.queue_advert(router, priority)
-                }
                 EndpointAction::Router(a) => {
                     let mut router = router;
                     if let crate::vrrp::Action::StateChanged(t) = &a {
                         self.status_stale = true;
                         if t.to == State::Master {
-                            inst.wake = self.wakes.remove(&key);
+                            let mut wake = self.wakes.remove(&key);
                             // RFC 5798 §6.4.1 / §6.4.2: the takeover's advert is sent, then
                             // the router is Master. It leaves before the transition's log
                             // line and notify scripts: a slow log (a busy journal) must
@@ -723,8 +743,15 @@ impl Agent {
                                 let Some(r) = self.endpoint.router(&key) else {
                                     continue;
                                 };
-                                inst.queue_advert(r, priority);
-                                inst.flush().await;
+                                inst.queue_advert(r, priority, &mut self.adverts).await;
+                                if let Some(w) = &mut wake {
+                                    w.sending = Some(clock::now());
+                                }
+                                if self.adverts.flush(&key).await > 0
+                                    && let Some(w) = wake
+                                {
+                                    w.log(&inst.name, clock::now());
+                                }
                                 router = r;
                             }
                         }
@@ -732,7 +759,7 @@ impl Agent {
                     if matches!(a, crate::vrrp::Action::Reannounce) {
                         reannounced.push(inst.name.clone());
                     }
-                    inst.execute(a, router, &self.netlink, &mut self.owned)
+                    inst.execute(a, router, &self.netlink, &mut self.owned, &mut self.adverts)
                         .await;
                 }
                 EndpointAction::Rival {
@@ -755,8 +782,8 @@ impl Agent {
                 EndpointAction::Watch(_) => {}
             }
         }
-        self.reannounce_groups(&reannounced);
-        self.send_adverts().await;
+        self.reannounce_groups(&reannounced).await;
+        self.adverts.send().await;
         self.wakes.clear();
     }
 
@@ -764,7 +791,7 @@ impl Agent {
     /// lower-priority advert and announces its addresses again, every other member that
     /// is Master does the same (an advert at its priority, then its own
     /// `garp_lower_prio_*` schedule), so hosts learn the group's addresses back together.
-    fn reannounce_groups(&mut self, reannounced: &[String]) {
+    async fn reannounce_groups(&mut self, reannounced: &[String]) {
         let mut followers: Vec<String> = Vec::new();
         for name in reannounced {
             let Some(group) = self.groups.members_with(name) else {
@@ -787,35 +814,7 @@ impl Agent {
                 continue;
             }
             tracing::info!(instance = %name, "announcing again with its sync group");
-            inst.reannounce(router);
-        }
-    }
-
-    /// Sends the adverts every instance queued, one `sendmmsg` per shared socket.
-    async fn send_adverts(&mut self) {
-        let mut pending: Vec<&mut Instance> = self
-            .instances
-            .values_mut()
-            .filter(|i| !i.outbox.is_empty())
-            .collect();
-        while let Some(first) = pending.first() {
-            let sender: Arc<AdvertSender> = first.sender().clone();
-            let (group, rest): (Vec<_>, Vec<_>) = pending
-                .into_iter()
-                .partition(|i| Arc::ptr_eq(i.sender(), &sender));
-            pending = rest;
-            let messages: Vec<_> = group
-                .iter()
-                .flat_map(|i| i.outbox.iter().cloned())
-                .collect();
-            let (mut sent, error) = sender.send_batch(&messages).await;
-            // The first `sent` adverts went out, in batch order.
-            for inst in group {
-                let mine = inst.outbox.len();
-                let ok = sent.min(mine);
-                sent -= ok;
-                inst.sent_from_outbox(ok, if ok < mine { error.as_ref() } else { None });
-            }
+            inst.reannounce(router, &mut self.adverts).await;
         }
     }
 

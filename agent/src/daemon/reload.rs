@@ -156,7 +156,7 @@ impl Agent {
             }
             let bfd_change = (inst.cfg.bfd != cfg.bfd).then_some((inst.cfg.bfd, cfg.bfd));
             inst.cfg = cfg.clone();
-            inst.reconfigured();
+            self.adverts.reencode(&key);
             super::publish_down_params(&mut self.receiver, &mut self.endpoint, inst);
             // The router keeps the offset tracking gave; retrack (below) hands in the
             // new effective priority if the new weights change it.
@@ -189,6 +189,7 @@ impl Agent {
             self.bfd_disable(name);
             if let Some(mut inst) = self.instances.remove(name) {
                 inst.close(&self.netlink).await;
+                self.adverts.forget(&inst.key).await;
                 self.by_key.remove(&inst.key);
                 self.endpoint.remove(&inst.key);
                 self.receiver.unwatch(inst.key);

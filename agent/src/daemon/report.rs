@@ -36,7 +36,7 @@ impl Agent {
                     .vrid_stats(&i.key)
                     .or_else(|| self.endpoint.datapath_state(&i.key).copied())
                     .map_or(0, |s| s.received);
-                let mut s = i.status(now, router, rx);
+                let mut s = i.status(now, router, rx, self.adverts.sent(&i.key));
                 let kernel = self.endpoint.kernel_timer(&i.key);
                 s["down_timer"] = if kernel.armed { "kernel" } else { "agent" }.into();
                 s["kernel_silences"] = kernel.silences.into();

@@ -40,6 +40,7 @@ impl Agent {
             };
             inst.close(&self.netlink).await;
             inst.forget_addresses_on(index, &mut self.owned);
+            self.adverts.forget(&inst.key).await;
             self.by_key.remove(&inst.key);
             self.endpoint.remove(&inst.key);
             self.receiver.unwatch(inst.key);

@@ -311,6 +311,70 @@ impl AdvertSender {
         (done, None)
     }
 
+    /// `payload` to `dest` as this sender hands it to the kernel — the datagram (the
+    /// whole frame for a framing sender) and its socket address — built once, so that
+    /// sending it again costs no encoding, no allocation and no address conversion.
+    pub fn prepare(&self, dest: IpAddr, payload: &[u8]) -> Result<Prepared, TransmitError> {
+        Ok(Prepared {
+            addr: self.sockaddr(dest)?,
+            bytes: self.datagram(dest, payload)?.into_owned(),
+            dest,
+        })
+    }
+
+    /// Sends prepared datagrams (made by this sender's [`AdvertSender::prepare`]) with as
+    /// few `sendmmsg` calls as the kernel allows, waiting for room when the send queue
+    /// is full. Returns how many went out before the first failure, and that failure.
+    pub async fn send_prepared(&self, messages: &[&Prepared]) -> (usize, Option<TransmitError>) {
+        let mut done = 0;
+        while done < messages.len() {
+            let rest = &messages[done..];
+            let n = rest.len().min(1024);
+            let mut iov: Vec<libc::iovec> = rest[..n]
+                .iter()
+                .map(|m| libc::iovec {
+                    iov_base: m.bytes.as_ptr() as *mut libc::c_void,
+                    iov_len: m.bytes.len(),
+                })
+                .collect();
+            let headers: Vec<libc::mmsghdr> = iov
+                .iter_mut()
+                .zip(rest)
+                .map(|(v, m)| mmsghdr(v, m.addr.as_ref()))
+                .collect();
+            match self.sendmmsg_raw(headers) {
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match self.socket.writable().await {
+                        Ok(mut guard) => guard.clear_ready(),
+                        Err(e) => return (done, Some(self.send_error(messages[done].dest, e))),
+                    }
+                }
+                Err(e) => return (done, Some(self.send_error(messages[done].dest, e))),
+            }
+        }
+        (done, None)
+    }
+
+    /// One `sendmmsg` call; the number of datagrams the kernel took.
+    fn sendmmsg_raw(&self, mut headers: Vec<libc::mmsghdr>) -> io::Result<usize> {
+        // SAFETY: every header's name and buffer point into memory the caller keeps
+        // alive and unmoved for this call (see `mmsghdr`); the socket is ours and
+        // non-blocking.
+        let rc = unsafe {
+            libc::sendmmsg(
+                self.socket.get_ref().as_raw_fd(),
+                headers.as_mut_ptr(),
+                headers.len() as libc::c_uint,
+                0,
+            )
+        };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(rc as usize)
+    }
+
     /// One `sendmmsg` call; the number of datagrams the kernel took.
     fn sendmmsg(
         &self,
@@ -326,39 +390,12 @@ impl AdvertSender {
                 iov_len: p.len(),
             })
             .collect();
-        let mut headers: Vec<libc::mmsghdr> = iov
+        let headers = iov
             .iter_mut()
             .zip(addrs)
-            .map(|(v, a)| {
-                // SAFETY: an all-zero msghdr is valid (no control data, no flags).
-                let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
-                // No name: a bound AF_PACKET socket sends on the interface it is bound to.
-                if let Some(a) = a {
-                    h.msg_name = a.as_ptr() as *mut libc::c_void;
-                    h.msg_namelen = a.len();
-                }
-                h.msg_iov = v;
-                h.msg_iovlen = 1;
-                libc::mmsghdr {
-                    msg_hdr: h,
-                    msg_len: 0,
-                }
-            })
+            .map(|(v, a)| mmsghdr(v, a.as_ref()))
             .collect();
-        // SAFETY: `headers` holds `n` valid mmsghdr whose names and buffers (`addrs`,
-        // `iov`, the datagrams) outlive the call; the socket is ours and non-blocking.
-        let rc = unsafe {
-            libc::sendmmsg(
-                self.socket.get_ref().as_raw_fd(),
-                headers.as_mut_ptr(),
-                headers.len() as libc::c_uint,
-                0,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(rc as usize)
+        self.sendmmsg_raw(headers)
     }
 
     fn check_sent(
@@ -465,6 +502,40 @@ fn bind_packet(sock: &Socket, index: u32) -> io::Result<()> {
 
 /// An encoded advert and where it goes.
 pub type Outgoing = (IpAddr, Arc<[u8]>);
+
+/// A datagram ready for one sender's socket: its bytes as the socket takes them and the
+/// socket address they go to ([`AdvertSender::prepare`]).
+#[derive(Clone, Debug)]
+pub struct Prepared {
+    addr: Option<SockAddr>,
+    bytes: Vec<u8>,
+    dest: IpAddr,
+}
+
+impl Prepared {
+    /// Where it goes.
+    pub fn dest(&self) -> IpAddr {
+        self.dest
+    }
+}
+
+/// A message header for `sendmmsg` over one buffer `v` to `addr` (none: a bound
+/// AF_PACKET socket sends on its interface). Its pointers borrow `v` and `addr`, which
+/// must stay alive and unmoved until the call returns.
+fn mmsghdr(v: &mut libc::iovec, addr: Option<&SockAddr>) -> libc::mmsghdr {
+    // SAFETY: an all-zero msghdr is valid (no control data, no flags).
+    let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+    if let Some(a) = addr {
+        h.msg_name = a.as_ptr() as *mut libc::c_void;
+        h.msg_namelen = a.len();
+    }
+    h.msg_iov = v;
+    h.msg_iovlen = 1;
+    libc::mmsghdr {
+        msg_hdr: h,
+        msg_len: 0,
+    }
+}
 
 /// One sender per (interface, source address), shared by the instances that send from it.
 #[derive(Debug, Default)]

@@ -27,7 +27,7 @@
 //! [`Endpoint::poll_action`] hands out what to do, tagged with the VRID key, and
 //! [`Endpoint::poll_timeout`] says when to come back with [`EndpointInput::Timeout`].
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
@@ -40,6 +40,7 @@ use crate::bfd::PeerTable;
 use crate::vrrp::packet::{Advertisement, Auth, Version};
 use crate::vrrp::router::{Action, Input, ReconfigureError, RouterConfig, State, VirtualRouter};
 use crate::vrrp::time::Instant;
+use schedule::{Filed, Schedule};
 
 /// Something the datapath produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -242,6 +243,11 @@ struct Member {
     kernel_read: Option<bool>,
     /// Silences the kernel reported.
     silences: u64,
+    /// Where this member is filed in [`Endpoint::schedule`].
+    scheduled: Option<Filed>,
+    /// A Master that [`Endpoint::refresh`] has brought up to `state`: refreshing it
+    /// again changes nothing until `state` is written or an advert is fed.
+    caught_up: bool,
 }
 
 /// Whether the kernel keeps a VRID's down timer, for status and metrics.
@@ -257,6 +263,12 @@ pub struct KernelTimer {
 #[derive(Clone, Debug, Default)]
 pub struct Endpoint {
     members: BTreeMap<VridKey, Member>,
+    /// Every member's deadline, earliest first.
+    schedule: Schedule,
+    /// Keys an input touched (kept to reuse its allocation).
+    touched: Vec<VridKey>,
+    /// Keys due in a timeout (kept to reuse its allocation).
+    due: Vec<VridKey>,
     actions: VecDeque<(VridKey, EndpointAction)>,
     /// The raw path's verdict counters per interface (the XDP program keeps its own).
     iface_stats: BTreeMap<u32, IfaceStats>,
@@ -391,6 +403,12 @@ impl Member {
         self.router.poll_timeout()
     }
 
+    /// Where it belongs in the schedule: its deadline, and whether it is a Backup's.
+    fn filed(&self) -> Option<Filed> {
+        let backup = self.router.state() == State::Backup;
+        self.deadline().map(|at| (at, backup))
+    }
+
     fn deadline(&self) -> Option<Instant> {
         match (self.router_deadline(), self.entry_deadline()) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -469,6 +487,8 @@ impl Endpoint {
             changed_ns: 0,
             kernel_read: None,
             silences: 0,
+            scheduled: None,
+            caught_up: false,
             peers: None,
             bfd_detection: Duration::ZERO,
             epoch: 0,
@@ -477,7 +497,33 @@ impl Endpoint {
         self.actions
             .push_back((key, EndpointAction::Watch(m.watched)));
         self.members.insert(key, m);
+        self.reschedule(key);
         Ok(())
+    }
+
+    /// Files `key` under its member's current deadline: call after anything that may
+    /// have changed it.
+    fn reschedule(&mut self, key: VridKey) {
+        if let Some(m) = self.members.get_mut(&key) {
+            file(&mut self.schedule, key, m);
+        }
+    }
+
+    /// The schedule agrees with every member's deadline (checked in debug builds, where
+    /// the simulator runs).
+    fn check_schedule(&self) {
+        if cfg!(debug_assertions) {
+            for (key, m) in &self.members {
+                debug_assert_eq!(m.scheduled, m.filed(), "deadline of {key:?} not filed");
+                if let Some(at) = m.scheduled {
+                    debug_assert!(self.schedule.holds(key, at), "{key:?} not at {at:?}");
+                }
+            }
+            let (filed, empty) = self.schedule.census();
+            let members = self.members.values().filter(|m| m.scheduled.is_some());
+            debug_assert_eq!(filed, members.count());
+            debug_assert!(!empty, "an empty bucket");
+        }
     }
 
     /// Turns on BFD-assisted takeover for a router: its peers are `configured`
@@ -493,6 +539,7 @@ impl Endpoint {
                     .push_back((key, EndpointAction::Peer { address: *address }));
             }
         }
+        self.reschedule(key);
     }
 
     /// Turns BFD-assisted takeover off for a router; the caller lets its sessions go.
@@ -500,6 +547,7 @@ impl Endpoint {
         if let Some(m) = self.members.get_mut(key) {
             m.peers = None;
         }
+        self.reschedule(*key);
     }
 
     /// Sets the BFD detection time of a router with BFD (timers changed on reload).
@@ -507,6 +555,7 @@ impl Endpoint {
         if let Some(m) = self.members.get_mut(key) {
             m.bfd_detection = detection;
         }
+        self.reschedule(*key);
     }
 
     /// Lets go of learned peers silent for longer than Master_Down_Interval plus the
@@ -550,7 +599,9 @@ impl Endpoint {
     /// Removes a router (after its [`EndpointInput::Shutdown`] and actions, for a clean
     /// stop); actions still queued for it stay queued.
     pub fn remove(&mut self, key: &VridKey) -> Option<VirtualRouter> {
-        self.members.remove(key).map(|m| m.router)
+        let m = self.members.remove(key)?;
+        self.schedule.unfile(*key, m.scheduled);
+        Some(m.router)
     }
 
     /// The router of `key`, to read.
@@ -602,11 +653,31 @@ impl Endpoint {
     /// Keys whose deadline has come at `now`: the caller reads their kernel state and
     /// hands it in before [`EndpointInput::Timeout`].
     pub fn due(&self, now: Instant) -> Vec<VridKey> {
-        self.members
-            .iter()
-            .filter(|(_, m)| m.deadline().is_some_and(|d| d <= now))
-            .map(|(k, _)| *k)
-            .collect()
+        let mut keys = Vec::new();
+        self.due_into(now, &mut keys);
+        keys
+    }
+
+    /// [`Endpoint::due`] into `keys` (cleared first), in key order.
+    pub fn due_into(&self, now: Instant, keys: &mut Vec<VridKey>) {
+        self.check_schedule();
+        self.schedule.due(now, false, keys);
+    }
+
+    /// The keys of [`Endpoint::due`] whose routers are Backups, into `keys` (cleared
+    /// first), in key order: those whose kernel state the caller reads (a Master's
+    /// advert timer needs none).
+    pub fn due_backups_into(&self, now: Instant, keys: &mut Vec<VridKey>) {
+        self.check_schedule();
+        self.schedule.due(now, true, keys);
+    }
+
+    /// [`Endpoint::due_into`], taking the keys off the schedule: each must be filed
+    /// again (every one handed to [`Endpoint::master_tick`], and after it declines to
+    /// [`Endpoint::timeout`], is).
+    fn take_due(&mut self, now: Instant, keys: &mut Vec<VridKey>) {
+        self.check_schedule();
+        self.schedule.take_due(now, keys);
     }
 
     /// Whether [`Endpoint::poll_action`] has something.
@@ -631,16 +702,18 @@ impl Endpoint {
 
     /// When to come back with [`EndpointInput::Timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.members.values().filter_map(Member::deadline).min()
+        self.check_schedule();
+        self.schedule.first()
     }
 
     /// Feeds one input that happened at `now`.
     pub fn handle(&mut self, now: Instant, input: EndpointInput) {
-        let mut touched = BTreeSet::new();
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.clear();
         match input {
             EndpointInput::Datapath(Datapath::Event(e)) => {
                 if let Some(key) = self.event(&e) {
-                    touched.insert(key);
+                    touched.push(key);
                 }
             }
             EndpointInput::Datapath(Datapath::Frame {
@@ -649,7 +722,7 @@ impl Endpoint {
                 bytes,
             }) => {
                 if let Some(key) = self.frame(ifindex, ts_ns, &bytes) {
-                    touched.insert(key);
+                    touched.push(key);
                 }
             }
             EndpointInput::KernelState {
@@ -659,6 +732,7 @@ impl Endpoint {
             } => {
                 if let Some(m) = self.members.get_mut(&key) {
                     m.state = stats;
+                    m.caught_up = false;
                     if timer_armed.is_some() {
                         m.kernel_read = timer_armed;
                     }
@@ -670,9 +744,14 @@ impl Endpoint {
                 }
             }
             EndpointInput::Timeout => {
-                for key in self.due(now) {
-                    self.timeout(now, key, &mut touched);
+                let mut due = std::mem::take(&mut self.due);
+                self.take_due(now, &mut due);
+                for &key in &due {
+                    if !self.master_tick(now, key, &mut touched) {
+                        self.timeout(now, key, &mut touched);
+                    }
                 }
+                self.due = due;
             }
             EndpointInput::Startup { key } => self.input(now, key, Input::Startup, &mut touched),
             EndpointInput::Shutdown { key } => self.input(now, key, Input::Shutdown, &mut touched),
@@ -697,7 +776,7 @@ impl Endpoint {
             } => {
                 for key in self.bfd_candidates(ifindex, master) {
                     self.master_unreachable(now, key, master, at);
-                    touched.insert(key);
+                    touched.push(key);
                 }
             }
             EndpointInput::SyncHold { key, reason } => {
@@ -719,37 +798,32 @@ impl Endpoint {
                         Err(e) => log_reconfigure(key, &e),
                     }
                     self.drain(key);
-                    touched.insert(key);
+                    touched.push(key);
                 }
             }
         }
-        for key in touched {
+        // In key order, once each, as a set would give them.
+        touched.sort_unstable();
+        touched.dedup();
+        for &key in &touched {
             self.update_watch(now, key);
+            self.reschedule(key);
         }
+        self.touched = touched;
     }
 
-    fn input(&mut self, now: Instant, key: VridKey, input: Input, touched: &mut BTreeSet<VridKey>) {
+    fn input(&mut self, now: Instant, key: VridKey, input: Input, touched: &mut Vec<VridKey>) {
         if let Some(m) = self.members.get_mut(&key) {
             m.router.handle(now, input);
             self.drain(key);
-            touched.insert(key);
+            touched.push(key);
         }
     }
 
     /// Moves a router's actions to the endpoint's queue.
     fn drain(&mut self, key: VridKey) {
         if let Some(m) = self.members.get_mut(&key) {
-            while let Some(a) = m.router.poll_action() {
-                if let Action::StateChanged(t) = &a
-                    && t.to == State::Backup
-                    && matches!(t.from, State::Initialize | State::Fault)
-                {
-                    // A router that starts listening must hear the next advert, repeat
-                    // or not, to learn its master's interval (RFC 5798 §6.4.2).
-                    m.epoch = m.epoch.wrapping_add(1);
-                }
-                self.actions.push_back((key, EndpointAction::Router(a)));
-            }
+            drain_member(key, m, &mut self.actions);
         }
     }
 
@@ -842,6 +916,7 @@ impl Endpoint {
         let m = self.members.get_mut(&key)?;
         let w = m.watched;
         let mut digest = 0;
+        m.caught_up = false;
         let fate = suppress::track(&mut m.state, &a, verdict, ts_ns, &w, || {
             digest = validate::address_digest(bytes, &a).unwrap_or(0);
             suppress::Attempt {
@@ -912,6 +987,7 @@ impl Endpoint {
         let Some(m) = self.members.get_mut(&key) else {
             return;
         };
+        m.caught_up = false;
         let was_master = m.router.state() == State::Master;
         let sent = m.router.counters().adverts_sent;
         let (priority, interval) = (advert.priority, advert.interval);
@@ -985,7 +1061,7 @@ impl Endpoint {
             now,
             key,
             Input::MasterUnreachable { master, at },
-            &mut BTreeSet::new(),
+            &mut Vec::new(),
         );
     }
 
@@ -999,12 +1075,40 @@ impl Endpoint {
         }
     }
 
+    /// A Master's Adver_Timer in the steady state, in one visit to its member: what
+    /// [`Endpoint::timeout`] and the watch update after it do, where the refresh has
+    /// nothing to hand in ([`Member::caught_up`]). A watch entry that would change after
+    /// all is left to the caller's update (the key goes to `touched`). `false`: not such
+    /// a Master; nothing was done.
+    fn master_tick(&mut self, now: Instant, key: VridKey, touched: &mut Vec<VridKey>) -> bool {
+        let Some(m) = self.members.get_mut(&key) else {
+            return false;
+        };
+        // Its entry was taken off the schedule with the others due.
+        m.scheduled = None;
+        if !(m.caught_up && m.router.state() == State::Master) {
+            return false;
+        }
+        m.kernel_read = None;
+        m.router.handle(now, Input::Timeout);
+        drain_member(key, m, &mut self.actions);
+        if m.router.state() != State::Backup {
+            m.kernel_armed = false;
+        }
+        if m.entry(now) == m.watched {
+            file(&mut self.schedule, key, m);
+        } else {
+            touched.push(key);
+        }
+        true
+    }
+
     /// A due router: [`Endpoint::refresh`], then the timeout.
-    fn timeout(&mut self, now: Instant, key: VridKey, touched: &mut BTreeSet<VridKey>) {
+    fn timeout(&mut self, now: Instant, key: VridKey, touched: &mut Vec<VridKey>) {
         let Some(m) = self.members.get_mut(&key) else {
             return;
         };
-        touched.insert(key);
+        touched.push(key);
         let read = m.kernel_read.take();
         if m.kernel_armed && m.router.state() == State::Backup && read.is_none() {
             // Due for another reason (the end of a preempt delay); the down deadline is
@@ -1039,7 +1143,15 @@ impl Endpoint {
         let Some(m) = self.members.get_mut(&key) else {
             return;
         };
+        let master = m.router.state() == State::Master;
+        if master && m.caught_up {
+            return;
+        }
         let s = m.state;
+        // A Master is handed nothing here: once the state's times have passed, a second
+        // look at the same state, with no advert fed in between, finds what the first
+        // found and changes nothing.
+        m.caught_up = master && s.lost_ns <= now.as_nanos() && s.last_ns <= now.as_nanos();
         // Built from the state's own source, priority and interval, not from the last
         // report: a report lost to a full ring, or raced by another CPU, must not make
         // the Backup believe the wrong master.
@@ -1135,8 +1247,30 @@ impl Endpoint {
             );
             self.feed(key, e.ts_ns, address_of(e.family, &e.src), advert, false);
         }
-        self.input(at, key, Input::Timeout, &mut BTreeSet::new());
+        self.input(at, key, Input::Timeout, &mut Vec::new());
         Some(key)
+    }
+}
+
+/// Files member `m` of `key` in `schedule` under its current deadline.
+fn file(schedule: &mut Schedule, key: VridKey, m: &mut Member) {
+    let next = m.filed();
+    schedule.refile(key, m.scheduled, next);
+    m.scheduled = next;
+}
+
+/// Moves the actions of member `m` of `key` to `actions`.
+fn drain_member(key: VridKey, m: &mut Member, actions: &mut VecDeque<(VridKey, EndpointAction)>) {
+    while let Some(a) = m.router.poll_action() {
+        if let Action::StateChanged(t) = &a
+            && t.to == State::Backup
+            && matches!(t.from, State::Initialize | State::Fault)
+        {
+            // A router that starts listening must hear the next advert, repeat or not,
+            // to learn its master's interval (RFC 5798 §6.4.2).
+            m.epoch = m.epoch.wrapping_add(1);
+        }
+        actions.push_back((key, EndpointAction::Router(a)));
     }
 }
 
@@ -1147,6 +1281,8 @@ fn log_reconfigure(key: VridKey, e: &ReconfigureError) {
         "configuration not applied to the running router: {e}"
     );
 }
+
+mod schedule;
 
 #[cfg(test)]
 mod bfd_tests;

@@ -48,7 +48,12 @@ impl Spec {
 
     /// The virtual address: TEST-NET-2, one per VRID.
     fn vip(&self) -> String {
-        format!("198.51.100.{}/24", self.vrid)
+        format!("{}/24", self.vip_addr())
+    }
+
+    /// The instance's virtual address.
+    pub fn vip_addr(&self) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::new(198, 51, 100, self.vrid)
     }
 }
 

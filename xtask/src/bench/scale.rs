@@ -2,11 +2,13 @@
 //! utime + stime deltas), the BACKUP's wake-ups (context switches), vigil's XDP program
 //! time on the BACKUP (kernel BPF statistics, apart from the agent's CPU), and resident
 //! memory (VmRSS; keepalived's processes summed).
-//! Only one implementation's pair runs at a time; rounds alternate between them. Each
-//! round also measures a bare sender of the same adverts: the kernel's share, which
-//! both implementations pay alike.
+//! Only one implementation's pair runs at a time; rounds alternate between them. After
+//! each pair's window a bare sender of the same adverts takes the MASTER's place for
+//! another window, with the same BACKUP listening: the kernel's share of the MASTER's
+//! work, the floor of the MASTER's CPU.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -43,31 +45,51 @@ pub struct Scale {
     pub window_s: f64,
     pub runs: BTreeMap<Impl, Vec<ScaleRun>>,
     /// The kernel's share of a MASTER's work: CPU % of a bare sender of the same
-    /// adverts from lb01 (one per round), and the rate it reached.
-    pub floor: Vec<(f64, f64)>,
+    /// adverts from lb01 to each implementation's BACKUP (one per round), and the rate
+    /// it reached.
+    pub floor: BTreeMap<Impl, Vec<(f64, f64)>>,
 }
 
-/// A bare sender: `instances` × 100 adverts/s for `window` from `host` through a raw IP
-/// socket (protocol 112, TTL 255, 224.0.0.18 out of eth0), as an agent sends them, and
-/// nothing else. Its thread's CPU — the syscalls and the kernel's transmit path, which
-/// on a veth and bridge also delivers to every other port in the sender's context — is
-/// the floor any MASTER pays for these adverts. Returns (CPU %, adverts/s).
-fn floor(host: &Host, instances: u8, window: Duration) -> anyhow::Result<(f64, f64)> {
-    // Adverts per second; each millisecond tick sends what is due by then, so a rate
-    // below one per millisecond (one instance: 100/s) is kept too.
-    let per_second = u64::from(instances) * (1000 / u64::from(INTERVAL_MS));
+/// A bare sender standing in for the MASTER: the adverts the MASTER sends (VRIDs
+/// 1..=`instances` at MASTER_PRIORITY, each with its virtual address, right checksums)
+/// from `host` through a raw IP socket (protocol 112, TTL 255, TOS 0xc0, no multicast
+/// loop, 224.0.0.18 out of eth0), as a MASTER with nothing else to do sends them: every advert interval, all
+/// of them in one `sendmmsg`. It runs while the implementation's BACKUP listens, as the
+/// MASTER did: on veth and a bridge a sender pays the kernel's transmit path and the
+/// delivery to every other port (the BACKUP's XDP program or socket included) in its
+/// own context, so its thread's CPU is the floor any MASTER of these adverts pays here.
+/// Sends for `settle` unmeasured (the BACKUP hears its Master again), then for `window`.
+/// Returns (CPU %, adverts/s).
+fn floor(
+    host: &Host,
+    instances: u8,
+    settle: Duration,
+    window: Duration,
+) -> anyhow::Result<(f64, f64)> {
     let src = host.ipv4;
-    let advert = Advert::v3(src, 1, MASTER_PRIORITY).vrrp();
+    let adverts: Vec<Vec<u8>> = specs(instances, MASTER_PRIORITY, true, INTERVAL_MS, 3)
+        .iter()
+        .map(|sp| {
+            Advert {
+                // VRRPv3's interval is in centiseconds.
+                interval: (INTERVAL_MS / 10) as u16,
+                addresses: vec![IpAddr::V4(sp.vip_addr())],
+                ..Advert::v3(src, sp.vrid, MASTER_PRIORITY)
+            }
+            .vrrp()
+        })
+        .collect();
     let ifname = std::ffi::CString::new("eth0")?;
     vigil_tests::in_netns(&host.ns, move || {
         // SAFETY: plain socket calls on an fd this closure owns and closes; every pointer
-        // passed points at a live local of the size given.
+        // passed points at a live local of the size given, and the message headers point
+        // into `adverts`, `iov` and `dst`, which outlive every call.
         unsafe {
             let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW, 112);
             if fd < 0 {
                 bail!("raw socket: {}", std::io::Error::last_os_error());
             }
-            let ttl: libc::c_int = 255;
+            let int = |v: libc::c_int| v;
             let index = libc::if_nametoindex(ifname.as_ptr());
             let mreq = libc::ip_mreqn {
                 imr_multiaddr: libc::in_addr { s_addr: 0 },
@@ -76,26 +98,33 @@ fn floor(host: &Host, instances: u8, window: Duration) -> anyhow::Result<(f64, f
                 },
                 imr_ifindex: index as libc::c_int,
             };
-            let ok = libc::setsockopt(
-                fd,
-                libc::IPPROTO_IP,
+            let set = |opt, value: *const libc::c_void, len: usize| {
+                libc::setsockopt(fd, libc::IPPROTO_IP, opt, value, len as libc::socklen_t) == 0
+            };
+            // The agent's own socket options: no copy looped back to the sender.
+            let (ttl, tos, no_loop) = (int(255), int(0xc0), int(0));
+            let size = std::mem::size_of::<libc::c_int>();
+            let ok = set(
                 libc::IP_MULTICAST_TTL,
                 (&ttl as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            ) == 0
-                && libc::setsockopt(
-                    fd,
-                    libc::IPPROTO_IP,
+                size,
+            ) && set(libc::IP_TOS, (&tos as *const libc::c_int).cast(), size)
+                && set(
+                    libc::IP_MULTICAST_LOOP,
+                    (&no_loop as *const libc::c_int).cast(),
+                    size,
+                )
+                && set(
                     libc::IP_MULTICAST_IF,
                     (&mreq as *const libc::ip_mreqn).cast(),
-                    std::mem::size_of::<libc::ip_mreqn>() as libc::socklen_t,
-                ) == 0;
+                    std::mem::size_of::<libc::ip_mreqn>(),
+                );
             if !ok {
                 let e = std::io::Error::last_os_error();
                 libc::close(fd);
                 bail!("raw socket options: {e}");
             }
-            let dst = libc::sockaddr_in {
+            let mut dst = libc::sockaddr_in {
                 sin_family: libc::AF_INET as libc::sa_family_t,
                 sin_port: 0,
                 sin_addr: libc::in_addr {
@@ -103,6 +132,27 @@ fn floor(host: &Host, instances: u8, window: Duration) -> anyhow::Result<(f64, f
                 },
                 sin_zero: [0; 8],
             };
+            let mut iov: Vec<libc::iovec> = adverts
+                .iter()
+                .map(|a| libc::iovec {
+                    iov_base: a.as_ptr() as *mut libc::c_void,
+                    iov_len: a.len(),
+                })
+                .collect();
+            let mut headers: Vec<libc::mmsghdr> = iov
+                .iter_mut()
+                .map(|v| {
+                    let mut h: libc::msghdr = std::mem::zeroed();
+                    h.msg_name = (&mut dst as *mut libc::sockaddr_in).cast();
+                    h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+                    h.msg_iov = v;
+                    h.msg_iovlen = 1;
+                    libc::mmsghdr {
+                        msg_hdr: h,
+                        msg_len: 0,
+                    }
+                })
+                .collect();
             let cpu = || {
                 let mut ts = libc::timespec {
                     tv_sec: 0,
@@ -111,40 +161,39 @@ fn floor(host: &Host, instances: u8, window: Duration) -> anyhow::Result<(f64, f
                 libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
                 ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
             };
-            let cpu0 = cpu();
+            let interval = Duration::from_millis(u64::from(INTERVAL_MS));
             let start = Instant::now();
+            let mut cpu0 = None;
             let mut sent = 0u64;
-            let mut tried = 0u64;
             let mut tick = 0u32;
-            while start.elapsed() < window {
-                let due = per_second * u64::from(tick + 1) / 1000;
-                while tried < due {
-                    tried += 1;
-                    let n = libc::sendto(
-                        fd,
-                        advert.as_ptr().cast(),
-                        advert.len(),
-                        0,
-                        (&dst as *const libc::sockaddr_in).cast(),
-                        std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    );
-                    if n > 0 {
-                        sent += 1;
-                    }
+            loop {
+                let elapsed = start.elapsed();
+                if elapsed >= settle + window {
+                    break;
+                }
+                if cpu0.is_none() && elapsed >= settle {
+                    cpu0 = Some((cpu(), Instant::now(), sent));
+                }
+                let n = libc::sendmmsg(fd, headers.as_mut_ptr(), headers.len() as libc::c_uint, 0);
+                if n > 0 {
+                    sent += n as u64;
                 }
                 tick += 1;
-                let next = start + Duration::from_millis(u64::from(tick));
-                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                if let Some(wait) = (start + interval * tick).checked_duration_since(Instant::now())
+                {
                     std::thread::sleep(wait);
                 }
             }
-            let secs = start.elapsed().as_secs_f64();
-            let used = cpu() - cpu0;
+            let used = cpu();
             libc::close(fd);
-            if sent == 0 {
+            let Some((cpu0, t0, sent0)) = cpu0 else {
+                bail!("the bare sender never reached its window");
+            };
+            let secs = t0.elapsed().as_secs_f64();
+            if sent == sent0 {
                 bail!("the bare sender sent nothing");
             }
-            Ok((used / secs * 100.0, sent as f64 / secs))
+            Ok(((used - cpu0) / secs * 100.0, (sent - sent0) as f64 / secs))
         }
     })
 }
@@ -166,18 +215,9 @@ pub fn scale(
         instances,
         window_s: window.as_secs_f64(),
         runs: BTreeMap::new(),
-        floor: Vec::new(),
+        floor: BTreeMap::new(),
     };
     for round in 0..rounds {
-        // Nothing else runs in the labs now; the vigil lab's lb01 sends.
-        let f = floor(&sides.0[0].host("lb01"), instances, window)?;
-        eprintln!(
-            "bench: scale {instances} × {INTERVAL_MS} ms round {}, bare sender: {:.1} % at {:.0} adverts/s",
-            round + 1,
-            f.0,
-            f.1
-        );
-        out.floor.push(f);
         for i in sides.order(round) {
             let side = &sides.0[i];
             let mut master = side.start(
@@ -259,9 +299,28 @@ pub fn scale(
                 if run.settled { "" } else { " (NOT SETTLED)" }
             );
             out.runs.entry(side.imp).or_default().push(run);
-            // BACKUP first, or it would take over every instance the MASTER releases.
-            backup.stop();
+            // The floor, with the same BACKUP listening: the bare sender takes the
+            // MASTER's place (the BACKUP may take over in between; the sender's
+            // priority wins each instance back during the settling time).
             master.stop();
+            let f = floor(
+                &side.host("lb01"),
+                instances,
+                settle + Duration::from_secs(1),
+                window,
+            )?;
+            let heard = backup.count_in("BACKUP") == n;
+            eprintln!(
+                "bench: scale {instances} × {INTERVAL_MS} ms round {}, bare sender to {}'s BACKUP: \
+                 {:.1} % at {:.0} adverts/s{}",
+                round + 1,
+                side.imp.name(),
+                f.0,
+                f.1,
+                if heard { "" } else { " (BACKUP NOT SETTLED)" }
+            );
+            out.floor.entry(side.imp).or_default().push(f);
+            backup.stop();
         }
     }
     Ok(out)

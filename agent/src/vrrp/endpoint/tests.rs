@@ -478,3 +478,45 @@ fn with_kernel_timers_a_backup_sleeps_while_the_master_lives_and_takes_over_on_t
         }
     }
 }
+
+#[test]
+fn many_masters_share_one_deadline_and_each_advertises_every_interval() {
+    // 200 Masters on one interval: each advert round is one deadline, at which every
+    // one of them sends exactly one advert, and the next deadline is one interval on.
+    let mut ep = Endpoint::new();
+    let interval = Duration::from_millis(10);
+    let keys: Vec<VridKey> = (1..=200u8)
+        .map(|vrid| {
+            let k = key_of(IFINDEX, local(), vrid);
+            let mut cfg = RouterConfig::new(vrid, Version::V3, 255, vec![vip()]);
+            cfg.advert_interval = interval;
+            ep.add(k, cfg, local(), false).expect("a free key");
+            k
+        })
+        .collect();
+    let start = Instant::from_nanos(1000 * MS);
+    for &k in &keys {
+        ep.handle(start, EndpointInput::Startup { key: k });
+    }
+    while ep.poll_action().is_some() {}
+    let mut now = start;
+    for round in 0..5 {
+        let next = ep.poll_timeout().expect("Masters have an advert timer");
+        assert_eq!(next, now + interval, "round {round}");
+        assert_eq!(ep.due(next).len(), keys.len());
+        now = next;
+        ep.handle(now, EndpointInput::Timeout);
+        let mut sent = Vec::new();
+        while let Some((k, a)) = ep.poll_action() {
+            match a {
+                EndpointAction::Router(Action::SendAdvert { priority }) => {
+                    assert_eq!(priority, 255);
+                    sent.push(k);
+                }
+                other => panic!("a steady Master asked for {other:?}"),
+            }
+        }
+        // One each, in key order.
+        assert_eq!(sent, keys, "round {round}");
+    }
+}
