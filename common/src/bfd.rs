@@ -21,6 +21,17 @@
 //!
 //! A `bpf_timer` per session fires at the last arrival plus the detection time and
 //! writes one [`EVENT_BFD_DOWN`] record; the agent's session state machine decides.
+//!
+//! # A timer that runs late
+//!
+//! A detection timer that fires well after its deadline says this host was not running
+//! it: a stalled virtual machine, or a CPU that did not get to its timers or to its
+//! receive queue. The peer's packets may be waiting in that queue, or — when the stall
+//! froze the peer too, as for two guests of one busy hypervisor — be about to be sent.
+//! Such an expiry does not show that the peer was silent for the detection time while
+//! we listened, so [`expiry`] listens once more, for a whole detection time from the
+//! late wake-up, before the session is declared down. Both homes use it: the kernel's
+//! timer callback and the agent's own detection timer.
 
 use crate::event::{FAMILY_V4, FAMILY_V6};
 use crate::frame::Frame;
@@ -510,6 +521,50 @@ pub fn record(s: &mut BfdState, f: &BfdFrame, ts: u64, epoch: u8, report: bool, 
             s.lost += 1;
             s.stale = 1;
         }
+    }
+}
+
+/// A detection timer is late when it fires more than this share of the detection time
+/// after its deadline ([`expiry`]).
+pub const LATE_SHARE: u64 = 16;
+
+/// ...and more than this, whatever the detection time: a timer on a healthy host runs
+/// within tens of microseconds of its deadline, and well under a millisecond late on a
+/// host under load.
+pub const LATE_MIN_NS: u64 = 1_000_000;
+
+/// What a session's detection timer decides when it runs out ([`expiry`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    /// The peer was silent for the detection time: the session goes down
+    /// (RFC 5880 §6.8.4).
+    Down,
+    /// The timer ran late: listen until this time (CLOCK_MONOTONIC ns) before judging.
+    Listen(u64),
+}
+
+/// Whether a timer that fired at `now_ns`, after a last packet whose deadline was
+/// `deadline_ns`, is late: more than [`LATE_MIN_NS`] and more than 1/[`LATE_SHARE`] of
+/// the detection time `detect_ns` past the deadline.
+#[inline(always)]
+pub fn late(now_ns: u64, deadline_ns: u64, detect_ns: u64) -> bool {
+    let by = now_ns.saturating_sub(deadline_ns);
+    by > LATE_MIN_NS && by > detect_ns / LATE_SHARE
+}
+
+/// RFC 5880 §6.8.4 as the detection timer applies it, at `now_ns`, to a session whose
+/// last packet's deadline (arrival plus the detection time `detect_ns`) was
+/// `deadline_ns`. On time, the session goes down. Late (see the module's notes), it
+/// listens for a whole detection time from now — once per silence: `listened` says it
+/// already did since the last packet, and then the session goes down, so a host that
+/// keeps stalling still detects a dead peer, within twice the detection time plus the
+/// stalls.
+#[inline(always)]
+pub fn expiry(now_ns: u64, deadline_ns: u64, detect_ns: u64, listened: bool) -> Expiry {
+    if !listened && late(now_ns, deadline_ns, detect_ns) {
+        Expiry::Listen(now_ns.saturating_add(detect_ns))
+    } else {
+        Expiry::Down
     }
 }
 

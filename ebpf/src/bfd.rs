@@ -14,7 +14,8 @@
 //! first packet after the agent published another detection time; in the steady state
 //! the packet path only stores `last_ns`. When it fires, it re-arms itself
 //! for `last_ns + detection time` while packets come, or writes one `EVENT_BFD_DOWN`
-//! record and goes idle.
+//! record and goes idle — unless it fired late, when it listens once more for a whole
+//! detection time first (`vigil_common::bfd::expiry`).
 
 use core::ffi::c_void;
 use core::ptr::addr_of;
@@ -29,7 +30,7 @@ use aya_ebpf::{
 use vigil_common::bfd::{
     self, BFD_COUNT_DOWN, BFD_COUNT_RING_FULL, BFD_COUNTERS, BfdFrame, BfdIfaceStats, BfdParams,
     BfdRecord, BfdState, BfdVerdict, EVENT_BFD_DOWN, EVENT_BFD_PACKET, EVENT_BFD_TIMER_ERROR,
-    MAX_BFD_SESSIONS,
+    Expiry, MAX_BFD_SESSIONS,
 };
 use vigil_common::maps::MAX_IFACES;
 
@@ -51,6 +52,8 @@ pub struct BfdTimer {
     /// The detection time it was armed with: a new one (the agent agreed on other
     /// intervals) re-arms it at the next packet rather than at the old expiry.
     detect_ns: u64,
+    /// `last_ns` of the silence it already listened past after running late (0: none).
+    listened_for: u64,
 }
 
 #[btf_map(name = "bfd_params")]
@@ -230,6 +233,7 @@ fn slot(disc: u32) -> Option<*mut BfdTimer> {
         state: FRESH,
         _pad: 0,
         detect_ns: 0,
+        listened_for: 0,
     };
     // Another CPU may have created it meanwhile: NOEXIST keeps its timer.
     let _ = BFD_TIMERS.insert(disc, &fresh, BPF_NOEXIST as u64);
@@ -270,6 +274,15 @@ unsafe extern "C" fn fired(_map: *mut c_void, key: *mut u32, t: *mut BfdTimer) -
     let now = unsafe { bpf_ktime_get_ns() };
     if now < deadline {
         start(disc, t, deadline);
+        return 0;
+    }
+    // Fired late: this host was not running its timers, so perhaps not its receive
+    // queue either; listen a whole detection time before judging, once per silence.
+    if let Expiry::Listen(until) =
+        bfd::expiry(now, deadline, p.detect_ns, t.listened_for == s.last_ns)
+    {
+        t.listened_for = s.last_ns;
+        start(disc, t, until);
         return 0;
     }
     // RFC 5880 §6.8.4: the detection time passed without a packet. The agent's session

@@ -1,6 +1,6 @@
 //! Feeds arbitrary bytes to the BFD decoders: none may panic, whatever decodes must
 //! survive an encode/decode round trip unchanged, and a session must take any decoded
-//! packet without panicking. The same bytes as an Ethernet frame go through the XDP
+//! packet, and the timeouts after it, on time or late, without panicking. The same bytes as an Ethernet frame go through the XDP
 //! program's checks, which may never accept what the agent's decoder refuses.
 #![no_main]
 
@@ -24,6 +24,16 @@ fn check(bytes: &[u8]) {
     let _ = session.handle(now, Input::Packet(packet));
     let _ = session.handle(now, Input::Timeout);
     while session.poll_action().is_some() {}
+    // A host that stalls: the same session woken late, twice (it listens once more,
+    // then judges), whatever timers the packet asked for.
+    let mut stalled = session.clone();
+    if let Some(deadline) = stalled.poll_timeout() {
+        let late = deadline + std::time::Duration::from_millis(u64::from(bytes[0]) + 1);
+        let _ = stalled.handle(late, Input::Timeout);
+        if let Some(next) = stalled.poll_timeout() {
+            let _ = stalled.handle(next.max(late), Input::Timeout);
+        }
+    }
     if let Some(deadline) = session.poll_timeout() {
         let _ = session.handle(deadline, Input::Timeout);
     }

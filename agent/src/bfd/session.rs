@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::bfd::packet::{ControlPacket, Diagnostic, State, micros};
 use crate::vrrp::Instant;
+use vigil_common::bfd;
 
 /// Transmit interval while a session is not Up (RFC 5880 §6.8.3: at least one second).
 pub const SLOW_TX: Duration = Duration::from_secs(1);
@@ -173,6 +174,8 @@ pub struct Session {
     detection_woken: bool,
     last_rx: Option<Instant>,
     detect_deadline: Option<Instant>,
+    /// `last_rx` of the silence already listened past after a late wake-up.
+    listened_for: Option<Instant>,
     next_tx: Option<Instant>,
     admin_down_until: Option<Instant>,
     last_down: Option<Transition>,
@@ -207,6 +210,7 @@ impl Session {
             detection_woken: false,
             last_rx: None,
             detect_deadline: None,
+            listened_for: None,
             next_tx: None,
             admin_down_until: None,
             last_down: None,
@@ -238,13 +242,15 @@ impl Session {
                 }
                 result?;
             }
-            Input::Timeout => self.timeout(now),
+            Input::Timeout => self.timeout(now, true),
             Input::AdminDown => self.admin_down(now),
             Input::Heard { last_rx } => self.heard(last_rx),
             Input::DetectionExpired { last_rx } => {
                 self.heard(last_rx);
                 self.detection_woken = true;
-                self.timeout(now);
+                // The datapath's timer already listened past its own lateness; the
+                // agent's delay in hearing of it says nothing about the peer.
+                self.timeout(now, false);
             }
             Input::Reconfigure {
                 desired_min_tx,
@@ -427,11 +433,22 @@ impl Session {
         Ok(())
     }
 
-    fn timeout(&mut self, now: Instant) {
+    /// `own_timer`: woken by the deadline of [`Session::poll_timeout`], so a late wake-up
+    /// is this host's stall ([`vigil_common::bfd::expiry`]).
+    fn timeout(&mut self, now: Instant, own_timer: bool) {
         // With the datapath keeping the detection time, only its report counts: the
         // packets it kept to itself never moved this deadline.
         let judged = self.own_detection();
-        if let Some(deadline) = self.detect_deadline.filter(|d| judged && *d <= now) {
+        if let Some(deadline) = self.detect_deadline.filter(|d| judged && *d <= now)
+            && let Some(listen) = self.listen_late(now, deadline, own_timer)
+        {
+            self.detect_deadline = Some(listen);
+        } else if let Some(deadline) = self.detect_deadline.filter(|d| judged && *d <= now) {
+            // Listened past a late wake-up: the silence dates from the last packet.
+            let deadline = self
+                .last_rx
+                .zip(self.detection_time())
+                .map_or(deadline, |(last, detect)| (last + detect).min(deadline));
             self.detect_deadline = None;
             // §6.8.1: RemoteDiscr goes back to 0 when the detection time passes.
             self.remote_discr = 0;
@@ -454,6 +471,28 @@ impl Session {
             self.send(packet);
             self.next_tx = None;
             self.reschedule(now);
+        }
+    }
+
+    /// A timer that woke more than a little after `deadline` (this host stalled): the
+    /// deadline to listen until instead of going down, once per silence.
+    fn listen_late(&mut self, now: Instant, deadline: Instant, own_timer: bool) -> Option<Instant> {
+        let detect = self.detection_time()?;
+        if !own_timer || !matches!(self.state, State::Init | State::Up) {
+            return None;
+        }
+        let listened = self.listened_for.is_some() && self.listened_for == self.last_rx;
+        match bfd::expiry(
+            now.as_nanos(),
+            deadline.as_nanos(),
+            detect.as_nanos() as u64,
+            listened,
+        ) {
+            bfd::Expiry::Down => None,
+            bfd::Expiry::Listen(until) => {
+                self.listened_for = self.last_rx;
+                Some(Instant::from_nanos(until))
+            }
         }
     }
 

@@ -13,6 +13,7 @@
 //! sockets stay: they send, and receive what the program leaves to the stack (a peer
 //! that does not know our discriminator yet, interfaces without XDP).
 
+pub mod judge;
 pub mod log;
 pub mod wants;
 
@@ -71,6 +72,20 @@ pub struct BfdEvent {
     /// The peer said it took the session down (AdminDown): per RFC 5882 §3.2 not a
     /// failure of the path, so no takeover.
     pub remote_admin_down: bool,
+}
+
+impl BfdEvent {
+    /// The event of `spec`'s session for transition `t`, with what the session heard
+    /// last from the peer.
+    pub fn of(spec: &SessionSpec, session: &Session, transition: Transition) -> BfdEvent {
+        BfdEvent {
+            name: spec.name.clone(),
+            interface: spec.interface.clone(),
+            peer: spec.peer,
+            transition,
+            remote_admin_down: session.remote_state() == State::AdminDown,
+        }
+    }
 }
 
 /// What `vigil status` shows of a session.
@@ -143,7 +158,8 @@ struct Snapshot {
 pub struct KernelDown {
     /// Arrival of the session's last packet.
     pub last_packet_ns: u64,
-    /// The expiry the timer fired at (last packet + detection time).
+    /// Last packet + detection time (a timer that fired late listened one more detection
+    /// time before it reported).
     pub deadline_ns: u64,
     /// When the agent read the record.
     pub heard_ns: u64,
@@ -805,13 +821,7 @@ async fn drive(
                         let e = r.entry(t.to_string());
                         task.history.push(e);
                         r.kernel.epoch = r.kernel.epoch.wrapping_add(1);
-                        let _ = events.send(BfdEvent {
-                            name: r.spec.name.clone(),
-                            interface: r.spec.interface.clone(),
-                            peer: r.spec.peer,
-                            transition: t,
-                            remote_admin_down: r.session.remote_state() == State::AdminDown,
-                        });
+                        let _ = events.send(BfdEvent::of(&r.spec, &r.session, t));
                     }
                 }
             }

@@ -6,12 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::bfd::{Diagnostic, State as BfdState};
+use crate::bfd::State as BfdState;
 use crate::config::{BfdTimers, Config};
 use crate::datapath::bfd::Family;
 use crate::vrrp::endpoint::EndpointInput;
 
 use super::Agent;
+use super::bfd::judge::{self, Judgement};
 use super::bfd::wants::{Limits, Listening};
 use super::bfd::{BfdEvent, BfdService, SessionSpec};
 
@@ -166,21 +167,17 @@ impl Agent {
         {
             self.retrack();
         }
-        if event.transition.from != BfdState::Up {
-            return;
-        }
-        // RFC 5882 §3.2: a session taken down on purpose, by us (letting a peer go) or
-        // by the peer (AdminDown), says nothing about the path: no takeover.
-        if event.transition.to == BfdState::AdminDown || event.remote_admin_down {
-            tracing::info!(peer = %event.peer, iface = %event.interface, "BFD session taken down administratively; not a failure");
-            return;
-        }
-        // Only silence means the Master may be gone. A peer that says the session is
-        // down (it stopped hearing us) has just spoken: it lives, and taking over would
-        // make two Masters.
-        if event.transition.diag != Diagnostic::ControlDetectionTimeExpired {
-            tracing::info!(peer = %event.peer, iface = %event.interface, "BFD session down ({}) but the peer is heard; not a takeover", event.transition.diag);
-            return;
+        match judge::judge(&event) {
+            Judgement::StillUp | Judgement::NotUp => return,
+            Judgement::Administrative => {
+                tracing::info!(peer = %event.peer, iface = %event.interface, "BFD session taken down administratively; not a failure");
+                return;
+            }
+            Judgement::PeerSpoke => {
+                tracing::info!(peer = %event.peer, iface = %event.interface, "BFD session down ({}) but the peer is heard; not a takeover", event.transition.diag);
+                return;
+            }
+            Judgement::Silent => {}
         }
         let Some(ifindex) = self
             .instances

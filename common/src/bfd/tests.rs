@@ -313,3 +313,41 @@ fn interface_counters_follow_verdict_order() {
     c.add(&down);
     assert_eq!(c.all().iter().sum::<u64>(), BFD_VERDICTS as u64 + 1);
 }
+
+#[test]
+fn a_timer_on_time_takes_the_session_down() {
+    let detect = 30_000_000;
+    // Within a millisecond of the deadline, or early: the peer was silent.
+    assert_eq!(
+        expiry(100_000_000, 100_000_000, detect, false),
+        Expiry::Down
+    );
+    assert_eq!(
+        expiry(100_900_000, 100_000_000, detect, false),
+        Expiry::Down
+    );
+    assert_eq!(expiry(90_000_000, 100_000_000, detect, false), Expiry::Down);
+}
+
+#[test]
+fn a_late_timer_listens_one_detection_time_from_its_wake_up() {
+    let detect = 30_000_000;
+    // 3 ms late (a stalled host): listen until now + 30 ms.
+    assert_eq!(
+        expiry(103_000_000, 100_000_000, detect, false),
+        Expiry::Listen(133_000_000)
+    );
+    // Once per silence: the second expiry without a packet goes down, late or not.
+    assert_eq!(expiry(140_000_000, 100_000_000, detect, true), Expiry::Down);
+}
+
+#[test]
+fn lateness_scales_with_the_detection_time() {
+    // 900 ms detection: 1/16 is 56.25 ms; 10 ms late is a loaded host, not a stall.
+    let detect = 900_000_000;
+    assert!(!late(1_010_000_000, 1_000_000_000, detect));
+    assert!(late(1_060_000_000, 1_000_000_000, detect));
+    // 3 ms detection (1 ms x 3): the floor of 1 ms holds.
+    assert!(!late(1_000_900_000, 1_000_000_000, 3_000_000));
+    assert!(late(1_001_100_000, 1_000_000_000, 3_000_000));
+}

@@ -6,6 +6,13 @@
 //! sessions that left Up. The floods run one lab after the other (a flood takes a core;
 //! two at once would measure the machine), the loss on both at once; the Master_Down_Interval
 //! waited for late takeovers is shared.
+//!
+//! Both nodes are namespaces of one machine, so a stall of the machine (every CPU at
+//! once: a virtual machine's host not running it) freezes the Master's transmit and the
+//! Backup's receive together, which no pair of real hosts shares; and with two CPUs, a
+//! stall of one holds whichever node's BFD thread is on it. Each step therefore also
+//! measures the machine's own stalls ([`StallMeter`]), and the report gives them next to
+//! the sessions that went down.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,7 +24,7 @@ use super::flood::{self, KINDS};
 use super::lab::{
     BACKUP, BACKUP_PRIORITY, MASTER_PRIORITY, Sides, master_down, settle_time, steady,
 };
-use super::measure::{Tail, realtime_ns};
+use super::measure::{StallMeter, Stalls, Tail, realtime_ns};
 use super::node::{Impl, Node, specs};
 
 /// Advert interval of the pair.
@@ -48,6 +55,8 @@ pub struct NoiseStep {
     pub key: &'static str,
     pub label: String,
     pub runs: BTreeMap<Impl, NoiseRun>,
+    /// The machine's own stalls during the step and the wait after it.
+    pub stalls: Stalls,
 }
 
 /// All steps.
@@ -157,6 +166,7 @@ fn measure(
         .iter()
         .map(|p| (bfd_counts(&p.master), bfd_counts(&p.backup)))
         .collect();
+    let meter = StallMeter::start();
     let timed = |i: usize| {
         let t0 = realtime_ns();
         let started = std::time::Instant::now();
@@ -190,6 +200,12 @@ fn measure(
     };
     std::thread::sleep(master_down(interval, 3) + interval / 4);
     let t1 = realtime_ns();
+    let stalls = meter.stop();
+    eprintln!(
+        "bench: BFD under noise, {label}: the machine stalled up to {:.1} ms on one CPU \
+         ({} stalls of 20 ms or more), {:.1} ms on every CPU at once ({} of 20 ms or more)",
+        stalls.longest_one_ms, stalls.one_over_20ms, stalls.longest_all_ms, stalls.all_over_20ms
+    );
     let order = if together {
         (0..sides.0.len()).collect()
     } else {
@@ -238,7 +254,12 @@ fn measure(
         );
         runs.insert(side.imp, r);
     }
-    Ok(NoiseStep { key, label, runs })
+    Ok(NoiseStep {
+        key,
+        label,
+        runs,
+        stalls,
+    })
 }
 
 /// The iptables rule that drops [`LOSS_PERCENT`] of what a namespace sends.

@@ -313,3 +313,131 @@ mod tests {
         assert!(stats(&[]).is_none());
     }
 }
+
+/// How far late a 1 ms sleep may wake before it counts as a stall.
+const STALL_SLACK_NS: u64 = 2_000_000;
+
+/// The machine's own stalls over a window: one SCHED_FIFO thread per CPU sleeps 1 ms at
+/// a time and notes when it woke late. A stall of every CPU at once freezes both nodes of
+/// a lab (namespaces of one machine), their timers and their packets alike.
+pub struct StallMeter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Vec<(u64, u64)>>>,
+}
+
+/// What a [`StallMeter`] saw.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Stalls {
+    /// The longest time one CPU ran nothing of real-time priority 20, ms.
+    pub longest_one_ms: f64,
+    /// The longest time every CPU did so at once, ms.
+    pub longest_all_ms: f64,
+    /// Stalls of every CPU at once of 20 ms or more.
+    pub all_over_20ms: usize,
+    /// Stalls of one CPU of 20 ms or more (a node's BFD thread, or the softirq carrying
+    /// its packets, may be on that CPU).
+    pub one_over_20ms: usize,
+}
+
+impl StallMeter {
+    /// Starts one thread per CPU (real-time priority when allowed: then only the kernel
+    /// and the host can hold it back).
+    pub fn start() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..cpus)
+            .map(|cpu| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    pin_realtime(cpu);
+                    let mut stalls = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let t0 = vigil_tests::netns::monotonic_ns();
+                        std::thread::sleep(Duration::from_millis(1));
+                        let t1 = vigil_tests::netns::monotonic_ns();
+                        if t1 - t0 > 1_000_000 + STALL_SLACK_NS {
+                            stalls.push((t0 + 1_000_000, t1));
+                        }
+                    }
+                    stalls
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+
+    pub fn stop(self) -> Stalls {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let per_cpu: Vec<Vec<(u64, u64)>> = self
+            .threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_default())
+            .collect();
+        let longest = |v: &[(u64, u64)]| v.iter().map(|(a, b)| b - a).max().unwrap_or(0);
+        let one = per_cpu.iter().map(|v| longest(v)).max().unwrap_or(0);
+        // Every CPU at once: the intersection of all CPUs' stalls.
+        let all = per_cpu
+            .iter()
+            .skip(1)
+            .fold(per_cpu.first().cloned().unwrap_or_default(), |acc, v| {
+                intersect(&acc, v)
+            });
+        Stalls {
+            longest_one_ms: one as f64 / 1e6,
+            longest_all_ms: longest(&all) as f64 / 1e6,
+            all_over_20ms: all.iter().filter(|(a, b)| b - a >= 20_000_000).count(),
+            one_over_20ms: per_cpu
+                .iter()
+                .flatten()
+                .filter(|(a, b)| b - a >= 20_000_000)
+                .count(),
+        }
+    }
+}
+
+/// The calling thread on `cpu`, at SCHED_FIFO 20 if allowed.
+fn pin_realtime(cpu: usize) {
+    // SAFETY: plain syscalls on the calling thread with valid arguments.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        let param = libc::sched_param { sched_priority: 20 };
+        libc::sched_setscheduler(0, libc::SCHED_FIFO, &param);
+    }
+}
+
+/// Overlaps of two sorted lists of intervals.
+fn intersect(a: &[(u64, u64)], b: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let lo = a[i].0.max(b[j].0);
+        let hi = a[i].1.min(b[j].1);
+        if lo < hi {
+            out.push((lo, hi));
+        }
+        if a[i].1 < b[j].1 {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod stall_tests {
+    use super::intersect;
+
+    #[test]
+    fn only_overlaps_count() {
+        let a = [(0, 10), (20, 50), (60, 70)];
+        let b = [(5, 25), (30, 40), (65, 100)];
+        assert_eq!(
+            intersect(&a, &b),
+            vec![(5, 10), (20, 25), (30, 40), (65, 70)]
+        );
+        assert!(intersect(&a, &[]).is_empty());
+    }
+}

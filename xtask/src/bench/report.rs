@@ -201,6 +201,15 @@ fn bfd_noise_rows(n: &super::bfd_noise::BfdNoise, rows: &mut Vec<Row>) {
                     Some(d) => why.push(format!("{d} BFD session downs")),
                     None => why.push("BFD sessions not read".into()),
                 }
+                let st = &step.stalls;
+                if !why.is_empty() && st.one_over_20ms > 0 {
+                    why.push(format!(
+                        "meanwhile the machine stalled {} times for 20 ms or more on one CPU \
+                         (longest {:.1} ms) and {} times on every CPU at once (longest \
+                         {:.1} ms); the detection time is 30 ms",
+                        st.one_over_20ms, st.longest_one_ms, st.all_over_20ms, st.longest_all_ms
+                    ));
+                }
                 (why.is_empty(), why.join(", "))
             }
             None => (false, "not measured".into()),
@@ -623,6 +632,19 @@ fn method(r: &Results) -> String {
   after it. CPU is the agent's processes (utime + stime); for vigil the XDP program's own
   run time (kernel BPF statistics) is listed apart: it runs in the kernel's receive path,
   as does keepalived's socket delivery, and neither is in the agent's figure.
+- BFD under noise: a pair with {bi} adverts, vigil with BFD 10 ms × 3 (keepalived plain
+  VRRP), through the junk floods above ({bfs} s each) and {bls} s of 1 % loss on what each
+  node sends. A session down is one that left Up on either node; the goal is none, and
+  no false takeover. Both nodes are namespaces of this one machine, so when the machine
+  stalls (every CPU at once, as a virtual machine does when its host does not run it)
+  the Master's transmit and the Backup's receive stop together, which two real hosts
+  never share; and a stall of one of the two CPUs holds whichever node's BFD thread is on
+  it, as a stalled Master would. One SCHED_FIFO thread per CPU sleeps 1 ms at a time
+  through each step and notes how late it woke; a step that missed its goal gives the
+  stalls of 20 ms or more, of one CPU and of every CPU at once. vigil's detection timers listen a whole detection time more when they fire
+  late (by over 1.875 ms at 30 ms), which covers a stall that ends after the deadline;
+  one that ends just before it, or within 2 ms after it
+  (the peer not yet sending again) still takes a 30 ms session down.
 - Scale: one implementation's pair at a time, {sr} rounds alternating, each settled
   (every instance MASTER on lb01 and BACKUP on lb02), {ss} s of rest, then {sw} s measured.
   CPU from /proc/PID/stat utime + stime; RSS from /proc/PID/status VmRSS (keepalived:
@@ -645,6 +667,9 @@ fn method(r: &Results) -> String {
         dt = p.detection_trials,
         ht = p.handover_trials,
         fs = p.flood_seconds,
+        bi = iv_label(super::bfd_noise::INTERVAL_MS),
+        bfs = p.bfd_flood_seconds,
+        bls = p.bfd_loss_seconds,
         fi = iv_label(flood::INTERVAL_MS),
         minrate = flood::MIN_RATE / 1000.0,
         sr = p.scale_rounds,
@@ -855,6 +880,10 @@ pub fn json(r: &Results, rows: &[Row]) -> serde_json::Value {
         "bfd_noise": r.bfd_noise.steps.iter().map(|s| json!({
             "step": s.key,
             "label": s.label,
+            "machine_stall_longest_one_cpu_ms": s.stalls.longest_one_ms,
+            "machine_stall_longest_every_cpu_ms": s.stalls.longest_all_ms,
+            "machine_stalls_every_cpu_over_20ms": s.stalls.all_over_20ms,
+            "machine_stalls_one_cpu_over_20ms": s.stalls.one_over_20ms,
             "interval_ms": super::bfd_noise::INTERVAL_MS,
             "runs": by_impl(&s.runs, |x| json!({
                 "packets_sent": x.sent,

@@ -91,6 +91,30 @@ impl Link {
         }
     }
 
+    /// Freezes both ends until `until`, as a stalled host running both does: nothing
+    /// runs meanwhile; at `until` both sessions' timers run, late, before the packets
+    /// that reached them meanwhile are read.
+    fn stall(&mut self, until: Instant) {
+        self.drain();
+        self.now = until;
+        for s in [&mut self.a, &mut self.b] {
+            if s.poll_timeout().is_some_and(|t| t <= until) {
+                s.handle(until, Input::Timeout).unwrap();
+            }
+        }
+        for f in &mut self.flight {
+            f.0 = f.0.max(until);
+        }
+        self.run_until(until);
+    }
+
+    fn downs(&self) -> usize {
+        self.transitions
+            .iter()
+            .filter(|(_, t)| t.from == State::Up)
+            .count()
+    }
+
     fn sent_by(&self, a: bool, after: Instant) -> Vec<(Instant, ControlPacket)> {
         self.sent
             .iter()
@@ -543,4 +567,96 @@ fn heard_moves_the_agents_own_deadline() {
     assert_eq!(s.state(), State::Up, "the deadline moved to 50 ms");
     s.handle(up_at + 50 * MS, Input::Timeout).unwrap();
     assert_eq!(s.state(), State::Down);
+}
+
+/// A detection timer that wakes late (this host stalled) listens one more detection
+/// time from the wake-up before the session goes down; a packet meanwhile keeps it Up.
+#[test]
+fn a_late_wake_up_listens_once_more_before_going_down() {
+    let (mut s, last) = up_against_script();
+    while s.poll_action().is_some() {}
+    // 5 ms past the 30 ms deadline: late.
+    s.handle(last + 35 * MS, Input::Timeout).unwrap();
+    assert_eq!(s.state(), State::Up);
+    // Still silent a detection time after the wake-up: down, dated from the last packet.
+    while s.poll_timeout().is_some_and(|t| t < last + 65 * MS) {
+        let t = s.poll_timeout().unwrap();
+        s.handle(t, Input::Timeout).unwrap();
+        assert_eq!(s.state(), State::Up, "at {t:?}");
+    }
+    s.handle(last + 66 * MS, Input::Timeout).unwrap();
+    assert_eq!(s.state(), State::Down);
+    let down = s.last_down().expect("went down");
+    assert_eq!(down.diag, Diagnostic::ControlDetectionTimeExpired);
+    assert_eq!(down.at, last + 30 * MS);
+}
+
+/// On time (within the lateness allowed), the session goes down at once, and a second
+/// late wake-up in one silence does not listen again.
+#[test]
+fn on_time_or_late_twice_the_session_goes_down() {
+    let (mut s, last) = up_against_script();
+    while s.poll_action().is_some() {}
+    s.handle(last + 30 * MS + MS / 2, Input::Timeout).unwrap();
+    assert_eq!(s.state(), State::Down);
+
+    let (mut s, last) = up_against_script();
+    while s.poll_action().is_some() {}
+    s.handle(last + 40 * MS, Input::Timeout).unwrap();
+    assert_eq!(s.state(), State::Up);
+    s.handle(last + 80 * MS, Input::Timeout).unwrap();
+    assert_eq!(s.state(), State::Down);
+}
+
+/// The datapath's expiry report is judged on its deadline, however late the agent
+/// hears of it: the kernel's timer did the listening.
+#[test]
+fn a_late_report_of_the_datapaths_expiry_is_not_listened_past() {
+    let (mut s, last) = up_against_script();
+    while s.poll_action().is_some() {}
+    s.set_external_detection(true);
+    s.handle(last + 90 * MS, Input::DetectionExpired { last_rx: last })
+        .unwrap();
+    assert_eq!(s.state(), State::Down);
+    assert_eq!(s.last_down().unwrap().at, last + 30 * MS);
+}
+
+/// Both ends on one host that stalls for longer than the detection time (the bench's
+/// lab: two namespaces of one virtual machine): when it runs again, both timers are
+/// late and both peers speak at once; no session goes down.
+#[test]
+fn a_stall_of_the_host_running_both_ends_takes_no_session_down() {
+    let mut link = Link::new(fast(1), fast(2));
+    link.run_until(T0 + Duration::from_secs(2));
+    assert_eq!((link.a.state(), link.b.state()), (State::Up, State::Up));
+    for stall in [32, 45, 60, 90] {
+        let from = link.now;
+        link.stall(from + stall * MS);
+        link.run_until(link.now + Duration::from_millis(500));
+        assert_eq!(
+            (link.a.state(), link.b.state(), link.downs()),
+            (State::Up, State::Up, 0),
+            "after a {stall} ms stall"
+        );
+    }
+}
+
+/// A peer that died during a stall is still found: one detection time after the host
+/// runs again.
+#[test]
+fn a_peer_that_died_during_a_stall_is_down_a_detection_time_after_it() {
+    let mut link = Link::new(fast(1), fast(2));
+    link.run_until(T0 + Duration::from_secs(2));
+    let from = link.now;
+    let last = link.b.last_received().unwrap();
+    link.a_to_b = false;
+    let resumed = from + 50 * MS;
+    link.stall(resumed);
+    link.run_until(resumed + 29 * MS);
+    assert_eq!(link.b.state(), State::Up);
+    link.run_until(resumed + 31 * MS);
+    assert_eq!(link.b.state(), State::Down);
+    let down = link.b.last_down().unwrap();
+    assert_eq!(down.diag, Diagnostic::ControlDetectionTimeExpired);
+    assert_eq!(down.at, last + 30 * MS);
 }
