@@ -165,7 +165,11 @@ fn kernel_session(tag: &str, v6: bool, timers: bool) -> anyhow::Result<()> {
     let reported = counter(&c1, "reported") - counter(&c0, "reported");
     eprintln!("{tag}: steady 2 s: {recorded} packets recorded in the kernel, {reported} reported");
     // 2 s at 50 ms less up to 25 % jitter is 40 to 53 packets; a starved bfdd sends fewer.
-    assert!(recorded >= 20, "recorded {recorded}: {c1:?}");
+    assert!(
+        recorded >= 20,
+        "recorded {recorded}: {c1:?}; the session now: {}",
+        vigil.status()?["bfd"][0]
+    );
     assert_eq!(reported, 0, "no ring event while steady: {c0:?} -> {c1:?}");
     assert_eq!(a1, a0, "the agent's session handled packets while steady");
     let per_session = s1["received"].as_u64().unwrap_or(0) - s0["received"].as_u64().unwrap_or(0);
