@@ -69,6 +69,39 @@ pub fn policy() -> i32 {
     unsafe { libc::sched_getscheduler(0) & !libc::SCHED_RESET_ON_FORK }
 }
 
+/// The CPUs the calling thread may run on, in ascending order (empty if the kernel
+/// does not say).
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: all-zero is an empty CPU set; plain syscall on the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Binds the calling thread to `cpus`.
+pub fn pin(cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: all-zero is an empty CPU set; CPU_SET stays within it (indices checked);
+    // plain syscall on the calling thread.
+    let ret = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +109,20 @@ mod tests {
     /// Runs `f` on a thread of its own, so the test runner's thread keeps its class.
     fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
         std::thread::spawn(f).join().expect("test thread")
+    }
+
+    #[test]
+    fn pinned_thread_runs_only_where_pinned() {
+        let (before, after) = on_thread(|| {
+            let before = allowed_cpus();
+            let first = before.first().copied();
+            if let Some(c) = first {
+                pin(&[c]).expect("pinning to an allowed CPU");
+            }
+            (before, allowed_cpus())
+        });
+        assert!(!before.is_empty(), "a thread runs somewhere");
+        assert_eq!(after, vec![before[0]]);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 pub mod judge;
 pub mod log;
+pub mod standby;
 pub mod wants;
 
 use std::collections::{BTreeMap, HashMap};
@@ -213,11 +214,12 @@ impl BfdService {
             .name("vigil-bfd".into())
             .spawn(move || {
                 crate::sched::realtime("BFD thread", priority);
+                let standby = standby::Standby::start(priority);
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt.block_on(drive(rx, events, shared)),
+                    Ok(rt) => rt.block_on(drive(rx, events, shared, standby)),
                     Err(e) => tracing::error!("BFD: no runtime: {e}"),
                 }
             });
@@ -696,6 +698,7 @@ async fn drive(
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<BfdEvent>,
     status: Arc<Mutex<Snapshot>>,
+    standby: Option<standby::Standby>,
 ) {
     let timer = match MonoTimer::new() {
         Ok(t) => t,
@@ -795,22 +798,37 @@ async fn drive(
                 let before = discriminators(&sessions);
                 task.reconcile(&mut sessions, &mut sockets, clock::now());
                 withdraw_gone(maps.as_mut(), &before, &sessions);
+                if let Some(sb) = &standby {
+                    sb.retain(|d| sessions.iter().any(|r| {
+                        r.session.config().local_discriminator == d && r.session.steady_up()
+                    }));
+                }
             }
         }
+        let now = clock::now();
         for r in &mut sessions {
             while let Some(action) = r.session.poll_action() {
                 match action {
                     Action::Send(packet) => {
                         let mut bytes = [0u8; MAX_LEN];
-                        if let Some(len) = packet.encode_into(&mut bytes) {
-                            outbox.entry(r.socket.clone()).or_default().push((
-                                r.spec.peer,
-                                bytes,
-                                len,
-                            ));
+                        let Some(len) = packet.encode_into(&mut bytes) else {
+                            continue;
+                        };
+                        if !offer(standby.as_ref(), r, &sockets, &packet, &bytes, len, now) {
+                            continue;
                         }
+                        outbox.entry(r.socket.clone()).or_default().push((
+                            r.spec.peer,
+                            bytes,
+                            len,
+                        ));
                     }
                     Action::StateChanged(t) => {
+                        if t.from == State::Up
+                            && let Some(sb) = &standby
+                        {
+                            sb.withdraw(r.session.config().local_discriminator);
+                        }
                         log_transition(&r.spec, &t);
                         if t.to == State::Up {
                             r.ups += 1;
@@ -854,6 +872,32 @@ async fn drive(
             for e in task.history.drain(..) {
                 s.history.push(e);
             }
+        }
+    }
+}
+
+/// Hands the standby transmitter a packet of `r` about to leave; whether it should
+/// leave (see [`standby::Table::offer`]). Without a standby, always.
+fn offer(
+    standby: Option<&standby::Standby>,
+    r: &Running,
+    sockets: &Sockets,
+    packet: &ControlPacket,
+    bytes: &[u8; MAX_LEN],
+    len: usize,
+    now: Instant,
+) -> bool {
+    let Some(sb) = standby else {
+        return true;
+    };
+    let disc = r.session.config().local_discriminator;
+    match (r.session.transmit_interval(), sockets.open.get(&r.socket)) {
+        (Some(interval), Some((socket, _))) if r.session.steady_up() => {
+            sb.offer(disc, packet, socket, r.spec.peer, bytes, len, interval, now)
+        }
+        _ => {
+            sb.withdraw(disc);
+            true
         }
     }
 }
