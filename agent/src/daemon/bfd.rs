@@ -126,6 +126,9 @@ pub struct SessionStatus {
     pub discarded: u64,
     /// Packets sent.
     pub sent: u64,
+    /// Packets the standby transmitter repeated while the BFD thread was late (its CPU
+    /// held): a count of this host's stalls that the peer did not see.
+    pub standby_sent: u64,
     /// Times it went from Up to Down.
     pub downs: u64,
     /// Times it came Up.
@@ -799,9 +802,11 @@ async fn drive(
                 task.reconcile(&mut sessions, &mut sockets, clock::now());
                 withdraw_gone(maps.as_mut(), &before, &sessions);
                 if let Some(sb) = &standby {
-                    sb.retain(|d| sessions.iter().any(|r| {
-                        r.session.config().local_discriminator == d && r.session.steady_up()
-                    }));
+                    let of = |d: u32| sessions.iter().find(|r| r.session.config().local_discriminator == d);
+                    sb.retain(
+                        |d| of(d).is_some_and(|r| r.session.steady_up()),
+                        |d| of(d).is_some(),
+                    );
                 }
             }
         }
@@ -817,11 +822,10 @@ async fn drive(
                         if !offer(standby.as_ref(), r, &sockets, &packet, &bytes, len, now) {
                             continue;
                         }
-                        outbox.entry(r.socket.clone()).or_default().push((
-                            r.spec.peer,
-                            bytes,
-                            len,
-                        ));
+                        outbox
+                            .entry(r.socket.clone())
+                            .or_default()
+                            .push((r.spec.peer, bytes, len));
                     }
                     Action::StateChanged(t) => {
                         if t.from == State::Up
@@ -864,9 +868,14 @@ async fn drive(
         }
         if let Ok(mut s) = status.lock() {
             let now = clock::now();
+            let repeated = standby.as_ref().map(|sb| sb.sent()).unwrap_or_default();
             s.sessions = sessions
                 .iter()
-                .map(|r| snapshot(r, task.origin(r), now))
+                .map(|r| {
+                    let disc = r.session.config().local_discriminator;
+                    let by_standby = repeated.get(&disc).copied().unwrap_or(0);
+                    snapshot(r, task.origin(r), now, by_standby)
+                })
                 .collect();
             s.refused.clone_from(&task.refusals.counts);
             for e in task.history.drain(..) {
@@ -1231,7 +1240,7 @@ fn publish(maps: &mut BfdMaps, r: &mut Running, now: Instant) {
     }
 }
 
-fn snapshot(r: &Running, origin: &'static str, now: Instant) -> SessionStatus {
+fn snapshot(r: &Running, origin: &'static str, now: Instant, standby_sent: u64) -> SessionStatus {
     let s = &r.session;
     let c = s.counters();
     let down = s.last_down();
@@ -1252,6 +1261,7 @@ fn snapshot(r: &Running, origin: &'static str, now: Instant) -> SessionStatus {
         received: c.received,
         discarded: c.discarded + r.penalty,
         sent: c.sent,
+        standby_sent,
         downs: c.downs,
         ups: r.ups,
         polling: s.polling(),

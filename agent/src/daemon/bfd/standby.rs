@@ -61,12 +61,15 @@ pub type Resend<S> = (S, IpAddr, [u8; MAX_LEN], usize);
 /// The sessions the standby watches, keyed by local discriminator.
 pub struct Table<S> {
     repeats: HashMap<u32, Repeat<S>>,
+    /// Packets the standby sent, per session, since it started.
+    sent: HashMap<u32, u64>,
 }
 
 impl<S> Default for Table<S> {
     fn default() -> Self {
         Self {
             repeats: HashMap::new(),
+            sent: HashMap::new(),
         }
     }
 }
@@ -126,19 +129,31 @@ impl<S: Clone> Table<S> {
         self.repeats.remove(&disc);
     }
 
-    /// Keeps only the sessions `keep` says are still steady.
-    pub fn retain(&mut self, mut keep: impl FnMut(u32) -> bool) {
+    /// Keeps only the sessions `keep` says are still steady (the counts of sessions
+    /// `exists` says are gone are dropped too).
+    pub fn retain(
+        &mut self,
+        mut keep: impl FnMut(u32) -> bool,
+        mut exists: impl FnMut(u32) -> bool,
+    ) {
         self.repeats.retain(|&d, _| keep(d));
+        self.sent.retain(|&d, _| exists(d));
+    }
+
+    /// Packets the standby sent per session.
+    pub fn sent(&self) -> &HashMap<u32, u64> {
+        &self.sent
     }
 
     /// The packets due at `now` (each marked sent by the standby now), and when the
     /// next one falls due.
     pub fn due(&mut self, now: Instant) -> (Vec<Resend<S>>, Option<Instant>) {
         let mut out = Vec::new();
-        for r in self.repeats.values_mut().filter(|r| r.due() <= now) {
+        for (&d, r) in self.repeats.iter_mut().filter(|(_, r)| r.due() <= now) {
             r.last = now;
             r.by_standby = true;
             out.push((r.socket.clone(), r.peer, r.bytes, r.len));
+            *self.sent.entry(d).or_default() += 1;
         }
         (out, self.repeats.values().map(Repeat::due).min())
     }
@@ -222,7 +237,8 @@ impl Standby {
             return true;
         };
         let new = !g.0.watches(disc);
-        let send = g.0.offer(disc, packet, socket, peer, bytes, len, interval, now);
+        let send =
+            g.0.offer(disc, packet, socket, peer, bytes, len, interval, now);
         if new && g.0.watches(disc) {
             wake.notify_one();
         }
@@ -237,10 +253,19 @@ impl Standby {
     }
 
     /// [`Table::retain`].
-    pub fn retain(&self, keep: impl FnMut(u32) -> bool) {
+    pub fn retain(&self, keep: impl FnMut(u32) -> bool, exists: impl FnMut(u32) -> bool) {
         if let Ok(mut g) = self.shared.0.lock() {
-            g.0.retain(keep);
+            g.0.retain(keep, exists);
         }
+    }
+
+    /// [`Table::sent`], copied.
+    pub fn sent(&self) -> HashMap<u32, u64> {
+        self.shared
+            .0
+            .lock()
+            .map(|g| g.0.sent().clone())
+            .unwrap_or_default()
     }
 }
 
@@ -328,7 +353,16 @@ mod tests {
     fn offer(t: &mut Table<u8>, p: &ControlPacket, now: Instant) -> bool {
         let mut bytes = [0u8; MAX_LEN];
         bytes[0] = u8::from(p.poll);
-        t.offer(DISC, p, &1, "192.0.2.1".parse().expect("literal"), &bytes, 24, 10 * MS, now)
+        t.offer(
+            DISC,
+            p,
+            &1,
+            "192.0.2.1".parse().expect("literal"),
+            &bytes,
+            24,
+            10 * MS,
+            now,
+        )
     }
 
     #[test]
@@ -339,7 +373,10 @@ mod tests {
         for ms in [0, 10, 17, 27, 35, 45] {
             assert!(offer(&mut t, &up, at(ms)));
             let (sends, next) = t.due(at(ms + 10));
-            assert!(sends.is_empty(), "nothing due 10 ms after a packet at {ms} ms");
+            assert!(
+                sends.is_empty(),
+                "nothing due 10 ms after a packet at {ms} ms"
+            );
             assert_eq!(next, Some(at(ms) + 12_500 * Duration::from_micros(1)));
         }
     }
@@ -357,6 +394,7 @@ mod tests {
         assert_eq!(next, Some(at(13) + 12_500 * Duration::from_micros(1)));
         assert_eq!(t.due(at(26)).0.len(), 1);
         assert_eq!(t.due(at(39)).0.len(), 1);
+        assert_eq!(t.sent().get(&DISC), Some(&3));
     }
 
     #[test]
@@ -369,7 +407,10 @@ mod tests {
         assert!(!offer(&mut t, &up, at(20)));
         // 8 ms after: allowed, and the BFD thread has the session again.
         assert!(offer(&mut t, &up, at(21)));
-        assert!(offer(&mut t, &up, at(22)), "its own pace is its own business");
+        assert!(
+            offer(&mut t, &up, at(22)),
+            "its own pace is its own business"
+        );
         assert!(t.due(at(34)).0.is_empty());
     }
 
@@ -403,7 +444,7 @@ mod tests {
     fn withdrawn_and_unretained_sessions_are_not_repeated() {
         let mut t = Table::default();
         assert!(offer(&mut t, &packet(State::Up, false, false), at(0)));
-        t.retain(|d| d != DISC);
+        t.retain(|d| d != DISC, |_| true);
         assert_eq!(t.due(at(100)), (Vec::new(), None));
         assert!(offer(&mut t, &packet(State::Up, false, false), at(100)));
         t.withdraw(DISC);
