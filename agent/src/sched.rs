@@ -45,6 +45,22 @@ pub fn realtime(thread: &str, priority: u8) -> Outcome {
     outcome
 }
 
+/// As [`realtime`], one priority above `priority` where the kernel allows it (the
+/// threads whose deadlines are tighter than the election loop's: a busy loop at
+/// `priority`, on the CPU they wait for, would otherwise hold them), else at `priority`.
+pub fn realtime_above(thread: &str, priority: u8) -> Outcome {
+    if priority == 0 {
+        return realtime(thread, 0);
+    }
+    match set_fifo(priority.saturating_add(1).min(99)) {
+        outcome @ Outcome::Realtime(_) => {
+            tracing::debug!("{thread} at {outcome}");
+            outcome
+        }
+        _ => realtime(thread, priority),
+    }
+}
+
 fn set_fifo(priority: u8) -> Outcome {
     if priority == 0 {
         return Outcome::Off;
@@ -123,6 +139,23 @@ mod tests {
         });
         assert!(!before.is_empty(), "a thread runs somewhere");
         assert_eq!(after, vec![before[0]]);
+    }
+
+    #[test]
+    fn above_is_one_higher_where_allowed_and_never_off_by_choice() {
+        let (outcome, mine) = on_thread(|| (realtime_above("test", 10), policy()));
+        match outcome {
+            Outcome::Realtime(p) => {
+                // 11 when allowed; 10 under an RLIMIT_RTPRIO of 10 without CAP_SYS_NICE.
+                assert!(p == 11 || p == 10, "{p}");
+                assert_eq!(mine, libc::SCHED_FIFO);
+            }
+            Outcome::Refused(_) => assert_eq!(mine, libc::SCHED_OTHER),
+            Outcome::Off => panic!("priority 10 is a request"),
+        }
+        let (off, policy) = on_thread(|| (realtime_above("test", 0), policy()));
+        assert_eq!(off, Outcome::Off);
+        assert_eq!(policy, libc::SCHED_OTHER);
     }
 
     #[test]

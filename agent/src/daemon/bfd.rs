@@ -207,8 +207,9 @@ enum Command {
 impl BfdService {
     /// Starts the task with no session; `events` hears every state change. The task
     /// runs on a thread of its own, at real-time priority when the agent may ask for
-    /// it (`realtime_priority`): at 10 ms x 3 a peer declares the session down after
-    /// 30 ms without a packet, and a busy host must not make the agent that late.
+    /// it (`realtime_priority`, one above where allowed: a busy election loop must not
+    /// hold it either): at 10 ms x 3 a peer declares the session down after 30 ms
+    /// without a packet, and a busy host must not make the agent that late.
     pub fn start(events: mpsc::UnboundedSender<BfdEvent>, priority: u8) -> BfdService {
         let (commands, rx) = mpsc::unbounded_channel();
         let status = Arc::new(Mutex::new(Snapshot::default()));
@@ -216,7 +217,7 @@ impl BfdService {
         let spawned = std::thread::Builder::new()
             .name("vigil-bfd".into())
             .spawn(move || {
-                crate::sched::realtime("BFD thread", priority);
+                crate::sched::realtime_above("BFD thread", priority);
                 let standby = standby::Standby::start(priority);
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()

@@ -74,15 +74,27 @@ struct Pair {
     tail: Tail,
 }
 
-/// `node: last down reason` of each session of a vigil node.
+/// `node: last down reason` of each session of a vigil node, and for the kernel's last
+/// timeout how long after its deadline the agent read it (a timer that fired late
+/// listened one more detection time first).
 fn down_reasons(n: &Node) -> Vec<String> {
     n.status()
         .ok()
         .and_then(|s| s["bfd"].as_array().cloned())
         .unwrap_or_default()
         .iter()
-        .filter_map(|x| x["last_down_reason"].as_str().map(str::to_owned))
-        .map(|r| format!("{}: {r}", n.host.name))
+        .filter_map(|x| {
+            let r = x["last_down_reason"].as_str()?;
+            let k = &x["kernel_down"];
+            let kernel = match (k["deadline_ns"].as_u64(), k["heard_ns"].as_u64()) {
+                (Some(d), Some(h)) => format!(
+                    " [kernel timeout read {:.1} ms after its deadline]",
+                    h.saturating_sub(d) as f64 / 1e6
+                ),
+                _ => String::new(),
+            };
+            Some(format!("{}: {r}{kernel}", n.host.name))
+        })
         .collect()
 }
 

@@ -173,8 +173,8 @@ pub struct Standby {
 
 impl Standby {
     /// Binds the calling thread (the BFD thread) to every allowed CPU but the last and
-    /// starts the standby on that one, at real-time priority `priority` as the BFD
-    /// thread. `None` with a single CPU, or when the kernel refuses a binding.
+    /// starts the standby on that one, at the BFD thread's real-time priority (one
+    /// above `priority` where allowed). `None` with a single CPU, or when the kernel refuses a binding.
     pub fn start(priority: u8) -> Option<Standby> {
         let cpus = crate::sched::allowed_cpus();
         let (&last, rest) = cpus.split_last()?;
@@ -191,7 +191,7 @@ impl Standby {
                 let ok = pinned.is_ok();
                 let _ = ready_tx.send(pinned);
                 if ok {
-                    crate::sched::realtime("BFD standby thread", priority);
+                    crate::sched::realtime_above("BFD standby thread", priority);
                     run(&theirs);
                 }
             });
