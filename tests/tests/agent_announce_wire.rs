@@ -7,36 +7,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use vigil_tests::agent::{Vigil, global};
-use vigil_tests::capture::Capture;
+use vigil_tests::capture::{Capture, mac_text, tshark};
 use vigil_tests::{Host, Lab, require_root};
-
-/// tshark's decode of `pcap`: one row of `fields` per packet matching `filter`.
-fn tshark(pcap: &Path, filter: &str, fields: &[&str]) -> anyhow::Result<Vec<Vec<String>>> {
-    let mut cmd = std::process::Command::new("tshark");
-    cmd.args(["-n", "-r"])
-        .arg(pcap)
-        .args(["-Y", filter, "-T", "fields", "-E", "separator=/t"]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = vigil_tests::run(&mut cmd)?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect())
-}
 
 /// A tshark flag field as a bool (tshark prints `1`/`0` or `True`/`False` by version).
 fn flag(s: &str) -> bool {
     matches!(s, "1" | "True" | "true")
-}
-
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 fn v6_instance(vip: &str) -> String {

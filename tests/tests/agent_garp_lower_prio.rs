@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use vigil_tests::agent::{Vigil, global, has_address};
-use vigil_tests::capture::Capture;
+use vigil_tests::capture::{Capture, mac_text};
 use vigil_tests::{Host, Lab, require_root};
 
 const VIP: &str = "192.0.2.100";
@@ -30,13 +30,6 @@ fn cached_mac(client: &Host) -> anyhow::Result<Option<String>> {
         .find(|w| *w == "lladdr")
         .and_then(|_| words.next())
         .map(str::to_owned))
-}
-
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 #[test]

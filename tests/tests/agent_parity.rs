@@ -6,6 +6,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use vigil_tests::agent::{Vigil, global, has_address};
+use vigil_tests::capture::tshark;
 use vigil_tests::{Lab, require_root};
 
 const OUT_VIP: &str = "192.0.2.100";
@@ -17,27 +18,6 @@ const EXCLUDED: &str = "2001:db8:5::1";
 const ROUTE: &str = "198.51.100.0/24";
 /// The IPv6 VIP of the virtual-MAC tests.
 const VIP6: &str = "2001:db8::100";
-
-/// tshark's decode of `pcap`: one row of `fields` per packet matching `filter`.
-fn tshark(
-    pcap: &std::path::Path,
-    filter: &str,
-    fields: &[&str],
-) -> anyhow::Result<Vec<Vec<String>>> {
-    let mut cmd = std::process::Command::new("tshark");
-    cmd.args(["-n", "-r"])
-        .arg(pcap)
-        .args(["-Y", filter, "-T", "fields", "-E", "separator=/t"]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = vigil_tests::run(&mut cmd)?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect())
-}
 
 /// The (Ethernet source, IP source) pairs of the VRRP adverts in `pcap`, as tshark
 /// decodes them.
