@@ -3,7 +3,6 @@
 //! (RFC 4861 §7.2.5, §4.4), and a virtual address with its own `dev` is announced on that
 //! device, from that device's MAC.
 
-use std::path::Path;
 use std::time::Duration;
 
 use vigil_tests::agent::{Vigil, global};
