@@ -30,27 +30,20 @@ fn rfc4861_7_2_5_unsolicited_na_sets_the_router_flag_only_when_the_interface_for
     let mut lab = Lab::new("nar", &["lb01", "lb02", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02, client) = (
-        lab.host("lb01").clone(),
-        lab.host("lb02").clone(),
-        lab.host("client").clone(),
-    );
+    let [lb01, lb02, client] = lab.clone_hosts();
     // lb01 routes IPv6 on eth0; lb02 is a plain host.
     lb01.exec(&["sysctl", "-qw", "net.ipv6.conf.eth0.forwarding=1"])?;
     lb02.exec(&["sysctl", "-qw", "net.ipv6.conf.eth0.forwarding=0"])?;
     let pcap = dir.join("na.pcap");
     let cap = Capture::start(&client, "eth0", "icmp6 and ip6[40] == 136", &pcap)?;
     // Each alone on its own VRID, so both are Master and both announce.
-    let v1 = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &v6_instance("2001:db8::100")),
-    )?;
-    let v2 = Vigil::start(
+    let v1 = Vigil::start_with(&lb01, &dir, &bpffs, "", &v6_instance("2001:db8::100"))?;
+    let v2 = Vigil::start_with(
         &lb02,
         &dir,
-        &(global(&lb02, &dir, &bpffs, "")
-            + &v6_instance("2001:db8::200").replace("vrid = 61", "vrid = 62")),
+        &bpffs,
+        "",
+        &v6_instance("2001:db8::200").replace("vrid = 61", "vrid = 62"),
     )?;
     v1.wait_state("v6", "MASTER", Duration::from_secs(3))?;
     v2.wait_state("v6", "MASTER", Duration::from_secs(3))?;
@@ -125,7 +118,7 @@ fn an_address_with_its_own_dev_is_announced_on_that_device() -> anyhow::Result<(
     let mut lab = Lab::new("gdev", &["lb01", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, client) = (lab.host("lb01").clone(), lab.host("client").clone());
+    let [lb01, client] = lab.clone_hosts();
     second_link(&lb01, &client)?;
     let (eth0_mac, eth1_mac) = (mac_text(lb01.mac("eth0")?), mac_text(lb01.mac("eth1")?));
     assert_ne!(eth0_mac, eth1_mac);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use vigil_tests::agent::{Vigil, global, has_address};
+use vigil_tests::agent::{Vigil, has_address};
 use vigil_tests::capture::{Capture, mac_text};
 use vigil_tests::{Host, Lab, require_root};
 
@@ -39,23 +39,11 @@ fn keepalived_garp_lower_prio_a_healed_split_brain_brings_the_hosts_back_to_the_
     let mut lab = Lab::new("lprio", &["lb01", "lb02", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02, client) = (
-        lab.host("lb01").clone(),
-        lab.host("lb02").clone(),
-        lab.host("client").clone(),
-    );
+    let [lb01, lb02, client] = lab.clone_hosts();
     let (mac1, mac2) = (lb01.mac("eth0")?, lb02.mac("eth0")?);
-    let v1 = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &instance(150, "master")),
-    )?;
+    let v1 = Vigil::start_with(&lb01, &dir, &bpffs, "", &instance(150, "master"))?;
     v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
-    let v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &instance(100, "backup")),
-    )?;
+    let v2 = Vigil::start_with(&lb02, &dir, &bpffs, "", &instance(100, "backup"))?;
     v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;
 
     // The switch stops flooding multicast to both routers: neither hears the other.

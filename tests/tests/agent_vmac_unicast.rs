@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use vigil_tests::agent::{Vigil, global};
+use vigil_tests::agent::Vigil;
 use vigil_tests::capture::{Capture, mac_text, tshark};
 use vigil_tests::{Host, Lab, require_root};
 
@@ -45,17 +45,9 @@ fn unicast_adverts_of_a_virtual_mac_instance_leave_from_the_parent_in_both_famil
     let mut lab = Lab::new("vmacuni", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
-    let v1 = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &config(&lb02, 150)),
-    )?;
-    let v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &config(&lb01, 100)),
-    )?;
+    let [lb01, lb02] = lab.clone_hosts();
+    let v1 = Vigil::start_with(&lb01, &dir, &bpffs, "", &config(&lb02, 150))?;
+    let v2 = Vigil::start_with(&lb02, &dir, &bpffs, "", &config(&lb01, 100))?;
     for name in ["web4", "web6"] {
         v1.wait_state(name, "MASTER", Duration::from_secs(5))?;
         v2.wait_state(name, "BACKUP", Duration::from_secs(5))?;

@@ -15,23 +15,12 @@ use vigil_tests::agent::{Vigil, global};
 use vigil_tests::bpf::dump;
 use vigil_tests::frr::Frr;
 use vigil_tests::netns::monotonic_ns;
-use vigil_tests::{Host, Lab, require_root};
+use vigil_tests::{Host, Lab, require_root, wait_for};
 
 const INTERVAL_MS: u64 = 50;
 const DETECT_NS: u64 = 3 * INTERVAL_MS * 1_000_000;
 /// How late a timer callback and the agent's read of its record may be on a busy machine.
 const SLACK_NS: u64 = 30_000_000;
-
-fn wait<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// The `bfd_iface` counters under `pin`, summed over interfaces and CPUs, by name, as an
 /// operator reads them with bpftool.
@@ -90,7 +79,7 @@ fn kernel_session(tag: &str, v6: bool, timers: bool) -> anyhow::Result<()> {
     let mut lab = Lab::new(tag, &["lb01", "frr"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, frr_host) = (lab.host("lb01").clone(), lab.host("frr").clone());
+    let [lb01, frr_host] = lab.clone_hosts();
     let pin = bpffs.join("lb01");
     let (vigil_ip, frr_ip) = if v6 {
         (lb01.ipv6.to_string(), frr_host.ipv6.to_string())
@@ -121,7 +110,7 @@ fn kernel_session(tag: &str, v6: bool, timers: bool) -> anyhow::Result<()> {
 
     // Up, with the packets coming through the XDP program and the kernel keeping the
     // detection time.
-    let session = wait("session Up in the kernel", Duration::from_secs(15), || {
+    let session = wait_for("session Up in the kernel", Duration::from_secs(15), || {
         let s = vigil.status().ok()?["bfd"][0].clone();
         (s["state"] == "Up"
             && s["detection_time_ms"] == (DETECT_NS / 1_000_000) as f64
@@ -188,7 +177,7 @@ fn kernel_session(tag: &str, v6: bool, timers: bool) -> anyhow::Result<()> {
     // The peer stops without a word: the kernel's timer reports it.
     let killed = monotonic_ns();
     frr.kill_bfdd();
-    let s = wait("session Down", Duration::from_secs(3), || {
+    let s = wait_for("session Down", Duration::from_secs(3), || {
         let s = vigil.status().ok()?["bfd"][0].clone();
         (s["state"] == "Down").then_some(s)
     });
@@ -236,7 +225,7 @@ fn kernel_session(tag: &str, v6: bool, timers: bool) -> anyhow::Result<()> {
     // The peer comes back: its first packets reach the agent again and the session
     // returns to Up.
     frr.start_bfdd()?;
-    wait("session Up again", Duration::from_secs(15), || {
+    wait_for("session Up again", Duration::from_secs(15), || {
         let s = vigil.status().ok()?["bfd"][0].clone();
         (s["state"] == "Up").then_some(())
     });
@@ -253,7 +242,7 @@ fn without_xdp_the_socket_and_the_agents_timer_do_it() -> anyhow::Result<()> {
     let mut lab = Lab::new("xbfdoff", &["lb01", "frr"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, frr_host) = (lab.host("lb01").clone(), lab.host("frr").clone());
+    let [lb01, frr_host] = lab.clone_hosts();
     let config = global(&lb01, &dir, &bpffs, "xdp = \"off\"")
         + &format!(
             "[bfd.to_frr]\nneighbor = \"{}\"\ninterface = \"eth0\"\n\
@@ -272,7 +261,7 @@ fn without_xdp_the_socket_and_the_agents_timer_do_it() -> anyhow::Result<()> {
             lb01.ipv4
         ),
     )?;
-    wait("session Up on the socket", Duration::from_secs(15), || {
+    wait_for("session Up on the socket", Duration::from_secs(15), || {
         let s = vigil.status().ok()?["bfd"][0].clone();
         (s["state"] == "Up" && s["detection_time_ms"] == (DETECT_NS / 1_000_000) as f64)
             .then_some(())
@@ -293,7 +282,7 @@ fn without_xdp_the_socket_and_the_agents_timer_do_it() -> anyhow::Result<()> {
     );
 
     frr.kill_bfdd();
-    let s = wait("session Down", Duration::from_secs(3), || {
+    let s = wait_for("session Down", Duration::from_secs(3), || {
         let s = vigil.status().ok()?["bfd"][0].clone();
         (s["state"] == "Down").then_some(s)
     });
