@@ -57,6 +57,27 @@ fn wait_up(v: &Vigil, peer: Ipv4Addr, detect_ms: f64, within: Duration) {
 }
 
 /// Every VRRP transition an agent's instance made so far.
+/// lb01 (Master, 150) and lb02 (Backup, 100) with 50 ms x 3 BFD on their instance, both
+/// sessions Up; the lab goes with them.
+fn pair_up(tag: &str) -> anyhow::Result<(Lab, Host, Host, Vigil, Vigil)> {
+    let mut lab = Lab::new(tag, &["lb01", "lb02"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let [lb01, lb02] = lab.clone_hosts();
+    let (v1, v2) = start_pair(
+        (&lb01, &lb02),
+        &dir,
+        &bpffs,
+        (
+            &instance(150, "master", &timers(50)),
+            &instance(100, "backup", &timers(50)),
+        ),
+    )?;
+    wait_up(&v1, lb02.ipv4, 150.0, Duration::from_secs(10));
+    wait_up(&v2, lb01.ipv4, 150.0, Duration::from_secs(10));
+    Ok((lab, lb01, lb02, v1, v2))
+}
+
 fn transitions(v: &Vigil) -> u64 {
     v.instance("web").map_or(0, |i| {
         i["transitions"]
@@ -133,21 +154,8 @@ impl Both {
 fn new_timers_on_reload_poll_with_the_session_up_and_a_session_let_go_is_not_a_failure()
 -> anyhow::Result<()> {
     require_root();
-    let mut lab = Lab::new("bfdrl", &["lb01", "lb02"])?;
-    let bpffs = lab.bpffs()?;
+    let (lab, lb01, lb02, v1, v2) = pair_up("bfdrl")?;
     let dir = lab.dir.clone();
-    let [lb01, lb02] = lab.clone_hosts();
-    let (v1, v2) = start_pair(
-        (&lb01, &lb02),
-        &dir,
-        &bpffs,
-        (
-            &instance(150, "master", &timers(50)),
-            &instance(100, "backup", &timers(50)),
-        ),
-    )?;
-    wait_up(&v1, lb02.ipv4, 150.0, Duration::from_secs(10));
-    wait_up(&v2, lb01.ipv4, 150.0, Duration::from_secs(10));
     let before = (transitions(&v1), transitions(&v2));
 
     // 50 ms -> 20 ms on both, one after the other, while Up.
@@ -407,21 +415,7 @@ impl Drop for MuteBfd {
 #[test]
 fn a_master_that_says_it_lost_the_backup_is_alive_and_keeps_its_role() -> anyhow::Result<()> {
     require_root();
-    let mut lab = Lab::new("bfdsig", &["lb01", "lb02"])?;
-    let bpffs = lab.bpffs()?;
-    let dir = lab.dir.clone();
-    let [lb01, lb02] = lab.clone_hosts();
-    let (v1, v2) = start_pair(
-        (&lb01, &lb02),
-        &dir,
-        &bpffs,
-        (
-            &instance(150, "master", &timers(50)),
-            &instance(100, "backup", &timers(50)),
-        ),
-    )?;
-    wait_up(&v1, lb02.ipv4, 150.0, Duration::from_secs(10));
-    wait_up(&v2, lb01.ipv4, 150.0, Duration::from_secs(10));
+    let (_lab, lb01, lb02, v1, v2) = pair_up("bfdsig")?;
     let before = (transitions(&v1), transitions(&v2));
     // lb02's BFD packets no longer reach lb01: lb01's detection time runs out and it
     // tells lb02 so (Down, diagnostic 1). lb02 hears lb01 all along.
