@@ -803,10 +803,13 @@ async fn drive(
                 task.reconcile(&mut sessions, &mut sockets, clock::now());
                 withdraw_gone(maps.as_mut(), &before, &sessions);
                 if let Some(sb) = &standby {
-                    let of = |d: u32| sessions.iter().find(|r| r.session.config().local_discriminator == d);
+                    let steady: HashMap<u32, bool> = sessions
+                        .iter()
+                        .map(|r| (r.session.config().local_discriminator, r.session.steady_up()))
+                        .collect();
                     sb.retain(
-                        |d| of(d).is_some_and(|r| r.session.steady_up()),
-                        |d| of(d).is_some(),
+                        |d| steady.get(&d).copied().unwrap_or(false),
+                        |d| steady.contains_key(&d),
                     );
                 }
             }
