@@ -7,9 +7,11 @@
 //! checksum covers a pseudo-header with that source, which [`AdvertSender::source`]
 //! exposes.
 //!
-//! Sockets are non-blocking and registered with tokio: a small datagram goes out at once,
-//! and [`AdvertSender::send_to`] waits for room only in the rare case the send queue is
-//! full.
+//! Sockets are non-blocking: a small datagram goes out at once, and a sender waits for
+//! room only in the rare case the send queue is full. Only then is the socket registered
+//! with tokio, for that wait: while it is registered, every datagram the kernel frees
+//! wakes the socket's wait queue, where the runtime's epoll entry sits, a cost per
+//! advert that a socket nobody waits on does not pay.
 //!
 //! With a virtual MAC (`use_vmac`), IPv6 adverts are built whole — Ethernet header with
 //! the virtual router MAC 00:00:5e:00:02:VRID as source (RFC 5798 §7.2), IPv6 header
@@ -94,7 +96,7 @@ pub enum TransmitError {
 /// Sends VRRP advertisements on one interface for one address family.
 #[derive(Debug)]
 pub struct AdvertSender {
-    socket: AsyncFd<Socket>,
+    socket: Socket,
     iface: Interface,
     source: IpAddr,
     /// Source MAC of the frames this sender builds itself (AF_PACKET); `None`: the
@@ -228,17 +230,16 @@ impl AdvertSender {
         let addr = self.sockaddr(dest)?;
         let datagram = self.datagram(dest, payload)?;
         loop {
-            let mut guard = self
-                .socket
-                .writable()
-                .await
-                .map_err(|source| self.send_error(dest, source))?;
-            match guard.try_io(|s| match &addr {
-                Some(a) => s.get_ref().send_to(&datagram, a),
-                None => s.get_ref().send(&datagram),
-            }) {
-                Ok(result) => return self.check_sent(dest, &datagram, result),
-                Err(_would_block) => continue,
+            let result = match &addr {
+                Some(a) => self.socket.send_to(&datagram, a),
+                None => self.socket.send(&datagram),
+            };
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self
+                    .writable()
+                    .await
+                    .map_err(|source| self.send_error(dest, source))?,
+                result => return self.check_sent(dest, &datagram, result),
             }
         }
     }
@@ -249,8 +250,8 @@ impl AdvertSender {
         let addr = self.sockaddr(dest)?;
         let datagram = self.datagram(dest, payload)?;
         let result = match &addr {
-            Some(a) => self.socket.get_ref().send_to(&datagram, a),
-            None => self.socket.get_ref().send(&datagram),
+            Some(a) => self.socket.send_to(&datagram, a),
+            None => self.socket.send(&datagram),
         };
         self.check_sent(dest, &datagram, result)
     }
@@ -300,9 +301,8 @@ impl AdvertSender {
             match self.sendmmsg(&datagrams[done..], &addrs[done..]) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match self.socket.writable().await {
-                        Ok(mut guard) => guard.clear_ready(),
-                        Err(e) => return (done, Some(self.send_error(messages[done].0, e))),
+                    if let Err(e) = self.writable().await {
+                        return (done, Some(self.send_error(messages[done].0, e)));
                     }
                 }
                 Err(e) => return (done, Some(self.send_error(messages[done].0, e))),
@@ -345,15 +345,36 @@ impl AdvertSender {
             match self.sendmmsg_raw(headers) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match self.socket.writable().await {
-                        Ok(mut guard) => guard.clear_ready(),
-                        Err(e) => return (done, Some(self.send_error(messages[done].dest, e))),
+                    if let Err(e) = self.writable().await {
+                        return (done, Some(self.send_error(messages[done].dest, e)));
                     }
                 }
                 Err(e) => return (done, Some(self.send_error(messages[done].dest, e))),
             }
         }
         (done, None)
+    }
+
+    /// Waits until the send queue has room: the socket is registered with the runtime
+    /// for this wait only (see the module's notes). Another wait on the same socket
+    /// already holds the registration: then it polls again after a millisecond.
+    async fn writable(&self) -> io::Result<()> {
+        let fd = RawSocket(self.socket.as_raw_fd());
+        // SAFETY: the descriptor belongs to `self.socket`, which `&self` keeps open; the
+        // registration ends when `registered` drops, before this borrow does.
+        let registered = unsafe { AsyncFd::register_with_interest(fd, Interest::WRITABLE) };
+        match registered.map_err(io::Error::from) {
+            Ok(fd) => {
+                let mut guard = fd.writable().await?;
+                guard.clear_ready();
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// One `sendmmsg` call; the number of datagrams the kernel took.
@@ -363,7 +384,7 @@ impl AdvertSender {
         // non-blocking.
         let rc = unsafe {
             libc::sendmmsg(
-                self.socket.get_ref().as_raw_fd(),
+                self.socket.as_raw_fd(),
                 headers.as_mut_ptr(),
                 headers.len() as libc::c_uint,
                 0,
@@ -606,7 +627,7 @@ impl SenderPool {
 
 impl AsFd for AdvertSender {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.socket.get_ref().as_fd()
+        self.socket.as_fd()
     }
 }
 
@@ -654,22 +675,22 @@ impl<'a> Setup<'a> {
     }
 
     fn finish(self, source: IpAddr) -> Result<AdvertSender, TransmitError> {
-        let iface = self.iface.clone();
-        // SAFETY: the Socket owns its descriptor, and the AsyncFd owns the Socket until
-        // both drop, so the descriptor stays open and the same for the registration's life.
-        let registered =
-            unsafe { AsyncFd::register_with_interest(self.socket, Interest::WRITABLE) };
-        let socket = registered.map_err(|err| TransmitError::Setup {
-            interface: iface.name.clone(),
-            step: "tokio registration",
-            source: err.into(),
-        })?;
         Ok(AdvertSender {
-            socket,
-            iface,
+            socket: self.socket,
+            iface: self.iface.clone(),
             source,
             frame_mac: None,
         })
+    }
+}
+
+/// A sender's descriptor, borrowed for one registration with the runtime while a send
+/// waits for room; the sender owns and closes it.
+struct RawSocket(std::os::fd::RawFd);
+
+impl AsRawFd for RawSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
     }
 }
 
