@@ -322,34 +322,39 @@ impl AdvertSender {
         })
     }
 
-    /// Sends prepared datagrams (made by this sender's [`AdvertSender::prepare`]) with as
-    /// few `sendmmsg` calls as the kernel allows, waiting for room when the send queue
-    /// is full. Returns how many went out before the first failure, and that failure.
-    pub async fn send_prepared(&self, messages: &[&Prepared]) -> (usize, Option<TransmitError>) {
+    /// Sends datagrams as [`AdvertSender::prepare`] made them, taken apart
+    /// ([`Prepared::into_parts`]): bytes, socket address, and the destination (for the
+    /// error), with as few `sendmmsg` calls as the kernel allows, waiting for room when
+    /// the send queue is full. Returns how many went out before the first failure, and
+    /// that failure.
+    pub async fn send_datagrams(
+        &self,
+        messages: &[(&[u8], Option<&SockAddr>, IpAddr)],
+    ) -> (usize, Option<TransmitError>) {
         let mut done = 0;
         while done < messages.len() {
             let rest = &messages[done..];
             let n = rest.len().min(1024);
             let mut iov: Vec<libc::iovec> = rest[..n]
                 .iter()
-                .map(|m| libc::iovec {
-                    iov_base: m.bytes.as_ptr() as *mut libc::c_void,
-                    iov_len: m.bytes.len(),
+                .map(|(bytes, _, _)| libc::iovec {
+                    iov_base: bytes.as_ptr() as *mut libc::c_void,
+                    iov_len: bytes.len(),
                 })
                 .collect();
             let headers: Vec<libc::mmsghdr> = iov
                 .iter_mut()
                 .zip(rest)
-                .map(|(v, m)| mmsghdr(v, m.addr.as_ref()))
+                .map(|(v, (_, addr, _))| mmsghdr(v, *addr))
                 .collect();
             match self.sendmmsg_raw(headers) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if let Err(e) = self.writable().await {
-                        return (done, Some(self.send_error(messages[done].dest, e)));
+                        return (done, Some(self.send_error(messages[done].2, e)));
                     }
                 }
-                Err(e) => return (done, Some(self.send_error(messages[done].dest, e))),
+                Err(e) => return (done, Some(self.send_error(messages[done].2, e))),
             }
         }
         (done, None)
@@ -537,6 +542,12 @@ impl Prepared {
     /// Where it goes.
     pub fn dest(&self) -> IpAddr {
         self.dest
+    }
+
+    /// Its socket address and bytes, to keep elsewhere and send with
+    /// [`AdvertSender::send_datagrams`].
+    pub fn into_parts(self) -> (Option<SockAddr>, Vec<u8>) {
+        (self.addr, self.bytes)
     }
 }
 
