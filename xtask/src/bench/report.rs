@@ -400,14 +400,30 @@ fn scale_rows(s: &Scale, rows: &mut Vec<Row>) {
         ),
         _ => "—".into(),
     };
+    // With no comparable pair, what the MASTER sent against the bare sender.
+    let shortfall = |imp, cell: String| {
+        let all = pairs(imp);
+        match (
+            scale::spread(all.iter().map(|p| p.master.rate())),
+            scale::spread(all.iter().map(|p| p.floor.rate())),
+        ) {
+            (Some((_, lo, hi)), Some((f, ..))) if all.iter().all(|p| !p.comparable()) => {
+                format!(
+                    "no comparable pair: the MASTER sent {lo:.0}–{hi:.0} adverts/s against \
+                     the bare sender's {f:.0}/s"
+                )
+            }
+            _ => cell,
+        }
+    };
     let (pv, pk) = (per_advert(Impl::Vigil), per_advert(Impl::Keepalived));
     let median_ratio = pv.0.map(|(r, ..)| r);
     rows.push(Row {
         scenario: label(
             "MASTER CPU time per advert ÷ a bare sender's (median of alternating windows)",
         ),
-        vigil: cell(pv),
-        keepalived: cell(pk),
+        vigil: shortfall(Impl::Vigil, cell(pv)),
+        keepalived: shortfall(Impl::Keepalived, cell(pk)),
         rfc: "—".into(),
         ratio: match (pv.1, pk.1) {
             (Some((v, ..)), Some((k, ..))) => format!("per advert {}", ratio(v, k)),
