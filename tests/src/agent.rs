@@ -32,6 +32,18 @@ pub fn global(host: &Host, dir: &Path, bpffs: &Path, extra: &str) -> String {
 }
 
 impl Vigil {
+    /// Starts `vigil run` in `host` with the test `[global]` section ([`global`], with
+    /// `extra` in it) followed by `instances`.
+    pub fn start_with(
+        host: &Host,
+        dir: &Path,
+        bpffs: &Path,
+        extra: &str,
+        instances: &str,
+    ) -> anyhow::Result<Self> {
+        Self::start(host, dir, &(global(host, dir, bpffs, extra) + instances))
+    }
+
     /// Writes `config` (TOML; its `control_socket` must be `<dir>/<host name>.sock`) and
     /// starts `vigil run` in `host`; returns once the control socket answers.
     pub fn start(host: &Host, dir: &Path, config: &str) -> anyhow::Result<Self> {

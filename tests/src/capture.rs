@@ -129,3 +129,29 @@ pub fn read_pcap(path: &Path) -> anyhow::Result<Vec<Packet>> {
     }
     Ok(out)
 }
+
+/// tshark's decode of `pcap`: one row of `fields` per packet matching the display
+/// filter `filter`.
+pub fn tshark(pcap: &Path, filter: &str, fields: &[&str]) -> anyhow::Result<Vec<Vec<String>>> {
+    let mut cmd = std::process::Command::new("tshark");
+    cmd.args(["-n", "-r"])
+        .arg(pcap)
+        .args(["-Y", filter, "-T", "fields", "-E", "separator=/t"]);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = crate::run(&mut cmd)?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect())
+}
+
+/// A MAC as tshark and `ip` print it (`00:00:5e:00:01:33`).
+pub fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}

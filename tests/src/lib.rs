@@ -51,6 +51,19 @@ pub struct Lab {
     pub dir: PathBuf,
 }
 
+/// Polls `f` every 20 ms until it gives a value, and returns it; panics naming `what`
+/// if it gives none within `within`.
+pub fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Runs a command and fails with its stderr when it fails.
 pub fn run(cmd: &mut Command) -> anyhow::Result<Output> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
@@ -258,6 +271,12 @@ impl Lab {
         run(Command::new("mount").args(["-t", "bpf", "bpf"]).arg(&path))?;
         self.mounts.push(path.clone());
         Ok(path)
+    }
+
+    /// The first `N` hosts, cloned, in the order they were asked for:
+    /// `let [lb01, lb02] = lab.clone_hosts();`.
+    pub fn clone_hosts<const N: usize>(&self) -> [Host; N] {
+        std::array::from_fn(|i| self.hosts[i].clone())
     }
 
     /// Name of the switch namespace holding the bridge.

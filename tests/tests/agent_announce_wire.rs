@@ -3,40 +3,15 @@
 //! (RFC 4861 §7.2.5, §4.4), and a virtual address with its own `dev` is announced on that
 //! device, from that device's MAC.
 
-use std::path::Path;
 use std::time::Duration;
 
 use vigil_tests::agent::{Vigil, global};
-use vigil_tests::capture::Capture;
+use vigil_tests::capture::{Capture, mac_text, tshark};
 use vigil_tests::{Host, Lab, require_root};
-
-/// tshark's decode of `pcap`: one row of `fields` per packet matching `filter`.
-fn tshark(pcap: &Path, filter: &str, fields: &[&str]) -> anyhow::Result<Vec<Vec<String>>> {
-    let mut cmd = std::process::Command::new("tshark");
-    cmd.args(["-n", "-r"])
-        .arg(pcap)
-        .args(["-Y", filter, "-T", "fields", "-E", "separator=/t"]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = vigil_tests::run(&mut cmd)?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect())
-}
 
 /// A tshark flag field as a bool (tshark prints `1`/`0` or `True`/`False` by version).
 fn flag(s: &str) -> bool {
     matches!(s, "1" | "True" | "true")
-}
-
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 fn v6_instance(vip: &str) -> String {
@@ -55,27 +30,20 @@ fn rfc4861_7_2_5_unsolicited_na_sets_the_router_flag_only_when_the_interface_for
     let mut lab = Lab::new("nar", &["lb01", "lb02", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02, client) = (
-        lab.host("lb01").clone(),
-        lab.host("lb02").clone(),
-        lab.host("client").clone(),
-    );
+    let [lb01, lb02, client] = lab.clone_hosts();
     // lb01 routes IPv6 on eth0; lb02 is a plain host.
     lb01.exec(&["sysctl", "-qw", "net.ipv6.conf.eth0.forwarding=1"])?;
     lb02.exec(&["sysctl", "-qw", "net.ipv6.conf.eth0.forwarding=0"])?;
     let pcap = dir.join("na.pcap");
     let cap = Capture::start(&client, "eth0", "icmp6 and ip6[40] == 136", &pcap)?;
     // Each alone on its own VRID, so both are Master and both announce.
-    let v1 = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &v6_instance("2001:db8::100")),
-    )?;
-    let v2 = Vigil::start(
+    let v1 = Vigil::start_with(&lb01, &dir, &bpffs, "", &v6_instance("2001:db8::100"))?;
+    let v2 = Vigil::start_with(
         &lb02,
         &dir,
-        &(global(&lb02, &dir, &bpffs, "")
-            + &v6_instance("2001:db8::200").replace("vrid = 61", "vrid = 62")),
+        &bpffs,
+        "",
+        &v6_instance("2001:db8::200").replace("vrid = 61", "vrid = 62"),
     )?;
     v1.wait_state("v6", "MASTER", Duration::from_secs(3))?;
     v2.wait_state("v6", "MASTER", Duration::from_secs(3))?;
@@ -150,7 +118,7 @@ fn an_address_with_its_own_dev_is_announced_on_that_device() -> anyhow::Result<(
     let mut lab = Lab::new("gdev", &["lb01", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, client) = (lab.host("lb01").clone(), lab.host("client").clone());
+    let [lb01, client] = lab.clone_hosts();
     second_link(&lb01, &client)?;
     let (eth0_mac, eth1_mac) = (mac_text(lb01.mac("eth0")?), mac_text(lb01.mac("eth1")?));
     assert_ne!(eth0_mac, eth1_mac);

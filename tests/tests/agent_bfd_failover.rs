@@ -30,7 +30,7 @@ fn the_backup_takes_over_within_50_ms_of_the_masters_link_cut() -> anyhow::Resul
     let mut lab = Lab::new("bfdfo", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
     let (v1, v2) = start_pair(
         (&lb01, &lb02),
         &dir,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use vigil_tests::agent::{Vigil, has_address, start_pair};
 use vigil_tests::bfd::{self, ADMIN_DOWN, DIAG_ADMIN_DOWN, UP};
 use vigil_tests::capture::Capture;
-use vigil_tests::{Host, Lab, require_root};
+use vigil_tests::{Host, Lab, require_root, wait_for};
 
 const VIP: &str = "192.0.2.100";
 
@@ -26,17 +26,6 @@ fn instance(priority: u8, state: &str, bfd: &str) -> String {
 
 fn timers(ms: u32) -> String {
     format!("bfd = {{ interval = \"{ms}ms\", multiplier = 3 }}\n")
-}
-
-fn wait<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The sessions of an agent's status.
@@ -56,7 +45,7 @@ fn session_to(v: &Vigil, peer: Ipv4Addr) -> Option<serde_json::Value> {
 
 /// Waits until the session to `peer` is Up with detection time `detect_ms`.
 fn wait_up(v: &Vigil, peer: Ipv4Addr, detect_ms: f64, within: Duration) {
-    wait(
+    wait_for(
         &format!("{}: session to {peer} Up at {detect_ms} ms", v.host.name),
         within,
         || {
@@ -68,6 +57,27 @@ fn wait_up(v: &Vigil, peer: Ipv4Addr, detect_ms: f64, within: Duration) {
 }
 
 /// Every VRRP transition an agent's instance made so far.
+/// lb01 (Master, 150) and lb02 (Backup, 100) with 50 ms x 3 BFD on their instance, both
+/// sessions Up; the lab goes with them.
+fn pair_up(tag: &str) -> anyhow::Result<(Lab, Host, Host, Vigil, Vigil)> {
+    let mut lab = Lab::new(tag, &["lb01", "lb02"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let [lb01, lb02] = lab.clone_hosts();
+    let (v1, v2) = start_pair(
+        (&lb01, &lb02),
+        &dir,
+        &bpffs,
+        (
+            &instance(150, "master", &timers(50)),
+            &instance(100, "backup", &timers(50)),
+        ),
+    )?;
+    wait_up(&v1, lb02.ipv4, 150.0, Duration::from_secs(10));
+    wait_up(&v2, lb01.ipv4, 150.0, Duration::from_secs(10));
+    Ok((lab, lb01, lb02, v1, v2))
+}
+
 fn transitions(v: &Vigil) -> u64 {
     v.instance("web").map_or(0, |i| {
         i["transitions"]
@@ -144,21 +154,8 @@ impl Both {
 fn new_timers_on_reload_poll_with_the_session_up_and_a_session_let_go_is_not_a_failure()
 -> anyhow::Result<()> {
     require_root();
-    let mut lab = Lab::new("bfdrl", &["lb01", "lb02"])?;
-    let bpffs = lab.bpffs()?;
+    let (lab, lb01, lb02, v1, v2) = pair_up("bfdrl")?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
-    let (v1, v2) = start_pair(
-        (&lb01, &lb02),
-        &dir,
-        &bpffs,
-        (
-            &instance(150, "master", &timers(50)),
-            &instance(100, "backup", &timers(50)),
-        ),
-    )?;
-    wait_up(&v1, lb02.ipv4, 150.0, Duration::from_secs(10));
-    wait_up(&v2, lb01.ipv4, 150.0, Duration::from_secs(10));
     let before = (transitions(&v1), transitions(&v2));
 
     // 50 ms -> 20 ms on both, one after the other, while Up.
@@ -205,7 +202,7 @@ fn new_timers_on_reload_poll_with_the_session_up_and_a_session_let_go_is_not_a_f
     let capture = Both::start(&lb01, &lb02, &dir, "admin")?;
     rewrite(&v1, &timers(20), "")?;
     reload(&v1)?;
-    wait("lb01 frees its session", Duration::from_secs(5), || {
+    wait_for("lb01 frees its session", Duration::from_secs(5), || {
         sessions(&v1).is_empty().then_some(())
     });
     std::thread::sleep(Duration::from_secs(2));
@@ -233,7 +230,7 @@ fn a_former_masters_session_is_let_go_and_freed_then_learned_again() -> anyhow::
     let mut lab = Lab::new("bfdgc", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
     let (v1, v2) = start_pair(
         (&lb01, &lb02),
         &dir,
@@ -265,7 +262,7 @@ fn a_former_masters_session_is_let_go_and_freed_then_learned_again() -> anyhow::
     // Silent for Master_Down_Interval + detection (3.76 s): let go; down as long again:
     // taken down and freed.
     let started = Instant::now();
-    wait(
+    wait_for(
         "lb02 frees its session to the lost Master",
         Duration::from_secs(20),
         || session_to(&v2, lb01.ipv4).is_none().then_some(()),
@@ -334,11 +331,7 @@ fn junk_from_many_addresses_meets_the_session_caps_and_the_pair_stays_up() -> an
     let mut lab = Lab::new("bfdcap", &["lb01", "lb02", "gen"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02, gen_host) = (
-        lab.host("lb01").clone(),
-        lab.host("lb02").clone(),
-        lab.host("gen").clone(),
-    );
+    let [lb01, lb02, gen_host] = lab.clone_hosts();
     let caps = "bfd_max_sessions = 8\nbfd_max_sessions_per_interface = 4\n";
     let global = |h: &Host| vigil_tests::agent::global(h, &dir, &bpffs, caps);
     let v1 = Vigil::start(
@@ -422,27 +415,13 @@ impl Drop for MuteBfd {
 #[test]
 fn a_master_that_says_it_lost_the_backup_is_alive_and_keeps_its_role() -> anyhow::Result<()> {
     require_root();
-    let mut lab = Lab::new("bfdsig", &["lb01", "lb02"])?;
-    let bpffs = lab.bpffs()?;
-    let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
-    let (v1, v2) = start_pair(
-        (&lb01, &lb02),
-        &dir,
-        &bpffs,
-        (
-            &instance(150, "master", &timers(50)),
-            &instance(100, "backup", &timers(50)),
-        ),
-    )?;
-    wait_up(&v1, lb02.ipv4, 150.0, Duration::from_secs(10));
-    wait_up(&v2, lb01.ipv4, 150.0, Duration::from_secs(10));
+    let (_lab, lb01, lb02, v1, v2) = pair_up("bfdsig")?;
     let before = (transitions(&v1), transitions(&v2));
     // lb02's BFD packets no longer reach lb01: lb01's detection time runs out and it
     // tells lb02 so (Down, diagnostic 1). lb02 hears lb01 all along.
     let mute = MuteBfd(lb02.clone());
     mute.rule("-A")?;
-    wait(
+    wait_for(
         "lb02 hears lb01 say the session is down",
         Duration::from_secs(5),
         || {

@@ -36,11 +36,7 @@ fn two_nodes_fail_over_on_time_hand_over_on_sigterm_and_preempt_back() -> anyhow
     let mut lab = Lab::new("failover", &["lb01", "lb02", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02, client) = (
-        lab.host("lb01").clone(),
-        lab.host("lb02").clone(),
-        lab.host("client").clone(),
-    );
+    let [lb01, lb02, client] = lab.clone_hosts();
     let (mut v1, v2) = start_pair(
         (&lb01, &lb02),
         &dir,
@@ -181,7 +177,7 @@ fn a_crashed_agent_restarts_without_leaving_a_duplicate_address() -> anyhow::Res
     let mut lab = Lab::new("crash", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
     let (mut v1, v2) = start_pair(
         (&lb01, &lb02),
         &dir,
@@ -218,11 +214,7 @@ fn an_address_put_there_by_someone_else_is_never_removed() -> anyhow::Result<()>
     let dir = lab.dir.clone();
     let lb01 = lab.host("lb01").clone();
     lb01.exec(&["ip", "addr", "add", &format!("{VIP}/24"), "dev", "eth0"])?;
-    let mut v1 = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &instance(150, "master")),
-    )?;
+    let mut v1 = Vigil::start_with(&lb01, &dir, &bpffs, "", &instance(150, "master"))?;
     v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
     v1.signal(libc::SIGTERM);
     assert_eq!(v1.wait()?, Some(0));

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use vigil_tests::agent::{Vigil, global, has_address};
-use vigil_tests::capture::Capture;
+use vigil_tests::agent::{Vigil, has_address};
+use vigil_tests::capture::{Capture, mac_text};
 use vigil_tests::{Host, Lab, require_root};
 
 const VIP: &str = "192.0.2.100";
@@ -32,13 +32,6 @@ fn cached_mac(client: &Host) -> anyhow::Result<Option<String>> {
         .map(str::to_owned))
 }
 
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 #[test]
 fn keepalived_garp_lower_prio_a_healed_split_brain_brings_the_hosts_back_to_the_winner()
 -> anyhow::Result<()> {
@@ -46,23 +39,11 @@ fn keepalived_garp_lower_prio_a_healed_split_brain_brings_the_hosts_back_to_the_
     let mut lab = Lab::new("lprio", &["lb01", "lb02", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02, client) = (
-        lab.host("lb01").clone(),
-        lab.host("lb02").clone(),
-        lab.host("client").clone(),
-    );
+    let [lb01, lb02, client] = lab.clone_hosts();
     let (mac1, mac2) = (lb01.mac("eth0")?, lb02.mac("eth0")?);
-    let v1 = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &instance(150, "master")),
-    )?;
+    let v1 = Vigil::start_with(&lb01, &dir, &bpffs, "", &instance(150, "master"))?;
     v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
-    let v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &instance(100, "backup")),
-    )?;
+    let v2 = Vigil::start_with(&lb02, &dir, &bpffs, "", &instance(100, "backup"))?;
     v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;
 
     // The switch stops flooding multicast to both routers: neither hears the other.

@@ -6,6 +6,7 @@ use std::process::Child;
 use std::time::{Duration, Instant};
 
 use vigil_tests::agent::{Vigil, global, has_address};
+use vigil_tests::capture::tshark;
 use vigil_tests::{Lab, require_root};
 
 const OUT_VIP: &str = "192.0.2.100";
@@ -17,27 +18,6 @@ const EXCLUDED: &str = "2001:db8:5::1";
 const ROUTE: &str = "198.51.100.0/24";
 /// The IPv6 VIP of the virtual-MAC tests.
 const VIP6: &str = "2001:db8::100";
-
-/// tshark's decode of `pcap`: one row of `fields` per packet matching `filter`.
-fn tshark(
-    pcap: &std::path::Path,
-    filter: &str,
-    fields: &[&str],
-) -> anyhow::Result<Vec<Vec<String>>> {
-    let mut cmd = std::process::Command::new("tshark");
-    cmd.args(["-n", "-r"])
-        .arg(pcap)
-        .args(["-Y", filter, "-T", "fields", "-E", "separator=/t"]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = vigil_tests::run(&mut cmd)?;
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect())
-}
 
 /// The (Ethernet source, IP source) pairs of the VRRP adverts in `pcap`, as tshark
 /// decodes them.
@@ -108,7 +88,7 @@ fn a_sync_group_moves_both_vrids_together_and_back() -> anyhow::Result<()> {
     let mut lab = Lab::new("sync", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
     // lb01 wins both legs (200 to 100) while its uplink check passes; the check fails
     // when the file it watches is gone, and only the outside leg tracks it.
     let flag = dir.join("lb01-uplink");
@@ -117,16 +97,8 @@ fn a_sync_group_moves_both_vrids_together_and_back() -> anyhow::Result<()> {
         "track_scripts = [\"uplink\"]\n[scripts.uplink]\ncommand = \"test -f {}\"\ninterval = \"100ms\"\n",
         flag.display()
     );
-    let v1 = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &sync_config(200, 200, &track)),
-    )?;
-    let v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &sync_config(100, 100, "")),
-    )?;
+    let v1 = Vigil::start_with(&lb01, &dir, &bpffs, "", &sync_config(200, 200, &track))?;
+    let v2 = Vigil::start_with(&lb02, &dir, &bpffs, "", &sync_config(100, 100, ""))?;
     for name in ["outside", "inside"] {
         v1.wait_state(name, "MASTER", Duration::from_secs(5))?;
         v2.wait_state(name, "BACKUP", Duration::from_secs(5))?;
@@ -194,7 +166,7 @@ fn killing_nginx_on_the_master_moves_the_vip_within_an_interval_plus_the_delay()
     let mut lab = Lab::new("proc", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
     let mut nginx = start_nginx(&lab, "lb01", &dir)?;
     // nginx rewrites its command line; the master's names this lab's configuration, so
     // no other nginx on the machine can count.
@@ -224,11 +196,7 @@ fn killing_nginx_on_the_master_moves_the_vip_within_an_interval_plus_the_delay()
             + &processes
             + &instance(150, "master", "track_processes = [\"nginx\"]")),
     )?;
-    let v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &instance(100, "backup", "")),
-    )?;
+    let v2 = Vigil::start_with(&lb02, &dir, &bpffs, "", &instance(100, "backup", ""))?;
     v1.wait_instance(
         "web",
         "MASTER with nginx counted",
@@ -312,11 +280,7 @@ fn the_virtual_mac_answers_for_the_vip_on_whichever_node_is_master() -> anyhow::
     let mut lab = Lab::new("vmac", &["lb01", "lb02", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02, client) = (
-        lab.host("lb01").clone(),
-        lab.host("lb02").clone(),
-        lab.host("client").clone(),
-    );
+    let [lb01, lb02, client] = lab.clone_hosts();
     let instance = |priority: u8| {
         format!(
             "[instances.web]\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
@@ -326,16 +290,8 @@ fn the_virtual_mac_answers_for_the_vip_on_whichever_node_is_master() -> anyhow::
     let capture_path = dir.join("client.pcap");
     let capture =
         vigil_tests::capture::Capture::start(&client, "eth0", "ip proto 112", &capture_path)?;
-    let v1 = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &instance(150)),
-    )?;
-    let mut v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &instance(100)),
-    )?;
+    let v1 = Vigil::start_with(&lb01, &dir, &bpffs, "", &instance(150))?;
+    let mut v2 = Vigil::start_with(&lb02, &dir, &bpffs, "", &instance(100))?;
     v1.wait_state("web", "MASTER", Duration::from_secs(5))?;
     v2.wait_state("web", "BACKUP", Duration::from_secs(5))?;
     // The macvlan exists on both, the VIP only on the Master's, XDP still on eth0.
@@ -540,17 +496,13 @@ fn frr_vrrpd_and_vigil_share_the_virtual_mac_across_failover() -> anyhow::Result
     let mut lab = Lab::new("frrvmac", &["lb01", "lb02", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02, client) = (
-        lab.host("lb01").clone(),
-        lab.host("lb02").clone(),
-        lab.host("client").clone(),
-    );
+    let [lb01, lb02, client] = lab.clone_hosts();
     let frr = start_frr(&lab, &lb02, 100)?;
     let config = format!(
         "[instances.web]\ninterface = \"eth0\"\nvrid = 51\npriority = 200\n\
          advert_interval = \"100ms\"\nvirtual_addresses = [\"{OUT_VIP}/24\"]\nuse_vmac = true\n"
     );
-    let v1 = Vigil::start(&lb01, &dir, &(global(&lb01, &dir, &bpffs, "") + &config))?;
+    let v1 = Vigil::start_with(&lb01, &dir, &bpffs, "", &config)?;
     v1.wait_state("web", "MASTER", Duration::from_secs(5))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while frr_state(&lb02, &frr.dir) != "Backup" {
@@ -595,11 +547,7 @@ fn ipv6_virtual_mac_failover(tag: &str, global_extra: &str) -> anyhow::Result<()
     let mut lab = Lab::new(tag, &["lb01", "lb02", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02, client) = (
-        lab.host("lb01").clone(),
-        lab.host("lb02").clone(),
-        lab.host("client").clone(),
-    );
+    let [lb01, lb02, client] = lab.clone_hosts();
     let instance = |priority: u8| {
         format!(
             "[instances.web6]\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
@@ -609,16 +557,8 @@ fn ipv6_virtual_mac_failover(tag: &str, global_extra: &str) -> anyhow::Result<()
     let capture_path = dir.join("client6.pcap");
     let capture =
         vigil_tests::capture::Capture::start(&client, "eth0", "ip6 proto 112", &capture_path)?;
-    let v1 = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, global_extra) + &instance(150)),
-    )?;
-    let mut v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, global_extra) + &instance(100)),
-    )?;
+    let v1 = Vigil::start_with(&lb01, &dir, &bpffs, global_extra, &instance(150))?;
+    let mut v2 = Vigil::start_with(&lb02, &dir, &bpffs, global_extra, &instance(100))?;
     v1.wait_state("web6", "MASTER", Duration::from_secs(5))?;
     v2.wait_state("web6", "BACKUP", Duration::from_secs(5))?;
     // Well past Master_Down_Interval: the Backup hears the Master's adverts.
@@ -660,11 +600,7 @@ fn frr_vrrpd_hears_ipv6_adverts_from_the_virtual_mac_and_takes_over() -> anyhow:
     let mut lab = Lab::new("frrvmac6", &["lb01", "lb02", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02, client) = (
-        lab.host("lb01").clone(),
-        lab.host("lb02").clone(),
-        lab.host("client").clone(),
-    );
+    let [lb01, lb02, client] = lab.clone_hosts();
     for h in [&lb02, &client] {
         h.exec(&["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0"])?;
     }
@@ -676,7 +612,7 @@ fn frr_vrrpd_hears_ipv6_adverts_from_the_virtual_mac_and_takes_over() -> anyhow:
         "[instances.web6]\ninterface = \"eth0\"\nvrid = 51\npriority = 200\n\
          advert_interval = \"100ms\"\nvirtual_addresses = [\"{VIP6}/64\"]\nuse_vmac = true\n"
     );
-    let v1 = Vigil::start(&lb01, &dir, &(global(&lb01, &dir, &bpffs, "") + &config))?;
+    let v1 = Vigil::start_with(&lb01, &dir, &bpffs, "", &config)?;
     v1.wait_state("web6", "MASTER", Duration::from_secs(5))?;
     // vrrpd hears vigil's adverts (from the virtual MAC) and stays Backup.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -727,7 +663,7 @@ fn a_lower_priority_advert_makes_the_whole_sync_group_announce_again() -> anyhow
     let mut lab = Lab::new("syncgarp", &["lb01", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, client) = (lab.host("lb01").clone(), lab.host("client").clone());
+    let [lb01, client] = lab.clone_hosts();
     let instance = |name: &str, vrid: u8, vip: &str| {
         format!(
             "[instances.{name}]\ninterface = \"eth0\"\nvrid = {vrid}\npriority = 200\n\
@@ -814,17 +750,9 @@ fn a_master_killed_with_routes_and_rules_leaves_none_of_them_once_it_restarts_as
     let mut lab = Lab::new("crashroute", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
-    let mut v1 = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &routed(200, true)),
-    )?;
-    let v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &routed(100, true)),
-    )?;
+    let [lb01, lb02] = lab.clone_hosts();
+    let mut v1 = Vigil::start_with(&lb01, &dir, &bpffs, "", &routed(200, true))?;
+    let v2 = Vigil::start_with(&lb02, &dir, &bpffs, "", &routed(100, true))?;
     v1.wait_state("inside", "MASTER", Duration::from_secs(5))?;
     v2.wait_state("inside", "BACKUP", Duration::from_secs(5))?;
     assert_eq!(holds_routed(&v1)?, [true; 4]);
@@ -837,11 +765,7 @@ fn a_master_killed_with_routes_and_rules_leaves_none_of_them_once_it_restarts_as
     assert_eq!(holds_routed(&v1)?, [true; 4], "the kill removed something");
 
     // It comes back lower, as Backup: its record says what it left, and it goes.
-    let v1 = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &routed(50, true)),
-    )?;
+    let v1 = Vigil::start_with(&lb01, &dir, &bpffs, "", &routed(50, true))?;
     v1.wait_state("inside", "BACKUP", Duration::from_secs(5))?;
     // Nothing lost: everything on lb02 alone, for a while.
     let end = Instant::now() + Duration::from_secs(1);
@@ -865,14 +789,10 @@ fn a_reload_adds_and_removes_excluded_addresses_routes_and_rules_on_a_master_wit
     let mut lab = Lab::new("reloadroute", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
     let g1 = global(&lb01, &dir, &bpffs, "");
     let v1 = Vigil::start(&lb01, &dir, &(g1.clone() + &routed(200, false)))?;
-    let v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &routed(100, false)),
-    )?;
+    let v2 = Vigil::start_with(&lb02, &dir, &bpffs, "", &routed(100, false))?;
     v1.wait_state("inside", "MASTER", Duration::from_secs(5))?;
     v2.wait_state("inside", "BACKUP", Duration::from_secs(5))?;
     assert_eq!(holds_routed(&v1)?, [true, false, false, false]);
@@ -944,18 +864,14 @@ fn a_reload_adding_process_tracking_to_a_master_applies_it_without_a_transition(
     let mut lab = Lab::new("reloadproc", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
     // A process with a name of its own: a copy of sleep.
     let program = dir.join("vgtrk-reload");
     std::fs::copy("/bin/sleep", &program)?;
     let mut tracked = Reaped(std::process::Command::new(&program).arg("600").spawn()?);
     let g1 = global(&lb01, &dir, &bpffs, "");
     let v1 = Vigil::start(&lb01, &dir, &(g1.clone() + &routed(200, false)))?;
-    let v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &routed(100, false)),
-    )?;
+    let v2 = Vigil::start_with(&lb02, &dir, &bpffs, "", &routed(100, false))?;
     v1.wait_state("inside", "MASTER", Duration::from_secs(5))?;
     v2.wait_state("inside", "BACKUP", Duration::from_secs(5))?;
     let (t1, t2) = (transitions(&v1, "inside")?, transitions(&v2, "inside")?);

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use vigil_tests::agent::{Vigil, global, has_address};
+use vigil_tests::agent::{Vigil, has_address};
 use vigil_tests::{Lab, require_root};
 
 const VIP: &str = "192.0.2.100";
@@ -22,19 +22,17 @@ fn preempt_delay_holds(tag: &str, datapath: &str) -> anyhow::Result<()> {
     let mut lab = Lab::new(tag, &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
-    let m = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, datapath) + &instance(100, "")),
-    )?;
+    let [lb01, lb02] = lab.clone_hosts();
+    let m = Vigil::start_with(&lb01, &dir, &bpffs, datapath, &instance(100, ""))?;
     m.wait_state("web", "MASTER", Duration::from_secs(3))?;
 
     let started = Instant::now();
-    let b = Vigil::start(
+    let b = Vigil::start_with(
         &lb02,
         &dir,
-        &(global(&lb02, &dir, &bpffs, datapath) + &instance(150, "preempt_delay = 5")),
+        &bpffs,
+        datapath,
+        &instance(150, "preempt_delay = 5"),
     )?;
     b.wait_state("web", "BACKUP", Duration::from_secs(2))?;
     // Until the delay is over the Backup must hear the lower-priority Master and stay.

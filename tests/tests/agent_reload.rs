@@ -38,7 +38,7 @@ fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyh
     let mut lab = Lab::new("reload20", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
     // A tracked script too: its standing must survive the reloads, or the weight would
     // drop for a moment.
     let script = "[scripts.up]\ncommand = \"true\"\ninterval = \"1s\"\nweight = 10\n";
@@ -47,10 +47,12 @@ fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyh
         + &instance("web", 51, VIP, 150, "10ms")
         + "track_scripts = [\"up\"]\n";
     let v1 = Vigil::start(&lb01, &dir, &config1)?;
-    let v2 = Vigil::start(
+    let v2 = Vigil::start_with(
         &lb02,
         &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &instance("web", 51, VIP, 100, "10ms")),
+        &bpffs,
+        "",
+        &instance("web", 51, VIP, 100, "10ms"),
     )?;
     v1.wait_instance("web", "MASTER at 160", Duration::from_secs(3), |i| {
         i["state"] == "MASTER" && i["effective_priority"] == 160
@@ -178,10 +180,12 @@ fn a_broken_file_on_reload_keeps_the_agent_and_its_address() -> anyhow::Result<(
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
     let lb01 = lab.host("lb01").clone();
-    let v1 = Vigil::start(
+    let v1 = Vigil::start_with(
         &lb01,
         &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &instance("web", 51, VIP, 150, "100ms")),
+        &bpffs,
+        "",
+        &instance("web", 51, VIP, 150, "100ms"),
     )?;
     v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
     let t1 = transitions(&v1);
@@ -209,7 +213,7 @@ fn reload_rebuilds_changed_releases_removed_and_starts_added_instances() -> anyh
     let mut lab = Lab::new("reloaddiff", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
     let (vip_a, vip_b, vip_c, vip_d) = ("192.0.2.100", "192.0.2.101", "192.0.2.102", "192.0.2.103");
     let keep = instance("keep", 54, vip_d, 150, "100ms");
     let v1 = Vigil::start(
@@ -221,10 +225,12 @@ fn reload_rebuilds_changed_releases_removed_and_starts_added_instances() -> anyh
             + &instance("b", 52, vip_b, 150, "1s")),
     )?;
     // lb02 backs b up at 1 s adverts: Master_Down_Interval 3.6 s, Skew_Time 0.6 s.
-    let v2 = Vigil::start(
+    let v2 = Vigil::start_with(
         &lb02,
         &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &instance("b", 52, vip_b, 100, "1s")),
+        &bpffs,
+        "",
+        &instance("b", 52, vip_b, 100, "1s"),
     )?;
     for name in ["keep", "a", "b"] {
         v1.wait_state(name, "MASTER", Duration::from_secs(6))?;

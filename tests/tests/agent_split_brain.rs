@@ -24,7 +24,7 @@ fn one_way_loss_shows_as_split_brain_and_a_foreign_vip_on_a_backup_is_left_alone
     let mut lab = Lab::new("split", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
     let (v1, v2) = start_pair(
         (&lb01, &lb02),
         &dir,

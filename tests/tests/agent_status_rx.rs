@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use vigil_tests::agent::{Vigil, global};
+use vigil_tests::agent::Vigil;
 use vigil_tests::{Lab, require_root};
 
 fn instance(priority: u8) -> String {
@@ -18,18 +18,10 @@ fn rx_counts_what_the_datapath_accepted(tag: &str, datapath: &str) -> anyhow::Re
     let mut lab = Lab::new(tag, &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
-    let m = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, datapath) + &instance(150)),
-    )?;
+    let [lb01, lb02] = lab.clone_hosts();
+    let m = Vigil::start_with(&lb01, &dir, &bpffs, datapath, &instance(150))?;
     m.wait_state("web", "MASTER", Duration::from_secs(3))?;
-    let b = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, datapath) + &instance(100)),
-    )?;
+    let b = Vigil::start_with(&lb02, &dir, &bpffs, datapath, &instance(100))?;
     b.wait_state("web", "BACKUP", Duration::from_secs(3))?;
     let before = b.instance("web")?["adverts_rx"].as_u64().unwrap_or(0);
     std::thread::sleep(Duration::from_secs(2));

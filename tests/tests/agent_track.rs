@@ -31,7 +31,7 @@ fn a_failing_script_weight_moves_mastership_and_back() -> anyhow::Result<()> {
     let mut lab = Lab::new("weight", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
     let ok = dir.join("lb01-ok");
     std::fs::write(&ok, "")?;
     // No metacharacters: run directly, without a shell.
@@ -46,11 +46,7 @@ fn a_failing_script_weight_moves_mastership_and_back() -> anyhow::Result<()> {
             + &script
             + &instance(150, "master", "track_scripts = [\"check\"]\n")),
     )?;
-    let v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &instance(100, "backup", "")),
-    )?;
+    let v2 = Vigil::start_with(&lb02, &dir, &bpffs, "", &instance(100, "backup", ""))?;
     v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
     v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;
 
@@ -87,7 +83,7 @@ fn a_hanging_script_is_killed_at_its_timeout_and_the_election_goes_on() -> anyho
     let mut lab = Lab::new("hang", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
     // The shell forks `sleep`: killing only the shell would leave the sleep behind, so
     // this also checks that the whole process group goes.
     let script = "[scripts.hang]\ncommand = \"sleep 31.7; true\"\ninterval = \"500ms\"\n\
@@ -99,11 +95,7 @@ fn a_hanging_script_is_killed_at_its_timeout_and_the_election_goes_on() -> anyho
             + script
             + &instance(150, "master", "track_scripts = [\"hang\"]\n")),
     )?;
-    let v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, "") + &instance(100, "backup", "")),
-    )?;
+    let v2 = Vigil::start_with(&lb02, &dir, &bpffs, "", &instance(100, "backup", ""))?;
     // A timeout is a failure: 90 < 100.
     v2.wait_state("web", "MASTER", Duration::from_secs(5))?;
     let i = v1.wait_instance("web", "BACKUP at 90", Duration::from_secs(2), |i| {
@@ -170,11 +162,7 @@ fn tracked_interfaces_and_files_fault_or_weigh() -> anyhow::Result<()> {
          track_files = [{{ path = \"{}\", weight = -5 }}]\n",
         file.display()
     );
-    let v1 = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &instance(150, "master", &track)),
-    )?;
+    let v1 = Vigil::start_with(&lb01, &dir, &bpffs, "", &instance(150, "master", &track))?;
     v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
     assert_eq!(v1.instance("web")?["effective_priority"], 150);
 
@@ -237,11 +225,12 @@ fn notify_scripts_run_in_order_with_keepalived_arguments_as_script_user() -> any
          track_files = [{{ path = \"{}\", weight = 0 }}]\n",
         fault.display()
     );
-    let mut v1 = Vigil::start(
+    let mut v1 = Vigil::start_with(
         &lb01,
         &dir,
-        &(global(&lb01, &dir, &bpffs, "script_user = \"nobody\"")
-            + &instance(150, "backup", &notify)),
+        &bpffs,
+        "script_user = \"nobody\"",
+        &instance(150, "backup", &notify),
     )?;
     // The queue keeps only the newest state whose scripts have not started: wait for
     // each state's scripts to have run before the next change, so that every one runs.

@@ -37,16 +37,20 @@ fn pair(tag: &str, global_extra: &str, extra: &str) -> anyhow::Result<Pair> {
     let mut lab = Lab::new(tag, &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
-    let v1 = Vigil::start(
+    let [lb01, lb02] = lab.clone_hosts();
+    let v1 = Vigil::start_with(
         &lb01,
         &dir,
-        &(global(&lb01, &dir, &bpffs, global_extra) + &instance(150, "master", extra)),
+        &bpffs,
+        global_extra,
+        &instance(150, "master", extra),
     )?;
-    let v2 = Vigil::start(
+    let v2 = Vigil::start_with(
         &lb02,
         &dir,
-        &(global(&lb02, &dir, &bpffs, global_extra) + &instance(100, "backup", extra)),
+        &bpffs,
+        global_extra,
+        &instance(100, "backup", extra),
     )?;
     v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
     v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;

@@ -129,11 +129,12 @@ fn vigil_reload_of_a_broken_file_says_why() -> anyhow::Result<()> {
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
     let lb01 = lab.host("lb01").clone();
-    let v = Vigil::start(
+    let v = Vigil::start_with(
         &lb01,
         &dir,
-        &(global(&lb01, &dir, &bpffs, "metrics = \"127.0.0.1:9650\"")
-            + &instance("eth0", "192.0.2.100/24")),
+        &bpffs,
+        "metrics = \"127.0.0.1:9650\"",
+        &instance("eth0", "192.0.2.100/24"),
     )?;
     v.wait_state("web", "MASTER", Duration::from_secs(3))?;
     let good = std::fs::read_to_string(&v.config)?;

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use vigil_tests::agent::{Vigil, global, has_address};
+use vigil_tests::agent::{Vigil, has_address};
 use vigil_tests::invariant::VipWatch;
 use vigil_tests::{Host, Lab, require_root};
 
@@ -101,20 +101,22 @@ impl Two {
         let mut lab = Lab::new(tag, &["lb01", "lb02"])?;
         let bpffs = lab.bpffs()?;
         let dir = lab.dir.clone();
-        let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+        let [lb01, lb02] = lab.clone_hosts();
         before(&lb01, 11)?;
         before(&lb02, 12)?;
-        let v1 = Vigil::start(
+        let v1 = Vigil::start_with(
             &lb01,
             &dir,
-            &(global(&lb01, &dir, &bpffs, global_extra)
-                + &instance("web", 51, iface, &format!("{vip}/24"), 150, "master")),
+            &bpffs,
+            global_extra,
+            &instance("web", 51, iface, &format!("{vip}/24"), 150, "master"),
         )?;
-        let v2 = Vigil::start(
+        let v2 = Vigil::start_with(
             &lb02,
             &dir,
-            &(global(&lb02, &dir, &bpffs, global_extra)
-                + &instance("web", 51, iface, &format!("{vip}/24"), 100, "backup")),
+            &bpffs,
+            global_extra,
+            &instance("web", 51, iface, &format!("{vip}/24"), 100, "backup"),
         )?;
         Ok(Self {
             lab,
@@ -261,11 +263,12 @@ fn ipv6_link_local_in_dad_at_start() -> anyhow::Result<()> {
     // Down and up: the link-local address is new and tentative for about four seconds.
     lb01.exec(&["ip", "link", "set", "eth0", "down"])?;
     lb01.exec(&["ip", "link", "set", "eth0", "up"])?;
-    let v = Vigil::start(
+    let v = Vigil::start_with(
         &lb01,
         &dir,
-        &(global(&lb01, &dir, &bpffs, "")
-            + &instance("web", 51, "eth0", "2001:db8::100/64", 150, "master")),
+        &bpffs,
+        "",
+        &instance("web", 51, "eth0", "2001:db8::100/64", 150, "master"),
     )?;
     let i = v.instance("web")?;
     assert_eq!(i["state"], "FAULT", "{i}");

@@ -12,7 +12,7 @@ use std::time::Duration;
 use vigil_tests::agent::{Vigil, global};
 use vigil_tests::capture::{Capture, Packet};
 use vigil_tests::frr::Frr;
-use vigil_tests::{Lab, require_root};
+use vigil_tests::{Lab, require_root, wait_for};
 
 /// A BFD Control packet seen on the wire.
 #[derive(Debug, Clone, Copy)]
@@ -101,24 +101,13 @@ fn bfd_session(v: &Vigil) -> anyhow::Result<serde_json::Value> {
     Ok(v.status()?["bfd"][0].clone())
 }
 
-fn wait<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn frr_bfdd_session_comes_up_and_each_side_detects_the_others_stop() -> anyhow::Result<()> {
     require_root();
     let mut lab = Lab::new("bfdfrr", &["lb01", "frr"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, frr_host) = (lab.host("lb01").clone(), lab.host("frr").clone());
+    let [lb01, frr_host] = lab.clone_hosts();
     // On the peer's side: vigil's XDP program consumes the peer's packets before a
     // capture on lb01 could see them.
     let capture = Capture::start(&frr_host, "eth0", "udp port 3784", &dir.join("bfd.pcap"))?;
@@ -137,11 +126,11 @@ fn frr_bfdd_session_comes_up_and_each_side_detects_the_others_stop() -> anyhow::
          transmit-interval 50\n  detect-multiplier 3\n !\n!\n",
     )?;
 
-    wait("vigil's session Up", Duration::from_secs(10), || {
+    wait_for("vigil's session Up", Duration::from_secs(10), || {
         let s = bfd_session(&vigil).ok()?;
         (s["state"] == "Up").then_some(())
     });
-    wait("FRR's peer up", Duration::from_secs(5), || {
+    wait_for("FRR's peer up", Duration::from_secs(5), || {
         let p = frr.peers().ok()?;
         (p[0]["status"] == "up").then_some(())
     });
@@ -160,7 +149,7 @@ fn frr_bfdd_session_comes_up_and_each_side_detects_the_others_stop() -> anyhow::
     let downs = bfd_session(&vigil)?["downs"].as_u64().unwrap_or(0);
     let frr_killed = realtime_ns();
     frr.kill_bfdd();
-    wait("vigil's session Down", Duration::from_secs(3), || {
+    wait_for("vigil's session Down", Duration::from_secs(3), || {
         let s = bfd_session(&vigil).ok()?;
         (s["state"] == "Down" && s["downs"] == downs + 1).then_some(s)
     });
@@ -175,11 +164,11 @@ fn frr_bfdd_session_comes_up_and_each_side_detects_the_others_stop() -> anyhow::
 
     // Back up, then vigil stops without a word: FRR must see it.
     frr.start_bfdd()?;
-    wait("vigil's session Up again", Duration::from_secs(10), || {
+    wait_for("vigil's session Up again", Duration::from_secs(10), || {
         let s = bfd_session(&vigil).ok()?;
         (s["state"] == "Up").then_some(())
     });
-    wait("FRR's peer up again", Duration::from_secs(5), || {
+    wait_for("FRR's peer up again", Duration::from_secs(5), || {
         let p = frr.peers().ok()?;
         (p[0]["status"] == "up").then_some(())
     });
@@ -187,7 +176,7 @@ fn frr_bfdd_session_comes_up_and_each_side_detects_the_others_stop() -> anyhow::
     let before_kill = realtime_ns();
     vigil.signal(libc::SIGKILL);
     let _ = vigil.wait();
-    wait("FRR's peer down", Duration::from_secs(3), || {
+    wait_for("FRR's peer down", Duration::from_secs(3), || {
         let p = frr.peers().ok()?;
         (p[0]["status"] == "down").then_some(())
     });
@@ -288,7 +277,7 @@ fn keepalived_bfd_instance_comes_up_and_each_side_detects_the_others_stop() -> a
     let mut lab = Lab::new("bfdka", &["lb01", "ka"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, ka_host) = (lab.host("lb01").clone(), lab.host("ka").clone());
+    let [lb01, ka_host] = lab.clone_hosts();
     // On the peer's side, as in the FRR test.
     let capture = Capture::start(&ka_host, "eth0", "udp port 3784", &dir.join("bfd.pcap"))?;
 
@@ -338,7 +327,7 @@ fn keepalived_bfd_instance_comes_up_and_each_side_detects_the_others_stop() -> a
     let ka_stopped = realtime_ns();
     // SAFETY: plain syscall on the PID keepalived gave for its BFD process.
     unsafe { libc::kill(child, libc::SIGSTOP) };
-    wait("vigil's session Down", Duration::from_secs(3), || {
+    wait_for("vigil's session Down", Duration::from_secs(3), || {
         let s = bfd_session(&vigil).ok()?;
         (s["state"] == "Down" && s["downs"] == downs + 1).then_some(())
     });
@@ -348,7 +337,7 @@ fn keepalived_bfd_instance_comes_up_and_each_side_detects_the_others_stop() -> a
     );
     // SAFETY: as above.
     unsafe { libc::kill(child, libc::SIGCONT) };
-    wait("vigil's session Up again", Duration::from_secs(10), || {
+    wait_for("vigil's session Up again", Duration::from_secs(10), || {
         let s = bfd_session(&vigil).ok()?;
         (s["state"] == "Up").then_some(())
     });

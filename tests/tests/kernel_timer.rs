@@ -144,7 +144,7 @@ fn backup_sleeps_while_the_master_lives_and_takes_over_at_the_deadline() -> anyh
     let mut lab = Lab::new("ktimer", &["lb01", "lb02", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
     let master = start(&lb01, &dir, &bpffs, "", &instance(150, "master", SLEEP_MS))?;
     let backup = start(&lb02, &dir, &bpffs, "", &instance(100, "backup", SLEEP_MS))?;
     master.wait_state("web", "MASTER", Duration::from_secs(3))?;
@@ -280,7 +280,7 @@ fn forced_off_the_agent_keeps_the_timers_and_says_so() -> anyhow::Result<()> {
     let mut lab = Lab::new("ktimeroff", &["lb01", "lb02", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
     let master = start(&lb01, &dir, &bpffs, "", &instance(150, "master", FAST_MS))?;
     let backup = start(
         &lb02,
@@ -330,7 +330,7 @@ fn a_full_ring_buffer_is_told_in_the_agents_log() -> anyhow::Result<()> {
     let mut lab = Lab::new("ktimerlog", &["lb01", "peer"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, peer) = (lab.host("lb01").clone(), lab.host("peer").clone());
+    let [lb01, peer] = lab.clone_hosts();
     // A lone Master hears of every advert from a peer, so each one is a ring event.
     let master = start(&lb01, &dir, &bpffs, "", &instance(150, "master", FAST_MS))?;
     master.wait_state("web", "MASTER", Duration::from_secs(3))?;

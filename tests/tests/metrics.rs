@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use vigil_tests::agent::{Vigil, global};
+use vigil_tests::agent::Vigil;
 use vigil_tests::{Lab, require_root};
 
 fn instance(priority: u8) -> String {
@@ -19,18 +19,10 @@ fn metrics_endpoint_reports_states_transitions_adverts_and_datapath_counters() -
     let mut lab = Lab::new("metrics", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
-    let v1 = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &instance(150)),
-    )?;
+    let [lb01, lb02] = lab.clone_hosts();
+    let v1 = Vigil::start_with(&lb01, &dir, &bpffs, "", &instance(150))?;
     let extra = "metrics = \"127.0.0.1:9650\"";
-    let v2 = Vigil::start(
-        &lb02,
-        &dir,
-        &(global(&lb02, &dir, &bpffs, extra) + &instance(100)),
-    )?;
+    let v2 = Vigil::start_with(&lb02, &dir, &bpffs, extra, &instance(100))?;
     v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
     v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;
     // Scrape until the master's adverts have reached the backup's datapath counters.

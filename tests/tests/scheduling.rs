@@ -6,7 +6,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use vigil_tests::agent::{Vigil, global};
+use vigil_tests::agent::Vigil;
 use vigil_tests::{Lab, require_root};
 
 /// Passes only in the normal class: field 41 of /proc/PID/stat is the policy (0 is
@@ -54,17 +54,15 @@ fn the_election_loop_is_realtime_and_what_it_starts_is_not() -> anyhow::Result<(
     let script = dir.join("normal-class.sh");
     std::fs::write(&script, NORMAL_CLASS)?;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
 
-    let fifo = Vigil::start(
-        &lb01,
-        &dir,
-        &(global(&lb01, &dir, &bpffs, "") + &config(51, &script)),
-    )?;
-    let normal = Vigil::start(
+    let fifo = Vigil::start_with(&lb01, &dir, &bpffs, "", &config(51, &script))?;
+    let normal = Vigil::start_with(
         &lb02,
         &dir,
-        &(global(&lb02, &dir, &bpffs, "realtime_priority = 0") + &config(52, &script)),
+        &bpffs,
+        "realtime_priority = 0",
+        &config(52, &script),
     )?;
     // MASTER only with the script passing: a script that inherited SCHED_FIFO fails, and
     // its instance (weight 0) goes to FAULT.

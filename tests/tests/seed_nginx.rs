@@ -183,12 +183,7 @@ fn nginx_failover(tag: &str, t: &Timers) -> anyhow::Result<Duration> {
     let mut lab = Lab::new(tag, &["lb01", "lb02", "web01", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02, web01, client) = (
-        lab.host("lb01").clone(),
-        lab.host("lb02").clone(),
-        lab.host("web01").clone(),
-        lab.host("client").clone(),
-    );
+    let [lb01, lb02, web01, client] = lab.clone_hosts();
     let _backend = start_backend(&web01, &dir)?;
     let pid = |h: &Host| dir.join(format!("{}-nginx/nginx.pid", h.name));
     let auth = if t.version == 2 {
@@ -339,12 +334,7 @@ fn seed_dual_master_one_vip_per_node_and_the_survivor_holds_both() -> anyhow::Re
     let mut lab = Lab::new("seeddual", &["lb01", "lb02", "web01", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02, web01, client) = (
-        lab.host("lb01").clone(),
-        lab.host("lb02").clone(),
-        lab.host("web01").clone(),
-        lab.host("client").clone(),
-    );
+    let [lb01, lb02, web01, client] = lab.clone_hosts();
     let _backend = start_backend(&web01, &dir)?;
     // §6: each node master of one group, backup of the other.
     let group = |name: &str, vrid: u8, priority: u8, state: &str, vip: &str| {

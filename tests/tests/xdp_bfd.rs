@@ -15,23 +15,12 @@ use vigil_tests::agent::{Vigil, global};
 use vigil_tests::bpf::dump;
 use vigil_tests::frr::Frr;
 use vigil_tests::netns::monotonic_ns;
-use vigil_tests::{Host, Lab, require_root};
+use vigil_tests::{Host, Lab, require_root, wait_for};
 
 const INTERVAL_MS: u64 = 50;
 const DETECT_NS: u64 = 3 * INTERVAL_MS * 1_000_000;
 /// How late a timer callback and the agent's read of its record may be on a busy machine.
 const SLACK_NS: u64 = 30_000_000;
-
-fn wait<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = std::time::Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// The `bfd_iface` counters under `pin`, summed over interfaces and CPUs, by name, as an
 /// operator reads them with bpftool.
@@ -90,7 +79,7 @@ fn kernel_session(tag: &str, v6: bool, timers: bool) -> anyhow::Result<()> {
     let mut lab = Lab::new(tag, &["lb01", "frr"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, frr_host) = (lab.host("lb01").clone(), lab.host("frr").clone());
+    let [lb01, frr_host] = lab.clone_hosts();
     let pin = bpffs.join("lb01");
     let (vigil_ip, frr_ip) = if v6 {
         (lb01.ipv6.to_string(), frr_host.ipv6.to_string())
@@ -121,7 +110,7 @@ fn kernel_session(tag: &str, v6: bool, timers: bool) -> anyhow::Result<()> {
 
     // Up, with the packets coming through the XDP program and the kernel keeping the
     // detection time.
-    let session = wait("session Up in the kernel", Duration::from_secs(15), || {
+    let session = wait_for("session Up in the kernel", Duration::from_secs(15), || {
         let s = vigil.status().ok()?["bfd"][0].clone();
         (s["state"] == "Up"
             && s["detection_time_ms"] == (DETECT_NS / 1_000_000) as f64
@@ -148,29 +137,49 @@ fn kernel_session(tag: &str, v6: bool, timers: bool) -> anyhow::Result<()> {
     );
 
     // Steady: the kernel records every packet and reports none; the agent's session
-    // handles none.
+    // handles none. The window is counted in packets, not seconds: a loaded machine can
+    // slow bfdd's sending (8 packets in 2 s was seen), and what is judged is what the
+    // kernel did with each packet that came, however many came in a given time.
     std::thread::sleep(Duration::from_millis(500));
     let (c0, s0, a0) = (
         iface_counters(&lb01, &pin)?,
         session_state(&lb01, &pin, discriminator)?,
         vigil.status()?["bfd"][0]["received"].as_u64().unwrap_or(0),
     );
-    std::thread::sleep(Duration::from_secs(2));
-    let (c1, s1, a1) = (
-        iface_counters(&lb01, &pin)?,
+    let started = std::time::Instant::now();
+    // 2 s of packets at 50 ms; at most 30 s for them, so a program that stopped
+    // recording (or a session that stopped receiving) still fails.
+    const STEADY_PACKETS: u64 = 40;
+    let c1 = loop {
+        // bpftool per read: a slower poll than `wait_for`'s leaves the machine to bfdd.
+        std::thread::sleep(Duration::from_millis(250));
+        let c = iface_counters(&lb01, &pin)?;
+        let recorded = counter(&c, "recorded") - counter(&c0, "recorded");
+        if recorded >= STEADY_PACKETS {
+            break c;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "recorded {recorded} in 30 s: {c:?}; the session now: {}",
+            vigil.status()?["bfd"][0]
+        );
+    };
+    let (s1, a1) = (
         session_state(&lb01, &pin, discriminator)?,
         vigil.status()?["bfd"][0]["received"].as_u64().unwrap_or(0),
     );
     let recorded = counter(&c1, "recorded") - counter(&c0, "recorded");
     let reported = counter(&c1, "reported") - counter(&c0, "reported");
-    eprintln!("{tag}: steady 2 s: {recorded} packets recorded in the kernel, {reported} reported");
-    // 2 s at 50 ms less up to 25 % jitter is 40 to 53 packets; a starved bfdd sends fewer.
-    assert!(
-        recorded >= 20,
-        "recorded {recorded}: {c1:?}; the session now: {}",
+    eprintln!(
+        "{tag}: steady window of {:.1} s: {recorded} packets recorded in the kernel, {reported} reported",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        reported,
+        0,
+        "no ring event while steady: {c0:?} -> {c1:?}; the session now: {}",
         vigil.status()?["bfd"][0]
     );
-    assert_eq!(reported, 0, "no ring event while steady: {c0:?} -> {c1:?}");
     assert_eq!(a1, a0, "the agent's session handled packets while steady");
     let per_session = s1["received"].as_u64().unwrap_or(0) - s0["received"].as_u64().unwrap_or(0);
     // The two maps are read a moment apart: a packet may fall between the reads.
@@ -188,7 +197,7 @@ fn kernel_session(tag: &str, v6: bool, timers: bool) -> anyhow::Result<()> {
     // The peer stops without a word: the kernel's timer reports it.
     let killed = monotonic_ns();
     frr.kill_bfdd();
-    let s = wait("session Down", Duration::from_secs(3), || {
+    let s = wait_for("session Down", Duration::from_secs(3), || {
         let s = vigil.status().ok()?["bfd"][0].clone();
         (s["state"] == "Down").then_some(s)
     });
@@ -236,7 +245,7 @@ fn kernel_session(tag: &str, v6: bool, timers: bool) -> anyhow::Result<()> {
     // The peer comes back: its first packets reach the agent again and the session
     // returns to Up.
     frr.start_bfdd()?;
-    wait("session Up again", Duration::from_secs(15), || {
+    wait_for("session Up again", Duration::from_secs(15), || {
         let s = vigil.status().ok()?["bfd"][0].clone();
         (s["state"] == "Up").then_some(())
     });
@@ -253,7 +262,7 @@ fn without_xdp_the_socket_and_the_agents_timer_do_it() -> anyhow::Result<()> {
     let mut lab = Lab::new("xbfdoff", &["lb01", "frr"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, frr_host) = (lab.host("lb01").clone(), lab.host("frr").clone());
+    let [lb01, frr_host] = lab.clone_hosts();
     let config = global(&lb01, &dir, &bpffs, "xdp = \"off\"")
         + &format!(
             "[bfd.to_frr]\nneighbor = \"{}\"\ninterface = \"eth0\"\n\
@@ -272,7 +281,7 @@ fn without_xdp_the_socket_and_the_agents_timer_do_it() -> anyhow::Result<()> {
             lb01.ipv4
         ),
     )?;
-    wait("session Up on the socket", Duration::from_secs(15), || {
+    wait_for("session Up on the socket", Duration::from_secs(15), || {
         let s = vigil.status().ok()?["bfd"][0].clone();
         (s["state"] == "Up" && s["detection_time_ms"] == (DETECT_NS / 1_000_000) as f64)
             .then_some(())
@@ -293,7 +302,7 @@ fn without_xdp_the_socket_and_the_agents_timer_do_it() -> anyhow::Result<()> {
     );
 
     frr.kill_bfdd();
-    let s = wait("session Down", Duration::from_secs(3), || {
+    let s = wait_for("session Down", Duration::from_secs(3), || {
         let s = vigil.status().ok()?["bfd"][0].clone();
         (s["state"] == "Down").then_some(s)
     });

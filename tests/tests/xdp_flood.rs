@@ -26,11 +26,7 @@ fn junk_flood_costs_no_event_and_no_takeover() -> anyhow::Result<()> {
     let mut lab = Lab::new("flood", &["lb01", "lb02", "junk"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02, junk) = (
-        lab.host("lb01").clone(),
-        lab.host("lb02").clone(),
-        lab.host("junk").clone(),
-    );
+    let [lb01, lb02, junk] = lab.clone_hosts();
     let (v1, v2) = start_pair(
         (&lb01, &lb02),
         &dir,

@@ -161,7 +161,7 @@ fn each_drop_reason_is_counted_exactly_and_never_reported() -> anyhow::Result<()
     require_root();
     let mut lab = Lab::new("verdict", &["a", "b"])?;
     let bpffs = lab.bpffs()?;
-    let (a, b) = (lab.host("a").clone(), lab.host("b").clone());
+    let [a, b] = lab.clone_hosts();
     let cases = cases(&a, a.link_local()?, a.mac("eth0")?);
     let pin = bpffs.join("b");
     let trace = started(start_trace(&b, "auto", false, Some(&pin))?)?;

@@ -241,8 +241,9 @@ impl Instance {
         senders: &mut SenderPool,
     ) -> anyhow::Result<Self> {
         let iface = netlink.interface(&cfg.interface).await?;
-        // With use_vmac the addresses, announcements and (unless vmac_xmit_base) adverts
-        // go through the macvlan; receiving and the XDP program stay on `iface`.
+        // With use_vmac the addresses, announcements and (unless vmac_xmit_base or
+        // unicast peers) adverts go through the macvlan; receiving and the XDP program
+        // stay on `iface`.
         let v6 = cfg
             .virtual_addresses
             .first()
@@ -264,6 +265,22 @@ impl Instance {
             None => None,
         };
         let home = vmac.as_ref().map_or(&iface, |(v, _)| v).clone();
+        // Adverts from the virtual MAC go to the group only. To a unicast peer they
+        // leave from the parent and its MAC, as with vmac_xmit_base (keepalived forces
+        // vmac_xmit_base there too): resolving the peer from the macvlan would fail
+        // when the peer has the same virtual MAC on its own private macvlan, which
+        // takes every broadcast from that MAC, ARP requests included.
+        let adverts_from_vmac = cfg
+            .vmac
+            .as_ref()
+            .is_some_and(|v| !v.xmit_base && cfg.unicast_peers.is_empty());
+        if cfg.vmac.as_ref().is_some_and(|v| !v.xmit_base) && !adverts_from_vmac {
+            tracing::info!(
+                instance = name,
+                "use_vmac with unicast_peers: adverts leave from {} and its own MAC (as with vmac_xmit_base)",
+                iface.name
+            );
+        }
         let excluded = resolve(&cfg.excluded_addresses, cfg, &home, netlink).await?;
         let routes = resolve_routes(name, cfg, &iface, netlink).await?;
         let rules = resolve_rules(cfg);
@@ -275,12 +292,9 @@ impl Instance {
             })?;
             // With a virtual MAC, adverts carry it as their Ethernet source (RFC 5798
             // §7.2) and the parent's link-local address as their IP source, as
-            // keepalived sends them; to unicast peers (whose MACs only the kernel
-            // resolves) and with vmac_xmit_base they leave from the parent as usual.
-            let sender = match (&cfg.vmac, &vmac) {
-                (Some(v), Some((_, mac))) if !v.xmit_base && cfg.unicast_peers.is_empty() => {
-                    senders.ipv6_framed(&iface, ll, *mac)?
-                }
+            // keepalived sends them.
+            let sender = match &vmac {
+                Some((_, mac)) if adverts_from_vmac => senders.ipv6_framed(&iface, ll, *mac)?,
                 _ => senders.ipv6(&iface, ll)?,
             };
             (IpAddr::V6(ll), sender)
@@ -304,10 +318,7 @@ impl Instance {
                 }
             };
             // The parent's address is the source either way (keepalived's choice too).
-            let out = match &cfg.vmac {
-                Some(v) if !v.xmit_base => &home,
-                _ => &iface,
-            };
+            let out = if adverts_from_vmac { &home } else { &iface };
             (IpAddr::V4(src), senders.ipv4(out, src)?)
         };
         let own_mac = match &vmac {

@@ -17,7 +17,8 @@
 //! ([`AdvertSender::ipv6_framed`]): the macvlan has no link-local address of its own, so
 //! that a Backup's macvlan stays silent, and the kernel would otherwise pick the
 //! parent's MAC. (IPv4 adverts leave through the macvlan itself, which has the virtual
-//! MAC.)
+//! MAC. Adverts to unicast peers, of either family, leave from the parent and its MAC:
+//! the peer's own macvlan with the same virtual MAC would swallow the resolution.)
 //!
 //! Instances on one interface with one source address share a sender ([`SenderPool`]),
 //! so the adverts of many instances due in the same tick leave in one `sendmmsg` call

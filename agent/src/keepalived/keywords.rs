@@ -473,7 +473,7 @@ pub const KEYWORDS: &[Keyword] = &[
     c(
         I,
         "use_vmac",
-        "use_vmac = true (and vmac_interface = NAME); adverts leave from the virtual MAC, IPv6 ones from the parent's link-local address",
+        "use_vmac = true (and vmac_interface = NAME); adverts leave from the virtual MAC, IPv6 ones from the parent's link-local address; to unicast peers from the parent and its MAC (keepalived forces vmac_xmit_base there)",
     ),
     c(I, "vmac_xmit_base", "vmac_xmit_base = true"),
     d(

@@ -4,25 +4,19 @@
 use std::time::Duration;
 
 use super::*;
-use crate::bfd::{Action, ControlPacket, Input, Session, SessionConfig};
+use crate::bfd::session::testing::Link;
+use crate::bfd::{Input, Session, SessionConfig, Transition};
 use crate::config::BfdTimers;
 use crate::daemon::bfd::SessionSpec;
-use crate::vrrp::Instant;
 
 const MS: Duration = Duration::from_millis(1);
-const T0: Instant = Instant::from_nanos(1_000_000_000);
 
-/// lb01 (the Master) and lb02 (the Backup that would win) with a session each.
+/// lb01 (the Master, `link.a`) and lb02 (the Backup that would win, `link.b`) with a
+/// session each.
 struct Pair {
-    master: Session,
-    backup: Session,
-    /// The master's packets reach the backup, and the other way round.
-    to_backup: bool,
-    to_master: bool,
-    flight: Vec<(Instant, bool, ControlPacket)>,
+    link: Link,
     /// The backup's session changes, as events.
     events: Vec<BfdEvent>,
-    now: Instant,
 }
 
 fn spec() -> SessionSpec {
@@ -38,80 +32,43 @@ fn spec() -> SessionSpec {
     }
 }
 
+/// Turns the backup's (`b`'s) changes into events, as the BFD task builds them.
+fn backup_events(events: &mut Vec<BfdEvent>) -> impl FnMut(bool, &Session, Transition) + '_ {
+    let spec = spec();
+    move |from_a, session, t| {
+        if !from_a {
+            events.push(BfdEvent::of(&spec, session, t));
+        }
+    }
+}
+
 impl Pair {
     fn up() -> Pair {
+        let link = Link::starting(
+            SessionConfig::new(11, 10 * MS, 3),
+            SessionConfig::new(12, 10 * MS, 3),
+            Duration::ZERO,
+        );
         let mut p = Pair {
-            master: Session::new(SessionConfig::new(11, 10 * MS, 3)),
-            backup: Session::new(SessionConfig::new(12, 10 * MS, 3)),
-            to_backup: true,
-            to_master: true,
-            flight: Vec::new(),
+            link,
             events: Vec::new(),
-            now: T0,
         };
-        p.master.handle(T0, Input::Start).expect("start");
-        p.backup.handle(T0, Input::Start).expect("start");
         p.run(Duration::from_secs(3));
-        assert_eq!((p.master.state(), p.backup.state()), (State::Up, State::Up));
+        assert_eq!((p.link.a.state(), p.link.b.state()), (State::Up, State::Up));
         p
+    }
+
+    /// Runs for `span`; the backup's changes become events.
+    fn run(&mut self, span: Duration) {
+        let until = self.link.now + span;
+        let mut observe = backup_events(&mut self.events);
+        self.link.run_until_with(until, &mut observe);
     }
 
     /// What the sessions asked for: packets into flight, the backup's changes as events.
     fn drain(&mut self) {
-        while let Some(a) = self.master.poll_action() {
-            if let Action::Send(packet) = a
-                && self.to_backup
-            {
-                self.flight.push((self.now + MS / 10, true, packet));
-            }
-        }
-        while let Some(a) = self.backup.poll_action() {
-            match a {
-                Action::Send(packet) => {
-                    if self.to_master {
-                        self.flight.push((self.now + MS / 10, false, packet));
-                    }
-                }
-                Action::StateChanged(t) => {
-                    self.events.push(BfdEvent::of(&spec(), &self.backup, t));
-                }
-            }
-        }
-    }
-
-    fn run(&mut self, span: Duration) {
-        let until = self.now + span;
-        loop {
-            self.drain();
-            let next = [
-                self.master.poll_timeout(),
-                self.backup.poll_timeout(),
-                self.flight.iter().map(|f| f.0).min(),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
-            let Some(next) = next.filter(|n| *n <= until) else {
-                self.now = until;
-                return;
-            };
-            self.now = next;
-            if let Some(i) = self.flight.iter().position(|f| f.0 == next) {
-                let (at, to_backup, packet) = self.flight.remove(i);
-                let s = if to_backup {
-                    &mut self.backup
-                } else {
-                    &mut self.master
-                };
-                let _ = s.handle(at, Input::Packet(packet));
-                continue;
-            }
-            for s in [&mut self.master, &mut self.backup] {
-                if s.poll_timeout() == Some(next) {
-                    s.handle(next, Input::Timeout).expect("timeout");
-                }
-            }
-        }
+        let mut observe = backup_events(&mut self.events);
+        self.link.drain(&mut observe);
     }
 
     /// Judgements of the backup's changes from event `from` on.
@@ -137,7 +94,7 @@ fn coming_up_is_not_a_loss() {
 fn the_masters_silence_is_a_loss() {
     let mut p = Pair::up();
     let from = p.events.len();
-    p.to_backup = false;
+    p.link.a_to_b = false;
     p.run(Duration::from_millis(100));
     let first = &p.events[from];
     assert_eq!(
@@ -153,7 +110,7 @@ fn the_masters_silence_is_a_loss() {
 fn the_master_signalling_down_is_not_a_loss() {
     let mut p = Pair::up();
     let from = p.events.len();
-    p.to_master = false;
+    p.link.b_to_a = false;
     p.run(Duration::from_millis(100));
     let first = &p.events[from];
     assert_eq!(
@@ -180,8 +137,8 @@ fn the_master_signalling_down_is_not_a_loss() {
 fn the_masters_admin_down_is_not_a_loss() {
     let mut p = Pair::up();
     let from = p.events.len();
-    let now = p.now;
-    p.master.handle(now, Input::AdminDown).expect("admin down");
+    let now = p.link.now;
+    p.link.a.handle(now, Input::AdminDown).expect("admin down");
     p.run(Duration::from_millis(200));
     let first = &p.events[from];
     assert_eq!(
@@ -199,8 +156,8 @@ fn the_masters_admin_down_is_not_a_loss() {
 fn our_own_admin_down_is_not_a_loss() {
     let mut p = Pair::up();
     let from = p.events.len();
-    let now = p.now;
-    p.backup.handle(now, Input::AdminDown).expect("admin down");
+    let now = p.link.now;
+    p.link.b.handle(now, Input::AdminDown).expect("admin down");
     p.drain();
     assert_eq!(p.events[from].transition.to, State::AdminDown);
     assert_eq!(p.judged(from), vec![Judgement::Administrative]);
