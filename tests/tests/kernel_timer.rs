@@ -209,7 +209,7 @@ fn late_adverts_do_not_wake_the_backup_and_it_takes_over_at_the_deadline() -> an
     let mut lab = Lab::new("ktimerlate", &["lb01", "lb02", "client"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
-    let (lb01, lb02) = (lab.host("lb01").clone(), lab.host("lb02").clone());
+    let [lb01, lb02] = lab.clone_hosts();
     let backup = start(&lb02, &dir, &bpffs, "", &instance(100, "backup", SLEEP_MS))?;
     backup.wait_state("web", "BACKUP", Duration::from_secs(3))?;
 
