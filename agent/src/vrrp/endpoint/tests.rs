@@ -62,6 +62,8 @@ struct World {
     actions: Vec<(VridKey, EndpointAction)>,
     /// When the agent's own timer woke it.
     wakeups: Vec<u64>,
+    /// When the agent read a record from the ring (each one a wake-up of the daemon).
+    records: Vec<u64>,
 }
 
 impl World {
@@ -75,6 +77,7 @@ impl World {
             }),
             actions: Vec::new(),
             wakeups: Vec::new(),
+            records: Vec::new(),
         };
         w.collect();
         w
@@ -129,6 +132,7 @@ impl World {
 
     fn read_ring(&mut self, now: Instant) {
         for r in self.kernel.drain() {
+            self.records.push(now.as_nanos());
             self.ep.handle(now, EndpointInput::Datapath(r));
         }
     }
@@ -479,6 +483,59 @@ fn with_kernel_timers_a_backup_sleeps_while_the_master_lives_and_takes_over_on_t
     }
 }
 
+/// A late Master, whose adverts arrive up to 2.5 intervals apart (a busy machine), is as
+/// quiet for a Backup's agent as a punctual one while the kernel keeps the down timer: no
+/// record and no wake-up of its own timer until the real silence, which it takes over on
+/// exactly one Master_Down_Interval after the last advert. Without kernel timers, the
+/// agent's own timer keeps the deadline through the same gaps, and takes over on time.
+#[test]
+fn late_adverts_wake_no_backup_and_the_takeover_is_on_time() {
+    // 100 ms adverts; every third one 250 ms after the one before it.
+    let mut arrivals = vec![1000 * MS];
+    for i in 0..60 {
+        let gap = if i % 3 == 2 { 250 } else { 100 };
+        arrivals.push(arrivals[i] + gap * MS);
+    }
+    let (first, last) = (arrivals[0], arrivals[arrivals.len() - 1]);
+    // Master_Down_Interval at priority 100 with 100 ms adverts.
+    let mdi = 360_937_500;
+    for kernel in [false, true] {
+        let mut w = World::new(endpoint(100, Duration::ZERO), Path::Xdp(64));
+        if kernel {
+            w = w.with_kernel_timers();
+        }
+        let mut frames = arrivals
+            .iter()
+            .map(|&t| (t, advert_from("192.0.2.11", 150)));
+        w.run(last + 1000 * MS, &mut frames);
+        assert_eq!(
+            w.became_master_at(),
+            Some(last + mdi),
+            "kernel timers: {kernel}"
+        );
+        // Never Master before the real silence.
+        let router = w.ep.router(&key()).expect("router");
+        assert_eq!(
+            router.counters().became_master,
+            1,
+            "kernel timers: {kernel}"
+        );
+        // After the first advert's report, what woke the agent before the takeover.
+        let records = w
+            .records
+            .iter()
+            .filter(|t| (first + 1..last + mdi).contains(*t));
+        let own = w.wakeups.iter().filter(|t| **t < last + mdi).count();
+        if kernel {
+            assert_eq!(records.count(), 0, "records before the silence");
+            assert_eq!(own, 0, "agent wake-ups with the kernel's timer");
+            assert_eq!(w.ep.kernel_timer(&key()).silences, 1);
+        } else {
+            assert!(own >= 3, "only {own} wake-ups of the agent's own timer");
+        }
+    }
+}
+
 #[test]
 fn many_masters_share_one_deadline_and_each_advertises_every_interval() {
     // 200 Masters on one interval: each advert round is one deadline, at which every
@@ -519,4 +576,68 @@ fn many_masters_share_one_deadline_and_each_advertises_every_interval() {
         // One each, in key order.
         assert_eq!(sent, keys, "round {round}");
     }
+}
+
+/// A steady Master's Adver_Timer runs in the endpoint's hands between inputs: its adverts
+/// go out at the times and priorities its own router's would, on time or late (RFC 5798
+/// §6.4.3: the cadence is kept unless a whole interval late), and the router, handed
+/// anything, is first given back the timer with every expiry counted.
+#[test]
+fn a_held_adver_timer_does_what_the_router_would() {
+    let interval = Duration::from_millis(10);
+    let mut cfg = RouterConfig::new(7, Version::V3, 255, vec![vip()]);
+    cfg.advert_interval = interval;
+    let k = key_of(IFINDEX, local(), 7);
+    let mut ep = Endpoint::new();
+    ep.add(k, cfg.clone(), local(), false).expect("a free key");
+    let mut alone = VirtualRouter::new(cfg, local());
+    let start = Instant::from_nanos(1000 * MS);
+    ep.handle(start, EndpointInput::Startup { key: k });
+    alone.handle(start, Input::Startup);
+    while ep.poll_action().is_some() {}
+    while alone.poll_action().is_some() {}
+    // On time, then 25 ms late (a stalled agent), then on time again.
+    let mut late = [0, 0, 0, 25, 0, 0, 0, 0].into_iter();
+    let mut held = false;
+    for round in 0..8 {
+        let due = ep.poll_timeout().expect("a Master has an advert timer");
+        assert_eq!(Some(due), alone.poll_timeout(), "round {round}");
+        let now = due + Duration::from_millis(late.next().unwrap_or(0));
+        ep.handle(now, EndpointInput::Timeout);
+        alone.handle(now, Input::Timeout);
+        let got: Vec<_> = std::iter::from_fn(|| ep.poll_action()).collect();
+        let want: Vec<_> = std::iter::from_fn(|| alone.poll_action())
+            .map(|a| (k, EndpointAction::Router(a)))
+            .collect();
+        assert_eq!(got, want, "round {round}");
+        // The endpoint's router lags while its timer is held.
+        let sent = ep.router(&k).map(|r| r.counters().adverts_sent);
+        held |= sent < Some(alone.counters().adverts_sent);
+    }
+    assert!(held, "the steady Master's timer was never held");
+    // Any input gives the timer back first: the counts and the deadline agree, and a new
+    // priority is advertised at once.
+    let now = ep.poll_timeout().expect("a Master has an advert timer") - Duration::from_millis(1);
+    ep.handle(
+        now,
+        EndpointInput::PriorityChanged {
+            key: k,
+            priority: 200,
+        },
+    );
+    alone.handle(now, Input::PriorityChanged(200));
+    let router = ep.router(&k).expect("the router");
+    assert_eq!(
+        router.counters().adverts_sent,
+        alone.counters().adverts_sent
+    );
+    assert_eq!(router.poll_timeout(), alone.poll_timeout());
+    assert_eq!(ep.poll_timeout(), alone.poll_timeout());
+    let adverts: Vec<_> = std::iter::from_fn(|| ep.poll_action())
+        .filter_map(|(_, a)| match a {
+            EndpointAction::Router(Action::SendAdvert { priority }) => Some(priority),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(adverts, vec![200]);
 }
