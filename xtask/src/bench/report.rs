@@ -181,6 +181,9 @@ fn bfd_noise_rows(n: &super::bfd_noise::BfdNoise, rows: &mut Vec<Row>) {
                         r.sent as f64 / r.seconds / 1e3
                     );
                 }
+                if let Some(n) = r.standby_sent.filter(|&n| n > 0) {
+                    let _ = write!(c, "; {n} packets from the standby transmitters");
+                }
                 if !r.down_reasons.is_empty() {
                     let _ = write!(c, " (last down: {})", r.down_reasons.join("; "));
                 }
@@ -972,6 +975,7 @@ pub fn json(r: &Results, rows: &[Row]) -> serde_json::Value {
                 "false_takeovers": x.takeovers,
                 "bfd_session_downs": x.session_downs,
                 "bfd_received_by_backup": x.bfd_received,
+                "bfd_standby_sent": x.standby_sent,
                 "bfd_last_down_reasons": x.down_reasons,
             })),
         })).collect::<Vec<_>>(),
