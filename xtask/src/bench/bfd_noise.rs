@@ -522,3 +522,45 @@ pub fn bfd_noise(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn attempt(machine_stall_ms: f64, downs: u64) -> NoiseRun {
+        NoiseRun {
+            sent: 0,
+            seconds: 1.0,
+            takeovers: 0,
+            session_downs: Some(downs),
+            bfd_received: None,
+            standby_sent: None,
+            down_reasons: Vec::new(),
+            machine_stall_ms,
+            stalls: Stalls::default(),
+        }
+    }
+
+    pub(crate) fn step(v: Vec<NoiseRun>) -> NoiseStep {
+        NoiseStep {
+            key: "quiet",
+            label: String::new(),
+            runs: BTreeMap::from([(Impl::Vigil, v)]),
+        }
+    }
+
+    #[test]
+    fn limit_is_detection_time_less_one_interval() {
+        assert_eq!(MACHINE_STALL_LIMIT_MS, 20.0);
+    }
+
+    #[test]
+    fn the_first_attempt_the_machine_did_not_stop_counts() {
+        let s = step(vec![attempt(31.0, 2), attempt(19.9, 1), attempt(0.0, 0)]);
+        let c = s.counted(Impl::Vigil).expect("the second attempt counts");
+        assert_eq!(c.session_downs, Some(1));
+        let s = step(vec![attempt(20.0, 2), attempt(25.0, 0), attempt(40.0, 0)]);
+        assert!(s.counted(Impl::Vigil).is_none());
+        assert!(s.counted(Impl::Keepalived).is_none());
+    }
+}

@@ -497,4 +497,16 @@ mod stall_tests {
         );
         assert!(intersect(&a, &[]).is_empty());
     }
+
+    #[test]
+    fn stalls_within_a_window_are_clipped_to_it() {
+        let s = super::Stalls {
+            all_spans: vec![(0, 30_000_000), (100_000_000, 125_000_000)],
+            ..Default::default()
+        };
+        // The first stall only partly in the window, the second not at all.
+        assert_eq!(s.longest_all_within_ms(20_000_000, 90_000_000), 10.0);
+        assert_eq!(s.longest_all_within_ms(0, 200_000_000), 30.0);
+        assert_eq!(s.longest_all_within_ms(40_000_000, 90_000_000), 0.0);
+    }
 }
