@@ -32,6 +32,38 @@ fn transitions(v: &Vigil) -> usize {
         .count()
 }
 
+/// Threads spinning at normal priority until dropped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(n: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 #[test]
 fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyhow::Result<()> {
     require_root();
@@ -40,8 +72,11 @@ fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyh
     let dir = lab.dir.clone();
     let [lb01, lb02] = lab.clone_hosts();
     // A tracked script too: its standing must survive the reloads, or the weight would
-    // drop for a moment.
-    let script = "[scripts.up]\ncommand = \"true\"\ninterval = \"1s\"\nweight = 10\n";
+    // drop for a moment. It runs every 200 ms, a dozen times over the reloads: a script
+    // started from the election loop would stall the loop until the (normal priority)
+    // child gets the CPU, and under the load below that costs adverts.
+    let script = "[scripts.up]\ncommand = \"true\"\ninterval = \"200ms\"\n\
+                  timeout = \"2s\"\nweight = 10\n";
     let config1 = global(&lb01, &dir, &bpffs, "")
         + script
         + &instance("web", 51, VIP, 150, "10ms")
@@ -88,6 +123,10 @@ fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyh
             }
         })
     };
+    // A busy host: four spinning threads per CPU at normal priority. The Masters' loop
+    // runs at SCHED_FIFO, so this load must not delay its adverts; anything the loop
+    // waits for that runs at normal priority (a thread, a child) would be delayed by it.
+    let load = Load::start(4 * std::thread::available_parallelism().map_or(2, |n| n.get()));
     let start = Instant::now();
     for n in 0..20 {
         // The file is rewritten each time (a comment changes), as an operator would.
@@ -99,6 +138,7 @@ fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyh
     stop.store(true, Ordering::Relaxed);
     sampler.join().expect("sampler thread");
     let took = start.elapsed();
+    drop(load);
 
     let reloads = v1.log_text().matches("reloaded").count();
     eprintln!(
@@ -107,8 +147,29 @@ fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyh
         missing.load(Ordering::Relaxed),
         doubled.load(Ordering::Relaxed)
     );
+    // No missed advert: on the wire at lb02, lb01's adverts kept their 10 ms pace
+    // through every reload, far from the 30 ms + skew that would make lb02 take over.
+    let seen: Vec<u64> = adverts(&cap.stop()?)
+        .iter()
+        .filter(|a| a.1 == std::net::IpAddr::from(lb01.ipv4))
+        .map(|a| a.0)
+        .collect();
+    let max_gap = seen
+        .windows(2)
+        .map(|w| Duration::from_nanos(w[1].saturating_sub(w[0])))
+        .max()
+        .unwrap_or_default();
+    let over_15ms = seen
+        .windows(2)
+        .filter(|w| w[1].saturating_sub(w[0]) > 15_000_000)
+        .count();
+    eprintln!(
+        "lb02 saw {} adverts from lb01 over the reloads, largest gap {max_gap:?}, {over_15ms} gaps over 15 ms",
+        seen.len()
+    );
     assert_eq!(reloads, 20, "{}", v1.log_text());
-    assert!(samples.load(Ordering::Relaxed) >= 20);
+    // Each sample is two `ip` runs, slowed by the load: a dozen still cover the reloads.
+    assert!(samples.load(Ordering::Relaxed) >= 10);
     assert_eq!(missing.load(Ordering::Relaxed), 0, "the VIP left lb01");
     assert_eq!(
         doubled.load(Ordering::Relaxed),
@@ -135,35 +196,18 @@ fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyh
         "a reload reset the script weight:\n{}",
         v1.log_text()
     );
-    // No missed advert: on the wire at lb02, lb01's adverts kept their 10 ms pace
-    // through every reload, far from the 30 ms + skew that would make lb02 take over.
-    let seen: Vec<u64> = adverts(&cap.stop()?)
-        .iter()
-        .filter(|a| a.1 == std::net::IpAddr::from(lb01.ipv4))
-        .map(|a| a.0)
-        .collect();
-    let max_gap = seen
-        .windows(2)
-        .map(|w| Duration::from_nanos(w[1].saturating_sub(w[0])))
-        .max()
-        .unwrap_or_default();
-    let over_15ms = seen
-        .windows(2)
-        .filter(|w| w[1].saturating_sub(w[0]) > 15_000_000)
-        .count();
-    eprintln!(
-        "lb02 saw {} adverts from lb01 over the reloads, largest gap {max_gap:?}, {over_15ms} gaps over 15 ms",
-        seen.len()
-    );
     assert!(
         seen.len() as u128 >= took.as_millis() / 10 * 9 / 10,
         "adverts missing"
     );
-    // A reload that stalled the sender would show as a late advert at every one of the
-    // 20 reloads; a busy machine may delay one or two on its own. Every gap stays under
-    // lb02's Master_Down_Interval (3 × 10 ms + skew = 36 ms), with room to spare.
+    // A reload or a script run that stalled the loop would show as a late advert at
+    // most of the 20 reloads or the dozen script runs (a loop that waited for each
+    // script's child to start: 3 to 6 gaps over 15 ms per run under this load, the
+    // largest 26 to 143 ms; a loop that does not: none, the largest 10 to 12 ms). A busy
+    // machine may delay one or two on its own. Every gap stays under lb02's
+    // Master_Down_Interval (3 × 10 ms + skew = 36 ms), with room to spare.
     assert!(
-        over_15ms <= 3,
+        over_15ms <= 2,
         "{over_15ms} adverts came late over 20 reloads (largest gap {max_gap:?})"
     );
     assert!(
