@@ -123,10 +123,12 @@ fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyh
             }
         })
     };
-    // A busy host: four spinning threads per CPU at normal priority. The Masters' loop
+    // A busy host: one spinning thread per CPU at normal priority. The Master's loop
     // runs at SCHED_FIFO, so this load must not delay its adverts; anything the loop
     // waits for that runs at normal priority (a thread, a child) would be delayed by it.
-    let load = Load::start(4 * std::thread::available_parallelism().map_or(2, |n| n.get()));
+    // (More spinners add nothing to that, and on a virtual machine with a CPU quota they
+    // make the whole guest stall now and then, FIFO or not.)
+    let load = Load::start(std::thread::available_parallelism().map_or(2, |n| n.get()));
     let start = Instant::now();
     for n in 0..20 {
         // The file is rewritten each time (a comment changes), as an operator would.
@@ -169,7 +171,7 @@ fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyh
     );
     assert_eq!(reloads, 20, "{}", v1.log_text());
     // Each sample is two `ip` runs, slowed by the load: a dozen still cover the reloads.
-    assert!(samples.load(Ordering::Relaxed) >= 10);
+    assert!(samples.load(Ordering::Relaxed) >= 12);
     assert_eq!(missing.load(Ordering::Relaxed), 0, "the VIP left lb01");
     assert_eq!(
         doubled.load(Ordering::Relaxed),
@@ -201,11 +203,12 @@ fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyh
         "adverts missing"
     );
     // A reload or a script run that stalled the loop would show as a late advert at
-    // most of the 20 reloads or the dozen script runs (a loop that waited for each
-    // script's child to start: 3 to 6 gaps over 15 ms per run under this load, the
-    // largest 26 to 143 ms; a loop that does not: none, the largest 10 to 12 ms). A busy
-    // machine may delay one or two on its own. Every gap stays under lb02's
-    // Master_Down_Interval (3 × 10 ms + skew = 36 ms), with room to spare.
+    // many of the 20 reloads or the dozen script runs (a loop that waited for each
+    // script's child to start: 3 to 5 gaps over 15 ms per run under this load on two
+    // CPUs, the largest 17 to 29 ms; a loop that does not: none, the largest 10 to
+    // 12 ms, also with three more busy loops). A busy machine may delay one or two on
+    // its own. Every gap stays under lb02's Master_Down_Interval (3 × 10 ms + skew =
+    // 36 ms), with room to spare.
     assert!(
         over_15ms <= 2,
         "{over_15ms} adverts came late over 20 reloads (largest gap {max_gap:?})"
