@@ -166,7 +166,7 @@ fn judge(ctx: &XdpContext) -> u32 {
         // other CPUs can only make the state approximate, and the agent re-reads it
         // (see `suppress`).
         let w = unsafe { &*w };
-        let fate = suppress::judge(unsafe { &mut *stats }, a, verdict, ts, w);
+        let fate = suppress::judge(unsafe { &mut *stats }, a, verdict, w);
         report |= fate == Some(suppress::Fate::Report);
         if report {
             // SAFETY: as above.

@@ -386,6 +386,17 @@ impl Host {
         netns::send_frames(&self.ns, iface, frames, Duration::ZERO)
     }
 
+    /// Sends frame `i` at `offsets[i]` after the start, at SCHED_FIFO where allowed;
+    /// returns the CLOCK_MONOTONIC time (ns) of each send.
+    pub fn send_frames_at(
+        &self,
+        iface: &str,
+        frames: &[Vec<u8>],
+        offsets: &[Duration],
+    ) -> anyhow::Result<Vec<u64>> {
+        netns::send_frames_at(&self.ns, iface, frames, offsets)
+    }
+
     /// Like [`Host::send_frames`], pausing `gap` between frames.
     pub fn send_frames_paced(
         &self,

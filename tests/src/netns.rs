@@ -86,6 +86,71 @@ pub fn send_frames(
     })
 }
 
+/// Sends frame `i` at `offsets[i]` after the start (from the start, so one late send
+/// does not push the others back), from a thread at SCHED_FIFO where the kernel grants
+/// it (a busy machine then stretches no gap by much); returns the CLOCK_MONOTONIC time
+/// (ns) of each send.
+pub fn send_frames_at(
+    ns: &str,
+    iface: &str,
+    frames: &[Vec<u8>],
+    offsets: &[Duration],
+) -> anyhow::Result<Vec<u64>> {
+    if frames.len() != offsets.len() {
+        bail!("{} frames but {} send times", frames.len(), offsets.len());
+    }
+    let iface = std::ffi::CString::new(iface)?;
+    let frames = frames.to_vec();
+    let offsets = offsets.to_vec();
+    in_netns(ns, move || {
+        // SAFETY: plain syscalls on values we own; the fd is closed below.
+        unsafe {
+            let param = libc::sched_param { sched_priority: 10 };
+            // Best effort: without the privilege the sender stays normal.
+            libc::sched_setscheduler(0, libc::SCHED_FIFO, &param);
+            let index = libc::if_nametoindex(iface.as_ptr());
+            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
+            if fd < 0 || index == 0 {
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                bail!(
+                    "AF_PACKET socket on {iface:?}: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_ifindex = index as i32;
+            addr.sll_halen = 6;
+            let start = std::time::Instant::now();
+            let mut times = Vec::with_capacity(frames.len());
+            for (f, at) in frames.iter().zip(&offsets) {
+                if let Some(wait) = (start + *at).checked_duration_since(std::time::Instant::now())
+                {
+                    std::thread::sleep(wait);
+                }
+                times.push(monotonic_ns());
+                let n = libc::sendto(
+                    fd,
+                    f.as_ptr().cast(),
+                    f.len(),
+                    0,
+                    (&addr as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                );
+                if n < 0 {
+                    let e = std::io::Error::last_os_error();
+                    libc::close(fd);
+                    bail!("sendto: {e}");
+                }
+            }
+            libc::close(fd);
+            Ok(times)
+        }
+    })
+}
+
 /// Sends frames as fast as one thread can for `duration`, cycling through `frames`;
 /// returns how many were sent.
 pub fn flood(ns: &str, iface: &str, frames: &[Vec<u8>], duration: Duration) -> anyhow::Result<u64> {

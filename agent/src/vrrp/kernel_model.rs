@@ -98,7 +98,7 @@ impl KernelModel {
         let mut first = ts;
         let watched = entry;
         if let (Some(w), Some(s)) = (entry, self.stats.get_mut(&key)) {
-            fate = suppress::judge(s, &a, verdict, ts, &w);
+            fate = suppress::judge(s, &a, verdict, &w);
             first = suppress::run_start(s, &a, ts, w.epoch);
         }
         Some(InFlight {

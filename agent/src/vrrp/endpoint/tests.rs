@@ -62,6 +62,8 @@ struct World {
     actions: Vec<(VridKey, EndpointAction)>,
     /// When the agent's own timer woke it.
     wakeups: Vec<u64>,
+    /// When the agent read a record from the ring (each one a wake-up of the daemon).
+    records: Vec<u64>,
 }
 
 impl World {
@@ -75,6 +77,7 @@ impl World {
             }),
             actions: Vec::new(),
             wakeups: Vec::new(),
+            records: Vec::new(),
         };
         w.collect();
         w
@@ -129,6 +132,7 @@ impl World {
 
     fn read_ring(&mut self, now: Instant) {
         for r in self.kernel.drain() {
+            self.records.push(now.as_nanos());
             self.ep.handle(now, EndpointInput::Datapath(r));
         }
     }
@@ -475,6 +479,59 @@ fn with_kernel_timers_a_backup_sleeps_while_the_master_lives_and_takes_over_on_t
                 backup >= 3,
                 "only {backup} wake-ups of the agent's own timer"
             );
+        }
+    }
+}
+
+/// A late Master, whose adverts arrive up to 2.5 intervals apart (a busy machine), is as
+/// quiet for a Backup's agent as a punctual one while the kernel keeps the down timer: no
+/// record and no wake-up of its own timer until the real silence, which it takes over on
+/// exactly one Master_Down_Interval after the last advert. Without kernel timers, the
+/// agent's own timer keeps the deadline through the same gaps, and takes over on time.
+#[test]
+fn late_adverts_wake_no_backup_and_the_takeover_is_on_time() {
+    // 100 ms adverts; every third one 250 ms after the one before it.
+    let mut arrivals = vec![1000 * MS];
+    for i in 0..60 {
+        let gap = if i % 3 == 2 { 250 } else { 100 };
+        arrivals.push(arrivals[i] + gap * MS);
+    }
+    let (first, last) = (arrivals[0], arrivals[arrivals.len() - 1]);
+    // Master_Down_Interval at priority 100 with 100 ms adverts.
+    let mdi = 360_937_500;
+    for kernel in [false, true] {
+        let mut w = World::new(endpoint(100, Duration::ZERO), Path::Xdp(64));
+        if kernel {
+            w = w.with_kernel_timers();
+        }
+        let mut frames = arrivals
+            .iter()
+            .map(|&t| (t, advert_from("192.0.2.11", 150)));
+        w.run(last + 1000 * MS, &mut frames);
+        assert_eq!(
+            w.became_master_at(),
+            Some(last + mdi),
+            "kernel timers: {kernel}"
+        );
+        // Never Master before the real silence.
+        let router = w.ep.router(&key()).expect("router");
+        assert_eq!(
+            router.counters().became_master,
+            1,
+            "kernel timers: {kernel}"
+        );
+        // After the first advert's report, what woke the agent before the takeover.
+        let records = w
+            .records
+            .iter()
+            .filter(|t| (first + 1..last + mdi).contains(*t));
+        let own = w.wakeups.iter().filter(|t| **t < last + mdi).count();
+        if kernel {
+            assert_eq!(records.count(), 0, "records before the silence");
+            assert_eq!(own, 0, "agent wake-ups with the kernel's timer");
+            assert_eq!(w.ep.kernel_timer(&key()).silences, 1);
+        } else {
+            assert!(own >= 3, "only {own} wake-ups of the agent's own timer");
         }
     }
 }
