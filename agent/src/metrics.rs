@@ -223,6 +223,7 @@ pub fn render(status: &serde_json::Value) -> anyhow::Result<String> {
         for (what, key) in [
             ("received", "received"),
             ("sent", "sent"),
+            ("standby_sent", "standby_sent"),
             ("discarded", "discarded"),
         ] {
             bfd_packets

@@ -45,6 +45,22 @@ pub fn realtime(thread: &str, priority: u8) -> Outcome {
     outcome
 }
 
+/// As [`realtime`], one priority above `priority` where the kernel allows it (the
+/// threads whose deadlines are tighter than the election loop's: a busy loop at
+/// `priority`, on the CPU they wait for, would otherwise hold them), else at `priority`.
+pub fn realtime_above(thread: &str, priority: u8) -> Outcome {
+    if priority == 0 {
+        return realtime(thread, 0);
+    }
+    match set_fifo(priority.saturating_add(1).min(99)) {
+        outcome @ Outcome::Realtime(_) => {
+            tracing::debug!("{thread} at {outcome}");
+            outcome
+        }
+        _ => realtime(thread, priority),
+    }
+}
+
 fn set_fifo(priority: u8) -> Outcome {
     if priority == 0 {
         return Outcome::Off;
@@ -69,6 +85,39 @@ pub fn policy() -> i32 {
     unsafe { libc::sched_getscheduler(0) & !libc::SCHED_RESET_ON_FORK }
 }
 
+/// The CPUs the calling thread may run on, in ascending order (empty if the kernel
+/// does not say).
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: all-zero is an empty CPU set; plain syscall on the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Binds the calling thread to `cpus`.
+pub fn pin(cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: all-zero is an empty CPU set; CPU_SET stays within it (indices checked);
+    // plain syscall on the calling thread.
+    let ret = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(c, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +125,37 @@ mod tests {
     /// Runs `f` on a thread of its own, so the test runner's thread keeps its class.
     fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
         std::thread::spawn(f).join().expect("test thread")
+    }
+
+    #[test]
+    fn pinned_thread_runs_only_where_pinned() {
+        let (before, after) = on_thread(|| {
+            let before = allowed_cpus();
+            let first = before.first().copied();
+            if let Some(c) = first {
+                pin(&[c]).expect("pinning to an allowed CPU");
+            }
+            (before, allowed_cpus())
+        });
+        assert!(!before.is_empty(), "a thread runs somewhere");
+        assert_eq!(after, vec![before[0]]);
+    }
+
+    #[test]
+    fn above_is_one_higher_where_allowed_and_never_off_by_choice() {
+        let (outcome, mine) = on_thread(|| (realtime_above("test", 10), policy()));
+        match outcome {
+            Outcome::Realtime(p) => {
+                // 11 when allowed; 10 under an RLIMIT_RTPRIO of 10 without CAP_SYS_NICE.
+                assert!(p == 11 || p == 10, "{p}");
+                assert_eq!(mine, libc::SCHED_FIFO);
+            }
+            Outcome::Refused(_) => assert_eq!(mine, libc::SCHED_OTHER),
+            Outcome::Off => panic!("priority 10 is a request"),
+        }
+        let (off, policy) = on_thread(|| (realtime_above("test", 0), policy()));
+        assert_eq!(off, Outcome::Off);
+        assert_eq!(policy, libc::SCHED_OTHER);
     }
 
     #[test]

@@ -174,9 +174,10 @@ fn checks(c: &Container) -> anyhow::Result<()> {
     let script = &s["instances"][0]["tracking"]["scripts"][0];
     assert_eq!(script["status"], "ok", "{s}");
     assert_eq!(s["schema_version"], 1);
-    // The unit lets the election loop have SCHED_FIFO at the default realtime_priority
-    // without CAP_SYS_NICE: LimitRTPRIO=10, RestrictRealtime=no.
-    assert_eq!(show(c, "LimitRTPRIO")?, "10");
+    // The unit lets the election loop have SCHED_FIFO at the default realtime_priority,
+    // and the BFD threads one above, without CAP_SYS_NICE: LimitRTPRIO=11,
+    // RestrictRealtime=no.
+    assert_eq!(show(c, "LimitRTPRIO")?, "11");
     assert_eq!(show(c, "RestrictRealtime")?, "no");
     // systemd raises the service's RLIMIT_RTPRIO above its own hard limit only with
     // CAP_SYS_RESOURCE (else it keeps the closest value, silently); a container

@@ -313,6 +313,16 @@ impl Session {
         (!self.remote_min_rx.is_zero()).then(|| self.active_tx.max(self.remote_min_rx))
     }
 
+    /// Whether the session is Up and sends periodic packets (not stopped by the remote's
+    /// Demand mode, §6.6, nor asked for none): the packets a second transmitter may
+    /// repeat.
+    pub fn steady_up(&self) -> bool {
+        self.started
+            && self.state == State::Up
+            && !self.demand_active()
+            && self.transmit_interval().is_some()
+    }
+
     /// The last time the session left Up, and why.
     pub fn last_down(&self) -> Option<Transition> {
         self.last_down

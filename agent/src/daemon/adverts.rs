@@ -10,31 +10,74 @@
 //! encode again when the priority differs, and a reconfiguration drops the bytes. At the
 //! end of a round the adverts queued by every instance sharing a socket leave in one
 //! `sendmmsg` call, built from the slots' bytes in place.
+//!
+//! The kernel reads every datagram's bytes and socket address in that call, and a round
+//! comes only every interval, when they are no longer in the CPU's caches: so what a
+//! round reads is kept dense. The datagrams of every slot on one socket lie back to back
+//! in that socket's buffer, each destination's socket address is kept once per socket
+//! and shared, and what a round needs of a slot (its socket, datagrams, queue count and
+//! priority) is a small record in one array apart from the rest.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use socket2::SockAddr;
 use vigil_common::VridKey;
 
-use crate::datapath::transmit::{AdvertSender, Prepared, TransmitError};
+use crate::datapath::transmit::{AdvertSender, TransmitError};
 use crate::vrrp::VirtualRouter;
 
-/// Where one instance's adverts go and what they are.
-struct Slot {
-    key: VridKey,
-    /// Instance name, for the rare warning.
-    name: String,
-    sender: Arc<AdvertSender>,
-    /// The multicast group, or each unicast peer.
-    dests: Vec<IpAddr>,
-    /// The priority the adverts were encoded at, and one datagram per destination.
-    encoded: Option<(u8, Vec<Prepared>)>,
+/// What a round needs of one slot.
+#[derive(Clone, Copy, Debug, Default)]
+struct Hot {
+    /// The priority its datagrams were encoded at; `None`: encode before sending.
+    priority: Option<u8>,
+    /// Its socket, an index into [`Adverts::sockets`].
+    socket: u32,
+    /// Its datagrams: `count` entries of the socket's table from `first`.
+    first: u32,
+    count: u32,
     /// Adverts queued this round (each goes to every destination).
     queued: u32,
     /// Datagrams sent.
     sent: u64,
+}
+
+/// The rest of a slot: who it is, where its adverts go.
+struct Slot {
+    key: VridKey,
+    /// Instance name, for the rare warning.
+    name: String,
+    /// The multicast group, or each unicast peer.
+    dests: Vec<IpAddr>,
+}
+
+/// One datagram in a socket's buffer.
+#[derive(Clone, Copy, Debug)]
+struct Datagram {
+    offset: u32,
+    len: u32,
+    /// Its destination, an index into the socket's `names`.
+    name: u32,
+}
+
+/// One socket and the datagrams of every slot that sends on it.
+struct Socket {
+    sender: Arc<AdvertSender>,
+    /// Every datagram's bytes, back to back.
+    bytes: Vec<u8>,
+    datagrams: Vec<Datagram>,
+    /// Each destination's socket address (`None`: a framing sender's, which carries the
+    /// destination in the frame), once.
+    names: Vec<(IpAddr, Option<SockAddr>)>,
+    /// Slots with adverts queued this round, in the order first queued.
+    queued: Vec<u32>,
+    /// Bytes and table entries no slot uses any more (re-encoded at another length, or
+    /// forgotten): the buffer is packed again when they outweigh the rest.
+    dead_bytes: usize,
+    dead_entries: usize,
 }
 
 /// Hashes a [`VridKey`] (eight bytes) with a multiply and a rotate: the keys are few and
@@ -73,10 +116,12 @@ pub(super) type KeyMap<V> = HashMap<VridKey, V, BuildHasherDefault<KeyHasher>>;
 /// Every instance's encoded adverts, and the adverts queued this round.
 #[derive(Default)]
 pub struct Adverts {
+    hot: Vec<Hot>,
     slots: Vec<Option<Slot>>,
-    index: KeyMap<usize>,
-    /// Slots with adverts queued this round, in the order first queued.
-    queued: Vec<usize>,
+    index: KeyMap<u32>,
+    sockets: Vec<Socket>,
+    /// Sockets with adverts queued this round, in the order first queued.
+    pending: Vec<u32>,
 }
 
 /// What a slot is made from: the instance's name, socket and destinations.
@@ -96,16 +141,18 @@ impl Adverts {
         let Some(&i) = self.index.get(key) else {
             return false;
         };
-        let Some(slot) = self.slots[i].as_mut() else {
-            return false;
-        };
-        if !matches!(&slot.encoded, Some((p, _)) if *p == priority) {
+        let hot = &mut self.hot[i as usize];
+        if hot.priority != Some(priority) {
             return false;
         }
-        if slot.queued == 0 {
-            self.queued.push(i);
+        if hot.queued == 0 {
+            let socket = &mut self.sockets[hot.socket as usize];
+            if socket.queued.is_empty() {
+                self.pending.push(hot.socket);
+            }
+            socket.queued.push(i);
         }
-        slot.queued += 1;
+        hot.queued += 1;
         true
     }
 
@@ -127,43 +174,167 @@ impl Adverts {
             Some(&i) => i,
             None => self.insert(key, &spec),
         };
-        if let Some(slot) = self.slots[i].as_mut() {
-            // A reload in place may have changed the peers.
-            slot.dests = destinations(&spec);
-            slot.encoded = Some((priority, encode(slot, router, priority)));
-        }
+        self.encode(i, &spec, router, priority);
         self.queue(&key, priority);
     }
 
-    fn insert(&mut self, key: VridKey, spec: &SlotSpec<'_>) -> usize {
+    fn insert(&mut self, key: VridKey, spec: &SlotSpec<'_>) -> u32 {
         let slot = Slot {
             key,
             name: spec.name.to_owned(),
-            sender: spec.sender.clone(),
             dests: destinations(spec),
-            encoded: None,
-            queued: 0,
-            sent: 0,
+        };
+        let hot = Hot {
+            socket: self.socket_of(spec.sender),
+            ..Hot::default()
         };
         let i = match self.slots.iter().position(Option::is_none) {
             Some(free) => {
                 self.slots[free] = Some(slot);
+                self.hot[free] = hot;
                 free
             }
             None => {
                 self.slots.push(Some(slot));
+                self.hot.push(hot);
                 self.slots.len() - 1
             }
         };
+        let i = u32::try_from(i).expect("fewer slots than instances, which fit in u32");
         self.index.insert(key, i);
         i
+    }
+
+    /// The index of `sender`'s socket, added on first use.
+    fn socket_of(&mut self, sender: &Arc<AdvertSender>) -> u32 {
+        let at = match self
+            .sockets
+            .iter()
+            .position(|s| Arc::ptr_eq(&s.sender, sender))
+        {
+            Some(at) => at,
+            None => {
+                self.sockets.push(Socket {
+                    sender: sender.clone(),
+                    bytes: Vec::new(),
+                    datagrams: Vec::new(),
+                    names: Vec::new(),
+                    queued: Vec::new(),
+                    dead_bytes: 0,
+                    dead_entries: 0,
+                });
+                self.sockets.len() - 1
+            }
+        };
+        u32::try_from(at).expect("fewer sockets than instances, which fit in u32")
+    }
+
+    /// Encodes slot `i`'s advert at `priority` with `router` for each destination, into
+    /// its socket's buffer: in place when the sizes are those of before (a new
+    /// priority), else at the end.
+    fn encode(&mut self, i: u32, spec: &SlotSpec<'_>, router: &VirtualRouter, priority: u8) {
+        let Some(slot) = self.slots[i as usize].as_mut() else {
+            return;
+        };
+        // A reload in place may have changed the peers, or the socket.
+        slot.dests = destinations(spec);
+        let socket = self.socket_of(spec.sender);
+        let hot = self.hot[i as usize];
+        if socket != hot.socket {
+            self.release(i);
+            self.hot[i as usize] = Hot {
+                socket,
+                sent: hot.sent,
+                ..Hot::default()
+            };
+        }
+        let Some(slot) = self.slots[i as usize].as_ref() else {
+            return;
+        };
+        let made = encode(slot, spec.sender, router, priority);
+        let hot = &mut self.hot[i as usize];
+        let s = &mut self.sockets[hot.socket as usize];
+        let old = span(&s.datagrams, hot);
+        let same_shape = old.len() == made.len()
+            && old
+                .iter()
+                .zip(&made)
+                .all(|(d, (_, _, bytes))| d.len as usize == bytes.len());
+        if same_shape {
+            for (k, (dest, addr, bytes)) in made.into_iter().enumerate() {
+                let name = name_of(&mut s.names, dest, addr);
+                let d = &mut s.datagrams[hot.first as usize + k];
+                let at = d.offset as usize;
+                s.bytes[at..at + bytes.len()].copy_from_slice(&bytes);
+                d.name = name;
+            }
+        } else {
+            s.dead_entries += hot.count as usize;
+            s.dead_bytes += old.iter().map(|d| d.len as usize).sum::<usize>();
+            hot.first = u32::try_from(s.datagrams.len()).unwrap_or(u32::MAX);
+            hot.count = u32::try_from(made.len()).unwrap_or(0);
+            for (dest, addr, bytes) in made {
+                let name = name_of(&mut s.names, dest, addr);
+                s.datagrams.push(Datagram {
+                    offset: u32::try_from(s.bytes.len()).unwrap_or(u32::MAX),
+                    len: u32::try_from(bytes.len()).unwrap_or(0),
+                    name,
+                });
+                s.bytes.extend_from_slice(&bytes);
+            }
+        }
+        hot.priority = Some(priority);
+        let socket = hot.socket;
+        self.pack(socket);
+    }
+
+    /// Marks slot `i`'s datagrams unused in its socket (it leaves the socket).
+    fn release(&mut self, i: u32) {
+        let hot = &mut self.hot[i as usize];
+        let s = &mut self.sockets[hot.socket as usize];
+        let old = span(&s.datagrams, hot);
+        s.dead_entries += old.len();
+        s.dead_bytes += old.iter().map(|d| d.len as usize).sum::<usize>();
+        hot.count = 0;
+        hot.priority = None;
+        let socket = hot.socket;
+        self.pack(socket);
+    }
+
+    /// Packs socket `socket`'s buffer and table when the unused part outweighs the rest.
+    fn pack(&mut self, socket: u32) {
+        let s = &self.sockets[socket as usize];
+        if s.dead_bytes <= s.bytes.len() / 2 + 4096 && s.dead_entries <= s.datagrams.len() / 2 {
+            return;
+        }
+        let s = &mut self.sockets[socket as usize];
+        let (mut bytes, mut datagrams) = (Vec::new(), Vec::new());
+        for (i, hot) in self.hot.iter_mut().enumerate() {
+            if hot.socket != socket || hot.count == 0 || self.slots[i].is_none() {
+                continue;
+            }
+            let first = u32::try_from(datagrams.len()).unwrap_or(u32::MAX);
+            for d in span(&s.datagrams, hot) {
+                let at = d.offset as usize;
+                datagrams.push(Datagram {
+                    offset: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+                    ..*d
+                });
+                bytes.extend_from_slice(&s.bytes[at..at + d.len as usize]);
+            }
+            hot.first = first;
+        }
+        s.bytes = bytes;
+        s.datagrams = datagrams;
+        s.dead_bytes = 0;
+        s.dead_entries = 0;
     }
 
     /// Drops the encoded adverts of `key` (its election's configuration changed); the
     /// count of adverts sent stays.
     pub fn reencode(&mut self, key: &VridKey) {
-        if let Some(slot) = self.slot_mut(key) {
-            slot.encoded = None;
+        if let Some(&i) = self.index.get(key) {
+            self.hot[i as usize].priority = None;
         }
     }
 
@@ -171,7 +342,9 @@ impl Adverts {
     pub async fn forget(&mut self, key: &VridKey) {
         self.flush(key).await;
         if let Some(i) = self.index.remove(key) {
-            self.slots[i] = None;
+            self.release(i);
+            self.slots[i as usize] = None;
+            self.hot[i as usize] = Hot::default();
         }
     }
 
@@ -179,13 +352,7 @@ impl Adverts {
     pub fn sent(&self, key: &VridKey) -> u64 {
         self.index
             .get(key)
-            .and_then(|&i| self.slots[i].as_ref())
-            .map_or(0, |s| s.sent)
-    }
-
-    fn slot_mut(&mut self, key: &VridKey) -> Option<&mut Slot> {
-        let i = *self.index.get(key)?;
-        self.slots[i].as_mut()
+            .map_or(0, |&i| self.hot[i as usize].sent)
     }
 
     /// Sends what `key` queued now (its addresses are about to move: RFC 5798 §6.4.1 and
@@ -195,82 +362,100 @@ impl Adverts {
         let Some(&i) = self.index.get(key) else {
             return 0;
         };
-        let Some(at) = self.queued.iter().position(|&q| q == i) else {
+        let socket = self.hot[i as usize].socket;
+        let s = &mut self.sockets[socket as usize];
+        let Some(at) = s.queued.iter().position(|&q| q == i) else {
             return 0;
         };
-        self.queued.remove(at);
-        self.send_slots(&[i]).await
+        s.queued.remove(at);
+        if s.queued.is_empty() {
+            self.pending.retain(|&p| p != socket);
+        }
+        self.send_slots(socket, &[i]).await
     }
 
     /// Sends every advert queued this round: one `sendmmsg` per shared socket.
     pub async fn send(&mut self) {
-        if self.queued.is_empty() {
-            return;
+        let mut pending = std::mem::take(&mut self.pending);
+        for &socket in &pending {
+            let queued = std::mem::take(&mut self.sockets[socket as usize].queued);
+            self.send_slots(socket, &queued).await;
+            // Keeps the allocation for the next round.
+            let mut queued = queued;
+            queued.clear();
+            self.sockets[socket as usize].queued = queued;
         }
-        let mut pending = std::mem::take(&mut self.queued);
-        while !pending.is_empty() {
-            let Some(first) = self.slots[pending[0]].as_ref() else {
-                pending.remove(0);
-                continue;
-            };
-            let sender = first.sender.clone();
-            let (group, rest): (Vec<usize>, Vec<usize>) = pending.iter().partition(|&&i| {
-                self.slots[i]
-                    .as_ref()
-                    .is_some_and(|s| Arc::ptr_eq(&s.sender, &sender))
-            });
-            self.send_slots(&group).await;
-            pending = rest;
-        }
-        // Keeps the allocation for the next round.
         pending.clear();
-        self.queued = pending;
+        self.pending = pending;
     }
 
-    /// Sends the queued adverts of `group`, slots that share one socket; returns how
-    /// many datagrams went out.
-    async fn send_slots(&mut self, group: &[usize]) -> usize {
-        let Some(sender) = group
-            .first()
-            .and_then(|&i| self.slots[i].as_ref())
-            .map(|s| s.sender.clone())
-        else {
-            return 0;
-        };
-        let mut messages: Vec<&Prepared> = Vec::new();
+    /// Sends the queued adverts of `group`, slots of socket `socket`; returns how many
+    /// datagrams went out.
+    async fn send_slots(&mut self, socket: u32, group: &[u32]) -> usize {
+        let s = &self.sockets[socket as usize];
+        let mut messages = Vec::new();
         for &i in group {
-            if let Some(Slot {
-                encoded: Some((_, datagrams)),
-                queued,
-                ..
-            }) = &self.slots[i]
-            {
-                for _ in 0..*queued {
-                    messages.extend(datagrams.iter());
-                }
+            let hot = &self.hot[i as usize];
+            if hot.priority.is_none() {
+                continue;
+            }
+            let mine = span(&s.datagrams, hot);
+            for _ in 0..hot.queued {
+                messages.extend(mine.iter().map(|d| {
+                    let (dest, addr) = &s.names[d.name as usize];
+                    let at = d.offset as usize;
+                    (&s.bytes[at..at + d.len as usize], addr.as_ref(), *dest)
+                }));
             }
         }
-        let (total, error) = sender.send_prepared(&messages).await;
+        let (total, error) = s.sender.send_datagrams(&messages).await;
         drop(messages);
         let mut sent = total;
         // The first `sent` went out, in batch order.
         for &i in group {
-            let Some(slot) = self.slots[i].as_mut() else {
-                continue;
+            let hot = &mut self.hot[i as usize];
+            let mine = if hot.priority.is_some() {
+                hot.count as usize * hot.queued as usize
+            } else {
+                0
             };
-            let mine = slot.encoded.as_ref().map_or(0, |(_, d)| d.len()) * slot.queued as usize;
             let ok = sent.min(mine);
             sent -= ok;
-            slot.sent += ok as u64;
-            slot.queued = 0;
+            hot.sent += ok as u64;
+            hot.queued = 0;
             if ok < mine
                 && let Some(e) = &error
+                && let Some(slot) = &self.slots[i as usize]
             {
                 tracing::warn!(instance = %slot.name, vrid = slot.key.vrid, "advert not sent: {e}");
             }
         }
         total
     }
+}
+
+/// The datagrams of a slot in its socket's table.
+fn span<'a>(datagrams: &'a [Datagram], hot: &Hot) -> &'a [Datagram] {
+    let first = hot.first as usize;
+    datagrams
+        .get(first..first + hot.count as usize)
+        .unwrap_or_default()
+}
+
+/// The index of `dest`'s socket address in `names`, added on first use.
+fn name_of(
+    names: &mut Vec<(IpAddr, Option<SockAddr>)>,
+    dest: IpAddr,
+    addr: Option<SockAddr>,
+) -> u32 {
+    let at = names
+        .iter()
+        .position(|(d, _)| *d == dest)
+        .unwrap_or_else(|| {
+            names.push((dest, addr));
+            names.len() - 1
+        });
+    u32::try_from(at).unwrap_or(0)
 }
 
 /// The multicast group, or each unicast peer.
@@ -282,11 +467,17 @@ fn destinations(spec: &SlotSpec<'_>) -> Vec<IpAddr> {
     }
 }
 
-/// The advert at `priority` for each of the slot's destinations.
-fn encode(slot: &Slot, router: &VirtualRouter, priority: u8) -> Vec<Prepared> {
+/// The advert at `priority` for each of the slot's destinations, as `sender` takes it:
+/// destination, socket address, bytes.
+fn encode(
+    slot: &Slot,
+    sender: &AdvertSender,
+    router: &VirtualRouter,
+    priority: u8,
+) -> Vec<(IpAddr, Option<SockAddr>, Vec<u8>)> {
     let advert = router.advertisement(priority);
     let mode = router.config().checksum_mode();
-    let source = slot.sender.source();
+    let source = sender.source();
     let mut out = Vec::with_capacity(slot.dests.len());
     for &dest in &slot.dests {
         // The v3 checksum covers the destination, so each peer gets its own copy.
@@ -294,12 +485,15 @@ fn encode(slot: &Slot, router: &VirtualRouter, priority: u8) -> Vec<Prepared> {
             .encode(source, dest, mode)
             .map_err(|e| format!("cannot encode advert: {e}"))
             .and_then(|bytes| {
-                slot.sender
+                sender
                     .prepare(dest, &bytes)
                     .map_err(|e: TransmitError| e.to_string())
             });
         match prepared {
-            Ok(p) => out.push(p),
+            Ok(p) => {
+                let (addr, bytes) = p.into_parts();
+                out.push((dest, addr, bytes));
+            }
             Err(e) => tracing::error!(instance = %slot.name, "{e}"),
         }
     }

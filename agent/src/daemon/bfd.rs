@@ -15,6 +15,7 @@
 
 pub mod judge;
 pub mod log;
+pub mod standby;
 pub mod wants;
 
 use std::collections::{BTreeMap, HashMap};
@@ -125,6 +126,9 @@ pub struct SessionStatus {
     pub discarded: u64,
     /// Packets sent.
     pub sent: u64,
+    /// Packets the standby transmitter repeated while the BFD thread was late (its CPU
+    /// held): a count of this host's stalls that the peer did not see.
+    pub standby_sent: u64,
     /// Times it went from Up to Down.
     pub downs: u64,
     /// Times it came Up.
@@ -203,8 +207,9 @@ enum Command {
 impl BfdService {
     /// Starts the task with no session; `events` hears every state change. The task
     /// runs on a thread of its own, at real-time priority when the agent may ask for
-    /// it (`realtime_priority`): at 10 ms x 3 a peer declares the session down after
-    /// 30 ms without a packet, and a busy host must not make the agent that late.
+    /// it (`realtime_priority`, one above where allowed: a busy election loop must not
+    /// hold it either): at 10 ms x 3 a peer declares the session down after 30 ms
+    /// without a packet, and a busy host must not make the agent that late.
     pub fn start(events: mpsc::UnboundedSender<BfdEvent>, priority: u8) -> BfdService {
         let (commands, rx) = mpsc::unbounded_channel();
         let status = Arc::new(Mutex::new(Snapshot::default()));
@@ -212,12 +217,13 @@ impl BfdService {
         let spawned = std::thread::Builder::new()
             .name("vigil-bfd".into())
             .spawn(move || {
-                crate::sched::realtime("BFD thread", priority);
+                crate::sched::realtime_above("BFD thread", priority);
+                let standby = standby::Standby::start(priority);
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt.block_on(drive(rx, events, shared)),
+                    Ok(rt) => rt.block_on(drive(rx, events, shared, standby)),
                     Err(e) => tracing::error!("BFD: no runtime: {e}"),
                 }
             });
@@ -696,6 +702,7 @@ async fn drive(
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<BfdEvent>,
     status: Arc<Mutex<Snapshot>>,
+    standby: Option<standby::Standby>,
 ) {
     let timer = match MonoTimer::new() {
         Ok(t) => t,
@@ -795,22 +802,41 @@ async fn drive(
                 let before = discriminators(&sessions);
                 task.reconcile(&mut sessions, &mut sockets, clock::now());
                 withdraw_gone(maps.as_mut(), &before, &sessions);
+                if let Some(sb) = &standby {
+                    let steady: HashMap<u32, bool> = sessions
+                        .iter()
+                        .map(|r| (r.session.config().local_discriminator, r.session.steady_up()))
+                        .collect();
+                    sb.retain(
+                        |d| steady.get(&d).copied().unwrap_or(false),
+                        |d| steady.contains_key(&d),
+                    );
+                }
             }
         }
+        let now = clock::now();
         for r in &mut sessions {
             while let Some(action) = r.session.poll_action() {
                 match action {
                     Action::Send(packet) => {
                         let mut bytes = [0u8; MAX_LEN];
-                        if let Some(len) = packet.encode_into(&mut bytes) {
-                            outbox.entry(r.socket.clone()).or_default().push((
-                                r.spec.peer,
-                                bytes,
-                                len,
-                            ));
+                        let Some(len) = packet.encode_into(&mut bytes) else {
+                            continue;
+                        };
+                        if !offer(standby.as_ref(), r, &sockets, &packet, &bytes, len, now) {
+                            continue;
                         }
+                        outbox
+                            .entry(r.socket.clone())
+                            .or_default()
+                            .push((r.spec.peer, bytes, len));
                     }
                     Action::StateChanged(t) => {
+                        if t.from == State::Up
+                            && let Some(sb) = &standby
+                        {
+                            sb.withdraw(r.session.config().local_discriminator);
+                        }
                         log_transition(&r.spec, &t);
                         if t.to == State::Up {
                             r.ups += 1;
@@ -846,14 +872,45 @@ async fn drive(
         }
         if let Ok(mut s) = status.lock() {
             let now = clock::now();
+            let repeated = standby.as_ref().map(|sb| sb.sent()).unwrap_or_default();
             s.sessions = sessions
                 .iter()
-                .map(|r| snapshot(r, task.origin(r), now))
+                .map(|r| {
+                    let disc = r.session.config().local_discriminator;
+                    let by_standby = repeated.get(&disc).copied().unwrap_or(0);
+                    snapshot(r, task.origin(r), now, by_standby)
+                })
                 .collect();
             s.refused.clone_from(&task.refusals.counts);
             for e in task.history.drain(..) {
                 s.history.push(e);
             }
+        }
+    }
+}
+
+/// Hands the standby transmitter a packet of `r` about to leave; whether it should
+/// leave (see [`standby::Table::offer`]). Without a standby, always.
+fn offer(
+    standby: Option<&standby::Standby>,
+    r: &Running,
+    sockets: &Sockets,
+    packet: &ControlPacket,
+    bytes: &[u8; MAX_LEN],
+    len: usize,
+    now: Instant,
+) -> bool {
+    let Some(sb) = standby else {
+        return true;
+    };
+    let disc = r.session.config().local_discriminator;
+    match (r.session.transmit_interval(), sockets.open.get(&r.socket)) {
+        (Some(interval), Some((socket, _))) if r.session.steady_up() => {
+            sb.offer(disc, packet, socket, r.spec.peer, bytes, len, interval, now)
+        }
+        _ => {
+            sb.withdraw(disc);
+            true
         }
     }
 }
@@ -1187,7 +1244,7 @@ fn publish(maps: &mut BfdMaps, r: &mut Running, now: Instant) {
     }
 }
 
-fn snapshot(r: &Running, origin: &'static str, now: Instant) -> SessionStatus {
+fn snapshot(r: &Running, origin: &'static str, now: Instant, standby_sent: u64) -> SessionStatus {
     let s = &r.session;
     let c = s.counters();
     let down = s.last_down();
@@ -1208,6 +1265,7 @@ fn snapshot(r: &Running, origin: &'static str, now: Instant) -> SessionStatus {
         received: c.received,
         discarded: c.discarded + r.penalty,
         sent: c.sent,
+        standby_sent,
         downs: c.downs,
         ups: r.ups,
         polling: s.polling(),

@@ -7,9 +7,11 @@
 //! checksum covers a pseudo-header with that source, which [`AdvertSender::source`]
 //! exposes.
 //!
-//! Sockets are non-blocking and registered with tokio: a small datagram goes out at once,
-//! and [`AdvertSender::send_to`] waits for room only in the rare case the send queue is
-//! full.
+//! Sockets are non-blocking: a small datagram goes out at once, and a sender waits for
+//! room only in the rare case the send queue is full. Only then is the socket registered
+//! with tokio, for that wait: while it is registered, every datagram the kernel frees
+//! wakes the socket's wait queue, where the runtime's epoll entry sits, a cost per
+//! advert that a socket nobody waits on does not pay.
 //!
 //! With a virtual MAC (`use_vmac`), IPv6 adverts are built whole — Ethernet header with
 //! the virtual router MAC 00:00:5e:00:02:VRID as source (RFC 5798 §7.2), IPv6 header
@@ -95,7 +97,7 @@ pub enum TransmitError {
 /// Sends VRRP advertisements on one interface for one address family.
 #[derive(Debug)]
 pub struct AdvertSender {
-    socket: AsyncFd<Socket>,
+    socket: Socket,
     iface: Interface,
     source: IpAddr,
     /// Source MAC of the frames this sender builds itself (AF_PACKET); `None`: the
@@ -229,17 +231,16 @@ impl AdvertSender {
         let addr = self.sockaddr(dest)?;
         let datagram = self.datagram(dest, payload)?;
         loop {
-            let mut guard = self
-                .socket
-                .writable()
-                .await
-                .map_err(|source| self.send_error(dest, source))?;
-            match guard.try_io(|s| match &addr {
-                Some(a) => s.get_ref().send_to(&datagram, a),
-                None => s.get_ref().send(&datagram),
-            }) {
-                Ok(result) => return self.check_sent(dest, &datagram, result),
-                Err(_would_block) => continue,
+            let result = match &addr {
+                Some(a) => self.socket.send_to(&datagram, a),
+                None => self.socket.send(&datagram),
+            };
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self
+                    .writable()
+                    .await
+                    .map_err(|source| self.send_error(dest, source))?,
+                result => return self.check_sent(dest, &datagram, result),
             }
         }
     }
@@ -250,8 +251,8 @@ impl AdvertSender {
         let addr = self.sockaddr(dest)?;
         let datagram = self.datagram(dest, payload)?;
         let result = match &addr {
-            Some(a) => self.socket.get_ref().send_to(&datagram, a),
-            None => self.socket.get_ref().send(&datagram),
+            Some(a) => self.socket.send_to(&datagram, a),
+            None => self.socket.send(&datagram),
         };
         self.check_sent(dest, &datagram, result)
     }
@@ -301,9 +302,8 @@ impl AdvertSender {
             match self.sendmmsg(&datagrams[done..], &addrs[done..]) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match self.socket.writable().await {
-                        Ok(mut guard) => guard.clear_ready(),
-                        Err(e) => return (done, Some(self.send_error(messages[done].0, e))),
+                    if let Err(e) = self.writable().await {
+                        return (done, Some(self.send_error(messages[done].0, e)));
                     }
                 }
                 Err(e) => return (done, Some(self.send_error(messages[done].0, e))),
@@ -323,38 +323,64 @@ impl AdvertSender {
         })
     }
 
-    /// Sends prepared datagrams (made by this sender's [`AdvertSender::prepare`]) with as
-    /// few `sendmmsg` calls as the kernel allows, waiting for room when the send queue
-    /// is full. Returns how many went out before the first failure, and that failure.
-    pub async fn send_prepared(&self, messages: &[&Prepared]) -> (usize, Option<TransmitError>) {
+    /// Sends datagrams as [`AdvertSender::prepare`] made them, taken apart
+    /// ([`Prepared::into_parts`]): bytes, socket address, and the destination (for the
+    /// error), with as few `sendmmsg` calls as the kernel allows, waiting for room when
+    /// the send queue is full. Returns how many went out before the first failure, and
+    /// that failure.
+    pub async fn send_datagrams(
+        &self,
+        messages: &[(&[u8], Option<&SockAddr>, IpAddr)],
+    ) -> (usize, Option<TransmitError>) {
         let mut done = 0;
         while done < messages.len() {
             let rest = &messages[done..];
             let n = rest.len().min(1024);
             let mut iov: Vec<libc::iovec> = rest[..n]
                 .iter()
-                .map(|m| libc::iovec {
-                    iov_base: m.bytes.as_ptr() as *mut libc::c_void,
-                    iov_len: m.bytes.len(),
+                .map(|(bytes, _, _)| libc::iovec {
+                    iov_base: bytes.as_ptr() as *mut libc::c_void,
+                    iov_len: bytes.len(),
                 })
                 .collect();
             let headers: Vec<libc::mmsghdr> = iov
                 .iter_mut()
                 .zip(rest)
-                .map(|(v, m)| mmsghdr(v, m.addr.as_ref()))
+                .map(|(v, (_, addr, _))| mmsghdr(v, *addr))
                 .collect();
             match self.sendmmsg_raw(headers) {
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match self.socket.writable().await {
-                        Ok(mut guard) => guard.clear_ready(),
-                        Err(e) => return (done, Some(self.send_error(messages[done].dest, e))),
+                    if let Err(e) = self.writable().await {
+                        return (done, Some(self.send_error(messages[done].2, e)));
                     }
                 }
-                Err(e) => return (done, Some(self.send_error(messages[done].dest, e))),
+                Err(e) => return (done, Some(self.send_error(messages[done].2, e))),
             }
         }
         (done, None)
+    }
+
+    /// Waits until the send queue has room: the socket is registered with the runtime
+    /// for this wait only (see the module's notes). Another wait on the same socket
+    /// already holds the registration: then it polls again after a millisecond.
+    async fn writable(&self) -> io::Result<()> {
+        let fd = RawSocket(self.socket.as_raw_fd());
+        // SAFETY: the descriptor belongs to `self.socket`, which `&self` keeps open; the
+        // registration ends when `registered` drops, before this borrow does.
+        let registered = unsafe { AsyncFd::register_with_interest(fd, Interest::WRITABLE) };
+        match registered.map_err(io::Error::from) {
+            Ok(fd) => {
+                let mut guard = fd.writable().await?;
+                guard.clear_ready();
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// One `sendmmsg` call; the number of datagrams the kernel took.
@@ -364,7 +390,7 @@ impl AdvertSender {
         // non-blocking.
         let rc = unsafe {
             libc::sendmmsg(
-                self.socket.get_ref().as_raw_fd(),
+                self.socket.as_raw_fd(),
                 headers.as_mut_ptr(),
                 headers.len() as libc::c_uint,
                 0,
@@ -518,6 +544,12 @@ impl Prepared {
     pub fn dest(&self) -> IpAddr {
         self.dest
     }
+
+    /// Its socket address and bytes, to keep elsewhere and send with
+    /// [`AdvertSender::send_datagrams`].
+    pub fn into_parts(self) -> (Option<SockAddr>, Vec<u8>) {
+        (self.addr, self.bytes)
+    }
 }
 
 /// A message header for `sendmmsg` over one buffer `v` to `addr` (none: a bound
@@ -607,7 +639,7 @@ impl SenderPool {
 
 impl AsFd for AdvertSender {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.socket.get_ref().as_fd()
+        self.socket.as_fd()
     }
 }
 
@@ -655,22 +687,22 @@ impl<'a> Setup<'a> {
     }
 
     fn finish(self, source: IpAddr) -> Result<AdvertSender, TransmitError> {
-        let iface = self.iface.clone();
-        // SAFETY: the Socket owns its descriptor, and the AsyncFd owns the Socket until
-        // both drop, so the descriptor stays open and the same for the registration's life.
-        let registered =
-            unsafe { AsyncFd::register_with_interest(self.socket, Interest::WRITABLE) };
-        let socket = registered.map_err(|err| TransmitError::Setup {
-            interface: iface.name.clone(),
-            step: "tokio registration",
-            source: err.into(),
-        })?;
         Ok(AdvertSender {
-            socket,
-            iface,
+            socket: self.socket,
+            iface: self.iface.clone(),
             source,
             frame_mac: None,
         })
+    }
+}
+
+/// A sender's descriptor, borrowed for one registration with the runtime while a send
+/// waits for room; the sender owns and closes it.
+struct RawSocket(std::os::fd::RawFd);
+
+impl AsRawFd for RawSocket {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
     }
 }
 

@@ -38,9 +38,11 @@ use vigil_common::{AdvertEvent, IfaceStats, Verdict, VridKey, VridStats, WatchEn
 
 use crate::bfd::PeerTable;
 use crate::vrrp::packet::{Advertisement, Auth, Version};
-use crate::vrrp::router::{Action, Input, ReconfigureError, RouterConfig, State, VirtualRouter};
+use crate::vrrp::router::{
+    Action, AdverTimer, Input, ReconfigureError, RouterConfig, State, VirtualRouter,
+};
 use crate::vrrp::time::Instant;
-use schedule::{Filed, Schedule};
+use schedule::{Filed, Kind, Schedule};
 
 /// Something the datapath produced.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,8 +245,12 @@ struct Member {
     kernel_read: Option<bool>,
     /// Silences the kernel reported.
     silences: u64,
-    /// Where this member is filed in [`Endpoint::schedule`].
+    /// Where this member is filed in [`Endpoint::schedule`] (`None` while the endpoint
+    /// holds its Adver_Timer: the timer's entry is filed instead).
     scheduled: Option<Filed>,
+    /// A steady Master's Adver_Timer, held by the endpoint at this index of
+    /// [`Endpoint::steady`].
+    steady: Option<u32>,
     /// A Master that [`Endpoint::refresh`] has brought up to `state`: refreshing it
     /// again changes nothing until `state` is written or an advert is fed.
     caught_up: bool,
@@ -267,8 +273,15 @@ pub struct Endpoint {
     schedule: Schedule,
     /// Keys an input touched (kept to reuse its allocation).
     touched: Vec<VridKey>,
-    /// Keys due in a timeout (kept to reuse its allocation).
-    due: Vec<VridKey>,
+    /// Keys due in a timeout, with what they were filed as (kept to reuse its
+    /// allocation).
+    due: Vec<(VridKey, Kind)>,
+    /// The Adver_Timers of steady Masters, lent by their routers: a round of their
+    /// adverts reads and writes these and nothing else of the members (see
+    /// [`Endpoint::hold_steady`]). Emptied entries are reused.
+    steady: Vec<Option<(VridKey, AdverTimer)>>,
+    /// Indices of emptied entries of `steady`.
+    steady_free: Vec<u32>,
     actions: VecDeque<(VridKey, EndpointAction)>,
     /// The raw path's verdict counters per interface (the XDP program keeps its own).
     iface_stats: BTreeMap<u32, IfaceStats>,
@@ -405,8 +418,12 @@ impl Member {
 
     /// Where it belongs in the schedule: its deadline, and whether it is a Backup's.
     fn filed(&self) -> Option<Filed> {
-        let backup = self.router.state() == State::Backup;
-        self.deadline().map(|at| (at, backup))
+        let kind = if self.router.state() == State::Backup {
+            Kind::Backup
+        } else {
+            Kind::Other
+        };
+        self.deadline().map(|at| (at, kind))
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -488,6 +505,7 @@ impl Endpoint {
             kernel_read: None,
             silences: 0,
             scheduled: None,
+            steady: None,
             caught_up: false,
             peers: None,
             bfd_detection: Duration::ZERO,
@@ -504,6 +522,7 @@ impl Endpoint {
     /// Files `key` under its member's current deadline: call after anything that may
     /// have changed it.
     fn reschedule(&mut self, key: VridKey) {
+        self.cool(&key);
         if let Some(m) = self.members.get_mut(&key) {
             file(&mut self.schedule, key, m);
         }
@@ -514,16 +533,103 @@ impl Endpoint {
     fn check_schedule(&self) {
         if cfg!(debug_assertions) {
             for (key, m) in &self.members {
+                if let Some(i) = m.steady {
+                    self.check_steady(key, m, i);
+                    continue;
+                }
                 debug_assert_eq!(m.scheduled, m.filed(), "deadline of {key:?} not filed");
                 if let Some(at) = m.scheduled {
                     debug_assert!(self.schedule.holds(key, at), "{key:?} not at {at:?}");
                 }
             }
             let (filed, empty) = self.schedule.census();
-            let members = self.members.values().filter(|m| m.scheduled.is_some());
+            let members = self
+                .members
+                .values()
+                .filter(|m| m.scheduled.is_some() || m.steady.is_some());
             debug_assert_eq!(filed, members.count());
             debug_assert!(!empty, "an empty bucket");
         }
+    }
+
+    /// A member whose Adver_Timer the endpoint holds at `i`: the timer is its own, filed
+    /// under its deadline, and the router, given it back, would be filed there too.
+    fn check_steady(&self, key: &VridKey, m: &Member, i: u32) {
+        let held = self.steady.get(i as usize).copied().flatten();
+        debug_assert!(
+            held.is_some_and(|(k, _)| k == *key),
+            "{key:?}: steady timer {i} is not its own"
+        );
+        let Some((_, timer)) = held else {
+            return;
+        };
+        let at = (timer.deadline(), Kind::Steady(i));
+        debug_assert!(m.scheduled.is_none(), "{key:?} filed twice");
+        debug_assert!(self.schedule.holds(key, at), "{key:?} not at {at:?}");
+        let mut back = m.clone();
+        back.router.return_adver_timer(timer);
+        debug_assert_eq!(
+            back.filed(),
+            Some((timer.deadline(), Kind::Other)),
+            "{key:?}: its router disagrees with the steady timer"
+        );
+    }
+
+    /// Gives a member its Adver_Timer back, if the endpoint holds it, and files it as
+    /// its router says: done before the member is looked at or handed anything.
+    fn cool(&mut self, key: &VridKey) {
+        let Some(m) = self.members.get_mut(key) else {
+            return;
+        };
+        let Some(i) = m.steady.take() else {
+            return;
+        };
+        let Some((_, timer)) = self.steady.get_mut(i as usize).and_then(Option::take) else {
+            return;
+        };
+        self.steady_free.push(i);
+        m.router.return_adver_timer(timer);
+        let next = m.filed();
+        self.schedule
+            .refile(*key, Some((timer.deadline(), Kind::Steady(i))), next);
+        m.scheduled = next;
+    }
+
+    /// Holds the Adver_Timer of a steady Master (one just filed as its router says, with
+    /// nothing queued and nothing to refresh): until anything else happens to it, its
+    /// rounds are [`AdverTimer::fire`] on this copy, which is what its router would do.
+    fn hold_steady(&mut self, key: VridKey, timer: AdverTimer) {
+        let i = match self.steady_free.pop() {
+            Some(i) => i,
+            None => {
+                self.steady.push(None);
+                u32::try_from(self.steady.len() - 1).expect("fewer timers than routers")
+            }
+        };
+        let Some(m) = self.members.get_mut(&key) else {
+            return;
+        };
+        debug_assert_eq!(m.scheduled, Some((timer.deadline(), Kind::Other)));
+        self.steady[i as usize] = Some((key, timer));
+        let at = Some((timer.deadline(), Kind::Steady(i)));
+        self.schedule.refile(key, m.scheduled, at);
+        m.scheduled = None;
+        m.steady = Some(i);
+    }
+
+    /// A held Adver_Timer's expiry (RFC 5798 §6.4.3): the advert, and the timer filed
+    /// again.
+    fn steady_tick(&mut self, now: Instant, key: VridKey, i: u32) {
+        let Some((k, timer)) = self.steady.get_mut(i as usize).and_then(Option::as_mut) else {
+            return;
+        };
+        debug_assert_eq!(*k, key);
+        if let Some(priority) = timer.fire(now) {
+            self.actions
+                .push_back((key, EndpointAction::Router(Action::SendAdvert { priority })));
+        }
+        self.schedule
+            .refile(key, None, Some((timer.deadline(), Kind::Steady(i))));
     }
 
     /// Turns on BFD-assisted takeover for a router: its peers are `configured`
@@ -531,6 +637,7 @@ impl Endpoint {
     /// [`EndpointAction::Peer`], the configured ones at once. `detection` is the BFD
     /// detection time, part of how long a learned peer may stay silent.
     pub fn enable_bfd(&mut self, key: VridKey, configured: &[IpAddr], detection: Duration) {
+        self.cool(&key);
         if let Some(m) = self.members.get_mut(&key) {
             m.peers = Some(PeerTable::configured(configured.iter().copied()));
             m.bfd_detection = detection;
@@ -599,12 +706,16 @@ impl Endpoint {
     /// Removes a router (after its [`EndpointInput::Shutdown`] and actions, for a clean
     /// stop); actions still queued for it stay queued.
     pub fn remove(&mut self, key: &VridKey) -> Option<VirtualRouter> {
+        self.cool(key);
         let m = self.members.remove(key)?;
         self.schedule.unfile(*key, m.scheduled);
         Some(m.router)
     }
 
-    /// The router of `key`, to read.
+    /// The router of `key`, to read. While a steady Master's Adver_Timer is held by
+    /// the endpoint, its router's own deadline and count of adverts sent lag behind
+    /// (see [`VirtualRouter::lend_adver_timer`]; [`Endpoint::poll_timeout`] is exact);
+    /// the rest is current.
     pub fn router(&self, key: &VridKey) -> Option<&VirtualRouter> {
         self.members.get(key).map(|m| &m.router)
     }
@@ -675,9 +786,9 @@ impl Endpoint {
     /// [`Endpoint::due_into`], taking the keys off the schedule: each must be filed
     /// again (every one handed to [`Endpoint::master_tick`], and after it declines to
     /// [`Endpoint::timeout`], is).
-    fn take_due(&mut self, now: Instant, keys: &mut Vec<VridKey>) {
+    fn take_due(&mut self, now: Instant, due: &mut Vec<(VridKey, Kind)>) {
         self.check_schedule();
-        self.schedule.take_due(now, keys);
+        self.schedule.take_due(now, due);
     }
 
     /// Whether [`Endpoint::poll_action`] has something.
@@ -710,6 +821,9 @@ impl Endpoint {
     pub fn handle(&mut self, now: Instant, input: EndpointInput) {
         let mut touched = std::mem::take(&mut self.touched);
         touched.clear();
+        if let Some(key) = input_key(&input) {
+            self.cool(&key);
+        }
         match input {
             EndpointInput::Datapath(Datapath::Event(e)) => {
                 if let Some(key) = self.event(&e) {
@@ -746,8 +860,10 @@ impl Endpoint {
             EndpointInput::Timeout => {
                 let mut due = std::mem::take(&mut self.due);
                 self.take_due(now, &mut due);
-                for &key in &due {
-                    if !self.master_tick(now, key, &mut touched) {
+                for &(key, kind) in &due {
+                    if let Kind::Steady(i) = kind {
+                        self.steady_tick(now, key, i);
+                    } else if !self.master_tick(now, key, &mut touched) {
                         self.timeout(now, key, &mut touched);
                     }
                 }
@@ -850,6 +966,12 @@ impl Endpoint {
 
     /// A record from the XDP program.
     fn event(&mut self, e: &AdvertEvent) -> Option<VridKey> {
+        self.cool(&VridKey {
+            ifindex: e.ifindex,
+            family: e.family,
+            vrid: e.vrid,
+            _pad: 0,
+        });
         match e.event {
             EVENT_ADVERT => {}
             EVENT_SILENCE => return self.silence(e),
@@ -913,6 +1035,7 @@ impl Endpoint {
             return None;
         }
         let key = key?;
+        self.cool(&key);
         let m = self.members.get_mut(&key)?;
         let w = m.watched;
         let mut digest = 0;
@@ -1041,6 +1164,7 @@ impl Endpoint {
     /// critical session going down as the Master_Down_Timer expiring; the router checks
     /// that no advert came after it.
     fn master_unreachable(&mut self, now: Instant, key: VridKey, master: IpAddr, at: Instant) {
+        self.cool(&key);
         let Some(m) = self.members.get(&key) else {
             return;
         };
@@ -1095,10 +1219,18 @@ impl Endpoint {
         if m.router.state() != State::Backup {
             m.kernel_armed = false;
         }
-        if m.entry(now) == m.watched {
-            file(&mut self.schedule, key, m);
-        } else {
+        if m.entry(now) != m.watched {
             touched.push(key);
+            return true;
+        }
+        file(&mut self.schedule, key, m);
+        // Nothing queued and nothing to refresh: until anything else happens to it, its
+        // next rounds are its Adver_Timer's alone.
+        if m.caught_up
+            && !m.kernel_armed
+            && let Some(timer) = m.router.lend_adver_timer()
+        {
+            self.hold_steady(key, timer);
         }
         true
     }
@@ -1249,6 +1381,27 @@ impl Endpoint {
         }
         self.input(at, key, Input::Timeout, &mut Vec::new());
         Some(key)
+    }
+}
+
+/// The router an input names, if it names one.
+fn input_key(input: &EndpointInput) -> Option<VridKey> {
+    match input {
+        EndpointInput::KernelState { key, .. }
+        | EndpointInput::KernelTimer { key, .. }
+        | EndpointInput::Startup { key }
+        | EndpointInput::Shutdown { key }
+        | EndpointInput::PriorityChanged { key, .. }
+        | EndpointInput::LinkDown { key }
+        | EndpointInput::LinkUp { key }
+        | EndpointInput::Fault { key, .. }
+        | EndpointInput::FaultCleared { key }
+        | EndpointInput::SyncHold { key, .. }
+        | EndpointInput::SyncRelease { key, .. }
+        | EndpointInput::Reconfigure { key, .. } => Some(*key),
+        EndpointInput::Datapath(_)
+        | EndpointInput::Timeout
+        | EndpointInput::MasterUnreachable { .. } => None,
     }
 }
 

@@ -658,6 +658,28 @@ impl VirtualRouter {
         }
     }
 
+    /// The Adver_Timer of a Master with nothing queued, lent out so that its holder can
+    /// run its expiries (each one exactly what [`Input::Timeout`] would do: ask for an
+    /// advert at the current priority, reset the timer) without touching the rest of the
+    /// router; `None` otherwise. Until [`VirtualRouter::return_adver_timer`], the
+    /// router's own deadline and count of adverts sent lag behind the holder's, and the
+    /// holder must take the timer back before handing it anything else.
+    pub fn lend_adver_timer(&self) -> Option<AdverTimer> {
+        (self.state == State::Master && self.actions.is_empty()).then_some(AdverTimer {
+            at: self.adver_at,
+            interval: self.cfg.advert_interval,
+            priority: self.priority,
+            fired: 0,
+        })
+    }
+
+    /// Takes back a timer of [`VirtualRouter::lend_adver_timer`]: its expiries count as
+    /// the timeouts they stood for.
+    pub fn return_adver_timer(&mut self, timer: AdverTimer) {
+        self.adver_at = timer.at;
+        self.counters.adverts_sent += timer.fired;
+    }
+
     /// Current state.
     pub fn state(&self) -> State {
         self.state
@@ -982,15 +1004,9 @@ impl VirtualRouter {
                 if now < self.adver_at {
                     return;
                 }
-                // RFC 5798 §6.4.3: Adver_Timer fired: send, reset the timer. Keep the
-                // cadence of the deadline unless we are a whole interval late.
+                // RFC 5798 §6.4.3: Adver_Timer fired: send, reset the timer.
                 self.send(self.priority);
-                let next = self.adver_at + self.cfg.advert_interval;
-                self.adver_at = if next > now {
-                    next
-                } else {
-                    now + self.cfg.advert_interval
-                };
+                self.adver_at = next_adver(self.adver_at, self.cfg.advert_interval, now);
             }
             State::Initialize | State::Fault => {}
         }
@@ -1167,6 +1183,42 @@ impl VirtualRouter {
 }
 
 /// Brings a configuration into what the protocol carries (see [`VirtualRouter::new`]).
+/// A steady Master's Adver_Timer apart from its router
+/// ([`VirtualRouter::lend_adver_timer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdverTimer {
+    at: Instant,
+    interval: Duration,
+    priority: u8,
+    /// Expiries run since it was lent.
+    fired: u64,
+}
+
+impl AdverTimer {
+    /// When it fires next.
+    pub fn deadline(&self) -> Instant {
+        self.at
+    }
+
+    /// The router's Master branch of [`Input::Timeout`] at `now` (RFC 5798 §6.4.3): when
+    /// due, the priority to advertise at, and the timer reset.
+    pub fn fire(&mut self, now: Instant) -> Option<u8> {
+        if now < self.at {
+            return None;
+        }
+        self.fired += 1;
+        self.at = next_adver(self.at, self.interval, now);
+        Some(self.priority)
+    }
+}
+
+/// The Adver_Timer's next expiry after it fired at `now`, due at `at`: the cadence of
+/// the deadlines is kept unless the Master is a whole interval late.
+fn next_adver(at: Instant, interval: Duration, now: Instant) -> Instant {
+    let next = at + interval;
+    if next > now { next } else { now + interval }
+}
+
 fn normalise(mut cfg: RouterConfig, primary: IpAddr) -> RouterConfig {
     cfg.priority = cfg.priority.max(1);
     cfg.down_timer_adverts = cfg.down_timer_adverts.clamp(1, MAX_DOWN_TIMER_ADVERTS);

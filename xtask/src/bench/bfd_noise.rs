@@ -44,6 +44,9 @@ pub struct NoiseRun {
     pub session_downs: Option<u64>,
     /// vigil: BFD packets the BACKUP received during the step.
     pub bfd_received: Option<u64>,
+    /// vigil: packets the standby transmitters of both nodes repeated during the step
+    /// (their BFD thread's CPU was held).
+    pub standby_sent: Option<u64>,
     /// vigil: why sessions that went down did, as each node's status says
     /// (`node: reason`).
     pub down_reasons: Vec<String>,
@@ -71,27 +74,40 @@ struct Pair {
     tail: Tail,
 }
 
-/// `node: last down reason` of each session of a vigil node.
+/// `node: last down reason` of each session of a vigil node, and for the kernel's last
+/// timeout how long after its deadline the agent read it (a timer that fired late
+/// listened one more detection time first).
 fn down_reasons(n: &Node) -> Vec<String> {
     n.status()
         .ok()
         .and_then(|s| s["bfd"].as_array().cloned())
         .unwrap_or_default()
         .iter()
-        .filter_map(|x| x["last_down_reason"].as_str().map(str::to_owned))
-        .map(|r| format!("{}: {r}", n.host.name))
+        .filter_map(|x| {
+            let r = x["last_down_reason"].as_str()?;
+            let k = &x["kernel_down"];
+            let kernel = match (k["deadline_ns"].as_u64(), k["heard_ns"].as_u64()) {
+                (Some(d), Some(h)) => format!(
+                    " [kernel timeout read {:.1} ms after its deadline]",
+                    h.saturating_sub(d) as f64 / 1e6
+                ),
+                _ => String::new(),
+            };
+            Some(format!("{}: {r}{kernel}", n.host.name))
+        })
         .collect()
 }
 
-/// (session downs, packets received) summed over a vigil node's BFD sessions.
-fn bfd_counts(n: &Node) -> Option<(u64, u64)> {
+/// (session downs, packets received, packets the standby sent) summed over a vigil
+/// node's BFD sessions.
+fn bfd_counts(n: &Node) -> Option<(u64, u64, u64)> {
     if n.imp != Impl::Vigil {
         return None;
     }
     let s = n.status().ok()?;
     let sessions = s["bfd"].as_array()?;
     let sum = |k: &str| sessions.iter().filter_map(|x| x[k].as_u64()).sum::<u64>();
-    Some((sum("downs"), sum("received")))
+    Some((sum("downs"), sum("received"), sum("standby_sent")))
 }
 
 fn bfd_up(n: &Node) -> bool {
@@ -217,12 +233,13 @@ fn measure(
         let sent = sent.map_err(|e| anyhow::anyhow!("{}: {e:#}", side.imp.name()))?;
         let pair = &mut pairs[i];
         let after = (bfd_counts(&pair.master), bfd_counts(&pair.backup));
-        let (downs, received) = match (before[i], after) {
+        let (downs, received, standby_sent) = match (before[i], after) {
             ((Some(m0), Some(b0)), (Some(m1), Some(b1))) => (
                 Some(m1.0.saturating_sub(m0.0) + b1.0.saturating_sub(b0.0)),
                 Some(b1.1.saturating_sub(b0.1)),
+                Some(m1.2.saturating_sub(m0.2) + b1.2.saturating_sub(b0.2)),
             ),
-            _ => (None, None),
+            _ => (None, None, None),
         };
         let down_reasons = if downs.is_some_and(|d| d > 0) {
             let mut r = down_reasons(&pair.master);
@@ -237,15 +254,19 @@ fn measure(
             takeovers: takeovers(&mut pair.tail, t0, t1)?,
             session_downs: downs,
             bfd_received: received,
+            standby_sent,
             down_reasons,
         };
         eprintln!(
-            "bench: BFD under noise, {label}, {}: {:.0} packets/s, {} takeovers{}{}",
+            "bench: BFD under noise, {label}, {}: {:.0} packets/s, {} takeovers{}{}{}",
             side.imp.name(),
             r.sent as f64 / r.seconds.max(1e-9),
             r.takeovers,
             r.session_downs
                 .map_or(String::new(), |d| format!(", {d} BFD session downs")),
+            r.standby_sent.map_or(String::new(), |n| format!(
+                ", {n} packets sent by the standby transmitters"
+            )),
             if r.down_reasons.is_empty() {
                 String::new()
             } else {

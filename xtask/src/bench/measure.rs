@@ -39,6 +39,48 @@ fn ticks(pid: i32) -> anyhow::Result<u64> {
     Ok(utime + stime)
 }
 
+/// Time on a CPU of every thread of a process, ns: the scheduler's own sum
+/// (`/proc/PID/task/TID/schedstat`, first field), which counts user and kernel time
+/// alike, to the nanosecond (utime + stime come in 10 ms ticks).
+pub fn run_ns(pid: i32) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .with_context(|| format!("reading /proc/{pid}/task"))?
+    {
+        total += task_run_ns(&task?.path())?;
+    }
+    Ok(total)
+}
+
+/// Time on a CPU of one thread (`dir` is its /proc task directory), ns.
+pub fn task_run_ns(dir: &Path) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(dir.join("schedstat"))
+        .with_context(|| format!("reading {}/schedstat", dir.display()))?;
+    Ok(text
+        .split_whitespace()
+        .next()
+        .context("empty schedstat")?
+        .parse()?)
+}
+
+/// Packets sent on `iface` in the network namespace of process `pid` (its
+/// `/proc/PID/net/dev`).
+pub fn tx_packets(pid: i32, iface: &str) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev"))
+        .with_context(|| format!("reading /proc/{pid}/net/dev"))?;
+    let line = text
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix(&format!("{iface}:")))
+        .with_context(|| format!("no {iface} in /proc/{pid}/net/dev"))?;
+    // Receive: bytes packets errs drop fifo frame compressed multicast; then transmit:
+    // bytes packets ...
+    Ok(line
+        .split_whitespace()
+        .nth(9)
+        .context("malformed /proc/net/dev")?
+        .parse()?)
+}
+
 /// Context switches (voluntary + involuntary) of every thread of a process: each is the
 /// process going to sleep or being put aside, so a sleeping agent's count stands still.
 fn switches(pid: i32) -> anyhow::Result<u64> {

@@ -49,6 +49,9 @@ pub struct Plan {
     pub scale_rounds: usize,
     pub scale_settle: Duration,
     pub scale_window: Duration,
+    /// Alternating MASTER and bare-sender windows at 200 instances, and their length.
+    pub scale_pairs: usize,
+    pub scale_pair_window: Duration,
 }
 
 impl Plan {
@@ -68,6 +71,8 @@ impl Plan {
                 scale_rounds: 1,
                 scale_settle: Duration::from_secs(1),
                 scale_window: Duration::from_secs(3),
+                scale_pairs: 6,
+                scale_pair_window: Duration::from_secs(2),
             }
         } else {
             Self {
@@ -83,6 +88,8 @@ impl Plan {
                 scale_rounds: 3,
                 scale_settle: Duration::from_secs(2),
                 scale_window: Duration::from_secs(10),
+                scale_pairs: 6,
+                scale_pair_window: Duration::from_secs(4),
             }
         }
     }
@@ -299,6 +306,8 @@ pub fn run(
             plan.scale_rounds,
             plan.scale_settle,
             plan.scale_window,
+            plan.scale_pairs,
+            plan.scale_pair_window,
         )?);
     }
     drop(sides);

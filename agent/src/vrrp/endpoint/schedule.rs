@@ -12,15 +12,26 @@ use vigil_common::VridKey;
 
 use crate::vrrp::time::Instant;
 
-/// Where a key is filed: its deadline, and whether its router was a Backup then (the
-/// caller reads a Backup's kernel state before its timeout; a Master needs none).
-pub(super) type Filed = (Instant, bool);
+/// What a key is filed as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// A Backup: the caller reads its kernel state before its timeout.
+    Backup,
+    /// Any other router.
+    Other,
+    /// A steady Master whose Adver_Timer the endpoint holds, at this index of its
+    /// timers: its round touches nothing else of it.
+    Steady(u32),
+}
+
+/// Where a key is filed: its deadline, and as what.
+pub(super) type Filed = (Instant, Kind);
 
 /// Deadlines in time order, each with the keys due then.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Schedule {
-    buckets: BTreeMap<Instant, Vec<(VridKey, bool)>>,
-    spare: Vec<Vec<(VridKey, bool)>>,
+    buckets: BTreeMap<Instant, Vec<(VridKey, Kind)>>,
+    spare: Vec<Vec<(VridKey, Kind)>>,
 }
 
 impl Schedule {
@@ -30,12 +41,12 @@ impl Schedule {
             return;
         }
         self.unfile(key, old);
-        if let Some((at, backup)) = new {
+        if let Some((at, kind)) = new {
             let spare = &mut self.spare;
             self.buckets
                 .entry(at)
                 .or_insert_with(|| spare.pop().unwrap_or_default())
-                .push((key, backup));
+                .push((key, kind));
         }
     }
 
@@ -67,25 +78,29 @@ impl Schedule {
     pub(super) fn due(&self, now: Instant, backups: bool, keys: &mut Vec<VridKey>) {
         keys.clear();
         for (_, due) in self.buckets.range(..=now) {
-            keys.extend(due.iter().filter(|(_, b)| *b || !backups).map(|(k, _)| *k));
+            keys.extend(
+                due.iter()
+                    .filter(|(_, kind)| *kind == Kind::Backup || !backups)
+                    .map(|(k, _)| *k),
+            );
         }
         keys.sort_unstable();
     }
 
-    /// The keys due at `now` into `keys`, cleared first, in key order, taking them off
-    /// the schedule: the caller files each again.
-    pub(super) fn take_due(&mut self, now: Instant, keys: &mut Vec<VridKey>) {
-        keys.clear();
+    /// The keys due at `now`, each with what it was filed as, into `due`, cleared first,
+    /// in key order, taking them off the schedule: the caller files each again.
+    pub(super) fn take_due(&mut self, now: Instant, due: &mut Vec<(VridKey, Kind)>) {
+        due.clear();
         while let Some(entry) = self.buckets.first_entry() {
             if *entry.key() > now {
                 break;
             }
             let mut bucket = entry.remove();
-            keys.extend(bucket.iter().map(|(k, _)| *k));
+            due.extend(bucket.iter().copied());
             bucket.clear();
             self.spare.push(bucket);
         }
-        keys.sort_unstable();
+        due.sort_unstable_by_key(|(k, _)| *k);
     }
 
     /// Whether `key` is filed at `at`.
@@ -125,10 +140,10 @@ mod tests {
     fn due_keys_come_off_in_key_order_and_refile_under_their_next_deadline() {
         let mut s = Schedule::default();
         for vrid in [5, 1, 3] {
-            s.refile(key(vrid), None, Some((at(10), false)));
+            s.refile(key(vrid), None, Some((at(10), Kind::Other)));
         }
-        s.refile(key(2), None, Some((at(12), true)));
-        s.refile(key(4), None, Some((at(30), true)));
+        s.refile(key(2), None, Some((at(12), Kind::Backup)));
+        s.refile(key(4), None, Some((at(30), Kind::Backup)));
         assert_eq!(s.first(), Some(at(10)));
 
         let mut due = Vec::new();
@@ -137,12 +152,15 @@ mod tests {
         s.due(at(12), false, &mut due);
         assert_eq!(due, vec![key(1), key(2), key(3), key(5)]);
 
-        s.take_due(at(12), &mut due);
-        assert_eq!(due, vec![key(1), key(2), key(3), key(5)]);
+        let mut taken = Vec::new();
+        s.take_due(at(12), &mut taken);
+        let kinds = [Kind::Other, Kind::Backup, Kind::Other, Kind::Other];
+        let keys = [key(1), key(2), key(3), key(5)];
+        assert_eq!(taken, keys.into_iter().zip(kinds).collect::<Vec<_>>());
         assert_eq!(s.first(), Some(at(30)));
         assert_eq!(s.census(), (1, false));
-        for &k in &due {
-            s.refile(k, None, Some((at(20), false)));
+        for &(k, _) in &taken {
+            s.refile(k, None, Some((at(20), Kind::Other)));
         }
         assert_eq!(s.first(), Some(at(20)));
         assert_eq!(s.census(), (5, false));
@@ -153,16 +171,24 @@ mod tests {
     #[test]
     fn a_key_moves_between_buckets_and_an_empty_bucket_goes() {
         let mut s = Schedule::default();
-        s.refile(key(1), None, Some((at(10), true)));
-        s.refile(key(2), None, Some((at(10), true)));
-        s.refile(key(1), Some((at(10), true)), Some((at(10), false)));
-        assert!(s.holds(&key(1), (at(10), false)));
-        assert!(!s.holds(&key(1), (at(10), true)));
-        s.refile(key(2), Some((at(10), true)), Some((at(40), true)));
-        s.unfile(key(1), Some((at(10), false)));
+        s.refile(key(1), None, Some((at(10), Kind::Backup)));
+        s.refile(key(2), None, Some((at(10), Kind::Backup)));
+        s.refile(
+            key(1),
+            Some((at(10), Kind::Backup)),
+            Some((at(10), Kind::Other)),
+        );
+        assert!(s.holds(&key(1), (at(10), Kind::Other)));
+        assert!(!s.holds(&key(1), (at(10), Kind::Backup)));
+        s.refile(
+            key(2),
+            Some((at(10), Kind::Backup)),
+            Some((at(40), Kind::Backup)),
+        );
+        s.unfile(key(1), Some((at(10), Kind::Other)));
         assert_eq!(s.first(), Some(at(40)));
         assert_eq!(s.census(), (1, false));
-        s.refile(key(2), Some((at(40), true)), None);
+        s.refile(key(2), Some((at(40), Kind::Backup)), None);
         assert_eq!(s.first(), None);
         assert_eq!(s.census(), (0, false));
     }

@@ -577,3 +577,67 @@ fn many_masters_share_one_deadline_and_each_advertises_every_interval() {
         assert_eq!(sent, keys, "round {round}");
     }
 }
+
+/// A steady Master's Adver_Timer runs in the endpoint's hands between inputs: its adverts
+/// go out at the times and priorities its own router's would, on time or late (RFC 5798
+/// §6.4.3: the cadence is kept unless a whole interval late), and the router, handed
+/// anything, is first given back the timer with every expiry counted.
+#[test]
+fn a_held_adver_timer_does_what_the_router_would() {
+    let interval = Duration::from_millis(10);
+    let mut cfg = RouterConfig::new(7, Version::V3, 255, vec![vip()]);
+    cfg.advert_interval = interval;
+    let k = key_of(IFINDEX, local(), 7);
+    let mut ep = Endpoint::new();
+    ep.add(k, cfg.clone(), local(), false).expect("a free key");
+    let mut alone = VirtualRouter::new(cfg, local());
+    let start = Instant::from_nanos(1000 * MS);
+    ep.handle(start, EndpointInput::Startup { key: k });
+    alone.handle(start, Input::Startup);
+    while ep.poll_action().is_some() {}
+    while alone.poll_action().is_some() {}
+    // On time, then 25 ms late (a stalled agent), then on time again.
+    let mut late = [0, 0, 0, 25, 0, 0, 0, 0].into_iter();
+    let mut held = false;
+    for round in 0..8 {
+        let due = ep.poll_timeout().expect("a Master has an advert timer");
+        assert_eq!(Some(due), alone.poll_timeout(), "round {round}");
+        let now = due + Duration::from_millis(late.next().unwrap_or(0));
+        ep.handle(now, EndpointInput::Timeout);
+        alone.handle(now, Input::Timeout);
+        let got: Vec<_> = std::iter::from_fn(|| ep.poll_action()).collect();
+        let want: Vec<_> = std::iter::from_fn(|| alone.poll_action())
+            .map(|a| (k, EndpointAction::Router(a)))
+            .collect();
+        assert_eq!(got, want, "round {round}");
+        // The endpoint's router lags while its timer is held.
+        let sent = ep.router(&k).map(|r| r.counters().adverts_sent);
+        held |= sent < Some(alone.counters().adverts_sent);
+    }
+    assert!(held, "the steady Master's timer was never held");
+    // Any input gives the timer back first: the counts and the deadline agree, and a new
+    // priority is advertised at once.
+    let now = ep.poll_timeout().expect("a Master has an advert timer") - Duration::from_millis(1);
+    ep.handle(
+        now,
+        EndpointInput::PriorityChanged {
+            key: k,
+            priority: 200,
+        },
+    );
+    alone.handle(now, Input::PriorityChanged(200));
+    let router = ep.router(&k).expect("the router");
+    assert_eq!(
+        router.counters().adverts_sent,
+        alone.counters().adverts_sent
+    );
+    assert_eq!(router.poll_timeout(), alone.poll_timeout());
+    assert_eq!(ep.poll_timeout(), alone.poll_timeout());
+    let adverts: Vec<_> = std::iter::from_fn(|| ep.poll_action())
+        .filter_map(|(_, a)| match a {
+            EndpointAction::Router(Action::SendAdvert { priority }) => Some(priority),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(adverts, vec![200]);
+}
