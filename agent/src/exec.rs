@@ -254,9 +254,9 @@ pub async fn run(
         if let Some(u) = user {
             c.uid(u.uid).gid(u.gid);
         }
-        // The command (and with it our copies of the pipe's write end) is dropped at the
-        // end of this block, so the read end sees EOF when the child's copies close.
-        match c.spawn() {
+        // The command (and with it our copies of the pipe's write end) is dropped once
+        // spawned, so the read end sees EOF when the child's copies close.
+        match spawn_off_loop(c).await {
             Ok(child) => child,
             Err(e) => return io_failed(program.clone(), e),
         }
@@ -311,6 +311,22 @@ pub async fn run(
         outcome,
         output: String::from_utf8_lossy(&buf).into_owned(),
         elapsed: start.elapsed(),
+    }
+}
+
+/// Starts `cmd` on a helper thread, never on the calling one. Spawning blocks the parent
+/// thread until the child has called exec (the child shares its memory until then, and
+/// std waits to report an exec failure), and the child runs at normal priority (the
+/// election loop's SCHED_RESET_ON_FORK): on a busy host it waits for a time slice, tens
+/// of milliseconds, and a SCHED_FIFO election loop waiting with it would miss its adverts
+/// (a Backup with 10 ms adverts takes over after 36 ms). The helper thread is normal
+/// priority too, so only it waits.
+async fn spawn_off_loop(
+    mut cmd: tokio::process::Command,
+) -> std::io::Result<tokio::process::Child> {
+    match tokio::task::spawn_blocking(move || cmd.spawn()).await {
+        Ok(spawned) => spawned,
+        Err(e) => Err(std::io::Error::other(format!("spawning thread: {e}"))),
     }
 }
 
@@ -469,5 +485,42 @@ mod tests {
         )
         .await;
         assert!(matches!(f.outcome, Outcome::SpawnFailed(_)));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_calling_thread_keeps_running_while_a_child_is_slow_to_start() {
+        // A child that takes 300 ms between fork and exec, as one waiting for the CPU on
+        // a busy host does: the spawn must not hold the calling (election loop) thread
+        // for it, so a 10 ms task on the same thread keeps its pace meanwhile.
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let ticker = {
+            let ticks = ticks.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_millis(10));
+                loop {
+                    every.tick().await;
+                    ticks.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        tokio::task::yield_now().await;
+        let mut cmd = tokio::process::Command::new("true");
+        // SAFETY: the closure only sleeps (nanosleep), which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
+            });
+        }
+        let before = ticks.load(Ordering::Relaxed);
+        let mut child = spawn_off_loop(cmd).await.expect("spawn true");
+        let during = ticks.load(Ordering::Relaxed) - before;
+        ticker.abort();
+        assert!(child.wait().await.expect("wait").success());
+        // 30 ticks when nothing else runs; a loaded test machine may delay some.
+        assert!(
+            during >= 10,
+            "{during} ticks in 300 ms: the spawn held the thread"
+        );
     }
 }

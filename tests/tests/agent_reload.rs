@@ -32,16 +32,56 @@ fn transitions(v: &Vigil) -> usize {
         .count()
 }
 
+/// Held by the tests that measure advert gaps under [`Load`], so that they do not run at
+/// once: each adds its own load and judges its own gaps.
+static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Threads spinning at normal priority until dropped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(n: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 #[test]
 fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyhow::Result<()> {
     require_root();
+    let _measuring = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
     let mut lab = Lab::new("reload20", &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
     let [lb01, lb02] = lab.clone_hosts();
     // A tracked script too: its standing must survive the reloads, or the weight would
-    // drop for a moment.
-    let script = "[scripts.up]\ncommand = \"true\"\ninterval = \"1s\"\nweight = 10\n";
+    // drop for a moment. It runs every 200 ms, a dozen times over the reloads: a script
+    // started from the election loop would stall the loop until the (normal priority)
+    // child gets the CPU, and under the load below that costs adverts.
+    let script = "[scripts.up]\ncommand = \"true\"\ninterval = \"200ms\"\n\
+                  timeout = \"2s\"\nweight = 10\n";
     let config1 = global(&lb01, &dir, &bpffs, "")
         + script
         + &instance("web", 51, VIP, 150, "10ms")
@@ -88,6 +128,12 @@ fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyh
             }
         })
     };
+    // A busy host: one spinning thread per CPU at normal priority. The Master's loop
+    // runs at SCHED_FIFO, so this load must not delay its adverts; anything the loop
+    // waits for that runs at normal priority (a thread, a child) would be delayed by it.
+    // (More spinners add nothing to that, and on a virtual machine with a CPU quota they
+    // make the whole guest stall now and then, FIFO or not.)
+    let load = Load::start(std::thread::available_parallelism().map_or(2, |n| n.get()));
     let start = Instant::now();
     for n in 0..20 {
         // The file is rewritten each time (a comment changes), as an operator would.
@@ -99,6 +145,7 @@ fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyh
     stop.store(true, Ordering::Relaxed);
     sampler.join().expect("sampler thread");
     let took = start.elapsed();
+    drop(load);
 
     let reloads = v1.log_text().matches("reloaded").count();
     eprintln!(
@@ -107,8 +154,29 @@ fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyh
         missing.load(Ordering::Relaxed),
         doubled.load(Ordering::Relaxed)
     );
+    // No missed advert: on the wire at lb02, lb01's adverts kept their 10 ms pace
+    // through every reload, far from the 30 ms + skew that would make lb02 take over.
+    let seen: Vec<u64> = adverts(&cap.stop()?)
+        .iter()
+        .filter(|a| a.1 == std::net::IpAddr::from(lb01.ipv4))
+        .map(|a| a.0)
+        .collect();
+    let max_gap = seen
+        .windows(2)
+        .map(|w| Duration::from_nanos(w[1].saturating_sub(w[0])))
+        .max()
+        .unwrap_or_default();
+    let over_15ms = seen
+        .windows(2)
+        .filter(|w| w[1].saturating_sub(w[0]) > 15_000_000)
+        .count();
+    eprintln!(
+        "lb02 saw {} adverts from lb01 over the reloads, largest gap {max_gap:?}, {over_15ms} gaps over 15 ms",
+        seen.len()
+    );
     assert_eq!(reloads, 20, "{}", v1.log_text());
-    assert!(samples.load(Ordering::Relaxed) >= 20);
+    // Each sample is two `ip` runs, slowed by the load: a dozen still cover the reloads.
+    assert!(samples.load(Ordering::Relaxed) >= 12);
     assert_eq!(missing.load(Ordering::Relaxed), 0, "the VIP left lb01");
     assert_eq!(
         doubled.load(Ordering::Relaxed),
@@ -135,35 +203,116 @@ fn twenty_reloads_at_10ms_adverts_cause_no_transition_and_keep_the_vip() -> anyh
         "a reload reset the script weight:\n{}",
         v1.log_text()
     );
-    // No missed advert: on the wire at lb02, lb01's adverts kept their 10 ms pace
-    // through every reload, far from the 30 ms + skew that would make lb02 take over.
-    let seen: Vec<u64> = adverts(&cap.stop()?)
-        .iter()
-        .filter(|a| a.1 == std::net::IpAddr::from(lb01.ipv4))
-        .map(|a| a.0)
-        .collect();
-    let max_gap = seen
-        .windows(2)
-        .map(|w| Duration::from_nanos(w[1].saturating_sub(w[0])))
-        .max()
-        .unwrap_or_default();
-    let over_15ms = seen
-        .windows(2)
-        .filter(|w| w[1].saturating_sub(w[0]) > 15_000_000)
-        .count();
-    eprintln!(
-        "lb02 saw {} adverts from lb01 over the reloads, largest gap {max_gap:?}, {over_15ms} gaps over 15 ms",
-        seen.len()
-    );
     assert!(
         seen.len() as u128 >= took.as_millis() / 10 * 9 / 10,
         "adverts missing"
     );
-    // A reload that stalled the sender would show as a late advert at every one of the
-    // 20 reloads; a busy machine may delay one or two on its own. Every gap stays under
-    // lb02's Master_Down_Interval (3 × 10 ms + skew = 36 ms), with room to spare.
+    // A reload or a script run that stalled the loop would show as a late advert at
+    // many of the 20 reloads or the dozen script runs (a loop that waited for each
+    // script's child to start: 3 to 5 gaps over 15 ms per run under this load on two
+    // CPUs, the largest 17 to 29 ms; a loop that does not: none, the largest 10 to
+    // 12 ms, also with three more busy loops). A busy machine may delay one or two on
+    // its own. Every gap stays under lb02's Master_Down_Interval (3 × 10 ms + skew =
+    // 36 ms), with room to spare.
     assert!(
-        over_15ms <= 3,
+        over_15ms <= 2,
+        "{over_15ms} adverts came late over 20 reloads (largest gap {max_gap:?})"
+    );
+    assert!(
+        max_gap < Duration::from_millis(30),
+        "an advert was missed: gap {max_gap:?}"
+    );
+    Ok(())
+}
+
+/// Largest gap between `from`'s adverts at one of `priorities` in `packets`, and how many
+/// gaps exceed 15 ms.
+fn advert_gaps(
+    packets: &[vigil_tests::capture::Packet],
+    from: std::net::IpAddr,
+    priorities: &[u8],
+) -> (Duration, usize) {
+    let seen: Vec<u64> = adverts(packets)
+        .iter()
+        .filter(|a| a.1 == from && priorities.contains(&a.2))
+        .map(|a| a.0)
+        .collect();
+    let gaps: Vec<u64> = seen.windows(2).map(|w| w[1].saturating_sub(w[0])).collect();
+    (
+        Duration::from_nanos(gaps.iter().copied().max().unwrap_or_default()),
+        gaps.iter().filter(|g| **g > 15_000_000).count(),
+    )
+}
+
+#[test]
+fn reloads_that_change_addresses_or_add_and_remove_instances_keep_the_adverts_pace()
+-> anyhow::Result<()> {
+    require_root();
+    let _measuring = MEASURING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut lab = Lab::new("reloadpace", &["lb01", "lb02"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let [lb01, lb02] = lab.clone_hosts();
+    let one = instance("web", 51, VIP, 150, "10ms");
+    // Every other reload: a second address and a new priority (taken in place), and a
+    // second instance (started); the reloads between take both back (the second
+    // instance stops: priority 0, addresses removed, sockets closed).
+    let two = instance("web", 51, VIP, 151, "10ms").replace(
+        &format!("[\"{VIP}/24 dev eth0\"]"),
+        &format!("[\"{VIP}/24 dev eth0\", \"192.0.2.101/24 dev eth0\"]"),
+    ) + &instance("other", 60, "192.0.2.150", 200, "100ms");
+    assert!(two.contains("192.0.2.101"));
+    let (config_a, config_b) = (
+        global(&lb01, &dir, &bpffs, "") + &one,
+        global(&lb01, &dir, &bpffs, "") + &two,
+    );
+    let v1 = Vigil::start(&lb01, &dir, &config_a)?;
+    let v2 = Vigil::start_with(&lb02, &dir, &bpffs, "", &one)?;
+    v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
+    v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let (t1, t2) = (transitions(&v1), transitions(&v2));
+    let cap = Capture::start(&lb01, "eth0", "ip proto 112", &dir.join("pace.pcap"))?;
+    std::thread::sleep(Duration::from_millis(200));
+    let load = Load::start(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    for n in 0..20 {
+        std::fs::write(&v1.config, if n % 2 == 0 { &config_b } else { &config_a })?;
+        v1.signal(libc::SIGHUP);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    drop(load);
+    // web's adverts only (150 and 151): other's, at 200 and 0, come from lb01 too.
+    let (max_gap, over_15ms) = advert_gaps(&cap.stop()?, lb01.ipv4.into(), &[150, 151]);
+    let log = v1.log_text();
+    eprintln!("largest gap {max_gap:?}, {over_15ms} gaps over 15 ms");
+    assert_eq!(log.matches("reloaded").count(), 20, "{log}");
+    assert_eq!(log.matches("reload: changed in place").count(), 20, "{log}");
+    assert_eq!(log.matches("reload: instance stopped").count(), 10, "{log}");
+    assert_eq!(
+        transitions(&v2),
+        t2,
+        "lb02 changed state:\n{}",
+        v2.log_text()
+    );
+    // lb01's only transitions are the second instance's starts (INIT -> BACKUP ->
+    // MASTER, alone on its VRID) and stops.
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("instance=web") && l.contains("MASTER ->")),
+        "web left MASTER:\n{log}"
+    );
+    assert!(transitions(&v1) > t1);
+    assert_eq!(v1.state("web")?, "MASTER");
+    assert_eq!(v2.state("web")?, "BACKUP");
+    assert!(has_address(&lb01, VIP) && !has_address(&lb02, VIP));
+    // A reload's work on the loop delays the Master's next advert by as long: removing
+    // an instance on it (its sockets' close waits for an RCU grace period) cost 7 to
+    // 28 ms a reload on a busy 2-core machine, gaps up to 34 ms; off the loop the
+    // reloads take 1 to 6 ms and the gaps stay at 10 to 15 ms. Under lb02's
+    // Master_Down_Interval (36 ms) with room, as in the test above.
+    assert!(
+        over_15ms <= 2,
         "{over_15ms} adverts came late over 20 reloads (largest gap {max_gap:?})"
     );
     assert!(

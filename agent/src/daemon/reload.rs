@@ -194,6 +194,10 @@ impl Agent {
                 self.endpoint.remove(&inst.key);
                 self.receiver.unwatch(inst.key);
                 tracing::info!(instance = %name, "reload: instance stopped");
+                // Closing its packet sockets waits for an RCU grace period, 10 ms and
+                // more on a busy host: not on the loop, whose other Masters' adverts
+                // are due meanwhile.
+                tokio::task::spawn_blocking(move || drop(inst));
             }
         }
         // Waiting instances take the new file's settings, or go with it.
