@@ -368,7 +368,7 @@ pub struct StallMeter {
 }
 
 /// What a [`StallMeter`] saw.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Stalls {
     /// The longest time one CPU ran nothing of real-time priority 20, ms.
     pub longest_one_ms: f64,
@@ -379,6 +379,20 @@ pub struct Stalls {
     /// Stalls of one CPU of 20 ms or more (a node's BFD thread, or the softirq carrying
     /// its packets, may be on that CPU).
     pub one_over_20ms: usize,
+    /// Every stall of every CPU at once, (start, end) in monotonic ns.
+    pub all_spans: Vec<(u64, u64)>,
+}
+
+impl Stalls {
+    /// The longest stall of every CPU at once within monotonic `[from, to]`, ms.
+    pub fn longest_all_within_ms(&self, from: u64, to: u64) -> f64 {
+        self.all_spans
+            .iter()
+            .map(|&(a, b)| b.min(to).saturating_sub(a.max(from)))
+            .max()
+            .unwrap_or(0) as f64
+            / 1e6
+    }
 }
 
 impl StallMeter {
@@ -433,6 +447,7 @@ impl StallMeter {
                 .flatten()
                 .filter(|(a, b)| b - a >= 20_000_000)
                 .count(),
+            all_spans: all,
         }
     }
 }
@@ -481,5 +496,17 @@ mod stall_tests {
             vec![(5, 10), (20, 25), (30, 40), (65, 70)]
         );
         assert!(intersect(&a, &[]).is_empty());
+    }
+
+    #[test]
+    fn stalls_within_a_window_are_clipped_to_it() {
+        let s = super::Stalls {
+            all_spans: vec![(0, 30_000_000), (100_000_000, 125_000_000)],
+            ..Default::default()
+        };
+        // The first stall only partly in the window, the second not at all.
+        assert_eq!(s.longest_all_within_ms(20_000_000, 90_000_000), 10.0);
+        assert_eq!(s.longest_all_within_ms(0, 200_000_000), 30.0);
+        assert_eq!(s.longest_all_within_ms(40_000_000, 90_000_000), 0.0);
     }
 }

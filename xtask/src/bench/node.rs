@@ -11,6 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use vigil_tests::Host;
 
+/// BFD transmit interval of a spec with BFD, ms.
+pub const BFD_INTERVAL_MS: u32 = 10;
+/// BFD detect multiplier of a spec with BFD.
+pub const BFD_MULTIPLIER: u32 = 3;
+
 /// Which implementation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Impl {
@@ -117,7 +122,9 @@ fn vigil_config(place: &Place, specs: &[Spec]) -> String {
             vip = sp.vip(),
         );
         if sp.bfd {
-            s += "bfd = { interval = \"10ms\", multiplier = 3 }\n";
+            s += &format!(
+                "bfd = {{ interval = \"{BFD_INTERVAL_MS}ms\", multiplier = {BFD_MULTIPLIER} }}\n"
+            );
         }
     }
     s

@@ -10,7 +10,7 @@ use super::Results;
 use super::detection::Detection;
 use super::flood::{self, Flood};
 use super::measure::{Stats, stats};
-use super::node::Impl;
+use super::node::{BFD_INTERVAL_MS, BFD_MULTIPLIER, Impl};
 use super::scale::{self, Scale};
 use super::startup;
 
@@ -162,37 +162,86 @@ fn bfd_row(d: &super::detection::BfdDetection, rows: &mut Vec<Row>) {
     });
 }
 
+/// "31.2 ms", "31.2 and 25.0 ms", "31.2, 25.0 and 40.1 ms".
+fn ms_list(v: &[f64]) -> String {
+    let each: Vec<String> = v.iter().map(|x| format!("{x:.1}")).collect();
+    match each.split_last() {
+        Some((last, [])) => format!("{last} ms"),
+        Some((last, rest)) => format!("{} and {last} ms", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// One attempt of a BFD-under-noise step, as a cell says it.
+fn noise_attempt(r: &super::bfd_noise::NoiseRun) -> String {
+    let mut c = format!(
+        "{} takeover{}",
+        r.takeovers,
+        if r.takeovers == 1 { "" } else { "s" }
+    );
+    if let Some(d) = r.session_downs {
+        let _ = write!(c, ", {d} BFD session down{}", if d == 1 { "" } else { "s" });
+    }
+    if r.sent > 0 {
+        let _ = write!(
+            c,
+            " at {:.0}k junk packets/s",
+            r.sent as f64 / r.seconds / 1e3
+        );
+    }
+    if let Some(n) = r.standby_sent.filter(|&n| n > 0) {
+        let _ = write!(c, "; {n} packets from the standby transmitters");
+    }
+    if !r.down_reasons.is_empty() {
+        let _ = write!(c, " (last down: {})", r.down_reasons.join("; "));
+    }
+    c
+}
+
+/// Why an implementation's step has no counted attempt.
+fn noise_not_measured(attempts: &[super::bfd_noise::NoiseRun]) -> String {
+    let stalls: Vec<f64> = attempts.iter().map(|r| r.machine_stall_ms).collect();
+    format!(
+        "not measured: the machine stopped every CPU for {} in each of {} attempts",
+        ms_list(&stalls),
+        attempts.len()
+    )
+}
+
 fn bfd_noise_rows(n: &super::bfd_noise::BfdNoise, rows: &mut Vec<Row>) {
     for step in &n.steps {
+        // Every attempt is shown; those the machine stopped are marked and not counted.
         let cell = |imp| match step.runs.get(&imp) {
-            Some(r) => {
-                let mut c = format!(
-                    "{} takeover{}",
-                    r.takeovers,
-                    if r.takeovers == 1 { "" } else { "s" }
-                );
-                if let Some(d) = r.session_downs {
-                    let _ = write!(c, ", {d} BFD session down{}", if d == 1 { "" } else { "s" });
+            Some(attempts) if attempts.len() == 1 && !attempts[0].machine_stopped() => {
+                noise_attempt(&attempts[0])
+            }
+            Some(attempts) => {
+                let mut each: Vec<String> = attempts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        if r.machine_stopped() {
+                            format!(
+                                "attempt {} (machine stopped every CPU for {:.1} ms: not \
+                                 counted): {}",
+                                i + 1,
+                                r.machine_stall_ms,
+                                noise_attempt(r)
+                            )
+                        } else {
+                            format!("attempt {} (counted): {}", i + 1, noise_attempt(r))
+                        }
+                    })
+                    .collect();
+                if step.counted(imp).is_none() {
+                    each.push(noise_not_measured(attempts));
                 }
-                if r.sent > 0 {
-                    let _ = write!(
-                        c,
-                        " at {:.0}k junk packets/s",
-                        r.sent as f64 / r.seconds / 1e3
-                    );
-                }
-                if let Some(n) = r.standby_sent.filter(|&n| n > 0) {
-                    let _ = write!(c, "; {n} packets from the standby transmitters");
-                }
-                if !r.down_reasons.is_empty() {
-                    let _ = write!(c, " (last down: {})", r.down_reasons.join("; "));
-                }
-                c
+                each.join("; ")
             }
             None => "—".into(),
         };
-        let v = step.runs.get(&Impl::Vigil);
-        let k = step.runs.get(&Impl::Keepalived);
+        let v = step.counted(Impl::Vigil);
+        let k = step.counted(Impl::Keepalived);
         let (met, note) = match v {
             Some(r) => {
                 let mut why = Vec::new();
@@ -204,22 +253,29 @@ fn bfd_noise_rows(n: &super::bfd_noise::BfdNoise, rows: &mut Vec<Row>) {
                     Some(d) => why.push(format!("{d} BFD session downs")),
                     None => why.push("BFD sessions not read".into()),
                 }
-                let st = &step.stalls;
+                let st = &r.stalls;
                 if !why.is_empty() && st.one_over_20ms > 0 {
                     why.push(format!(
                         "meanwhile the machine stalled {} times for 20 ms or more on one CPU \
                          (longest {:.1} ms) and {} times on every CPU at once (longest \
-                         {:.1} ms); the detection time is 30 ms",
-                        st.one_over_20ms, st.longest_one_ms, st.all_over_20ms, st.longest_all_ms
+                         {:.1} ms in this attempt's window); the detection time is {} ms",
+                        st.one_over_20ms,
+                        st.longest_one_ms,
+                        st.all_over_20ms,
+                        r.machine_stall_ms,
+                        BFD_INTERVAL_MS * BFD_MULTIPLIER
                     ));
                 }
                 (why.is_empty(), why.join(", "))
             }
-            None => (false, "not measured".into()),
+            None => match step.runs.get(&Impl::Vigil) {
+                Some(attempts) => (false, noise_not_measured(attempts)),
+                None => (false, "not measured".into()),
+            },
         };
         rows.push(Row {
             scenario: format!(
-                "BFD 10 ms × 3 (vigil; keepalived plain VRRP), {} adverts, {}: false takeovers, BFD session downs",
+                "BFD {BFD_INTERVAL_MS} ms × {BFD_MULTIPLIER} (vigil; keepalived plain VRRP), {} adverts, {}: false takeovers, BFD session downs",
                 iv_label(super::bfd_noise::INTERVAL_MS),
                 step.label
             ),
@@ -712,7 +768,13 @@ fn method(r: &Results) -> String {
   never share; and a stall of one of the two CPUs holds whichever node's BFD thread is on
   it, as a stalled Master would. One SCHED_FIFO thread per CPU sleeps 1 ms at a time
   through each step and notes how late it woke; a step that missed its goal gives the
-  stalls of 20 ms or more, of one CPU and of every CPU at once. vigil's detection timers listen a whole detection time more when they fire
+  stalls of 20 ms or more, of one CPU and of every CPU at once. A stall of every CPU at
+  once of {lim:.0} ms or more (the detection time less one interval) in an
+  implementation's step or the wait after it freezes both nodes past what any
+  {bfd_iv} ms × {bfd_mult} session survives, so that attempt measured the machine: the
+  step is repeated for that implementation, at most {att} attempts in all, every attempt
+  is listed, and the row counts the first without such a stall (none: not measured, and
+  the goal not met). vigil's detection timers listen a whole detection time more when they fire
   late (by over 1.875 ms at 30 ms), which covers a stall that ends after the deadline;
   one that ends just before it, or within 2 ms after it
   (the peer not yet sending again) still takes a 30 ms session down.
@@ -746,6 +808,10 @@ fn method(r: &Results) -> String {
         bi = iv_label(super::bfd_noise::INTERVAL_MS),
         bfs = p.bfd_flood_seconds,
         bls = p.bfd_loss_seconds,
+        lim = super::bfd_noise::MACHINE_STALL_LIMIT_MS,
+        att = super::bfd_noise::ATTEMPTS,
+        bfd_iv = BFD_INTERVAL_MS,
+        bfd_mult = BFD_MULTIPLIER,
         fi = iv_label(flood::INTERVAL_MS),
         minrate = flood::MIN_RATE / 1000.0,
         sr = p.scale_rounds,
@@ -964,12 +1030,19 @@ pub fn json(r: &Results, rows: &[Row]) -> serde_json::Value {
         "bfd_noise": r.bfd_noise.steps.iter().map(|s| json!({
             "step": s.key,
             "label": s.label,
-            "machine_stall_longest_one_cpu_ms": s.stalls.longest_one_ms,
-            "machine_stall_longest_every_cpu_ms": s.stalls.longest_all_ms,
-            "machine_stalls_every_cpu_over_20ms": s.stalls.all_over_20ms,
-            "machine_stalls_one_cpu_over_20ms": s.stalls.one_over_20ms,
             "interval_ms": super::bfd_noise::INTERVAL_MS,
-            "runs": by_impl(&s.runs, |x| json!({
+            "machine_stall_limit_every_cpu_ms": super::bfd_noise::MACHINE_STALL_LIMIT_MS,
+            "counted_attempt": by_impl(&s.runs, |a| json!(
+                a.iter().position(|x| !x.machine_stopped()).map(|i| i + 1)
+            )),
+            "runs": by_impl(&s.runs, |a| json!(a.iter().enumerate().map(|(i, x)| json!({
+                "attempt": i + 1,
+                "counted": a.iter().position(|x| !x.machine_stopped()) == Some(i),
+                "machine_stall_every_cpu_in_window_ms": x.machine_stall_ms,
+                "machine_stall_longest_one_cpu_ms": x.stalls.longest_one_ms,
+                "machine_stall_longest_every_cpu_ms": x.stalls.longest_all_ms,
+                "machine_stalls_every_cpu_over_20ms": x.stalls.all_over_20ms,
+                "machine_stalls_one_cpu_over_20ms": x.stalls.one_over_20ms,
                 "packets_sent": x.sent,
                 "seconds": x.seconds,
                 "false_takeovers": x.takeovers,
@@ -977,7 +1050,7 @@ pub fn json(r: &Results, rows: &[Row]) -> serde_json::Value {
                 "bfd_received_by_backup": x.bfd_received,
                 "bfd_standby_sent": x.standby_sent,
                 "bfd_last_down_reasons": x.down_reasons,
-            })),
+            })).collect::<Vec<_>>())),
         })).collect::<Vec<_>>(),
         "handover": {
             "interval_ms": r.handover.interval_ms,
@@ -1031,4 +1104,47 @@ pub fn json(r: &Results, rows: &[Row]) -> serde_json::Value {
             "first_advert_ms": by_impl(&r.startup.advert, |v| json!(v)),
         },
     })
+}
+
+#[cfg(test)]
+mod bfd_noise_tests {
+    use super::super::bfd_noise::{
+        BfdNoise,
+        tests::{attempt, step},
+    };
+    use super::bfd_noise_rows;
+
+    #[test]
+    fn attempts_the_machine_stopped_are_shown_and_not_counted() {
+        let n = BfdNoise {
+            steps: vec![
+                step(vec![attempt(31.0, 2), attempt(3.0, 0)]),
+                step(vec![attempt(3.0, 1)]),
+                step(vec![attempt(31.0, 0), attempt(25.0, 0), attempt(40.0, 0)]),
+            ],
+        };
+        let mut rows = Vec::new();
+        bfd_noise_rows(&n, &mut rows);
+        // A down in a stopped attempt does not count; the clean attempt after it does.
+        assert_eq!(rows[0].met, Some(true));
+        assert!(
+            rows[0]
+                .vigil
+                .contains("attempt 1 (machine stopped every CPU for 31.0 ms")
+        );
+        assert!(rows[0].vigil.contains("2 BFD session downs"));
+        assert!(
+            rows[0]
+                .vigil
+                .contains("attempt 2 (counted): 0 takeovers, 0 BFD")
+        );
+        // A down in an attempt without such a stall fails as before.
+        assert_eq!(rows[1].met, Some(false));
+        assert_eq!(rows[2].met, Some(false));
+        assert_eq!(
+            rows[2].note,
+            "not measured: the machine stopped every CPU for 31.0, 25.0 and 40.0 ms in each \
+             of 3 attempts"
+        );
+    }
 }
