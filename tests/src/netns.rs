@@ -36,17 +36,17 @@ pub fn in_netns<T: Send + 'static>(
     .map_err(|_| anyhow::anyhow!("thread in {ns} panicked"))?
 }
 
-/// Sends frames on `iface` in `ns` through an AF_PACKET socket.
-pub fn send_frames(
-    ns: &str,
-    iface: &str,
-    frames: &[Vec<u8>],
-    gap: Duration,
-) -> anyhow::Result<Vec<u64>> {
-    let iface = std::ffi::CString::new(iface)?;
-    let frames = frames.to_vec();
-    in_netns(ns, move || {
-        // SAFETY: plain syscalls on values we own; the fd is closed below.
+/// An AF_PACKET socket bound for sending on one interface of the calling thread's
+/// namespace; closed on drop, so no early return leaks it.
+struct PacketSocket {
+    fd: i32,
+    addr: libc::sockaddr_ll,
+}
+
+impl PacketSocket {
+    /// Opens the socket for `iface`, which must exist in this thread's namespace.
+    fn open(iface: &std::ffi::CStr) -> anyhow::Result<Self> {
+        // SAFETY: plain syscalls on values we own; `Drop` closes the fd.
         unsafe {
             let index = libc::if_nametoindex(iface.as_ptr());
             if index == 0 {
@@ -60,29 +60,66 @@ pub fn send_frames(
             addr.sll_family = libc::AF_PACKET as u16;
             addr.sll_ifindex = index as i32;
             addr.sll_halen = 6;
-            let mut times = Vec::with_capacity(frames.len());
-            for f in &frames {
-                times.push(monotonic_ns());
-                let n = libc::sendto(
-                    fd,
-                    f.as_ptr().cast(),
-                    f.len(),
-                    0,
-                    (&addr as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                );
-                if n < 0 {
-                    let e = std::io::Error::last_os_error();
-                    libc::close(fd);
-                    bail!("sendto: {e}");
-                }
-                if !gap.is_zero() {
-                    std::thread::sleep(gap);
-                }
-            }
-            libc::close(fd);
-            Ok(times)
+            Ok(Self { fd, addr })
         }
+    }
+
+    /// Sends one whole frame; returns the CLOCK_MONOTONIC time (ns) it was handed over.
+    fn send(&self, frame: &[u8]) -> anyhow::Result<u64> {
+        let at = monotonic_ns();
+        if self.sendto(frame) < 0 {
+            bail!("sendto: {}", std::io::Error::last_os_error());
+        }
+        Ok(at)
+    }
+
+    /// Sends one frame if the kernel takes it now; whether it did (a flood's send).
+    fn try_send(&self, frame: &[u8]) -> bool {
+        self.sendto(frame) > 0
+    }
+
+    fn sendto(&self, frame: &[u8]) -> isize {
+        // SAFETY: `frame` and `addr` outlive the call; the fd is open until drop.
+        unsafe {
+            libc::sendto(
+                self.fd,
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&self.addr as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            )
+        }
+    }
+}
+
+impl Drop for PacketSocket {
+    fn drop(&mut self) {
+        // SAFETY: the fd was opened by `open` and is closed once, here.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Sends frames on `iface` in `ns` through an AF_PACKET socket, pausing `gap` after
+/// each; returns the CLOCK_MONOTONIC time (ns) of each send.
+pub fn send_frames(
+    ns: &str,
+    iface: &str,
+    frames: &[Vec<u8>],
+    gap: Duration,
+) -> anyhow::Result<Vec<u64>> {
+    let iface = std::ffi::CString::new(iface)?;
+    let frames = frames.to_vec();
+    in_netns(ns, move || {
+        let socket = PacketSocket::open(&iface)?;
+        let mut times = Vec::with_capacity(frames.len());
+        for f in &frames {
+            times.push(socket.send(f)?);
+            if !gap.is_zero() {
+                std::thread::sleep(gap);
+            }
+        }
+        Ok(times)
     })
 }
 
@@ -103,51 +140,20 @@ pub fn send_frames_at(
     let frames = frames.to_vec();
     let offsets = offsets.to_vec();
     in_netns(ns, move || {
-        // SAFETY: plain syscalls on values we own; the fd is closed below.
-        unsafe {
-            let param = libc::sched_param { sched_priority: 10 };
-            // Best effort: without the privilege the sender stays normal.
-            libc::sched_setscheduler(0, libc::SCHED_FIFO, &param);
-            let index = libc::if_nametoindex(iface.as_ptr());
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            if fd < 0 || index == 0 {
-                if fd >= 0 {
-                    libc::close(fd);
-                }
-                bail!(
-                    "AF_PACKET socket on {iface:?}: {}",
-                    std::io::Error::last_os_error()
-                );
+        let param = libc::sched_param { sched_priority: 10 };
+        // SAFETY: changes only this thread's scheduling. Best effort: without the
+        // privilege the sender stays normal.
+        unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+        let socket = PacketSocket::open(&iface)?;
+        let start = std::time::Instant::now();
+        let mut times = Vec::with_capacity(frames.len());
+        for (f, at) in frames.iter().zip(&offsets) {
+            if let Some(wait) = (start + *at).checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(wait);
             }
-            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-            addr.sll_family = libc::AF_PACKET as u16;
-            addr.sll_ifindex = index as i32;
-            addr.sll_halen = 6;
-            let start = std::time::Instant::now();
-            let mut times = Vec::with_capacity(frames.len());
-            for (f, at) in frames.iter().zip(&offsets) {
-                if let Some(wait) = (start + *at).checked_duration_since(std::time::Instant::now())
-                {
-                    std::thread::sleep(wait);
-                }
-                times.push(monotonic_ns());
-                let n = libc::sendto(
-                    fd,
-                    f.as_ptr().cast(),
-                    f.len(),
-                    0,
-                    (&addr as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                );
-                if n < 0 {
-                    let e = std::io::Error::last_os_error();
-                    libc::close(fd);
-                    bail!("sendto: {e}");
-                }
-            }
-            libc::close(fd);
-            Ok(times)
+            times.push(socket.send(f)?);
         }
+        Ok(times)
     })
 }
 
@@ -157,46 +163,23 @@ pub fn flood(ns: &str, iface: &str, frames: &[Vec<u8>], duration: Duration) -> a
     let iface = std::ffi::CString::new(iface)?;
     let frames = frames.to_vec();
     in_netns(ns, move || {
-        // SAFETY: as in send_frames.
-        unsafe {
-            let index = libc::if_nametoindex(iface.as_ptr());
-            let fd = libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0);
-            if fd < 0 || index == 0 {
-                bail!(
-                    "AF_PACKET socket on {iface:?}: {}",
-                    std::io::Error::last_os_error()
-                );
-            }
-            let mut addr: libc::sockaddr_ll = std::mem::zeroed();
-            addr.sll_family = libc::AF_PACKET as u16;
-            addr.sll_ifindex = index as i32;
-            addr.sll_halen = 6;
-            let end = std::time::Instant::now() + duration;
-            let mut sent = 0u64;
-            let mut tries = 0u64;
-            'outer: loop {
-                for f in &frames {
-                    let n = libc::sendto(
-                        fd,
-                        f.as_ptr().cast(),
-                        f.len(),
-                        0,
-                        (&addr as *const libc::sockaddr_ll).cast(),
-                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                    );
-                    if n > 0 {
-                        sent += 1;
-                    }
-                    // Count tries, not successes: a send that fails or blocks must not
-                    // stretch the flood past its end.
-                    tries += 1;
-                    if tries.is_multiple_of(1024) && std::time::Instant::now() >= end {
-                        break 'outer;
-                    }
+        let socket = PacketSocket::open(&iface)?;
+        let end = std::time::Instant::now() + duration;
+        let mut sent = 0u64;
+        let mut tries = 0u64;
+        'outer: loop {
+            for f in &frames {
+                if socket.try_send(f) {
+                    sent += 1;
+                }
+                // Count tries, not successes: a send that fails or blocks must not
+                // stretch the flood past its end.
+                tries += 1;
+                if tries.is_multiple_of(1024) && std::time::Instant::now() >= end {
+                    break 'outer;
                 }
             }
-            libc::close(fd);
-            Ok(sent)
         }
+        Ok(sent)
     })
 }
