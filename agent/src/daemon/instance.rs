@@ -159,6 +159,8 @@ pub struct Instance {
     pub foreign_while_backup: Vec<IpAddr>,
     /// Virtual addresses vigil had added and removed again, found while Backup.
     pub removed_while_backup: u64,
+    /// Addresses put back while Master after something else removed them.
+    pub restored_while_master: u64,
 }
 
 /// The kernel down timer's parameters for an instance.
@@ -381,6 +383,7 @@ impl Instance {
             split: SplitBrain::default(),
             foreign_while_backup: Vec::new(),
             removed_while_backup: 0,
+            restored_while_master: 0,
         })
     }
 
@@ -771,6 +774,66 @@ impl Instance {
         }))
     }
 
+    /// While Master: puts back the virtual and excluded addresses that left their
+    /// interface without vigil removing them (`ip addr del`, `ip addr flush`, another
+    /// tool), then the routes and rules that may have gone with them, and announces the
+    /// addresses again. The election chose this node, so the address belongs here; an
+    /// address held by nobody is the one outcome a pair must never settle in. `seen`
+    /// caches address lists per interface index for one round.
+    pub async fn restore_addresses(
+        &mut self,
+        netlink: &Netlink,
+        owned: &mut OwnedAddresses,
+        seen: &mut std::collections::HashMap<u32, Vec<IpAddr>>,
+    ) {
+        let mut missing = Vec::new();
+        for vip in self.vips.iter().chain(&self.excluded) {
+            let index = vip.iface.index;
+            if let std::collections::hash_map::Entry::Vacant(slot) = seen.entry(index) {
+                match netlink.addresses(&vip.iface).await {
+                    Ok(list) => {
+                        slot.insert(list.iter().map(|a| a.addr).collect());
+                    }
+                    Err(e) => {
+                        tracing::debug!(instance = %self.name, "address check: {e}");
+                        continue;
+                    }
+                }
+            }
+            if !seen.get(&index).is_some_and(|l| l.contains(&vip.addr.addr)) {
+                missing.push(vip.clone());
+            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        for vip in &missing {
+            seen.remove(&vip.iface.index);
+            match netlink.add_address(&vip.iface, &vip.addr).await {
+                Ok(added) => {
+                    if added {
+                        owned.insert(vip.owned());
+                    }
+                    self.restored_while_master += 1;
+                    tracing::warn!(
+                        instance = %self.name,
+                        "{} was removed from {} while this node is MASTER, not by vigil: added \
+                         it back",
+                        vip.addr,
+                        vip.iface.name
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(instance = %self.name, "adding {} back: {e}", vip.addr)
+                }
+            }
+        }
+        // The kernel drops routes whose source or gateway went with an address.
+        self.add_routes(&self.routes, netlink, owned).await;
+        self.add_rules(&self.rules, netlink, owned).await;
+        self.announce();
+    }
+
     /// The classic split-brain check, while Backup or Fault: a virtual address on the
     /// interface. vigil removes it only if vigil added it (the record in `owned`, e.g. a
     /// removal that failed); an address someone else put there is left alone and warned
@@ -953,6 +1016,7 @@ impl Instance {
             "split_brain_adverts": self.split.adverts_total,
             "addresses_while_backup": self.foreign_while_backup.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "removed_while_backup": self.removed_while_backup,
+            "restored_while_master": self.restored_while_master,
         })
     }
 }

@@ -667,9 +667,13 @@ impl Agent {
         }
     }
 
-    /// Split-brain expiry, and the classic check for virtual addresses on a Backup.
+    /// Split-brain expiry, a Master's lost addresses put back, and the classic check for
+    /// virtual addresses on a Backup.
     async fn housekeeping(&mut self) {
-        self.addresses_changed = false;
+        let addresses_changed = std::mem::take(&mut self.addresses_changed);
+        if addresses_changed {
+            self.park_instances_without_source().await;
+        }
         if !self.waiting.is_empty() {
             self.start_waiting().await;
         }
@@ -694,6 +698,11 @@ impl Agent {
                 s == State::Master,
                 inst.cfg.advert_interval,
             );
+            // Only an address change can take a Master's addresses away.
+            if addresses_changed && s == State::Master {
+                inst.restore_addresses(&self.netlink, &mut self.owned, &mut seen)
+                    .await;
+            }
             inst.check_addresses(s, &self.netlink, &mut self.owned, &mut seen, &keep)
                 .await;
         }
