@@ -1,5 +1,5 @@
 //! The fault matrix, someone else's hand on vigil's state: addresses removed from a Master
-//! by `ip addr del` or `ip addr flush`. "Nothing lost" as in `faults.rs`: after
+//! by `ip addr del` or `ip addr flush`, the virtual MAC interface deleted. "Nothing lost" as in `faults.rs`: after
 //! convergence exactly one node holds the VIP at every sample, none is orphaned, no
 //! instance is deaf. Pairs run 100 ms adverts.
 
@@ -13,11 +13,15 @@ const VIP: &str = "192.0.2.100";
 const HOLD: Duration = Duration::from_millis(1500);
 
 fn instance(priority: u8, state: &str) -> String {
+    instance_with(priority, state, "")
+}
+
+fn instance_with(priority: u8, state: &str, extra: &str) -> String {
     format!(
         "[instances.web]\ninterface = \"eth0\"\nvrid = 51\npriority = {priority}\n\
          initial_state = \"{state}\"\nadvert_interval = \"100ms\"\n\
          virtual_addresses = [\"{VIP}/24 dev eth0\"]\n\
-         virtual_routes = [\"198.51.100.0/24 via 192.0.2.1 dev eth0 table 100\"]\n"
+         virtual_routes = [\"198.51.100.0/24 via 192.0.2.1 dev eth0 table 100\"]\n{extra}"
     )
 }
 
@@ -31,13 +35,30 @@ struct Pair {
 
 /// lb01 (150) Master, lb02 (100) Backup.
 fn pair(tag: &str) -> anyhow::Result<Pair> {
+    pair_with(tag, "")
+}
+
+/// lb01 (150) Master, lb02 (100) Backup, with `extra` in both instances.
+fn pair_with(tag: &str, extra: &str) -> anyhow::Result<Pair> {
     require_root();
     let mut lab = Lab::new(tag, &["lb01", "lb02"])?;
     let bpffs = lab.bpffs()?;
     let dir = lab.dir.clone();
     let [lb01, lb02] = lab.clone_hosts();
-    let v1 = Vigil::start_with(&lb01, &dir, &bpffs, "", &instance(150, "master"))?;
-    let v2 = Vigil::start_with(&lb02, &dir, &bpffs, "", &instance(100, "backup"))?;
+    let v1 = Vigil::start_with(
+        &lb01,
+        &dir,
+        &bpffs,
+        "",
+        &instance_with(150, "master", extra),
+    )?;
+    let v2 = Vigil::start_with(
+        &lb02,
+        &dir,
+        &bpffs,
+        "",
+        &instance_with(100, "backup", extra),
+    )?;
     v1.wait_state("web", "MASTER", Duration::from_secs(3))?;
     v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;
     Ok(Pair {
@@ -133,5 +154,35 @@ fn flush_on_the_master_fails_over_and_back() -> anyhow::Result<()> {
     let n = watch.exactly_one_from(from, HOLD, "lb01")?;
     eprintln!("{n} samples with only lb01 holding {VIP} after its address came back");
     assert!(has_route(&p.lb01)? && !has_route(&p.lb02)?);
+    Ok(())
+}
+
+/// `ip link del vrrp.51` on the Master, the virtual MAC interface vigil made for
+/// `use_vmac` and that holds the VIP: the instance goes to FAULT (lb02 takes over),
+/// makes the interface again and preempts back. Before, it stayed MASTER without the
+/// interface, its adverts failing, and could never hold the VIP again until restarted.
+#[test]
+fn vmac_interface_deleted_on_the_master_is_made_again() -> anyhow::Result<()> {
+    let p = pair_with("ff-vmac", "use_vmac = true\n")?;
+    let vmac_index = p.lb01.ifindex("vrrp.51")?;
+    let watch = p.watch();
+    p.lb01.exec(&["ip", "link", "del", "vrrp.51"])?;
+    vigil_tests::wait_for("lb01 to park the instance", Duration::from_secs(3), || {
+        p.v1.log_text()
+            .contains("virtual MAC interface vrrp.51 was removed; waiting in FAULT")
+            .then_some(())
+    });
+    p.v1.wait_state("web", "MASTER", Duration::from_secs(5))?;
+    p.v2.wait_state("web", "BACKUP", Duration::from_secs(3))?;
+    let from = watch.converged(Duration::from_secs(3))?;
+    let n = watch.exactly_one_from(from, HOLD, "lb01")?;
+    eprintln!("{n} samples with only lb01 holding {VIP} after vrrp.51 was made again");
+    let again = p.lb01.ifindex("vrrp.51")?;
+    assert_ne!(again, vmac_index, "vrrp.51 is not a new interface");
+    let out = p.lb01.exec(&["ip", "-br", "addr", "show", "vrrp.51"])?;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(VIP),
+        "VIP not on the new vrrp.51"
+    );
     Ok(())
 }

@@ -944,6 +944,25 @@ impl Instance {
         }
     }
 
+    /// Whether the instance runs on interface `index`: its own, or its virtual MAC
+    /// interface.
+    pub fn runs_on(&self, index: u32) -> bool {
+        self.iface.index == index || self.vmac.as_ref().is_some_and(|v| v.index == index)
+    }
+
+    /// Whether `index` is the instance's virtual MAC interface.
+    pub fn is_vmac(&self, index: u32) -> bool {
+        self.vmac.as_ref().is_some_and(|v| v.index == index)
+    }
+
+    /// Forgets its virtual MAC interface after someone deleted it: there is nothing left
+    /// for [`Instance::close`] to remove.
+    pub fn vmac_deleted(&mut self, index: u32) {
+        if self.is_vmac(index) {
+            self.vmac = None;
+        }
+    }
+
     /// Forgets the record of addresses that went away with a deleted interface.
     pub fn forget_addresses_on(&self, index: u32, owned: &mut OwnedAddresses) {
         for vip in self.vips.iter().filter(|v| v.iface.index == index) {

@@ -634,7 +634,10 @@ impl Agent {
             if let LinkEvent::Changed(l) = &event {
                 inst.renamed(l.index, &l.name);
             }
-            if inst.iface.index == index {
+            // A deleted virtual MAC interface takes the instance's addresses and
+            // adverts with it: a fault, as its own interface going.
+            let vmac_removed = matches!(event, LinkEvent::Removed { .. }) && inst.is_vmac(index);
+            if inst.iface.index == index || vmac_removed {
                 tracing::info!(instance = %inst.name, iface = %inst.iface.name, up, "link changed");
                 let key = inst.key;
                 self.endpoint.handle(

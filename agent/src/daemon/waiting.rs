@@ -25,24 +25,31 @@ pub(super) struct Waiting {
 impl Agent {
     /// An interface was deleted: its instances finish what the election asked (FAULT,
     /// notify_fault), lose their sockets and wait for an interface of that name to
-    /// come back (a recreated VLAN or veth has a new index).
+    /// come back (a recreated VLAN or veth has a new index). An instance whose virtual
+    /// MAC interface someone deleted does the same, and makes it again as it starts:
+    /// without it, it could neither hold its addresses nor advertise.
     pub(super) async fn park_instances_on(&mut self, index: u32, name: &str) {
-        let gone: Vec<String> = self
+        let gone: Vec<(String, bool)> = self
             .instances
             .values()
-            .filter(|i| i.iface.index == index)
-            .map(|i| i.name.clone())
+            .filter(|i| i.runs_on(index))
+            .map(|i| (i.name.clone(), i.is_vmac(index)))
             .collect();
         // What the elections asked for on the link going down (FAULT, notify_fault).
         self.run_actions().await;
-        for n in gone {
-            self.park(
-                &n,
-                format!("interface {name} was removed"),
-                "waiting in FAULT for it to come back",
-                Some(index),
-            )
-            .await;
+        for (n, vmac) in gone {
+            let (reason, wait) = if vmac {
+                (
+                    format!("virtual MAC interface {name} was removed"),
+                    "waiting in FAULT to make it again",
+                )
+            } else {
+                (
+                    format!("interface {name} was removed"),
+                    "waiting in FAULT for it to come back",
+                )
+            };
+            self.park(&n, reason, wait, Some(index)).await;
         }
         self.bfd_listening();
     }
@@ -119,10 +126,11 @@ impl Agent {
         let Some(mut inst) = self.instances.remove(name) else {
             return;
         };
-        inst.close(&self.netlink).await;
         if let Some(index) = gone_index {
+            inst.vmac_deleted(index);
             inst.forget_addresses_on(index, &mut self.owned);
         }
+        inst.close(&self.netlink).await;
         self.adverts.forget(&inst.key).await;
         self.by_key.remove(&inst.key);
         self.endpoint.remove(&inst.key);
