@@ -15,6 +15,7 @@ pub mod split;
 mod takeover;
 mod waiting;
 mod wake;
+mod xdp_watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -102,6 +103,8 @@ struct Agent {
 /// virtual addresses on a Backup's interfaces, while there is something to look at (see
 /// [`Agent::needs_housekeeping`]): an idle agent does not wake for it.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// How often the XDP program's attachments are checked (see `xdp_watch`).
+const XDP_CHECK: Duration = Duration::from_secs(1);
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(path: &Path) -> Result<(), RunError> {
@@ -266,6 +269,8 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     });
     let mut bfd_tick = tokio::time::interval(Duration::from_secs(1));
     bfd_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut xdp_tick = tokio::time::interval(XDP_CHECK);
+    xdp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let timer = crate::timer::MonoTimer::new().map_err(anyhow::Error::from)?;
     // This thread reads the kernel's silence events and sends the takeover's first
     // advert: a busy host must not keep it waiting for a time slice.
@@ -346,6 +351,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             Some(event) = links.next() => agent.link(event).await,
             Some(event) = bfd_rx.recv() => agent.bfd_event(event),
             _ = bfd_tick.tick(), if agent.bfd.is_some() => agent.bfd_sweep(),
+            _ = xdp_tick.tick(), if agent.receiver.is_xdp() => agent.check_xdp().await,
             Some(event) = track_rx.recv() => {
                 if agent.tracker.apply(event) {
                     agent.retrack();
