@@ -513,15 +513,18 @@ impl Instance {
     }
 
     /// Takes a new list of virtual addresses on reload; a Master (`holding`) removes
-    /// the ones dropped from the list, adds the new ones and announces them, and keeps
-    /// the others where they are.
+    /// the ones dropped from the list and keeps the others where they are. True when
+    /// it must then add the new ones ([`Instance::claim_addresses`]): the caller does
+    /// that once every instance has removed what it dropped, since an address may move
+    /// from one instance to another in the same reload, and the removal must not come
+    /// after the addition.
     pub async fn readdress(
         &mut self,
         cfg: &config::Instance,
         holding: bool,
         netlink: &Netlink,
         owned: &mut OwnedAddresses,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<bool> {
         let new = resolve(
             &cfg.virtual_addresses,
             cfg,
@@ -550,12 +553,15 @@ impl Instance {
                     }
                 }
             }
-            if fresh {
-                self.add_addresses(netlink, owned).await;
-                self.announce();
-            }
         }
-        Ok(())
+        Ok(holding && fresh)
+    }
+
+    /// Adds the instance's addresses (those already there stay) and announces them: a
+    /// Master's new addresses after a reload.
+    pub async fn claim_addresses(&mut self, netlink: &Netlink, owned: &mut OwnedAddresses) {
+        self.add_addresses(netlink, owned).await;
+        self.announce();
     }
 
     /// Takes new excluded addresses, routes and rules on reload; a Master (`holding`)

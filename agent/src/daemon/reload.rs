@@ -94,6 +94,9 @@ impl Agent {
         let now = clock::now();
         let mut stop = Vec::new();
         let mut in_place = Vec::new();
+        // Masters with new addresses, added once every address that leaves its
+        // instance (in place or with a stopped one) is gone.
+        let mut claim = Vec::new();
         let user = new.global.script_user.as_deref();
         let names: Vec<String> = self.instances.keys().cloned().collect();
         for name in names {
@@ -129,14 +132,19 @@ impl Agent {
                 .endpoint
                 .router(&key)
                 .is_some_and(|r| r.state() == State::Master);
-            if inst.cfg.virtual_addresses != cfg.virtual_addresses
-                && let Err(e) = inst
+            if inst.cfg.virtual_addresses != cfg.virtual_addresses {
+                match inst
                     .readdress(cfg, holding, &self.netlink, &mut self.owned)
                     .await
-            {
-                tracing::warn!(instance = %name, "reload: new addresses: {e:#}; restarting it");
-                stop.push(name);
-                continue;
+                {
+                    Ok(true) => claim.push(name.clone()),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(instance = %name, "reload: new addresses: {e:#}; restarting it");
+                        stop.push(name);
+                        continue;
+                    }
+                }
             }
             if (inst.cfg.excluded_addresses != cfg.excluded_addresses
                 || inst.cfg.virtual_routes != cfg.virtual_routes
@@ -198,6 +206,11 @@ impl Agent {
                 // more on a busy host: not on the loop, whose other Masters' adverts
                 // are due meanwhile.
                 tokio::task::spawn_blocking(move || drop(inst));
+            }
+        }
+        for name in &claim {
+            if let Some(inst) = self.instances.get_mut(name) {
+                inst.claim_addresses(&self.netlink, &mut self.owned).await;
             }
         }
         // Waiting instances take the new file's settings, or go with it.
