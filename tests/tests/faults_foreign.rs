@@ -180,6 +180,9 @@ fn vmac_interface_deleted_on_the_master_is_made_again() -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stdout).contains(VIP),
         "VIP not on the new vrrp.51"
     );
+    // The VIP went with the interface: there was nothing to fail to remove.
+    let log = p.v1.log_text();
+    assert!(!log.contains("ERROR"), "{log}");
     Ok(())
 }
 

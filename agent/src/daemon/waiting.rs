@@ -35,6 +35,13 @@ impl Agent {
             .filter(|i| i.runs_on(index))
             .map(|i| (i.name.clone(), i.is_vmac(index)))
             .collect();
+        // The addresses went with the interface: nothing to remove (and no error for
+        // failing to) when the elections' FAULT asks for their removal.
+        for (n, _) in &gone {
+            if let Some(inst) = self.instances.get(n) {
+                inst.forget_addresses_on(index, &mut self.owned);
+            }
+        }
         // What the elections asked for on the link going down (FAULT, notify_fault).
         self.run_actions().await;
         for (n, vmac) in gone {
