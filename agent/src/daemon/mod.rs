@@ -107,7 +107,8 @@ struct Agent {
 /// virtual addresses on a Backup's interfaces, while there is something to look at (see
 /// [`Agent::needs_housekeeping`]): an idle agent does not wake for it.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
-/// How often the XDP program's attachments are checked (see `xdp_watch`).
+/// How often, at most, the XDP program's attachments are checked (see `xdp_watch`):
+/// at the first wake-up of the agent after this much time.
 const XDP_CHECK: Duration = Duration::from_secs(1);
 
 /// Runs the agent until SIGTERM or SIGINT.
@@ -274,8 +275,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     });
     let mut bfd_tick = tokio::time::interval(Duration::from_secs(1));
     bfd_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut xdp_tick = tokio::time::interval(XDP_CHECK);
-    xdp_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut xdp_checked = std::time::Instant::now();
     let timer = crate::timer::MonoTimer::new().map_err(anyhow::Error::from)?;
     // This thread reads the kernel's silence events and sends the takeover's first
     // advert: a busy host must not keep it waiting for a time slice.
@@ -295,6 +295,13 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut ticked = false;
 
     loop {
+        // Never a wake-up of its own: an idle Backup sleeps through its Master's adverts
+        // (the kernel keeps its timer). A Backup made deaf by a detach takes over and
+        // from then on wakes for its own adverts, which is when this finds it.
+        if agent.receiver.is_xdp() && xdp_checked.elapsed() >= XDP_CHECK {
+            xdp_checked = std::time::Instant::now();
+            agent.check_xdp().await;
+        }
         // A round of nothing but a Master's adverts cannot change what housekeeping
         // looks at; only other rounds pay for asking every instance.
         if agent.eventful || !ticked {
@@ -360,7 +367,6 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
             Some(event) = links.next() => agent.link(event).await,
             Some(event) = bfd_rx.recv() => agent.bfd_event(event),
             _ = bfd_tick.tick(), if agent.bfd.is_some() => agent.bfd_sweep(),
-            _ = xdp_tick.tick(), if agent.receiver.is_xdp() => agent.check_xdp().await,
             Some(event) = track_rx.recv() => {
                 if agent.tracker.apply(event) {
                     agent.retrack();

@@ -3,7 +3,10 @@
 //! addresses while its Master still holds them, and stays a second holder. The kernel
 //! refuses `ip link set dev X xdp off` on a program attached through a bpf_link, but
 //! not a detach of the link itself, and says nothing when it happens; so the agent
-//! looks every second and attaches again.
+//! looks, at most once a second and only when it is awake anyway (a Backup sleeps
+//! while the kernel keeps its down timer), and attaches again. A deaf Backup takes
+//! over, wakes for its own adverts, finds its program gone, hears its Master again
+//! and hands back.
 
 use super::Agent;
 
