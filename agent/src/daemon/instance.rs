@@ -524,6 +524,7 @@ impl Instance {
         holding: bool,
         netlink: &Netlink,
         owned: &mut OwnedAddresses,
+        staying: &std::collections::HashSet<super::reload::AddressKey>,
     ) -> anyhow::Result<bool> {
         let new = resolve(
             &cfg.virtual_addresses,
@@ -542,7 +543,11 @@ impl Instance {
         let fresh = new.iter().any(|n| !self.vips.iter().any(|o| same(o, n)));
         self.vips = new;
         if holding {
-            for vip in gone {
+            // Another Master of this node takes those over in this reload.
+            for vip in gone
+                .into_iter()
+                .filter(|v| !staying.contains(&(v.addr.addr, v.addr.prefix_len)))
+            {
                 let o = vip.owned();
                 if owned.contains(&o) {
                     match netlink.remove_address(&vip.iface, &vip.addr).await {
@@ -555,6 +560,17 @@ impl Instance {
             }
         }
         Ok(holding && fresh)
+    }
+
+    /// Lets go of the addresses in `staying` before the instance stops: another Master
+    /// of this node takes them over, so its release must not remove them.
+    pub fn leave_addresses(
+        &mut self,
+        staying: &std::collections::HashSet<super::reload::AddressKey>,
+    ) {
+        let kept = |v: &Vip| !staying.contains(&(v.addr.addr, v.addr.prefix_len));
+        self.vips.retain(kept);
+        self.excluded.retain(kept);
     }
 
     /// Adds the instance's addresses (those already there stay) and announces them: a
