@@ -100,6 +100,9 @@ struct Agent {
     alarm: Option<crate::vrrp::Instant>,
     /// The election loop's scheduling class, as the kernel granted it.
     scheduling: String,
+    /// Takeovers whose first advert left in this round's batch, by instance name, with
+    /// when: logged once the round's adverts are all out.
+    wake_logs: Vec<(String, wake::Wake, crate::vrrp::Instant)>,
 }
 
 /// How often the split-brain watch expires quiet peers and the classic check looks for
@@ -219,6 +222,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         wakes: HashMap::new(),
         alarm: None,
         scheduling: String::new(),
+        wake_logs: Vec::new(),
     };
     let config = agent.config.clone();
     agent.bfd_configure(&config);
@@ -825,6 +829,9 @@ impl Agent {
         }
         self.reannounce_groups(&reannounced).await;
         self.adverts.send().await;
+        for (name, wake, sent) in self.wake_logs.drain(..) {
+            wake.log(&name, sent);
+        }
         let now = clock::now();
         self.wakes.retain(|_, w| w.deadline > now);
         if self.alarm.is_some_and(|a| a <= now) {
@@ -888,7 +895,9 @@ impl Agent {
                 && let Some(name) = self.by_key.get(&key)
             {
                 wake.sending = Some(sending);
-                wake.log(name, sent);
+                // Logged at the end of the round: a Backup due next must not wait for
+                // these lines.
+                self.wake_logs.push((name.clone(), wake, sent));
             }
         }
     }
