@@ -21,6 +21,8 @@ pub struct Burst {
     pub delays_ms: Vec<f64>,
     /// VRIDs with no advert from the MASTER or no takeover seen.
     pub missed: usize,
+    /// Cuts made with some instance not yet MASTER on lb01 and BACKUP on lb02.
+    pub unsettled: usize,
 }
 
 /// VRRP adverts in a capture: (time ns, source, VRID).

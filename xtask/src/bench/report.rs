@@ -590,7 +590,14 @@ fn scale_rows(s: &Scale, rows: &mut Vec<Row>) {
             ratio: format!("p95 {}", ratio(p95(v), p95(k))),
             goal: "every one within 0.5 ms".into(),
             met: v.map(|v| v.1.is_some_and(|max| max <= 0.5) && v.3 == 0),
-            note: String::new(),
+            note: [Impl::Vigil, Impl::Keepalived]
+                .iter()
+                .filter_map(|&i| {
+                    let n = s.burst.get(&i).map_or(0, |b| b.unsettled);
+                    (n > 0).then(|| format!("{}: {n} cuts not settled", i.name()))
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
         });
     }
     let rss_rows: [(&str, Figure); 2] = [
@@ -1136,6 +1143,7 @@ pub fn json(r: &Results, rows: &[Row]) -> serde_json::Value {
             "burst_first_advert_after_deadline_ms": by_impl(&s.burst, |b| json!({
                 "delays_ms": b.delays_ms,
                 "missed": b.missed,
+                "unsettled_cuts": b.unsettled,
             })),
             "runs": by_impl(&s.runs, |runs| json!(runs.iter().map(|x| json!({
                 "master_cpu_percent": x.master_cpu,

@@ -539,20 +539,28 @@ pub fn scale(
                 while !settled(&master, &backup, n) && Instant::now() < until {
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                let b = burst(side, instances, round)?;
+                let was_settled = settled(&master, &backup, n);
+                let mut b = burst(side, instances, round)?;
+                b.unsettled = usize::from(!was_settled);
                 eprintln!(
                     "bench: scale {instances} round {}, {}: all take over at once, first advert \
-                     after each deadline p50 {:.3} ms, p95 {:.3} ms, max {:.3} ms ({} missed)",
+                     after each deadline p50 {:.3} ms, p95 {:.3} ms, max {:.3} ms ({} missed){}",
                     round + 1,
                     side.imp.name(),
                     quantile(&b.delays_ms, 0.5).unwrap_or(f64::NAN),
                     quantile(&b.delays_ms, 0.95).unwrap_or(f64::NAN),
                     quantile(&b.delays_ms, 1.0).unwrap_or(f64::NAN),
                     b.missed,
+                    if was_settled {
+                        ""
+                    } else {
+                        " (NOT SETTLED at the cut)"
+                    },
                 );
                 let all = out.burst.entry(side.imp).or_default();
                 all.delays_ms.extend(b.delays_ms);
                 all.missed += b.missed;
+                all.unsettled += b.unsettled;
             }
             master.stop();
             backup.stop();
