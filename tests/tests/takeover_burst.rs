@@ -100,23 +100,23 @@ fn copies(host: &Host, addr: &str) -> anyhow::Result<usize> {
     Ok(text.lines().filter(|l| l.contains(&needle)).count())
 }
 
-/// The Backup's own account of each takeover: `sent_us` of every debug line, by
-/// instance.
-fn logged(log: &str) -> BTreeMap<String, f64> {
+/// The Backup's own account of each takeover: `field` (µs after the deadline) of every
+/// debug line, by instance.
+fn logged(log: &str, field: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for line in log
         .lines()
         .filter(|l| l.contains("first advert as Master, after the down deadline"))
     {
-        let field = |name: &str| {
+        let value = |name: &str| {
             let at = line.find(&format!("{name}="))? + name.len() + 1;
             line[at..]
                 .split_whitespace()
                 .next()
                 .map(|v| v.trim_matches('"').to_owned())
         };
-        if let (Some(name), Some(sent)) = (field("instance"), field("sent_us")) {
-            out.insert(name, sent.parse().unwrap_or(f64::NAN));
+        if let (Some(name), Some(v)) = (value("instance"), value(field)) {
+            out.insert(name, v.parse().unwrap_or(f64::NAN));
         }
     }
     out
@@ -189,17 +189,20 @@ fn every_instance_of_a_burst_of_takeovers_advertises_at_its_own_deadline() -> an
         percentile(&sorted, 0.95),
         sorted[sorted.len() - 1],
     );
-    let own = logged(&backup.log_text());
-    let mut own_sorted: Vec<f64> = own.values().copied().collect();
-    own_sorted.sort_by(f64::total_cmp);
-    if !own_sorted.is_empty() {
-        eprintln!(
-            "the Backup's log: {} takeovers, sent_us p50 {:.1}, p95 {:.1}, max {:.1}",
-            own_sorted.len(),
-            percentile(&own_sorted, 0.5),
-            percentile(&own_sorted, 0.95),
-            own_sorted[own_sorted.len() - 1],
-        );
+    let log = backup.log_text();
+    let own = logged(&log, "sent_us");
+    for field in ["woke_us", "sending_us", "sent_us"] {
+        let mut v: Vec<f64> = logged(&log, field).into_values().collect();
+        v.sort_by(f64::total_cmp);
+        if !v.is_empty() {
+            eprintln!(
+                "the Backup's log: {} takeovers, {field} p50 {:.1}, p95 {:.1}, max {:.1}",
+                v.len(),
+                percentile(&v, 0.5),
+                percentile(&v, 0.95),
+                v[v.len() - 1],
+            );
+        }
     }
     for (vrid, d) in &delays {
         // Never ahead of the deadline (beyond the capture's few µs of skew), and never
