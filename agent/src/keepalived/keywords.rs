@@ -196,7 +196,7 @@ pub const KEYWORDS: &[Keyword] = &[
     c(
         G,
         "vrrp_strict",
-        "accept = false on instances that do not set accept (the rest of strict mode is warned)",
+        "its effects on each instance: accept = false below priority 255, no auth_pass, garp_lower_prio_repeat = 0, initial_state by ownership, preempt_delay and down_timer_adverts cleared (its extra checks of received adverts are warned)",
     ),
     d(
         G,
@@ -548,10 +548,10 @@ pub const KEYWORDS: &[Keyword] = &[
         "skip_check_adv_addr",
         "vigil compares the advertised address list only to log a mismatch (RFC 5798 §7.1), as this option asks",
     ),
-    d(
+    c(
         I,
         "strict_mode",
-        "no strict mode; accept = false is written when `accept` is not set",
+        "as global_defs vrrp_strict, for this instance",
     ),
     d(I, "debug", IGNORED_DEBUG),
     d(I, "notify_deleted", NOTIFY_EXTRA),
