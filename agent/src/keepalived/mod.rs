@@ -78,6 +78,13 @@ pub struct Import {
 
 /// Import a keepalived.conf file, following its `include`s.
 pub fn import_file(path: &Path) -> Result<Import, ImportError> {
+    import_file_for(path, None)
+}
+
+/// Import a keepalived.conf file as keepalived started with `-i CONFIG_ID` reads it: the
+/// `@CONFIG_ID` lines apply and other `@id` lines are left out. Without an id every `@id`
+/// line is warned about and left out.
+pub fn import_file_for(path: &Path, config_id: Option<&str>) -> Result<Import, ImportError> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| ImportError {
         file: name.clone(),
@@ -98,7 +105,7 @@ pub fn import_file(path: &Path) -> Result<Import, ImportError> {
         }
     };
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let (tree, lex_warnings) = lexer::parse(&lexer::RealFiles, &text, &name, dir)?;
+    let (tree, lex_warnings) = lexer::parse(&lexer::RealFiles, &text, &name, dir, config_id)?;
     warnings.extend(lex_warnings);
     Ok(convert(&tree, warnings, &file_name(path)))
 }
@@ -106,7 +113,7 @@ pub fn import_file(path: &Path) -> Result<Import, ImportError> {
 /// Import keepalived.conf text; `origin` names it in warnings. `include`s are reported,
 /// not followed.
 pub fn import_str(text: &str, origin: &str) -> Result<Import, ImportError> {
-    let (tree, warnings) = lexer::parse(&lexer::NoFiles, text, origin, None)?;
+    let (tree, warnings) = lexer::parse(&lexer::NoFiles, text, origin, None, None)?;
     Ok(convert(&tree, warnings, origin))
 }
 
@@ -1301,6 +1308,16 @@ impl Conv {
             .split('/')
             .next()
             .and_then(|s| s.parse::<IpAddr>().ok());
+        if ip.is_none() {
+            // keepalived logs "parsed invalid IP ... skipping IP".
+            self.warn(
+                a,
+                format!(
+                    "`{addr}` is not an IP address: keepalived skips it, and so does the output"
+                ),
+            );
+            return None;
+        }
         let mut out = addr.clone();
         let args = a.args();
         let mut k = 0;
