@@ -92,8 +92,12 @@ struct Agent {
     eventful: bool,
     /// [`Agent::needs_housekeeping`], as of the last round that could change it.
     housekeeping_wanted: bool,
-    /// Backups woken for their down deadline in this round, by what and when.
+    /// Backups woken for their down deadline, by what and when: kept from the kernel's
+    /// alarm until the deadline has passed.
     wakes: HashMap<VridKey, wake::Wake>,
+    /// The latest down deadline a kernel alarm announced ahead of time: until it has
+    /// passed, the loop keeps its CPU for deadlines up to it.
+    alarm: Option<crate::vrrp::Instant>,
     /// The election loop's scheduling class, as the kernel granted it.
     scheduling: String,
 }
@@ -213,6 +217,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         eventful: true,
         housekeeping_wanted: true,
         wakes: HashMap::new(),
+        alarm: None,
         scheduling: String::new(),
     };
     let config = agent.config.clone();
@@ -292,8 +297,12 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         }
         ticked = false;
         let deadline = agent.endpoint.poll_timeout();
+        let spin = deadline.is_some_and(|d| agent.keeps_cpu_for(d));
         let sleep = async {
             match deadline {
+                // Woken by the kernel's alarm ahead of a down deadline: an idle CPU is
+                // slow to wake again, and the takeover's advert must leave on time.
+                Some(d) if spin => crate::timer::spin_until(d),
                 Some(d) => {
                     if let Err(e) = timer.sleep_until(d).await {
                         // Never lose a timer: fall back to tokio's millisecond one.
@@ -555,15 +564,19 @@ impl Agent {
                     vrid: e.vrid,
                     _pad: 0,
                 };
+                let deadline = crate::vrrp::Instant::from_nanos(e.deadline_ns);
                 self.wakes.insert(
                     key,
                     wake::Wake {
-                        deadline: crate::vrrp::Instant::from_nanos(e.deadline_ns),
+                        deadline,
                         kernel: Some(crate::vrrp::Instant::from_nanos(e.first_ns)),
                         woke: now,
                         sending: None,
                     },
                 );
+                if deadline > now {
+                    self.alarm = self.alarm.max(Some(deadline));
+                }
             }
             self.endpoint.handle(now, EndpointInput::Datapath(r));
         }
@@ -588,15 +601,13 @@ impl Agent {
                 .filter(|r| r.state() == State::Backup && !self.endpoint.kernel_timer(key).armed)
                 .and_then(|r| r.poll_timeout())
             {
-                self.wakes.insert(
-                    *key,
-                    wake::Wake {
-                        deadline,
-                        kernel: None,
-                        woke: now,
-                        sending: None,
-                    },
-                );
+                // The kernel's alarm, if it woke the loop for this deadline, stays on record.
+                self.wakes.entry(*key).or_insert(wake::Wake {
+                    deadline,
+                    kernel: None,
+                    woke: now,
+                    sending: None,
+                });
             }
         }
         if self.receiver.is_xdp() {
@@ -784,7 +795,19 @@ impl Agent {
         }
         self.reannounce_groups(&reannounced).await;
         self.adverts.send().await;
-        self.wakes.clear();
+        let now = clock::now();
+        self.wakes.retain(|_, w| w.deadline > now);
+        if self.alarm.is_some_and(|a| a <= now) {
+            self.alarm = None;
+        }
+    }
+
+    /// Whether the loop should keep its CPU until `deadline` instead of sleeping: a
+    /// kernel alarm announced a down deadline at or after it, and it is close.
+    fn keeps_cpu_for(&self, deadline: crate::vrrp::Instant) -> bool {
+        let lead = Duration::from_nanos(u64::from(vigil_common::down::ALARM_LEAD_NS));
+        self.alarm.is_some_and(|a| deadline <= a)
+            && deadline.saturating_duration_since(clock::now()) <= lead
     }
 
     /// keepalived's rule for a sync group: when one Master member answers a

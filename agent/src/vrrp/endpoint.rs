@@ -826,7 +826,7 @@ impl Endpoint {
         }
         match input {
             EndpointInput::Datapath(Datapath::Event(e)) => {
-                if let Some(key) = self.event(&e) {
+                if let Some(key) = self.event(now, &e) {
                     touched.push(key);
                 }
             }
@@ -965,7 +965,7 @@ impl Endpoint {
     }
 
     /// A record from the XDP program.
-    fn event(&mut self, e: &AdvertEvent) -> Option<VridKey> {
+    fn event(&mut self, now: Instant, e: &AdvertEvent) -> Option<VridKey> {
         self.cool(&VridKey {
             ifindex: e.ifindex,
             family: e.family,
@@ -974,7 +974,7 @@ impl Endpoint {
         });
         match e.event {
             EVENT_ADVERT => {}
-            EVENT_SILENCE => return self.silence(e),
+            EVENT_SILENCE => return self.silence(now, e),
             EVENT_TIMER_ERROR => {
                 let key = VridKey {
                     ifindex: e.ifindex,
@@ -1350,11 +1350,14 @@ impl Endpoint {
     }
 
     /// The kernel's down timer of a VRID found its Master silent since `T`
-    /// (`e.ts_ns`) and fired at `D` (`e.deadline_ns`): as if the agent's own timer had
-    /// fired at D, the router gets the VRID's last advert at T, then the timeout at D.
-    /// A silence older than an advert reported since is stale: that report re-armed the
-    /// kernel's timer.
-    fn silence(&mut self, e: &AdvertEvent) -> Option<VridKey> {
+    /// (`e.ts_ns`) for deadline `D` (`e.deadline_ns`): the router gets the VRID's last
+    /// advert at T, then, as if the agent's own timer had fired at D, the timeout at D.
+    /// The kernel fires a little ahead of D (its alarm) so that the agent is awake for
+    /// it: until D comes, the router's own down timer keeps the deadline, and at D the
+    /// caller reads the newest arrival before the router judges, as for any timeout of
+    /// a Backup. A silence older than an advert reported since is stale: that report
+    /// re-armed the kernel's timer.
+    fn silence(&mut self, now: Instant, e: &AdvertEvent) -> Option<VridKey> {
         let key = VridKey {
             ifindex: e.ifindex,
             family: e.family,
@@ -1378,6 +1381,9 @@ impl Endpoint {
                 e.addr_digest,
             );
             self.feed(key, e.ts_ns, address_of(e.family, &e.src), advert, false);
+        }
+        if at > now {
+            return Some(key);
         }
         self.input(at, key, Input::Timeout, &mut Vec::new());
         Some(key)
