@@ -414,6 +414,23 @@ impl Conv {
         Some(Duration::from_secs(secs.min(86_400)))
     }
 
+    /// A unicast address as keepalived reads it: anything from a `/` or `-` on (a prefix
+    /// or range) is dropped, with a warning.
+    fn bare_address(&mut self, n: &Node, keyword: &str, text: String) -> String {
+        match text.find(['/', '-']) {
+            Some(cut) => {
+                let addr = text[..cut].to_string();
+                self.warn_at(
+                    &n.loc,
+                    keyword,
+                    format!("`{text}`: keepalived ignores `{}` on a unicast address and uses {addr}; so does the output", &text[cut..]),
+                );
+                addr
+            }
+            None => text,
+        }
+    }
+
     /// `keyword [on|off|true|false|yes|no]`: a bare keyword means on.
     fn flag(&mut self, n: &Node) -> Option<bool> {
         self.no_block(n);
@@ -659,6 +676,7 @@ impl Conv {
                     } else {
                         // Unquoted words are the command line, as keepalived reads them.
                         let cmd = item.args().join(" ");
+                        self.shell_difference(item, &cmd);
                         self.set(&mut s.command, Some(cmd), item);
                     }
                 }
@@ -727,6 +745,36 @@ impl Conv {
             );
         }
         self.scripts.push(s);
+    }
+
+    /// keepalived runs a check with no shell: a first word that is shell syntax is no
+    /// program, so keepalived disables the check; shell operators after a program are
+    /// arguments to it. vigil hands such a command to `/bin/sh -c`: warn.
+    fn shell_difference(&mut self, n: &Node, cmd: &str) {
+        if !crate::exec::CommandLine::parse(cmd).uses_shell() {
+            return;
+        }
+        let first = cmd.split_whitespace().next().unwrap_or("");
+        let program = first
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || "/._[".contains(c))
+            && !first.contains(['<', '>', '|', ';', '&', '(', '$', '`', '=']);
+        let operators = cmd
+            .split_whitespace()
+            .skip(1)
+            .any(|w| w.starts_with(['|', ';', '&', '<', '>', '`', '$']));
+        if !program {
+            self.warn(
+                n,
+                format!("keepalived runs checks without a shell, and `{first}` is no program, so keepalived disables this check (it never changes the priority); vigil runs it with /bin/sh, so it takes effect: review its weight"),
+            );
+        } else if operators {
+            self.warn(
+                n,
+                format!("keepalived runs checks without a shell and passes the shell operators to `{first}` as arguments; vigil runs the command with /bin/sh, so it may succeed or fail differently: review it"),
+            );
+        }
     }
 
     fn vrrp_track_process(&mut self, n: &Node) {
@@ -1037,12 +1085,14 @@ impl Conv {
                 }
             }
             "unicast_src_ip" | "mcast_src_ip" => {
-                let v = self.one_arg(item);
+                let v = self
+                    .one_arg(item)
+                    .map(|a| self.bare_address(item, item.keyword(), a));
                 self.set(&mut i.unicast_src_ip, v, item);
             }
             "unicast_peer" => {
                 for p in self.block(item) {
-                    let peer = p.keyword().to_string();
+                    let peer = self.bare_address(p, "unicast_peer", p.keyword().to_string());
                     if !p.args().is_empty() {
                         self.warn_at(
                             &p.loc,

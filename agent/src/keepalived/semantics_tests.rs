@@ -178,3 +178,47 @@ fn strict_mode_as_keepalived_applies_it() {
     let (_, a) = instance(" strict_mode off\n");
     assert!(a.accept);
 }
+
+#[test]
+fn unicast_addresses_lose_a_prefix_as_in_keepalived() {
+    let (i, a) = instance(" unicast_src_ip 192.0.2.1/24\n unicast_peer {\n  192.0.2.2/24\n }\n");
+    assert_eq!(
+        a.unicast_src_ip,
+        Some("192.0.2.1".parse().unwrap()),
+        "{}",
+        i.toml
+    );
+    assert_eq!(
+        a.unicast_peers,
+        vec!["192.0.2.2".parse::<IpAddr>().unwrap()]
+    );
+    assert!(warned(&i, "unicast_src_ip", "/24"), "{:?}", i.warnings);
+    assert!(warned(&i, "unicast_peer", "/24"), "{:?}", i.warnings);
+}
+
+#[test]
+fn checks_that_need_a_shell_are_warned() {
+    let i = import(
+        "vrrp_script port {\n script \"</dev/tcp/127.0.0.1/80\"\n}\n\
+         vrrp_script piped {\n script \"pidof haproxy || exit 1\"\n}\n\
+         vrrp_script plain {\n script \"killall -0 haproxy\"\n}\n",
+    );
+    let on = |line: usize| {
+        i.warnings
+            .iter()
+            .filter(|w| w.keyword == "script" && w.line == line)
+            .map(|w| w.message.clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        on(2).iter().any(|m| m.contains("disables")),
+        "{:?}",
+        i.warnings
+    );
+    assert!(
+        on(5).iter().any(|m| m.contains("arguments")),
+        "{:?}",
+        i.warnings
+    );
+    assert!(on(8).is_empty(), "{:?}", i.warnings);
+}
