@@ -162,9 +162,9 @@ impl Conv {
 }
 
 /// The instance's `track_bfd` line.
-pub(super) fn emit_track_bfd(out: &mut String, i: &Instance) {
-    if !i.track_bfd.is_empty() {
-        let _ = writeln!(out, "track_bfd = {}", track_array("bfd", &i.track_bfd));
+pub(super) fn emit_track_bfd(out: &mut String, track_bfd: &[(String, Option<i64>)]) {
+    if !track_bfd.is_empty() {
+        let _ = writeln!(out, "track_bfd = {}", track_array("bfd", track_bfd));
     }
 }
 

@@ -245,6 +245,8 @@ struct Conv {
     sync_groups: Vec<SyncGroupDef>,
     /// Names of the converted scripts, to check track_script references against.
     script_names: Vec<String>,
+    /// Their weights (0 when not given), for the address owner's tracking.
+    script_weights: HashMap<String, i64>,
     /// keepalived `bfd_instance` blocks.
     bfds: Vec<bfd::BfdDef>,
     /// Names of the converted process definitions, likewise.
@@ -265,6 +267,7 @@ fn convert(tree: &[Node], warnings: Vec<Warning>, origin: &str) -> Import {
         processes: Vec::new(),
         sync_groups: Vec::new(),
         script_names: Vec::new(),
+        script_weights: HashMap::new(),
         bfds: Vec::new(),
         process_names: Vec::new(),
     };
@@ -1291,7 +1294,7 @@ impl Conv {
             self.warn_at(
                 &a.loc,
                 kw,
-                format!("{ip} is already an address of this instance; keepalived ignores `{}`, and so does the output", v.0),
+                format!("{ip} is already an address of this instance; keepalived 2.3.3 and later ignore `{}`, and so does the output. Older keepalived keeps it and advertises the address twice: its Backups drop adverts with fewer addresses, so a vigil Master would not be heard by a keepalived 2.2 node with this file (remove the repeat there too)", v.0),
             );
         }
         repeats
@@ -1438,6 +1441,10 @@ impl Conv {
 
         let scripts = std::mem::take(&mut self.scripts);
         self.script_names = scripts.iter().map(|s| s.name.clone()).collect();
+        self.script_weights = scripts
+            .iter()
+            .map(|s| (s.name.clone(), s.weight.unwrap_or(0)))
+            .collect();
         // keepalived's default script user is not vigil's: say so where scripts exist.
         let first_script = scripts.first().map(|s| (s.loc.clone(), "vrrp_script"));
         let first_notify = self
@@ -1916,11 +1923,61 @@ impl Conv {
             let _ = writeln!(out, "v3_checksum_as_v2 = true");
         }
 
-        let scripts = track_array("script", &i.track_scripts);
-        if !i.track_scripts.is_empty() {
+        // keepalived never moves the address owner's priority: it drops weighted tracked
+        // scripts, interfaces, files and BFD sessions, and makes an unweighted file FAULT-only.
+        let mut track_scripts = i.track_scripts.clone();
+        let mut track_interfaces = i.track_interfaces.clone();
+        let mut track_files = i.track_files.clone();
+        let mut track_bfd = i.track_bfd.clone();
+        if owner {
+            let why = "ignored by keepalived for the address owner (priority 255), whose priority never changes; not carried over";
+            let mut dropped = Vec::new();
+            track_scripts.retain(|(name, w)| {
+                let weight = w.or(self.script_weights.get(name).copied()).unwrap_or(0);
+                let keep = weight == 0;
+                if !keep {
+                    dropped.push(("track_script", format!("`{name}` (weight {weight})")));
+                }
+                keep
+            });
+            track_interfaces.retain(|(name, w)| {
+                let keep = w.is_none_or(|w| w == 0);
+                if !keep {
+                    dropped.push(("track_interface", format!("`{name}` (weighted)")));
+                }
+                keep
+            });
+            let defs = &self.track_files;
+            for (name, w, _) in &mut track_files {
+                if w.is_none() && defs.get(name.as_str()).is_some_and(|d| d.weight.is_none()) {
+                    // keepalived: weight 0, a non-zero value means FAULT.
+                    *w = Some(0);
+                }
+            }
+            track_files.retain(|(name, w, _)| {
+                let weight = w.or(defs.get(name.as_str()).and_then(|d| d.weight));
+                let keep = weight.is_none_or(|w| w == 0);
+                if !keep {
+                    dropped.push(("track_file", format!("`{name}` (weighted)")));
+                }
+                keep
+            });
+            track_bfd.retain(|(name, w)| {
+                let keep = w.is_none_or(|w| w == 0);
+                if !keep {
+                    dropped.push(("track_bfd", format!("`{name}` (weighted)")));
+                }
+                keep
+            });
+            for (kw, what) in dropped {
+                self.warn_at(&i.loc, kw, format!("{what} {why}"));
+            }
+        }
+        let scripts = track_array("script", &track_scripts);
+        if !track_scripts.is_empty() {
             let _ = writeln!(out, "track_scripts = {scripts}");
         }
-        for (name, _) in &i.track_scripts {
+        for (name, _) in &track_scripts {
             if !self.script_names.iter().any(|s| s == name) {
                 self.warn_at(
                     &i.loc,
@@ -1929,15 +1986,15 @@ impl Conv {
                 );
             }
         }
-        if !i.track_interfaces.is_empty() {
+        if !track_interfaces.is_empty() {
             let _ = writeln!(
                 out,
                 "track_interfaces = {}",
-                track_array("interface", &i.track_interfaces)
+                track_array("interface", &track_interfaces)
             );
         }
         let mut files = Vec::new();
-        for (name, weight, loc) in &i.track_files {
+        for (name, weight, loc) in &track_files {
             match self.track_files.get(name) {
                 Some(TrackFileDef {
                     path: Some(p),
@@ -1964,7 +2021,7 @@ impl Conv {
         if !files.is_empty() {
             let _ = writeln!(out, "track_files = {}", track_array("path", &files));
         }
-        bfd::emit_track_bfd(out, i);
+        bfd::emit_track_bfd(out, &track_bfd);
         let procs: Vec<(String, Option<i64>)> = i
             .track_processes
             .iter()

@@ -222,3 +222,44 @@ fn checks_that_need_a_shell_are_warned() {
     );
     assert!(on(8).is_empty(), "{:?}", i.warnings);
 }
+
+#[test]
+fn the_address_owner_drops_weighted_tracking_as_keepalived_does() {
+    let i = import(
+        "vrrp_script w {\n script /bin/true\n weight -20\n}\n\
+         vrrp_script f {\n script /bin/true\n}\n\
+         track_file tf {\n file /run/x\n}\n\
+         vrrp_instance A {\n interface eth0\n virtual_router_id 9\n state MASTER\n\
+         virtual_ipaddress {\n 192.0.2.9/24\n }\n\
+         track_script {\n w\n f\n f weight 5\n }\n\
+         track_interface {\n eth1\n eth2 weight -10\n }\n\
+         track_file {\n tf\n }\n}\n",
+    );
+    let c = config::parse(&i.toml, "out").unwrap_or_else(|e| panic!("{e}\n{}", i.toml));
+    let a = &c.instances["A"];
+    assert_eq!(a.priority, 255);
+    let scripts: Vec<(&str, i32)> = a
+        .track_scripts
+        .iter()
+        .map(|t| (t.script.as_str(), t.weight))
+        .collect();
+    assert_eq!(scripts, vec![("f", 0)], "{}", i.toml);
+    assert_eq!(a.track_interfaces.len(), 1, "{}", i.toml);
+    assert_eq!(a.track_interfaces[0].weight, 0);
+    assert_eq!(a.track_files.len(), 1, "{}", i.toml);
+    assert_eq!(a.track_files[0].weight, 0, "{}", i.toml);
+    assert!(
+        warned(&i, "track_script", "`w` (weight -20)"),
+        "{:?}",
+        i.warnings
+    );
+    assert!(warned(&i, "track_interface", "eth2"), "{:?}", i.warnings);
+    // Below 255 nothing is dropped.
+    let i = import(
+        "vrrp_script w {\n script /bin/true\n weight -20\n}\n\
+         vrrp_instance A {\n interface eth0\n virtual_router_id 9\n priority 254\n\
+         virtual_ipaddress {\n 192.0.2.9/24\n }\n track_script {\n w\n }\n}\n",
+    );
+    let c = config::parse(&i.toml, "out").unwrap();
+    assert_eq!(c.instances["A"].track_scripts.len(), 1);
+}
