@@ -457,6 +457,18 @@ impl Conv {
 
     /// A keyword of `block` the importer does not carry: the table's reason, or unknown.
     fn dropped(&mut self, n: &Node, block: keywords::Block, kw: &str) {
+        // A section inside another is most often a `}` missing above it.
+        if block != keywords::Block::Top
+            && n.block.is_some()
+            && keywords::lookup(keywords::Block::Top, kw).is_some()
+            && keywords::lookup(block, kw).is_none()
+        {
+            self.warn(
+                n,
+                format!("`{}` inside {} (is a `}}` missing above it?): keepalived does not read it there, and neither does the import; nothing in it is carried over", n.words.join(" "), block.title()),
+            );
+            return;
+        }
         match keywords::dropped(block, kw) {
             Some(why) => self.warn(n, format!("not carried over: {why}")),
             None => self.warn(n, UNKNOWN),

@@ -263,3 +263,16 @@ fn the_address_owner_drops_weighted_tracking_as_keepalived_does() {
     let c = config::parse(&i.toml, "out").unwrap();
     assert_eq!(c.instances["A"].track_scripts.len(), 1);
 }
+
+#[test]
+fn a_section_inside_another_is_named() {
+    let i = import(
+        "global_defs {\n router_id a\nvrrp_instance A {\n interface eth0\n virtual_router_id 9\n}\n}\n",
+    );
+    assert!(
+        warned(&i, "vrrp_instance", "inside global_defs"),
+        "{:?}",
+        i.warnings
+    );
+    assert!(!i.toml.contains("[instances"), "{}", i.toml);
+}
