@@ -1041,6 +1041,11 @@ impl Conv {
             "advert_int" => {
                 let v = self.one_arg(item);
                 let v = match v.as_deref().map(str::parse::<f64>) {
+                    // keepalived reads 0.01 to 255 s and ignores anything else.
+                    Some(Ok(s)) if s.is_finite() && !(0.01..=255.0).contains(&s) && s > 0.0 => {
+                        self.warn(item, "outside keepalived's 0.01 to 255 s: keepalived ignores it and advertises every second; not carried over");
+                        None
+                    }
                     Some(Ok(s)) if s.is_finite() && s > 0.0 => Some((s, item.loc.clone())),
                     Some(_) => {
                         self.warn(item, "not a positive number of seconds; not carried over");
@@ -1728,7 +1733,16 @@ impl Conv {
                 );
                 Duration::from_secs(whole as u64)
             } else {
+                // RFC 5798 §5.2.7: 12 bits of centiseconds; keepalived clamps to 40.95 s.
                 let cs = (secs * 100.0).round();
+                if cs > 4095.0 {
+                    self.warn_at(
+                        loc,
+                        "advert_int",
+                        format!("{secs} s is more than VRRPv3's 40.95 s: keepalived uses 40.95 s, and so does the output"),
+                    );
+                }
+                let cs = cs.min(4095.0);
                 if (cs / 100.0 - secs).abs() > 1e-9 {
                     self.warn_at(
                         loc,

@@ -276,3 +276,20 @@ fn a_section_inside_another_is_named() {
     );
     assert!(!i.toml.contains("[instances"), "{}", i.toml);
 }
+
+#[test]
+fn advert_int_outside_keepalived_range() {
+    let (i, a) = instance(" version 3\n advert_int 100\n");
+    assert_eq!(
+        a.advert_interval,
+        Duration::from_millis(40_950),
+        "{}",
+        i.toml
+    );
+    assert!(warned(&i, "advert_int", "40.95"), "{:?}", i.warnings);
+    for v in ["300", "0.001"] {
+        let (i, a) = instance(&format!(" version 3\n advert_int {v}\n"));
+        assert_eq!(a.advert_interval, Duration::from_secs(1), "{v}: {}", i.toml);
+        assert!(warned(&i, "advert_int", "ignores"), "{v}: {:?}", i.warnings);
+    }
+}
