@@ -75,7 +75,7 @@ pub enum EndpointInput {
         /// Its `vrid_stats` entry.
         stats: VridStats,
         /// Whether its kernel down timer is armed (read from `down_timers`), when it was
-        /// read (before a timeout; `None` otherwise).
+        /// read (before a timeout or a refresh; `None` otherwise).
         timer_armed: Option<bool>,
     },
     /// The kernel keeps this VRID's Master_Down_Timer for adverts that arrive from
@@ -88,6 +88,14 @@ pub enum EndpointInput {
     },
     /// The deadline of [`Endpoint::poll_timeout`] came.
     Timeout,
+    /// Hand a Backup the datapath's newest arrival (its [`EndpointInput::KernelState`],
+    /// just read, with the kernel's timer) ahead of its down deadline: the caller woke a
+    /// little early for the deadline, and a Master heard since moves it; a kernel timer
+    /// found armed takes the deadline back, as at a timeout.
+    Refresh {
+        /// The router.
+        key: VridKey,
+    },
     /// Start a router (RFC 5798 §6.4.1).
     Startup {
         /// The router.
@@ -869,6 +877,16 @@ impl Endpoint {
                 }
                 self.due = due;
             }
+            EndpointInput::Refresh { key } => {
+                if let Some(m) = self.members.get_mut(&key)
+                    && m.router.state() == State::Backup
+                {
+                    let read = m.kernel_read.take();
+                    self.refresh(now, key);
+                    self.hand_back(key, read);
+                    touched.push(key);
+                }
+            }
             EndpointInput::Startup { key } => self.input(now, key, Input::Startup, &mut touched),
             EndpointInput::Shutdown { key } => self.input(now, key, Input::Shutdown, &mut touched),
             EndpointInput::PriorityChanged { key, priority } => {
@@ -1249,13 +1267,18 @@ impl Endpoint {
         }
         self.refresh(now, key);
         self.input(now, key, Input::Timeout, touched);
-        // The Master is alive and the kernel's timer runs from its adverts (it had gone
-        // idle while this router was Master or in Fault, and an advert re-armed it):
-        // the deadline is the kernel's again.
-        // Not when the router's deadline is the earlier one (a timer started afresh, as
-        // on leaving Fault, runs from now, not from the last advert), nor before an
-        // advert has re-armed the kernel's timer since the last change of priority or
-        // configuration (until then its expiry is the old one).
+        self.hand_back(key, read);
+    }
+
+    /// After a Backup's deadline was judged, or moved by a refresh, with the kernel's
+    /// timer `read` as armed or not: the Master is alive and the kernel's timer runs from
+    /// its adverts (it had gone idle while this router was Master or in Fault, and an
+    /// advert re-armed it), so the deadline is the kernel's again.
+    /// Not when the router's deadline is the earlier one (a timer started afresh, as
+    /// on leaving Fault, runs from now, not from the last advert), nor before an
+    /// advert has re-armed the kernel's timer since the last change of priority or
+    /// configuration (until then its expiry is the old one).
+    fn hand_back(&mut self, key: VridKey, read: Option<bool>) {
         if let Some(m) = self.members.get_mut(&key)
             && m.router.state() == State::Backup
             && m.kernel_since.is_some()
@@ -1395,6 +1418,7 @@ fn input_key(input: &EndpointInput) -> Option<VridKey> {
     match input {
         EndpointInput::KernelState { key, .. }
         | EndpointInput::KernelTimer { key, .. }
+        | EndpointInput::Refresh { key }
         | EndpointInput::Startup { key }
         | EndpointInput::Shutdown { key }
         | EndpointInput::PriorityChanged { key, .. }

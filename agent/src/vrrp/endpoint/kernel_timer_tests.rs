@@ -416,3 +416,86 @@ fn a_master_heard_after_the_alarm_keeps_the_backup() {
         Some(late + MDI - u64::from(vigil_common::down::ALARM_LEAD_NS))
     );
 }
+
+/// The VRID's state after a quiet advert from the Master at `last` (ns).
+fn state_after(last: u64) -> VridStats {
+    let mut stats = VridStats::default();
+    vigil_common::suppress::commit(
+        &mut stats,
+        &vigil_common::validate::Advert {
+            family: FAMILY_V4,
+            ttl: 255,
+            version: 3,
+            kind: 1,
+            vrid: 51,
+            priority: 150,
+            addr_count: 1,
+            interval: 100,
+            src: [192, 0, 2, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ..Default::default()
+        },
+        last,
+        0,
+        Some(0),
+    );
+    stats
+}
+
+/// The agent keeps the deadline (no kernel timers) and wakes a little ahead of it: a
+/// Master heard since moves the deadline, and nothing is judged early.
+#[test]
+fn a_refresh_ahead_of_the_deadline_moves_it_for_a_live_master() {
+    let mut ep = backup(None);
+    let t = 1100 * MS;
+    feed(&mut ep, record(EVENT_ADVERT, t, 0));
+    while ep.poll_action().is_some() {}
+    let early = Instant::from_nanos(t + MDI - MS);
+    let last = t + 2000 * MS;
+    ep.handle(
+        early,
+        EndpointInput::KernelState {
+            key: key(),
+            stats: state_after(last),
+            timer_armed: Some(false),
+        },
+    );
+    ep.handle(early, EndpointInput::Refresh { key: key() });
+    assert_eq!(took_over_at(&mut ep), None);
+    assert_eq!(ep.poll_timeout(), Some(Instant::from_nanos(last + MDI)));
+    // Silent since: a refresh changes nothing, the deadline stands for the timeout.
+    let mut ep = backup(None);
+    feed(&mut ep, record(EVENT_ADVERT, t, 0));
+    while ep.poll_action().is_some() {}
+    ep.handle(
+        early,
+        EndpointInput::KernelState {
+            key: key(),
+            stats: state_after(t),
+            timer_armed: Some(false),
+        },
+    );
+    ep.handle(early, EndpointInput::Refresh { key: key() });
+    assert_eq!(took_over_at(&mut ep), None, "never before the deadline");
+    assert_eq!(ep.poll_timeout(), Some(Instant::from_nanos(t + MDI)));
+}
+
+/// An early refresh that finds the kernel's timer armed from the live Master's adverts
+/// hands the deadline back to the kernel, as a timeout would: the agent must not go on
+/// waking for a deadline the kernel keeps.
+#[test]
+fn a_refresh_that_finds_the_kernels_timer_armed_hands_the_deadline_back() {
+    let mut ep = backup(Some(0));
+    let first = ep.poll_timeout().expect("a Backup has a down deadline");
+    let early = Instant::from_nanos(first.as_nanos() - MS);
+    ep.handle(
+        early,
+        EndpointInput::KernelState {
+            key: key(),
+            stats: state_after(first.as_nanos() - 100 * MS),
+            timer_armed: Some(true),
+        },
+    );
+    ep.handle(early, EndpointInput::Refresh { key: key() });
+    assert_eq!(took_over_at(&mut ep), None);
+    assert_eq!(ep.poll_timeout(), None, "the kernel keeps the deadline now");
+}
