@@ -1999,18 +1999,26 @@ impl Conv {
                 self.warn_at(&i.loc, kw, format!("{what} {why}"));
             }
         }
+        // keepalived ignores a reference to a script it does not have ("track script
+        // ... not found, ignoring").
+        let mut unknown = Vec::new();
+        track_scripts.retain(|(name, _)| {
+            let known = self.script_names.iter().any(|s| s == name);
+            if !known {
+                unknown.push(name.clone());
+            }
+            known
+        });
+        for name in unknown {
+            self.warn_at(
+                &i.loc,
+                "track_script",
+                format!("no vrrp_script named `{name}`: keepalived ignores the reference, and so does the output"),
+            );
+        }
         let scripts = track_array("script", &track_scripts);
         if !track_scripts.is_empty() {
             let _ = writeln!(out, "track_scripts = {scripts}");
-        }
-        for (name, _) in &track_scripts {
-            if !self.script_names.iter().any(|s| s == name) {
-                self.warn_at(
-                    &i.loc,
-                    "track_script",
-                    format!("no vrrp_script named `{name}`; vigil check will reject the reference"),
-                );
-            }
         }
         if !track_interfaces.is_empty() {
             let _ = writeln!(

@@ -293,3 +293,10 @@ fn advert_int_outside_keepalived_range() {
         assert!(warned(&i, "advert_int", "ignores"), "{v}: {:?}", i.warnings);
     }
 }
+
+#[test]
+fn a_track_script_without_its_script_is_ignored() {
+    let (i, a) = instance(" track_script {\n  missing\n }\n");
+    assert!(a.track_scripts.is_empty(), "{}", i.toml);
+    assert!(warned(&i, "track_script", "`missing`"), "{:?}", i.warnings);
+}
