@@ -1380,8 +1380,9 @@ impl Conv {
             .and_then(|s| s.parse::<IpAddr>().ok());
         if ip.is_none() {
             // keepalived logs "parsed invalid IP ... skipping IP".
-            self.warn(
-                a,
+            self.warn_at(
+                &a.loc,
+                "virtual_ipaddress",
                 format!(
                     "`{addr}` is not an IP address: keepalived skips it, and so does the output"
                 ),
