@@ -206,7 +206,8 @@ fn same_on_the_wire(
 /// `state MASTER` without `priority` is keepalived's address owner (255): it wins over a
 /// Backup at 200, and a weighted failing check does not move it (keepalived ignores
 /// weights on the owner). Beside it a lower-case `state master` (BACKUP to keepalived)
-/// with `nopreempt`.
+/// with `nopreempt` below a preempting peer: whoever's timer fires first, the peer ends up
+/// Master.
 const OWNER_LB01: &str = "global_defs {\n script_user root\n}\n\
 vrrp_script failing {\n script /bin/false\n interval 1\n weight -100\n}\n\
 vrrp_instance owner {\n state MASTER\n interface eth0\n virtual_router_id 61\n\
@@ -216,7 +217,7 @@ vrrp_instance lower {\n state master\n nopreempt\n interface eth0\n virtual_rout
 const OWNER_LB02: &str = "vrrp_instance owner {\n state BACKUP\n interface eth0\n\
  virtual_router_id 61\n priority 200\n virtual_ipaddress {\n  192.0.2.161/24\n }\n}\n\
 vrrp_instance lower {\n state BACKUP\n interface eth0\n virtual_router_id 62\n\
- priority 110\n virtual_ipaddress {\n  192.0.2.162/24\n }\n}\n";
+ priority 130\n virtual_ipaddress {\n  192.0.2.162/24\n }\n}\n";
 
 #[test]
 fn keepalived_derived_priorities_elect_alike() -> anyhow::Result<()> {
