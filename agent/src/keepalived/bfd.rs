@@ -22,6 +22,16 @@ pub(super) struct BfdDef {
 }
 
 impl Conv {
+    /// The weight a `bfd_instance` gives instances tracking it without their own (0 when
+    /// it sets none, as in keepalived).
+    pub(super) fn bfd_weight(&self, name: &str) -> i64 {
+        self.bfds
+            .iter()
+            .find(|b| b.name == name)
+            .and_then(|b| b.weight)
+            .unwrap_or(0)
+    }
+
     pub(super) fn bfd_instance(&mut self, n: &Node) {
         let Some(name) = self.section_name(n, |c, name| c.bfds.iter().any(|b| b.name == name))
         else {

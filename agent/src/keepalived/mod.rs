@@ -1989,8 +1989,12 @@ impl Conv {
                 }
                 keep
             });
+            let bfd_weights: HashMap<String, i64> = track_bfd
+                .iter()
+                .map(|(name, _)| (name.clone(), self.bfd_weight(name)))
+                .collect();
             track_bfd.retain(|(name, w)| {
-                let keep = w.is_none_or(|w| w == 0);
+                let keep = w.or(bfd_weights.get(name).copied()).unwrap_or(0) == 0;
                 if !keep {
                     dropped.push(("track_bfd", format!("`{name}` (weighted)")));
                 }

@@ -300,3 +300,16 @@ fn a_track_script_without_its_script_is_ignored() {
     assert!(a.track_scripts.is_empty(), "{}", i.toml);
     assert!(warned(&i, "track_script", "`missing`"), "{:?}", i.warnings);
 }
+
+#[test]
+fn the_address_owner_drops_a_session_weighted_by_its_bfd_instance() {
+    let i = import(
+        "bfd_instance b {\n neighbor_ip 192.0.2.2\n weight -30\n}\n\
+         bfd_instance z {\n neighbor_ip 192.0.2.3\n}\n\
+         vrrp_instance A {\n interface eth0\n virtual_router_id 9\n priority 255\n\
+         virtual_ipaddress {\n 192.0.2.9/24\n }\n track_bfd {\n b\n z\n }\n}\n",
+    );
+    assert!(warned(&i, "track_bfd", "`b`"), "{:?}", i.warnings);
+    assert!(!warned(&i, "track_bfd", "`z`"), "{:?}", i.warnings);
+    assert!(i.toml.contains("track_bfd = [\"z\"]"), "{}", i.toml);
+}
