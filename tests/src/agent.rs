@@ -276,6 +276,17 @@ impl Keepalived {
     /// Writes `conf` and starts keepalived (VRRP only, in the foreground, logging to a
     /// file in `dir`).
     pub fn start(host: &Host, dir: &Path, conf: &str) -> anyhow::Result<Self> {
+        Self::start_as(host, dir, conf, None)
+    }
+
+    /// As [`Keepalived::start`], with keepalived's config id (`-i`), which picks the
+    /// `@id` lines of the file; `None` leaves keepalived's default (the host name).
+    pub fn start_as(
+        host: &Host,
+        dir: &Path,
+        conf: &str,
+        config_id: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let path = dir.join(format!("{}-keepalived.conf", host.name));
         std::fs::write(&path, conf)?;
         let log = std::fs::File::create(dir.join(format!("{}-keepalived.log", host.name)))?;
@@ -285,6 +296,7 @@ impl Keepalived {
             .command("keepalived")
             .args(["--dont-fork", "--log-console", "--vrrp", "--use-file"])
             .arg(&path)
+            .args(config_id.map(|id| format!("--config-id={id}")))
             .arg("--pid")
             .arg(&pid)
             .arg("--vrrp_pid")
