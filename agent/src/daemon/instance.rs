@@ -453,15 +453,9 @@ impl Instance {
         None
     }
 
-    /// Answers for its sync group: a member that is Master heard a lower-priority
-    /// advert, so this one (Master too) advertises now and announces its addresses on
-    /// its `garp_lower_prio_*` schedule, as if it had heard it itself.
-    pub async fn reannounce(&mut self, router: &VirtualRouter, adverts: &mut Adverts) {
-        self.queue_advert(router, router.priority(), adverts).await;
-        self.restart_reannouncements();
-    }
-
-    fn restart_reannouncements(&mut self) {
+    /// Announces its addresses again on its `garp_lower_prio_*` schedule: it heard a
+    /// lower-priority advert, or (after its advert) a member of its sync group did.
+    pub(super) fn restart_reannouncements(&mut self) {
         if let Some(task) = self.reannounce.take() {
             task.abort();
         }
