@@ -15,6 +15,7 @@ pub mod split;
 mod takeover;
 mod waiting;
 mod wake;
+mod xdp_watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -109,6 +110,9 @@ struct Agent {
 /// virtual addresses on a Backup's interfaces, while there is something to look at (see
 /// [`Agent::needs_housekeeping`]): an idle agent does not wake for it.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// How often, at most, the XDP program's attachments are checked (see `xdp_watch`):
+/// at the first wake-up of the agent after this much time.
+const XDP_CHECK: Duration = Duration::from_secs(1);
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(path: &Path) -> Result<(), RunError> {
@@ -275,6 +279,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     });
     let mut bfd_tick = tokio::time::interval(Duration::from_secs(1));
     bfd_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut xdp_checked = std::time::Instant::now();
     let timer = crate::timer::MonoTimer::new().map_err(anyhow::Error::from)?;
     // This thread reads the kernel's silence events and sends the takeover's first
     // advert: a busy host must not keep it waiting for a time slice.
@@ -294,6 +299,13 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut ticked = false;
 
     loop {
+        // Never a wake-up of its own: an idle Backup sleeps through its Master's adverts
+        // (the kernel keeps its timer). A Backup made deaf by a detach takes over and
+        // from then on wakes for its own adverts, which is when this finds it.
+        if agent.receiver.is_xdp() && xdp_checked.elapsed() >= XDP_CHECK {
+            xdp_checked = std::time::Instant::now();
+            agent.check_xdp().await;
+        }
         // A round of nothing but a Master's adverts cannot change what housekeeping
         // looks at; only other rounds pay for asking every instance.
         if agent.eventful || !ticked {
@@ -660,7 +672,10 @@ impl Agent {
             if let LinkEvent::Changed(l) = &event {
                 inst.renamed(l.index, &l.name);
             }
-            if inst.iface.index == index {
+            // A deleted virtual MAC interface takes the instance's addresses and
+            // adverts with it: a fault, as its own interface going.
+            let vmac_removed = matches!(event, LinkEvent::Removed { .. }) && inst.is_vmac(index);
+            if inst.iface.index == index || vmac_removed {
                 tracing::info!(instance = %inst.name, iface = %inst.iface.name, up, "link changed");
                 let key = inst.key;
                 self.endpoint.handle(
@@ -693,9 +708,13 @@ impl Agent {
         }
     }
 
-    /// Split-brain expiry, and the classic check for virtual addresses on a Backup.
+    /// Split-brain expiry, a Master's lost addresses put back, and the classic check for
+    /// virtual addresses on a Backup.
     async fn housekeeping(&mut self) {
-        self.addresses_changed = false;
+        let addresses_changed = std::mem::take(&mut self.addresses_changed);
+        if addresses_changed {
+            self.park_instances_without_source().await;
+        }
         if !self.waiting.is_empty() {
             self.start_waiting().await;
         }
@@ -720,6 +739,11 @@ impl Agent {
                 s == State::Master,
                 inst.cfg.advert_interval,
             );
+            // Only an address change can take a Master's addresses away.
+            if addresses_changed && s == State::Master {
+                inst.restore_addresses(&self.netlink, &mut self.owned, &mut seen)
+                    .await;
+            }
             inst.check_addresses(s, &self.netlink, &mut self.owned, &mut seen, &keep)
                 .await;
         }
