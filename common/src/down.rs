@@ -26,7 +26,7 @@ pub struct DownParams {
     /// Advert intervals in Master_Down_Interval (keepalived `down_timer_adverts`; the RFC's 3).
     pub adverts: u32,
     /// The most the timer may fire ahead of the deadline to wake the agent, in ns
-    /// ([`alarm_ns`]); 0 = at the deadline.
+    /// ([`deadline_and_alarm_ns`]); 0 = at the deadline.
     pub lead_ns: u32,
     /// Master_Adver_Interval in ns when it is not learnt from adverts (VRRPv2: RFC 3768
     /// §7.1 makes a Backup discard adverts of another interval); 0 = take the interval of
@@ -91,13 +91,14 @@ pub const fn deadline_ns(
 /// running when the deadline comes and its advert leaves within the RFC's time.
 pub const ALARM_LEAD_NS: u32 = 2_000_000;
 
-/// When the kernel's timer fires for a down deadline: up to `lead_ns` ahead of it, so
-/// that the agent is awake at the deadline, but never so early that a Master merely late
-/// wakes it: the lead is at most a quarter of the slack a live Master has
-/// (Master_Down_Interval less one interval, or Skew_Time after a priority-0 advert).
-/// The agent, woken, waits out the deadline itself and judges the silence then.
+/// The down deadline after an advert (as [`deadline_ns`]), and when the kernel's timer
+/// fires for it: up to `lead_ns` ahead, so that the agent is awake at the deadline, but
+/// never so early that a Master merely late wakes it: the lead is at most a quarter of
+/// the slack a live Master has (Master_Down_Interval less one interval, or Skew_Time
+/// after a priority-0 advert). The agent, woken, waits out the deadline itself and judges
+/// the silence then.
 #[inline(always)]
-pub const fn alarm_ns(
+pub const fn deadline_and_alarm_ns(
     version: u8,
     local_priority: u8,
     interval_ns: u64,
@@ -105,7 +106,7 @@ pub const fn alarm_ns(
     last_ns: u64,
     last_priority: u8,
     lead_ns: u32,
-) -> u64 {
+) -> (u64, u64) {
     let deadline = deadline_ns(
         version,
         local_priority,
@@ -124,7 +125,7 @@ pub const fn alarm_ns(
     } else {
         lead_ns as u64
     };
-    deadline.saturating_sub(lead)
+    (deadline, deadline.saturating_sub(lead))
 }
 
 #[cfg(test)]
@@ -152,6 +153,7 @@ mod tests {
     #[test]
     fn the_alarm_leads_the_deadline_by_at_most_a_quarter_of_the_slack() {
         let lead = ALARM_LEAD_NS;
+        let alarm_ns = |v, p, i, a, l, lp, lead| deadline_and_alarm_ns(v, p, i, a, l, lp, lead).1;
         // v3, 10 ms × 3, priority 100: slack 26.09 ms, so the full 2 ms lead.
         let d = deadline_ns(3, 100, 10_000_000, 3, 0, 200);
         assert_eq!(alarm_ns(3, 100, 10_000_000, 3, 0, 200, lead), d - 2_000_000);

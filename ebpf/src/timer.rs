@@ -2,7 +2,7 @@
 //!
 //! The packet path arms it at an advert's arrival for `arrival + Master_Down_Interval`
 //! less a small lead (absolute CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`; the lead
-//! lets the agent be awake at the deadline, see `alarm_ns`) when it is idle, and again
+//! lets the agent be awake at the deadline, see `deadline_and_alarm_ns`) when it is idle, and again
 //! whenever the advert is reported to the agent, so every advert the agent hears has
 //! (re-)armed it. In the steady state the packet path only records `last_ns` in
 //! `vrid_stats`; when the timer fires, the callback recomputes the deadline from the
@@ -27,7 +27,7 @@ use aya_ebpf::{
 };
 use vigil_common::{
     DownParams, VridKey, VridStats, WatchEntry,
-    down::{RETRY_NS, alarm_ns, deadline_ns, interval_ns},
+    down::{RETRY_NS, deadline_and_alarm_ns, interval_ns},
     event::{EVENT_SILENCE, EVENT_TIMER_ERROR},
     maps::MAX_WATCHED,
     validate::{VERDICTS, WATCH_REPORT_ALL},
@@ -152,7 +152,7 @@ pub fn arrival(key: &VridKey, stats: *mut VridStats, w: &WatchEntry, ts: u64, re
     start(key, stats, t, alarm, local, tell);
 }
 
-/// The down deadline, and when the timer fires for it (a little ahead: [`alarm_ns`]).
+/// The down deadline, and when the timer fires for it (a little ahead: `deadline_and_alarm_ns`).
 #[inline(always)]
 fn deadline_of(
     version: u8,
@@ -168,17 +168,14 @@ fn deadline_of(
     } else {
         interval_ns(last_version, last_interval)
     };
-    (
-        deadline_ns(version, local, interval, p.adverts, last_ns, last_priority),
-        alarm_ns(
-            version,
-            local,
-            interval,
-            p.adverts,
-            last_ns,
-            last_priority,
-            p.lead_ns,
-        ),
+    deadline_and_alarm_ns(
+        version,
+        local,
+        interval,
+        p.adverts,
+        last_ns,
+        last_priority,
+        p.lead_ns,
     )
 }
 

@@ -642,17 +642,7 @@ impl Agent {
             self.dispatch(ready);
             self.endpoint.due_backups_into(now, &mut backups);
             for key in backups {
-                if let Some(stats) = self.receiver.vrid_stats(&key) {
-                    let timer_armed = Some(self.receiver.down_timer_armed(&key));
-                    self.endpoint.handle(
-                        now,
-                        EndpointInput::KernelState {
-                            key,
-                            stats,
-                            timer_armed,
-                        },
-                    );
-                }
+                self.read_kernel_state(now, key);
             }
         }
         self.endpoint.handle(now, EndpointInput::Timeout);
@@ -950,6 +940,24 @@ impl Agent {
         !due.is_empty()
     }
 
+    /// Hands the endpoint a VRID's state and its kernel timer, read from the program's
+    /// maps; false when the VRID has no state there.
+    fn read_kernel_state(&mut self, now: crate::vrrp::Instant, key: VridKey) -> bool {
+        let Some(stats) = self.receiver.vrid_stats(&key) else {
+            return false;
+        };
+        let timer_armed = Some(self.receiver.down_timer_armed(&key));
+        self.endpoint.handle(
+            now,
+            EndpointInput::KernelState {
+                key,
+                stats,
+                timer_armed,
+            },
+        );
+        true
+    }
+
     /// Woken a little ahead of `deadline` for Backups whose down timer the agent keeps:
     /// each is handed the VRID's newest arrival, which moves the deadline of a Backup
     /// whose Master is alive; the deadlines that stand are kept on the CPU, as after the
@@ -961,16 +969,7 @@ impl Agent {
         let mut due = Vec::new();
         self.endpoint.due_backups_into(deadline, &mut due);
         for &key in &due {
-            if let Some(stats) = self.receiver.vrid_stats(&key) {
-                let timer_armed = Some(self.receiver.down_timer_armed(&key));
-                self.endpoint.handle(
-                    now,
-                    EndpointInput::KernelState {
-                        key,
-                        stats,
-                        timer_armed,
-                    },
-                );
+            if self.read_kernel_state(now, key) {
                 self.endpoint.handle(now, EndpointInput::Refresh { key });
             }
         }

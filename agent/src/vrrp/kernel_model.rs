@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use vigil_common::down::{RETRY_NS, alarm_ns, deadline_ns, interval_ns};
+use vigil_common::down::{RETRY_NS, deadline_and_alarm_ns, interval_ns};
 use vigil_common::event::EVENT_SILENCE;
 use vigil_common::suppress::{self, Fate};
 use vigil_common::validate::{self, Advert, Parsed};
@@ -159,24 +159,14 @@ impl KernelModel {
         } else {
             interval_ns(s.last_version, s.last_interval)
         };
-        Some((
-            deadline_ns(
-                w.version,
-                w.priority,
-                interval,
-                p.adverts,
-                s.last_ns,
-                s.last_priority,
-            ),
-            alarm_ns(
-                w.version,
-                w.priority,
-                interval,
-                p.adverts,
-                s.last_ns,
-                s.last_priority,
-                p.lead_ns,
-            ),
+        Some(deadline_and_alarm_ns(
+            w.version,
+            w.priority,
+            interval,
+            p.adverts,
+            s.last_ns,
+            s.last_priority,
+            p.lead_ns,
         ))
     }
 

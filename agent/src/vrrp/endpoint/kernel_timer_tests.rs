@@ -189,26 +189,8 @@ fn an_armed_timer_read_at_the_agents_timeout_hands_the_deadline_to_the_kernel() 
     let first = ep.poll_timeout().expect("a Backup has a down deadline");
     // Adverts arrived quietly (the kernel armed its timer); at the deadline the agent
     // reads the state and the armed timer.
-    let mut stats = VridStats::default();
     let last = first.as_nanos() - 100 * MS;
-    vigil_common::suppress::commit(
-        &mut stats,
-        &vigil_common::validate::Advert {
-            family: FAMILY_V4,
-            ttl: 255,
-            version: 3,
-            kind: 1,
-            vrid: 51,
-            priority: 150,
-            addr_count: 1,
-            interval: 100,
-            src: [192, 0, 2, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            ..Default::default()
-        },
-        last,
-        0,
-        Some(0),
-    );
+    let stats = state_after(last);
     ep.handle(
         first,
         EndpointInput::KernelState {
