@@ -14,6 +14,7 @@ pub mod frames;
 pub mod frr;
 pub mod invariant;
 pub mod netns;
+pub mod vrrpd;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
