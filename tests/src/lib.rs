@@ -245,6 +245,21 @@ impl Lab {
         Ok(())
     }
 
+    /// Cuts (`cut = true`) or heals a host off the switch while every link stays up: the
+    /// port leaves the bridge (and joins it again), so no agent sees a carrier change and
+    /// each side goes on as if the other had died. A partition, not an unplugged cable: a
+    /// router that sees its link go enters Fault and comes back Backup, one that is
+    /// partitioned stays Master, and both are Master when the partition heals.
+    pub fn set_partitioned(&self, name: &str, cut: bool) -> anyhow::Result<()> {
+        let port = self.host(name).port.clone();
+        if cut {
+            ip(&["-n", &self.switch, "link", "set", &port, "nomaster"])?;
+        } else {
+            ip(&["-n", &self.switch, "link", "set", &port, "master", "br0"])?;
+        }
+        Ok(())
+    }
+
     /// Leaves the lab in place after this process ends (for `cargo xtask lab up`).
     pub fn keep(mut self) {
         self.children.clear();

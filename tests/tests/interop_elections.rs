@@ -181,8 +181,7 @@ fn takeover_gap(
         .ok_or_else(|| anyhow::anyhow!("no advert from {taker} after the peer stopped: {s:?}"))?;
     let last = s
         .iter()
-        .filter(|(t, src, _)| *src == peer && *t < first.0)
-        .last()
+        .rfind(|(t, src, _)| *src == peer && *t < first.0)
         .ok_or_else(|| anyhow::anyhow!("no advert from {peer}"))?;
     Ok((Duration::from_nanos(first.0 - last.0), last.2))
 }
@@ -215,8 +214,6 @@ fn learned_interval(tag: &str, frr_ms: u32, vigil_interval: &str) -> anyhow::Res
     // Long past any Master_Down_Interval vigil could compute from its own interval.
     std::thread::sleep(Duration::from_millis(u64::from(frr_ms) * 5).max(Duration::from_secs(3)));
     assert_eq!(v.state("web")?, "BACKUP", "{}", v.log_text());
-    let st = v.instance("web")?;
-    println!("status: {st}");
     let mark = realtime_ns();
     frr.stop_vrrpd(libc::SIGKILL);
     v.wait_state(
@@ -276,7 +273,8 @@ fn equal_priorities_the_higher_address_wins_against_keepalived_and_vrrpd() -> an
         Duration::from_secs(8),
         hold,
     )?;
-    // vigil (.12) comes as Master-to-be? No: a Backup hearing an equal priority stays Backup.
+    // vigil (.12) joins: a Backup hearing an equal priority stays Backup, even from a
+    // lower address (RFC 5798 §6.4.2 preempts only a lower priority).
     let v = start_vigil(&lb02, &dir, &bpffs, &vigil_instance(100, "100ms", ""))?;
     v.wait_state("web", "BACKUP", Duration::from_secs(2))?;
     std::thread::sleep(Duration::from_secs(2));
@@ -285,11 +283,14 @@ fn equal_priorities_the_higher_address_wins_against_keepalived_and_vrrpd() -> an
         "BACKUP",
         "vigil preempted an equal priority"
     );
-    // keepalived's link goes: vigil takes over; when the link comes back both are
-    // Master for a moment and the higher address (vigil's) must stay.
-    lab.set_link("lb01", false)?;
+    // keepalived is partitioned off: vigil takes over; when the partition heals both
+    // are Master and the higher address (vigil's) must stay.
+    lab.set_partitioned("lb01", true)?;
     v.wait_state("web", "MASTER", Duration::from_secs(2))?;
-    lab.set_link("lb01", true)?;
+    std::thread::sleep(Duration::from_millis(300));
+    lab.set_partitioned("lb01", false)?;
+    // The two Masters hear each other from here on.
+    std::thread::sleep(Duration::from_millis(500));
     settled_on(
         &pcap,
         lb02.ipv4.into(),
@@ -301,8 +302,8 @@ fn equal_priorities_the_higher_address_wins_against_keepalived_and_vrrpd() -> an
     assert!(!has_address(&lb01, VIP));
     // keepalived leaves, so that vrrpd alone races vigil.
     drop(ka);
-    // vrrpd (.13) the same way: it comes as Backup, vigil's link goes, vrrpd takes over,
-    // the link comes back and vrrpd (higher) stays Master; vigil yields.
+    // vrrpd (.13) the same way: it joins as Backup, vigil is partitioned off, vrrpd
+    // takes over, the partition heals and vrrpd (higher) stays Master; vigil yields.
     let frr = Vrrpd::start(
         &lb03,
         &dir,
@@ -321,9 +322,12 @@ fn equal_priorities_the_higher_address_wins_against_keepalived_and_vrrpd() -> an
         Duration::from_secs(3),
         hold,
     )?;
-    lab.set_link("lb02", false)?;
+    lab.set_partitioned("lb02", true)?;
     frr.wait_state(51, "v4", "Master", Duration::from_secs(2))?;
-    lab.set_link("lb02", true)?;
+    std::thread::sleep(Duration::from_millis(300));
+    lab.set_partitioned("lb02", false)?;
+    // The two Masters hear each other from here on.
+    std::thread::sleep(Duration::from_millis(500));
     settled_on(
         &pcap,
         lb03.ipv4.into(),
@@ -394,7 +398,7 @@ fn priority_zero_from_keepalived_and_vrrpd_means_skew_time() -> anyhow::Result<(
     std::thread::sleep(Duration::from_millis(300));
     let (gap, last_prio) = takeover_gap(&pcap, lb03.ipv4.into(), lb01.ipv4.into(), mark)?;
     println!("vrrpd shutdown -> vigil: {gap:?} (last prio {last_prio})");
-    let _ = frr.stop_vrrpd(libc::SIGTERM);
+    frr.stop_vrrpd(libc::SIGTERM);
     drop(cap.stop()?);
     assert_eq!(last_prio, 0);
     assert!(
@@ -428,7 +432,6 @@ fn vrrpv2_with_vrrpd_both_ways() -> anyhow::Result<()> {
         Duration::from_secs(5),
     )?;
     assert_eq!(v.state("web")?, "BACKUP", "{}", v.log_text());
-    println!("{}", v.instance("web")?);
     frr.stop_vrrpd(libc::SIGKILL);
     v.wait_state("web", "MASTER", Duration::from_secs(5))?;
     // vrrpd comes back and preempts (200 over 100): vigil yields.
@@ -445,5 +448,332 @@ fn vrrpv2_with_vrrpd_both_ways() -> anyhow::Result<()> {
     )?;
     assert!(!has_address(&lb01, VIP));
     drop(cap.stop()?);
+    Ok(())
+}
+
+const VIP6: &str = "2001:db8::100";
+
+/// Equal priorities over IPv6: the higher link-local source wins (RFC 5798 §6.4.3), with
+/// `peer` ("keepalived" or "vrrpd") on lb01 and vigil on lb02.
+fn ipv6_tie(tag: &str, peer: &str) -> anyhow::Result<()> {
+    let mut lab = Lab::new(tag, &["lb01", "lb02", "watch"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let [lb01, lb02] = lab.clone_hosts();
+    let (cap, pcap) = capture(&lab, "watch")?;
+    let _ka;
+    let _frr;
+    if peer == "keepalived" {
+        _ka = Keepalived::start(
+            &lb01,
+            &dir,
+            &ka_conf(100, "").replace(&format!("{VIP}/24"), &format!("{VIP6}/64")),
+        )?;
+    } else {
+        _frr = Vrrpd::start(
+            &lb01,
+            &dir,
+            51,
+            true,
+            &[&format!("{VIP6}/64")],
+            " vrrp 51 version 3\n vrrp 51 priority 100\n vrrp 51 advertisement-interval 100\n vrrp 51 ipv6 2001:db8::100\n",
+        )?;
+    }
+    // The peer alone becomes Master; its source on the wire.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let peer_src = loop {
+        if let Some((_, s, _)) = seen(&pcap).last() {
+            break *s;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{peer} never advertised");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let inst =
+        vigil_instance(100, "100ms", "").replace(&format!("{VIP}/24"), &format!("{VIP6}/64"));
+    let v = start_vigil(&lb02, &dir, &bpffs, &inst)?;
+    let mine: IpAddr = lb02.link_local()?.into();
+    println!("{peer} at {peer_src}, vigil at {mine}");
+    v.wait_state("web", "BACKUP", Duration::from_secs(2))?;
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        v.state("web")?,
+        "BACKUP",
+        "vigil preempted an equal priority"
+    );
+    // Both Master for a moment: the higher source stays.
+    lab.set_partitioned("lb01", true)?;
+    v.wait_state("web", "MASTER", Duration::from_secs(2))?;
+    std::thread::sleep(Duration::from_millis(300));
+    lab.set_partitioned("lb01", false)?;
+    // The two Masters hear each other from here on.
+    std::thread::sleep(Duration::from_millis(500));
+    let winner = peer_src.max(mine);
+    let r = settled_on(
+        &pcap,
+        winner,
+        100,
+        Duration::from_millis(600),
+        Duration::from_secs(4),
+        Duration::from_secs(1),
+    );
+    if r.is_err() {
+        let tail: Vec<_> = seen(&pcap).into_iter().rev().take(60).collect();
+        for t in tail.iter().rev() {
+            println!("{t:?}");
+        }
+        println!("{}", v.log_text());
+        println!(
+            "{}",
+            std::fs::read_to_string(dir.join("lb01-keepalived.log")).unwrap_or_default()
+        );
+    }
+    r?;
+    let want = if winner == mine { "MASTER" } else { "BACKUP" };
+    assert_eq!(v.state("web")?, want);
+    drop(cap.stop()?);
+    Ok(())
+}
+
+#[test]
+fn ipv6_equal_priorities_with_keepalived() -> anyhow::Result<()> {
+    require_root();
+    ipv6_tie("eltie6k", "keepalived")
+}
+
+#[test]
+fn ipv6_equal_priorities_with_vrrpd() -> anyhow::Result<()> {
+    require_root();
+    ipv6_tie("eltie6f", "vrrpd")
+}
+
+/// vigil as the address owner (255) against keepalived (254): it takes over at once on
+/// start, and its goodbye hands over after keepalived's Skew_Time.
+#[test]
+fn owner_against_keepalived() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("elown", &["lb01", "lb02", "watch"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let [lb01, lb02] = lab.clone_hosts();
+    let (cap, pcap) = capture(&lab, "watch")?;
+    let _ka = Keepalived::start(&lb02, &dir, &ka_conf(254, ""))?;
+    settled_on(
+        &pcap,
+        lb02.ipv4.into(),
+        254,
+        Duration::from_millis(600),
+        Duration::from_secs(8),
+        Duration::from_millis(500),
+    )?;
+    let mark = realtime_ns();
+    let mut v = start_vigil(&lb01, &dir, &bpffs, &vigil_instance(255, "100ms", ""))?;
+    settled_on(
+        &pcap,
+        lb01.ipv4.into(),
+        255,
+        Duration::from_millis(600),
+        Duration::from_secs(3),
+        Duration::from_secs(1),
+    )?;
+    let first = seen(&pcap)
+        .into_iter()
+        .find(|(t, s, _)| *t >= mark && *s == IpAddr::from(lb01.ipv4));
+    println!(
+        "owner first advert {:?} after mark",
+        first.map(|f| Duration::from_nanos(f.0 - mark))
+    );
+    assert!(!has_address(&lb02, VIP));
+    v.signal(libc::SIGTERM);
+    v.wait()?;
+    settled_on(
+        &pcap,
+        lb02.ipv4.into(),
+        254,
+        Duration::from_millis(600),
+        Duration::from_secs(3),
+        Duration::from_secs(1),
+    )?;
+    v.spawn()?;
+    settled_on(
+        &pcap,
+        lb01.ipv4.into(),
+        255,
+        Duration::from_millis(600),
+        Duration::from_secs(3),
+        Duration::from_secs(1),
+    )?;
+    drop(cap.stop()?);
+    Ok(())
+}
+
+/// VIP lists that differ (vigil [A, B], keepalived [A]) in VRRPv3. RFC 5798 §7.1 asks
+/// only for a log line, and vigil takes such adverts: under keepalived it stays Backup,
+/// without a transition. keepalived 2.2.7 discards them ("unexpected ip number count"):
+/// started below vigil it takes over after its Master_Down_Interval, sends one advert,
+/// then stays silent in MASTER holding the address (a peer fault, seen in its log and on
+/// the wire). vigil stays Master and the only advertiser through it: no flapping.
+#[test]
+fn differing_vip_lists_with_keepalived_elect_one_master() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("elvips", &["lb01", "lb02", "watch"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let [lb01, lb02] = lab.clone_hosts();
+    let (cap, pcap) = capture(&lab, "watch")?;
+    let window = Duration::from_millis(600);
+    let ka = Keepalived::start(&lb02, &dir, &ka_conf(200, ""))?;
+    settled_on(
+        &pcap,
+        lb02.ipv4.into(),
+        200,
+        window,
+        Duration::from_secs(8),
+        Duration::from_millis(500),
+    )?;
+    let inst = vigil_instance(100, "100ms", "").replace(
+        &format!("[\"{VIP}/24 dev eth0\"]"),
+        &format!("[\"{VIP}/24 dev eth0\", \"192.0.2.101/24 dev eth0\"]"),
+    );
+    let v = start_vigil(&lb01, &dir, &bpffs, &inst)?;
+    v.wait_state("web", "BACKUP", Duration::from_secs(2))?;
+    settled_on(
+        &pcap,
+        lb02.ipv4.into(),
+        200,
+        window,
+        Duration::from_secs(2),
+        Duration::from_secs(2),
+    )?;
+    assert_eq!(transitions(&v)?, Some(1), "vigil flapped");
+    assert!(!has_address(&lb01, VIP));
+    // keepalived leaves and comes back below vigil: vigil Master, keepalived quiet.
+    drop(ka);
+    v.wait_state("web", "MASTER", Duration::from_secs(2))?;
+    let _ka = Keepalived::start(&lb02, &dir, &ka_conf(50, ""))?;
+    std::thread::sleep(Duration::from_secs(1));
+    settled_on(
+        &pcap,
+        lb01.ipv4.into(),
+        100,
+        window,
+        Duration::from_secs(2),
+        Duration::from_secs(2),
+    )?;
+    assert_eq!(v.state("web")?, "MASTER");
+    assert_eq!(transitions(&v)?, Some(2), "vigil flapped: {}", v.log_text());
+    drop(cap.stop()?);
+    Ok(())
+}
+
+/// How many transitions instance `web` has made.
+fn transitions(v: &Vigil) -> anyhow::Result<Option<u64>> {
+    Ok(v.instance("web")?["transitions"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|x| x["count"].as_u64()).sum()))
+}
+
+/// The client's neighbour entry for `addr` after a ping: the MAC it resolved to, if any.
+fn neighbour_mac(client: &Host, addr: &str) -> Option<String> {
+    let out = client.exec(&["ip", "neigh", "show", addr]).ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut words = text.split_whitespace();
+    words.find(|w| *w == "lladdr")?;
+    words.next().map(str::to_owned)
+}
+
+/// Whether `addr` answers one ping from `client`, its neighbour entry flushed first.
+fn answers(client: &Host, addr: &str) -> anyhow::Result<bool> {
+    let _ = client.exec(&["ip", "neigh", "flush", "to", addr]);
+    let out = client
+        .command("ping")
+        .args(["-c", "1", "-W", "1", addr])
+        .output()?;
+    Ok(out.status.success())
+}
+
+/// `accept = false` refuses traffic to and from the virtual addresses while Master, as
+/// keepalived's `no_accept` does (RFC 5798 §6.4.3), both families, while ARP and
+/// Neighbor Discovery still resolve them to the Master; a reload to `accept = true`
+/// lets traffic in, and the rules leave with the agent.
+#[test]
+fn accept_false_refuses_traffic_to_the_vip_as_keepalived_no_accept_does() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("elacc", &["lb01", "lb02", "client"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let [lb01, lb02, client] = lab.clone_hosts();
+    let mac =
+        |h: &Host| -> anyhow::Result<String> { Ok(vigil_tests::capture::mac_text(h.mac("eth0")?)) };
+
+    // The peer's behaviour, for reference.
+    let ka = Keepalived::start(&lb02, &dir, &ka_conf(200, "no_accept"))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !has_address(&lb02, VIP) {
+        anyhow::ensure!(Instant::now() < deadline, "keepalived never Master");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !answers(&client, VIP)?,
+        "keepalived's no_accept VIP answered a ping"
+    );
+    assert_eq!(neighbour_mac(&client, VIP), Some(mac(&lb02)?));
+    drop(ka);
+
+    let instances = |accept: bool| {
+        vigil_instance(200, "100ms", &format!("accept = {accept}"))
+            + &vigil_instance(200, "100ms", &format!("accept = {accept}"))
+                .replace("[instances.web]", "[instances.web6]")
+                .replace(&format!("{VIP}/24"), &format!("{VIP6}/64"))
+    };
+    let v = start_vigil(&lb01, &dir, &bpffs, &instances(false))?;
+    v.wait_state("web", "MASTER", Duration::from_secs(5))?;
+    v.wait_state("web6", "MASTER", Duration::from_secs(5))?;
+    assert!(has_address(&lb01, VIP) && has_address(&lb01, VIP6));
+    for vip in [VIP, VIP6] {
+        assert!(
+            !answers(&client, vip)?,
+            "{vip} answered a ping with accept = false"
+        );
+        assert_eq!(
+            neighbour_mac(&client, vip),
+            Some(mac(&lb01)?),
+            "{vip} did not resolve to the Master"
+        );
+    }
+    // Reloaded with accept = true: the instances restart and answer once Master.
+    std::fs::write(
+        &v.config,
+        global(&lb01, &dir, &bpffs, "") + &instances(true),
+    )?;
+    let reply: serde_json::Value = serde_json::from_str(&v.request("reload")?)?;
+    assert_eq!(reply["applied"], true, "{reply}");
+    v.wait_state("web", "MASTER", Duration::from_secs(5))?;
+    v.wait_state("web6", "MASTER", Duration::from_secs(5))?;
+    for vip in [VIP, VIP6] {
+        assert!(
+            answers(&client, vip)?,
+            "{vip} refused a ping with accept = true"
+        );
+    }
+    // Back to accept = false, then the agent stops: its table goes with it.
+    std::fs::write(
+        &v.config,
+        global(&lb01, &dir, &bpffs, "") + &instances(false),
+    )?;
+    let reply: serde_json::Value = serde_json::from_str(&v.request("reload")?)?;
+    assert_eq!(reply["applied"], true, "{reply}");
+    v.wait_state("web", "MASTER", Duration::from_secs(5))?;
+    assert!(
+        !answers(&client, VIP)?,
+        "a reload to accept = false let traffic in"
+    );
+    let tables = |h: &Host| -> anyhow::Result<String> {
+        Ok(String::from_utf8_lossy(&h.exec(&["nft", "list", "tables"])?.stdout).into_owned())
+    };
+    assert!(tables(&lb01)?.contains("inet vigil"));
+    let mut v = v;
+    v.signal(libc::SIGTERM);
+    assert_eq!(v.wait()?, Some(0));
+    assert!(!tables(&lb01)?.contains("inet vigil"), "{}", tables(&lb01)?);
     Ok(())
 }

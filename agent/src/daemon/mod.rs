@@ -6,6 +6,7 @@ mod adverts;
 pub mod bfd;
 pub mod groups;
 pub mod instance;
+mod no_accept;
 pub mod owned;
 mod phases;
 pub mod receive;
@@ -96,6 +97,8 @@ struct Agent {
     wakes: HashMap<VridKey, wake::Wake>,
     /// The election loop's scheduling class, as the kernel granted it.
     scheduling: String,
+    /// The addresses the nftables table of Accept_Mode False refuses, as last written.
+    no_accept: Vec<std::net::IpAddr>,
 }
 
 /// How often the split-brain watch expires quiet peers and the classic check looks for
@@ -214,6 +217,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         housekeeping_wanted: true,
         wakes: HashMap::new(),
         scheduling: String::new(),
+        no_accept: Vec::new(),
     };
     let config = agent.config.clone();
     agent.bfd_configure(&config);
@@ -243,6 +247,8 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         now,
     );
     phases.done("tracking evaluated, elections started");
+    // Before the first actions: an address owner adds its addresses in them.
+    agent.sync_no_accept(true).await;
     agent.run_actions().await;
     phases.done("first actions run");
 
@@ -360,7 +366,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                 // Two quick reloads may finish out of order: the newest read wins.
                 let answer = if generation > reload_applied {
                     reload_applied = generation;
-                    agent.reload(loaded).await
+                    let answer = agent.reload(loaded).await;
+                    agent.sync_no_accept(false).await;
+                    answer
                 } else {
                     serde_json::json!({
                         "applied": false,
@@ -406,6 +414,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         inst.close(&agent.netlink).await;
     }
     agent.owned.clear();
+    agent.clear_no_accept().await;
     // notify_stop (and `notify ... STOP`) run before the process ends, each within its
     // own time limit.
     let mut queues: Vec<_> = agent
