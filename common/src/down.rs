@@ -25,8 +25,9 @@ pub const GLOBAL_KERNEL_TIMERS: &str = "KERNEL_TIMERS";
 pub struct DownParams {
     /// Advert intervals in Master_Down_Interval (keepalived `down_timer_adverts`; the RFC's 3).
     pub adverts: u32,
-    /// Reserved, zero.
-    pub _pad: u32,
+    /// The most the timer may fire ahead of the deadline to wake the agent, in ns
+    /// ([`alarm_ns`]); 0 = at the deadline.
+    pub lead_ns: u32,
     /// Master_Adver_Interval in ns when it is not learnt from adverts (VRRPv2: RFC 3768
     /// §7.1 makes a Backup discard adverts of another interval); 0 = take the interval of
     /// the last advert (VRRPv3, RFC 5798 §6.4.2).
@@ -85,6 +86,47 @@ pub const fn deadline_ns(
     }
 }
 
+/// The most the kernel's alarm leads a down deadline. Waking an idle CPU and the agent's
+/// thread takes 0.1–0.5 ms, now and then a few ms; woken this much ahead, the agent is
+/// running when the deadline comes and its advert leaves within the RFC's time.
+pub const ALARM_LEAD_NS: u32 = 2_000_000;
+
+/// When the kernel's timer fires for a down deadline: up to `lead_ns` ahead of it, so
+/// that the agent is awake at the deadline, but never so early that a Master merely late
+/// wakes it: the lead is at most a quarter of the slack a live Master has
+/// (Master_Down_Interval less one interval, or Skew_Time after a priority-0 advert).
+/// The agent, woken, waits out the deadline itself and judges the silence then.
+#[inline(always)]
+pub const fn alarm_ns(
+    version: u8,
+    local_priority: u8,
+    interval_ns: u64,
+    adverts: u32,
+    last_ns: u64,
+    last_priority: u8,
+    lead_ns: u32,
+) -> u64 {
+    let deadline = deadline_ns(
+        version,
+        local_priority,
+        interval_ns,
+        adverts,
+        last_ns,
+        last_priority,
+    );
+    let slack = if last_priority == 0 {
+        skew_ns(version, local_priority, interval_ns)
+    } else {
+        master_down_ns(version, local_priority, interval_ns, adverts).saturating_sub(interval_ns)
+    };
+    let lead = if slack / 4 < lead_ns as u64 {
+        slack / 4
+    } else {
+        lead_ns as u64
+    };
+    deadline.saturating_sub(lead)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +146,34 @@ mod tests {
         assert_eq!(
             deadline_ns(3, 128, 1_000_000_000, 3, 5, 200),
             5 + 3_500_000_000
+        );
+    }
+
+    #[test]
+    fn the_alarm_leads_the_deadline_by_at_most_a_quarter_of_the_slack() {
+        let lead = ALARM_LEAD_NS;
+        // v3, 10 ms × 3, priority 100: slack 26.09 ms, so the full 2 ms lead.
+        let d = deadline_ns(3, 100, 10_000_000, 3, 0, 200);
+        assert_eq!(alarm_ns(3, 100, 10_000_000, 3, 0, 200, lead), d - 2_000_000);
+        // One advert in the interval at priority 254: the slack is Skew_Time, 78 µs; a
+        // Master 20 µs late must not wake the agent.
+        let d = deadline_ns(3, 254, 10_000_000, 1, 0, 200);
+        assert_eq!(d, 10_078_125);
+        assert_eq!(alarm_ns(3, 254, 10_000_000, 1, 0, 200, lead), d - 19_531);
+        // A priority-0 advert: a quarter of Skew_Time.
+        let d = deadline_ns(3, 128, 1_000_000_000, 3, 5, 0);
+        assert_eq!(
+            alarm_ns(3, 128, 1_000_000_000, 3, 5, 0, lead),
+            d - 2_000_000
+        );
+        assert_eq!(
+            alarm_ns(3, 255, 10_000_000, 3, 5, 0, lead),
+            5 + 39_062 - 9_765
+        );
+        // No lead asked for: the deadline itself.
+        assert_eq!(
+            alarm_ns(2, 100, 1_000_000_000, 3, 7, 100, 0),
+            deadline_ns(2, 100, 1_000_000_000, 3, 7, 100)
         );
     }
 

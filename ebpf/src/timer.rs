@@ -1,7 +1,8 @@
 //! The kernel-resident Master_Down_Timer: one `bpf_timer` per watched VRID.
 //!
 //! The packet path arms it at an advert's arrival for `arrival + Master_Down_Interval`
-//! (absolute CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`) when it is idle, and again
+//! less a small lead (absolute CLOCK_MONOTONIC, the clock of `bpf_ktime_get_ns`; the lead
+//! lets the agent be awake at the deadline, see `alarm_ns`) when it is idle, and again
 //! whenever the advert is reported to the agent, so every advert the agent hears has
 //! (re-)armed it. In the steady state the packet path only records `last_ns` in
 //! `vrid_stats`; when the timer fires, the callback recomputes the deadline from the
@@ -26,7 +27,7 @@ use aya_ebpf::{
 };
 use vigil_common::{
     DownParams, VridKey, VridStats, WatchEntry,
-    down::{RETRY_NS, deadline_ns, interval_ns},
+    down::{RETRY_NS, alarm_ns, deadline_ns, interval_ns},
     event::{EVENT_SILENCE, EVENT_TIMER_ERROR},
     maps::MAX_WATCHED,
     validate::{VERDICTS, WATCH_REPORT_ALL},
@@ -139,7 +140,7 @@ pub fn arrival(key: &VridKey, stats: *mut VridStats, w: &WatchEntry, ts: u64, re
     }
     // SAFETY: as above.
     let s = unsafe { &*stats };
-    let deadline = deadline_of(
+    let (_, alarm) = deadline_of(
         version,
         local,
         p,
@@ -148,9 +149,10 @@ pub fn arrival(key: &VridKey, stats: *mut VridStats, w: &WatchEntry, ts: u64, re
         ts,
         s.last_priority,
     );
-    start(key, stats, t, deadline, local, tell);
+    start(key, stats, t, alarm, local, tell);
 }
 
+/// The down deadline, and when the timer fires for it (a little ahead: [`alarm_ns`]).
 #[inline(always)]
 fn deadline_of(
     version: u8,
@@ -160,17 +162,28 @@ fn deadline_of(
     last_interval: u16,
     last_ns: u64,
     last_priority: u8,
-) -> u64 {
+) -> (u64, u64) {
     let interval = if p.interval_ns != 0 {
         p.interval_ns
     } else {
         interval_ns(last_version, last_interval)
     };
-    deadline_ns(version, local, interval, p.adverts, last_ns, last_priority)
+    (
+        deadline_ns(version, local, interval, p.adverts, last_ns, last_priority),
+        alarm_ns(
+            version,
+            local,
+            interval,
+            p.adverts,
+            last_ns,
+            last_priority,
+            p.lead_ns,
+        ),
+    )
 }
 
-/// Arms the timer for the absolute `deadline`; a failure is logged and, with `tell`,
-/// reported to the agent, which then keeps this deadline itself.
+/// Arms the timer for the absolute time `deadline` (the alarm's); a failure is logged and,
+/// with `tell`, reported to the agent, which then keeps the down deadline itself.
 #[inline(always)]
 fn start(
     key: &VridKey,
@@ -228,7 +241,7 @@ unsafe extern "C" fn fired(_map: *mut c_void, slot: *mut u32, t: *mut DownTimer)
         t.state = IDLE;
         return 0;
     }
-    let deadline = deadline_of(
+    let (deadline, alarm) = deadline_of(
         w.version,
         w.priority,
         p,
@@ -239,11 +252,12 @@ unsafe extern "C" fn fired(_map: *mut c_void, slot: *mut u32, t: *mut DownTimer)
     );
     // SAFETY: plain helper.
     let now = unsafe { bpf_ktime_get_ns() };
-    if now < deadline {
-        start(&key, stats, t, deadline, w.priority, true);
+    if now < alarm {
+        start(&key, stats, t, alarm, w.priority, true);
         return 0;
     }
-    // RFC 5798 §6.4.2: the Master_Down_Timer fired. The agent's election decides.
+    // RFC 5798 §6.4.2: the Master_Down_Timer is about to fire, or fired. The event names
+    // the deadline; the agent, awake by then, waits it out and its election decides.
     t.state = IDLE;
     if !event(&key, stats, EVENT_SILENCE, deadline) {
         // The ring is full: try again shortly rather than lose the one wake-up.

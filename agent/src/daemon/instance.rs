@@ -165,7 +165,7 @@ pub struct Instance {
 pub fn down_params(cfg: &config::Instance) -> vigil_common::DownParams {
     vigil_common::DownParams {
         adverts: u32::from(cfg.down_timer_adverts),
-        _pad: 0,
+        lead_ns: vigil_common::down::ALARM_LEAD_NS,
         // RFC 3768 §7.1: a v2 Backup keeps its own interval (it discards others); v3
         // learns the Master's (RFC 5798 §6.4.2), which the kernel reads from each advert.
         interval_ns: match cfg.version {

@@ -93,8 +93,12 @@ struct Agent {
     eventful: bool,
     /// [`Agent::needs_housekeeping`], as of the last round that could change it.
     housekeeping_wanted: bool,
-    /// Backups woken for their down deadline in this round, by what and when.
+    /// Backups woken for their down deadline, by what and when: kept from the kernel's
+    /// alarm until the deadline has passed.
     wakes: HashMap<VridKey, wake::Wake>,
+    /// The latest down deadline a kernel alarm announced ahead of time: until it has
+    /// passed, the loop keeps its CPU for deadlines up to it.
+    alarm: Option<crate::vrrp::Instant>,
     /// The election loop's scheduling class, as the kernel granted it.
     scheduling: String,
     /// The addresses the nftables table of Accept_Mode False refuses, as last written.
@@ -216,6 +220,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         eventful: true,
         housekeeping_wanted: true,
         wakes: HashMap::new(),
+        alarm: None,
         scheduling: String::new(),
         no_accept: Vec::new(),
     };
@@ -298,9 +303,15 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         }
         ticked = false;
         let deadline = agent.endpoint.poll_timeout();
+        let spin = deadline.is_some_and(|d| agent.keeps_cpu_for(d));
+        let early = deadline.filter(|d| !spin && agent.wakes_early_for(*d));
         let sleep = async {
             match deadline {
+                // Woken by the kernel's alarm ahead of a down deadline: an idle CPU is
+                // slow to wake again, and the takeover's advert must leave on time.
+                Some(d) if spin => crate::timer::spin_until(d),
                 Some(d) => {
+                    let d = early.map_or(d, |_| d - down_lead());
                     if let Err(e) = timer.sleep_until(d).await {
                         // Never lose a timer: fall back to tokio's millisecond one.
                         tracing::warn!("timerfd: {e}");
@@ -323,10 +334,13 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                     }
                 }
             }
-            _ = sleep => {
-                agent.timers();
-                ticked = true;
-            }
+            _ = sleep => match early {
+                Some(d) => agent.wake_early(d),
+                None => {
+                    agent.timers();
+                    ticked = true;
+                }
+            },
             Some(request) = ctl_rx.recv() => match request {
                 control::Request::Status(reply) => {
                     let _ = reply.send(agent.status());
@@ -443,6 +457,12 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         Some(e) => Err(RunError::Runtime(e)),
         None => Ok(()),
     }
+}
+
+/// How far ahead of a down deadline the agent is woken, at most (the kernel's alarm, or
+/// its own early wake-up).
+fn down_lead() -> Duration {
+    Duration::from_nanos(u64::from(vigil_common::down::ALARM_LEAD_NS))
 }
 
 /// Raises the soft limit on open files to the hard one: idle clients are capped, but
@@ -564,15 +584,19 @@ impl Agent {
                     vrid: e.vrid,
                     _pad: 0,
                 };
+                let deadline = crate::vrrp::Instant::from_nanos(e.deadline_ns);
                 self.wakes.insert(
                     key,
                     wake::Wake {
-                        deadline: crate::vrrp::Instant::from_nanos(e.deadline_ns),
+                        deadline,
                         kernel: Some(crate::vrrp::Instant::from_nanos(e.first_ns)),
                         woke: now,
                         sending: None,
                     },
                 );
+                if deadline > now {
+                    self.alarm = self.alarm.max(Some(deadline));
+                }
             }
             self.endpoint.handle(now, EndpointInput::Datapath(r));
         }
@@ -597,15 +621,13 @@ impl Agent {
                 .filter(|r| r.state() == State::Backup && !self.endpoint.kernel_timer(key).armed)
                 .and_then(|r| r.poll_timeout())
             {
-                self.wakes.insert(
-                    *key,
-                    wake::Wake {
-                        deadline,
-                        kernel: None,
-                        woke: now,
-                        sending: None,
-                    },
-                );
+                // The kernel's alarm, if it woke the loop for this deadline, stays on record.
+                self.wakes.entry(*key).or_insert(wake::Wake {
+                    deadline,
+                    kernel: None,
+                    woke: now,
+                    sending: None,
+                });
             }
         }
         if self.receiver.is_xdp() {
@@ -793,7 +815,82 @@ impl Agent {
         }
         self.reannounce_groups(&reannounced).await;
         self.adverts.send().await;
-        self.wakes.clear();
+        let now = clock::now();
+        self.wakes.retain(|_, w| w.deadline > now);
+        if self.alarm.is_some_and(|a| a <= now) {
+            self.alarm = None;
+        }
+    }
+
+    /// Whether the loop should keep its CPU until `deadline` instead of sleeping: an
+    /// alarm (the kernel's, or the agent's own early wake-up) announced a down deadline
+    /// at or after it, and it is close.
+    fn keeps_cpu_for(&self, deadline: crate::vrrp::Instant) -> bool {
+        self.alarm.is_some_and(|a| deadline <= a)
+            && deadline.saturating_duration_since(clock::now()) <= down_lead()
+    }
+
+    /// Whether the loop should wake a little ahead of `deadline`, as the kernel's alarm
+    /// does: it is the down deadline of a Backup whose timer the agent keeps (no kernel
+    /// timers, or a deadline handed back), on XDP, where the VRID's newest arrival can be
+    /// read at any moment. Not on the raw-socket path: its frames come through tasks of
+    /// this thread, which a loop keeping its CPU would hold back.
+    fn wakes_early_for(&self, deadline: crate::vrrp::Instant) -> bool {
+        if !self.receiver.is_xdp()
+            || deadline.saturating_duration_since(clock::now()) <= down_lead()
+        {
+            return false;
+        }
+        let mut due = Vec::new();
+        self.endpoint.due_backups_into(deadline, &mut due);
+        !due.is_empty()
+    }
+
+    /// Woken a little ahead of `deadline` for Backups whose down timer the agent keeps:
+    /// each is handed the VRID's newest arrival, which moves the deadline of a Backup
+    /// whose Master is alive; the deadlines that stand are kept on the CPU, as after the
+    /// kernel's alarm.
+    fn wake_early(&mut self, deadline: crate::vrrp::Instant) {
+        let now = clock::now();
+        let ready = self.receiver.ready();
+        self.dispatch(ready);
+        let mut due = Vec::new();
+        self.endpoint.due_backups_into(deadline, &mut due);
+        for &key in &due {
+            if let Some(stats) = self.receiver.vrid_stats(&key) {
+                let timer_armed = Some(self.receiver.down_timer_armed(&key));
+                self.endpoint.handle(
+                    now,
+                    EndpointInput::KernelState {
+                        key,
+                        stats,
+                        timer_armed,
+                    },
+                );
+                self.endpoint.handle(now, EndpointInput::Refresh { key });
+            }
+        }
+        due.clear();
+        let horizon = now + down_lead();
+        self.endpoint.due_backups_into(horizon, &mut due);
+        for key in &due {
+            if let Some(d) = self
+                .endpoint
+                .router(key)
+                .filter(|r| r.state() == State::Backup)
+                .and_then(|r| r.poll_timeout())
+            {
+                self.wakes.entry(*key).or_insert(wake::Wake {
+                    deadline: d,
+                    kernel: None,
+                    woke: now,
+                    sending: None,
+                });
+            }
+        }
+        if !due.is_empty() {
+            self.alarm = self.alarm.max(Some(horizon));
+        }
     }
 
     /// keepalived's rule for a sync group: when one Master member answers a

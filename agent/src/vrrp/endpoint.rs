@@ -75,7 +75,7 @@ pub enum EndpointInput {
         /// Its `vrid_stats` entry.
         stats: VridStats,
         /// Whether its kernel down timer is armed (read from `down_timers`), when it was
-        /// read (before a timeout; `None` otherwise).
+        /// read (before a timeout or a refresh; `None` otherwise).
         timer_armed: Option<bool>,
     },
     /// The kernel keeps this VRID's Master_Down_Timer for adverts that arrive from
@@ -88,6 +88,14 @@ pub enum EndpointInput {
     },
     /// The deadline of [`Endpoint::poll_timeout`] came.
     Timeout,
+    /// Hand a Backup the datapath's newest arrival (its [`EndpointInput::KernelState`],
+    /// just read, with the kernel's timer) ahead of its down deadline: the caller woke a
+    /// little early for the deadline, and a Master heard since moves it; a kernel timer
+    /// found armed takes the deadline back, as at a timeout.
+    Refresh {
+        /// The router.
+        key: VridKey,
+    },
     /// Start a router (RFC 5798 §6.4.1).
     Startup {
         /// The router.
@@ -826,7 +834,7 @@ impl Endpoint {
         }
         match input {
             EndpointInput::Datapath(Datapath::Event(e)) => {
-                if let Some(key) = self.event(&e) {
+                if let Some(key) = self.event(now, &e) {
                     touched.push(key);
                 }
             }
@@ -868,6 +876,16 @@ impl Endpoint {
                     }
                 }
                 self.due = due;
+            }
+            EndpointInput::Refresh { key } => {
+                if let Some(m) = self.members.get_mut(&key)
+                    && m.router.state() == State::Backup
+                {
+                    let read = m.kernel_read.take();
+                    self.refresh(now, key);
+                    self.hand_back(key, read);
+                    touched.push(key);
+                }
             }
             EndpointInput::Startup { key } => self.input(now, key, Input::Startup, &mut touched),
             EndpointInput::Shutdown { key } => self.input(now, key, Input::Shutdown, &mut touched),
@@ -965,7 +983,7 @@ impl Endpoint {
     }
 
     /// A record from the XDP program.
-    fn event(&mut self, e: &AdvertEvent) -> Option<VridKey> {
+    fn event(&mut self, now: Instant, e: &AdvertEvent) -> Option<VridKey> {
         self.cool(&VridKey {
             ifindex: e.ifindex,
             family: e.family,
@@ -974,7 +992,7 @@ impl Endpoint {
         });
         match e.event {
             EVENT_ADVERT => {}
-            EVENT_SILENCE => return self.silence(e),
+            EVENT_SILENCE => return self.silence(now, e),
             EVENT_TIMER_ERROR => {
                 let key = VridKey {
                     ifindex: e.ifindex,
@@ -1249,13 +1267,18 @@ impl Endpoint {
         }
         self.refresh(now, key);
         self.input(now, key, Input::Timeout, touched);
-        // The Master is alive and the kernel's timer runs from its adverts (it had gone
-        // idle while this router was Master or in Fault, and an advert re-armed it):
-        // the deadline is the kernel's again.
-        // Not when the router's deadline is the earlier one (a timer started afresh, as
-        // on leaving Fault, runs from now, not from the last advert), nor before an
-        // advert has re-armed the kernel's timer since the last change of priority or
-        // configuration (until then its expiry is the old one).
+        self.hand_back(key, read);
+    }
+
+    /// After a Backup's deadline was judged, or moved by a refresh, with the kernel's
+    /// timer `read` as armed or not: the Master is alive and the kernel's timer runs from
+    /// its adverts (it had gone idle while this router was Master or in Fault, and an
+    /// advert re-armed it), so the deadline is the kernel's again.
+    /// Not when the router's deadline is the earlier one (a timer started afresh, as
+    /// on leaving Fault, runs from now, not from the last advert), nor before an
+    /// advert has re-armed the kernel's timer since the last change of priority or
+    /// configuration (until then its expiry is the old one).
+    fn hand_back(&mut self, key: VridKey, read: Option<bool>) {
         if let Some(m) = self.members.get_mut(&key)
             && m.router.state() == State::Backup
             && m.kernel_since.is_some()
@@ -1350,11 +1373,14 @@ impl Endpoint {
     }
 
     /// The kernel's down timer of a VRID found its Master silent since `T`
-    /// (`e.ts_ns`) and fired at `D` (`e.deadline_ns`): as if the agent's own timer had
-    /// fired at D, the router gets the VRID's last advert at T, then the timeout at D.
-    /// A silence older than an advert reported since is stale: that report re-armed the
-    /// kernel's timer.
-    fn silence(&mut self, e: &AdvertEvent) -> Option<VridKey> {
+    /// (`e.ts_ns`) for deadline `D` (`e.deadline_ns`): the router gets the VRID's last
+    /// advert at T, then, as if the agent's own timer had fired at D, the timeout at D.
+    /// The kernel fires a little ahead of D (its alarm) so that the agent is awake for
+    /// it: until D comes, the router's own down timer keeps the deadline, and at D the
+    /// caller reads the newest arrival before the router judges, as for any timeout of
+    /// a Backup. A silence older than an advert reported since is stale: that report
+    /// re-armed the kernel's timer.
+    fn silence(&mut self, now: Instant, e: &AdvertEvent) -> Option<VridKey> {
         let key = VridKey {
             ifindex: e.ifindex,
             family: e.family,
@@ -1379,6 +1405,9 @@ impl Endpoint {
             );
             self.feed(key, e.ts_ns, address_of(e.family, &e.src), advert, false);
         }
+        if at > now {
+            return Some(key);
+        }
         self.input(at, key, Input::Timeout, &mut Vec::new());
         Some(key)
     }
@@ -1389,6 +1418,7 @@ fn input_key(input: &EndpointInput) -> Option<VridKey> {
     match input {
         EndpointInput::KernelState { key, .. }
         | EndpointInput::KernelTimer { key, .. }
+        | EndpointInput::Refresh { key }
         | EndpointInput::Startup { key }
         | EndpointInput::Shutdown { key }
         | EndpointInput::PriorityChanged { key, .. }

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use vigil_common::down::{RETRY_NS, deadline_ns, interval_ns};
+use vigil_common::down::{RETRY_NS, alarm_ns, deadline_ns, interval_ns};
 use vigil_common::event::EVENT_SILENCE;
 use vigil_common::suppress::{self, Fate};
 use vigil_common::validate::{self, Advert, Parsed};
@@ -146,8 +146,9 @@ impl KernelModel {
         }
     }
 
-    /// The deadline of a VRID's down timer from its state now.
-    fn deadline(&self, key: &VridKey) -> Option<u64> {
+    /// The deadline of a VRID's down timer from its state now, and when its timer fires
+    /// for it (the alarm, a little ahead).
+    fn deadline(&self, key: &VridKey) -> Option<(u64, u64)> {
         let (p, w, s) = (
             self.down.get(key)?,
             self.watch.get(key)?,
@@ -158,13 +159,24 @@ impl KernelModel {
         } else {
             interval_ns(s.last_version, s.last_interval)
         };
-        Some(deadline_ns(
-            w.version,
-            w.priority,
-            interval,
-            p.adverts,
-            s.last_ns,
-            s.last_priority,
+        Some((
+            deadline_ns(
+                w.version,
+                w.priority,
+                interval,
+                p.adverts,
+                s.last_ns,
+                s.last_priority,
+            ),
+            alarm_ns(
+                w.version,
+                w.priority,
+                interval,
+                p.adverts,
+                s.last_ns,
+                s.last_priority,
+                p.lead_ns,
+            ),
         ))
     }
 
@@ -174,8 +186,8 @@ impl KernelModel {
         {
             return;
         }
-        if let Some(d) = self.deadline(&key) {
-            self.timers.insert(key, d);
+        if let Some((_, alarm)) = self.deadline(&key) {
+            self.timers.insert(key, alarm);
             if let Some(p) = local {
                 self.armed_for.insert(key, p);
             }
@@ -202,14 +214,14 @@ impl KernelModel {
                 .watch
                 .get(&key)
                 .is_some_and(|w| w.flags & validate::WATCH_REPORT_ALL != 0);
-            let Some(d) = self.deadline(&key) else {
+            let Some((d, alarm)) = self.deadline(&key) else {
                 continue;
             };
             if master {
                 continue;
             }
-            if now < d {
-                self.timers.insert(key, d);
+            if now < alarm {
+                self.timers.insert(key, alarm);
                 if let Some(w) = self.watch.get(&key) {
                     self.armed_for.insert(key, w.priority);
                 }

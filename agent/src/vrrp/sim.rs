@@ -812,7 +812,7 @@ impl Sim {
                 key,
                 vigil_common::DownParams {
                     adverts: u32::from(node.cfg.down_timer_adverts),
-                    _pad: 0,
+                    lead_ns: vigil_common::down::ALARM_LEAD_NS,
                     interval_ns: match node.cfg.version {
                         Version::V2 => {
                             u64::try_from(node.cfg.advert_interval.as_nanos()).unwrap_or(0)

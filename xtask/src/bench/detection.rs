@@ -248,13 +248,18 @@ fn takeover_stages(backup: &Node) -> Option<String> {
             .next()
             .map(|v| v.trim_matches('"').to_owned())
     };
+    // Signed: the kernel's alarm and the agent's wake-up come ahead of the deadline.
+    let signed = |name: &str| {
+        let v = field(name)?;
+        Some(v.parse::<f64>().map_or(v, |x| format!("{x:+}")))
+    };
     Some(format!(
-        "{} timer, event +{} µs, awake +{} µs, to the socket +{} µs, sent +{} µs",
+        "{} timer, event {} µs, awake {} µs, to the socket {} µs, sent {} µs",
         field("timer")?,
-        field("kernel_us")?,
-        field("woke_us")?,
-        field("sending_us")?,
-        field("sent_us")?
+        signed("kernel_us")?,
+        signed("woke_us")?,
+        signed("sending_us")?,
+        signed("sent_us")?
     ))
 }
 

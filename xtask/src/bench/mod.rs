@@ -210,7 +210,8 @@ fn vigil_datapath(sides: &mut lab::Sides) -> anyhow::Result<String> {
     Ok(s["datapath"].as_str().unwrap_or("unknown").to_owned())
 }
 
-/// Runs the bench and writes its files into `out`.
+/// Runs the bench and writes its files into `out` (a full run into bench/ also updates
+/// the README's benchmark section).
 pub fn run(
     root: &std::path::Path,
     vigil: &std::path::Path,
@@ -338,10 +339,22 @@ pub fn run(
         &report::subtitle(&results),
     )?;
     if !results.plan.quick && results.plan.only.is_empty() {
-        std::fs::write(
-            out.join("README-section.md"),
-            report::readme_section(&results, &rows),
-        )?;
+        let section = report::readme_section(&results, &rows);
+        std::fs::write(out.join("README-section.md"), &section)?;
+        // The README shows the latest full run into bench/: its section is replaced in
+        // place (a run written elsewhere leaves it alone).
+        let readme = root.join("README.md");
+        if out == root.join("bench")
+            && let Ok(text) = std::fs::read_to_string(&readme)
+        {
+            match splice_section(&text, &section) {
+                Some(new) => std::fs::write(&readme, new)?,
+                None => eprintln!(
+                    "bench: {} has no \"{BENCH_HEADING}\" section; left as it was",
+                    readme.display()
+                ),
+            }
+        }
     }
     println!("{}", report::table(&rows));
     let missed = rows.iter().filter(|r| r.met == Some(false)).count();
@@ -352,4 +365,53 @@ pub fn run(
         results.meta.elapsed_s
     );
     Ok(())
+}
+
+/// The README's heading of the benchmark section, which a full run replaces.
+const BENCH_HEADING: &str = "## Benchmark: vigil against keepalived";
+
+/// `readme` with its benchmark section (from [`BENCH_HEADING`] to the next `## `
+/// heading) replaced by `section`; `None` when it has no such section.
+fn splice_section(readme: &str, section: &str) -> Option<String> {
+    let start = readme
+        .match_indices(BENCH_HEADING)
+        .map(|(i, _)| i)
+        .find(|&i| i == 0 || readme[..i].ends_with('\n'))?;
+    let after = start + BENCH_HEADING.len();
+    let end = readme[after..]
+        .find("\n## ")
+        .map_or(readme.len(), |i| after + i + 1);
+    let mut out = String::with_capacity(readme.len() + section.len());
+    out.push_str(&readme[..start]);
+    out.push_str(section.trim_end());
+    out.push_str("\n\n");
+    out.push_str(&readme[end..]);
+    Some(out)
+}
+
+#[cfg(test)]
+mod readme_tests {
+    use super::{BENCH_HEADING, splice_section};
+
+    #[test]
+    fn the_benchmark_section_is_replaced_and_the_rest_kept() {
+        let readme = format!(
+            "# vigil\n\nintro\n\n{BENCH_HEADING}\n\nold table\n\n## Requirements\n\nLinux\n"
+        );
+        let new = splice_section(&readme, &format!("{BENCH_HEADING}\n\nnew table\n"))
+            .expect("has the section");
+        assert_eq!(
+            new,
+            format!(
+                "# vigil\n\nintro\n\n{BENCH_HEADING}\n\nnew table\n\n## Requirements\n\nLinux\n"
+            )
+        );
+        // Last section of the file.
+        let last = format!("intro\n{BENCH_HEADING}\nold\n");
+        assert_eq!(
+            splice_section(&last, &format!("{BENCH_HEADING}\nnew")),
+            Some(format!("intro\n{BENCH_HEADING}\nnew\n\n"))
+        );
+        assert_eq!(splice_section("# vigil\n", "x"), None);
+    }
 }

@@ -142,6 +142,7 @@ fn bfd_row(d: &super::detection::BfdDetection, rows: &mut Vec<Row>) {
         Some(s) if fail(Impl::Vigil) == 0 => {
             (false, format!("p95 {} over the goal", ms(s.p95 - goal_ms)))
         }
+        _ if total(Impl::Vigil) + total(Impl::Keepalived) == 0 => (false, "not run".into()),
         _ => (false, "vigil missed takeovers".into()),
     };
     rows.push(Row {
@@ -157,7 +158,8 @@ fn bfd_row(d: &super::detection::BfdDetection, rows: &mut Vec<Row>) {
             _ => "—".into(),
         },
         goal: format!("vigil p95 ≤ {goal_ms:.0} ms"),
-        met: Some(met),
+        // Not run (`--only` left the part out): no trial of either side, nothing judged.
+        met: (total(Impl::Vigil) + total(Impl::Keepalived) > 0).then_some(met),
         note,
     });
 }
@@ -1146,5 +1148,25 @@ mod bfd_noise_tests {
             "not measured: the machine stopped every CPU for 31.0, 25.0 and 40.0 ms in each \
              of 3 attempts"
         );
+    }
+}
+
+#[cfg(test)]
+mod bfd_detection_tests {
+    use super::super::detection::BfdDetection;
+    use super::super::node::Impl;
+    use super::bfd_row;
+
+    #[test]
+    fn a_part_left_out_is_not_judged_but_a_missed_takeover_is() {
+        let mut rows = Vec::new();
+        bfd_row(&BfdDetection::empty(), &mut rows);
+        assert_eq!(rows[0].met, None);
+        assert_eq!(rows[0].note, "not run");
+        let mut missed = BfdDetection::empty();
+        missed.failures.insert(Impl::Vigil, 1);
+        bfd_row(&missed, &mut rows);
+        assert_eq!(rows[1].met, Some(false));
+        assert_eq!(rows[1].note, "vigil missed takeovers");
     }
 }

@@ -296,3 +296,206 @@ fn a_silence_lost_to_a_full_ring_is_written_again() {
     }
     assert_eq!(took_over_at(&mut ep), Some(Instant::from_nanos(t + MDI)));
 }
+
+/// A Backup whose kernel model keeps its down timer with the daemon's alarm lead, after
+/// one reported advert from the Master at `t`; returns it, the model and the frame.
+fn backup_with_alarm(t: u64) -> (Endpoint, crate::vrrp::kernel_model::KernelModel, Vec<u8>) {
+    use crate::vrrp::kernel_model::KernelModel;
+    use crate::vrrp::wire::WireAdvert;
+    let vip: IpAddr = "192.0.2.100".parse().expect("literal");
+    let mut ep = Endpoint::new();
+    let cfg = RouterConfig::new(51, Version::V3, 100, vec![vip]);
+    ep.add(key(), cfg, "192.0.2.12".parse().expect("literal"), false)
+        .expect("a free key");
+    let start = Instant::from_nanos(1000 * MS);
+    ep.handle(start, EndpointInput::Startup { key: key() });
+    ep.handle(
+        start,
+        EndpointInput::KernelTimer {
+            key: key(),
+            since_ns: 0,
+        },
+    );
+    let mut kernel = KernelModel::new(8);
+    kernel.down.insert(
+        key(),
+        vigil_common::DownParams {
+            adverts: 3,
+            lead_ns: vigil_common::down::ALARM_LEAD_NS,
+            interval_ns: 0,
+        },
+    );
+    // The watch entry, as the daemon writes it.
+    while let Some((k, a)) = ep.poll_action() {
+        kernel.apply(k, &a);
+    }
+    let master: IpAddr = "192.0.2.11".parse().expect("literal");
+    let frame = WireAdvert::v3(master, 51, 150, 100, vec![vip]).frame();
+    kernel.receive(2, t, &frame);
+    for r in kernel.drain() {
+        ep.handle(Instant::from_nanos(t), EndpointInput::Datapath(r));
+    }
+    while let Some((k, a)) = ep.poll_action() {
+        kernel.apply(k, &a);
+    }
+    assert_eq!(ep.poll_timeout(), None, "the kernel keeps the deadline");
+    (ep, kernel, frame)
+}
+
+/// What the daemon does at a Backup's deadline: read the VRID's state and timer, then
+/// the timeout.
+fn at_deadline(ep: &mut Endpoint, kernel: &crate::vrrp::kernel_model::KernelModel, now: u64) {
+    let now = Instant::from_nanos(now);
+    for r in ep.due(now) {
+        let stats = kernel.stats.get(&r).copied().expect("watched");
+        ep.handle(
+            now,
+            EndpointInput::KernelState {
+                key: r,
+                stats,
+                timer_armed: Some(kernel.timers.contains_key(&r)),
+            },
+        );
+    }
+    ep.handle(now, EndpointInput::Timeout);
+}
+
+/// The kernel's timer fires a little ahead of the deadline so that the agent is awake
+/// for it; the router still takes over at the deadline, not at the alarm.
+#[test]
+fn an_alarm_ahead_of_the_deadline_takes_over_at_the_deadline() {
+    let t = 1100 * MS;
+    let (mut ep, mut kernel, _) = backup_with_alarm(t);
+    let alarm = kernel.next_timer().expect("armed by the report");
+    assert_eq!(
+        alarm,
+        t + MDI - u64::from(vigil_common::down::ALARM_LEAD_NS)
+    );
+    kernel.fire(alarm);
+    let events = kernel.drain();
+    assert_eq!(events.len(), 1, "one silence event at the alarm");
+    for r in events {
+        ep.handle(Instant::from_nanos(alarm), EndpointInput::Datapath(r));
+    }
+    assert_eq!(took_over_at(&mut ep), None, "not before the deadline");
+    assert!(!ep.kernel_timer(&key()).armed);
+    // The agent's own timer keeps the deadline until it comes.
+    assert_eq!(ep.poll_timeout(), Some(Instant::from_nanos(t + MDI)));
+    at_deadline(&mut ep, &kernel, t + MDI);
+    assert_eq!(took_over_at(&mut ep), Some(Instant::from_nanos(t + MDI)));
+}
+
+/// The Master speaks between the alarm and the deadline: the Backup stays, and the
+/// kernel's timer, re-armed by that advert, keeps the deadline again.
+#[test]
+fn a_master_heard_after_the_alarm_keeps_the_backup() {
+    let t = 1100 * MS;
+    let (mut ep, mut kernel, frame) = backup_with_alarm(t);
+    let alarm = kernel.next_timer().expect("armed by the report");
+    kernel.fire(alarm);
+    for r in kernel.drain() {
+        ep.handle(Instant::from_nanos(alarm), EndpointInput::Datapath(r));
+    }
+    // A quiet repeat: the program re-arms its idle timer, reports nothing.
+    let late = t + MDI - MS;
+    kernel.receive(2, late, &frame);
+    assert!(kernel.drain().is_empty(), "a repeat is not reported");
+    at_deadline(&mut ep, &kernel, t + MDI);
+    assert_eq!(took_over_at(&mut ep), None);
+    assert_eq!(
+        ep.router(&key()).map(VirtualRouter::state),
+        Some(State::Backup)
+    );
+    assert_eq!(
+        ep.poll_timeout(),
+        None,
+        "the kernel keeps the deadline again"
+    );
+    assert_eq!(
+        kernel.next_timer(),
+        Some(late + MDI - u64::from(vigil_common::down::ALARM_LEAD_NS))
+    );
+}
+
+/// The VRID's state after a quiet advert from the Master at `last` (ns).
+fn state_after(last: u64) -> VridStats {
+    let mut stats = VridStats::default();
+    vigil_common::suppress::commit(
+        &mut stats,
+        &vigil_common::validate::Advert {
+            family: FAMILY_V4,
+            ttl: 255,
+            version: 3,
+            kind: 1,
+            vrid: 51,
+            priority: 150,
+            addr_count: 1,
+            interval: 100,
+            src: [192, 0, 2, 11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            ..Default::default()
+        },
+        last,
+        0,
+        Some(0),
+    );
+    stats
+}
+
+/// The agent keeps the deadline (no kernel timers) and wakes a little ahead of it: a
+/// Master heard since moves the deadline, and nothing is judged early.
+#[test]
+fn a_refresh_ahead_of_the_deadline_moves_it_for_a_live_master() {
+    let mut ep = backup(None);
+    let t = 1100 * MS;
+    feed(&mut ep, record(EVENT_ADVERT, t, 0));
+    while ep.poll_action().is_some() {}
+    let early = Instant::from_nanos(t + MDI - MS);
+    let last = t + 2000 * MS;
+    ep.handle(
+        early,
+        EndpointInput::KernelState {
+            key: key(),
+            stats: state_after(last),
+            timer_armed: Some(false),
+        },
+    );
+    ep.handle(early, EndpointInput::Refresh { key: key() });
+    assert_eq!(took_over_at(&mut ep), None);
+    assert_eq!(ep.poll_timeout(), Some(Instant::from_nanos(last + MDI)));
+    // Silent since: a refresh changes nothing, the deadline stands for the timeout.
+    let mut ep = backup(None);
+    feed(&mut ep, record(EVENT_ADVERT, t, 0));
+    while ep.poll_action().is_some() {}
+    ep.handle(
+        early,
+        EndpointInput::KernelState {
+            key: key(),
+            stats: state_after(t),
+            timer_armed: Some(false),
+        },
+    );
+    ep.handle(early, EndpointInput::Refresh { key: key() });
+    assert_eq!(took_over_at(&mut ep), None, "never before the deadline");
+    assert_eq!(ep.poll_timeout(), Some(Instant::from_nanos(t + MDI)));
+}
+
+/// An early refresh that finds the kernel's timer armed from the live Master's adverts
+/// hands the deadline back to the kernel, as a timeout would: the agent must not go on
+/// waking for a deadline the kernel keeps.
+#[test]
+fn a_refresh_that_finds_the_kernels_timer_armed_hands_the_deadline_back() {
+    let mut ep = backup(Some(0));
+    let first = ep.poll_timeout().expect("a Backup has a down deadline");
+    let early = Instant::from_nanos(first.as_nanos() - MS);
+    ep.handle(
+        early,
+        EndpointInput::KernelState {
+            key: key(),
+            stats: state_after(first.as_nanos() - 100 * MS),
+            timer_armed: Some(true),
+        },
+    );
+    ep.handle(early, EndpointInput::Refresh { key: key() });
+    assert_eq!(took_over_at(&mut ep), None);
+    assert_eq!(ep.poll_timeout(), None, "the kernel keeps the deadline now");
+}
