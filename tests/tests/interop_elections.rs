@@ -665,6 +665,70 @@ fn differing_vip_lists_with_keepalived_elect_one_master() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Non-preempting Backups above the Master (vigil `preempt = false` at 200, keepalived
+/// `nopreempt` at 150, vrrpd Master at 100) stay Backup (RFC 5798 §6.4.2: Preempt_Mode
+/// false takes a lower priority's adverts); when the Master dies the highest of them
+/// takes over; vrrpd back stays Backup; vigil killed and restarted does not take the
+/// Master role back from keepalived.
+#[test]
+fn non_preempting_backups_above_the_master_wait_for_it_to_die() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("elnopre", &["lb01", "lb02", "lb03", "watch"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let [lb01, lb02, lb03] = lab.clone_hosts();
+    let (cap, pcap) = capture(&lab, "watch")?;
+    let (a1, a2, a3) = (
+        IpAddr::from(lb01.ipv4),
+        IpAddr::from(lb02.ipv4),
+        IpAddr::from(lb03.ipv4),
+    );
+    let window = Duration::from_millis(600);
+    let hold = Duration::from_millis(1500);
+    let mut frr = Vrrpd::start(
+        &lb03,
+        &dir,
+        51,
+        false,
+        &[&format!("{VIP}/24")],
+        &frr_lines(100, 100, ""),
+    )?;
+    frr.wait_state(51, "v4", "Master", Duration::from_secs(8))?;
+    let _ka = Keepalived::start(&lb02, &dir, &ka_conf(150, "nopreempt"))?;
+    let mut v = start_vigil(
+        &lb01,
+        &dir,
+        &bpffs,
+        &vigil_instance(200, "100ms", "preempt = false"),
+    )?;
+    v.wait_state("web", "BACKUP", Duration::from_secs(2))?;
+    settled_on(&pcap, a3, 100, window, Duration::from_secs(2), hold)?;
+    assert_eq!(transitions(&v)?, Some(1), "{}", v.log_text());
+    assert!(!has_address(&lb01, VIP) && !has_address(&lb02, VIP));
+
+    frr.stop_vrrpd(libc::SIGKILL);
+    settled_on(&pcap, a1, 200, window, Duration::from_secs(3), hold)?;
+    v.wait_state("web", "MASTER", Duration::from_millis(100))?;
+    assert!(!has_address(&lb02, VIP));
+    frr.start_vrrpd()?;
+    frr.wait_state(51, "v4", "Backup", Duration::from_secs(8))?;
+    settled_on(&pcap, a1, 200, window, Duration::from_secs(2), hold)?;
+
+    v.signal(libc::SIGKILL);
+    v.wait()?;
+    settled_on(&pcap, a2, 150, window, Duration::from_secs(3), hold)?;
+    v.spawn()?;
+    v.wait_state("web", "BACKUP", Duration::from_secs(2))?;
+    settled_on(&pcap, a2, 150, window, Duration::from_secs(2), hold)?;
+    assert_eq!(v.state("web")?, "BACKUP");
+    assert!(
+        !has_address(&lb01, VIP),
+        "the restarted vigil kept its old VIP"
+    );
+    drop(cap.stop()?);
+    Ok(())
+}
+
 /// How many transitions instance `web` has made.
 fn transitions(v: &Vigil) -> anyhow::Result<Option<u64>> {
     Ok(v.instance("web")?["transitions"]
