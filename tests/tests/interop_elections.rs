@@ -729,6 +729,100 @@ fn non_preempting_backups_above_the_master_wait_for_it_to_die() -> anyhow::Resul
     Ok(())
 }
 
+/// BFD-assisted takeover from a Master vigil did not write: keepalived is Master at 1 s
+/// adverts with FRR's bfdd beside it answering vigil's session (50 ms x 3). When
+/// keepalived's host is partitioned off (carriers up, so only BFD or silence can tell),
+/// vigil takes over on the session's detection time, not the 3.61 s of
+/// Master_Down_Interval; when the partition heals keepalived (higher) takes it back.
+#[test]
+fn bfd_to_a_keepalived_master_through_frr_bfdd_speeds_up_the_takeover() -> anyhow::Result<()> {
+    require_root();
+    let mut lab = Lab::new("elbfd", &["lb01", "lb02", "watch"])?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let [lb01, lb02] = lab.clone_hosts();
+    let (cap, pcap) = capture(&lab, "watch")?;
+    let _ka = Keepalived::start(
+        &lb02,
+        &dir,
+        &ka_conf(200, "").replace("advert_int 0.1", "advert_int 1"),
+    )?;
+    let frr = vigil_tests::frr::Frr::start(
+        &lb02,
+        &dir,
+        &format!(
+            "bfd\n peer {} interface eth0\n  receive-interval 50\n  \
+             transmit-interval 50\n  detect-multiplier 3\n !\n!\n",
+            lb01.ipv4
+        ),
+    )?;
+    let v = start_vigil(
+        &lb01,
+        &dir,
+        &bpffs,
+        &vigil_instance(100, "1s", "bfd = { interval = \"50ms\", multiplier = 3 }"),
+    )?;
+    settled_on(
+        &pcap,
+        lb02.ipv4.into(),
+        200,
+        Duration::from_millis(2500),
+        Duration::from_secs(10),
+        Duration::from_millis(1500),
+    )?;
+    v.wait_state("web", "BACKUP", Duration::from_secs(1))?;
+    vigil_tests::wait_for(
+        "vigil's session to the Master Up",
+        Duration::from_secs(10),
+        || {
+            let s = v.status().ok()?;
+            (s["bfd"][0]["state"] == "Up" && s["bfd"][0]["peer"] == lb02.ipv4.to_string())
+                .then_some(())
+        },
+    );
+    vigil_tests::wait_for("bfdd's peer up", Duration::from_secs(5), || {
+        let p = frr.peers().ok()?;
+        (p[0]["status"] == "up").then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let cut = realtime_ns();
+    lab.set_partitioned("lb02", true)?;
+    v.wait_state("web", "MASTER", Duration::from_secs(5))?;
+    std::thread::sleep(Duration::from_millis(200));
+    let first = seen(&pcap)
+        .into_iter()
+        .find(|(t, s, p)| *t > cut && *s == IpAddr::from(lb01.ipv4) && *p == 100)
+        .ok_or_else(|| anyhow::anyhow!("no advert from vigil after the cut"))?;
+    let took = Duration::from_nanos(first.0 - cut);
+    println!("partition -> vigil's first advert: {took:?} (Master_Down_Interval 3.61 s)");
+    // Detection 150 ms after the last packet, which may precede the cut by 50 ms.
+    assert!(
+        took <= Duration::from_millis(400),
+        "{took:?}\n{}",
+        v.log_text()
+    );
+    let t = &v.instance("web")?["last_transition"];
+    assert_eq!(
+        t["reason"],
+        format!("BFD session to master {} down", lb02.ipv4),
+        "{t}"
+    );
+    lab.set_partitioned("lb02", false)?;
+    std::thread::sleep(Duration::from_millis(500));
+    settled_on(
+        &pcap,
+        lb02.ipv4.into(),
+        200,
+        Duration::from_millis(2500),
+        Duration::from_secs(5),
+        Duration::from_secs(1),
+    )?;
+    v.wait_state("web", "BACKUP", Duration::from_secs(1))?;
+    assert!(!has_address(&lb01, VIP));
+    drop(cap.stop()?);
+    Ok(())
+}
+
 /// How many transitions instance `web` has made.
 fn transitions(v: &Vigil) -> anyhow::Result<Option<u64>> {
     Ok(v.instance("web")?["transitions"]
