@@ -933,5 +933,23 @@ fn accept_false_refuses_traffic_to_the_vip_as_keepalived_no_accept_does() -> any
     v.signal(libc::SIGTERM);
     assert_eq!(v.wait()?, Some(0));
     assert!(!tables(&lb01)?.contains("inet vigil"), "{}", tables(&lb01)?);
+    // A killed agent leaves its table; the next start without accept = false clears it.
+    v.spawn()?;
+    v.wait_state("web", "MASTER", Duration::from_secs(5))?;
+    assert!(tables(&lb01)?.contains("inet vigil"));
+    v.signal(libc::SIGKILL);
+    v.wait()?;
+    assert!(tables(&lb01)?.contains("inet vigil"));
+    std::fs::write(
+        &v.config,
+        global(&lb01, &dir, &bpffs, "") + &instances(true),
+    )?;
+    v.spawn()?;
+    assert!(!tables(&lb01)?.contains("inet vigil"), "{}", tables(&lb01)?);
+    v.wait_state("web", "MASTER", Duration::from_secs(5))?;
+    assert!(
+        answers(&client, VIP)?,
+        "the stale table still refuses traffic"
+    );
     Ok(())
 }

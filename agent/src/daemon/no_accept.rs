@@ -1,6 +1,7 @@
 //! Keeps the nftables table of Accept_Mode False (see [`crate::net::no_accept`]) in
-//! step with the configuration: at start-up (which also clears a table a crashed run
-//! left), after each reload, and gone at exit.
+//! step with the configuration: at start-up, after each reload, and gone at exit. A
+//! marker file in the runtime directory says a table is installed, so a start-up after
+//! a crash clears the old one, and an agent that never wrote one never runs `nft`.
 
 use std::net::IpAddr;
 
@@ -28,12 +29,19 @@ pub(super) fn refused(config: &Config) -> Vec<IpAddr> {
 }
 
 impl Agent {
-    /// Writes (or removes) the table for the configuration in force. `startup` writes
-    /// even when nothing changed, to replace whatever an earlier run left; without
-    /// `nft` on the host that only matters when some instance wants it.
+    /// The marker of an installed table.
+    fn no_accept_marker(&self) -> std::path::PathBuf {
+        self.runtime_dir
+            .join(format!("{}.nftables", self.config.global.router_id))
+    }
+
+    /// Writes (or removes) the table for the configuration in force. At `startup`, a
+    /// table an earlier run left (its marker) is replaced or removed too.
     pub(super) async fn sync_no_accept(&mut self, startup: bool) {
         let want = refused(&self.config);
-        if !startup && self.no_accept == want {
+        let marker = self.no_accept_marker();
+        let stale = startup && marker.exists();
+        if self.no_accept == want && !stale {
             return;
         }
         let rules = if want.is_empty() {
@@ -43,7 +51,12 @@ impl Agent {
         };
         match no_accept::run_nft(&rules).await {
             Ok(()) => {
-                if !want.is_empty() {
+                if want.is_empty() {
+                    let _ = std::fs::remove_file(&marker);
+                } else {
+                    if let Err(e) = std::fs::write(&marker, no_accept::TABLE) {
+                        tracing::warn!("writing {}: {e}", marker.display());
+                    }
                     tracing::info!(
                         addresses = want.len(),
                         "accept = false: traffic to and from the virtual addresses is refused (nftables table inet {})",
@@ -53,8 +66,7 @@ impl Agent {
                 self.no_accept = want;
             }
             Err(e) if want.is_empty() => {
-                tracing::debug!("no accept = false instance; clearing the nftables table: {e}");
-                self.no_accept = want;
+                tracing::warn!("removing the nftables table inet {}: {e}", no_accept::TABLE);
             }
             Err(e) => tracing::error!(
                 "accept = false cannot be enforced, a Master will accept traffic for its virtual addresses: {e}"
@@ -67,8 +79,13 @@ impl Agent {
         if self.no_accept.is_empty() {
             return;
         }
-        if let Err(e) = no_accept::run_nft(&no_accept::removal()).await {
-            tracing::warn!("removing the nftables table inet {}: {e}", no_accept::TABLE);
+        match no_accept::run_nft(&no_accept::removal()).await {
+            Ok(()) => {
+                let _ = std::fs::remove_file(self.no_accept_marker());
+            }
+            Err(e) => {
+                tracing::warn!("removing the nftables table inet {}: {e}", no_accept::TABLE)
+            }
         }
         self.no_accept.clear();
     }
