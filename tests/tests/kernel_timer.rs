@@ -353,11 +353,13 @@ fn a_full_ring_buffer_is_told_in_the_agents_log() -> anyhow::Result<()> {
 }
 
 /// A takeover `took` after the Master's last advert is at the RFC deadline `bound`:
-/// never more than 1 ms early (capture timestamps), at most 10 ms late.
+/// never more than 0.5 ms early (capture timestamps), at most 10 ms late.
 fn assert_on_time(took: Duration, bound: Duration) {
     eprintln!("takeover after {took:?}; Master_Down_Interval {bound:?}");
+    // The kernel's alarm runs up to 2 ms ahead of the deadline: a takeover at the alarm,
+    // not at the deadline, fails here (the capture's own jitter is tens of µs).
     assert!(
-        took + Duration::from_millis(1) >= bound,
+        took + Duration::from_micros(500) >= bound,
         "took over early: {took:?} < {bound:?}"
     );
     assert!(

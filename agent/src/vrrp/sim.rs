@@ -357,6 +357,14 @@ impl Sim {
                 self.transitions += 1;
                 let addr = self.nodes[i].addr;
                 self.log(format!("n{i} {addr} prio {} {t}", self.nodes[i].priority));
+                // A change is decided when its cause has happened, never ahead of it (the
+                // kernel's alarm wakes the agent before a down deadline it names).
+                if t.at > self.now {
+                    self.fail(format!(
+                        "n{i} changed state at {}, ahead of the world's time {}",
+                        t.at, self.now
+                    ));
+                }
                 if t.from == State::Backup && t.to == State::Master {
                     // Invariant 2: exactly at the deadline the RFC gives.
                     if matches!(
