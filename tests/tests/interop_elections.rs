@@ -1,6 +1,12 @@
 //! Elections with peers we did not write, in one segment: vigil, Debian's keepalived and
-//! FRR's vrrpd for the same VRID, judged on the wire (a capture on a fourth host: which
-//! sources advertise once things settle).
+//! FRR's vrrpd for the same VRID, judged on the wire (a capture on another host: which
+//! sources advertise once things settle, and when a takeover's first advert went out).
+//!
+//! Three-way deaths and returns, non-preempting Backups, the learnt VRRPv3 interval,
+//! equal-priority tie-breaks (IPv4 and IPv6, on a healed partition so both sides really
+//! are Master at once), priority 0 meaning Skew_Time, VRRPv2 with vrrpd, the address
+//! owner, differing address lists, BFD-assisted takeover from a keepalived Master with
+//! FRR's bfdd answering, and `accept = false` against keepalived's `no_accept`.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
