@@ -448,7 +448,11 @@ pub const KEYWORDS: &[Keyword] = &[
     c(I, "mcast_src_ip", "unicast_src_ip"),
     c(I, "unicast_peer", "unicast_peers"),
     c(I, "accept", "accept = true"),
-    c(I, "no_accept", "accept = false"),
+    c(
+        I,
+        "no_accept",
+        "accept = false (enforced with an nftables table, inet vigil, as keepalived does)",
+    ),
     c(I, "old_unicast_checksum", "v3_checksum_as_v2 = true"),
     c(I, "v3_checksum_as_v2", "v3_checksum_as_v2 = true"),
     c(I, "track_script", "track_scripts"),
