@@ -90,6 +90,11 @@ pub enum Command {
     ImportKeepalived {
         /// keepalived configuration file.
         file: PathBuf,
+        /// Read the file as keepalived started with `-i ID` does (by default keepalived
+        /// uses the host name): `@ID` lines apply, other `@id` lines are left out. Without
+        /// it every `@id` line is warned about and left out.
+        #[arg(long, value_name = "ID")]
+        config_id: Option<String>,
     },
     /// Print shell completions.
     Completions {

@@ -136,7 +136,9 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::ImportKeepalived { file } => import_keepalived(&file),
+        Command::ImportKeepalived { file, config_id } => {
+            import_keepalived(&file, config_id.as_deref())
+        }
         Command::Completions { shell } => {
             out(&vigil::cli::completions(shell));
             ExitCode::SUCCESS
@@ -203,8 +205,8 @@ fn check(path: &Path) -> ExitCode {
 
 /// `vigil import-keepalived`: TOML on stdout, warnings on stderr; exit 1 when the file
 /// cannot be read or parsed, or when the result would not pass `vigil check`.
-fn import_keepalived(file: &Path) -> ExitCode {
-    match vigil::keepalived::import_file(file) {
+fn import_keepalived(file: &Path, config_id: Option<&str>) -> ExitCode {
+    match vigil::keepalived::import_file_for(file, config_id) {
         Ok(import) => {
             out(import.toml.as_bytes());
             for w in &import.warnings {

@@ -140,6 +140,29 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// `--config-id` picks a node's `@id` lines, as keepalived `-i` does: include-macros.conf
+/// gives lb01 priority 150 and a GARP refresh, every other node priority 100.
+#[test]
+fn cli_import_config_id_applies_that_nodes_lines() {
+    let run = |id: &str| {
+        let out = vigil()
+            .args(["import-keepalived", "tests/golden/include-macros.conf"])
+            .arg(format!("--config-id={id}"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(!stderr.contains("conditional"), "{stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let lb01 = run("lb01");
+    assert!(lb01.contains("priority = 150\n"), "{lb01}");
+    assert!(lb01.contains("garp_master_refresh = 60\n"), "{lb01}");
+    let lb02 = run("lb02");
+    assert!(lb02.contains("priority = 100\n"), "{lb02}");
+    assert!(!lb02.contains("garp_master_refresh"), "{lb02}");
+}
+
 #[test]
 fn cli_import_then_check() {
     let out = vigil()

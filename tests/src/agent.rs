@@ -18,6 +18,8 @@ pub struct Vigil {
     pub socket: PathBuf,
     /// Its log (stderr) file.
     pub log: PathBuf,
+    /// Its `VIGIL_LOG` filter.
+    filter: String,
     child: Option<Child>,
 }
 
@@ -47,6 +49,16 @@ impl Vigil {
     /// Writes `config` (TOML; its `control_socket` must be `<dir>/<host name>.sock`) and
     /// starts `vigil run` in `host`; returns once the control socket answers.
     pub fn start(host: &Host, dir: &Path, config: &str) -> anyhow::Result<Self> {
+        Self::start_logging(host, dir, config, "info")
+    }
+
+    /// [`Vigil::start`] with `filter` as its `VIGIL_LOG` (e.g. debug lines of one target).
+    pub fn start_logging(
+        host: &Host,
+        dir: &Path,
+        config: &str,
+        filter: &str,
+    ) -> anyhow::Result<Self> {
         let path = dir.join(format!("{}.toml", host.name));
         std::fs::write(&path, config)?;
         let mut v = Self {
@@ -54,6 +66,7 @@ impl Vigil {
             socket: dir.join(format!("{}.sock", host.name)),
             log: dir.join(format!("{}.log", host.name)),
             config: path,
+            filter: filter.to_owned(),
             child: None,
         };
         v.spawn()?;
@@ -71,7 +84,7 @@ impl Vigil {
             .command(&vigil_bin().to_string_lossy())
             .args(["run", "-c"])
             .arg(&self.config)
-            .env("VIGIL_LOG", "info")
+            .env("VIGIL_LOG", &self.filter)
             // Lets the fault tests ask for a panic over the control socket.
             .env("VIGIL_TEST_FAULTS", "1")
             .stdout(log.try_clone()?)
@@ -263,6 +276,17 @@ impl Keepalived {
     /// Writes `conf` and starts keepalived (VRRP only, in the foreground, logging to a
     /// file in `dir`).
     pub fn start(host: &Host, dir: &Path, conf: &str) -> anyhow::Result<Self> {
+        Self::start_as(host, dir, conf, None)
+    }
+
+    /// As [`Keepalived::start`], with keepalived's config id (`-i`), which picks the
+    /// `@id` lines of the file; `None` leaves keepalived's default (the host name).
+    pub fn start_as(
+        host: &Host,
+        dir: &Path,
+        conf: &str,
+        config_id: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let path = dir.join(format!("{}-keepalived.conf", host.name));
         std::fs::write(&path, conf)?;
         let log = std::fs::File::create(dir.join(format!("{}-keepalived.log", host.name)))?;
@@ -272,6 +296,7 @@ impl Keepalived {
             .command("keepalived")
             .args(["--dont-fork", "--log-console", "--vrrp", "--use-file"])
             .arg(&path)
+            .args(config_id.map(|id| format!("--config-id={id}")))
             .arg("--pid")
             .arg(&pid)
             .arg("--vrrp_pid")

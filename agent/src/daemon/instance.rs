@@ -159,6 +159,8 @@ pub struct Instance {
     pub foreign_while_backup: Vec<IpAddr>,
     /// Virtual addresses vigil had added and removed again, found while Backup.
     pub removed_while_backup: u64,
+    /// Addresses put back while Master after something else removed them.
+    pub restored_while_master: u64,
 }
 
 /// The kernel down timer's parameters for an instance.
@@ -381,6 +383,7 @@ impl Instance {
             split: SplitBrain::default(),
             foreign_while_backup: Vec::new(),
             removed_while_backup: 0,
+            restored_while_master: 0,
         })
     }
 
@@ -450,15 +453,9 @@ impl Instance {
         None
     }
 
-    /// Answers for its sync group: a member that is Master heard a lower-priority
-    /// advert, so this one (Master too) advertises now and announces its addresses on
-    /// its `garp_lower_prio_*` schedule, as if it had heard it itself.
-    pub async fn reannounce(&mut self, router: &VirtualRouter, adverts: &mut Adverts) {
-        self.queue_advert(router, router.priority(), adverts).await;
-        self.restart_reannouncements();
-    }
-
-    fn restart_reannouncements(&mut self) {
+    /// Announces its addresses again on its `garp_lower_prio_*` schedule: it heard a
+    /// lower-priority advert, or (after its advert) a member of its sync group did.
+    pub(super) fn restart_reannouncements(&mut self) {
         if let Some(task) = self.reannounce.take() {
             task.abort();
         }
@@ -510,15 +507,19 @@ impl Instance {
     }
 
     /// Takes a new list of virtual addresses on reload; a Master (`holding`) removes
-    /// the ones dropped from the list, adds the new ones and announces them, and keeps
-    /// the others where they are.
+    /// the ones dropped from the list and keeps the others where they are. True when
+    /// it must then add the new ones ([`Instance::claim_addresses`]): the caller does
+    /// that once every instance has removed what it dropped, since an address may move
+    /// from one instance to another in the same reload, and the removal must not come
+    /// after the addition.
     pub async fn readdress(
         &mut self,
         cfg: &config::Instance,
         holding: bool,
         netlink: &Netlink,
         owned: &mut OwnedAddresses,
-    ) -> anyhow::Result<()> {
+        staying: &std::collections::HashSet<super::reload::AddressKey>,
+    ) -> anyhow::Result<bool> {
         let new = resolve(
             &cfg.virtual_addresses,
             cfg,
@@ -536,7 +537,11 @@ impl Instance {
         let fresh = new.iter().any(|n| !self.vips.iter().any(|o| same(o, n)));
         self.vips = new;
         if holding {
-            for vip in gone {
+            // Another Master of this node takes those over in this reload.
+            for vip in gone
+                .into_iter()
+                .filter(|v| !staying.contains(&(v.addr.addr, v.addr.prefix_len)))
+            {
                 let o = vip.owned();
                 if owned.contains(&o) {
                     match netlink.remove_address(&vip.iface, &vip.addr).await {
@@ -547,12 +552,26 @@ impl Instance {
                     }
                 }
             }
-            if fresh {
-                self.add_addresses(netlink, owned).await;
-                self.announce();
-            }
         }
-        Ok(())
+        Ok(holding && fresh)
+    }
+
+    /// Lets go of the addresses in `staying` before the instance stops: another Master
+    /// of this node takes them over, so its release must not remove them.
+    pub fn leave_addresses(
+        &mut self,
+        staying: &std::collections::HashSet<super::reload::AddressKey>,
+    ) {
+        let kept = |v: &Vip| !staying.contains(&(v.addr.addr, v.addr.prefix_len));
+        self.vips.retain(kept);
+        self.excluded.retain(kept);
+    }
+
+    /// Adds the instance's addresses (those already there stay) and announces them: a
+    /// Master's new addresses after a reload.
+    pub async fn claim_addresses(&mut self, netlink: &Netlink, owned: &mut OwnedAddresses) {
+        self.add_addresses(netlink, owned).await;
+        self.announce();
     }
 
     /// Takes new excluded addresses, routes and rules on reload; a Master (`holding`)
@@ -771,6 +790,66 @@ impl Instance {
         }))
     }
 
+    /// While Master: puts back the virtual and excluded addresses that left their
+    /// interface without vigil removing them (`ip addr del`, `ip addr flush`, another
+    /// tool), then the routes and rules that may have gone with them, and announces the
+    /// addresses again. The election chose this node, so the address belongs here; an
+    /// address held by nobody is the one outcome a pair must never settle in. `seen`
+    /// caches address lists per interface index for one round.
+    pub async fn restore_addresses(
+        &mut self,
+        netlink: &Netlink,
+        owned: &mut OwnedAddresses,
+        seen: &mut std::collections::HashMap<u32, Vec<IpAddr>>,
+    ) {
+        let mut missing = Vec::new();
+        for vip in self.vips.iter().chain(&self.excluded) {
+            let index = vip.iface.index;
+            if let std::collections::hash_map::Entry::Vacant(slot) = seen.entry(index) {
+                match netlink.addresses(&vip.iface).await {
+                    Ok(list) => {
+                        slot.insert(list.iter().map(|a| a.addr).collect());
+                    }
+                    Err(e) => {
+                        tracing::debug!(instance = %self.name, "address check: {e}");
+                        continue;
+                    }
+                }
+            }
+            if !seen.get(&index).is_some_and(|l| l.contains(&vip.addr.addr)) {
+                missing.push(vip.clone());
+            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        for vip in &missing {
+            seen.remove(&vip.iface.index);
+            match netlink.add_address(&vip.iface, &vip.addr).await {
+                Ok(added) => {
+                    if added {
+                        owned.insert(vip.owned());
+                    }
+                    self.restored_while_master += 1;
+                    tracing::warn!(
+                        instance = %self.name,
+                        "{} was removed from {} while this node is MASTER, not by vigil: added \
+                         it back",
+                        vip.addr,
+                        vip.iface.name
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(instance = %self.name, "adding {} back: {e}", vip.addr)
+                }
+            }
+        }
+        // The kernel drops routes whose source or gateway went with an address.
+        self.add_routes(&self.routes, netlink, owned).await;
+        self.add_rules(&self.rules, netlink, owned).await;
+        self.announce();
+    }
+
     /// The classic split-brain check, while Backup or Fault: a virtual address on the
     /// interface. vigil removes it only if vigil added it (the record in `owned`, e.g. a
     /// removal that failed); an address someone else put there is left alone and warned
@@ -881,6 +960,25 @@ impl Instance {
         }
     }
 
+    /// Whether the instance runs on interface `index`: its own, or its virtual MAC
+    /// interface.
+    pub fn runs_on(&self, index: u32) -> bool {
+        self.iface.index == index || self.vmac.as_ref().is_some_and(|v| v.index == index)
+    }
+
+    /// Whether `index` is the instance's virtual MAC interface.
+    pub fn is_vmac(&self, index: u32) -> bool {
+        self.vmac.as_ref().is_some_and(|v| v.index == index)
+    }
+
+    /// Forgets its virtual MAC interface after someone deleted it: there is nothing left
+    /// for [`Instance::close`] to remove.
+    pub fn vmac_deleted(&mut self, index: u32) {
+        if self.is_vmac(index) {
+            self.vmac = None;
+        }
+    }
+
     /// Forgets the record of addresses that went away with a deleted interface.
     pub fn forget_addresses_on(&self, index: u32, owned: &mut OwnedAddresses) {
         for vip in self.vips.iter().filter(|v| v.iface.index == index) {
@@ -953,6 +1051,7 @@ impl Instance {
             "split_brain_adverts": self.split.adverts_total,
             "addresses_while_backup": self.foreign_while_backup.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "removed_while_backup": self.removed_while_backup,
+            "restored_while_master": self.restored_while_master,
         })
     }
 }

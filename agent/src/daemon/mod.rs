@@ -16,6 +16,7 @@ pub mod split;
 mod takeover;
 mod waiting;
 mod wake;
+mod xdp_watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -103,12 +104,18 @@ struct Agent {
     scheduling: String,
     /// The addresses the nftables table of Accept_Mode False refuses, as last written.
     no_accept: Vec<std::net::IpAddr>,
+    /// Takeovers whose first advert left in this round's batch, by instance name, with
+    /// when: logged once the round's adverts are all out.
+    wake_logs: Vec<(String, wake::Wake, crate::vrrp::Instant)>,
 }
 
 /// How often the split-brain watch expires quiet peers and the classic check looks for
 /// virtual addresses on a Backup's interfaces, while there is something to look at (see
 /// [`Agent::needs_housekeeping`]): an idle agent does not wake for it.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
+/// How often, at most, the XDP program's attachments are checked (see `xdp_watch`):
+/// at the first wake-up of the agent after this much time.
+const XDP_CHECK: Duration = Duration::from_secs(1);
 
 /// Runs the agent until SIGTERM or SIGINT.
 pub async fn run(path: &Path) -> Result<(), RunError> {
@@ -223,6 +230,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         alarm: None,
         scheduling: String::new(),
         no_accept: Vec::new(),
+        wake_logs: Vec::new(),
     };
     let config = agent.config.clone();
     agent.bfd_configure(&config);
@@ -277,6 +285,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     });
     let mut bfd_tick = tokio::time::interval(Duration::from_secs(1));
     bfd_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut xdp_checked = std::time::Instant::now();
     let timer = crate::timer::MonoTimer::new().map_err(anyhow::Error::from)?;
     // This thread reads the kernel's silence events and sends the takeover's first
     // advert: a busy host must not keep it waiting for a time slice.
@@ -296,6 +305,13 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
     let mut ticked = false;
 
     loop {
+        // Never a wake-up of its own: an idle Backup sleeps through its Master's adverts
+        // (the kernel keeps its timer). A Backup made deaf by a detach takes over and
+        // from then on wakes for its own adverts, which is when this finds it.
+        if agent.receiver.is_xdp() && xdp_checked.elapsed() >= XDP_CHECK {
+            xdp_checked = std::time::Instant::now();
+            agent.check_xdp().await;
+        }
         // A round of nothing but a Master's adverts cannot change what housekeeping
         // looks at; only other rounds pay for asking every instance.
         if agent.eventful || !ticked {
@@ -665,7 +681,10 @@ impl Agent {
             if let LinkEvent::Changed(l) = &event {
                 inst.renamed(l.index, &l.name);
             }
-            if inst.iface.index == index {
+            // A deleted virtual MAC interface takes the instance's addresses and
+            // adverts with it: a fault, as its own interface going.
+            let vmac_removed = matches!(event, LinkEvent::Removed { .. }) && inst.is_vmac(index);
+            if inst.iface.index == index || vmac_removed {
                 tracing::info!(instance = %inst.name, iface = %inst.iface.name, up, "link changed");
                 let key = inst.key;
                 self.endpoint.handle(
@@ -698,9 +717,13 @@ impl Agent {
         }
     }
 
-    /// Split-brain expiry, and the classic check for virtual addresses on a Backup.
+    /// Split-brain expiry, a Master's lost addresses put back, and the classic check for
+    /// virtual addresses on a Backup.
     async fn housekeeping(&mut self) {
-        self.addresses_changed = false;
+        let addresses_changed = std::mem::take(&mut self.addresses_changed);
+        if addresses_changed {
+            self.park_instances_without_source().await;
+        }
         if !self.waiting.is_empty() {
             self.start_waiting().await;
         }
@@ -725,6 +748,11 @@ impl Agent {
                 s == State::Master,
                 inst.cfg.advert_interval,
             );
+            // Only an address change can take a Master's addresses away.
+            if addresses_changed && s == State::Master {
+                inst.restore_addresses(&self.netlink, &mut self.owned, &mut seen)
+                    .await;
+            }
             inst.check_addresses(s, &self.netlink, &mut self.owned, &mut seen, &keep)
                 .await;
         }
@@ -734,7 +762,26 @@ impl Agent {
     async fn run_actions(&mut self) {
         let mut reannounced = Vec::new();
         self.eventful = false;
-        while let Some((key, action)) = self.endpoint.poll_action() {
+        let mut firsts_sent = false;
+        loop {
+            if self.endpoint.next_is_slow() {
+                // Slow work yields to a down deadline that is due, or so close that the
+                // loop would keep its CPU for it: the Backups that take over there (their
+                // Master's adverts arrived a little after those of this round) join the
+                // round's first adverts instead of waiting for its address work.
+                if self.down_deadline_due() {
+                    self.timers();
+                    firsts_sent = false;
+                }
+                // The round's first adverts leave together before any address work.
+                if !firsts_sent {
+                    firsts_sent = true;
+                    self.send_first_adverts().await;
+                }
+            }
+            let Some((key, action)) = self.endpoint.poll_action() else {
+                break;
+            };
             // A Master's every tick: its advert's bytes are ready; nothing else is
             // looked up.
             if let EndpointAction::Router(crate::vrrp::Action::SendAdvert { priority }) = action
@@ -815,10 +862,76 @@ impl Agent {
         }
         self.reannounce_groups(&reannounced).await;
         self.adverts.send().await;
+        for (name, wake, sent) in self.wake_logs.drain(..) {
+            wake.log(&name, sent);
+        }
         let now = clock::now();
         self.wakes.retain(|_, w| w.deadline > now);
         if self.alarm.is_some_and(|a| a <= now) {
             self.alarm = None;
+        }
+    }
+
+    /// Whether a deadline is due now, after keeping the CPU until it if an alarm
+    /// announced it and it is close ([`Agent::keeps_cpu_for`]).
+    fn down_deadline_due(&self) -> bool {
+        let Some(d) = self.endpoint.poll_timeout() else {
+            return false;
+        };
+        if d <= clock::now() {
+            return true;
+        }
+        if self.keeps_cpu_for(d) {
+            crate::timer::spin_until(d);
+            return true;
+        }
+        false
+    }
+
+    /// Sends, in one batch (a `sendmmsg` per socket), the advert of every router that
+    /// must advertise this round ahead of its address work: takeovers, a sync group's
+    /// members, Masters answering a rival, priority 0 on a stop. Many routers taking
+    /// over at once each advertise at their own deadline, not after the netlink changes
+    /// and announcements of those queued before them (RFC 5798 §6.4.2: the advert, then
+    /// the addresses and announcements, which follow in order). Adverts queued earlier
+    /// in the round leave with them.
+    async fn send_first_adverts(&mut self) {
+        let mut first = Vec::new();
+        self.endpoint.take_first_adverts(&mut first);
+        if first.is_empty() {
+            return;
+        }
+        let mut takeovers = Vec::new();
+        for f in &first {
+            if f.takeover
+                && let Some(w) = self.wakes.remove(&f.key)
+            {
+                takeovers.push((f.key, w, self.adverts.sent(&f.key)));
+            }
+            if self.adverts.queue(&f.key, f.priority) {
+                continue;
+            }
+            let (Some(inst), Some(router)) = (
+                self.by_key.get(&f.key).and_then(|n| self.instances.get(n)),
+                self.endpoint.router(&f.key),
+            ) else {
+                continue;
+            };
+            inst.queue_advert(router, f.priority, &mut self.adverts)
+                .await;
+        }
+        let sending = clock::now();
+        self.adverts.send().await;
+        let sent = clock::now();
+        for (key, mut wake, before) in takeovers {
+            if self.adverts.sent(&key) > before
+                && let Some(name) = self.by_key.get(&key)
+            {
+                wake.sending = Some(sending);
+                // Logged at the end of the round: a Backup due next must not wait for
+                // these lines.
+                self.wake_logs.push((name.clone(), wake, sent));
+            }
         }
     }
 
@@ -909,18 +1022,27 @@ impl Agent {
                 }
             }
         }
-        for name in followers {
-            let Some(inst) = self.instances.get_mut(&name) else {
-                continue;
-            };
-            let Some(router) = self.endpoint.router(&inst.key) else {
-                continue;
-            };
-            if router.state() != State::Master {
-                continue;
+        // Every member's advert leaves before any member's announcements start.
+        followers.retain(|name| {
+            self.instances
+                .get(name)
+                .and_then(|i| self.endpoint.router(&i.key))
+                .is_some_and(|r| r.state() == State::Master)
+        });
+        for name in &followers {
+            if let Some(inst) = self.instances.get(name)
+                && let Some(router) = self.endpoint.router(&inst.key)
+            {
+                inst.queue_advert(router, router.priority(), &mut self.adverts)
+                    .await;
             }
-            tracing::info!(instance = %name, "announcing again with its sync group");
-            inst.reannounce(router, &mut self.adverts).await;
+        }
+        self.adverts.send().await;
+        for name in followers {
+            if let Some(inst) = self.instances.get_mut(&name) {
+                tracing::info!(instance = %name, "announcing again with its sync group");
+                inst.restart_reannouncements();
+            }
         }
     }
 

@@ -173,6 +173,12 @@ impl OwnedAddresses {
         let result = serde_json::to_vec(&record)
             .map_err(std::io::Error::other)
             .and_then(|bytes| {
+                // The runtime directory may have been removed under the agent (`rm -rf
+                // /run/vigil`, a clean of /run): without the record, a crash would leave
+                // routes and rules behind (addresses carry the kernel tag, they do not).
+                if let Some(dir) = self.path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
                 let tmp = self.path.with_extension("tmp");
                 std::fs::write(&tmp, bytes)?;
                 std::fs::rename(&tmp, &self.path)
@@ -303,6 +309,22 @@ mod tests {
         assert!(l.routes.is_empty() && l.rules.is_empty());
         o.clear();
         assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_removed_runtime_directory_is_made_again_for_the_record() {
+        let dir = std::env::temp_dir().join(format!("vigil-owned-gone-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("t.addresses");
+        let mut o = OwnedAddresses::new(path.clone());
+        std::fs::remove_dir_all(&dir).expect("remove the runtime directory");
+        let r = OwnedRoute {
+            route: "198.51.100.0/24 dev eth0 table 100".into(),
+            interface: Some("eth0".into()),
+        };
+        o.insert_route(r.clone());
+        assert_eq!(OwnedAddresses::leftovers(&path).routes, vec![r]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -147,6 +147,30 @@ impl Receiver {
         Ok(())
     }
 
+    /// The interfaces the XDP program should be on, with the program's kernel id; empty
+    /// on the raw path.
+    pub fn xdp_attachments(&self) -> (Option<u32>, Vec<(u32, String)>) {
+        match self {
+            Self::Xdp { program, .. } => (
+                program.program_id(),
+                program
+                    .attached()
+                    .map(|(i, name, _)| (i, name.to_owned()))
+                    .collect(),
+            ),
+            Self::Raw { .. } => (None, Vec::new()),
+        }
+    }
+
+    /// Attaches the XDP program again to `index`, after someone detached it; the VRRP
+    /// group membership there never left.
+    pub fn reattach(&mut self, index: u32) -> anyhow::Result<&'static str> {
+        let Self::Xdp { program, mode, .. } = self else {
+            return Ok("raw");
+        };
+        Ok(mode_name(program.reattach(index, *mode)?))
+    }
+
     /// Why XDP is not in use although `xdp = "auto"` wanted it.
     pub fn fallback(&self) -> Option<&str> {
         match self {

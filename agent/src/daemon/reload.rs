@@ -20,6 +20,9 @@ pub(super) type LoadedConfig = (
     Option<tokio::sync::oneshot::Sender<serde_json::Value>>,
 );
 
+/// A virtual or excluded address as the configuration names it: address and prefix.
+pub(super) type AddressKey = (std::net::IpAddr, u8);
+
 /// Reads and validates the file off the agent's task, so adverts and timers keep their
 /// pace during a reload; only the diff runs on it. systemd hears RELOADING=1 now and
 /// READY=1 once the newest reload is applied or rejected.
@@ -37,6 +40,29 @@ pub(super) fn start_reload(
 }
 
 impl Agent {
+    /// Addresses that stay on the node through a reload: the new configuration of an
+    /// instance that is Master now and keeps running (unchanged or changed in place)
+    /// lists them. An instance giving one of them up, in place or stopping, leaves it
+    /// where it is for the one taking it, whose record it then is: removing it, even
+    /// just before the other adds it, would leave it held by nobody for that moment.
+    fn staying_addresses(&self, new: &Config) -> std::collections::HashSet<AddressKey> {
+        self.instances
+            .iter()
+            .filter(|(_, i)| {
+                self.endpoint
+                    .router(&i.key)
+                    .is_some_and(|r| r.state() == State::Master)
+            })
+            .filter_map(|(name, i)| {
+                new.instances
+                    .get(name)
+                    .filter(|c| **c == i.cfg || changes_in_place(&i.cfg, c))
+            })
+            .flat_map(|c| c.virtual_addresses.iter().chain(&c.excluded_addresses))
+            .map(|v| (v.addr, v.prefix_len))
+            .collect()
+    }
+
     /// A reload (SIGHUP, `vigil reload`): unchanged instances keep state, timers and
     /// addresses; changed ones are rebuilt; removed ones release; new ones start in
     /// Backup. A bad file changes nothing. Returns what happened, for `vigil reload`.
@@ -92,8 +118,12 @@ impl Agent {
             warnings.push("[global] changes take effect at the next restart".to_owned());
         }
         let now = clock::now();
+        let staying = self.staying_addresses(&new);
         let mut stop = Vec::new();
         let mut in_place = Vec::new();
+        // Masters with new addresses, added once every address that leaves its
+        // instance (in place or with a stopped one) is gone.
+        let mut claim = Vec::new();
         let user = new.global.script_user.as_deref();
         let names: Vec<String> = self.instances.keys().cloned().collect();
         for name in names {
@@ -129,14 +159,19 @@ impl Agent {
                 .endpoint
                 .router(&key)
                 .is_some_and(|r| r.state() == State::Master);
-            if inst.cfg.virtual_addresses != cfg.virtual_addresses
-                && let Err(e) = inst
-                    .readdress(cfg, holding, &self.netlink, &mut self.owned)
+            if inst.cfg.virtual_addresses != cfg.virtual_addresses {
+                match inst
+                    .readdress(cfg, holding, &self.netlink, &mut self.owned, &staying)
                     .await
-            {
-                tracing::warn!(instance = %name, "reload: new addresses: {e:#}; restarting it");
-                stop.push(name);
-                continue;
+                {
+                    Ok(true) => claim.push(name.clone()),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(instance = %name, "reload: new addresses: {e:#}; restarting it");
+                        stop.push(name);
+                        continue;
+                    }
+                }
             }
             if (inst.cfg.excluded_addresses != cfg.excluded_addresses
                 || inst.cfg.virtual_routes != cfg.virtual_routes
@@ -179,7 +214,8 @@ impl Agent {
             in_place.push(name);
         }
         for name in &stop {
-            if let Some(inst) = self.instances.get(name) {
+            if let Some(inst) = self.instances.get_mut(name) {
+                inst.leave_addresses(&staying);
                 let key = inst.key;
                 self.endpoint.handle(now, EndpointInput::Shutdown { key });
             }
@@ -198,6 +234,11 @@ impl Agent {
                 // more on a busy host: not on the loop, whose other Masters' adverts
                 // are due meanwhile.
                 tokio::task::spawn_blocking(move || drop(inst));
+            }
+        }
+        for name in &claim {
+            if let Some(inst) = self.instances.get_mut(name) {
+                inst.claim_addresses(&self.netlink, &mut self.owned).await;
             }
         }
         // Waiting instances take the new file's settings, or go with it.

@@ -87,6 +87,7 @@ impl Agent {
                 "transitions": i["transitions"],
                 "split_brain_adverts": i["split_brain_adverts"],
                 "removed_while_backup": i["removed_while_backup"],
+                "restored_while_master": i["restored_while_master"],
             })).collect::<Vec<_>>(),
         })
     }

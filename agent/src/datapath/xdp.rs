@@ -556,6 +556,23 @@ impl XdpProgram {
         Some(sum(per_cpu.iter()))
     }
 
+    /// The kernel's id of the loaded program, as `ip link` and netlink report it on the
+    /// interfaces that run it.
+    pub fn program_id(&self) -> Option<u32> {
+        let program = self.ebpf.program(PROGRAM_NAME)?;
+        program.info().ok().map(|i| i.id())
+    }
+
+    /// Attaches again to an interface someone detached the program from (`bpftool link
+    /// detach`), in the mode asked for; its counters and slot stay as they were.
+    pub fn reattach(&mut self, index: u32, mode: AttachMode) -> Result<XdpMode, XdpError> {
+        // The entry stays: a failed attempt is tried again at the next check.
+        let Some((name, _)) = self.attached.get(&index).cloned() else {
+            return Err(XdpError::NoInterface(format!("index {index}")));
+        };
+        self.attach(&name, mode)
+    }
+
     /// Interfaces the program is attached to, with the mode.
     pub fn attached(&self) -> impl Iterator<Item = (u32, &str, XdpMode)> {
         self.attached

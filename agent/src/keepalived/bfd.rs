@@ -22,6 +22,16 @@ pub(super) struct BfdDef {
 }
 
 impl Conv {
+    /// The weight a `bfd_instance` gives instances tracking it without their own (0 when
+    /// it sets none, as in keepalived).
+    pub(super) fn bfd_weight(&self, name: &str) -> i64 {
+        self.bfds
+            .iter()
+            .find(|b| b.name == name)
+            .and_then(|b| b.weight)
+            .unwrap_or(0)
+    }
+
     pub(super) fn bfd_instance(&mut self, n: &Node) {
         let Some(name) = self.section_name(n, |c, name| c.bfds.iter().any(|b| b.name == name))
         else {
@@ -162,9 +172,9 @@ impl Conv {
 }
 
 /// The instance's `track_bfd` line.
-pub(super) fn emit_track_bfd(out: &mut String, i: &Instance) {
-    if !i.track_bfd.is_empty() {
-        let _ = writeln!(out, "track_bfd = {}", track_array("bfd", &i.track_bfd));
+pub(super) fn emit_track_bfd(out: &mut String, track_bfd: &[(String, Option<i64>)]) {
+    if !track_bfd.is_empty() {
+        let _ = writeln!(out, "track_bfd = {}", track_array("bfd", track_bfd));
     }
 }
 

@@ -196,7 +196,7 @@ pub const KEYWORDS: &[Keyword] = &[
     c(
         G,
         "vrrp_strict",
-        "accept = false on instances that do not set accept (the rest of strict mode is warned)",
+        "its effects on each instance: accept = false below priority 255, no auth_pass, garp_lower_prio_repeat = 0, initial_state by ownership, preempt_delay and down_timer_adverts cleared (its extra checks of received adverts are warned)",
     ),
     d(
         G,
@@ -425,10 +425,18 @@ pub const KEYWORDS: &[Keyword] = &[
     d(G, "bfd_rlimit_rttime", BFD),
     d(G, "bfd_process_name", BFD),
     // ---- vrrp_instance
-    c(I, "state", "initial_state"),
+    c(
+        I,
+        "state",
+        "initial_state (MASTER / BACKUP in upper case only, as keepalived matches them)",
+    ),
     c(I, "interface", "interface"),
     c(I, "virtual_router_id", "vrid"),
-    c(I, "priority", "priority"),
+    c(
+        I,
+        "priority",
+        "priority (when missing: 255 with state MASTER, else 100, as keepalived derives it)",
+    ),
     c(I, "advert_int", "advert_interval"),
     c(I, "version", "version"),
     c(I, "authentication", "auth_pass (with auth_type PASS)"),
@@ -440,13 +448,25 @@ pub const KEYWORDS: &[Keyword] = &[
         "virtual_addresses (an address of the other family goes to excluded_addresses)",
     ),
     c(I, "virtual_ipaddress_excluded", "excluded_addresses"),
-    c(I, "nopreempt", "preempt = false"),
+    c(
+        I,
+        "nopreempt",
+        "preempt = false (cleared, as keepalived clears it, with state MASTER or priority 255)",
+    ),
     c(I, "preempt", "preempt = true"),
-    c(I, "preempt_delay", "preempt_delay"),
+    c(
+        I,
+        "preempt_delay",
+        "preempt_delay (cleared, as keepalived clears it, with state MASTER, nopreempt or strict mode)",
+    ),
     c(I, "down_timer_adverts", "down_timer_adverts"),
-    c(I, "unicast_src_ip", "unicast_src_ip"),
+    c(I, "unicast_src_ip", "unicast_src_ip (a /prefix dropped)"),
     c(I, "mcast_src_ip", "unicast_src_ip"),
-    c(I, "unicast_peer", "unicast_peers"),
+    c(
+        I,
+        "unicast_peer",
+        "unicast_peers (a /prefix dropped, repeats left out)",
+    ),
     c(I, "accept", "accept = true"),
     c(
         I,
@@ -552,10 +572,10 @@ pub const KEYWORDS: &[Keyword] = &[
         "skip_check_adv_addr",
         "vigil compares the advertised address list only to log a mismatch (RFC 5798 §7.1), as this option asks",
     ),
-    d(
+    c(
         I,
         "strict_mode",
-        "no strict mode; accept = false is written when `accept` is not set",
+        "as global_defs vrrp_strict, for this instance",
     ),
     d(I, "debug", IGNORED_DEBUG),
     d(I, "notify_deleted", NOTIFY_EXTRA),
@@ -628,8 +648,16 @@ pub const KEYWORDS: &[Keyword] = &[
     d(Y, "notify_priority_changes", NOTIFY_EXTRA),
     // ---- vrrp_script
     c(S, "script", "command"),
-    c(S, "interval", "interval"),
-    c(S, "timeout", "timeout"),
+    c(
+        S,
+        "interval",
+        "interval (whole seconds, as keepalived reads it)",
+    ),
+    c(
+        S,
+        "timeout",
+        "timeout (whole seconds, as keepalived reads it)",
+    ),
     c(S, "weight", "weight"),
     c(S, "rise", "rise"),
     c(S, "fall", "fall"),

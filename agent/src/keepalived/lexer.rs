@@ -88,23 +88,41 @@ enum Event {
 const MAX_INCLUDE_DEPTH: usize = 8;
 const MAX_FILES: usize = 256;
 const MAX_NESTING: usize = 64;
+const MAX_EXPANSION_DEPTH: usize = 16;
+const MAX_EXPANDED_LINES: usize = 100_000;
+/// ~SEQ values keepalived would make at most before the line limit stops them.
+const MAX_SEQ_VALUES: usize = 10_000;
+
+/// A `$NAME=value` definition: one line, or several (`\` at line ends).
+#[derive(Debug, Clone)]
+struct Param {
+    lines: Vec<String>,
+    multiline: bool,
+}
 
 struct Lexer<'a> {
     files: &'a dyn Files,
     events: Vec<Event>,
     warnings: Vec<Warning>,
-    params: HashMap<String, String>,
+    params: HashMap<String, Param>,
     files_read: usize,
+    /// keepalived's `-i` config id: `@id` lines for it apply, others are dropped. `None`:
+    /// every `@id` line is reported and left out.
+    config_id: Option<String>,
+    /// Lines read so far, expansions included.
+    expanded: usize,
     /// The `@id` prefix of the line being read, for its first statement.
     cond: Option<String>,
 }
 
 /// Read `text` (named `origin`, in directory `dir` for relative includes) into a tree.
+/// `config_id` is keepalived's `-i`: which `@id` lines apply.
 pub(crate) fn parse(
     files: &dyn Files,
     text: &str,
     origin: &str,
     dir: Option<&Path>,
+    config_id: Option<&str>,
 ) -> Result<(Vec<Node>, Vec<Warning>), ImportError> {
     let mut lx = Lexer {
         files,
@@ -112,6 +130,8 @@ pub(crate) fn parse(
         warnings: Vec::new(),
         params: HashMap::new(),
         files_read: 1,
+        config_id: config_id.map(str::to_string),
+        expanded: 0,
         cond: None,
     };
     lx.lex(text, Arc::from(origin), dir, 0)?;
@@ -137,52 +157,210 @@ impl Lexer<'_> {
         dir: Option<&Path>,
         depth: usize,
     ) -> Result<(), ImportError> {
-        let mut lines = text.lines().enumerate().peekable();
+        let mut lines = text.lines().enumerate();
         while let Some((i, first)) = lines.next() {
             let loc = Loc {
                 file: file.clone(),
                 line: i + 1,
             };
-            // A trailing backslash continues the line.
-            let mut line = first.to_string();
-            while line.trim_end().ends_with('\\') {
-                let keep = line.trim_end().len() - 1;
-                line.truncate(keep);
+            let mut line = decomment(first);
+            // `$NAME=value \` starts a definition of several lines, each a line of its
+            // own where it is used; it ends at a line without the `\` or a blank one.
+            if let Some((name, value)) = definition(&line)
+                && let Some(head) = value.strip_suffix('\\')
+            {
+                let mut body = Vec::new();
+                let head = head.trim_end();
+                if !head.is_empty() {
+                    body.push(head.to_string());
+                }
+                for (_, next) in lines.by_ref() {
+                    let next = decomment(next);
+                    if next.is_empty() {
+                        break;
+                    }
+                    match next.strip_suffix('\\') {
+                        Some(more) => {
+                            let more = more.trim_end();
+                            if !more.is_empty() {
+                                body.push(more.to_string());
+                            }
+                        }
+                        None => {
+                            body.push(next);
+                            break;
+                        }
+                    }
+                }
+                self.params.insert(
+                    name,
+                    Param {
+                        lines: body,
+                        multiline: true,
+                    },
+                );
+                continue;
+            }
+            // Any other line ending in `\` goes on at the next one.
+            while line.ends_with('\\') && definition(&line).is_none() {
+                line.truncate(line.len() - 1);
                 match lines.next() {
                     Some((_, next)) => {
                         line.push(' ');
-                        line.push_str(next);
+                        line.push_str(&decomment(next));
                     }
                     None => break,
                 }
             }
-            let trimmed = line.trim_start();
-            // `$NAME=value` defines a parameter; `$NAME` and `${NAME}` use it.
-            if let Some(def) = trimmed.strip_prefix('$')
-                && let Some((name, value)) = def.split_once('=')
-                && !name.is_empty()
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            {
-                self.params
-                    .insert(name.to_string(), value.trim().to_string());
-                continue;
-            }
-            let line = if self.params.is_empty() || !line.contains('$') {
-                line
-            } else {
-                substitute(&line, &self.params)
+            self.logical_line(&line, &loc, dir, depth, 0)?;
+        }
+        Ok(())
+    }
+
+    /// One line after comments and continuations: `@id`, `$NAME=value`, `~SEQ`, then
+    /// `$NAME` uses, in keepalived's order; a definition of several lines adds lines.
+    fn logical_line(
+        &mut self,
+        line: &str,
+        loc: &Loc,
+        dir: Option<&Path>,
+        depth: usize,
+        nest: usize,
+    ) -> Result<(), ImportError> {
+        if nest > MAX_EXPANSION_DEPTH {
+            self.warn(
+                loc,
+                "",
+                format!("definitions and ~SEQ nested deeper than {MAX_EXPANSION_DEPTH}; the rest of the expansion is not read (a definition that uses itself?)"),
+            );
+            return Ok(());
+        }
+        self.expanded += 1;
+        if self.expanded > MAX_EXPANDED_LINES {
+            return Err(ImportError {
+                file: loc.file.to_string(),
+                line: loc.line,
+                message: format!(
+                    "definitions and ~SEQ expand to more than {MAX_EXPANDED_LINES} lines"
+                ),
+            });
+        }
+        let mut body = line.trim_start();
+        // `@id` / `@^id`: the line applies only to some keepalived config ids.
+        let mut cond = None;
+        if let Some(tagged) = body.strip_prefix('@') {
+            let end = tagged.find(char::is_whitespace).unwrap_or(tagged.len());
+            let (id, reverse) = match tagged[..end].strip_prefix('^') {
+                Some(id) => (id, true),
+                None => (&tagged[..end], false),
             };
-            // `@id` / `@^id` lines apply only to some keepalived config ids. They are
-            // read (so their braces still balance) and dropped with a warning later.
-            let mut body = line.as_str();
-            let trimmed = body.trim_start();
-            if trimmed.starts_with('@') {
-                let end = trimmed.find(char::is_whitespace).unwrap_or(trimmed.len());
-                self.cond = Some(trimmed[..end].to_string());
-                body = &trimmed[end..];
+            let rest = tagged[end..].trim_start();
+            // keepalived drops an `@id` with nothing after it.
+            if rest.is_empty() {
+                return Ok(());
             }
-            self.lex_line(body, &loc, dir, depth)?;
+            match &self.config_id {
+                Some(mine) if (mine == id) != reverse => body = rest,
+                Some(_) => return Ok(()),
+                None => {
+                    cond = Some(format!("@{}", &tagged[..end]));
+                    body = rest;
+                }
+            }
+        }
+        if let Some((name, value)) = definition(body) {
+            match cond {
+                Some(c) => self.warn(
+                    loc,
+                    &format!("${name}"),
+                    format!("definition conditional on keepalived config id (`{c}`) not applied; give the id with --config-id to apply the lines for one node"),
+                ),
+                None => {
+                    self.params.insert(
+                        name,
+                        Param {
+                            lines: vec![value],
+                            multiline: false,
+                        },
+                    );
+                }
+            }
+            return Ok(());
+        }
+        if body.starts_with("~SEQ") {
+            if let Some(c) = cond {
+                self.warn(loc, "~SEQ", format!("conditional on keepalived config id (`{c}`); not expanded, give the id with --config-id"));
+                return Ok(());
+            }
+            return self.seq(body, loc, dir, depth, nest);
+        }
+        if body.starts_with("~LST") {
+            self.warn(
+                loc,
+                "~LST",
+                "~LST lists are not expanded; the lines they would make are not carried over: write them out",
+            );
+            return Ok(());
+        }
+        let (first, more) = if body.contains('$') && !self.params.is_empty() {
+            let sub = substitute(body, &self.params);
+            for name in sub.missed {
+                self.warn(
+                    loc,
+                    &format!("${name}"),
+                    format!("keepalived does not replace `${name}` here (a bare name must be followed by a blank, `,`, `)` or the line's end), so neither does the import; write `${{{name}}}` if the definition is meant"),
+                );
+            }
+            (sub.line, sub.more)
+        } else {
+            (body.to_string(), Vec::new())
+        };
+        // A use can make a new `@id`, definition or ~SEQ line: read it again, as keepalived
+        // does.
+        if first != body
+            && let Some(again) = first.trim_start().chars().next()
+            && (again == '@' || again == '~' || definition(first.trim_start()).is_some())
+            && cond.is_none()
+        {
+            self.logical_line(&first, loc, dir, depth, nest + 1)?;
+        } else {
+            self.cond = cond;
+            self.lex_line(&first, loc, dir, depth)?;
             self.cond = None;
+        }
+        for extra in more {
+            self.logical_line(&extra, loc, dir, depth, nest + 1)?;
+        }
+        Ok(())
+    }
+
+    /// `~SEQ(VAR, [start, [step,]] end) TEXT`: TEXT once per value of `$VAR`.
+    fn seq(
+        &mut self,
+        body: &str,
+        loc: &Loc,
+        dir: Option<&Path>,
+        depth: usize,
+        nest: usize,
+    ) -> Result<(), ImportError> {
+        let Some((var, values, hex, text)) = parse_seq(body, &self.params) else {
+            self.warn(
+                loc,
+                "~SEQ",
+                format!("`{body}` is not a valid ~SEQ(VAR, [start, [step,]] end) (keepalived rejects it too); nothing expanded"),
+            );
+            return Ok(());
+        };
+        for v in values {
+            let value = if hex { format!("{v:x}") } else { v.to_string() };
+            self.params.insert(
+                var.clone(),
+                Param {
+                    lines: vec![value],
+                    multiline: false,
+                },
+            );
+            self.logical_line(&text, loc, dir, depth, nest + 1)?;
         }
         Ok(())
     }
@@ -228,7 +406,6 @@ impl Lexer<'_> {
                         });
                     }
                 }
-                '#' | '!' => break,
                 '{' | '}' => {
                     if in_word {
                         words.push(std::mem::take(&mut cur));
@@ -370,13 +547,137 @@ impl Lexer<'_> {
     }
 }
 
-/// Replace `$NAME` and `${NAME}` by defined parameters; unknown names stay as written.
-fn substitute(line: &str, params: &HashMap<String, String>) -> String {
+/// keepalived's comment removal: leading and trailing blanks, and everything from a `#`
+/// or `!` outside quotes; `\#` and `\!` outside quotes are the characters themselves.
+fn decomment(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
-    let mut rest = line;
-    while let Some(pos) = rest.find('$') {
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
+    let mut quote = false;
+    let mut chars = line.trim_start().chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quote = !quote;
+                out.push(c);
+            }
+            '\\' => match chars.peek() {
+                Some('#' | '!') if !quote => {
+                    out.extend(chars.next());
+                }
+                Some(_) => {
+                    out.push(c);
+                    out.extend(chars.next());
+                }
+                None => out.push(c),
+            },
+            '#' | '!' if !quote => break,
+            c => out.push(c),
+        }
+    }
+    let keep = out.trim_end().len();
+    out.truncate(keep);
+    out
+}
+
+/// `$NAME=value` (blanks allowed before `=`): the name and the value, trimmed.
+fn definition(line: &str) -> Option<(String, String)> {
+    let rest = line.strip_prefix('$')?;
+    let name_end = rest
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(rest.len());
+    let name = &rest[..name_end];
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        return None;
+    }
+    let value = rest[name_end..].trim_start().strip_prefix('=')?;
+    Some((name.to_string(), value.trim().to_string()))
+}
+
+/// `~SEQ[x](VAR, [start, [step,]] end) TEXT` as keepalived reads it: one number is the end
+/// (from 1, or -1 when negative), two are start and end; `x` writes the values in hex.
+fn parse_seq(
+    body: &str,
+    params: &HashMap<String, Param>,
+) -> Option<(String, Vec<i64>, bool, String)> {
+    let rest = body.strip_prefix("~SEQ")?;
+    let (hex, rest) = match rest.strip_prefix('x') {
+        Some(r) => (true, r),
+        None => (false, rest),
+    };
+    let rest = rest.trim_start().strip_prefix('(')?;
+    let close = rest.find(')')?;
+    let (inside, text) = (&rest[..close], rest[close + 1..].trim_start());
+    // The numbers may themselves be `$NAME`s.
+    let inside = substitute(inside, params).line;
+    let mut parts = inside.split(',').map(str::trim);
+    let var = parts
+        .next()
+        .filter(|v| !v.is_empty() && !v.contains(char::is_whitespace))?;
+    let nums: Vec<i64> = parts.map(parse_c_long).collect::<Option<_>>()?;
+    let (start, step, end) = match nums[..] {
+        [end] => (
+            if end < 0 { -1 } else { 1 },
+            if end < 1 { -1 } else { 1 },
+            end,
+        ),
+        [start, end] => (start, if start <= end { 1 } else { -1 }, end),
+        [start, step, end] => {
+            if step == 0 || (start < end && step < 0) || (start > end && step > 0) {
+                return None;
+            }
+            (start, step, end)
+        }
+        _ => return None,
+    };
+    if hex && (start < 0 || end < 0) {
+        return None;
+    }
+    let mut values = Vec::new();
+    let mut v = start;
+    while (step > 0 && v <= end) || (step < 0 && v >= end) {
+        if values.len() >= MAX_SEQ_VALUES {
+            return None;
+        }
+        values.push(v);
+        v = v.checked_add(step)?;
+    }
+    Some((var.to_string(), values, hex, text.to_string()))
+}
+
+/// A number as C's `strtol(s, _, 0)` reads it: decimal, `0x` hex or leading-zero octal.
+fn parse_c_long(s: &str) -> Option<i64> {
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    let v = if let Some(h) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        i64::from_str_radix(h, 16).ok()?
+    } else if digits.len() > 1 && digits.starts_with('0') {
+        i64::from_str_radix(&digits[1..], 8).ok()?
+    } else {
+        digits.parse().ok()?
+    };
+    Some(if neg { -v } else { v })
+}
+
+/// Replace `$NAME` and `${NAME}` by their definitions, as keepalived does: a bare `$NAME`
+/// only before a blank, `,`, `)` or the line's end; the replacement is read again for
+/// further uses; a definition of several lines only as the last thing on the line, its
+/// first line in place and the others returned as lines of their own. Unknown names stay
+/// as written; a defined bare name left so (`$IF:1`) is listed, for a warning.
+fn substitute(line: &str, params: &HashMap<String, Param>) -> Substituted {
+    /// Bounds a definition that uses itself.
+    const MAX_REPLACEMENTS: usize = 1000;
+    let mut buf = line.to_string();
+    let mut more = Vec::new();
+    let mut missed = Vec::new();
+    let mut pos = 0;
+    let mut replaced = 0;
+    while let Some(found) = buf[pos..].find('$') {
+        let at = pos + found;
+        let after = &buf[at + 1..];
         let (name, used) = if let Some(braced) = after.strip_prefix('{') {
             match braced.find('}') {
                 Some(end) => (&braced[..end], end + 2),
@@ -386,21 +687,55 @@ fn substitute(line: &str, params: &HashMap<String, String>) -> String {
             let end = after
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
                 .unwrap_or(after.len());
-            (&after[..end], end)
+            let ends_well = after[end..]
+                .chars()
+                .next()
+                .is_none_or(|c| matches!(c, ' ' | '\t' | ',' | ')'));
+            if !ends_well && params.contains_key(&after[..end]) {
+                missed.push(after[..end].to_string());
+            }
+            (if ends_well { &after[..end] } else { "" }, end)
         };
-        match params.get(name) {
-            Some(v) if !name.is_empty() => {
-                out.push_str(v);
-                rest = &after[used..];
+        let at_end = after[used.min(after.len())..].trim_end().is_empty();
+        let param = params
+            .get(name)
+            .filter(|_| name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'))
+            .filter(|p| !p.multiline || at_end);
+        match param {
+            Some(p) if replaced < MAX_REPLACEMENTS => {
+                replaced += 1;
+                let first = p.lines.first().map_or("", String::as_str);
+                let tail = after[used..].to_string();
+                buf.truncate(at);
+                buf.push_str(first);
+                buf.push_str(&tail);
+                if p.multiline {
+                    // Later lines come before any left from an outer expansion.
+                    let rest: Vec<String> = p.lines.iter().skip(1).cloned().collect();
+                    more.splice(0..0, rest);
+                }
+                // Read the replacement again: it may use other definitions.
+                pos = at;
             }
-            _ => {
-                out.push('$');
-                rest = after;
-            }
+            _ => pos = at + 1,
         }
     }
-    out.push_str(rest);
-    out
+    Substituted {
+        line: buf,
+        more,
+        missed,
+    }
+}
+
+/// What [`substitute`] made of a line.
+struct Substituted {
+    /// The line with its uses replaced.
+    line: String,
+    /// Further lines from a definition of several lines.
+    more: Vec<String>,
+    /// Defined names written bare before a character that keeps keepalived from
+    /// replacing them.
+    missed: Vec<String>,
 }
 
 /// Remove `@id` statements (with their blocks), warning for each.
@@ -414,7 +749,7 @@ fn drop_conditional(nodes: &mut Vec<Node>, warnings: &mut Vec<Warning>) {
             line: n.loc.line,
             keyword: n.keyword().to_string(),
             message: format!(
-                "conditional on keepalived config id (`{cond}`); not carried over, add it by hand on the node it is for"
+                "conditional on keepalived config id (`{cond}`); not carried over: import with --config-id ID to apply the lines for one node, or add it by hand"
             ),
         });
         false
@@ -498,7 +833,7 @@ mod tests {
     use super::*;
 
     fn tree(text: &str) -> Vec<Node> {
-        parse(&NoFiles, text, "t.conf", None).unwrap().0
+        parse(&NoFiles, text, "t.conf", None, None).unwrap().0
     }
 
     fn shape(nodes: &[Node]) -> String {
@@ -549,14 +884,14 @@ mod tests {
 
     #[test]
     fn errors_name_the_line() {
-        let e = parse(&NoFiles, "a {\n b \"x\n}", "t.conf", None).unwrap_err();
+        let e = parse(&NoFiles, "a {\n b \"x\n}", "t.conf", None, None).unwrap_err();
         assert_eq!(
             (e.line, e.message.as_str()),
             (2, "unterminated quoted string")
         );
-        let e = parse(&NoFiles, "a {\n b {\n}", "t.conf", None).unwrap_err();
+        let e = parse(&NoFiles, "a {\n b {\n}", "t.conf", None, None).unwrap_err();
         assert_eq!((e.line, e.message.as_str()), (1, "`{` is never closed"));
-        let e = parse(&NoFiles, "a { }\n}", "t.conf", None).unwrap_err();
+        let e = parse(&NoFiles, "a { }\n}", "t.conf", None, None).unwrap_err();
         assert_eq!(e.line, 2);
     }
 
@@ -566,6 +901,7 @@ mod tests {
             &NoFiles,
             "include /etc/keepalived/*.conf\nx",
             "t.conf",
+            None,
             None,
         )
         .unwrap();
@@ -581,11 +917,75 @@ mod tests {
             "@lb01 priority 150\npriority 100\n@^lb02 x {\n y\n}",
             "t.conf",
             None,
+            None,
         )
         .unwrap();
         assert_eq!(shape(&n), "priority 100");
         assert_eq!(w[0].line, 1);
         assert_eq!(w[0].keyword, "priority");
         assert_eq!(w[1].line, 3);
+    }
+
+    fn tree_for(text: &str, id: &str) -> Vec<Node> {
+        parse(&NoFiles, text, "t.conf", None, Some(id)).unwrap().0
+    }
+
+    #[test]
+    fn conditional_lines_follow_the_config_id() {
+        let t = "@lb01 priority 150\n@lb02 priority 100\n@^lb01 state BACKUP\n@lb01 $IF=eth1\n@lb02 $IF=eth2\ninterface $IF\n@lb01";
+        assert_eq!(shape(&tree_for(t, "lb01")), "priority 150;interface eth1");
+        assert_eq!(
+            shape(&tree_for(t, "lb02")),
+            "priority 100;state BACKUP;interface eth2"
+        );
+        // Without an id a conditional definition is reported, not applied.
+        let (n, w) = parse(&NoFiles, t, "t.conf", None, None).unwrap();
+        assert_eq!(shape(&n), "interface $IF");
+        assert!(w.iter().any(|w| w.keyword == "$IF" && w.line == 4), "{w:?}");
+    }
+
+    #[test]
+    fn definitions_of_several_lines_are_lines_of_their_own() {
+        let t = "$VIPS=192.0.2.50/24 \\\n 192.0.2.51/24 dev eth1\nvirtual_ipaddress {\n $VIPS\n}\nx $VIPS y\n";
+        assert_eq!(
+            shape(&tree(t)),
+            "virtual_ipaddress{192.0.2.50/24;192.0.2.51/24 dev eth1};x $VIPS y"
+        );
+    }
+
+    #[test]
+    fn seq_repeats_a_definition_with_its_variable() {
+        let t = "$IF=eth0\n$INST=vrrp_instance VI_${N} { \\\n interface $IF \\\n virtual_router_id ${N} \\\n}\n~SEQ(N, 1, 2, 5) $INST\n~SEQx(H,10,11) h ${H}\n~SEQ(M,2) m ${M}\n";
+        assert_eq!(
+            shape(&tree(t)),
+            "vrrp_instance VI_1{interface eth0;virtual_router_id 1};\
+             vrrp_instance VI_3{interface eth0;virtual_router_id 3};\
+             vrrp_instance VI_5{interface eth0;virtual_router_id 5};\
+             h a;h b;m 1;m 2"
+        );
+        let (_, w) = parse(
+            &NoFiles,
+            "~SEQ(N, 1, -1, 5) x\n~LST(A, 1, 2) y",
+            "t.conf",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(
+            (w[0].keyword.as_str(), w[1].keyword.as_str()),
+            ("~SEQ", "~LST")
+        );
+    }
+
+    #[test]
+    fn uses_follow_keepalived_rules() {
+        // A bare `$N` needs a blank, `,`, `)` or the end after it; a definition using
+        // another is expanded where it is used; `\#` is a `#`.
+        let t = "$N=7\n$B=x$N\n$A=$B\na $N/24 ${N}/24 $A\nb \\#1 \"c#d\" # comment\n$S=$S\ns $S\n";
+        let (n, w) = parse(&NoFiles, t, "t.conf", None, None).unwrap();
+        assert_eq!(shape(&n), "a $N/24 7/24 x7;b #1 c#d;s $S");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!((w[0].keyword.as_str(), w[0].line), ("$N", 4));
     }
 }

@@ -78,6 +78,13 @@ pub struct Import {
 
 /// Import a keepalived.conf file, following its `include`s.
 pub fn import_file(path: &Path) -> Result<Import, ImportError> {
+    import_file_for(path, None)
+}
+
+/// Import a keepalived.conf file as keepalived started with `-i CONFIG_ID` reads it: the
+/// `@CONFIG_ID` lines apply and other `@id` lines are left out. Without an id every `@id`
+/// line is warned about and left out.
+pub fn import_file_for(path: &Path, config_id: Option<&str>) -> Result<Import, ImportError> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| ImportError {
         file: name.clone(),
@@ -98,7 +105,7 @@ pub fn import_file(path: &Path) -> Result<Import, ImportError> {
         }
     };
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-    let (tree, lex_warnings) = lexer::parse(&lexer::RealFiles, &text, &name, dir)?;
+    let (tree, lex_warnings) = lexer::parse(&lexer::RealFiles, &text, &name, dir, config_id)?;
     warnings.extend(lex_warnings);
     Ok(convert(&tree, warnings, &file_name(path)))
 }
@@ -106,7 +113,7 @@ pub fn import_file(path: &Path) -> Result<Import, ImportError> {
 /// Import keepalived.conf text; `origin` names it in warnings. `include`s are reported,
 /// not followed.
 pub fn import_str(text: &str, origin: &str) -> Result<Import, ImportError> {
-    let (tree, warnings) = lexer::parse(&lexer::NoFiles, text, origin, None)?;
+    let (tree, warnings) = lexer::parse(&lexer::NoFiles, text, origin, None, None)?;
     Ok(convert(&tree, warnings, origin))
 }
 
@@ -195,7 +202,8 @@ struct Instance {
     interface: Option<String>,
     vrid: Option<i64>,
     priority: Option<i64>,
-    state: Option<&'static str>,
+    /// `state`: "master" or "backup", and where it was set.
+    state: Option<(&'static str, Loc)>,
     version: Option<(i64, Loc)>,
     advert_int: Option<(f64, Loc)>,
     auth_type: Option<(String, Loc)>,
@@ -207,9 +215,11 @@ struct Instance {
     /// `use_vmac [NAME]`: Some(name given, if any).
     vmac: Option<(Option<String>, Loc)>,
     vmac_xmit_base: bool,
-    preempt: Option<bool>,
-    preempt_delay: Option<Duration>,
-    down_timer_adverts: Option<i64>,
+    preempt: Option<(bool, Loc)>,
+    preempt_delay: Option<(Duration, Loc)>,
+    down_timer_adverts: Option<(i64, Loc)>,
+    /// `strict_mode [on|off]` on the instance; `None`: global `vrrp_strict` decides.
+    strict: Option<bool>,
     unicast_src_ip: Option<String>,
     unicast_peers: Vec<String>,
     accept: Option<bool>,
@@ -235,6 +245,8 @@ struct Conv {
     sync_groups: Vec<SyncGroupDef>,
     /// Names of the converted scripts, to check track_script references against.
     script_names: Vec<String>,
+    /// Their weights (0 when not given), for the address owner's tracking.
+    script_weights: HashMap<String, i64>,
     /// keepalived `bfd_instance` blocks.
     bfds: Vec<bfd::BfdDef>,
     /// Names of the converted process definitions, likewise.
@@ -255,6 +267,7 @@ fn convert(tree: &[Node], warnings: Vec<Warning>, origin: &str) -> Import {
         processes: Vec::new(),
         sync_groups: Vec::new(),
         script_names: Vec::new(),
+        script_weights: HashMap::new(),
         bfds: Vec::new(),
         process_names: Vec::new(),
     };
@@ -383,6 +396,44 @@ impl Conv {
         }
     }
 
+    /// A keyword keepalived reads in whole seconds: as `strtoul` does, the digits before
+    /// anything else count (`0.5` is 0, `2.9` is 2), with a warning when more was written.
+    fn whole_secs_arg(&mut self, n: &Node) -> Option<Duration> {
+        let v = self.one_arg(n)?;
+        let digits = v.len() - v.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let Ok(secs) = v[..digits].parse::<u64>() else {
+            self.warn(
+                n,
+                format!("`{v}` is not a whole number of seconds; not carried over"),
+            );
+            return None;
+        };
+        if digits < v.len() {
+            self.warn(
+                n,
+                format!("`{v}`: keepalived reads whole seconds only, so it uses {secs} s; so does the output"),
+            );
+        }
+        Some(Duration::from_secs(secs.min(86_400)))
+    }
+
+    /// A unicast address as keepalived reads it: anything from a `/` or `-` on (a prefix
+    /// or range) is dropped, with a warning.
+    fn bare_address(&mut self, n: &Node, keyword: &str, text: String) -> String {
+        match text.find(['/', '-']) {
+            Some(cut) => {
+                let addr = text[..cut].to_string();
+                self.warn_at(
+                    &n.loc,
+                    keyword,
+                    format!("`{text}`: keepalived ignores `{}` on a unicast address and uses {addr}; so does the output", &text[cut..]),
+                );
+                addr
+            }
+            None => text,
+        }
+    }
+
     /// `keyword [on|off|true|false|yes|no]`: a bare keyword means on.
     fn flag(&mut self, n: &Node) -> Option<bool> {
         self.no_block(n);
@@ -406,6 +457,18 @@ impl Conv {
 
     /// A keyword of `block` the importer does not carry: the table's reason, or unknown.
     fn dropped(&mut self, n: &Node, block: keywords::Block, kw: &str) {
+        // A section inside another is most often a `}` missing above it.
+        if block != keywords::Block::Top
+            && n.block.is_some()
+            && keywords::lookup(keywords::Block::Top, kw).is_some()
+            && keywords::lookup(block, kw).is_none()
+        {
+            self.warn(
+                n,
+                format!("`{}` inside {} (is a `}}` missing above it?): keepalived does not read it there, and neither does the import; nothing in it is carried over", n.words.join(" "), block.title()),
+            );
+            return;
+        }
         match keywords::dropped(block, kw) {
             Some(why) => self.warn(n, format!("not carried over: {why}")),
             None => self.warn(n, UNKNOWN),
@@ -497,13 +560,14 @@ impl Conv {
                     self.global.rt_priority = slot;
                 }
                 "vrrp_garp_master_delay" => {
-                    self.global.garp.delay = self.secs_arg(item).or(self.global.garp.delay)
+                    self.global.garp.delay = self.whole_secs_arg(item).or(self.global.garp.delay)
                 }
                 "vrrp_garp_master_repeat" => {
                     self.global.garp.repeat = self.int_arg(item).or(self.global.garp.repeat)
                 }
                 "vrrp_garp_master_refresh" => {
-                    self.global.garp.refresh = self.secs_arg(item).or(self.global.garp.refresh)
+                    self.global.garp.refresh =
+                        self.whole_secs_arg(item).or(self.global.garp.refresh)
                 }
                 "vrrp_garp_master_refresh_repeat" => {
                     self.global.garp.refresh_repeat =
@@ -511,7 +575,7 @@ impl Conv {
                 }
                 "vrrp_garp_lower_prio_delay" => {
                     self.global.garp.lower_prio_delay =
-                        self.secs_arg(item).or(self.global.garp.lower_prio_delay)
+                        self.whole_secs_arg(item).or(self.global.garp.lower_prio_delay)
                 }
                 "vrrp_garp_lower_prio_repeat" => {
                     self.global.garp.lower_prio_repeat =
@@ -529,7 +593,7 @@ impl Conv {
                     self.global.strict = true;
                     self.warn(
                         item,
-                        "strict mode is not carried over; its no_accept default is (accept = false on instances that do not set accept)",
+                        "vigil has no strict mode; what it changes in keepalived is written out on each instance (accept = false below priority 255, no authentication, no second GARP burst, initial state by ownership); the checks of received adverts it adds are not",
                     );
                 }
                 "notification_email" | "notification_email_from" | "smtp_server"
@@ -627,16 +691,32 @@ impl Conv {
                     } else {
                         // Unquoted words are the command line, as keepalived reads them.
                         let cmd = item.args().join(" ");
+                        self.shell_difference(item, &cmd);
                         self.set(&mut s.command, Some(cmd), item);
                     }
                 }
-                "interval" => {
-                    let v = self.secs_arg(item);
-                    self.set(&mut s.interval, v, item);
-                }
-                "timeout" => {
-                    let v = self.secs_arg(item);
-                    self.set(&mut s.timeout, v, item);
+                // keepalived reads both in whole seconds and raises 0 to 1.
+                "interval" | "timeout" => {
+                    let v = self.whole_secs_arg(item).map(|d| {
+                        if d.is_zero() {
+                            self.warn(item, "0 s: keepalived uses 1 s, and so does the output");
+                            Duration::from_secs(1)
+                        } else {
+                            d
+                        }
+                    });
+                    let slot = if item.keyword() == "interval" {
+                        &mut s.interval
+                    } else {
+                        &mut s.timeout
+                    };
+                    let mut cur = slot.take();
+                    self.set(&mut cur, v, item);
+                    if item.keyword() == "interval" {
+                        s.interval = cur;
+                    } else {
+                        s.timeout = cur;
+                    }
                 }
                 "weight" => {
                     let v = self.weight(item, &item.words);
@@ -680,6 +760,36 @@ impl Conv {
             );
         }
         self.scripts.push(s);
+    }
+
+    /// keepalived runs a check with no shell: a first word that is shell syntax is no
+    /// program, so keepalived disables the check; shell operators after a program are
+    /// arguments to it. vigil hands such a command to `/bin/sh -c`: warn.
+    fn shell_difference(&mut self, n: &Node, cmd: &str) {
+        if !crate::exec::CommandLine::parse(cmd).uses_shell() {
+            return;
+        }
+        let first = cmd.split_whitespace().next().unwrap_or("");
+        let program = first
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || "/._[".contains(c))
+            && !first.contains(['<', '>', '|', ';', '&', '(', '$', '`', '=']);
+        let operators = cmd
+            .split_whitespace()
+            .skip(1)
+            .any(|w| w.starts_with(['|', ';', '&', '<', '>', '`', '$']));
+        if !program {
+            self.warn(
+                n,
+                format!("keepalived runs checks without a shell, and `{first}` is no program, so keepalived disables this check (it never changes the priority); vigil runs it with /bin/sh, so it takes effect: review its weight"),
+            );
+        } else if operators {
+            self.warn(
+                n,
+                format!("keepalived runs checks without a shell and passes the shell operators to `{first}` as arguments; vigil runs the command with /bin/sh, so it may succeed or fail differently: review it"),
+            );
+        }
     }
 
     fn vrrp_track_process(&mut self, n: &Node) {
@@ -869,6 +979,7 @@ impl Conv {
             preempt: None,
             preempt_delay: None,
             down_timer_adverts: None,
+            strict: None,
             unicast_src_ip: None,
             unicast_peers: Vec::new(),
             accept: None,
@@ -890,16 +1001,22 @@ impl Conv {
     fn instance_item(&mut self, i: &mut Instance, item: &Node) {
         match item.keyword() {
             "state" => {
-                let v = self.one_arg(item);
-                let state = match v.as_deref().map(str::to_ascii_uppercase).as_deref() {
+                // keepalived compares in upper case only, and a BACKUP after a MASTER is
+                // ignored; anything else is BACKUP.
+                let state = match self.one_arg(item).as_deref() {
                     Some("MASTER") => Some("master"),
+                    Some("BACKUP") if i.state.as_ref().is_some_and(|(s, _)| *s == "master") => {
+                        self.warn(item, "state MASTER was given before; BACKUP is ignored, as keepalived ignores it");
+                        None
+                    }
                     Some("BACKUP") => Some("backup"),
                     Some(other) => {
-                        self.warn(item, format!("state `{other}` is not MASTER or BACKUP; not carried over (vigil starts as backup)"));
-                        None
+                        self.warn(item, format!("state `{other}` is not MASTER or BACKUP (keepalived matches them in upper case only): keepalived starts it as BACKUP, and so does the output"));
+                        Some("backup")
                     }
                     None => None,
                 };
+                let state = state.map(|s| (s, item.loc.clone()));
                 self.set(&mut i.state, state, item);
             }
             "interface" => {
@@ -911,12 +1028,24 @@ impl Conv {
                 self.set(&mut i.vrid, v, item);
             }
             "priority" => {
-                let v = self.int_arg(item);
+                // keepalived falls back to 100 for anything but a whole number of 1 to 255.
+                let v = self.one_arg(item).map(|v| match v.parse::<i64>() {
+                    Ok(p) if (1..=255).contains(&p) => p,
+                    _ => {
+                        self.warn(item, format!("`{v}` is not a priority of 1 to 255: keepalived uses its default 100, and so does the output"));
+                        100
+                    }
+                });
                 self.set(&mut i.priority, v, item);
             }
             "advert_int" => {
                 let v = self.one_arg(item);
                 let v = match v.as_deref().map(str::parse::<f64>) {
+                    // keepalived reads 0.01 to 255 s and ignores anything else.
+                    Some(Ok(s)) if s.is_finite() && !(0.01..=255.0).contains(&s) && s > 0.0 => {
+                        self.warn(item, "outside keepalived's 0.01 to 255 s: keepalived ignores it and advertises every second; not carried over");
+                        None
+                    }
                     Some(Ok(s)) if s.is_finite() && s > 0.0 => Some((s, item.loc.clone())),
                     Some(_) => {
                         self.warn(item, "not a positive number of seconds; not carried over");
@@ -947,34 +1076,43 @@ impl Conv {
             }
             "virtual_ipaddress" => {
                 for a in self.block(item) {
-                    if let Some(v) = self.vip(a) {
+                    if let Some(v) = self.vip(a)
+                        && !self.duplicate_vip(i, &v, a, false)
+                    {
                         i.vips.push(v);
                     }
                 }
             }
             "nopreempt" | "no_preempt" => {
                 self.no_block(item);
-                i.preempt = Some(false);
+                i.preempt = Some((false, item.loc.clone()));
             }
             "preempt" => {
                 self.no_block(item);
-                i.preempt = Some(true);
+                i.preempt = Some((true, item.loc.clone()));
             }
             "preempt_delay" => {
-                let v = self.secs_arg(item);
+                let v = self.secs_arg(item).map(|d| (d, item.loc.clone()));
                 self.set(&mut i.preempt_delay, v, item);
             }
             "down_timer_adverts" => {
-                let v = self.int_arg(item);
+                let v = self.int_arg(item).map(|v| (v, item.loc.clone()));
                 self.set(&mut i.down_timer_adverts, v, item);
             }
+            "strict_mode" => {
+                if let Some(on) = self.flag(item) {
+                    i.strict = Some(on);
+                }
+            }
             "unicast_src_ip" | "mcast_src_ip" => {
-                let v = self.one_arg(item);
+                let v = self
+                    .one_arg(item)
+                    .map(|a| self.bare_address(item, item.keyword(), a));
                 self.set(&mut i.unicast_src_ip, v, item);
             }
             "unicast_peer" => {
                 for p in self.block(item) {
-                    let peer = p.keyword().to_string();
+                    let peer = self.bare_address(p, "unicast_peer", p.keyword().to_string());
                     if !p.args().is_empty() {
                         self.warn_at(
                             &p.loc,
@@ -985,7 +1123,15 @@ impl Conv {
                             ),
                         );
                     }
-                    i.unicast_peers.push(peer);
+                    if i.unicast_peers.contains(&peer) {
+                        self.warn_at(
+                            &p.loc,
+                            "unicast_peer",
+                            format!("{peer} is listed twice; keepalived ignores the second, and so does the output"),
+                        );
+                    } else {
+                        i.unicast_peers.push(peer);
+                    }
                 }
             }
             "accept" => {
@@ -1003,7 +1149,9 @@ impl Conv {
             }
             "virtual_ipaddress_excluded" => {
                 for a in self.block(item) {
-                    if let Some(v) = self.vip(a) {
+                    if let Some(v) = self.vip(a)
+                        && !self.duplicate_vip(i, &v, a, true)
+                    {
                         i.excluded.push(v);
                     }
                 }
@@ -1107,7 +1255,7 @@ impl Conv {
                 }
             }
             "garp_master_delay" => {
-                let v = self.secs_arg(item);
+                let v = self.whole_secs_arg(item);
                 self.set(&mut i.garp.delay, v, item);
             }
             "garp_master_repeat" => {
@@ -1115,7 +1263,7 @@ impl Conv {
                 self.set(&mut i.garp.repeat, v, item);
             }
             "garp_master_refresh" => {
-                let v = self.secs_arg(item);
+                let v = self.whole_secs_arg(item);
                 self.set(&mut i.garp.refresh, v, item);
             }
             "garp_master_refresh_repeat" => {
@@ -1123,7 +1271,7 @@ impl Conv {
                 self.set(&mut i.garp.refresh_repeat, v, item);
             }
             "garp_lower_prio_delay" => {
-                let v = self.secs_arg(item);
+                let v = self.whole_secs_arg(item);
                 self.set(&mut i.garp.lower_prio_delay, v, item);
             }
             "garp_lower_prio_repeat" => {
@@ -1132,6 +1280,41 @@ impl Conv {
             }
             kw => self.dropped(item, keywords::Block::Instance, kw),
         }
+    }
+
+    /// Whether `v` repeats an address the instance already has, warned: keepalived ignores
+    /// the repeat. A virtual address repeats any earlier one, and an excluded one on the
+    /// same device; an excluded address repeats any earlier one on the same device.
+    fn duplicate_vip(
+        &mut self,
+        i: &Instance,
+        v: &(String, Option<IpAddr>),
+        a: &Node,
+        excluded: bool,
+    ) -> bool {
+        let Some(ip) = v.1 else {
+            return false;
+        };
+        let dev = vip_dev(&v.0);
+        let same_dev = |o: &(String, Option<IpAddr>)| o.1 == Some(ip) && vip_dev(&o.0) == dev;
+        let repeats = if excluded {
+            i.vips.iter().chain(&i.excluded).any(same_dev)
+        } else {
+            i.vips.iter().any(|o| o.1 == Some(ip)) || i.excluded.iter().any(same_dev)
+        };
+        if repeats {
+            let kw = if excluded {
+                "virtual_ipaddress_excluded"
+            } else {
+                "virtual_ipaddress"
+            };
+            self.warn_at(
+                &a.loc,
+                kw,
+                format!("{ip} is already an address of this instance; keepalived 2.3.3 and later ignore `{}`, and so does the output. Older keepalived keeps it and advertises the address twice: its Backups drop adverts with fewer addresses, so a vigil Master would not be heard by a keepalived 2.2 node with this file (remove the repeat there too)", v.0),
+            );
+        }
+        repeats
     }
 
     /// `NAME [weight N [reverse]]` in a track_* block.
@@ -1195,6 +1378,17 @@ impl Conv {
             .split('/')
             .next()
             .and_then(|s| s.parse::<IpAddr>().ok());
+        if ip.is_none() {
+            // keepalived logs "parsed invalid IP ... skipping IP".
+            self.warn_at(
+                &a.loc,
+                "virtual_ipaddress",
+                format!(
+                    "`{addr}` is not an IP address: keepalived skips it, and so does the output"
+                ),
+            );
+            return None;
+        }
         let mut out = addr.clone();
         let args = a.args();
         let mut k = 0;
@@ -1265,6 +1459,10 @@ impl Conv {
 
         let scripts = std::mem::take(&mut self.scripts);
         self.script_names = scripts.iter().map(|s| s.name.clone()).collect();
+        self.script_weights = scripts
+            .iter()
+            .map(|s| (s.name.clone(), s.weight.unwrap_or(0)))
+            .collect();
         // keepalived's default script user is not vigil's: say so where scripts exist.
         let first_script = scripts.first().map(|s| (s.loc.clone(), "vrrp_script"));
         let first_notify = self
@@ -1475,10 +1673,31 @@ impl Conv {
             }
             None => self.warn_at(&i.loc, kw, format!("`{}` has no virtual_router_id", i.name)),
         }
-        if let Some(v) = i.priority {
-            let _ = writeln!(out, "priority = {v}");
+        let strict = i.strict.unwrap_or(self.global.strict);
+        // keepalived derives a missing priority from the state: MASTER means the address
+        // owner (255), anything else 100.
+        let wants_master = i.state.as_ref().is_some_and(|(s, _)| *s == "master");
+        let priority = match i.priority {
+            Some(p) => p,
+            None if wants_master => {
+                let loc = i.state.as_ref().map_or(&i.loc, |(_, l)| l).clone();
+                self.warn_at(&loc, "priority", "state MASTER without a priority: keepalived makes the instance the address owner (priority 255); written as priority = 255");
+                255
+            }
+            None => 100,
+        };
+        if i.priority.is_some() || priority != 100 {
+            let _ = writeln!(out, "priority = {priority}");
         }
-        if let Some(v) = i.state {
+        let owner = priority == 255;
+        let mut state = i.state.as_ref().map(|(s, _)| *s);
+        // RFC 5798 §6.4.1: strict mode makes the initial state follow address ownership.
+        if strict && wants_master && !owner {
+            let loc = i.state.as_ref().map_or(&i.loc, |(_, l)| l).clone();
+            self.warn_at(&loc, "state", "strict mode: keepalived starts an instance that is not the address owner as BACKUP; so does the output");
+            state = Some("backup");
+        }
+        if let Some(v) = state {
             let _ = writeln!(out, "initial_state = {}", q(v));
         }
 
@@ -1515,7 +1734,16 @@ impl Conv {
                 );
                 Duration::from_secs(whole as u64)
             } else {
+                // RFC 5798 §5.2.7: 12 bits of centiseconds; keepalived clamps to 40.95 s.
                 let cs = (secs * 100.0).round();
+                if cs > 4095.0 {
+                    self.warn_at(
+                        loc,
+                        "advert_int",
+                        format!("{secs} s is more than VRRPv3's 40.95 s: keepalived uses 40.95 s, and so does the output"),
+                    );
+                }
+                let cs = cs.min(4095.0);
                 if (cs / 100.0 - secs).abs() > 1e-9 {
                     self.warn_at(
                         loc,
@@ -1533,6 +1761,13 @@ impl Conv {
 
         match (&i.auth_type, &i.auth_pass) {
             (None, None) => {}
+            (_, Some((_, loc))) if strict => {
+                self.warn_at(
+                    loc,
+                    "auth_pass",
+                    "strict mode: keepalived ignores authentication; not carried over",
+                );
+            }
             (Some((t, loc)), _) if !t.eq_ignore_ascii_case("PASS") => {
                 self.warn_at(
                     loc,
@@ -1634,14 +1869,59 @@ impl Conv {
             );
         }
 
-        if let Some(p) = i.preempt {
+        // keepalived clears nopreempt for the address owner and for state MASTER, and
+        // preempt_delay for state MASTER, with nopreempt and in strict mode.
+        let mut preempt = i.preempt.as_ref().map(|(p, _)| *p);
+        if let Some((false, loc)) = &i.preempt {
+            let why = if owner {
+                Some("priority 255 (the address owner)")
+            } else if state == Some("master") {
+                Some("state MASTER")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                self.warn_at(loc, "nopreempt", format!("keepalived clears nopreempt with {why}; not carried over (the instance preempts)"));
+                preempt = Some(true);
+            }
+        }
+        if let Some(p) = preempt {
             let _ = writeln!(out, "preempt = {p}");
         }
-        if let Some(d) = i.preempt_delay {
-            let _ = writeln!(out, "preempt_delay = {}", duration::to_toml(d));
+        if let Some((d, loc)) = &i.preempt_delay {
+            let why = if state == Some("master") {
+                Some("state MASTER")
+            } else if preempt == Some(false) {
+                Some("nopreempt")
+            } else if strict {
+                Some("strict mode")
+            } else {
+                None
+            };
+            match why {
+                Some(why) if !d.is_zero() => self.warn_at(
+                    loc,
+                    "preempt_delay",
+                    format!("keepalived clears preempt_delay with {why}; not carried over"),
+                ),
+                _ => {
+                    let _ = writeln!(out, "preempt_delay = {}", duration::to_toml(*d));
+                }
+            }
         }
-        if let Some(v) = i.down_timer_adverts.or(self.global.down_timer_adverts) {
-            let _ = writeln!(out, "down_timer_adverts = {v}");
+        match (&i.down_timer_adverts, self.global.down_timer_adverts) {
+            (Some((v, loc)), _) if strict && *v != 3 => self.warn_at(
+                loc,
+                "down_timer_adverts",
+                "strict mode: keepalived resets it to 3; not carried over",
+            ),
+            (Some((v, _)), _) => {
+                let _ = writeln!(out, "down_timer_adverts = {v}");
+            }
+            (None, Some(v)) if !strict => {
+                let _ = writeln!(out, "down_timer_adverts = {v}");
+            }
+            (None, _) => {}
         }
         if let Some(v) = &i.unicast_src_ip {
             let _ = writeln!(out, "unicast_src_ip = {}", q(v));
@@ -1649,36 +1929,111 @@ impl Conv {
         if !i.unicast_peers.is_empty() {
             let _ = writeln!(out, "unicast_peers = {}", str_array(&i.unicast_peers));
         }
-        let accept = i.accept.or(self.global.strict.then_some(false));
+        // keepalived: accept unless strict mode, where only the address owner accepts, and
+        // an explicit accept is refused with VRRPv2.
+        let accept = match i.accept {
+            Some(true) if strict && !owner && version == 2 => {
+                self.warn_at(&i.loc, "accept", "strict mode: keepalived refuses accept mode with VRRPv2 (RFC 3768); written as accept = false");
+                Some(false)
+            }
+            Some(a) => Some(a),
+            None if strict && !owner => Some(false),
+            None => None,
+        };
         if let Some(a) = accept {
             let _ = writeln!(out, "accept = {a}");
+        }
+        if strict && !i.unicast_peers.is_empty() {
+            self.warn_at(&i.loc, "unicast_peer", "strict mode: keepalived refuses unicast peers on an interface that does multicast, and does not run this instance; vigil runs it with them");
         }
         if i.old_checksum {
             let _ = writeln!(out, "v3_checksum_as_v2 = true");
         }
 
-        let scripts = track_array("script", &i.track_scripts);
-        if !i.track_scripts.is_empty() {
-            let _ = writeln!(out, "track_scripts = {scripts}");
-        }
-        for (name, _) in &i.track_scripts {
-            if !self.script_names.iter().any(|s| s == name) {
-                self.warn_at(
-                    &i.loc,
-                    "track_script",
-                    format!("no vrrp_script named `{name}`; vigil check will reject the reference"),
-                );
+        // keepalived never moves the address owner's priority: it drops weighted tracked
+        // scripts, interfaces, files and BFD sessions, and makes an unweighted file FAULT-only.
+        let mut track_scripts = i.track_scripts.clone();
+        let mut track_interfaces = i.track_interfaces.clone();
+        let mut track_files = i.track_files.clone();
+        let mut track_bfd = i.track_bfd.clone();
+        if owner {
+            let why = "ignored by keepalived for the address owner (priority 255), whose priority never changes; not carried over";
+            let mut dropped = Vec::new();
+            track_scripts.retain(|(name, w)| {
+                let weight = w.or(self.script_weights.get(name).copied()).unwrap_or(0);
+                let keep = weight == 0;
+                if !keep {
+                    dropped.push(("track_script", format!("`{name}` (weight {weight})")));
+                }
+                keep
+            });
+            track_interfaces.retain(|(name, w)| {
+                let keep = w.is_none_or(|w| w == 0);
+                if !keep {
+                    dropped.push(("track_interface", format!("`{name}` (weighted)")));
+                }
+                keep
+            });
+            let defs = &self.track_files;
+            for (name, w, _) in &mut track_files {
+                if w.is_none() && defs.get(name.as_str()).is_some_and(|d| d.weight.is_none()) {
+                    // keepalived: weight 0, a non-zero value means FAULT.
+                    *w = Some(0);
+                }
+            }
+            track_files.retain(|(name, w, _)| {
+                let weight = w.or(defs.get(name.as_str()).and_then(|d| d.weight));
+                let keep = weight.is_none_or(|w| w == 0);
+                if !keep {
+                    dropped.push(("track_file", format!("`{name}` (weighted)")));
+                }
+                keep
+            });
+            let bfd_weights: HashMap<String, i64> = track_bfd
+                .iter()
+                .map(|(name, _)| (name.clone(), self.bfd_weight(name)))
+                .collect();
+            track_bfd.retain(|(name, w)| {
+                let keep = w.or(bfd_weights.get(name).copied()).unwrap_or(0) == 0;
+                if !keep {
+                    dropped.push(("track_bfd", format!("`{name}` (weighted)")));
+                }
+                keep
+            });
+            for (kw, what) in dropped {
+                self.warn_at(&i.loc, kw, format!("{what} {why}"));
             }
         }
-        if !i.track_interfaces.is_empty() {
+        // keepalived ignores a reference to a script it does not have ("track script
+        // ... not found, ignoring").
+        let mut unknown = Vec::new();
+        track_scripts.retain(|(name, _)| {
+            let known = self.script_names.iter().any(|s| s == name);
+            if !known {
+                unknown.push(name.clone());
+            }
+            known
+        });
+        for name in unknown {
+            self.warn_at(
+                &i.loc,
+                "track_script",
+                format!("no vrrp_script named `{name}`: keepalived ignores the reference, and so does the output"),
+            );
+        }
+        let scripts = track_array("script", &track_scripts);
+        if !track_scripts.is_empty() {
+            let _ = writeln!(out, "track_scripts = {scripts}");
+        }
+        if !track_interfaces.is_empty() {
             let _ = writeln!(
                 out,
                 "track_interfaces = {}",
-                track_array("interface", &i.track_interfaces)
+                track_array("interface", &track_interfaces)
             );
         }
         let mut files = Vec::new();
-        for (name, weight, loc) in &i.track_files {
+        for (name, weight, loc) in &track_files {
             match self.track_files.get(name) {
                 Some(TrackFileDef {
                     path: Some(p),
@@ -1705,7 +2060,7 @@ impl Conv {
         if !files.is_empty() {
             let _ = writeln!(out, "track_files = {}", track_array("path", &files));
         }
-        bfd::emit_track_bfd(out, i);
+        bfd::emit_track_bfd(out, &track_bfd);
         let procs: Vec<(String, Option<i64>)> = i
             .track_processes
             .iter()
@@ -1728,8 +2083,33 @@ impl Conv {
         for (k, v) in &i.notify {
             let _ = writeln!(out, "{k} = {}", q(v));
         }
-        emit_garp(out, &i.garp);
+        let mut garp = Garp {
+            delay: i.garp.delay,
+            repeat: i.garp.repeat,
+            refresh: i.garp.refresh,
+            refresh_repeat: i.garp.refresh_repeat,
+            lower_prio_delay: i.garp.lower_prio_delay,
+            lower_prio_repeat: i.garp.lower_prio_repeat,
+        };
+        if strict {
+            // keepalived's strict mode sends no second burst after a lower-priority advert.
+            if garp.lower_prio_repeat.is_some_and(|r| r != 0)
+                || garp.lower_prio_delay.is_some_and(|d| !d.is_zero())
+            {
+                self.warn_at(&i.loc, "garp_lower_prio_repeat", "strict mode: keepalived sends no GARP/NA burst after a lower-priority advert; written as 0");
+            }
+            garp.lower_prio_repeat = Some(0);
+            garp.lower_prio_delay = Some(Duration::ZERO);
+        }
+        emit_garp(out, &garp);
     }
+}
+
+/// The `dev` of a virtual address line as the importer writes it.
+fn vip_dev(line: &str) -> Option<&str> {
+    let mut words = line.split_whitespace();
+    words.find(|w| *w == "dev")?;
+    words.next()
 }
 
 fn notify_key(kw: &str) -> &'static str {
@@ -1833,3 +2213,6 @@ fn track_array(name_key: &str, items: &[(String, Option<i64>)]) -> String {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod semantics_tests;

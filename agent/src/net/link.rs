@@ -14,7 +14,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use rtnetlink::MulticastGroup;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, State};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage, LinkXdp, State};
 use rtnetlink::sys::SocketAddr;
 use thiserror::Error;
 use tokio::task::JoinHandle;
@@ -167,6 +167,26 @@ impl Netlink {
             }
             Err(err) => Err(LinkError::List(err)),
         }
+    }
+
+    /// The id of the XDP program attached to interface `index`, if any.
+    pub async fn xdp_program(&self, index: u32) -> Result<Option<u32>, LinkError> {
+        let mut links = self.handle.link().get().match_index(index).execute();
+        let msg = match links.try_next().await.map_err(netlink_io) {
+            Ok(Some(msg)) => msg,
+            Ok(None) => return Err(LinkError::NoSuchIndex(index)),
+            Err(err) if err.raw_os_error() == Some(libc::ENODEV) => {
+                return Err(LinkError::NoSuchIndex(index));
+            }
+            Err(err) => return Err(LinkError::List(err)),
+        };
+        Ok(msg.attributes.iter().find_map(|a| match a {
+            LinkAttribute::Xdp(xdp) => xdp.iter().find_map(|x| match x {
+                LinkXdp::ProgId(id) if *id != 0 => Some(*id),
+                _ => None,
+            }),
+            _ => None,
+        }))
     }
 
     /// The interface's primary IPv4 address: the first one that is not secondary and not in

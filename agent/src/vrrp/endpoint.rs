@@ -31,6 +31,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
+pub use first_adverts::FirstAdvert;
+
 use vigil_common::event::{EVENT_ADVERT, EVENT_SILENCE, EVENT_TIMER_ERROR, FAMILY_V4, FAMILY_V6};
 use vigil_common::suppress::{self, Fate};
 use vigil_common::validate::{self, Advert, Parsed};
@@ -1465,6 +1467,7 @@ fn log_reconfigure(key: VridKey, e: &ReconfigureError) {
     );
 }
 
+mod first_adverts;
 mod schedule;
 
 #[cfg(test)]

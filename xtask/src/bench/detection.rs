@@ -172,7 +172,9 @@ fn wait_steady(pair: &mut Pair, interval: Duration, down_adverts: u8) -> anyhow:
 }
 
 fn first_after(adv: &[Seen], src: std::net::IpAddr, after: u64) -> Option<&Seen> {
-    adv.iter().find(|a| a.src == src && a.ts > after)
+    adv.iter()
+        .filter(|a| a.src == src && a.ts > after)
+        .min_by_key(|a| a.ts)
 }
 
 fn ms(ns: u64) -> f64 {
@@ -214,17 +216,22 @@ fn detect_once(
     let Some(first) = first_after(adv, BACKUP, cut).map(|a| a.ts) else {
         return Ok(Cut::Missed);
     };
-    let mut masters = adv
+    // In time order: the capture's lines need not be (two interfaces, one capture).
+    let mut masters: Vec<u64> = adv
         .iter()
-        .rev()
         .filter(|a| a.src == MASTER && a.prio != 0 && a.ts < first)
-        .map(|a| a.ts);
-    let Some(last) = masters.next() else {
+        .map(|a| a.ts)
+        .collect();
+    masters.sort_unstable();
+    let Some(&last) = masters.last() else {
         bail!("no advert from the MASTER before the takeover");
     };
     // The MASTER's own silence before its last advert: a whole Master_Down_Interval
     // means the BACKUP's timer ran out before the cut mattered.
-    let gap = masters.next().map_or(0, |prev| last - prev);
+    let gap = masters
+        .len()
+        .checked_sub(2)
+        .map_or(0, |i| last - masters[i]);
     let slack = 1_000_000;
     if gap + slack >= bound.as_nanos() as u64 && first - last + slack < bound.as_nanos() as u64 {
         return Ok(Cut::Flap);

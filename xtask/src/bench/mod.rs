@@ -9,6 +9,7 @@
 //! are evaluated but never fail the run: only errors do.
 
 mod bfd_noise;
+mod burst;
 mod detection;
 mod flood;
 mod lab;

@@ -19,6 +19,7 @@ use anyhow::{Context, bail};
 use vigil_tests::Host;
 use vigil_tests::frames::Advert;
 
+use super::burst::{Burst, burst, quantile};
 use super::flood::{BpfStats, xdp_stats};
 use super::lab::{BACKUP_PRIORITY, MASTER_PRIORITY, Sides};
 use super::measure::{CpuMeter, WakeMeter, rss_sum, run_ns, task_run_ns, tx_packets};
@@ -54,6 +55,9 @@ pub struct Scale {
     pub pairs: BTreeMap<Impl, Vec<Pair>>,
     /// Seconds of each of those windows.
     pub pair_window_s: f64,
+    /// At 200 instances: every instance taking over at once, each VRID's first advert
+    /// after its own deadline (every round's cut pooled).
+    pub burst: BTreeMap<Impl, Burst>,
 }
 
 /// One window of the MASTER, or of the bare sender in its place: CPU time over the
@@ -409,6 +413,7 @@ pub fn scale(
         runs: BTreeMap::new(),
         pairs: BTreeMap::new(),
         pair_window_s: pair_window.as_secs_f64(),
+        burst: BTreeMap::new(),
     };
     for round in 0..rounds {
         for i in sides.order(round) {
@@ -529,6 +534,34 @@ pub fn scale(
                 );
             }
             out.pairs.entry(side.imp).or_default().extend(pairs);
+            if instances >= 200 {
+                let until = Instant::now() + Duration::from_secs(5);
+                while !settled(&master, &backup, n) && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let was_settled = settled(&master, &backup, n);
+                let mut b = burst(side, instances, round)?;
+                b.unsettled = usize::from(!was_settled);
+                eprintln!(
+                    "bench: scale {instances} round {}, {}: all take over at once, first advert \
+                     after each deadline p50 {:.3} ms, p95 {:.3} ms, max {:.3} ms ({} missed){}",
+                    round + 1,
+                    side.imp.name(),
+                    quantile(&b.delays_ms, 0.5).unwrap_or(f64::NAN),
+                    quantile(&b.delays_ms, 0.95).unwrap_or(f64::NAN),
+                    quantile(&b.delays_ms, 1.0).unwrap_or(f64::NAN),
+                    b.missed,
+                    if was_settled {
+                        ""
+                    } else {
+                        " (NOT SETTLED at the cut)"
+                    },
+                );
+                let all = out.burst.entry(side.imp).or_default();
+                all.delays_ms.extend(b.delays_ms);
+                all.missed += b.missed;
+                all.unsettled += b.unsettled;
+            }
             master.stop();
             backup.stop();
         }
