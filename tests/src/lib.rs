@@ -14,6 +14,7 @@ pub mod frames;
 pub mod frr;
 pub mod invariant;
 pub mod netns;
+pub mod vrrpd;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
@@ -241,6 +242,21 @@ impl Lab {
             &port,
             if up { "up" } else { "down" },
         ])?;
+        Ok(())
+    }
+
+    /// Cuts (`cut = true`) or heals a host off the switch while every link stays up: the
+    /// port leaves the bridge (and joins it again), so no agent sees a carrier change and
+    /// each side goes on as if the other had died. A partition, not an unplugged cable: a
+    /// router that sees its link go enters Fault and comes back Backup, one that is
+    /// partitioned stays Master, and both are Master when the partition heals.
+    pub fn set_partitioned(&self, name: &str, cut: bool) -> anyhow::Result<()> {
+        let port = self.host(name).port.clone();
+        if cut {
+            ip(&["-n", &self.switch, "link", "set", &port, "nomaster"])?;
+        } else {
+            ip(&["-n", &self.switch, "link", "set", &port, "master", "br0"])?;
+        }
         Ok(())
     }
 

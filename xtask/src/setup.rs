@@ -39,6 +39,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("frr", "/usr/lib/frr/bfdd"),
     // The bench drops 1 % of a node's packets with the statistic match.
     ("iptables", "iptables-legacy"),
+    // `accept = false` is enforced with an nftables table (as keepalived's no_accept).
+    ("nftables", "nft"),
 ];
 
 fn step(msg: &str) {

@@ -6,6 +6,7 @@ mod adverts;
 pub mod bfd;
 pub mod groups;
 pub mod instance;
+mod no_accept;
 pub mod owned;
 mod phases;
 pub mod receive;
@@ -101,6 +102,8 @@ struct Agent {
     alarm: Option<crate::vrrp::Instant>,
     /// The election loop's scheduling class, as the kernel granted it.
     scheduling: String,
+    /// The addresses the nftables table of Accept_Mode False refuses, as last written.
+    no_accept: Vec<std::net::IpAddr>,
     /// Takeovers whose first advert left in this round's batch, by instance name, with
     /// when: logged once the round's adverts are all out.
     wake_logs: Vec<(String, wake::Wake, crate::vrrp::Instant)>,
@@ -226,6 +229,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         wakes: HashMap::new(),
         alarm: None,
         scheduling: String::new(),
+        no_accept: Vec::new(),
         wake_logs: Vec::new(),
     };
     let config = agent.config.clone();
@@ -256,6 +260,8 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         now,
     );
     phases.done("tracking evaluated, elections started");
+    // Before the first actions: an address owner adds its addresses in them.
+    agent.sync_no_accept(true).await;
     agent.run_actions().await;
     phases.done("first actions run");
 
@@ -390,7 +396,9 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
                 // Two quick reloads may finish out of order: the newest read wins.
                 let answer = if generation > reload_applied {
                     reload_applied = generation;
-                    agent.reload(loaded).await
+                    let answer = agent.reload(loaded).await;
+                    agent.sync_no_accept(false).await;
+                    answer
                 } else {
                     serde_json::json!({
                         "applied": false,
@@ -436,6 +444,7 @@ pub async fn run(path: &Path) -> Result<(), RunError> {
         inst.close(&agent.netlink).await;
     }
     agent.owned.clear();
+    agent.clear_no_accept().await;
     // notify_stop (and `notify ... STOP`) run before the process ends, each within its
     // own time limit.
     let mut queues: Vec<_> = agent

@@ -84,7 +84,7 @@ const EMAIL: &str =
     "e-mail alerts are not supported; use notify scripts (notify_master, notify, ...) to send mail";
 const SNMP: &str = "SNMP and D-Bus are not supported; use `vigil status --json` or the Prometheus endpoint (global.metrics)";
 const FIFO: &str = "notify FIFOs are not supported; use a `notify` script, which gets the same INSTANCE/GROUP name state priority words";
-const FIREWALL: &str = "vigil installs no firewall rules (keepalived uses them for strict mode's no_accept); add drop rules yourself if you need them";
+const FIREWALL: &str = "vigil enforces accept = false (no_accept, strict mode's default) with its own nftables table, inet vigil; how keepalived names, orders or counts its rules does not carry over";
 const BFD: &str = "a tunable of keepalived's BFD process; vigil's BFD runs inside the agent";
 const NETNS: &str = "network namespaces are chosen by how vigil is started (e.g. `ip netns exec`), not by the configuration";
 const VMAC: &str = "vigil names the virtual MAC interface itself (vrrp.VRID, or vmac_interface) and always uses the RFC 5798 MAC 00:00:5e:00:01:VRID";
@@ -468,7 +468,11 @@ pub const KEYWORDS: &[Keyword] = &[
         "unicast_peers (a /prefix dropped, repeats left out)",
     ),
     c(I, "accept", "accept = true"),
-    c(I, "no_accept", "accept = false"),
+    c(
+        I,
+        "no_accept",
+        "accept = false (enforced with an nftables table, inet vigil, as keepalived does)",
+    ),
     c(I, "old_unicast_checksum", "v3_checksum_as_v2 = true"),
     c(I, "v3_checksum_as_v2", "v3_checksum_as_v2 = true"),
     c(I, "track_script", "track_scripts"),

@@ -7,6 +7,7 @@
 pub mod address;
 pub mod announce;
 pub mod link;
+pub mod no_accept;
 pub mod route;
 pub mod sysctl;
 pub mod vmac;
