@@ -47,49 +47,18 @@ impl Frr {
     }
 
     fn daemon(&self, name: &str) -> anyhow::Result<Child> {
-        let d = self.dir.display().to_string();
-        let log = std::fs::File::create(self.dir.join(format!("{name}.log")))?;
-        self.host
-            .command(&format!("/usr/lib/frr/{name}"))
-            .args([
-                "-f",
-                &format!("{d}/{name}.conf"),
-                "-i",
-                &format!("{d}/{name}.pid"),
-                "-z",
-                &format!("{d}/zserv.api"),
-                "--vty_socket",
-                &d,
-                "-P",
-                "0",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {name} in {}", self.host.ns))
+        spawn_daemon(&self.host, &self.dir, name)
     }
 
     /// Starts bfdd (again).
     pub fn start_bfdd(&mut self) -> anyhow::Result<()> {
         self.bfdd = Some(self.daemon("bfdd")?);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.vtysh("show bfd peers json").is_err() {
-            if Instant::now() > deadline {
-                bail!("bfdd does not answer vtysh");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(())
+        wait_vtysh(&self.host, &self.dir, "show bfd peers json", "bfdd")
     }
 
     /// Runs one vtysh command against these daemons.
     pub fn vtysh(&self, command: &str) -> anyhow::Result<String> {
-        let d = self.dir.display().to_string();
-        let out = self
-            .host
-            .exec(&["vtysh", "--vty_socket", &d, "-c", command])?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        vtysh_in(&self.host, &self.dir, command)
     }
 
     /// `show bfd peers json`.
@@ -119,4 +88,51 @@ impl Drop for Frr {
             let _ = std::fs::remove_dir_all(format!("/var/tmp/frr/zebra.{pid}"));
         }
     }
+}
+
+/// Starts FRR's daemon `name` in `host` in the foreground, its configuration, PID file,
+/// zebra socket and vty socket in `dir`, its output appended to `dir/<name>.log`.
+pub(crate) fn spawn_daemon(host: &Host, dir: &Path, name: &str) -> anyhow::Result<Child> {
+    let d = dir.display().to_string();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{name}.log")))?;
+    host.command(&format!("/usr/lib/frr/{name}"))
+        .args([
+            "-f",
+            &format!("{d}/{name}.conf"),
+            "-i",
+            &format!("{d}/{name}.pid"),
+            "-z",
+            &format!("{d}/zserv.api"),
+            "--vty_socket",
+            &d,
+            "-P",
+            "0",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {name} in {}", host.ns))
+}
+
+/// Runs one vtysh command against the daemons whose vty sockets are in `dir`.
+pub(crate) fn vtysh_in(host: &Host, dir: &Path, command: &str) -> anyhow::Result<String> {
+    let d = dir.display().to_string();
+    let out = host.exec(&["vtysh", "--vty_socket", &d, "-c", command])?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Waits up to 10 s until daemon `name` answers `command` through vtysh.
+pub(crate) fn wait_vtysh(host: &Host, dir: &Path, command: &str, name: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vtysh_in(host, dir, command).is_err() {
+        if Instant::now() > deadline {
+            bail!("{name} does not answer vtysh");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
 }

@@ -6,10 +6,10 @@
 //! the addresses, so "who holds the VIP" is vrrpd's state (or the wire), not `ip addr`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
 use crate::{Host, run};
 
@@ -97,52 +97,18 @@ impl Vrrpd {
     }
 
     fn daemon(&self, name: &str) -> anyhow::Result<Child> {
-        let d = self.dir.display().to_string();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("{name}.log")))?;
-        self.host
-            .command(&format!("/usr/lib/frr/{name}"))
-            .args([
-                "-f",
-                &format!("{d}/{name}.conf"),
-                "-i",
-                &format!("{d}/{name}.pid"),
-                "-z",
-                &format!("{d}/zserv.api"),
-                "--vty_socket",
-                &d,
-                "-P",
-                "0",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {name} in {}", self.host.ns))
+        crate::frr::spawn_daemon(&self.host, &self.dir, name)
     }
 
     /// Starts vrrpd (again) and waits until it answers vtysh.
     pub fn start_vrrpd(&mut self) -> anyhow::Result<()> {
         self.vrrpd = Some(self.daemon("vrrpd")?);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.vtysh("show vrrp json").is_err() {
-            if Instant::now() > deadline {
-                bail!("vrrpd does not answer vtysh");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(())
+        crate::frr::wait_vtysh(&self.host, &self.dir, "show vrrp json", "vrrpd")
     }
 
     /// Runs one vtysh command against these daemons.
     pub fn vtysh(&self, command: &str) -> anyhow::Result<String> {
-        let d = self.dir.display().to_string();
-        let out = self
-            .host
-            .exec(&["vtysh", "--vty_socket", &d, "-c", command])?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        crate::frr::vtysh_in(&self.host, &self.dir, command)
     }
 
     /// Runs configuration lines (`interface eth0` context) through vtysh.

@@ -103,6 +103,18 @@ fn start_vigil(host: &Host, dir: &Path, bpffs: &Path, instance: &str) -> anyhow:
     Vigil::start(host, dir, &(global(host, dir, bpffs, "") + instance))
 }
 
+/// The lab most tests here start from: `hosts`, then "watch" capturing every VRRP
+/// advert on the segment; with the lab's bpffs, its directory, the capture and its file.
+fn segment(tag: &str, hosts: &[&str]) -> anyhow::Result<(Lab, PathBuf, PathBuf, Capture, PathBuf)> {
+    let mut names = hosts.to_vec();
+    names.push("watch");
+    let mut lab = Lab::new(tag, &names)?;
+    let bpffs = lab.bpffs()?;
+    let dir = lab.dir.clone();
+    let (cap, pcap) = capture(&lab, "watch")?;
+    Ok((lab, bpffs, dir, cap, pcap))
+}
+
 fn capture(lab: &Lab, host: &str) -> anyhow::Result<(Capture, PathBuf)> {
     let path = lab.dir.join(format!("{host}.pcap"));
     let c = Capture::start(
@@ -120,11 +132,8 @@ fn capture(lab: &Lab, host: &str) -> anyhow::Result<(Capture, PathBuf)> {
 #[test]
 fn three_implementations_elect_one_master_through_deaths_and_returns() -> anyhow::Result<()> {
     require_root();
-    let mut lab = Lab::new("el3", &["lb01", "lb02", "lb03", "watch"])?;
-    let bpffs = lab.bpffs()?;
-    let dir = lab.dir.clone();
+    let (lab, bpffs, dir, cap, pcap) = segment("el3", &["lb01", "lb02", "lb03"])?;
     let [lb01, lb02, lb03] = lab.clone_hosts();
-    let (cap, pcap) = capture(&lab, "watch")?;
     let frr = Vrrpd::start(
         &lb03,
         &dir,
@@ -196,11 +205,8 @@ fn takeover_gap(
 /// vigil learns the Master's interval (RFC 5798 §6.4.2) and takes over after
 /// 3 × that + Skew_Time once vrrpd dies; returns the gap on the wire.
 fn learned_interval(tag: &str, frr_ms: u32, vigil_interval: &str) -> anyhow::Result<Duration> {
-    let mut lab = Lab::new(tag, &["lb01", "lb02", "watch"])?;
-    let bpffs = lab.bpffs()?;
-    let dir = lab.dir.clone();
+    let (lab, bpffs, dir, cap, pcap) = segment(tag, &["lb01", "lb02"])?;
     let [lb01, lb02] = lab.clone_hosts();
-    let (cap, pcap) = capture(&lab, "watch")?;
     let mut frr = Vrrpd::start(
         &lb02,
         &dir,
@@ -262,11 +268,8 @@ fn a_backup_at_1s_learns_a_100ms_master_interval() -> anyhow::Result<()> {
 #[test]
 fn equal_priorities_the_higher_address_wins_against_keepalived_and_vrrpd() -> anyhow::Result<()> {
     require_root();
-    let mut lab = Lab::new("eltie", &["lb01", "lb02", "lb03", "watch"])?;
-    let bpffs = lab.bpffs()?;
-    let dir = lab.dir.clone();
+    let (lab, bpffs, dir, cap, pcap) = segment("eltie", &["lb01", "lb02", "lb03"])?;
     let [lb01, lb02, lb03] = lab.clone_hosts();
-    let (cap, pcap) = capture(&lab, "watch")?;
     let hold = Duration::from_millis(1000);
     let window = Duration::from_millis(600);
     // keepalived (.11) first: Master alone.
@@ -354,11 +357,8 @@ fn equal_priorities_the_higher_address_wins_against_keepalived_and_vrrpd() -> an
 #[test]
 fn priority_zero_from_keepalived_and_vrrpd_means_skew_time() -> anyhow::Result<()> {
     require_root();
-    let mut lab = Lab::new("elzero", &["lb01", "lb02", "lb03", "watch"])?;
-    let bpffs = lab.bpffs()?;
-    let dir = lab.dir.clone();
+    let (lab, bpffs, dir, cap, pcap) = segment("elzero", &["lb01", "lb02", "lb03"])?;
     let [lb01, lb02, lb03] = lab.clone_hosts();
-    let (cap, pcap) = capture(&lab, "watch")?;
     let ka = Keepalived::start(
         &lb02,
         &dir,
@@ -418,11 +418,8 @@ fn priority_zero_from_keepalived_and_vrrpd_means_skew_time() -> anyhow::Result<(
 #[test]
 fn vrrpv2_with_vrrpd_both_ways() -> anyhow::Result<()> {
     require_root();
-    let mut lab = Lab::new("elv2", &["lb01", "lb02", "watch"])?;
-    let bpffs = lab.bpffs()?;
-    let dir = lab.dir.clone();
+    let (lab, bpffs, dir, cap, pcap) = segment("elv2", &["lb01", "lb02"])?;
     let [lb01, lb02] = lab.clone_hosts();
-    let (cap, pcap) = capture(&lab, "watch")?;
     let lines = |p: u8| frr_lines(p, 1000, "").replace("version 3", "version 2");
     let inst = |p: u8| vigil_instance(p, "1s", "").replace("version = 3", "version = 2");
     let mut frr = Vrrpd::start(&lb02, &dir, 51, false, &[&format!("{VIP}/24")], &lines(200))?;
@@ -462,11 +459,8 @@ const VIP6: &str = "2001:db8::100";
 /// Equal priorities over IPv6: the higher link-local source wins (RFC 5798 §6.4.3), with
 /// `peer` ("keepalived" or "vrrpd") on lb01 and vigil on lb02.
 fn ipv6_tie(tag: &str, peer: &str) -> anyhow::Result<()> {
-    let mut lab = Lab::new(tag, &["lb01", "lb02", "watch"])?;
-    let bpffs = lab.bpffs()?;
-    let dir = lab.dir.clone();
+    let (lab, bpffs, dir, cap, pcap) = segment(tag, &["lb01", "lb02"])?;
     let [lb01, lb02] = lab.clone_hosts();
-    let (cap, pcap) = capture(&lab, "watch")?;
     let _ka;
     let _frr;
     if peer == "keepalived" {
@@ -557,11 +551,8 @@ fn ipv6_equal_priorities_with_vrrpd() -> anyhow::Result<()> {
 #[test]
 fn owner_against_keepalived() -> anyhow::Result<()> {
     require_root();
-    let mut lab = Lab::new("elown", &["lb01", "lb02", "watch"])?;
-    let bpffs = lab.bpffs()?;
-    let dir = lab.dir.clone();
+    let (lab, bpffs, dir, cap, pcap) = segment("elown", &["lb01", "lb02"])?;
     let [lb01, lb02] = lab.clone_hosts();
-    let (cap, pcap) = capture(&lab, "watch")?;
     let _ka = Keepalived::start(&lb02, &dir, &ka_conf(254, ""))?;
     settled_on(
         &pcap,
@@ -621,11 +612,8 @@ fn owner_against_keepalived() -> anyhow::Result<()> {
 #[test]
 fn differing_vip_lists_with_keepalived_elect_one_master() -> anyhow::Result<()> {
     require_root();
-    let mut lab = Lab::new("elvips", &["lb01", "lb02", "watch"])?;
-    let bpffs = lab.bpffs()?;
-    let dir = lab.dir.clone();
+    let (lab, bpffs, dir, cap, pcap) = segment("elvips", &["lb01", "lb02"])?;
     let [lb01, lb02] = lab.clone_hosts();
-    let (cap, pcap) = capture(&lab, "watch")?;
     let window = Duration::from_millis(600);
     let ka = Keepalived::start(&lb02, &dir, &ka_conf(200, ""))?;
     settled_on(
@@ -679,11 +667,8 @@ fn differing_vip_lists_with_keepalived_elect_one_master() -> anyhow::Result<()> 
 #[test]
 fn non_preempting_backups_above_the_master_wait_for_it_to_die() -> anyhow::Result<()> {
     require_root();
-    let mut lab = Lab::new("elnopre", &["lb01", "lb02", "lb03", "watch"])?;
-    let bpffs = lab.bpffs()?;
-    let dir = lab.dir.clone();
+    let (lab, bpffs, dir, cap, pcap) = segment("elnopre", &["lb01", "lb02", "lb03"])?;
     let [lb01, lb02, lb03] = lab.clone_hosts();
-    let (cap, pcap) = capture(&lab, "watch")?;
     let (a1, a2, a3) = (
         IpAddr::from(lb01.ipv4),
         IpAddr::from(lb02.ipv4),
@@ -743,11 +728,8 @@ fn non_preempting_backups_above_the_master_wait_for_it_to_die() -> anyhow::Resul
 #[test]
 fn bfd_to_a_keepalived_master_through_frr_bfdd_speeds_up_the_takeover() -> anyhow::Result<()> {
     require_root();
-    let mut lab = Lab::new("elbfd", &["lb01", "lb02", "watch"])?;
-    let bpffs = lab.bpffs()?;
-    let dir = lab.dir.clone();
+    let (lab, bpffs, dir, cap, pcap) = segment("elbfd", &["lb01", "lb02"])?;
     let [lb01, lb02] = lab.clone_hosts();
-    let (cap, pcap) = capture(&lab, "watch")?;
     let _ka = Keepalived::start(
         &lb02,
         &dir,
