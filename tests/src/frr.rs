@@ -22,26 +22,12 @@ impl Frr {
     pub fn start(host: &Host, dir: &Path, bfdd_conf: &str) -> anyhow::Result<Self> {
         let dir = dir.join(format!("frr-{}", host.name));
         std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join("zebra.conf"), format!("hostname {}\n", host.name))?;
-        std::fs::write(dir.join("bfdd.conf"), bfdd_conf)?;
-        run(std::process::Command::new("chown")
-            .args(["-R", "frr:frr"])
-            .arg(&dir))?;
         let mut frr = Self {
             host: host.clone(),
             dir: dir.clone(),
-            zebra: None,
+            zebra: Some(start_zebra(host, &dir, "bfdd", bfdd_conf)?),
             bfdd: None,
         };
-        frr.zebra = Some(frr.daemon("zebra")?);
-        let zserv = dir.join("zserv.api");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !zserv.exists() {
-            if Instant::now() > deadline {
-                bail!("zebra made no socket in {}", dir.display());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
         frr.start_bfdd()?;
         Ok(frr)
     }
@@ -135,4 +121,29 @@ pub(crate) fn wait_vtysh(host: &Host, dir: &Path, command: &str, name: &str) -> 
         std::thread::sleep(Duration::from_millis(100));
     }
     Ok(())
+}
+
+/// Writes zebra's configuration and `daemon`'s (`conf`) into `dir`, gives `dir` to the
+/// `frr` user, starts zebra and waits for its socket.
+pub(crate) fn start_zebra(
+    host: &Host,
+    dir: &Path,
+    daemon: &str,
+    conf: &str,
+) -> anyhow::Result<Child> {
+    std::fs::write(dir.join("zebra.conf"), format!("hostname {}\n", host.name))?;
+    std::fs::write(dir.join(format!("{daemon}.conf")), conf)?;
+    run(std::process::Command::new("chown")
+        .args(["-R", "frr:frr"])
+        .arg(dir))?;
+    let zebra = spawn_daemon(host, dir, "zebra")?;
+    let zserv = dir.join("zserv.api");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !zserv.exists() {
+        if Instant::now() > deadline {
+            bail!("zebra made no socket in {}", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(zebra)
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use crate::{Host, run};
+use crate::Host;
 
 /// zebra + vrrpd in one host; killed (by their own PIDs) on drop.
 pub struct Vrrpd {
@@ -72,26 +72,13 @@ impl Vrrpd {
             host.exec(&["ip", "addr", "add", a, "dev", &link])?;
         }
         host.exec(&["ip", "link", "set", &link, "up"])?;
-        std::fs::write(dir.join("zebra.conf"), format!("hostname {}\n", host.name))?;
-        std::fs::write(dir.join("vrrpd.conf"), format!("interface eth0\n{lines}"))?;
-        run(std::process::Command::new("chown")
-            .args(["-R", "frr:frr"])
-            .arg(&dir))?;
+        let conf = format!("interface eth0\n{lines}");
         let mut v = Self {
             host: host.clone(),
             dir: dir.clone(),
-            zebra: None,
+            zebra: Some(crate::frr::start_zebra(host, &dir, "vrrpd", &conf)?),
             vrrpd: None,
         };
-        v.zebra = Some(v.daemon("zebra")?);
-        let zserv = dir.join("zserv.api");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !zserv.exists() {
-            if Instant::now() > deadline {
-                bail!("zebra made no socket in {}", dir.display());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
         v.start_vrrpd()?;
         Ok(v)
     }
